@@ -1,0 +1,324 @@
+//! Token verification for `stampd verify`: status, imprint, nonce, message digest, ESS
+//! signing certificate, signature, and the certificate chain up to a trusted CA at genTime.
+
+use aws_lc_rs::signature::{self as sig, UnparsedPublicKey, VerificationAlgorithm};
+
+use crate::protocol::cert::CertView;
+use crate::protocol::der::{self, tag, Reader};
+use crate::protocol::response::{self, SignerInfo, Token};
+use crate::protocol::{oid, HashAlg, PkiStatus, Timestamp};
+
+/// What the token must be about.
+#[derive(Debug, Clone)]
+pub struct Expectation {
+    pub hash: HashAlg,
+    pub digest: Vec<u8>,
+    /// Nonce magnitude (big-endian) the request carried, if the caller knows it.
+    pub nonce: Option<Vec<u8>>,
+}
+
+/// A verified token's facts.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Verified {
+    pub status: &'static str,
+    pub serial: String,
+    pub gen_time: String,
+    pub policy: String,
+    pub hash_algorithm: &'static str,
+    pub digest: String,
+    pub nonce: Option<String>,
+    pub accuracy_us: Option<u64>,
+    pub tsa_certificate_subject_sha256: String,
+    pub signature_algorithm: &'static str,
+    pub chain_length: usize,
+}
+
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn oid_text(bytes: &[u8]) -> String {
+    oid::to_dotted(bytes).unwrap_or_else(|| hex(bytes))
+}
+
+/// Strips leading zero octets of an INTEGER's content (for comparing magnitudes).
+fn magnitude(v: &[u8]) -> &[u8] {
+    let skip = v.iter().take_while(|&&b| b == 0).count();
+    &v[skip..]
+}
+
+/// Verifies a `TimeStampResp` (or a bare token when `bare`). `trusted` are CA certificates;
+/// `extra` are untrusted certificates that may complete the chain.
+pub fn verify(
+    input: &[u8],
+    bare: bool,
+    expect: &Expectation,
+    trusted: &[Vec<u8>],
+    extra: &[Vec<u8>],
+) -> Result<Verified, String> {
+    let token = if bare {
+        response::decode_token(input).map_err(|e| format!("not a timestamp token: {e}"))?
+    } else {
+        let resp = response::decode(input).map_err(|e| format!("not a TimeStampResp: {e}"))?;
+        if resp.status != PkiStatus::Granted && resp.status != PkiStatus::GrantedWithMods {
+            let fails: Vec<_> = resp.fail_info.iter().map(|f| f.name()).collect();
+            return Err(format!(
+                "status {} (failInfo: {}; text: {})",
+                resp.status.name(),
+                if fails.is_empty() {
+                    "none".into()
+                } else {
+                    fails.join(", ")
+                },
+                resp.status_text.join(" / ")
+            ));
+        }
+        resp.token.ok_or("granted response without a token")?
+    };
+    verify_token(&token, expect, trusted, extra)
+}
+
+fn verify_token(
+    token: &Token<'_>,
+    expect: &Expectation,
+    trusted: &[Vec<u8>],
+    extra: &[Vec<u8>],
+) -> Result<Verified, String> {
+    let tst = &token.tst_info;
+    if tst.version != 1 {
+        return Err(format!("TSTInfo version {} (expected 1)", tst.version));
+    }
+    if tst.hash_oid != expect.hash.oid() {
+        return Err(format!(
+            "token imprint uses {}, expected {}",
+            oid_text(tst.hash_oid),
+            expect.hash.name()
+        ));
+    }
+    if tst.digest != expect.digest.as_slice() {
+        return Err("message imprint does not match the data".into());
+    }
+    match (&expect.nonce, tst.nonce) {
+        (Some(want), Some(got)) if magnitude(want) == magnitude(got) => {}
+        (Some(_), Some(_)) => return Err("nonce in the token differs from the request's".into()),
+        (Some(_), None) => return Err("the token carries no nonce but the request had one".into()),
+        (None, _) => {}
+    }
+    let [si] = token.signer_infos.as_slice() else {
+        return Err(format!(
+            "{} SignerInfos (expected exactly one)",
+            token.signer_infos.len()
+        ));
+    };
+    let digest_alg = HashAlg::from_oid_bytes(si.digest_alg)
+        .ok_or_else(|| format!("unsupported digest algorithm {}", oid_text(si.digest_alg)))?;
+
+    // contentType and messageDigest signed attributes (RFC 5652 §5.3, §11).
+    let ct = si
+        .attribute(oid::ATTR_CONTENT_TYPE)
+        .ok_or("no content-type attribute")?;
+    if der::read_single(ct, tag::OID).map(|t| t.value) != Ok(oid::CT_TST_INFO) {
+        return Err("content-type attribute is not id-ct-TSTInfo".into());
+    }
+    let md = si
+        .attribute(oid::ATTR_MESSAGE_DIGEST)
+        .ok_or("no message-digest attribute")?;
+    let md = der::read_single(md, tag::OCTET_STRING)
+        .map_err(|_| "bad message-digest")?
+        .value;
+    if md != digest_alg.digest(token.tst_info_der).as_slice() {
+        return Err("message-digest attribute does not match TSTInfo".into());
+    }
+
+    // Find the TSA certificate by sid among the token's and the extra certificates.
+    let pool: Vec<&[u8]> = token
+        .certificates
+        .iter()
+        .copied()
+        .chain(extra.iter().map(Vec::as_slice))
+        .collect();
+    let signer = pool
+        .iter()
+        .filter_map(|c| CertView::parse(c).ok())
+        .find(|c| c.issuer == si.sid_issuer && c.serial == si.sid_serial)
+        .ok_or("TSA certificate not found: request it with certReq (--cert) or pass --untrusted")?;
+    check_signing_certificate(si, &signer)?;
+    let scheme = verify_signature(
+        &signer,
+        si.signature_alg,
+        &si.signed_attrs_der(),
+        si.signature,
+    )
+    .map_err(|e| format!("token signature: {e}"))?;
+    check_eku(&signer)?;
+    let chain_length = verify_chain(&signer, &pool, trusted, tst.gen_time)?;
+
+    Ok(Verified {
+        status: "granted",
+        serial: hex(magnitude(tst.serial)),
+        gen_time: tst.gen_time_text.to_string(),
+        policy: oid_text(tst.policy),
+        hash_algorithm: expect.hash.name(),
+        digest: hex(tst.digest),
+        nonce: tst.nonce.map(|n| hex(magnitude(n))),
+        accuracy_us: tst
+            .accuracy
+            .map(|(s, ms, us)| s * 1_000_000 + ms * 1_000 + us),
+        tsa_certificate_subject_sha256: hex(&HashAlg::Sha256.digest(signer.subject)[..8]),
+        signature_algorithm: scheme,
+        chain_length,
+    })
+}
+
+/// ESS signing-certificate-v2 (RFC 5035) or v1 (RFC 2634) must name the TSA certificate.
+fn check_signing_certificate(si: &SignerInfo<'_>, cert: &CertView<'_>) -> Result<(), String> {
+    let (attr, v2) = match si.attribute(oid::ATTR_SIGNING_CERTIFICATE_V2) {
+        Some(a) => (a, true),
+        None => (
+            si.attribute(oid::ATTR_SIGNING_CERTIFICATE)
+                .ok_or("no ESS signing-certificate attribute")?,
+            false,
+        ),
+    };
+    let bad = |_| "malformed ESS signing-certificate attribute".to_string();
+    let mut sc = Reader::new(der::read_single(attr, tag::SEQUENCE).map_err(bad)?.value);
+    let mut certs = sc.read_nested(tag::SEQUENCE).map_err(bad)?;
+    let mut id = certs.read_nested(tag::SEQUENCE).map_err(bad)?;
+    let hash = if v2 && id.peek_tag() == Some(tag::SEQUENCE) {
+        let mut alg = id.read_nested(tag::SEQUENCE).map_err(bad)?;
+        let o = alg.read(tag::OID).map_err(bad)?.value;
+        HashAlg::from_oid_bytes(o).ok_or("unsupported ESSCertIDv2 hash")?
+    } else if v2 {
+        HashAlg::Sha256
+    } else {
+        HashAlg::Sha1
+    };
+    let cert_hash = id.read(tag::OCTET_STRING).map_err(bad)?.value;
+    if cert_hash != hash.digest(cert.raw).as_slice() {
+        return Err("ESS signing certificate hash does not match the TSA certificate".into());
+    }
+    Ok(())
+}
+
+fn check_eku(cert: &CertView<'_>) -> Result<(), String> {
+    match cert.extended_key_usage() {
+        Ok(Some((true, p))) if p == [oid::KP_TIME_STAMPING] => Ok(()),
+        Ok(Some((true, p))) if p.contains(&oid::KP_TIME_STAMPING) => {
+            Err("TSA certificate EKU holds purposes besides timeStamping".into())
+        }
+        _ => Err("TSA certificate lacks a critical extendedKeyUsage with timeStamping".into()),
+    }
+}
+
+/// Walks from `leaf` to a trusted certificate, checking each signature and validity at
+/// `at`. Returns the number of certificates in the path, trust anchor included.
+fn verify_chain(
+    leaf: &CertView<'_>,
+    pool: &[&[u8]],
+    trusted: &[Vec<u8>],
+    at: Timestamp,
+) -> Result<usize, String> {
+    let mut current = leaf.clone();
+    for depth in 1..=8 {
+        if !current.valid_at(at) {
+            return Err(format!(
+                "certificate at depth {depth} is not valid at genTime"
+            ));
+        }
+        for t in trusted {
+            let Ok(anchor) = CertView::parse(t) else {
+                continue;
+            };
+            if anchor.subject == current.issuer
+                && verify_signature(
+                    &anchor,
+                    current.signature_alg,
+                    current.tbs,
+                    current.signature,
+                )
+                .is_ok()
+            {
+                return Ok(depth + 1);
+            }
+            if anchor.raw == current.raw {
+                return Ok(depth);
+            }
+        }
+        let next = pool
+            .iter()
+            .filter_map(|c| CertView::parse(c).ok())
+            .find(|c| {
+                c.subject == current.issuer
+                    && c.raw != current.raw
+                    && verify_signature(c, current.signature_alg, current.tbs, current.signature)
+                        .is_ok()
+            })
+            .ok_or("the TSA certificate does not chain to a trusted CA (--ca)")?;
+        current = next;
+    }
+    Err("certificate chain too long".into())
+}
+
+/// Verifies `signature` over `message` with the key of `signer_cert` under `alg_tlv`
+/// (an AlgorithmIdentifier). Returns a name for the scheme.
+fn verify_signature(
+    signer_cert: &CertView<'_>,
+    alg_tlv: &[u8],
+    message: &[u8],
+    signature: &[u8],
+) -> Result<&'static str, String> {
+    let mut alg = Reader::new(
+        der::read_single(alg_tlv, tag::SEQUENCE)
+            .map_err(|e| e.to_string())?
+            .value,
+    );
+    let alg_oid = alg.read(tag::OID).map_err(|e| e.to_string())?.value;
+    let params = if alg.is_empty() {
+        &[][..]
+    } else {
+        alg.read_any().map_err(|e| e.to_string())?.raw
+    };
+    let curve = signer_cert
+        .key_params
+        .and_then(|p| der::read_single(p, tag::OID).ok())
+        .map(|t| t.value);
+    let is = |o: &[u8]| alg_oid == o;
+    let p256 = curve == Some(oid::SECP256R1);
+    let p384 = curve == Some(oid::SECP384R1);
+    let contains = |h: &[u8]| params.windows(h.len()).any(|w| w == h);
+    let (v, name): (&'static dyn VerificationAlgorithm, &'static str) =
+        if is(oid::ECDSA_WITH_SHA256) && p256 {
+            (&sig::ECDSA_P256_SHA256_ASN1, "ecdsa-p256-sha256")
+        } else if is(oid::ECDSA_WITH_SHA256) && p384 {
+            (&sig::ECDSA_P384_SHA256_ASN1, "ecdsa-p384-sha256")
+        } else if is(oid::ECDSA_WITH_SHA384) && p384 {
+            (&sig::ECDSA_P384_SHA384_ASN1, "ecdsa-p384-sha384")
+        } else if is(oid::ECDSA_WITH_SHA384) && p256 {
+            (&sig::ECDSA_P256_SHA384_ASN1, "ecdsa-p256-sha384")
+        } else if is(oid::ED25519) {
+            (&sig::ED25519, "ed25519")
+        } else if is(oid::SHA256_WITH_RSA)
+            || (is(oid::RSA_ENCRYPTION) && signer_cert.key_alg == oid::RSA_ENCRYPTION)
+        {
+            (&sig::RSA_PKCS1_2048_8192_SHA256, "rsa-pkcs1-sha256")
+        } else if is(oid::SHA384_WITH_RSA) {
+            (&sig::RSA_PKCS1_2048_8192_SHA384, "rsa-pkcs1-sha384")
+        } else if is(oid::SHA512_WITH_RSA) {
+            (&sig::RSA_PKCS1_2048_8192_SHA512, "rsa-pkcs1-sha512")
+        } else if is(oid::RSASSA_PSS) && contains(oid::SHA384) {
+            (&sig::RSA_PSS_2048_8192_SHA384, "rsa-pss-sha384")
+        } else if is(oid::RSASSA_PSS) && contains(oid::SHA512) {
+            (&sig::RSA_PSS_2048_8192_SHA512, "rsa-pss-sha512")
+        } else if is(oid::RSASSA_PSS) {
+            (&sig::RSA_PSS_2048_8192_SHA256, "rsa-pss-sha256")
+        } else {
+            return Err(format!(
+                "unsupported signature algorithm {}",
+                oid_text(alg_oid)
+            ));
+        };
+    UnparsedPublicKey::new(v, signer_cert.public_key)
+        .verify(message, signature)
+        .map(|_| name)
+        .map_err(|_| "signature does not verify".to_string())
+}

@@ -1,0 +1,154 @@
+//! Config → running parts. This is where files are read, the dev PKI is created, keys are
+//! loaded and the serial epoch is advanced.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::{parse_duration_us, parse_oid, Config, SignerKind};
+use crate::clock::{SystemClock, TimeSource};
+use crate::error::Error;
+use crate::pki::{DevPki, KeyType};
+use crate::policy::serial::SerialSpace;
+use crate::policy::{Issuer, Policy, Service};
+use crate::protocol::token::{Accuracy, PolicyTemplate};
+use crate::signer::software::SoftwareSigner;
+use crate::signer::TokenSigner;
+
+/// One listening socket and the paths it serves.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    pub addr: SocketAddr,
+    /// (path, service index).
+    pub routes: Vec<(String, usize)>,
+}
+
+/// Everything `serve` needs.
+pub struct Built {
+    pub issuer: Arc<Issuer>,
+    pub listeners: Vec<Listener>,
+    pub data_dir: PathBuf,
+}
+
+/// Resolves `p` against the data directory unless it is absolute.
+pub fn resolve(data_dir: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        data_dir.join(p)
+    }
+}
+
+/// Builds the runtime parts from a configuration, with the system clock.
+pub fn build(config: &Config) -> Result<Built, Error> {
+    build_with_clock(config, Arc::new(SystemClock))
+}
+
+pub fn build_with_clock(config: &Config, clock: Arc<dyn TimeSource>) -> Result<Built, Error> {
+    config.validate()?;
+    let data_dir = config.server.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).map_err(|e| Error::io(&data_dir, e))?;
+    let now = clock.now().map_err(|_| Error::TimeUnavailable)?;
+
+    let mut signers: BTreeMap<&str, Arc<dyn TokenSigner>> = BTreeMap::new();
+    for (name, sc) in &config.signer {
+        if !config.service.iter().any(|s| &s.signer == name) {
+            continue;
+        }
+        let key = resolve(&data_dir, &sc.key);
+        let cert = resolve(&data_dir, &sc.cert);
+        let dev = DevPki::in_dir(&data_dir);
+        // The embedded default: create the dev PKI on first start when the signer points at
+        // its (missing) files.
+        if key == dev.tsa_key && cert == dev.tsa_cert && !key.exists() && !cert.exists() {
+            dev.create(KeyType::P256)?;
+            tracing::info!(dir = %data_dir.join("pki").display(), "created development PKI (not for production)");
+        }
+        let signer: Arc<dyn TokenSigner> = match sc.kind {
+            SignerKind::File => Arc::new(SoftwareSigner::load(
+                name,
+                &key,
+                &cert,
+                sc.rsa_padding,
+                now,
+            )?),
+        };
+        tracing::info!(signer = %name, key_id = signer.key_id(), scheme = signer.template().scheme.name(), "signer ready");
+        signers.insert(name, signer);
+    }
+
+    let mut services = Vec::new();
+    let mut listeners: Vec<Listener> = Vec::new();
+    for (index, sc) in config.service.iter().enumerate() {
+        let signer = signers
+            .get(sc.signer.as_str())
+            .cloned()
+            .ok_or_else(|| Error::Config(format!("signer `{}` is not defined", sc.signer)))?;
+        let policies = sc
+            .policies
+            .iter()
+            .map(|name| build_policy(name, &config.policy[name]))
+            .collect::<Result<Vec<_>, _>>()?;
+        services.push(Service {
+            name: sc.name.clone(),
+            signer,
+            policies,
+            status_text: sc.status_text,
+        });
+        let addr: SocketAddr = sc
+            .listen
+            .parse()
+            .map_err(|_| Error::Config(format!("listen `{}` is not an address", sc.listen)))?;
+        match listeners.iter_mut().find(|l| l.addr == addr) {
+            Some(l) => l.routes.push((sc.path.clone(), index)),
+            None => listeners.push(Listener {
+                addr,
+                routes: vec![(sc.path.clone(), index)],
+            }),
+        }
+    }
+
+    let serials = SerialSpace::open(
+        &data_dir.join("state"),
+        config.server.node_id,
+        u64::try_from(now.unix_secs).unwrap_or(0),
+    )?;
+    Ok(Built {
+        issuer: Arc::new(Issuer {
+            services,
+            clock,
+            serials,
+        }),
+        listeners,
+        data_dir,
+    })
+}
+
+fn build_policy(name: &str, pc: &super::PolicyConfig) -> Result<Policy, Error> {
+    let bad = |what: &str| Error::Config(format!("policy.{name}: invalid {what}"));
+    let oid = parse_oid(&pc.oid).ok_or_else(|| bad("oid"))?;
+    let accuracy =
+        Accuracy::from_micros(parse_duration_us(&pc.accuracy).ok_or_else(|| bad("accuracy"))?);
+    let (accept_absent, accept_oids) = match &pc.match_.requested_policy {
+        None => (true, vec![oid.clone()]),
+        Some(list) => {
+            let oids = list
+                .iter()
+                .filter(|s| s.as_str() != "absent")
+                .map(|s| parse_oid(s).ok_or_else(|| bad("match.requested_policy")))
+                .collect::<Result<Vec<_>, _>>()?;
+            (list.iter().any(|s| s == "absent"), oids)
+        }
+    };
+    let template =
+        PolicyTemplate::new(&oid, accuracy, pc.gen_time_precision, pc.tsa_name, pc.certs);
+    Ok(Policy {
+        name: name.to_string(),
+        oid,
+        accept_absent,
+        accept_oids,
+        hash_algorithms: pc.hash_algorithms.clone(),
+        template,
+    })
+}

@@ -1,0 +1,513 @@
+//! Configuration: TOML → [`Config`] (serde, unknown keys refused) → [`Config::validate`]
+//! (pure: touches no file, socket or key, so `stampd check-config` runs anywhere) →
+//! [`build`] (I/O: keys, certificates, state).
+//!
+//! Every field's default and unit is documented here and in `config/stampd.example.toml`.
+
+pub mod build;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::protocol::oid::Oid;
+use crate::protocol::token::IncludeCerts;
+use crate::protocol::{HashAlg, Precision};
+use crate::signer::software::RsaPadding;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Signers by name.
+    #[serde(default = "default_signers")]
+    pub signer: BTreeMap<String, SignerConfig>,
+    /// Timestamp services (one HTTP endpoint each).
+    #[serde(default = "default_services")]
+    pub service: Vec<ServiceConfig>,
+    /// Policies by name.
+    #[serde(default = "default_policies")]
+    pub policy: BTreeMap<String, PolicyConfig>,
+}
+
+impl Default for Config {
+    /// The embedded default: one service at `http://127.0.0.1:3180/tsa`, signed by the dev
+    /// PKI's software key.
+    fn default() -> Self {
+        Config {
+            server: ServerConfig::default(),
+            signer: default_signers(),
+            service: default_services(),
+            policy: default_policies(),
+        }
+    }
+}
+
+fn default_signers() -> BTreeMap<String, SignerConfig> {
+    BTreeMap::from([("main".to_string(), SignerConfig::default())])
+}
+
+fn default_services() -> Vec<ServiceConfig> {
+    vec![ServiceConfig::default()]
+}
+
+fn default_policies() -> BTreeMap<String, PolicyConfig> {
+    BTreeMap::from([("default".to_string(), PolicyConfig::default())])
+}
+
+/// How a request travels from the HTTP core to the signer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dispatch {
+    /// Sign on the core that received the request (no hand-off; fastest for software keys).
+    #[default]
+    Inline,
+    /// Hand requests to backend workers through a bounded queue (for HSM signing).
+    Queue,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Data directory: dev PKI, state. Relative paths in this file resolve against it.
+    /// Default `./stampd-data`.
+    pub data_dir: PathBuf,
+    /// Frontend cores (one runtime thread each); 0 = all available. Default 0.
+    pub cores: usize,
+    /// Node id, distinct for every node that shares a TSA key (0..=65535); part of every
+    /// serial number. Default 0.
+    pub node_id: u16,
+    /// `inline` (default) or `queue`.
+    pub dispatch: Dispatch,
+    /// Backend worker threads for `dispatch = "queue"`; 0 = as many as cores. Default 0.
+    pub workers: usize,
+    /// Capacity of the backend queue in requests; a full queue answers 503. Default 4096.
+    pub queue_capacity: usize,
+    /// I/O driver: `auto` (io_uring when the kernel allows it, else epoll) or `epoll`.
+    pub io_driver: crate::frontend::IoDriver,
+    /// HTTP limits.
+    pub http: HttpConfig,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            data_dir: PathBuf::from("./stampd-data"),
+            cores: 0,
+            node_id: 0,
+            dispatch: Dispatch::Inline,
+            workers: 0,
+            queue_capacity: 4096,
+            io_driver: crate::frontend::IoDriver::Auto,
+            http: HttpConfig::default(),
+        }
+    }
+}
+
+/// `[server.http]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Largest request head (request line + headers) in bytes; more → 431. Default 8192.
+    pub max_header_bytes: usize,
+    /// Largest request body in bytes; more → 413 before the body is read. Default 65536.
+    pub max_body_bytes: usize,
+    /// Time allowed to receive a whole request once its first byte arrived, in ms; then
+    /// the connection is closed (slowloris defence). Default 10000.
+    pub request_timeout_ms: u64,
+    /// Time an idle keep-alive connection is kept open, in ms. Default 60000.
+    pub idle_timeout_ms: u64,
+    /// Open connections per core; more are answered 503 and closed. Default 16384.
+    pub max_connections_per_core: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_header_bytes: 8192,
+            max_body_bytes: 64 * 1024,
+            request_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            max_connections_per_core: 16_384,
+        }
+    }
+}
+
+/// `[signer.NAME]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignerConfig {
+    /// `file`: a PKCS#8 PEM key file signed in software.
+    pub kind: SignerKind,
+    /// Private key (PKCS#8 PEM), relative to the data directory. Default `pki/tsa.key`.
+    #[serde(default = "default_key")]
+    pub key: PathBuf,
+    /// Certificate chain (PEM, TSA certificate first), relative to the data directory.
+    /// Default `pki/tsa.pem`.
+    #[serde(default = "default_cert")]
+    pub cert: PathBuf,
+    /// RSA keys only: `pkcs1` (default) or `pss`.
+    #[serde(default)]
+    pub rsa_padding: RsaPadding,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignerKind {
+    File,
+}
+
+fn default_key() -> PathBuf {
+    PathBuf::from("pki/tsa.key")
+}
+
+fn default_cert() -> PathBuf {
+    PathBuf::from("pki/tsa.pem")
+}
+
+impl Default for SignerConfig {
+    fn default() -> Self {
+        SignerConfig {
+            kind: SignerKind::File,
+            key: default_key(),
+            cert: default_cert(),
+            rsa_padding: RsaPadding::Pkcs1,
+        }
+    }
+}
+
+/// `[[service]]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Unique name, used in logs. Default `default`.
+    pub name: String,
+    /// Listen address. Default `127.0.0.1:3180`.
+    pub listen: String,
+    /// URL path requests are POSTed to. Default `/tsa`.
+    pub path: String,
+    /// Name of a `[signer.NAME]`. Default `main`.
+    pub signer: String,
+    /// Policy names, tried in order; the first whose `match` accepts the request is used.
+    /// Default `["default"]`.
+    #[serde(default = "default_policy_names")]
+    pub policies: Vec<String>,
+    /// Send a statusString with rejections. Default true.
+    #[serde(default = "yes")]
+    pub status_text: bool,
+}
+
+fn default_policy_names() -> Vec<String> {
+    vec!["default".into()]
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            name: "default".into(),
+            listen: "127.0.0.1:3180".into(),
+            path: "/tsa".into(),
+            signer: "main".into(),
+            policies: default_policy_names(),
+            status_text: true,
+        }
+    }
+}
+
+/// `[policy.NAME]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// The TSA policy OID stamped into tokens. Default `2.999.1.1` (example arc: replace).
+    pub oid: String,
+    /// Which requests this policy takes.
+    #[serde(default, rename = "match")]
+    pub match_: MatchConfig,
+    /// Accepted message-imprint hash algorithms. Default: sha256, sha384, sha512, sha3-256,
+    /// sha3-384, sha3-512 (add `sha1` only for legacy clients).
+    #[serde(default = "default_hashes")]
+    pub hash_algorithms: Vec<HashAlg>,
+    /// Declared accuracy of genTime, e.g. `1s`, `500ms`, `100us`; `0s` omits it. Default `1s`.
+    #[serde(default = "default_accuracy")]
+    pub accuracy: String,
+    /// Fraction of a second in genTime: `s`, `ms` (default) or `us`.
+    #[serde(default)]
+    pub gen_time_precision: Precision,
+    /// Put the TSA name (certificate subject) into TSTInfo. Default true.
+    #[serde(default = "yes")]
+    pub tsa_name: bool,
+    /// With certReq: `signer` (TSA certificate only) or `chain` (default: every certificate
+    /// in the signer's cert file).
+    #[serde(default)]
+    pub certs: IncludeCerts,
+}
+
+/// `match = { ... }` of a policy.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatchConfig {
+    /// Accepted reqPolicy values: OIDs, or `absent` for requests without one.
+    /// Default `["absent", <the policy's oid>]`.
+    pub requested_policy: Option<Vec<String>>,
+}
+
+fn default_hashes() -> Vec<HashAlg> {
+    vec![
+        HashAlg::Sha256,
+        HashAlg::Sha384,
+        HashAlg::Sha512,
+        HashAlg::Sha3_256,
+        HashAlg::Sha3_384,
+        HashAlg::Sha3_512,
+    ]
+}
+
+fn default_accuracy() -> String {
+    "1s".into()
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            oid: "2.999.1.1".into(),
+            match_: MatchConfig::default(),
+            hash_algorithms: default_hashes(),
+            accuracy: default_accuracy(),
+            gen_time_precision: Precision::Millis,
+            tsa_name: true,
+            certs: IncludeCerts::Chain,
+        }
+    }
+}
+
+/// Parses `1s`, `500ms`, `100us` (also `µs`) into microseconds.
+pub fn parse_duration_us(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, mul) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 1_000)
+    } else if let Some(n) = s.strip_suffix("us").or_else(|| s.strip_suffix("µs")) {
+        (n, 1)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1_000_000)
+    } else {
+        return None;
+    };
+    num.trim().parse::<u64>().ok()?.checked_mul(mul)
+}
+
+pub fn parse_oid(s: &str) -> Option<Oid> {
+    Oid::parse(s)
+}
+
+impl Config {
+    /// Parses TOML text. Errors carry the line and column.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, Error> {
+        toml::from_str(text).map_err(|e| Error::Config(format!("{origin}: {e}")))
+    }
+
+    /// Checks everything that can be checked without I/O. Each message names the key and
+    /// says what to write instead.
+    pub fn validate(&self) -> Result<(), Error> {
+        let mut errors = Vec::new();
+        let http = &self.server.http;
+        if self.server.cores > 1024 {
+            errors.push("server.cores: at most 1024 (0 = all available cores)".to_string());
+        }
+        if self.server.queue_capacity == 0 {
+            errors.push("server.queue_capacity: must be at least 1".into());
+        }
+        for (key, v) in [
+            ("max_header_bytes", http.max_header_bytes),
+            ("max_body_bytes", http.max_body_bytes),
+            ("max_connections_per_core", http.max_connections_per_core),
+        ] {
+            if v == 0 {
+                errors.push(format!("server.http.{key}: must be at least 1"));
+            }
+        }
+        if http.max_header_bytes < 256 {
+            errors.push("server.http.max_header_bytes: at least 256 bytes".into());
+        }
+        for (key, v) in [
+            ("request_timeout_ms", http.request_timeout_ms),
+            ("idle_timeout_ms", http.idle_timeout_ms),
+        ] {
+            if v == 0 {
+                errors.push(format!(
+                    "server.http.{key}: must be at least 1 (milliseconds)"
+                ));
+            }
+        }
+        if self.service.is_empty() {
+            errors.push("[[service]]: at least one service is needed".into());
+        }
+        let mut endpoints = std::collections::HashSet::new();
+        let mut names = std::collections::HashSet::new();
+        for (i, s) in self.service.iter().enumerate() {
+            let at = format!("service[{i}] ({})", s.name);
+            if !names.insert(&s.name) {
+                errors.push(format!(
+                    "{at}: name `{}` is used twice; names must be unique",
+                    s.name
+                ));
+            }
+            if s.listen.parse::<SocketAddr>().is_err() {
+                errors.push(format!(
+                    "{at}: listen `{}` is not an address; write e.g. \"127.0.0.1:3180\" or \"[::1]:3180\"",
+                    s.listen
+                ));
+            }
+            if !s.path.starts_with('/') || s.path.contains('?') || s.path.contains(' ') {
+                errors.push(format!(
+                    "{at}: path `{}` must start with `/`, e.g. \"/tsa\"",
+                    s.path
+                ));
+            }
+            if s.path == "/health" {
+                errors.push(format!(
+                    "{at}: path `/health` is reserved for the health check"
+                ));
+            }
+            if !endpoints.insert((s.listen.clone(), s.path.clone())) {
+                errors.push(format!("{at}: {}{} is served twice", s.listen, s.path));
+            }
+            if !self.signer.contains_key(&s.signer) {
+                errors.push(format!(
+                    "{at}: signer `{}` is not defined; add a [signer.{}] table or use one of: {}",
+                    s.signer,
+                    s.signer,
+                    self.signer.keys().cloned().collect::<Vec<_>>().join(", ")
+                ));
+            }
+            if s.policies.is_empty() {
+                errors.push(format!(
+                    "{at}: policies is empty; list at least one policy name"
+                ));
+            }
+            for p in &s.policies {
+                if !self.policy.contains_key(p) {
+                    errors.push(format!(
+                        "{at}: policy `{p}` is not defined; add a [policy.{p}] table or use one of: {}",
+                        self.policy.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ));
+                }
+            }
+        }
+        for (name, p) in &self.policy {
+            let at = format!("policy.{name}");
+            if parse_oid(&p.oid).is_none() {
+                errors.push(format!(
+                    "{at}.oid: `{}` is not a dotted OID such as \"2.999.1.1\"",
+                    p.oid
+                ));
+            }
+            for r in p.match_.requested_policy.iter().flatten() {
+                if r != "absent" && parse_oid(r).is_none() {
+                    errors.push(format!(
+                        "{at}.match.requested_policy: `{r}` is neither \"absent\" nor a dotted OID"
+                    ));
+                }
+            }
+            if p.hash_algorithms.is_empty() {
+                errors.push(format!(
+                    "{at}.hash_algorithms: list at least one, e.g. [\"sha256\"]"
+                ));
+            }
+            match parse_duration_us(&p.accuracy) {
+                None => errors.push(format!(
+                    "{at}.accuracy: `{}` is not a duration; write e.g. \"1s\", \"500ms\" or \"100us\"",
+                    p.accuracy
+                )),
+                Some(us) if us > 3_600_000_000 => {
+                    errors.push(format!("{at}.accuracy: at most one hour"));
+                }
+                Some(_) => {}
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Config(errors.join("\n")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_is_valid() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn empty_file_is_the_embedded_default() {
+        let c = Config::from_toml("", "t").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.service[0].listen, "127.0.0.1:3180");
+        assert_eq!(c.service[0].path, "/tsa");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_a_line() {
+        let err = Config::from_toml("[server]\ncors = 2\n", "f.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("f.toml") && err.contains("line 2") && err.contains("cors"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn validation_names_the_key_and_the_fix() {
+        let text = r#"
+            [signer.main]
+            kind = "file"
+            [[service]]
+            name = "a"
+            listen = "nowhere"
+            path = "tsa"
+            signer = "missing"
+            policies = ["nope"]
+            [policy.default]
+            oid = "1.2.x"
+            accuracy = "soon"
+        "#;
+        let err = Config::from_toml(text, "t")
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        for needle in [
+            "listen `nowhere`",
+            "path `tsa` must start with `/`",
+            "signer `missing` is not defined",
+            "policy `nope` is not defined",
+            "policy.default.oid",
+            "policy.default.accuracy",
+        ] {
+            assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+        }
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration_us("1s"), Some(1_000_000));
+        assert_eq!(parse_duration_us("500ms"), Some(500_000));
+        assert_eq!(parse_duration_us("100us"), Some(100));
+        assert_eq!(parse_duration_us("0s"), Some(0));
+        assert_eq!(parse_duration_us("1h"), None);
+    }
+}

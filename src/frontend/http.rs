@@ -1,0 +1,445 @@
+//! HTTP/1.1 request heads (RFC 9112) parsed with httparse, and the decision of what to do
+//! with each request. Pure: bytes in, a decision out, so every rule is unit-tested.
+
+use crate::config::HttpConfig;
+
+/// What to do with one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// A timestamp request for `service` whose body is `body_len` bytes after the head.
+    Timestamp {
+        service: usize,
+        body_len: usize,
+        expect_continue: bool,
+    },
+    /// `GET /health` (or HEAD).
+    Health { head_only: bool },
+    /// Answer with an error status. `close`: the framing is lost or the body is unread, so
+    /// the connection must close after the answer.
+    Error {
+        status: u16,
+        close: bool,
+        allow: Option<&'static str>,
+    },
+}
+
+/// A parsed request head: the action, where the body starts, and keep-alive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub action: Action,
+    pub head_len: usize,
+    pub keep_alive: bool,
+    /// HTTP/1.x minor version.
+    pub minor: u8,
+}
+
+/// Not a complete head yet, or a head we must refuse before reading more.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed {
+    Partial,
+    Complete(Request),
+    /// The head is unusable; answer `status` and close.
+    Invalid {
+        status: u16,
+    },
+}
+
+const MAX_HEADERS: usize = 48;
+
+/// Parses the head at the start of `buf` and decides what to do. `routes` maps a path to a
+/// service index.
+pub fn parse(buf: &[u8], limits: &HttpConfig, routes: &[(String, usize)]) -> Parsed {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            return if buf.len() >= limits.max_header_bytes {
+                Parsed::Invalid { status: 431 }
+            } else {
+                Parsed::Partial
+            };
+        }
+        Err(httparse::Error::TooManyHeaders) => return Parsed::Invalid { status: 431 },
+        Err(_) => return Parsed::Invalid { status: 400 },
+    };
+    if head_len > limits.max_header_bytes {
+        return Parsed::Invalid { status: 431 };
+    }
+    let minor = req.version.unwrap_or(1);
+    let mut content_length: Option<usize> = None;
+    let mut transfer_encoding = false;
+    let mut content_type: Option<&[u8]> = None;
+    let mut expect: Option<&[u8]> = None;
+    let (mut close, mut keep_alive) = (false, false);
+    for h in req.headers.iter() {
+        let name = h.name;
+        if name.eq_ignore_ascii_case("content-length") {
+            let Some(v) = parse_content_length(h.value) else {
+                return Parsed::Invalid { status: 400 };
+            };
+            // RFC 9112 §6.3: differing Content-Length values are unrecoverable.
+            if content_length.is_some_and(|c| c != v) {
+                return Parsed::Invalid { status: 400 };
+            }
+            content_length = Some(v);
+        } else if name.eq_ignore_ascii_case("transfer-encoding") {
+            transfer_encoding = true;
+        } else if name.eq_ignore_ascii_case("content-type") {
+            content_type = Some(h.value);
+        } else if name.eq_ignore_ascii_case("expect") {
+            expect = Some(h.value);
+        } else if name.eq_ignore_ascii_case("connection") {
+            for token in h.value.split(|&b| b == b',') {
+                let t = token.trim_ascii();
+                close |= t.eq_ignore_ascii_case(b"close");
+                keep_alive |= t.eq_ignore_ascii_case(b"keep-alive");
+            }
+        }
+    }
+    // HTTP/1.1 is persistent unless "close"; HTTP/1.0 only with "keep-alive".
+    let keep_alive = if minor == 0 {
+        keep_alive && !close
+    } else {
+        !close
+    };
+    let method = req.method.unwrap_or("");
+    let path = req.path.unwrap_or("/");
+    let path = path.split_once('?').map_or(path, |(p, _)| p);
+    let done = |action| {
+        Parsed::Complete(Request {
+            action,
+            head_len,
+            keep_alive,
+            minor,
+        })
+    };
+    let error = |status: u16, allow| {
+        // A request with a body we will not read loses the framing: close after answering.
+        let close = content_length.unwrap_or(0) > 0 || transfer_encoding;
+        done(Action::Error {
+            status,
+            close,
+            allow,
+        })
+    };
+
+    if transfer_encoding && content_length.is_some() {
+        // RFC 9112 §6.1: both present is a smuggling vector.
+        return Parsed::Invalid { status: 400 };
+    }
+    if path == "/health" {
+        return match method {
+            "GET" => done(Action::Health { head_only: false }),
+            "HEAD" => done(Action::Health { head_only: true }),
+            _ => error(405, Some("GET, HEAD")),
+        };
+    }
+    let Some(&(_, service)) = routes.iter().find(|(p, _)| p == path) else {
+        return error(404, None);
+    };
+    if method != "POST" {
+        return error(405, Some("POST"));
+    }
+    if transfer_encoding {
+        // Chunked bodies are not supported: a timestamp query is small and has a length.
+        return done(Action::Error {
+            status: 411,
+            close: true,
+            allow: None,
+        });
+    }
+    let Some(body_len) = content_length else {
+        return done(Action::Error {
+            status: 411,
+            close: true,
+            allow: None,
+        });
+    };
+    if body_len > limits.max_body_bytes {
+        return done(Action::Error {
+            status: 413,
+            close: true,
+            allow: None,
+        });
+    }
+    if !content_type.is_some_and(is_timestamp_query) {
+        return error(415, None);
+    }
+    let expect_continue = match expect {
+        None => false,
+        Some(v) if v.trim_ascii().eq_ignore_ascii_case(b"100-continue") => minor >= 1,
+        Some(_) => return error(417, None),
+    };
+    done(Action::Timestamp {
+        service,
+        body_len,
+        expect_continue,
+    })
+}
+
+fn parse_content_length(v: &[u8]) -> Option<usize> {
+    let v = v.trim_ascii();
+    if v.is_empty() || v.len() > 12 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
+}
+
+/// `application/timestamp-query`, case-insensitive, parameters (`; charset=...`) tolerated.
+fn is_timestamp_query(v: &[u8]) -> bool {
+    let media = v.split(|&b| b == b';').next().unwrap_or(b"").trim_ascii();
+    media.eq_ignore_ascii_case(b"application/timestamp-query")
+}
+
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        411 => "Length Required",
+        413 => "Content Too Large",
+        415 => "Unsupported Media Type",
+        417 => "Expectation Failed",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "Error",
+    }
+}
+
+/// Appends a complete response. `body` is omitted on the wire when `head_only`.
+pub fn write_response(
+    out: &mut Vec<u8>,
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+    keep_alive: bool,
+    extra: &[(&str, &str)],
+    head_only: bool,
+) {
+    use std::io::Write;
+    let _ = write!(
+        out,
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n",
+        reason(status),
+        body.len()
+    );
+    out.extend_from_slice(if keep_alive {
+        b"Connection: keep-alive\r\n"
+    } else {
+        b"Connection: close\r\n"
+    });
+    for (k, v) in extra {
+        let _ = write!(out, "{k}: {v}\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if !head_only {
+        out.extend_from_slice(body);
+    }
+}
+
+/// Appends a short plain-text error response.
+pub fn write_error(out: &mut Vec<u8>, status: u16, keep_alive: bool, allow: Option<&str>) {
+    let mut body = reason(status).as_bytes().to_vec();
+    body.push(b'\n');
+    let mut extra = Vec::new();
+    if let Some(a) = allow {
+        extra.push(("Allow", a));
+    }
+    if status == 503 {
+        extra.push(("Retry-After", "1"));
+    }
+    write_response(
+        out,
+        status,
+        "text/plain; charset=utf-8",
+        &body,
+        keep_alive,
+        &extra,
+        false,
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn routes() -> Vec<(String, usize)> {
+        vec![("/tsa".into(), 0), ("/other".into(), 1)]
+    }
+
+    fn p(s: &str) -> Parsed {
+        parse(s.as_bytes(), &HttpConfig::default(), &routes())
+    }
+
+    fn action(s: &str) -> Action {
+        match p(s) {
+            Parsed::Complete(r) => r.action,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    const OK: &str = "POST /tsa HTTP/1.1\r\nHost: x\r\nContent-Type: application/timestamp-query\r\nContent-Length: 10\r\n\r\n";
+
+    #[test]
+    fn timestamp_post_is_routed() {
+        assert_eq!(
+            action(OK),
+            Action::Timestamp {
+                service: 0,
+                body_len: 10,
+                expect_continue: false
+            }
+        );
+        let r = action("POST /other?x=1 HTTP/1.1\r\nContent-Type: Application/Timestamp-Query; charset=binary\r\nContent-Length: 3\r\n\r\n");
+        assert_eq!(
+            r,
+            Action::Timestamp {
+                service: 1,
+                body_len: 3,
+                expect_continue: false
+            }
+        );
+    }
+
+    #[test]
+    fn partial_heads_wait_and_oversized_heads_are_431() {
+        assert_eq!(p("POST /tsa HTTP/1.1\r\nHost"), Parsed::Partial);
+        let big = format!("POST /tsa HTTP/1.1\r\nX: {}\r\n", "a".repeat(9000));
+        assert_eq!(p(&big), Parsed::Invalid { status: 431 });
+    }
+
+    #[test]
+    fn garbage_is_400() {
+        assert_eq!(
+            p("\x00\x01\x02 nonsense\r\n\r\n"),
+            Parsed::Invalid { status: 400 }
+        );
+    }
+
+    #[test]
+    fn wrong_method_path_and_type() {
+        assert_eq!(
+            action("GET /tsa HTTP/1.1\r\n\r\n"),
+            Action::Error {
+                status: 405,
+                close: false,
+                allow: Some("POST")
+            }
+        );
+        assert_eq!(
+            action("GET /nope HTTP/1.1\r\n\r\n"),
+            Action::Error {
+                status: 404,
+                close: false,
+                allow: None
+            }
+        );
+        assert_eq!(
+            action("POST /tsa HTTP/1.1\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n"),
+            Action::Error {
+                status: 415,
+                close: true,
+                allow: None
+            }
+        );
+        assert_eq!(
+            action("GET /health HTTP/1.1\r\n\r\n"),
+            Action::Health { head_only: false }
+        );
+    }
+
+    #[test]
+    fn body_framing_rules() {
+        let no_len = "POST /tsa HTTP/1.1\r\nContent-Type: application/timestamp-query\r\n\r\n";
+        assert_eq!(
+            action(no_len),
+            Action::Error {
+                status: 411,
+                close: true,
+                allow: None
+            }
+        );
+        let chunked = "POST /tsa HTTP/1.1\r\nContent-Type: application/timestamp-query\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(
+            action(chunked),
+            Action::Error {
+                status: 411,
+                close: true,
+                allow: None
+            }
+        );
+        let bad_len = "POST /tsa HTTP/1.1\r\nContent-Length: -1\r\n\r\n";
+        assert_eq!(p(bad_len), Parsed::Invalid { status: 400 });
+        let two = "POST /tsa HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n";
+        assert_eq!(p(two), Parsed::Invalid { status: 400 });
+        let both = "POST /tsa HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(p(both), Parsed::Invalid { status: 400 });
+        let huge = "POST /tsa HTTP/1.1\r\nContent-Type: application/timestamp-query\r\nContent-Length: 65537\r\n\r\n";
+        assert_eq!(
+            action(huge),
+            Action::Error {
+                status: 413,
+                close: true,
+                allow: None
+            }
+        );
+    }
+
+    #[test]
+    fn keep_alive_rules() {
+        let get = |s: &str| match p(s) {
+            Parsed::Complete(r) => r.keep_alive,
+            other => panic!("{other:?}"),
+        };
+        assert!(get("GET /health HTTP/1.1\r\n\r\n"));
+        assert!(!get("GET /health HTTP/1.1\r\nConnection: close\r\n\r\n"));
+        assert!(!get("GET /health HTTP/1.0\r\n\r\n"));
+        assert!(get(
+            "GET /health HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"
+        ));
+    }
+
+    #[test]
+    fn expect_continue() {
+        let s = "POST /tsa HTTP/1.1\r\nContent-Type: application/timestamp-query\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n";
+        assert_eq!(
+            action(s),
+            Action::Timestamp {
+                service: 0,
+                body_len: 5,
+                expect_continue: true
+            }
+        );
+        let s = "POST /tsa HTTP/1.1\r\nContent-Type: application/timestamp-query\r\nContent-Length: 5\r\nExpect: magic\r\n\r\n";
+        assert_eq!(
+            action(s),
+            Action::Error {
+                status: 417,
+                close: true,
+                allow: None
+            }
+        );
+    }
+
+    #[test]
+    fn responses_are_well_formed() {
+        let mut out = Vec::new();
+        write_response(
+            &mut out,
+            200,
+            "application/timestamp-reply",
+            b"abc",
+            true,
+            &[],
+            false,
+        );
+        assert_eq!(
+            out,
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/timestamp-reply\r\nContent-Length: 3\r\nConnection: keep-alive\r\n\r\nabc"
+        );
+    }
+}

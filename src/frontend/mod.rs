@@ -1,0 +1,231 @@
+//! Thread-per-core HTTP/1.1 frontends on monoio: one runtime per core, io_uring where the
+//! kernel allows it and epoll otherwise, one SO_REUSEPORT listener per core and address.
+//! The only monoio code in stampd.
+
+pub mod conn;
+pub mod http;
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use futures_channel::oneshot;
+use monoio::net::{ListenerOpts, TcpListener};
+
+use crate::config::build::Listener;
+use crate::config::{Dispatch, HttpConfig};
+use crate::error::Error;
+use crate::pipeline::{self, Envelope, Queue};
+use crate::policy::Issuer;
+
+/// Which I/O driver the runtimes use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IoDriver {
+    /// io_uring when the kernel allows it, epoll otherwise.
+    #[default]
+    Auto,
+    /// epoll only (containers that forbid io_uring).
+    Epoll,
+}
+
+/// Where a core sends a request.
+#[derive(Clone)]
+pub enum Backend {
+    /// Issue on this core.
+    Inline(Arc<Issuer>),
+    /// Hand to backend workers.
+    Queue(Queue),
+}
+
+impl Backend {
+    /// The `TimeStampResp` for one body, or an HTTP status when the backend is overloaded.
+    pub async fn handle(&self, service: usize, body: &[u8]) -> Result<Vec<u8>, u16> {
+        match self {
+            Backend::Inline(issuer) => Ok(issuer.issue(service, body).der),
+            Backend::Queue(queue) => {
+                let (tx, rx) = oneshot::channel();
+                let env = Envelope {
+                    service,
+                    body: body.to_vec(),
+                    reply: tx,
+                };
+                if queue.try_submit(env).is_err() {
+                    return Err(Error::Overloaded.http_status());
+                }
+                // A worker that vanished is a server failure, not a requester's.
+                rx.await.map_err(|_| 500)
+            }
+        }
+    }
+}
+
+/// Frontend settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub cores: usize,
+    pub dispatch: Dispatch,
+    pub workers: usize,
+    pub queue_capacity: usize,
+    pub io_driver: IoDriver,
+    pub http: HttpConfig,
+}
+
+/// A running server: its bound addresses; dropping it does not stop it.
+pub struct Running {
+    pub addrs: Vec<SocketAddr>,
+    pub driver: &'static str,
+    cores: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Blocks until every core stops (they run until the process ends).
+    pub fn wait(self) {
+        for c in self.cores {
+            let _ = c.join();
+        }
+    }
+}
+
+/// Starts the cores; returns once every listener is bound (or with the first bind error).
+pub fn start(issuer: Arc<Issuer>, listeners: Vec<Listener>, s: Settings) -> Result<Running, Error> {
+    let cores = if s.cores == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        s.cores
+    };
+    let backend = match s.dispatch {
+        Dispatch::Inline => Backend::Inline(issuer),
+        Dispatch::Queue => {
+            let workers = if s.workers == 0 { cores } else { s.workers };
+            let (queue, _workers) = pipeline::start(issuer, workers, s.queue_capacity)
+                .map_err(|e| Error::Frontend(format!("cannot start workers: {e}")))?;
+            Backend::Queue(queue)
+        }
+    };
+    let uring = s.io_driver == IoDriver::Auto && monoio::utils::detect_uring();
+    let driver = if uring { "io_uring" } else { "epoll" };
+    // Port 0 means "any": bind the first core, then give the others the same port.
+    let mut listeners = listeners;
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<Vec<SocketAddr>, String>>();
+    let mut handles = Vec::new();
+    for core in 0..cores {
+        let listeners_here = listeners.clone();
+        let backend = backend.clone();
+        let http = s.http.clone();
+        let ready = ready_tx.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("stampd-core-{core}"))
+            .spawn(move || run_core(listeners_here, backend, http, uring, ready))
+            .map_err(|e| Error::Frontend(format!("cannot start core thread: {e}")))?;
+        handles.push(handle);
+        let bound = ready_rx
+            .recv()
+            .map_err(|_| Error::Frontend("a core stopped during start".into()))?
+            .map_err(Error::Frontend)?;
+        if core == 0 {
+            for (l, a) in listeners.iter_mut().zip(&bound) {
+                l.addr = *a;
+            }
+        }
+    }
+    let addrs = listeners.iter().map(|l| l.addr).collect();
+    tracing::info!(cores, driver, dispatch = ?s.dispatch, "frontend started");
+    Ok(Running {
+        addrs,
+        driver,
+        cores: handles,
+    })
+}
+
+fn run_core(
+    listeners: Vec<Listener>,
+    backend: Backend,
+    http: HttpConfig,
+    uring: bool,
+    ready: std::sync::mpsc::Sender<Result<Vec<SocketAddr>, String>>,
+) {
+    let body = async move {
+        let opts = ListenerOpts::new()
+            .reuse_port(true)
+            .reuse_addr(true)
+            .backlog(4096);
+        let mut bound = Vec::new();
+        let mut addrs = Vec::new();
+        for l in &listeners {
+            match TcpListener::bind_with_config(l.addr, &opts) {
+                Ok(tl) => {
+                    addrs.push(tl.local_addr().unwrap_or(l.addr));
+                    bound.push((tl, l.routes.clone()));
+                }
+                Err(e) => {
+                    let _ = ready.send(Err(format!("cannot listen on {}: {e}", l.addr)));
+                    return;
+                }
+            }
+        }
+        let _ = ready.send(Ok(addrs));
+        let open = Rc::new(Cell::new(0usize));
+        let mut tasks = Vec::new();
+        for (listener, routes) in bound {
+            let shared = Rc::new(conn::Shared {
+                limits: http.clone(),
+                routes,
+                backend: backend.clone(),
+            });
+            tasks.push(monoio::spawn(accept_loop(listener, shared, open.clone())));
+        }
+        for t in tasks {
+            t.await;
+        }
+    };
+    let result = if uring {
+        monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .enable_timer()
+            .build()
+            .map(|mut rt| rt.block_on(body))
+    } else {
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .map(|mut rt| rt.block_on(body))
+    };
+    if let Err(e) = result {
+        tracing::error!(error = %e, "cannot build the I/O runtime");
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Rc<conn::Shared>, open: Rc<Cell<usize>>) {
+    loop {
+        let (stream, _peer) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                monoio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let shared = shared.clone();
+        if open.get() >= shared.limits.max_connections_per_core {
+            monoio::spawn(refuse(stream));
+            continue;
+        }
+        open.set(open.get() + 1);
+        let open = open.clone();
+        monoio::spawn(async move {
+            conn::serve(stream, shared).await;
+            open.set(open.get() - 1);
+        });
+    }
+}
+
+/// Answers 503 to a connection over the per-core limit and closes it.
+async fn refuse(mut stream: monoio::net::TcpStream) {
+    use monoio::io::{AsyncWriteRent, AsyncWriteRentExt};
+    let mut out = Vec::new();
+    http::write_error(&mut out, 503, false, None);
+    let _ = stream.write_all(out).await;
+    let _ = stream.shutdown().await;
+}

@@ -1,0 +1,482 @@
+//! The `stampd` command line.
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use stampd::client::{http, verify};
+use stampd::config::{build, Config};
+use stampd::error::Error;
+use stampd::pki::{DevPki, KeyType};
+use stampd::protocol::{request, response, HashAlg, PkiStatus};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(name = "stampd", version, about = "RFC 3161 Time-Stamp Authority")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (no arguments: embedded default with a development PKI).
+    Serve {
+        /// TOML configuration (see config/stampd.example.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data directory (overrides server.data_dir). Default ./stampd-data.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Listen address for every service (overrides their `listen`).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Create the development PKI (CA + TSA certificate) in the data directory.
+    Init {
+        #[arg(long, default_value = "./stampd-data")]
+        data_dir: PathBuf,
+        #[arg(long, value_enum, default_value = "p256")]
+        key_type: KeyType,
+    },
+    /// Request a timestamp token for a file.
+    Request {
+        /// The file to timestamp (`-` for standard input).
+        file: PathBuf,
+        /// Timestamp service URL.
+        #[arg(long, default_value = "http://127.0.0.1:3180/tsa")]
+        url: String,
+        /// Message imprint hash: sha256, sha384, sha512, sha3-256, sha3-384, sha3-512, sha1.
+        #[arg(long, default_value = "sha256")]
+        hash: String,
+        /// Ask for the TSA certificate in the token (certReq).
+        #[arg(long)]
+        cert: bool,
+        /// Send no nonce.
+        #[arg(long)]
+        no_nonce: bool,
+        /// Requested policy OID.
+        #[arg(long)]
+        policy: Option<String>,
+        /// Where to write the reply (DER TimeStampResp).
+        #[arg(short = 'o', long = "out")]
+        out: PathBuf,
+        /// Print a JSON summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify a reply (TimeStampResp, .tsr) against data and a trusted CA.
+    Verify {
+        /// The reply file.
+        reply: PathBuf,
+        /// The data that was timestamped.
+        #[arg(long, conflicts_with = "digest", required_unless_present = "digest")]
+        data: Option<PathBuf>,
+        /// The digest that was timestamped, in hex.
+        #[arg(long)]
+        digest: Option<String>,
+        /// Hash algorithm of --data / --digest (default: the one the token names).
+        #[arg(long)]
+        hash: Option<String>,
+        /// Trusted CA certificate(s), PEM.
+        #[arg(long)]
+        ca: PathBuf,
+        /// Further certificates that may complete the chain (e.g. the TSA certificate when
+        /// the token carries none), PEM.
+        #[arg(long)]
+        untrusted: Option<PathBuf>,
+        /// The file is a bare token (ContentInfo), not a TimeStampResp.
+        #[arg(long)]
+        token: bool,
+        /// Print a JSON summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Validate a configuration file and print the effective configuration.
+    CheckConfig {
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("STAMPD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve {
+            config,
+            data_dir,
+            listen,
+        } => serve(config, data_dir, listen),
+        Command::Init { data_dir, key_type } => init(&data_dir, key_type),
+        Command::Request {
+            file,
+            url,
+            hash,
+            cert,
+            no_nonce,
+            policy,
+            out,
+            json,
+        } => request_cmd(
+            &file,
+            &url,
+            &hash,
+            cert,
+            no_nonce,
+            policy.as_deref(),
+            &out,
+            json,
+        ),
+        Command::Verify {
+            reply,
+            data,
+            digest,
+            hash,
+            ca,
+            untrusted,
+            token,
+            json,
+        } => verify_cmd(
+            &reply,
+            data.as_deref(),
+            digest.as_deref(),
+            hash.as_deref(),
+            &ca,
+            untrusted.as_deref(),
+            token,
+            json,
+        ),
+        Command::CheckConfig { file, json } => check_config(&file, json),
+    };
+    match result {
+        Ok(code) => code,
+        Err(msg) => {
+            eprintln!("stampd: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+type CmdResult = Result<ExitCode, String>;
+
+fn load_config(path: &Path) -> Result<Config, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Config::from_toml(&text, &path.display().to_string()).map_err(|e| e.to_string())
+}
+
+fn serve(config: Option<PathBuf>, data_dir: Option<PathBuf>, listen: Option<String>) -> CmdResult {
+    let mut cfg = match &config {
+        Some(p) => load_config(p)?,
+        None => Config::default(),
+    };
+    if let Some(d) = data_dir {
+        cfg.server.data_dir = d;
+    }
+    if let Some(l) = listen {
+        for s in &mut cfg.service {
+            s.listen = l.clone();
+        }
+    }
+    cfg.validate()
+        .map_err(|e| format!("invalid configuration:\n{e}"))?;
+    let built = build::build(&cfg).map_err(|e| e.to_string())?;
+    let settings = stampd::frontend::Settings {
+        cores: cfg.server.cores,
+        dispatch: cfg.server.dispatch,
+        workers: cfg.server.workers,
+        queue_capacity: cfg.server.queue_capacity,
+        io_driver: cfg.server.io_driver,
+        http: cfg.server.http.clone(),
+    };
+    let listeners = built.listeners.clone();
+    let running = stampd::frontend::start(built.issuer.clone(), built.listeners, settings)
+        .map_err(|e| e.to_string())?;
+    let pki = DevPki::in_dir(&built.data_dir);
+    for (l, addr) in listeners.iter().zip(&running.addrs) {
+        for (path, _) in &l.routes {
+            println!(
+                "stampd: serving http://{addr}{path} ({} driver)",
+                running.driver
+            );
+        }
+    }
+    if let (Some(addr), Some((path, _))) = (running.addrs.first(), listeners[0].routes.first()) {
+        if pki.ca_cert.exists() {
+            println!(
+                "\nTry it:\n  echo hello > data.txt\n  openssl ts -query -data data.txt -sha256 -cert -out req.tsq\n  \
+                 curl -s -H 'Content-Type: application/timestamp-query' --data-binary @req.tsq http://{addr}{path} -o resp.tsr\n  \
+                 openssl ts -verify -in resp.tsr -queryfile req.tsq -CAfile {}\n",
+                pki.ca_cert.display()
+            );
+        }
+    }
+    running.wait();
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init(data_dir: &Path, key_type: KeyType) -> CmdResult {
+    let pki = DevPki::in_dir(data_dir);
+    pki.create(key_type).map_err(|e| e.to_string())?;
+    println!(
+        "created {} (CA) and {} / {} (TSA, {key_type:?})",
+        pki.ca_cert.display(),
+        pki.tsa_cert.display(),
+        pki.tsa_key.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_hash(name: &str) -> Result<HashAlg, String> {
+    HashAlg::from_name(name).ok_or_else(|| {
+        let names: Vec<_> = HashAlg::ALL.iter().map(|h| h.name()).collect();
+        format!("unknown hash `{name}`; use one of {}", names.join(", "))
+    })
+}
+
+fn hash_file(path: &Path, alg: HashAlg) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let mut reader: Box<dyn Read> = if path == Path::new("-") {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?)
+    };
+    let mut ctx = alg.hasher();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = reader
+            .read(&mut buf)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        ctx.update(&buf[..n]);
+    }
+    Ok(ctx.finish().as_ref().to_vec())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn request_cmd(
+    file: &Path,
+    url: &str,
+    hash: &str,
+    cert: bool,
+    no_nonce: bool,
+    policy: Option<&str>,
+    out: &Path,
+    json: bool,
+) -> CmdResult {
+    let alg = parse_hash(hash)?;
+    let digest = hash_file(file, alg)?;
+    let policy = policy
+        .map(|p| stampd::config::parse_oid(p).ok_or_else(|| format!("`{p}` is not a dotted OID")))
+        .transpose()?;
+    let nonce = if no_nonce {
+        None
+    } else {
+        let mut n = [0u8; 8];
+        aws_lc_rs::rand::fill(&mut n).map_err(|_| "no randomness for the nonce")?;
+        Some(n.to_vec())
+    };
+    let body = request::encode(alg, &digest, policy.as_ref(), nonce.as_deref(), cert);
+    let reply = http::post_query(url, &body, Duration::from_secs(30))?;
+    if reply.status != 200 {
+        return Err(format!(
+            "HTTP {} from {url}: {}",
+            reply.status,
+            String::from_utf8_lossy(&reply.body).trim()
+        ));
+    }
+    if reply.content_type != "application/timestamp-reply" {
+        return Err(format!(
+            "unexpected Content-Type `{}` from {url}",
+            reply.content_type
+        ));
+    }
+    std::fs::write(out, &reply.body).map_err(|e| format!("{}: {e}", out.display()))?;
+    let resp = response::decode(&reply.body).map_err(|e| format!("malformed reply: {e}"))?;
+    let fails: Vec<&str> = resp.fail_info.iter().map(|f| f.name()).collect();
+    let mut summary = serde_json::json!({
+        "status": resp.status.name(),
+        "fail_info": fails,
+        "status_text": resp.status_text,
+        "out": out.display().to_string(),
+    });
+    if let Some(t) = &resp.token {
+        let tst = &t.tst_info;
+        if tst.digest != digest.as_slice() {
+            return Err("the token's message imprint does not match the request".into());
+        }
+        if let Some(n) = &nonce {
+            let want = stampd::protocol::der::unsigned_integer_content(n);
+            if tst.nonce != Some(want.as_slice()) {
+                return Err("the token's nonce does not match the request".into());
+            }
+        }
+        summary["serial"] = verify::hex(tst.serial.strip_prefix(&[0]).unwrap_or(tst.serial)).into();
+        summary["gen_time"] = tst.gen_time_text.into();
+    }
+    if json {
+        println!("{summary}");
+    } else if resp.status == PkiStatus::Granted {
+        println!(
+            "granted: serial {} at {} → {}",
+            summary["serial"].as_str().unwrap_or(""),
+            summary["gen_time"].as_str().unwrap_or(""),
+            out.display()
+        );
+    } else {
+        println!(
+            "{}: {} {}",
+            resp.status.name(),
+            fails.join(","),
+            resp.status_text.join(" / ")
+        );
+    }
+    Ok(if resp.status == PkiStatus::Granted {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn read_pem_certs(path: &Path) -> Result<Vec<Vec<u8>>, String> {
+    let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let certs = stampd::signer::software::pem_blocks(&text, "CERTIFICATE")
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no CERTIFICATE PEM block", path.display()));
+    }
+    Ok(certs)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn verify_cmd(
+    reply: &Path,
+    data: Option<&Path>,
+    digest: Option<&str>,
+    hash: Option<&str>,
+    ca: &Path,
+    untrusted: Option<&Path>,
+    bare: bool,
+    json: bool,
+) -> CmdResult {
+    let input = std::fs::read(reply).map_err(|e| format!("{}: {e}", reply.display()))?;
+    // The hash defaults to the one the token names.
+    let token_hash = (|| {
+        let t = if bare {
+            response::decode_token(&input).ok()?
+        } else {
+            response::decode(&input).ok()?.token?
+        };
+        HashAlg::from_oid_bytes(t.tst_info.hash_oid)
+    })();
+    let alg = match hash {
+        Some(h) => parse_hash(h)?,
+        None => token_hash.unwrap_or(HashAlg::Sha256),
+    };
+    let digest = match (data, digest) {
+        (Some(d), _) => hash_file(d, alg)?,
+        (None, Some(hex)) => decode_hex(hex)?,
+        (None, None) => return Err("give --data FILE or --digest HEX".into()),
+    };
+    let trusted = read_pem_certs(ca)?;
+    let extra = untrusted
+        .map(read_pem_certs)
+        .transpose()?
+        .unwrap_or_default();
+    let expect = verify::Expectation {
+        hash: alg,
+        digest,
+        nonce: None,
+    };
+    match verify::verify(&input, bare, &expect, &trusted, &extra) {
+        Ok(v) => {
+            if json {
+                println!("{}", serde_json::to_string(&v).unwrap_or_default());
+            } else {
+                println!("Verification: OK");
+                println!("  serial      {}", v.serial);
+                println!("  genTime     {}", v.gen_time);
+                println!("  policy      {}", v.policy);
+                println!("  imprint     {} {}", v.hash_algorithm, v.digest);
+                if let Some(n) = &v.nonce {
+                    println!("  nonce       {n}");
+                }
+                if let Some(a) = v.accuracy_us {
+                    println!("  accuracy    {a} µs");
+                }
+                println!(
+                    "  signature   {} (chain of {})",
+                    v.signature_algorithm, v.chain_length
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            if json {
+                println!("{}", serde_json::json!({ "status": "invalid", "error": e }));
+            } else {
+                println!("Verification: FAILED: {e}");
+            }
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn decode_hex(s: &str) -> Result<Vec<u8>, String> {
+    let s = s.trim();
+    if s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err("--digest must be an even number of hex digits".into());
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(|e| e.to_string()))
+        .collect()
+}
+
+fn check_config(path: &Path, json: bool) -> CmdResult {
+    let cfg = load_config(path)?;
+    match cfg.validate() {
+        Ok(()) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&cfg).map_err(|e| e.to_string())?
+                );
+            } else {
+                println!("{}: valid. Effective configuration:\n", path.display());
+                println!(
+                    "{}",
+                    toml::to_string_pretty(&cfg).map_err(|e| e.to_string())?
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(Error::Config(msg)) => {
+            if json {
+                let errors: Vec<&str> = msg.lines().collect();
+                println!(
+                    "{}",
+                    serde_json::json!({ "valid": false, "errors": errors })
+                );
+            } else {
+                eprintln!("{}: invalid:\n{msg}", path.display());
+            }
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}

@@ -1,0 +1,71 @@
+//! The only cross-thread seam: request envelopes go from frontend cores to backend workers
+//! through one bounded crossbeam channel; each reply goes back through its own oneshot,
+//! which wakes the owning core's task.
+//!
+//! When the queue is full the frontend answers 503 at once: a core never blocks on it.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use futures_channel::oneshot;
+
+use crate::policy::Issuer;
+
+/// Most requests a worker takes from the queue in one go before it looks again.
+pub const BATCH: usize = 64;
+
+/// One request on its way to a backend worker. Only `Send` values.
+pub struct Envelope {
+    pub service: usize,
+    pub body: Vec<u8>,
+    pub reply: oneshot::Sender<Vec<u8>>,
+}
+
+/// The frontend's handle on the queue.
+#[derive(Clone)]
+pub struct Queue {
+    tx: Sender<Envelope>,
+}
+
+impl Queue {
+    /// Queues a request, or gives it back at once when the queue is full.
+    pub fn try_submit(&self, env: Envelope) -> Result<(), Envelope> {
+        self.tx.try_send(env).map_err(|e| match e {
+            TrySendError::Full(env) | TrySendError::Disconnected(env) => env,
+        })
+    }
+}
+
+/// Starts `workers` backend threads draining a queue of `capacity` requests. They stop
+/// when every [`Queue`] handle is dropped.
+pub fn start(
+    issuer: Arc<Issuer>,
+    workers: usize,
+    capacity: usize,
+) -> std::io::Result<(Queue, Vec<JoinHandle<()>>)> {
+    let (tx, rx) = crossbeam_channel::bounded(capacity);
+    let handles = (0..workers.max(1))
+        .map(|i| {
+            let rx = rx.clone();
+            let issuer = issuer.clone();
+            std::thread::Builder::new()
+                .name(format!("stampd-worker-{i}"))
+                .spawn(move || work(&issuer, &rx))
+        })
+        .collect::<std::io::Result<Vec<_>>>()?;
+    Ok((Queue { tx }, handles))
+}
+
+fn work(issuer: &Issuer, rx: &Receiver<Envelope>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        batch.extend(rx.try_iter().take(BATCH - 1));
+        for env in batch.drain(..) {
+            let reply = issuer.issue(env.service, &env.body);
+            // The requester may have gone; its reply is simply dropped.
+            let _ = env.reply.send(reply.der);
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! The development PKI: a CA and a TSA certificate created on first start, so `stampd serve`
+//! works with no configuration. Not for production: the CA key sits next to the TSA key.
+
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType, IsCa, Issuer,
+    KeyPair, KeyUsagePurpose, SignatureAlgorithm,
+};
+
+use crate::error::Error;
+
+/// Key types `stampd init` can create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyType {
+    P256,
+    P384,
+    Ed25519,
+    Rsa2048,
+    Rsa3072,
+}
+
+impl KeyType {
+    fn generate(self) -> Result<KeyPair, rcgen::Error> {
+        let alg: &'static SignatureAlgorithm = match self {
+            KeyType::P256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+            KeyType::P384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+            KeyType::Ed25519 => &rcgen::PKCS_ED25519,
+            KeyType::Rsa2048 | KeyType::Rsa3072 => &rcgen::PKCS_RSA_SHA256,
+        };
+        match self {
+            KeyType::Rsa2048 => KeyPair::generate_rsa_for(alg, rcgen::RsaKeySize::_2048),
+            KeyType::Rsa3072 => KeyPair::generate_rsa_for(alg, rcgen::RsaKeySize::_3072),
+            _ => KeyPair::generate_for(alg),
+        }
+    }
+}
+
+/// Paths of the dev PKI inside a data directory.
+#[derive(Debug, Clone)]
+pub struct DevPki {
+    pub ca_cert: PathBuf,
+    pub ca_key: PathBuf,
+    pub tsa_cert: PathBuf,
+    pub tsa_key: PathBuf,
+}
+
+impl DevPki {
+    pub fn in_dir(data_dir: &Path) -> Self {
+        let pki = data_dir.join("pki");
+        DevPki {
+            ca_cert: pki.join("ca.pem"),
+            ca_key: pki.join("ca.key"),
+            tsa_cert: pki.join("tsa.pem"),
+            tsa_key: pki.join("tsa.key"),
+        }
+    }
+
+    pub fn exists(&self) -> bool {
+        self.tsa_cert.exists() && self.tsa_key.exists()
+    }
+
+    /// Creates the CA and the TSA certificate. Refuses to overwrite existing files.
+    pub fn create(&self, key_type: KeyType) -> Result<(), Error> {
+        let pki_err = |e: rcgen::Error| Error::Pki(e.to_string());
+        for p in [&self.ca_cert, &self.ca_key, &self.tsa_cert, &self.tsa_key] {
+            if p.exists() {
+                return Err(Error::Pki(format!(
+                    "{} already exists; not overwriting",
+                    p.display()
+                )));
+            }
+        }
+        let now = time::OffsetDateTime::now_utc();
+
+        let ca_key = key_type.generate().map_err(pki_err)?;
+        let mut ca = CertificateParams::default();
+        ca.distinguished_name = name("stampd development CA");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        ca.not_before = now - time::Duration::hours(1);
+        ca.not_after = now + time::Duration::days(3650);
+        let ca_cert = ca.self_signed(&ca_key).map_err(pki_err)?;
+        let issuer = Issuer::new(ca, &ca_key);
+
+        let tsa_key = key_type.generate().map_err(pki_err)?;
+        let mut tsa = CertificateParams::default();
+        tsa.distinguished_name = name("stampd development TSA");
+        tsa.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        // RFC 3161 §2.3: extendedKeyUsage with only id-kp-timeStamping, marked critical.
+        // rcgen writes EKU non-critical, so the extension is added by hand.
+        let mut eku = CustomExtension::from_oid_content(
+            &[2, 5, 29, 37],
+            vec![
+                0x30, 0x0a, 0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x08,
+            ],
+        );
+        eku.set_criticality(true);
+        tsa.custom_extensions = vec![eku];
+        tsa.use_authority_key_identifier_extension = true;
+        tsa.not_before = now - time::Duration::hours(1);
+        tsa.not_after = now + time::Duration::days(3 * 365);
+        let tsa_cert = tsa.signed_by(&tsa_key, &issuer).map_err(pki_err)?;
+
+        if let Some(dir) = self.tsa_cert.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+        write_private(&self.ca_key, &ca_key.serialize_pem())?;
+        write_private(&self.tsa_key, &tsa_key.serialize_pem())?;
+        let ca_pem = ca_cert.pem();
+        std::fs::write(&self.ca_cert, &ca_pem).map_err(|e| Error::io(&self.ca_cert, e))?;
+        // The TSA file holds the leaf, then the chain.
+        let chain = format!("{}{}", tsa_cert.pem(), ca_pem);
+        std::fs::write(&self.tsa_cert, chain).map_err(|e| Error::io(&self.tsa_cert, e))?;
+        Ok(())
+    }
+}
+
+fn name(cn: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, cn);
+    dn.push(DnType::OrganizationName, "stampd");
+    dn
+}
+
+/// Writes a private key readable by its owner only.
+fn write_private(path: &Path, text: &str) -> Result<(), Error> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    f.write_all(text.as_bytes()).map_err(|e| Error::io(path, e))
+}

@@ -1,0 +1,525 @@
+//! RFC 3161 §2.4.1 TimeStampReq, decoded as strict DER without copying.
+//!
+//! ```text
+//! TimeStampReq ::= SEQUENCE {
+//!    version          INTEGER { v1(1) },
+//!    messageImprint   MessageImprint,
+//!    reqPolicy        TSAPolicyId             OPTIONAL,
+//!    nonce            INTEGER                 OPTIONAL,
+//!    certReq          BOOLEAN                 DEFAULT FALSE,
+//!    extensions       [0] IMPLICIT Extensions OPTIONAL }
+//! MessageImprint ::= SEQUENCE { hashAlgorithm AlgorithmIdentifier, hashedMessage OCTET STRING }
+//! ```
+
+use super::der::{self, tag, DerError, Reader};
+use super::oid;
+use super::status::{FailureInfo, Rejection};
+
+/// Largest nonce we echo, in content octets. RFC 3161 sets no bound; 64 octets (512 bits)
+/// covers every client we know of (most send 64 bits, some 160) and bounds the work.
+pub const MAX_NONCE_OCTETS: usize = 64;
+
+/// Message imprint hash algorithms stampd knows. Which of them a policy accepts is config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HashAlg {
+    Sha1,
+    Sha256,
+    Sha384,
+    Sha512,
+    #[serde(rename = "sha3-256")]
+    Sha3_256,
+    #[serde(rename = "sha3-384")]
+    Sha3_384,
+    #[serde(rename = "sha3-512")]
+    Sha3_512,
+}
+
+impl HashAlg {
+    pub const ALL: [HashAlg; 7] = [
+        HashAlg::Sha1,
+        HashAlg::Sha256,
+        HashAlg::Sha384,
+        HashAlg::Sha512,
+        HashAlg::Sha3_256,
+        HashAlg::Sha3_384,
+        HashAlg::Sha3_512,
+    ];
+
+    pub fn oid(self) -> &'static [u8] {
+        match self {
+            HashAlg::Sha1 => oid::SHA1,
+            HashAlg::Sha256 => oid::SHA256,
+            HashAlg::Sha384 => oid::SHA384,
+            HashAlg::Sha512 => oid::SHA512,
+            HashAlg::Sha3_256 => oid::SHA3_256,
+            HashAlg::Sha3_384 => oid::SHA3_384,
+            HashAlg::Sha3_512 => oid::SHA3_512,
+        }
+    }
+
+    pub fn from_oid_bytes(bytes: &[u8]) -> Option<Self> {
+        Self::ALL.into_iter().find(|h| h.oid() == bytes)
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|h| h.name().eq_ignore_ascii_case(name))
+    }
+
+    pub fn digest_len(self) -> usize {
+        match self {
+            HashAlg::Sha1 => 20,
+            HashAlg::Sha256 | HashAlg::Sha3_256 => 32,
+            HashAlg::Sha384 | HashAlg::Sha3_384 => 48,
+            HashAlg::Sha512 | HashAlg::Sha3_512 => 64,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            HashAlg::Sha1 => "sha1",
+            HashAlg::Sha256 => "sha256",
+            HashAlg::Sha384 => "sha384",
+            HashAlg::Sha512 => "sha512",
+            HashAlg::Sha3_256 => "sha3-256",
+            HashAlg::Sha3_384 => "sha3-384",
+            HashAlg::Sha3_512 => "sha3-512",
+        }
+    }
+
+    fn aws(self) -> &'static aws_lc_rs::digest::Algorithm {
+        use aws_lc_rs::digest as d;
+        match self {
+            HashAlg::Sha1 => &d::SHA1_FOR_LEGACY_USE_ONLY,
+            HashAlg::Sha256 => &d::SHA256,
+            HashAlg::Sha384 => &d::SHA384,
+            HashAlg::Sha512 => &d::SHA512,
+            HashAlg::Sha3_256 => &d::SHA3_256,
+            HashAlg::Sha3_384 => &d::SHA3_384,
+            HashAlg::Sha3_512 => &d::SHA3_512,
+        }
+    }
+
+    /// Hashes `data` (pure computation, no I/O).
+    pub fn digest(self, data: &[u8]) -> Vec<u8> {
+        aws_lc_rs::digest::digest(self.aws(), data)
+            .as_ref()
+            .to_vec()
+    }
+
+    /// A streaming hasher, for files.
+    pub fn hasher(self) -> aws_lc_rs::digest::Context {
+        aws_lc_rs::digest::Context::new(self.aws())
+    }
+
+    /// `AlgorithmIdentifier` with parameters absent (RFC 5754 §2: SHA-2 parameters SHOULD be
+    /// absent).
+    pub fn algorithm_identifier(self) -> Vec<u8> {
+        der::tlv(tag::SEQUENCE, &oid::oid_tlv(self.oid()))
+    }
+}
+
+/// One request extension, validated for structure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Extension<'a> {
+    /// OID content octets.
+    pub oid: &'a [u8],
+    pub critical: bool,
+    pub value: &'a [u8],
+}
+
+/// A decoded request. Slices point into the request body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimeStampReq<'a> {
+    pub version: u64,
+    /// The whole MessageImprint TLV, copied into TSTInfo byte for byte (RFC 3161 §2.4.2).
+    pub message_imprint: &'a [u8],
+    /// OID content octets of hashAlgorithm.
+    pub hash_oid: &'a [u8],
+    /// True when hashAlgorithm carried parameters other than absent or NULL.
+    pub hash_params_invalid: bool,
+    pub digest: &'a [u8],
+    /// reqPolicy OID content octets.
+    pub req_policy: Option<&'a [u8]>,
+    /// Nonce INTEGER content octets, echoed exactly.
+    pub nonce: Option<&'a [u8]>,
+    pub cert_req: bool,
+    extensions: &'a [u8],
+}
+
+impl<'a> TimeStampReq<'a> {
+    /// The hash algorithm, if stampd knows it.
+    pub fn hash_alg(&self) -> Option<HashAlg> {
+        HashAlg::from_oid_bytes(self.hash_oid)
+    }
+
+    /// The request extensions (structure already validated by [`decode`]).
+    pub fn extensions(&self) -> impl Iterator<Item = Extension<'a>> + 'a {
+        let mut r = Reader::new(self.extensions);
+        std::iter::from_fn(move || {
+            if r.is_empty() {
+                None
+            } else {
+                parse_extension(&mut r).ok()
+            }
+        })
+    }
+
+    pub fn has_extensions(&self) -> bool {
+        !self.extensions.is_empty()
+    }
+}
+
+fn parse_extension<'a>(r: &mut Reader<'a>) -> Result<Extension<'a>, DerError> {
+    // Extension ::= SEQUENCE { extnID OID, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING }
+    let mut e = r.read_nested(tag::SEQUENCE)?;
+    let oid = e.read(tag::OID)?.value;
+    let critical = if e.peek_tag() == Some(tag::BOOLEAN) {
+        e.read_bool()?
+    } else {
+        false
+    };
+    let value = e.read(tag::OCTET_STRING)?.value;
+    e.finish()?;
+    Ok(Extension {
+        oid,
+        critical,
+        value,
+    })
+}
+
+const BAD_FORMAT: Rejection = Rejection::new(
+    FailureInfo::BadDataFormat,
+    "request is not a valid DER TimeStampReq",
+);
+
+/// Decodes a `TimeStampReq`. Structural errors are `badDataFormat` (RFC 3161 §2.4.2).
+/// Semantic checks that depend on configuration (hash allow-list, policy, extensions) are
+/// left to [`crate::policy`]; [`check_imprint`] does the ones that do not.
+pub fn decode(input: &[u8]) -> Result<TimeStampReq<'_>, Rejection> {
+    decode_der(input).map_err(|_| BAD_FORMAT)
+}
+
+fn decode_der(input: &[u8]) -> Result<TimeStampReq<'_>, DerError> {
+    let mut req = Reader::new(der::read_single(input, tag::SEQUENCE)?.value);
+    let version = req.read_u64()?;
+
+    let imprint = req.read(tag::SEQUENCE)?;
+    let mut mi = Reader::new(imprint.value);
+    let mut alg = mi.read_nested(tag::SEQUENCE)?;
+    let hash_oid = alg.read(tag::OID)?.value;
+    let hash_params_invalid = match alg.peek_tag() {
+        None => false,
+        Some(tag::NULL) => !alg.read(tag::NULL)?.value.is_empty(),
+        Some(_) => {
+            alg.read_any()?;
+            true
+        }
+    };
+    alg.finish()?;
+    let digest = mi.read(tag::OCTET_STRING)?.value;
+    mi.finish()?;
+
+    let req_policy = req.read_optional(tag::OID)?.map(|t| t.value);
+    let nonce = match req.read_optional(tag::INTEGER)? {
+        Some(t) => {
+            der::check_minimal_integer(t.value)?;
+            if der::integer_is_negative(t.value) || t.value.len() > MAX_NONCE_OCTETS {
+                return Err(DerError::InvalidValue);
+            }
+            Some(t.value)
+        }
+        None => None,
+    };
+    // An explicit certReq FALSE is a DER violation (X.690 §11.5: DEFAULT values are
+    // omitted), but widely deployed clients send it; we accept it rather than refuse them.
+    let cert_req = if req.peek_tag() == Some(tag::BOOLEAN) {
+        req.read_bool()?
+    } else {
+        false
+    };
+    let extensions = match req.read_optional(tag::ctx_cons(0))? {
+        Some(t) => {
+            let mut r = Reader::new(t.value);
+            if r.is_empty() {
+                // Extensions ::= SEQUENCE SIZE (1..MAX) OF Extension
+                return Err(DerError::InvalidValue);
+            }
+            while !r.is_empty() {
+                parse_extension(&mut r)?;
+            }
+            t.value
+        }
+        None => &[],
+    };
+    req.finish()?;
+    Ok(TimeStampReq {
+        version,
+        message_imprint: imprint.raw,
+        hash_oid,
+        hash_params_invalid,
+        digest,
+        req_policy,
+        nonce,
+        cert_req,
+        extensions,
+    })
+}
+
+/// Checks the parts of a request that need no configuration: version (`badRequest`), hash
+/// algorithm parameters (`badAlg`) and digest length (`badDataFormat`). Returns the hash
+/// algorithm, or `badAlg` when stampd does not know it.
+pub fn check_imprint(req: &TimeStampReq<'_>) -> Result<HashAlg, Rejection> {
+    if req.version != 1 {
+        return Err(Rejection::new(
+            FailureInfo::BadRequest,
+            "unsupported request version",
+        ));
+    }
+    let alg = req.hash_alg().ok_or(Rejection::new(
+        FailureInfo::BadAlg,
+        "unsupported hash algorithm",
+    ))?;
+    if req.hash_params_invalid {
+        return Err(Rejection::new(
+            FailureInfo::BadAlg,
+            "unexpected hash algorithm parameters",
+        ));
+    }
+    if req.digest.len() != alg.digest_len() {
+        return Err(Rejection::new(
+            FailureInfo::BadDataFormat,
+            "digest length does not match the hash algorithm",
+        ));
+    }
+    Ok(alg)
+}
+
+/// Encodes a request (used by `stampd request`, tests and benches).
+pub fn encode(
+    alg: HashAlg,
+    digest: &[u8],
+    policy: Option<&oid::Oid>,
+    nonce: Option<&[u8]>,
+    cert_req: bool,
+) -> Vec<u8> {
+    let imprint = der::tlv_of(
+        tag::SEQUENCE,
+        &[
+            &alg.algorithm_identifier(),
+            &der::tlv(tag::OCTET_STRING, digest),
+        ],
+    );
+    let policy = policy
+        .map(|p| oid::oid_tlv(p.as_bytes()))
+        .unwrap_or_default();
+    let nonce = nonce
+        .map(|n| der::tlv(tag::INTEGER, &der::unsigned_integer_content(n)))
+        .unwrap_or_default();
+    let cert_req: &[u8] = if cert_req { &[0x01, 0x01, 0xff] } else { &[] };
+    der::tlv_of(
+        tag::SEQUENCE,
+        &[&der::uint(1), &imprint, &policy, &nonce, cert_req],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sha256_req(nonce: Option<&[u8]>, cert_req: bool) -> Vec<u8> {
+        encode(HashAlg::Sha256, &[0xab; 32], None, nonce, cert_req)
+    }
+
+    #[test]
+    fn decodes_what_it_encodes() {
+        let policy = oid::Oid::parse("2.999.1.1").unwrap();
+        let bytes = encode(
+            HashAlg::Sha384,
+            &[1; 48],
+            Some(&policy),
+            Some(&[0x80, 1]),
+            true,
+        );
+        let req = decode(&bytes).unwrap();
+        assert_eq!(req.version, 1);
+        assert_eq!(req.hash_alg(), Some(HashAlg::Sha384));
+        assert_eq!(req.digest, &[1; 48]);
+        assert_eq!(req.req_policy, Some(policy.as_bytes()));
+        assert_eq!(req.nonce, Some(&[0x00, 0x80, 0x01][..]));
+        assert!(req.cert_req);
+        assert!(!req.has_extensions());
+        assert_eq!(check_imprint(&req), Ok(HashAlg::Sha384));
+    }
+
+    #[test]
+    fn golden_openssl_query() {
+        // `openssl ts -query -digest <32 x 0x00> -sha256 -no_nonce`:
+        let mut golden = vec![
+            0x30, 0x31, 0x02, 0x01, 0x01, 0x30, 0x2c, 0x30, 0x0b, 0x06, 0x09,
+        ];
+        golden.extend_from_slice(&[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01]);
+        golden.extend_from_slice(&[0x04, 0x20]);
+        golden.extend_from_slice(&[0u8; 32]);
+        // openssl writes the parameters as NULL; we accept both forms.
+        let with_null = {
+            let mut g = vec![
+                0x30, 0x33, 0x02, 0x01, 0x01, 0x30, 0x2e, 0x30, 0x0d, 0x06, 0x09,
+            ];
+            g.extend_from_slice(&[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 5, 0]);
+            g.extend_from_slice(&[0x04, 0x20]);
+            g.extend_from_slice(&[0u8; 32]);
+            g
+        };
+        for g in [golden.clone(), with_null] {
+            let req = decode(&g).unwrap();
+            assert_eq!(check_imprint(&req), Ok(HashAlg::Sha256));
+            assert_eq!(req.nonce, None);
+            assert!(!req.cert_req);
+        }
+        assert_eq!(encode(HashAlg::Sha256, &[0; 32], None, None, false), golden);
+    }
+
+    #[test]
+    fn trailing_bytes_are_bad_data_format() {
+        let mut bytes = sha256_req(None, false);
+        bytes.push(0);
+        assert_eq!(decode(&bytes).unwrap_err().fail, FailureInfo::BadDataFormat);
+    }
+
+    #[test]
+    fn indefinite_length_is_bad_data_format() {
+        let mut bytes = sha256_req(None, false);
+        bytes[1] = 0x80;
+        bytes.extend_from_slice(&[0, 0]);
+        assert_eq!(decode(&bytes).unwrap_err().fail, FailureInfo::BadDataFormat);
+    }
+
+    #[test]
+    fn non_minimal_nonce_and_negative_nonce_are_rejected() {
+        let good = sha256_req(Some(&[0x05]), false);
+        assert!(decode(&good).is_ok());
+        // Replace nonce 02 01 05 by 02 02 00 05 (non-minimal) and fix the outer length.
+        let mut bad = good.clone();
+        let pos = bad.len() - 3;
+        bad.splice(pos.., [0x02, 0x02, 0x00, 0x05]);
+        bad[1] += 1;
+        assert_eq!(decode(&bad).unwrap_err().fail, FailureInfo::BadDataFormat);
+        let mut neg = good.clone();
+        let last = neg.len() - 1;
+        neg[last] = 0xff;
+        assert_eq!(decode(&neg).unwrap_err().fail, FailureInfo::BadDataFormat);
+    }
+
+    #[test]
+    fn long_nonces_echo_up_to_the_limit() {
+        let n160 = [0x7fu8; 20];
+        let req_bytes = sha256_req(Some(&n160), false);
+        assert_eq!(decode(&req_bytes).unwrap().nonce, Some(&n160[..]));
+        let too_long = [0x11u8; MAX_NONCE_OCTETS + 1];
+        let req_bytes = sha256_req(Some(&too_long), false);
+        assert_eq!(
+            decode(&req_bytes).unwrap_err().fail,
+            FailureInfo::BadDataFormat
+        );
+    }
+
+    #[test]
+    fn semantic_checks_map_to_the_right_failure() {
+        let bytes = encode(HashAlg::Sha256, &[0; 31], None, None, false);
+        let req = decode(&bytes).unwrap();
+        assert_eq!(
+            check_imprint(&req).unwrap_err().fail,
+            FailureInfo::BadDataFormat
+        );
+
+        let mut v2 = encode(HashAlg::Sha256, &[0; 32], None, None, false);
+        v2[4] = 2; // version
+        let req = decode(&v2).unwrap();
+        assert_eq!(
+            check_imprint(&req).unwrap_err().fail,
+            FailureInfo::BadRequest
+        );
+
+        // MD5 (1.2.840.113549.2.5) is unknown → badAlg.
+        let md5 = oid::Oid::parse("1.2.840.113549.2.5").unwrap();
+        let alg = der::tlv(tag::SEQUENCE, &oid::oid_tlv(md5.as_bytes()));
+        let imprint = der::tlv_of(
+            tag::SEQUENCE,
+            &[&alg, &der::tlv(tag::OCTET_STRING, &[0; 16])],
+        );
+        let bytes = der::tlv_of(tag::SEQUENCE, &[&der::uint(1), &imprint]);
+        let req = decode(&bytes).unwrap();
+        assert_eq!(check_imprint(&req).unwrap_err().fail, FailureInfo::BadAlg);
+
+        // Parameters other than NULL → badAlg.
+        let alg = der::tlv_of(tag::SEQUENCE, &[&oid::oid_tlv(oid::SHA256), &der::uint(1)]);
+        let imprint = der::tlv_of(
+            tag::SEQUENCE,
+            &[&alg, &der::tlv(tag::OCTET_STRING, &[0; 32])],
+        );
+        let bytes = der::tlv_of(tag::SEQUENCE, &[&der::uint(1), &imprint]);
+        let req = decode(&bytes).unwrap();
+        assert_eq!(check_imprint(&req).unwrap_err().fail, FailureInfo::BadAlg);
+    }
+
+    #[test]
+    fn extensions_are_parsed_with_criticality() {
+        let ext_oid = oid::oid_tlv(oid::Oid::parse("1.2.3.4").unwrap().as_bytes());
+        let e1 = der::tlv_of(
+            tag::SEQUENCE,
+            &[
+                &ext_oid,
+                &[0x01, 0x01, 0xff],
+                &der::tlv(tag::OCTET_STRING, b"v"),
+            ],
+        );
+        let e2 = der::tlv_of(
+            tag::SEQUENCE,
+            &[&ext_oid, &der::tlv(tag::OCTET_STRING, b"w")],
+        );
+        let exts = der::tlv_of(tag::ctx_cons(0), &[&e1, &e2]);
+        let seq = der::read_single(&sha256_req(None, false), tag::SEQUENCE)
+            .unwrap()
+            .value
+            .to_vec();
+        let bytes = der::tlv_of(tag::SEQUENCE, &[&seq, &exts]);
+        let req = decode(&bytes).unwrap();
+        let got: Vec<_> = req
+            .extensions()
+            .map(|e| (e.critical, e.value.to_vec()))
+            .collect();
+        assert_eq!(got, vec![(true, b"v".to_vec()), (false, b"w".to_vec())]);
+
+        let empty = der::tlv_of(tag::SEQUENCE, &[&seq, &[0xa0, 0x00]]);
+        assert_eq!(decode(&empty).unwrap_err().fail, FailureInfo::BadDataFormat);
+    }
+
+    #[test]
+    fn fields_out_of_order_are_rejected() {
+        // certReq before nonce.
+        let seq = der::read_single(&sha256_req(None, false), tag::SEQUENCE)
+            .unwrap()
+            .value
+            .to_vec();
+        let bytes = der::tlv_of(tag::SEQUENCE, &[&seq, &[0x01, 0x01, 0xff], &der::uint(5)]);
+        assert_eq!(decode(&bytes).unwrap_err().fail, FailureInfo::BadDataFormat);
+    }
+
+    #[test]
+    fn never_panics_on_truncations_or_bit_flips() {
+        let base = encode(HashAlg::Sha512, &[9; 64], None, Some(&[1, 2, 3]), true);
+        for cut in 0..base.len() {
+            let _ = decode(&base[..cut]);
+        }
+        for i in 0..base.len() {
+            for bit in 0..8 {
+                let mut b = base.clone();
+                b[i] ^= 1 << bit;
+                let _ = decode(&b).map(|r| check_imprint(&r));
+            }
+        }
+    }
+}

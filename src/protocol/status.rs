@@ -1,0 +1,186 @@
+//! RFC 3161 §2.4.2 PKIStatusInfo: status values and failure information.
+
+use super::der::{self, tag};
+
+/// PKIFailureInfo named bits we emit (RFC 3161 §2.4.2). The discriminant is the bit number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FailureInfo {
+    /// Unrecognized or unsupported algorithm identifier.
+    BadAlg = 0,
+    /// Transaction not permitted or supported.
+    BadRequest = 2,
+    /// The data submitted has the wrong format.
+    BadDataFormat = 5,
+    /// The TSA's time source is not available.
+    TimeNotAvailable = 14,
+    /// The requested TSA policy is not supported by the TSA.
+    UnacceptedPolicy = 15,
+    /// The requested extension is not supported by the TSA.
+    UnacceptedExtension = 16,
+    /// The request cannot be handled due to system failure.
+    SystemFailure = 25,
+}
+
+impl FailureInfo {
+    pub fn name(self) -> &'static str {
+        match self {
+            FailureInfo::BadAlg => "badAlg",
+            FailureInfo::BadRequest => "badRequest",
+            FailureInfo::BadDataFormat => "badDataFormat",
+            FailureInfo::TimeNotAvailable => "timeNotAvailable",
+            FailureInfo::UnacceptedPolicy => "unacceptedPolicy",
+            FailureInfo::UnacceptedExtension => "unacceptedExtension",
+            FailureInfo::SystemFailure => "systemFailure",
+        }
+    }
+
+    pub fn bit(self) -> u8 {
+        self as u8
+    }
+
+    /// The failure info whose bit is `bit`, if we know it.
+    pub fn from_bit(bit: u8) -> Option<Self> {
+        [
+            FailureInfo::BadAlg,
+            FailureInfo::BadRequest,
+            FailureInfo::BadDataFormat,
+            FailureInfo::TimeNotAvailable,
+            FailureInfo::UnacceptedPolicy,
+            FailureInfo::UnacceptedExtension,
+            FailureInfo::SystemFailure,
+        ]
+        .into_iter()
+        .find(|f| f.bit() == bit)
+    }
+
+    /// DER BIT STRING with only this named bit set. X.690 §11.2.2: trailing zero bits of a
+    /// named-bit list are removed, so the string ends at the set bit.
+    pub fn bit_string(self) -> Vec<u8> {
+        let bit = self.bit() as usize;
+        let mut content = vec![0u8; bit / 8 + 2];
+        content[0] = 7 - (bit % 8) as u8; // unused bits in the last octet
+        content[1 + bit / 8] = 0x80 >> (bit % 8);
+        der::tlv(tag::BIT_STRING, &content)
+    }
+}
+
+/// PKIStatus values (RFC 3161 §2.4.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PkiStatus {
+    Granted = 0,
+    GrantedWithMods = 1,
+    Rejection = 2,
+    Waiting = 3,
+    RevocationWarning = 4,
+    RevocationNotification = 5,
+}
+
+impl PkiStatus {
+    pub fn from_u64(v: u64) -> Option<Self> {
+        Some(match v {
+            0 => PkiStatus::Granted,
+            1 => PkiStatus::GrantedWithMods,
+            2 => PkiStatus::Rejection,
+            3 => PkiStatus::Waiting,
+            4 => PkiStatus::RevocationWarning,
+            5 => PkiStatus::RevocationNotification,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PkiStatus::Granted => "granted",
+            PkiStatus::GrantedWithMods => "grantedWithMods",
+            PkiStatus::Rejection => "rejection",
+            PkiStatus::Waiting => "waiting",
+            PkiStatus::RevocationWarning => "revocationWarning",
+            PkiStatus::RevocationNotification => "revocationNotification",
+        }
+    }
+}
+
+/// A reason not to issue a token: the failure info and a short, fixed, human-readable text
+/// for statusString. The text is a `&'static str` on purpose: internal error details
+/// (Debug output, paths, library messages) can never reach the wire through it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rejection {
+    pub fail: FailureInfo,
+    pub text: &'static str,
+}
+
+impl Rejection {
+    pub const fn new(fail: FailureInfo, text: &'static str) -> Self {
+        Rejection { fail, text }
+    }
+}
+
+/// Encodes `PKIStatusInfo { granted }`.
+pub fn granted_status_info() -> Vec<u8> {
+    der::tlv(tag::SEQUENCE, &der::uint(PkiStatus::Granted as u64))
+}
+
+/// Encodes a whole `TimeStampResp` carrying a rejection and no token.
+pub fn rejection_response(rejection: &Rejection, with_text: bool) -> Vec<u8> {
+    let status = der::uint(PkiStatus::Rejection as u64);
+    let text = if with_text {
+        // PKIFreeText ::= SEQUENCE SIZE (1..MAX) OF UTF8String
+        der::tlv(
+            tag::SEQUENCE,
+            &der::tlv(tag::UTF8_STRING, rejection.text.as_bytes()),
+        )
+    } else {
+        Vec::new()
+    };
+    let info = der::tlv_of(
+        tag::SEQUENCE,
+        &[&status, &text, &rejection.fail.bit_string()],
+    );
+    der::tlv(tag::SEQUENCE, &info)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_bits_are_minimal_named_bit_strings() {
+        assert_eq!(
+            FailureInfo::BadAlg.bit_string(),
+            vec![0x03, 0x02, 0x07, 0x80]
+        );
+        assert_eq!(
+            FailureInfo::BadRequest.bit_string(),
+            vec![0x03, 0x02, 0x05, 0x20]
+        );
+        assert_eq!(
+            FailureInfo::BadDataFormat.bit_string(),
+            vec![0x03, 0x02, 0x02, 0x04]
+        );
+        assert_eq!(
+            FailureInfo::TimeNotAvailable.bit_string(),
+            vec![0x03, 0x03, 0x01, 0x00, 0x02]
+        );
+        assert_eq!(
+            FailureInfo::SystemFailure.bit_string(),
+            vec![0x03, 0x05, 0x06, 0x00, 0x00, 0x00, 0x40]
+        );
+    }
+
+    #[test]
+    fn rejection_response_golden() {
+        let r = Rejection::new(FailureInfo::BadAlg, "x");
+        assert_eq!(
+            rejection_response(&r, true),
+            vec![
+                0x30, 0x10, 0x30, 0x0e, 0x02, 0x01, 0x02, 0x30, 0x03, 0x0c, 0x01, b'x', 0x03, 0x02,
+                0x07, 0x80
+            ]
+        );
+        assert_eq!(
+            rejection_response(&r, false),
+            vec![0x30, 0x09, 0x30, 0x07, 0x02, 0x01, 0x02, 0x03, 0x02, 0x07, 0x80]
+        );
+    }
+}

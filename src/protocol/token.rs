@@ -1,0 +1,424 @@
+//! The timestamp token: TSTInfo (RFC 3161 §2.4.2) inside CMS SignedData (RFC 5652 §5),
+//! signed with ESS signing-certificate-v2 (RFC 5035 / RFC 5816).
+//!
+//! Everything that does not change from one token to the next is encoded once, when a
+//! template is built; a token then costs one TSTInfo, one digest, three signed attributes
+//! and the assembly of the envelope around the signature. Signing itself is outside this
+//! module: [`prepare`] yields the bytes to sign, [`finish`] wraps the signature.
+
+use super::cert::CertView;
+use super::der::{self, header_len, tag, tlv_len, write_header, DerError};
+use super::oid;
+use super::request::{HashAlg, TimeStampReq};
+use super::time::{write_generalized_time, Precision, Timestamp};
+
+/// How the TSA key signs. The digest algorithm follows the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureScheme {
+    EcdsaP256Sha256,
+    EcdsaP384Sha384,
+    /// Pure Ed25519 over the signed attributes; RFC 8419 §3.1 requires SHA-512 as the
+    /// digest algorithm when signed attributes are present.
+    Ed25519,
+    RsaPkcs1Sha256,
+    /// RSASSA-PSS, SHA-256, MGF1-SHA-256, salt length 32 (RFC 4056).
+    RsaPssSha256,
+}
+
+impl SignatureScheme {
+    pub fn digest(self) -> HashAlg {
+        match self {
+            SignatureScheme::EcdsaP256Sha256
+            | SignatureScheme::RsaPkcs1Sha256
+            | SignatureScheme::RsaPssSha256 => HashAlg::Sha256,
+            SignatureScheme::EcdsaP384Sha384 => HashAlg::Sha384,
+            SignatureScheme::Ed25519 => HashAlg::Sha512,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SignatureScheme::EcdsaP256Sha256 => "ecdsa-p256-sha256",
+            SignatureScheme::EcdsaP384Sha384 => "ecdsa-p384-sha384",
+            SignatureScheme::Ed25519 => "ed25519",
+            SignatureScheme::RsaPkcs1Sha256 => "rsa-pkcs1-sha256",
+            SignatureScheme::RsaPssSha256 => "rsa-pss-sha256",
+        }
+    }
+
+    /// signatureAlgorithm AlgorithmIdentifier for the SignerInfo.
+    pub fn algorithm_identifier(self) -> Vec<u8> {
+        let null: &[u8] = &[tag::NULL, 0];
+        match self {
+            // RFC 5758 §3.2: ECDSA parameters are absent.
+            SignatureScheme::EcdsaP256Sha256 => {
+                der::tlv(tag::SEQUENCE, &oid::oid_tlv(oid::ECDSA_WITH_SHA256))
+            }
+            SignatureScheme::EcdsaP384Sha384 => {
+                der::tlv(tag::SEQUENCE, &oid::oid_tlv(oid::ECDSA_WITH_SHA384))
+            }
+            // RFC 8410 §3: parameters absent.
+            SignatureScheme::Ed25519 => der::tlv(tag::SEQUENCE, &oid::oid_tlv(oid::ED25519)),
+            // RFC 4055 §5: parameters NULL.
+            SignatureScheme::RsaPkcs1Sha256 => {
+                der::tlv_of(tag::SEQUENCE, &[&oid::oid_tlv(oid::SHA256_WITH_RSA), null])
+            }
+            SignatureScheme::RsaPssSha256 => {
+                // RSASSA-PSS-params (RFC 4055 §3.1) with SHA-256 everywhere, salt 32.
+                let sha256 = der::tlv_of(tag::SEQUENCE, &[&oid::oid_tlv(oid::SHA256), null]);
+                let mgf = der::tlv_of(tag::SEQUENCE, &[&oid::oid_tlv(oid::MGF1), &sha256]);
+                let params = der::tlv_of(
+                    tag::SEQUENCE,
+                    &[
+                        &der::tlv(tag::ctx_cons(0), &sha256),
+                        &der::tlv(tag::ctx_cons(1), &mgf),
+                        &der::tlv(tag::ctx_cons(2), &der::uint(32)),
+                    ],
+                );
+                der::tlv_of(tag::SEQUENCE, &[&oid::oid_tlv(oid::RSASSA_PSS), &params])
+            }
+        }
+    }
+}
+
+/// Which certificates a token carries when the requester asks for them (certReq).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IncludeCerts {
+    /// Only the TSA certificate.
+    Signer,
+    /// The TSA certificate and every certificate configured after it.
+    #[default]
+    Chain,
+}
+
+/// Constant parts of every token signed by one key, derived from its certificate.
+#[derive(Debug, Clone)]
+pub struct SignerTemplate {
+    pub scheme: SignatureScheme,
+    /// `SET OF DigestAlgorithmIdentifier` of SignedData.
+    digest_algorithms: Vec<u8>,
+    /// SignerInfo prefix: version 1, sid (IssuerAndSerialNumber), digestAlgorithm.
+    signer_info_head: Vec<u8>,
+    signature_alg: Vec<u8>,
+    content_type_attr: Vec<u8>,
+    signing_cert_attr: Vec<u8>,
+    /// `[0] IMPLICIT CertificateSet` with the TSA certificate only / with the chain.
+    certs_signer: Vec<u8>,
+    certs_chain: Vec<u8>,
+    /// TSTInfo `tsa [0] GeneralName` = directoryName(subject of the TSA certificate).
+    tsa_name: Vec<u8>,
+    /// The DER order of the three signed attributes.
+    attr_order: [Attr; 3],
+}
+
+impl SignerTemplate {
+    /// `chain` is the TSA certificate first, then the rest of its chain (DER each).
+    pub fn new(scheme: SignatureScheme, chain: &[Vec<u8>]) -> Result<Self, DerError> {
+        let leaf_der = chain.first().ok_or(DerError::Truncated)?;
+        let leaf = CertView::parse(leaf_der)?;
+        let digest = scheme.digest();
+        let digest_alg_id = digest.algorithm_identifier();
+
+        // IssuerAndSerialNumber (RFC 5652 §10.2.4), the sid pyHanko and others expect.
+        let sid = der::tlv_of(tag::SEQUENCE, &[leaf.issuer, leaf.serial]);
+        let signer_info_head = [der::uint(1), sid, digest_alg_id.clone()].concat();
+
+        let content_type_attr = der::tlv_of(
+            tag::SEQUENCE,
+            &[
+                &oid::oid_tlv(oid::ATTR_CONTENT_TYPE),
+                &der::tlv(tag::SET, &oid::oid_tlv(oid::CT_TST_INFO)),
+            ],
+        );
+
+        // RFC 5035 §5.4: SigningCertificateV2 { certs SEQUENCE OF ESSCertIDv2 }.
+        // ESSCertIDv2 { hashAlgorithm DEFAULT sha256 (so omitted), certHash, issuerSerial }.
+        // IssuerSerial { issuer GeneralNames = { directoryName [4] Name }, serialNumber }.
+        let cert_hash = HashAlg::Sha256.digest(leaf_der);
+        let general_names = der::tlv(tag::SEQUENCE, &der::tlv(tag::ctx_cons(4), leaf.issuer));
+        let issuer_serial = der::tlv_of(tag::SEQUENCE, &[&general_names, leaf.serial]);
+        let ess_cert_id = der::tlv_of(
+            tag::SEQUENCE,
+            &[&der::tlv(tag::OCTET_STRING, &cert_hash), &issuer_serial],
+        );
+        let signing_cert = der::tlv(tag::SEQUENCE, &der::tlv(tag::SEQUENCE, &ess_cert_id));
+        let signing_cert_attr = der::tlv_of(
+            tag::SEQUENCE,
+            &[
+                &oid::oid_tlv(oid::ATTR_SIGNING_CERTIFICATE_V2),
+                &der::tlv(tag::SET, &signing_cert),
+            ],
+        );
+
+        // The attributes' order in the DER SET depends only on their headers and OIDs, never
+        // on the digest bytes (the OIDs differ before the digest starts), so it is fixed here.
+        let md_placeholder = message_digest_attr(&vec![0; digest.digest_len()]);
+        let mut attr_order = [
+            Attr::ContentType,
+            Attr::MessageDigest,
+            Attr::SigningCertificate,
+        ];
+        attr_order.sort_by_key(|a| match a {
+            Attr::ContentType => &content_type_attr,
+            Attr::MessageDigest => &md_placeholder,
+            Attr::SigningCertificate => &signing_cert_attr,
+        });
+
+        let certs_signer = der::tlv(tag::ctx_cons(0), leaf_der);
+        let certs_chain = der::set_of(tag::ctx_cons(0), chain.to_vec());
+        let tsa_name = der::tlv(tag::ctx_cons(0), &der::tlv(tag::ctx_cons(4), leaf.subject));
+
+        Ok(SignerTemplate {
+            scheme,
+            digest_algorithms: der::tlv(tag::SET, &digest_alg_id),
+            signer_info_head,
+            signature_alg: scheme.algorithm_identifier(),
+            content_type_attr,
+            signing_cert_attr,
+            certs_signer,
+            certs_chain,
+            tsa_name,
+            attr_order,
+        })
+    }
+}
+
+/// The three signed attributes of every token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attr {
+    ContentType,
+    MessageDigest,
+    SigningCertificate,
+}
+
+fn message_digest_attr(digest: &[u8]) -> Vec<u8> {
+    der::tlv_of(
+        tag::SEQUENCE,
+        &[
+            &oid::oid_tlv(oid::ATTR_MESSAGE_DIGEST),
+            &der::tlv(tag::SET, &der::tlv(tag::OCTET_STRING, digest)),
+        ],
+    )
+}
+
+/// The `accuracy` of TSTInfo (RFC 3161 §2.4.2), in whole seconds, milliseconds and
+/// microseconds (each part 0 = absent; millis and micros 0..=999).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Accuracy {
+    pub seconds: u64,
+    pub millis: u16,
+    pub micros: u16,
+}
+
+impl Accuracy {
+    pub fn from_micros(total: u64) -> Self {
+        Accuracy {
+            seconds: total / 1_000_000,
+            millis: (total / 1_000 % 1_000) as u16,
+            micros: (total % 1_000) as u16,
+        }
+    }
+
+    pub fn is_zero(&self) -> bool {
+        self.seconds == 0 && self.millis == 0 && self.micros == 0
+    }
+
+    /// `Accuracy ::= SEQUENCE { seconds INTEGER OPTIONAL, millis [0] INTEGER (1..999)
+    /// OPTIONAL, micros [1] INTEGER (1..999) OPTIONAL }`; zero parts are omitted.
+    fn encode(&self) -> Vec<u8> {
+        if self.is_zero() {
+            return Vec::new();
+        }
+        let seconds = if self.seconds > 0 {
+            der::uint(self.seconds)
+        } else {
+            Vec::new()
+        };
+        let small = |t: u8, v: u16| {
+            if v > 0 {
+                let mut i = der::uint(v as u64);
+                i[0] = t;
+                i
+            } else {
+                Vec::new()
+            }
+        };
+        der::tlv_of(
+            tag::SEQUENCE,
+            &[
+                &seconds,
+                &small(tag::ctx_prim(0), self.millis),
+                &small(tag::ctx_prim(1), self.micros),
+            ],
+        )
+    }
+}
+
+/// Constant parts of TSTInfo for one policy.
+#[derive(Debug, Clone)]
+pub struct PolicyTemplate {
+    /// `version 1` followed by the policy OID TLV.
+    head: Vec<u8>,
+    accuracy: Vec<u8>,
+    pub precision: Precision,
+    pub include_tsa_name: bool,
+    pub include_certs: IncludeCerts,
+}
+
+impl PolicyTemplate {
+    pub fn new(
+        policy: &oid::Oid,
+        accuracy: Accuracy,
+        precision: Precision,
+        include_tsa_name: bool,
+        include_certs: IncludeCerts,
+    ) -> Self {
+        PolicyTemplate {
+            head: [der::uint(1), oid::oid_tlv(policy.as_bytes())].concat(),
+            accuracy: accuracy.encode(),
+            precision,
+            include_tsa_name,
+            include_certs,
+        }
+    }
+}
+
+/// A token waiting for its signature.
+#[derive(Debug)]
+pub struct Prepared {
+    /// DER TSTInfo (the eContent).
+    pub tst_info: Vec<u8>,
+    /// DER `SET OF Attribute` (tag 0x31): the exact bytes the signature covers
+    /// (RFC 5652 §5.4).
+    pub signed_attrs: Vec<u8>,
+    attrs_header_len: usize,
+    cert_req: bool,
+}
+
+/// Why a token could not be prepared. Not the requester's fault: `systemFailure`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrepareError {
+    /// genTime outside years 0..=9999.
+    TimeOutOfRange,
+}
+
+/// Builds TSTInfo and the signed attributes for one request.
+///
+/// `serial` is the big-endian magnitude of a positive serial number (RFC 3161 §2.4.2: at
+/// most 160 bits); it is encoded as a minimal INTEGER here.
+pub fn prepare(
+    signer: &SignerTemplate,
+    policy: &PolicyTemplate,
+    req: &TimeStampReq<'_>,
+    serial: &[u8],
+    gen_time: Timestamp,
+) -> Result<Prepared, PrepareError> {
+    // --- TSTInfo
+    let mut gen = Vec::with_capacity(24);
+    if !write_generalized_time(&mut gen, gen_time, policy.precision) {
+        return Err(PrepareError::TimeOutOfRange);
+    }
+    let serial = der::unsigned_integer_content(serial);
+    let tsa_name: &[u8] = if policy.include_tsa_name {
+        &signer.tsa_name
+    } else {
+        &[]
+    };
+    let body_len = policy.head.len()
+        + req.message_imprint.len()
+        + tlv_len(serial.len())
+        + gen.len()
+        + policy.accuracy.len()
+        + req.nonce.map_or(0, |n| tlv_len(n.len()))
+        + tsa_name.len();
+    let mut tst = Vec::with_capacity(tlv_len(body_len));
+    write_header(&mut tst, tag::SEQUENCE, body_len);
+    tst.extend_from_slice(&policy.head);
+    tst.extend_from_slice(req.message_imprint);
+    der::write_tlv(&mut tst, tag::INTEGER, &serial);
+    tst.extend_from_slice(&gen);
+    tst.extend_from_slice(&policy.accuracy);
+    // ordering: DEFAULT FALSE, omitted (ETSI EN 319 422 §5.2: ordering false).
+    if let Some(nonce) = req.nonce {
+        der::write_tlv(&mut tst, tag::INTEGER, nonce);
+    }
+    tst.extend_from_slice(tsa_name);
+
+    // --- signed attributes, in the DER order fixed by the template
+    let md_attr = message_digest_attr(&signer.scheme.digest().digest(&tst));
+    let attr = |a: Attr| -> &[u8] {
+        match a {
+            Attr::ContentType => &signer.content_type_attr,
+            Attr::MessageDigest => &md_attr,
+            Attr::SigningCertificate => &signer.signing_cert_attr,
+        }
+    };
+    let attrs_len: usize = signer.attr_order.iter().map(|&a| attr(a).len()).sum();
+    let mut signed_attrs = Vec::with_capacity(tlv_len(attrs_len));
+    write_header(&mut signed_attrs, tag::SET, attrs_len);
+    for a in signer.attr_order {
+        signed_attrs.extend_from_slice(attr(a));
+    }
+    Ok(Prepared {
+        tst_info: tst,
+        signed_attrs,
+        attrs_header_len: header_len(attrs_len),
+        cert_req: req.cert_req,
+    })
+}
+
+/// Wraps a prepared token and its signature into a complete granted `TimeStampResp`.
+pub fn finish(
+    signer: &SignerTemplate,
+    policy: &PolicyTemplate,
+    prepared: &Prepared,
+    signature: &[u8],
+) -> Vec<u8> {
+    let attrs_content = &prepared.signed_attrs[prepared.attrs_header_len..];
+    let certs: &[u8] = match (prepared.cert_req, policy.include_certs) {
+        (false, _) => &[],
+        (true, IncludeCerts::Signer) => &signer.certs_signer,
+        (true, IncludeCerts::Chain) => &signer.certs_chain,
+    };
+
+    // Lengths, inside out.
+    let signer_info_len = signer.signer_info_head.len()
+        + tlv_len(attrs_content.len())
+        + signer.signature_alg.len()
+        + tlv_len(signature.len());
+    let signer_infos_len = tlv_len(signer_info_len);
+    let econtent_len = tlv_len(tlv_len(prepared.tst_info.len()));
+    let encap_len = oid::CT_TST_INFO.len() + 2 + econtent_len;
+    let signed_data_len = 3
+        + signer.digest_algorithms.len()
+        + tlv_len(encap_len)
+        + certs.len()
+        + tlv_len(signer_infos_len);
+    let content_info_len = oid::SIGNED_DATA.len() + 2 + tlv_len(tlv_len(signed_data_len));
+    const STATUS_GRANTED: [u8; 5] = [0x30, 0x03, 0x02, 0x01, 0x00];
+    let resp_len = STATUS_GRANTED.len() + tlv_len(content_info_len);
+
+    let mut out = Vec::with_capacity(tlv_len(resp_len));
+    write_header(&mut out, tag::SEQUENCE, resp_len);
+    out.extend_from_slice(&STATUS_GRANTED);
+    write_header(&mut out, tag::SEQUENCE, content_info_len);
+    der::write_tlv(&mut out, tag::OID, oid::SIGNED_DATA);
+    write_header(&mut out, tag::ctx_cons(0), tlv_len(signed_data_len));
+    write_header(&mut out, tag::SEQUENCE, signed_data_len);
+    out.extend_from_slice(&[tag::INTEGER, 1, 3]); // version 3: eContentType is not id-data
+    out.extend_from_slice(&signer.digest_algorithms);
+    write_header(&mut out, tag::SEQUENCE, encap_len);
+    der::write_tlv(&mut out, tag::OID, oid::CT_TST_INFO);
+    write_header(&mut out, tag::ctx_cons(0), tlv_len(prepared.tst_info.len()));
+    der::write_tlv(&mut out, tag::OCTET_STRING, &prepared.tst_info);
+    out.extend_from_slice(certs);
+    write_header(&mut out, tag::SET, signer_infos_len);
+    write_header(&mut out, tag::SEQUENCE, signer_info_len);
+    out.extend_from_slice(&signer.signer_info_head);
+    der::write_tlv(&mut out, tag::ctx_cons(0), attrs_content);
+    out.extend_from_slice(&signer.signature_alg);
+    der::write_tlv(&mut out, tag::OCTET_STRING, signature);
+    debug_assert_eq!(out.len(), out.capacity());
+    out
+}

@@ -1,0 +1,39 @@
+//! Token signers. A signer owns a private key (it never leaves), knows its certificate
+//! chain and hands out the pre-encoded constant parts of its tokens.
+//!
+//! Callers reserve first and sign once (tower's `poll_ready` pattern): with an HSM the
+//! reservation is a session, taken before any expensive work so overload is refused early.
+
+pub mod checks;
+pub mod software;
+
+use crate::protocol::token::SignerTemplate;
+use crate::protocol::Timestamp;
+
+/// A reserved right to sign once. For the software signer it carries nothing; an HSM pool
+/// puts the session index here.
+#[derive(Debug)]
+pub struct Reservation {
+    pub slot: usize,
+}
+
+/// Why signing failed. Never the requester's fault: mapped to `systemFailure`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignError {
+    #[error("no signing capacity available")]
+    Unavailable,
+    #[error("the signing operation failed")]
+    Failed,
+}
+
+pub trait TokenSigner: Send + Sync {
+    /// Constant DER parts for tokens signed by this key.
+    fn template(&self) -> &SignerTemplate;
+    /// Validity of the TSA certificate (a token must not claim a time outside it).
+    fn validity(&self) -> (Timestamp, Timestamp);
+    /// A short identifier of the key for logs and audit (hex of the SPKI SHA-256, 16 chars).
+    fn key_id(&self) -> &str;
+    fn reserve(&self) -> Result<Reservation, SignError>;
+    /// Signs `message` (the DER signed attributes), consuming the reservation.
+    fn sign(&self, reservation: Reservation, message: &[u8]) -> Result<Vec<u8>, SignError>;
+}
