@@ -166,3 +166,6 @@ impl Issuer {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

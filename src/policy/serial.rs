@@ -135,10 +135,10 @@ mod tests {
     #[test]
     fn epoch_advances_across_restart_even_if_clock_goes_back() {
         let dir = tempfile::tempdir().unwrap();
-        let a = SerialSpace::open(dir.path(), 0, 1_000).unwrap().next();
+        let a = SerialSpace::open(dir.path(), 0, 100_000).unwrap().next();
         // Same second, and then a clock stepped back by a day: epochs still grow.
-        let b = SerialSpace::open(dir.path(), 0, 1_000).unwrap().next();
-        let c = SerialSpace::open(dir.path(), 0, 1_000 - 86_400)
+        let b = SerialSpace::open(dir.path(), 0, 100_000).unwrap().next();
+        let c = SerialSpace::open(dir.path(), 0, 100_000 - 86_400)
             .unwrap()
             .next();
         assert!(a < b && b < c, "{a:?} {b:?} {c:?}");

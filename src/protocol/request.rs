@@ -328,6 +328,7 @@ pub fn encode(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ops::Not;
 
     fn sha256_req(nonce: Option<&[u8]>, cert_req: bool) -> Vec<u8> {
         encode(HashAlg::Sha256, &[0xab; 32], None, nonce, cert_req)
@@ -354,32 +355,28 @@ mod tests {
         assert_eq!(check_imprint(&req), Ok(HashAlg::Sha384));
     }
 
+    /// Output of `openssl ts -query -digest <32 zero bytes> -sha256 -no_nonce` (OpenSSL 3.0).
+    const OPENSSL_QUERY: &str = "30360201013031300d060960864801650304020105000420\
+                                 0000000000000000000000000000000000000000000000000000000000000000";
+
+    fn unhex(s: &str) -> Vec<u8> {
+        let s: String = s.split_whitespace().collect();
+        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    }
+
     #[test]
     fn golden_openssl_query() {
-        // `openssl ts -query -digest <32 x 0x00> -sha256 -no_nonce`:
-        let mut golden = vec![
-            0x30, 0x31, 0x02, 0x01, 0x01, 0x30, 0x2c, 0x30, 0x0b, 0x06, 0x09,
-        ];
-        golden.extend_from_slice(&[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01]);
-        golden.extend_from_slice(&[0x04, 0x20]);
-        golden.extend_from_slice(&[0u8; 32]);
-        // openssl writes the parameters as NULL; we accept both forms.
-        let with_null = {
-            let mut g = vec![
-                0x30, 0x33, 0x02, 0x01, 0x01, 0x30, 0x2e, 0x30, 0x0d, 0x06, 0x09,
-            ];
-            g.extend_from_slice(&[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01, 5, 0]);
-            g.extend_from_slice(&[0x04, 0x20]);
-            g.extend_from_slice(&[0u8; 32]);
-            g
-        };
-        for g in [golden.clone(), with_null] {
-            let req = decode(&g).unwrap();
-            assert_eq!(check_imprint(&req), Ok(HashAlg::Sha256));
-            assert_eq!(req.nonce, None);
-            assert!(!req.cert_req);
-        }
-        assert_eq!(encode(HashAlg::Sha256, &[0; 32], None, None, false), golden);
+        let golden = unhex(OPENSSL_QUERY);
+        let req = decode(&golden).unwrap();
+        assert_eq!(check_imprint(&req), Ok(HashAlg::Sha256));
+        assert!(req.hash_params_invalid.not());
+        assert_eq!(req.digest, &[0u8; 32]);
+        assert_eq!(req.nonce, None);
+        assert!(!req.cert_req);
+        // openssl writes NULL parameters; we write them absent (RFC 5754 §2). Both decode.
+        let ours = encode(HashAlg::Sha256, &[0; 32], None, None, false);
+        assert_eq!(ours.len() + 2, golden.len());
+        assert_eq!(decode(&ours).unwrap().digest, req.digest);
     }
 
     #[test]

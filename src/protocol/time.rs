@@ -192,7 +192,7 @@ mod tests {
     #[test]
     fn leap_years_and_month_ends() {
         assert_eq!(fmt(951_782_400, 0, Precision::Seconds), "20000229000000Z");
-        assert_eq!(fmt(4_107_542_399, 0, Precision::Seconds), "20991231235959Z");
+        assert_eq!(fmt(4_102_444_799, 0, Precision::Seconds), "20991231235959Z");
     }
 
     #[test]
@@ -200,7 +200,7 @@ mod tests {
         for (s, n) in [
             (1_700_000_000i64, 123_000_000u32),
             (0, 0),
-            (4_107_542_399, 456_789_000),
+            (4_102_444_799, 456_789_000),
         ] {
             let text = fmt(s, n, Precision::Micros);
             let t = parse_generalized_time(text.as_bytes()).unwrap();

@@ -65,3 +65,51 @@ pub fn check_tsa_certificate(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{CertificateParams, CustomExtension, KeyPair};
+
+    /// A self-signed P-256 certificate with the given EKU extension (DER content, critical).
+    fn cert_with_eku(eku: Option<(Vec<u8>, bool)>) -> (Vec<u8>, Vec<u8>) {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = CertificateParams::new(vec!["tsa".to_string()]).unwrap();
+        if let Some((content, critical)) = eku {
+            let mut ext = CustomExtension::from_oid_content(&[2, 5, 29, 37], content);
+            ext.set_criticality(critical);
+            params.custom_extensions = vec![ext];
+        }
+        let cert = params.self_signed(&key).unwrap();
+        (cert.der().to_vec(), key.public_key_raw().to_vec())
+    }
+
+    const TIME_STAMPING: [u8; 12] = [0x30, 0x0a, 0x06, 0x08, 0x2b, 6, 1, 5, 5, 7, 3, 8];
+
+    fn check(eku: Option<(Vec<u8>, bool)>) -> Result<(), CertProblem> {
+        let (der, public) = cert_with_eku(eku);
+        let view = CertView::parse(&der).unwrap();
+        let now = Timestamp { unix_secs: time::OffsetDateTime::now_utc().unix_timestamp(), nanos: 0 };
+        check_tsa_certificate(&view, &public, now)
+    }
+
+    #[test]
+    fn eku_must_be_present_critical_and_only_time_stamping() {
+        assert_eq!(check(Some((TIME_STAMPING.to_vec(), true))), Ok(()));
+        assert_eq!(check(None), Err(CertProblem::EkuMissing));
+        assert_eq!(check(Some((TIME_STAMPING.to_vec(), false))), Err(CertProblem::EkuNotCritical));
+        // timeStamping + serverAuth (1.3.6.1.5.5.7.3.1)
+        let two = vec![
+            0x30, 0x14, 0x06, 0x08, 0x2b, 6, 1, 5, 5, 7, 3, 8, 0x06, 0x08, 0x2b, 6, 1, 5, 5, 7, 3, 1,
+        ];
+        assert_eq!(check(Some((two, true))), Err(CertProblem::EkuWrongPurpose));
+    }
+
+    #[test]
+    fn key_mismatch_is_reported() {
+        let (der, _) = cert_with_eku(Some((TIME_STAMPING.to_vec(), true)));
+        let view = CertView::parse(&der).unwrap();
+        let now = Timestamp { unix_secs: time::OffsetDateTime::now_utc().unix_timestamp(), nanos: 0 };
+        assert_eq!(check_tsa_certificate(&view, &[4; 65], now), Err(CertProblem::KeyMismatch));
+    }
+}

@@ -1,0 +1,241 @@
+//! The issuing path with fakes: a fixed clock, software signers over a fresh dev PKI, an
+//! ephemeral serial space. Tokens are checked with the independent verifier in `client`.
+
+use std::sync::Arc;
+
+use super::serial::SerialSpace;
+use super::{Issuer, Outcome, Policy, Service};
+use crate::client::verify::{self, Expectation};
+use crate::clock::FixedClock;
+use crate::pki::{DevPki, KeyType};
+use crate::protocol::der::{self, tag};
+use crate::protocol::oid::{self, Oid};
+use crate::protocol::response;
+use crate::protocol::token::{Accuracy, IncludeCerts, PolicyTemplate};
+use crate::protocol::{request, FailureInfo, HashAlg, PkiStatus, Precision, Timestamp};
+use crate::signer::software::{pem_blocks, RsaPadding, SoftwareSigner};
+
+const NOW: Timestamp = Timestamp { unix_secs: 0, nanos: 0 };
+
+fn now() -> Timestamp {
+    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    Timestamp { unix_secs: d.as_secs() as i64, nanos: 123_456_789 }
+}
+
+struct Fixture {
+    issuer: Issuer,
+    ca: Vec<Vec<u8>>,
+    _dir: tempfile::TempDir,
+}
+
+fn policy(oid_s: &str, precision: Precision, certs: IncludeCerts) -> Policy {
+    let oid = Oid::parse(oid_s).unwrap();
+    Policy {
+        name: "p".into(),
+        accept_absent: true,
+        accept_oids: vec![oid.clone()],
+        hash_algorithms: vec![HashAlg::Sha256, HashAlg::Sha384, HashAlg::Sha512, HashAlg::Sha3_256],
+        template: PolicyTemplate::new(&oid, Accuracy::from_micros(1_500), precision, true, certs),
+        oid,
+    }
+}
+
+fn fixture(key: KeyType, padding: RsaPadding, clock: Option<Timestamp>) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = DevPki::in_dir(dir.path());
+    pki.create(key).unwrap();
+    let signer = SoftwareSigner::load("t", &pki.tsa_key, &pki.tsa_cert, padding, now()).unwrap();
+    let ca = pem_blocks(&std::fs::read(&pki.ca_cert).unwrap(), "CERTIFICATE").unwrap();
+    let issuer = Issuer {
+        services: vec![Service {
+            name: "s".into(),
+            signer: Arc::new(signer),
+            policies: vec![policy("2.999.1.1", Precision::Millis, IncludeCerts::Chain)],
+            status_text: true,
+        }],
+        clock: Arc::new(FixedClock(clock)),
+        serials: SerialSpace::ephemeral(1, 0),
+    };
+    Fixture { issuer, ca, _dir: dir }
+}
+
+fn expect(hash: HashAlg, digest: &[u8], nonce: Option<&[u8]>) -> Expectation {
+    Expectation { hash, digest: digest.to_vec(), nonce: nonce.map(<[u8]>::to_vec) }
+}
+
+#[test]
+fn every_key_type_issues_verifiable_tokens() {
+    for (key, padding) in [
+        (KeyType::P256, RsaPadding::Pkcs1),
+        (KeyType::P384, RsaPadding::Pkcs1),
+        (KeyType::Ed25519, RsaPadding::Pkcs1),
+        (KeyType::Rsa2048, RsaPadding::Pkcs1),
+        (KeyType::Rsa2048, RsaPadding::Pss),
+    ] {
+        let f = fixture(key, padding, Some(now()));
+        for hash in [HashAlg::Sha256, HashAlg::Sha512, HashAlg::Sha3_256] {
+            let digest = vec![0x5a; hash.digest_len()];
+            let nonce = [0x80, 0, 0, 0, 0, 0, 0, 1];
+            let body = request::encode(hash, &digest, None, Some(&nonce), true);
+            let reply = f.issuer.issue(0, &body);
+            assert!(matches!(reply.outcome, Outcome::Granted { .. }), "{key:?} {hash:?}");
+            let v = verify::verify(&reply.der, false, &expect(hash, &digest, Some(&nonce)), &f.ca, &[])
+                .unwrap_or_else(|e| panic!("{key:?} {padding:?} {hash:?}: {e}"));
+            assert_eq!(v.policy, "2.999.1.1");
+            assert_eq!(v.accuracy_us, Some(1_500));
+        }
+    }
+}
+
+#[test]
+fn nonce_is_echoed_exactly_and_cert_req_controls_certificates() {
+    let f = fixture(KeyType::P256, RsaPadding::Pkcs1, Some(now()));
+    let nonce: Vec<u8> = (1..=20).collect(); // 160 bits
+    for cert_req in [false, true] {
+        let body = request::encode(HashAlg::Sha256, &[1; 32], None, Some(&nonce), cert_req);
+        let sent = request::decode(&body).unwrap().nonce.unwrap().to_vec();
+        let reply = f.issuer.issue(0, &body);
+        let resp = response::decode(&reply.der).unwrap();
+        let token = resp.token.unwrap();
+        assert_eq!(token.tst_info.nonce, Some(sent.as_slice()));
+        assert_eq!(token.certificates.len(), if cert_req { 2 } else { 0 });
+        assert_eq!(token.signer_infos.len(), 1);
+        assert_eq!(token.signed_data_version, 3);
+        // Without certificates, the verifier needs the TSA certificate from elsewhere.
+        let res = verify::verify(&reply.der, false, &expect(HashAlg::Sha256, &[1; 32], None), &f.ca, &[]);
+        assert_eq!(res.is_ok(), cert_req, "{res:?}");
+    }
+}
+
+#[test]
+fn token_structure_is_canonical() {
+    let f = fixture(KeyType::P256, RsaPadding::Pkcs1, Some(now()));
+    let body = request::encode(HashAlg::Sha256, &[7; 32], None, None, false);
+    let reply = f.issuer.issue(0, &body);
+    let token = response::decode(&reply.der).unwrap().token.unwrap();
+    let tst = &token.tst_info;
+    // The imprint is copied byte for byte.
+    assert_eq!(tst.message_imprint, request::decode(&body).unwrap().message_imprint);
+    // Serial: minimal, positive INTEGER.
+    der::check_minimal_integer(tst.serial).unwrap();
+    assert!(!der::integer_is_negative(tst.serial));
+    assert!(!tst.ordering && tst.nonce.is_none() && tst.tsa.is_some() && !tst.has_extensions);
+    // Signed attributes form a DER-sorted SET.
+    let si = &token.signer_infos[0];
+    let mut r = der::Reader::new(si.signed_attrs);
+    let mut attrs = Vec::new();
+    while !r.is_empty() {
+        attrs.push(r.read(tag::SEQUENCE).unwrap().raw.to_vec());
+    }
+    let mut sorted = attrs.clone();
+    sorted.sort();
+    assert_eq!(attrs, sorted);
+    assert_eq!(attrs.len(), 3);
+    assert!(si.attribute(oid::ATTR_SIGNING_CERTIFICATE_V2).is_some());
+}
+
+#[test]
+fn gen_time_precision_and_truncation() {
+    let t = Timestamp { unix_secs: now().unix_secs, nanos: 120_999_999 };
+    let f = fixture(KeyType::P256, RsaPadding::Pkcs1, Some(t));
+    let body = request::encode(HashAlg::Sha256, &[7; 32], None, None, false);
+    let der = f.issuer.issue(0, &body).der;
+    let token = response::decode(&der).unwrap().token.unwrap();
+    assert!(token.tst_info.gen_time_text.ends_with(".12Z"), "{}", token.tst_info.gen_time_text);
+}
+
+fn rejection(f: &Fixture, body: &[u8]) -> (FailureInfo, Vec<String>) {
+    let reply = f.issuer.issue(0, body);
+    let resp = response::decode(&reply.der).unwrap();
+    assert_eq!(resp.status, PkiStatus::Rejection);
+    assert!(resp.token.is_none());
+    assert_eq!(resp.fail_info.len(), 1);
+    assert_eq!(reply.outcome, Outcome::Rejected(resp.fail_info[0]));
+    (resp.fail_info[0], resp.status_text)
+}
+
+#[test]
+fn every_rejection_carries_the_right_failure_info() {
+    let f = fixture(KeyType::P256, RsaPadding::Pkcs1, Some(now()));
+    let ok = request::encode(HashAlg::Sha256, &[1; 32], None, None, false);
+    assert_eq!(rejection(&f, b"garbage").0, FailureInfo::BadDataFormat);
+    assert_eq!(rejection(&f, &[]).0, FailureInfo::BadDataFormat);
+    let mut trailing = ok.clone();
+    trailing.push(0);
+    assert_eq!(rejection(&f, &trailing).0, FailureInfo::BadDataFormat);
+    // SHA-1 is known but off by default in this policy.
+    let sha1 = request::encode(HashAlg::Sha1, &[1; 20], None, None, false);
+    assert_eq!(rejection(&f, &sha1).0, FailureInfo::BadAlg);
+    let short = request::encode(HashAlg::Sha256, &[1; 20], None, None, false);
+    assert_eq!(rejection(&f, &short).0, FailureInfo::BadDataFormat);
+    let other = Oid::parse("2.999.9").unwrap();
+    let pol = request::encode(HashAlg::Sha256, &[1; 32], Some(&other), None, false);
+    assert_eq!(rejection(&f, &pol).0, FailureInfo::UnacceptedPolicy);
+    // Any extension is refused (RFC 3161 §2.4.2).
+    let inner = der::read_single(&ok, tag::SEQUENCE).unwrap().value.to_vec();
+    let ext = der::tlv_of(
+        tag::SEQUENCE,
+        &[&oid::oid_tlv(Oid::parse("1.2.3").unwrap().as_bytes()), &der::tlv(tag::OCTET_STRING, b"x")],
+    );
+    let with_ext = der::tlv_of(tag::SEQUENCE, &[&inner, &der::tlv(tag::ctx_cons(0), &ext)]);
+    let (fail, text) = rejection(&f, &with_ext);
+    assert_eq!(fail, FailureInfo::UnacceptedExtension);
+    assert_eq!(text, vec!["request extensions are not supported".to_string()]);
+}
+
+#[test]
+fn unsynchronised_clock_is_time_not_available() {
+    let f = fixture(KeyType::P256, RsaPadding::Pkcs1, None);
+    let ok = request::encode(HashAlg::Sha256, &[1; 32], None, None, false);
+    assert_eq!(rejection(&f, &ok).0, FailureInfo::TimeNotAvailable);
+}
+
+#[test]
+fn gen_time_outside_certificate_validity_is_system_failure() {
+    let f = fixture(KeyType::P256, RsaPadding::Pkcs1, Some(NOW));
+    let ok = request::encode(HashAlg::Sha256, &[1; 32], None, None, false);
+    let (fail, text) = rejection(&f, &ok);
+    assert_eq!(fail, FailureInfo::SystemFailure);
+    assert_eq!(text, vec!["the TSA could not issue a token".to_string()]);
+}
+
+#[test]
+fn serial_numbers_differ_per_token() {
+    let f = fixture(KeyType::Ed25519, RsaPadding::Pkcs1, Some(now()));
+    let ok = request::encode(HashAlg::Sha256, &[1; 32], None, None, false);
+    let serials: std::collections::HashSet<_> = (0..200)
+        .map(|_| match f.issuer.issue(0, &ok).outcome {
+            Outcome::Granted { serial } => serial,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(serials.len(), 200);
+}
+
+#[test]
+fn startup_checks_refuse_bad_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = DevPki::in_dir(&dir.path().join("a"));
+    let b = DevPki::in_dir(&dir.path().join("b"));
+    a.create(KeyType::P256).unwrap();
+    b.create(KeyType::P256).unwrap();
+    // Key of one PKI with the certificate of the other.
+    let err = SoftwareSigner::load("x", &a.tsa_key, &b.tsa_cert, RsaPadding::Pkcs1, now())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("does not match the private key"), "{err}");
+    // The CA certificate has no timeStamping EKU.
+    let ca_key = a.ca_key.clone();
+    let err = SoftwareSigner::load("x", &ca_key, &a.ca_cert, RsaPadding::Pkcs1, now())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("extendedKeyUsage"), "{err}");
+    // Not valid now.
+    let err = SoftwareSigner::load("x", &a.tsa_key, &a.tsa_cert, RsaPadding::Pkcs1, NOW)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("not valid now"), "{err}");
+}
