@@ -32,6 +32,17 @@ impl KeyType {
         match self {
             KeyType::Rsa2048 => KeyPair::generate_rsa_for(alg, rcgen::RsaKeySize::_2048),
             KeyType::Rsa3072 => KeyPair::generate_rsa_for(alg, rcgen::RsaKeySize::_3072),
+            // rcgen writes Ed25519 keys as PKCS#8 v2 (RFC 5958, with the public key), which
+            // OpenSSL 3.0 cannot load; write v1 so every tool can read the dev key.
+            KeyType::Ed25519 => {
+                use aws_lc_rs::encoding::AsDer;
+                let key = aws_lc_rs::signature::Ed25519KeyPair::generate()
+                    .map_err(|_| rcgen::Error::RingUnspecified)?;
+                let der: aws_lc_rs::encoding::Pkcs8V1Der =
+                    key.as_der().map_err(|_| rcgen::Error::RingUnspecified)?;
+                let der = rustls_pki_types::PrivatePkcs8KeyDer::from(der.as_ref().to_vec());
+                KeyPair::from_pkcs8_der_and_sign_algo(&der, alg)
+            }
             _ => KeyPair::generate_for(alg),
         }
     }

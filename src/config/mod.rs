@@ -89,7 +89,8 @@ pub struct ServerConfig {
     pub workers: usize,
     /// Capacity of the backend queue in requests; a full queue answers 503. Default 4096.
     pub queue_capacity: usize,
-    /// I/O driver: `auto` (io_uring when the kernel allows it, else epoll) or `epoll`.
+    /// I/O driver: `auto` (default: io_uring when the kernel allows it, else epoll) or
+    /// `epoll`.
     pub io_driver: crate::frontend::IoDriver,
     /// HTTP limits.
     pub http: HttpConfig,
@@ -118,12 +119,15 @@ pub struct HttpConfig {
     pub max_header_bytes: usize,
     /// Largest request body in bytes; more → 413 before the body is read. Default 65536.
     pub max_body_bytes: usize,
-    /// Time allowed to receive a whole request once its first byte arrived, in ms; then
-    /// the connection is closed (slowloris defence). Default 10000.
+    /// Time allowed to receive a whole request, in ms, counted from its first byte (or from
+    /// the accept, for a connection's first request); then 408 and close (slowloris
+    /// defence). Default 10000.
     pub request_timeout_ms: u64,
-    /// Time an idle keep-alive connection is kept open, in ms. Default 60000.
+    /// Time an idle keep-alive connection is kept open between requests, in ms. Default
+    /// 60000.
     pub idle_timeout_ms: u64,
-    /// Open connections per core; more are answered 503 and closed. Default 16384.
+    /// Open connections per core; more are answered 503 (Retry-After: 1) and closed.
+    /// Default 16384.
     pub max_connections_per_core: usize,
 }
 
@@ -141,19 +145,16 @@ impl Default for HttpConfig {
 
 /// `[signer.NAME]`
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct SignerConfig {
-    /// `file`: a PKCS#8 PEM key file signed in software.
+    /// `file` (default): a PKCS#8 PEM key file signed in software.
     pub kind: SignerKind,
     /// Private key (PKCS#8 PEM), relative to the data directory. Default `pki/tsa.key`.
-    #[serde(default = "default_key")]
     pub key: PathBuf,
     /// Certificate chain (PEM, TSA certificate first), relative to the data directory.
     /// Default `pki/tsa.pem`.
-    #[serde(default = "default_cert")]
     pub cert: PathBuf,
     /// RSA keys only: `pkcs1` (default) or `pss`.
-    #[serde(default)]
     pub rsa_padding: RsaPadding,
 }
 
@@ -163,20 +164,12 @@ pub enum SignerKind {
     File,
 }
 
-fn default_key() -> PathBuf {
-    PathBuf::from("pki/tsa.key")
-}
-
-fn default_cert() -> PathBuf {
-    PathBuf::from("pki/tsa.pem")
-}
-
 impl Default for SignerConfig {
     fn default() -> Self {
         SignerConfig {
             kind: SignerKind::File,
-            key: default_key(),
-            cert: default_cert(),
+            key: PathBuf::from("pki/tsa.key"),
+            cert: PathBuf::from("pki/tsa.pem"),
             rsa_padding: RsaPadding::Pkcs1,
         }
     }
@@ -184,7 +177,7 @@ impl Default for SignerConfig {
 
 /// `[[service]]`
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct ServiceConfig {
     /// Unique name, used in logs. Default `default`.
     pub name: String,
@@ -196,10 +189,8 @@ pub struct ServiceConfig {
     pub signer: String,
     /// Policy names, tried in order; the first whose `match` accepts the request is used.
     /// Default `["default"]`.
-    #[serde(default = "default_policy_names")]
     pub policies: Vec<String>,
     /// Send a statusString with rejections. Default true.
-    #[serde(default = "yes")]
     pub status_text: bool,
 }
 
@@ -228,7 +219,8 @@ impl Default for ServiceConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
-    /// The TSA policy OID stamped into tokens. Default `2.999.1.1` (example arc: replace).
+    /// The TSA policy OID stamped into tokens. Required in every `[policy.NAME]`; the
+    /// embedded default policy uses `2.999.1.1` (the example arc: use your own).
     pub oid: String,
     /// Which requests this policy takes.
     #[serde(default, rename = "match")]

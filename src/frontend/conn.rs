@@ -73,8 +73,10 @@ pub async fn serve(mut stream: TcpStream, shared: Rc<Shared>) {
     let cap = limits.max_header_bytes + limits.max_body_bytes;
     let mut buf: Vec<u8> = Vec::with_capacity(INITIAL_BUF);
     let mut out: Vec<u8> = Vec::with_capacity(INITIAL_BUF);
-    // When the first byte of the request being received arrived.
-    let mut started: Option<Instant> = None;
+    // When the request being received started. A new connection counts as started: its
+    // first request must arrive within the request timeout, not the (longer) idle timeout,
+    // so a client that connects and stays silent is dropped as early as a slow one.
+    let mut started: Option<Instant> = Some(Instant::now());
 
     loop {
         let parsed = if buf.is_empty() {

@@ -15,11 +15,19 @@ use crate::protocol::token::{Accuracy, IncludeCerts, PolicyTemplate};
 use crate::protocol::{request, FailureInfo, HashAlg, PkiStatus, Precision, Timestamp};
 use crate::signer::software::{pem_blocks, RsaPadding, SoftwareSigner};
 
-const NOW: Timestamp = Timestamp { unix_secs: 0, nanos: 0 };
+const NOW: Timestamp = Timestamp {
+    unix_secs: 0,
+    nanos: 0,
+};
 
 fn now() -> Timestamp {
-    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
-    Timestamp { unix_secs: d.as_secs() as i64, nanos: 123_456_789 }
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    Timestamp {
+        unix_secs: d.as_secs() as i64,
+        nanos: 123_456_789,
+    }
 }
 
 struct Fixture {
@@ -34,7 +42,12 @@ fn policy(oid_s: &str, precision: Precision, certs: IncludeCerts) -> Policy {
         name: "p".into(),
         accept_absent: true,
         accept_oids: vec![oid.clone()],
-        hash_algorithms: vec![HashAlg::Sha256, HashAlg::Sha384, HashAlg::Sha512, HashAlg::Sha3_256],
+        hash_algorithms: vec![
+            HashAlg::Sha256,
+            HashAlg::Sha384,
+            HashAlg::Sha512,
+            HashAlg::Sha3_256,
+        ],
         template: PolicyTemplate::new(&oid, Accuracy::from_micros(1_500), precision, true, certs),
         oid,
     }
@@ -56,11 +69,19 @@ fn fixture(key: KeyType, padding: RsaPadding, clock: Option<Timestamp>) -> Fixtu
         clock: Arc::new(FixedClock(clock)),
         serials: SerialSpace::ephemeral(1, 0),
     };
-    Fixture { issuer, ca, _dir: dir }
+    Fixture {
+        issuer,
+        ca,
+        _dir: dir,
+    }
 }
 
 fn expect(hash: HashAlg, digest: &[u8], nonce: Option<&[u8]>) -> Expectation {
-    Expectation { hash, digest: digest.to_vec(), nonce: nonce.map(<[u8]>::to_vec) }
+    Expectation {
+        hash,
+        digest: digest.to_vec(),
+        nonce: nonce.map(<[u8]>::to_vec),
+    }
 }
 
 #[test]
@@ -78,9 +99,18 @@ fn every_key_type_issues_verifiable_tokens() {
             let nonce = [0x80, 0, 0, 0, 0, 0, 0, 1];
             let body = request::encode(hash, &digest, None, Some(&nonce), true);
             let reply = f.issuer.issue(0, &body);
-            assert!(matches!(reply.outcome, Outcome::Granted { .. }), "{key:?} {hash:?}");
-            let v = verify::verify(&reply.der, false, &expect(hash, &digest, Some(&nonce)), &f.ca, &[])
-                .unwrap_or_else(|e| panic!("{key:?} {padding:?} {hash:?}: {e}"));
+            assert!(
+                matches!(reply.outcome, Outcome::Granted { .. }),
+                "{key:?} {hash:?}"
+            );
+            let v = verify::verify(
+                &reply.der,
+                false,
+                &expect(hash, &digest, Some(&nonce)),
+                &f.ca,
+                &[],
+            )
+            .unwrap_or_else(|e| panic!("{key:?} {padding:?} {hash:?}: {e}"));
             assert_eq!(v.policy, "2.999.1.1");
             assert_eq!(v.accuracy_us, Some(1_500));
         }
@@ -102,7 +132,13 @@ fn nonce_is_echoed_exactly_and_cert_req_controls_certificates() {
         assert_eq!(token.signer_infos.len(), 1);
         assert_eq!(token.signed_data_version, 3);
         // Without certificates, the verifier needs the TSA certificate from elsewhere.
-        let res = verify::verify(&reply.der, false, &expect(HashAlg::Sha256, &[1; 32], None), &f.ca, &[]);
+        let res = verify::verify(
+            &reply.der,
+            false,
+            &expect(HashAlg::Sha256, &[1; 32], None),
+            &f.ca,
+            &[],
+        );
         assert_eq!(res.is_ok(), cert_req, "{res:?}");
     }
 }
@@ -115,7 +151,10 @@ fn token_structure_is_canonical() {
     let token = response::decode(&reply.der).unwrap().token.unwrap();
     let tst = &token.tst_info;
     // The imprint is copied byte for byte.
-    assert_eq!(tst.message_imprint, request::decode(&body).unwrap().message_imprint);
+    assert_eq!(
+        tst.message_imprint,
+        request::decode(&body).unwrap().message_imprint
+    );
     // Serial: minimal, positive INTEGER.
     der::check_minimal_integer(tst.serial).unwrap();
     assert!(!der::integer_is_negative(tst.serial));
@@ -136,12 +175,19 @@ fn token_structure_is_canonical() {
 
 #[test]
 fn gen_time_precision_and_truncation() {
-    let t = Timestamp { unix_secs: now().unix_secs, nanos: 120_999_999 };
+    let t = Timestamp {
+        unix_secs: now().unix_secs,
+        nanos: 120_999_999,
+    };
     let f = fixture(KeyType::P256, RsaPadding::Pkcs1, Some(t));
     let body = request::encode(HashAlg::Sha256, &[7; 32], None, None, false);
     let der = f.issuer.issue(0, &body).der;
     let token = response::decode(&der).unwrap().token.unwrap();
-    assert!(token.tst_info.gen_time_text.ends_with(".12Z"), "{}", token.tst_info.gen_time_text);
+    assert!(
+        token.tst_info.gen_time_text.ends_with(".12Z"),
+        "{}",
+        token.tst_info.gen_time_text
+    );
 }
 
 fn rejection(f: &Fixture, body: &[u8]) -> (FailureInfo, Vec<String>) {
@@ -175,12 +221,18 @@ fn every_rejection_carries_the_right_failure_info() {
     let inner = der::read_single(&ok, tag::SEQUENCE).unwrap().value.to_vec();
     let ext = der::tlv_of(
         tag::SEQUENCE,
-        &[&oid::oid_tlv(Oid::parse("1.2.3").unwrap().as_bytes()), &der::tlv(tag::OCTET_STRING, b"x")],
+        &[
+            &oid::oid_tlv(Oid::parse("1.2.3").unwrap().as_bytes()),
+            &der::tlv(tag::OCTET_STRING, b"x"),
+        ],
     );
     let with_ext = der::tlv_of(tag::SEQUENCE, &[&inner, &der::tlv(tag::ctx_cons(0), &ext)]);
     let (fail, text) = rejection(&f, &with_ext);
     assert_eq!(fail, FailureInfo::UnacceptedExtension);
-    assert_eq!(text, vec!["request extensions are not supported".to_string()]);
+    assert_eq!(
+        text,
+        vec!["request extensions are not supported".to_string()]
+    );
 }
 
 #[test]

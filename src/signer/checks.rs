@@ -89,7 +89,10 @@ mod tests {
     fn check(eku: Option<(Vec<u8>, bool)>) -> Result<(), CertProblem> {
         let (der, public) = cert_with_eku(eku);
         let view = CertView::parse(&der).unwrap();
-        let now = Timestamp { unix_secs: time::OffsetDateTime::now_utc().unix_timestamp(), nanos: 0 };
+        let now = Timestamp {
+            unix_secs: time::OffsetDateTime::now_utc().unix_timestamp(),
+            nanos: 0,
+        };
         check_tsa_certificate(&view, &public, now)
     }
 
@@ -97,10 +100,14 @@ mod tests {
     fn eku_must_be_present_critical_and_only_time_stamping() {
         assert_eq!(check(Some((TIME_STAMPING.to_vec(), true))), Ok(()));
         assert_eq!(check(None), Err(CertProblem::EkuMissing));
-        assert_eq!(check(Some((TIME_STAMPING.to_vec(), false))), Err(CertProblem::EkuNotCritical));
+        assert_eq!(
+            check(Some((TIME_STAMPING.to_vec(), false))),
+            Err(CertProblem::EkuNotCritical)
+        );
         // timeStamping + serverAuth (1.3.6.1.5.5.7.3.1)
         let two = vec![
-            0x30, 0x14, 0x06, 0x08, 0x2b, 6, 1, 5, 5, 7, 3, 8, 0x06, 0x08, 0x2b, 6, 1, 5, 5, 7, 3, 1,
+            0x30, 0x14, 0x06, 0x08, 0x2b, 6, 1, 5, 5, 7, 3, 8, 0x06, 0x08, 0x2b, 6, 1, 5, 5, 7, 3,
+            1,
         ];
         assert_eq!(check(Some((two, true))), Err(CertProblem::EkuWrongPurpose));
     }
@@ -109,7 +116,13 @@ mod tests {
     fn key_mismatch_is_reported() {
         let (der, _) = cert_with_eku(Some((TIME_STAMPING.to_vec(), true)));
         let view = CertView::parse(&der).unwrap();
-        let now = Timestamp { unix_secs: time::OffsetDateTime::now_utc().unix_timestamp(), nanos: 0 };
-        assert_eq!(check_tsa_certificate(&view, &[4; 65], now), Err(CertProblem::KeyMismatch));
+        let now = Timestamp {
+            unix_secs: time::OffsetDateTime::now_utc().unix_timestamp(),
+            nanos: 0,
+        };
+        assert_eq!(
+            check_tsa_certificate(&view, &[4; 65], now),
+            Err(CertProblem::KeyMismatch)
+        );
     }
 }

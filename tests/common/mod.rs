@@ -1,0 +1,200 @@
+//! The shared harness: starts the real `stampd` binary on a loopback port and talks to it
+//! over real sockets. Every test owns its server; dropping it kills the process.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_stampd");
+
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    pub path: String,
+    pub data_dir: PathBuf,
+}
+
+impl Server {
+    /// `stampd serve --data-dir DIR --listen 127.0.0.1:0 [--config FILE]`.
+    pub fn start(data_dir: &Path, config: Option<&str>) -> Server {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--listen")
+            .arg("127.0.0.1:0");
+        if let Some(text) = config {
+            let file = data_dir.with_extension("toml");
+            std::fs::write(&file, text).unwrap();
+            cmd.arg("--config").arg(&file);
+        }
+        cmd.env("STAMPD_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("spawn stampd");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(rest) = line.strip_prefix("stampd: serving http://") {
+                        let url = rest.split_whitespace().next().unwrap();
+                        let slash = url.find('/').unwrap();
+                        return Server {
+                            child,
+                            addr: url[..slash].parse().unwrap(),
+                            path: url[slash..].to_string(),
+                            data_dir: data_dir.to_path_buf(),
+                        };
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("stampd did not start (status {:?})", child.wait());
+                }
+            }
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}{}", self.addr, self.path)
+    }
+
+    pub fn ca(&self) -> PathBuf {
+        self.data_dir.join("pki/ca.pem")
+    }
+
+    pub fn tsa_cert(&self) -> PathBuf {
+        self.data_dir.join("pki/tsa.pem")
+    }
+
+    pub fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(self.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.set_nodelay(true).unwrap();
+        s
+    }
+
+    /// Stops the server the hard way (SIGKILL) and waits for it.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP response read off a stream.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads exactly one HTTP response (Content-Length framed) from `s`, keeping any extra
+/// bytes in `pending` for the next call.
+pub fn read_response(s: &mut TcpStream, pending: &mut Vec<u8>) -> Option<Response> {
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut r = httparse::Response::new(&mut headers);
+        if let Ok(httparse::Status::Complete(n)) = r.parse(pending) {
+            let headers: Vec<(String, String)> = r
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_string(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
+                .collect();
+            let status = r.code.unwrap();
+            let len: usize = headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                .map(|(_, v)| v.parse().unwrap())
+                .unwrap_or(0);
+            while pending.len() < n + len {
+                let mut buf = [0u8; 65536];
+                let got = s.read(&mut buf).ok()?;
+                if got == 0 {
+                    return None;
+                }
+                pending.extend_from_slice(&buf[..got]);
+            }
+            let body = pending[n..n + len].to_vec();
+            pending.drain(..n + len);
+            return Some(Response {
+                status,
+                headers,
+                body,
+            });
+        }
+        let mut buf = [0u8; 65536];
+        let got = s.read(&mut buf).ok()?;
+        if got == 0 {
+            return None;
+        }
+        pending.extend_from_slice(&buf[..got]);
+    }
+}
+
+/// Sends raw bytes and reads one response.
+pub fn exchange(server: &Server, raw: &[u8]) -> Option<Response> {
+    let mut s = server.connect();
+    s.write_all(raw).unwrap();
+    read_response(&mut s, &mut Vec::new())
+}
+
+/// A well-formed timestamp POST for `body`.
+pub fn post_bytes(path: &str, body: &[u8], extra_headers: &str) -> Vec<u8> {
+    let mut v = format!(
+        "POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/timestamp-query\r\nContent-Length: {}\r\n{extra_headers}\r\n",
+        body.len()
+    )
+    .into_bytes();
+    v.extend_from_slice(body);
+    v
+}
+
+/// Runs a command and returns (success, combined output).
+pub fn run(cmd: &mut Command) -> (bool, String) {
+    let out = cmd.output().expect("run command");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// A throwaway directory under the system temp dir.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
