@@ -1,1 +1,136 @@
-fn main() {}
+//! Micro benchmarks of the hot stages (see bench/README.md for what each measures).
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+
+use stampd::clock::SystemClock;
+use stampd::clock::TimeSource;
+use stampd::pki::{DevPki, KeyType};
+use stampd::policy::serial::SerialSpace;
+use stampd::policy::{Issuer, Policy, Service};
+use stampd::protocol::oid::Oid;
+use stampd::protocol::token::{self, Accuracy, IncludeCerts, PolicyTemplate};
+use stampd::protocol::{request, HashAlg, Precision};
+use stampd::signer::software::{RsaPadding, SoftwareSigner};
+use stampd::signer::TokenSigner;
+
+fn signer(key: KeyType, padding: RsaPadding) -> (SoftwareSigner, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = DevPki::in_dir(dir.path());
+    pki.create(key).unwrap();
+    let now = SystemClock.now().unwrap();
+    let s = SoftwareSigner::load("bench", &pki.tsa_key, &pki.tsa_cert, padding, now).unwrap();
+    (s, dir)
+}
+
+fn policy_template() -> PolicyTemplate {
+    let oid = Oid::parse("2.999.1.1").unwrap();
+    PolicyTemplate::new(
+        &oid,
+        Accuracy::from_micros(1_000_000),
+        Precision::Millis,
+        true,
+        IncludeCerts::Chain,
+    )
+}
+
+fn bench_decode(c: &mut Criterion) {
+    let body = request::encode(
+        HashAlg::Sha256,
+        &[7; 32],
+        None,
+        Some(&[1, 2, 3, 4, 5, 6, 7, 8]),
+        true,
+    );
+    c.bench_function("request_decode", |b| {
+        b.iter(|| {
+            let req = request::decode(black_box(&body)).unwrap();
+            black_box(request::check_imprint(&req).unwrap());
+        })
+    });
+}
+
+fn bench_encode(c: &mut Criterion) {
+    let (s, _dir) = signer(KeyType::P256, RsaPadding::Pkcs1);
+    let template = s.template();
+    let policy = policy_template();
+    let now = SystemClock.now().unwrap();
+    let fake_signature = [0x30u8; 71];
+    for cert_req in [false, true] {
+        let body = request::encode(
+            HashAlg::Sha256,
+            &[7; 32],
+            None,
+            Some(&[1, 2, 3, 4, 5, 6, 7, 8]),
+            cert_req,
+        );
+        let req = request::decode(&body).unwrap();
+        let serial = [0x12u8; 18];
+        c.bench_function(&format!("token_encode_no_sign/cert_req={cert_req}"), |b| {
+            b.iter(|| {
+                let p = token::prepare(template, &policy, black_box(&req), &serial, now).unwrap();
+                black_box(token::finish(template, &policy, &p, &fake_signature));
+            })
+        });
+    }
+}
+
+fn bench_sign(c: &mut Criterion) {
+    let message = [0x31u8; 180]; // about the size of the signed attributes
+    for (name, key, padding) in [
+        ("ecdsa-p256", KeyType::P256, RsaPadding::Pkcs1),
+        ("ecdsa-p384", KeyType::P384, RsaPadding::Pkcs1),
+        ("ed25519", KeyType::Ed25519, RsaPadding::Pkcs1),
+        ("rsa2048-pkcs1", KeyType::Rsa2048, RsaPadding::Pkcs1),
+        ("rsa2048-pss", KeyType::Rsa2048, RsaPadding::Pss),
+        ("rsa3072-pkcs1", KeyType::Rsa3072, RsaPadding::Pkcs1),
+    ] {
+        let (s, _dir) = signer(key, padding);
+        c.bench_function(&format!("sign/{name}"), |b| {
+            b.iter(|| {
+                let r = s.reserve().unwrap();
+                black_box(s.sign(r, black_box(&message)).unwrap());
+            })
+        });
+    }
+}
+
+fn bench_issue(c: &mut Criterion) {
+    let (s, _dir) = signer(KeyType::P256, RsaPadding::Pkcs1);
+    let oid = Oid::parse("2.999.1.1").unwrap();
+    let issuer = Issuer {
+        services: vec![Service {
+            name: "bench".into(),
+            signer: Arc::new(s),
+            policies: vec![Policy {
+                name: "p".into(),
+                oid: oid.clone(),
+                accept_absent: true,
+                accept_oids: vec![oid],
+                hash_algorithms: vec![HashAlg::Sha256],
+                template: policy_template(),
+            }],
+            status_text: true,
+        }],
+        clock: Arc::new(SystemClock),
+        serials: SerialSpace::ephemeral(1, 0),
+    };
+    for cert_req in [false, true] {
+        let body = request::encode(
+            HashAlg::Sha256,
+            &[7; 32],
+            None,
+            Some(&[1, 2, 3, 4, 5, 6, 7, 8]),
+            cert_req,
+        );
+        c.bench_function(
+            &format!("issue_p256_end_to_end_no_http/cert_req={cert_req}"),
+            |b| b.iter(|| black_box(issuer.issue(0, black_box(&body)))),
+        );
+    }
+}
+
+criterion_group!(benches, bench_decode, bench_encode, bench_sign, bench_issue);
+criterion_main!(benches);

@@ -69,3 +69,25 @@ fn work(issuer: &Issuer, rx: &Receiver<Envelope>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_queue_gives_the_request_back_at_once() {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let queue = Queue { tx };
+        let env = |n: u8| Envelope {
+            service: 0,
+            body: vec![n],
+            reply: oneshot::channel().0,
+        };
+        assert!(queue.try_submit(env(1)).is_ok());
+        let back = queue.try_submit(env(2)).expect_err("full");
+        assert_eq!(back.body, vec![2]);
+        drop(rx);
+        // No worker left: refused as well, never blocking.
+        assert!(queue.try_submit(env(3)).is_err());
+    }
+}

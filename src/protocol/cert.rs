@@ -36,6 +36,14 @@ pub struct CertView<'a> {
     pub signature: &'a [u8],
 }
 
+/// The extendedKeyUsage extension (RFC 5280 §4.2.1.12).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtendedKeyUsage<'a> {
+    pub critical: bool,
+    /// KeyPurposeId OIDs as content octets.
+    pub purposes: Vec<&'a [u8]>,
+}
+
 /// One certificate extension.
 #[derive(Debug, Clone, Copy)]
 pub struct CertExtension<'a> {
@@ -144,9 +152,8 @@ impl<'a> CertView<'a> {
         self.extensions().find(|e| e.oid == id)
     }
 
-    /// The extendedKeyUsage purposes (OID content octets) and whether the extension is
-    /// critical; `None` when the certificate has no EKU extension.
-    pub fn extended_key_usage(&self) -> Result<Option<(bool, Vec<&'a [u8]>)>, DerError> {
+    /// The extendedKeyUsage extension; `None` when the certificate has none.
+    pub fn extended_key_usage(&self) -> Result<Option<ExtendedKeyUsage<'a>>, DerError> {
         let Some(ext) = self.extension(oid::EXT_EXTENDED_KEY_USAGE) else {
             return Ok(None);
         };
@@ -155,7 +162,10 @@ impl<'a> CertView<'a> {
         while !seq.is_empty() {
             purposes.push(seq.read(tag::OID)?.value);
         }
-        Ok(Some((ext.critical, purposes)))
+        Ok(Some(ExtendedKeyUsage {
+            critical: ext.critical,
+            purposes,
+        }))
     }
 
     pub fn valid_at(&self, t: Timestamp) -> bool {

@@ -49,9 +49,9 @@ pub fn check_tsa_certificate(
     match cert.extended_key_usage() {
         Err(_) => return Err(CertProblem::Unparseable),
         Ok(None) => return Err(CertProblem::EkuMissing),
-        Ok(Some((false, _))) => return Err(CertProblem::EkuNotCritical),
-        Ok(Some((true, purposes))) => {
-            if purposes != [oid::KP_TIME_STAMPING] {
+        Ok(Some(eku)) if !eku.critical => return Err(CertProblem::EkuNotCritical),
+        Ok(Some(eku)) => {
+            if eku.purposes != [oid::KP_TIME_STAMPING] {
                 return Err(CertProblem::EkuWrongPurpose);
             }
         }

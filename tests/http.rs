@@ -1,0 +1,328 @@
+//! HTTP behaviour against the real server on loopback: status codes for every malformed
+//! input, keep-alive, pipelining, HTTP/1.0, Expect: 100-continue, limits and slow clients.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use common::{exchange, post_bytes, read_response, Server};
+use stampd::protocol::{request, response, FailureInfo, HashAlg, PkiStatus};
+
+fn query(nonce: u64) -> Vec<u8> {
+    request::encode(
+        HashAlg::Sha256,
+        &[0x11; 32],
+        None,
+        Some(&nonce.to_be_bytes()),
+        false,
+    )
+}
+
+fn granted(body: &[u8]) -> response::Response<'_> {
+    let r = response::decode(body).expect("DER TimeStampResp");
+    assert_eq!(r.status, PkiStatus::Granted, "{:?}", r.status_text);
+    r
+}
+
+/// Short timeouts so the slow-client tests run quickly.
+const FAST_TIMEOUTS: &str = "[server.http]\nrequest_timeout_ms = 700\nidle_timeout_ms = 1500\n";
+
+#[test]
+fn malformed_der_is_a_200_bad_data_format_rejection() {
+    let tmp = common::tempdir();
+    let server = Server::start(&tmp.path().join("d"), None);
+    let mut trailing = query(1);
+    trailing.push(0);
+    let mut indefinite = query(1);
+    indefinite[1] = 0x80;
+    indefinite.extend_from_slice(&[0, 0]);
+    for body in [
+        b"not der at all".to_vec(),
+        vec![],
+        vec![0x30],
+        trailing,
+        indefinite,
+        vec![0x30, 0x84, 0xff, 0xff, 0xff, 0xff],
+    ] {
+        let resp = exchange(&server, &post_bytes("/tsa", &body, "")).unwrap();
+        assert_eq!(resp.status, 200);
+        assert_eq!(
+            resp.header("content-type"),
+            Some("application/timestamp-reply")
+        );
+        let r = response::decode(&resp.body).unwrap();
+        assert_eq!(r.status, PkiStatus::Rejection);
+        assert_eq!(r.fail_info, vec![FailureInfo::BadDataFormat]);
+        assert!(r.token.is_none());
+    }
+}
+
+#[test]
+fn http_errors_have_the_right_status() {
+    let tmp = common::tempdir();
+    let server = Server::start(&tmp.path().join("d"), None);
+    let q = query(1);
+    let cases: Vec<(Vec<u8>, u16)> = vec![
+        (b"GET /tsa HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(), 405),
+        (post_bytes("/nope", &q, ""), 404),
+        (b"POST /tsa HTTP/1.1\r\nContent-Type: application/timestamp-query\r\n\r\n".to_vec(), 411),
+        (b"POST /tsa HTTP/1.1\r\nContent-Type: application/timestamp-query\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n".to_vec(), 411),
+        (b"POST /tsa HTTP/1.1\r\nContent-Type: application/timestamp-query\r\nContent-Length: abc\r\n\r\n".to_vec(), 400),
+        (b"POST /tsa HTTP/1.1\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi".to_vec(), 415),
+        (b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03garbage\r\n\r\n".to_vec(), 400),
+        (format!("GET /health HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(10_000)).into_bytes(), 431),
+    ];
+    for (raw, want) in cases {
+        let resp = exchange(&server, &raw).unwrap_or_else(|| panic!("no reply for {want}"));
+        assert_eq!(
+            resp.status,
+            want,
+            "{}",
+            String::from_utf8_lossy(&raw[..raw.len().min(60)])
+        );
+        if want == 405 {
+            assert_eq!(resp.header("allow"), Some("POST"));
+        }
+    }
+    let health = exchange(&server, b"GET /health HTTP/1.1\r\n\r\n").unwrap();
+    assert_eq!((health.status, health.body.as_slice()), (200, &b"ok\n"[..]));
+}
+
+#[test]
+fn oversized_body_is_413_before_the_body_is_sent() {
+    let tmp = common::tempdir();
+    let server = Server::start(&tmp.path().join("d"), None);
+    let mut s = server.connect();
+    s.write_all(b"POST /tsa HTTP/1.1\r\nContent-Type: application/timestamp-query\r\nContent-Length: 10000000\r\n\r\n").unwrap();
+    let resp = read_response(&mut s, &mut Vec::new()).unwrap();
+    assert_eq!(resp.status, 413);
+    assert_eq!(resp.header("connection"), Some("close"));
+}
+
+#[test]
+fn keep_alive_and_pipelined_requests_are_answered_in_order() {
+    let tmp = common::tempdir();
+    let server = Server::start(&tmp.path().join("d"), None);
+    let mut s = server.connect();
+    let mut pending = Vec::new();
+    // Sequential keep-alive requests on one connection.
+    for n in 1..=5u64 {
+        s.write_all(&post_bytes("/tsa", &query(n), "")).unwrap();
+        let resp = read_response(&mut s, &mut pending).unwrap();
+        assert_eq!(resp.header("connection"), Some("keep-alive"));
+        let r = granted(&resp.body);
+        assert_eq!(
+            r.token.unwrap().tst_info.nonce.unwrap(),
+            &n.to_be_bytes()[7..]
+        );
+    }
+    // 20 pipelined requests in one write, including a health check and a 404 in between.
+    let mut batch = Vec::new();
+    for n in 100..120u64 {
+        batch.extend(post_bytes("/tsa", &query(n), ""));
+        if n == 105 {
+            batch.extend_from_slice(b"GET /health HTTP/1.1\r\n\r\n");
+        }
+        if n == 110 {
+            batch.extend_from_slice(b"GET /missing HTTP/1.1\r\n\r\n");
+        }
+    }
+    s.write_all(&batch).unwrap();
+    for n in 100..120u64 {
+        let resp = read_response(&mut s, &mut pending).unwrap();
+        let r = granted(&resp.body);
+        let want = n.to_be_bytes();
+        let skip = want.iter().take_while(|&&b| b == 0).count();
+        assert_eq!(
+            r.token.unwrap().tst_info.nonce.unwrap(),
+            &want[skip..],
+            "order broken at {n}"
+        );
+        if n == 105 {
+            assert_eq!(read_response(&mut s, &mut pending).unwrap().status, 200);
+        }
+        if n == 110 {
+            assert_eq!(read_response(&mut s, &mut pending).unwrap().status, 404);
+        }
+    }
+}
+
+#[test]
+fn http_10_and_expect_continue() {
+    let tmp = common::tempdir();
+    let server = Server::start(&tmp.path().join("d"), None);
+    // HTTP/1.0 without keep-alive: answered, then closed.
+    let q = query(7);
+    let mut raw = format!("POST /tsa HTTP/1.0\r\nContent-Type: application/timestamp-query\r\nContent-Length: {}\r\n\r\n", q.len()).into_bytes();
+    raw.extend_from_slice(&q);
+    let mut s = server.connect();
+    s.write_all(&raw).unwrap();
+    let resp = read_response(&mut s, &mut Vec::new()).unwrap();
+    granted(&resp.body);
+    assert_eq!(resp.header("connection"), Some("close"));
+    let mut rest = Vec::new();
+    assert_eq!(
+        s.read_to_end(&mut rest).unwrap(),
+        0,
+        "connection should be closed"
+    );
+
+    // Expect: 100-continue: the interim response comes before we send the body.
+    let mut s = server.connect();
+    s.write_all(format!("POST /tsa HTTP/1.1\r\nContent-Type: application/timestamp-query\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n", q.len()).as_bytes()).unwrap();
+    let mut pending = Vec::new();
+    let interim = read_response(&mut s, &mut pending).unwrap();
+    assert_eq!(interim.status, 100);
+    s.write_all(&q).unwrap();
+    let resp = read_response(&mut s, &mut pending).unwrap();
+    assert_eq!(resp.status, 200);
+    granted(&resp.body);
+}
+
+#[test]
+fn slow_clients_never_delay_others_and_are_cut_off() {
+    let tmp = common::tempdir();
+    let server = Server::start(&tmp.path().join("d"), Some(FAST_TIMEOUTS));
+    // 50 slowloris connections: one byte of head each, then silence; plus 50 silent ones.
+    let mut slow: Vec<_> = (0..100).map(|_| server.connect()).collect();
+    for s in slow.iter_mut().take(50) {
+        s.write_all(b"P").unwrap();
+    }
+    // Meanwhile a normal client is served at once.
+    let start = Instant::now();
+    for n in 0..20 {
+        let resp = exchange(&server, &post_bytes("/tsa", &query(n), "")).unwrap();
+        granted(&resp.body);
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "normal clients were delayed"
+    );
+    // Both kinds are closed after the request timeout (700 ms), with 408 for begun requests.
+    for (i, s) in slow.iter_mut().enumerate() {
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut all = Vec::new();
+        let t = Instant::now();
+        s.read_to_end(&mut all).unwrap();
+        assert!(t.elapsed() < Duration::from_secs(5));
+        if i < 50 {
+            assert!(
+                all.starts_with(b"HTTP/1.1 408"),
+                "{}",
+                String::from_utf8_lossy(&all)
+            );
+        } else {
+            assert!(all.is_empty() || all.starts_with(b"HTTP/1.1 408"));
+        }
+    }
+    // A body that never completes is cut off too.
+    let mut s = server.connect();
+    s.write_all(b"POST /tsa HTTP/1.1\r\nContent-Type: application/timestamp-query\r\nContent-Length: 50\r\n\r\n0123").unwrap();
+    let resp = read_response(&mut s, &mut Vec::new()).unwrap();
+    assert_eq!(resp.status, 408);
+}
+
+#[test]
+fn idle_keep_alive_connections_are_closed_after_the_idle_timeout() {
+    let tmp = common::tempdir();
+    let server = Server::start(&tmp.path().join("d"), Some(FAST_TIMEOUTS));
+    let mut s = server.connect();
+    s.write_all(&post_bytes("/tsa", &query(1), "")).unwrap();
+    granted(&read_response(&mut s, &mut Vec::new()).unwrap().body);
+    let t = Instant::now();
+    let mut rest = Vec::new();
+    assert_eq!(s.read_to_end(&mut rest).unwrap(), 0);
+    let idle = t.elapsed();
+    assert!(
+        idle >= Duration::from_millis(1200) && idle < Duration::from_secs(6),
+        "{idle:?}"
+    );
+}
+
+#[test]
+fn queue_dispatch_issues_the_same_tokens() {
+    let tmp = common::tempdir();
+    let config = "[server]\ndispatch = \"queue\"\nworkers = 2\nqueue_capacity = 64\n";
+    let server = Server::start(&tmp.path().join("d"), Some(config));
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let addr = server.addr;
+            std::thread::spawn(move || {
+                let mut s = std::net::TcpStream::connect(addr).unwrap();
+                let mut pending = Vec::new();
+                let mut statuses = Vec::new();
+                for n in 0..50u64 {
+                    s.write_all(&post_bytes("/tsa", &query(t * 1000 + n + 1), ""))
+                        .unwrap();
+                    let resp = read_response(&mut s, &mut pending).unwrap();
+                    statuses.push(resp.status);
+                    if resp.status == 200 {
+                        granted(&resp.body);
+                    } else {
+                        // A full queue is refused at once, politely.
+                        assert_eq!(resp.status, 503);
+                        assert_eq!(resp.header("retry-after"), Some("1"));
+                    }
+                }
+                statuses
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    assert!(
+        statuses.iter().filter(|&&s| s == 200).count() > 300,
+        "{statuses:?}"
+    );
+}
+
+#[test]
+fn connections_over_the_per_core_limit_get_503() {
+    let tmp = common::tempdir();
+    let config = "[server]\ncores = 1\n[server.http]\nmax_connections_per_core = 3\n";
+    let server = Server::start(&tmp.path().join("d"), Some(config));
+    let held: Vec<_> = (0..3).map(|_| server.connect()).collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let resp = exchange(&server, b"GET /health HTTP/1.1\r\n\r\n").unwrap();
+    assert_eq!(resp.status, 503);
+    drop(held);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        exchange(&server, b"GET /health HTTP/1.1\r\n\r\n")
+            .unwrap()
+            .status,
+        200
+    );
+}
+
+#[test]
+fn random_garbage_never_kills_the_server() {
+    let tmp = common::tempdir();
+    let server = Server::start(&tmp.path().join("d"), None);
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let q = query(3);
+    for i in 0..300 {
+        let mut body = q.clone();
+        let flips = 1 + (next() % 4) as usize;
+        for _ in 0..flips {
+            let pos = (next() as usize) % body.len();
+            body[pos] ^= 1 << (next() % 8);
+        }
+        if i % 3 == 0 {
+            body.truncate((next() as usize) % body.len());
+        }
+        let resp = exchange(&server, &post_bytes("/tsa", &body, "")).unwrap();
+        assert_eq!(resp.status, 200);
+        response::decode(&resp.body).expect("always a DER TimeStampResp");
+    }
+    granted(&exchange(&server, &post_bytes("/tsa", &q, "")).unwrap().body);
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The whole test suite, in one command: bash tests/run.sh
+#
+# Installs what it needs when missing (as root, from Debian packages): openssl, python3-venv,
+# then sets up a venv with the independent verifiers (tests/interop/requirements.txt) and
+# runs every unit and integration test with cargo-nextest (cargo test when nextest is absent).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_pkgs=()
+command -v openssl >/dev/null || need_pkgs+=(openssl)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
+if ((${#need_pkgs[@]})); then
+  if [ "$(id -u)" = 0 ]; then
+    echo "== installing ${need_pkgs[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}"
+  else
+    echo "missing: ${need_pkgs[*]} (run as root to install them)" >&2
+    exit 1
+  fi
+fi
+
+# Independent verifiers (pyHanko, rfc3161-client) in a venv, reused between runs.
+venv="${STAMPD_TEST_VENV:-target/interop-venv}"
+if [ ! -x "$venv/bin/python" ] || ! cmp -s tests/interop/requirements.txt "$venv/requirements.txt"; then
+  echo "== setting up $venv"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check -r tests/interop/requirements.txt
+  cp tests/interop/requirements.txt "$venv/requirements.txt"
+fi
+export STAMPD_INTEROP_PYTHON="$PWD/$venv/bin/python"
+
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast
+else
+  cargo test --workspace --no-fail-fast
+fi
+# Doc tests (nextest does not run them).
+cargo test --workspace --doc -q
