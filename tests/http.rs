@@ -326,3 +326,87 @@ fn random_garbage_never_kills_the_server() {
     }
     granted(&exchange(&server, &post_bytes("/tsa", &q, "")).unwrap().body);
 }
+
+#[test]
+fn a_client_that_never_reads_is_dropped_and_others_are_served() {
+    let tmp = common::tempdir();
+    let server = Server::start(&tmp.path().join("d"), Some(FAST_TIMEOUTS));
+    let mut greedy = server.connect();
+    greedy
+        .set_write_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let q = request::encode(HashAlg::Sha256, &[0x11; 32], None, None, true);
+    let one = post_bytes("/tsa", &q, "");
+    // Pipeline ~3000 certReq requests (several MB of answers) and never read.
+    for _ in 0..30 {
+        let batch: Vec<u8> = one.iter().copied().cycle().take(one.len() * 100).collect();
+        if greedy.write_all(&batch).is_err() {
+            break;
+        }
+    }
+    // Others are served meanwhile.
+    granted(
+        &exchange(&server, &post_bytes("/tsa", &query(9), ""))
+            .unwrap()
+            .body,
+    );
+    // The stalled connection is dropped after the write deadline (700 ms here): reading now
+    // ends (EOF or reset) instead of blocking.
+    std::thread::sleep(Duration::from_secs(2));
+    greedy
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut sink = vec![0u8; 1 << 20];
+    let started = Instant::now();
+    loop {
+        match greedy.read(&mut sink) {
+            Ok(0) => break,
+            Ok(_) => continue,
+            Err(e) => {
+                assert_ne!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock,
+                    "connection never dropped"
+                );
+                assert_ne!(
+                    e.kind(),
+                    std::io::ErrorKind::TimedOut,
+                    "connection never dropped"
+                );
+                break;
+            }
+        }
+    }
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn head_requests_get_no_body_and_health_bodies_are_refused() {
+    let tmp = common::tempdir();
+    let server = Server::start(&tmp.path().join("d"), None);
+    let mut s = server.connect();
+    s.write_all(
+        b"HEAD /tsa HTTP/1.1\r\n\r\nHEAD /health HTTP/1.1\r\n\r\nGET /health HTTP/1.1\r\n\r\n",
+    )
+    .unwrap();
+    // HEAD answers carry Content-Length but no body: the next response parses cleanly.
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !raw.ends_with(b"ok\n") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0);
+        raw.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8(raw).unwrap();
+    assert_eq!(text.matches("HTTP/1.1 ").count(), 3, "{text}");
+    assert!(text.starts_with("HTTP/1.1 405"), "{text}");
+    assert!(
+        !text.contains("Method Not Allowed\n"),
+        "HEAD answer had a body: {text}"
+    );
+    // A body on /health is refused and the connection closed (no request smuggling).
+    let smuggle = b"GET /health HTTP/1.1\r\nContent-Length: 60\r\n\r\nPOST /tsa HTTP/1.1\r\nContent-Length: 0\r\n\r\n";
+    let resp = exchange(&server, smuggle).unwrap();
+    assert_eq!(resp.status, 400);
+    assert_eq!(resp.header("connection"), Some("close"));
+}

@@ -111,6 +111,7 @@ fn verify_token(
         ));
     };
     let digest_alg = HashAlg::from_oid_bytes(si.digest_alg)
+        .filter(|h| *h != HashAlg::Sha1)
         .ok_or_else(|| format!("unsupported digest algorithm {}", oid_text(si.digest_alg)))?;
 
     // contentType and messageDigest signed attributes (RFC 5652 §5.3, §11).
@@ -146,6 +147,7 @@ fn verify_token(
     let scheme = verify_signature(
         &signer,
         si.signature_alg,
+        digest_alg,
         &si.signed_attrs_der(),
         si.signature,
     )
@@ -161,9 +163,15 @@ fn verify_token(
         hash_algorithm: expect.hash.name(),
         digest: hex(tst.digest),
         nonce: tst.nonce.map(|n| hex(magnitude(n))),
-        accuracy_us: tst
-            .accuracy
-            .map(|(s, ms, us)| s * 1_000_000 + ms * 1_000 + us),
+        accuracy_us: match tst.accuracy {
+            None => None,
+            Some((s, ms, us)) => Some(
+                s.checked_mul(1_000_000)
+                    .and_then(|v| v.checked_add(ms.checked_mul(1_000)?))
+                    .and_then(|v| v.checked_add(us))
+                    .ok_or("accuracy out of range")?,
+            ),
+        },
         tsa_certificate_subject_sha256: hex(&HashAlg::Sha256.digest(signer.subject)[..8]),
         signature_algorithm: scheme,
         chain_length,
@@ -210,8 +218,29 @@ fn check_eku(cert: &CertView<'_>) -> Result<(), String> {
     }
 }
 
-/// Walks from `leaf` to a trusted certificate, checking each signature and validity at
-/// `at`. Returns the number of certificates in the path, trust anchor included.
+/// May `issuer` have issued a certificate with `below` intermediate CAs under it?
+fn may_issue(issuer: &CertView<'_>, below: u64) -> bool {
+    match issuer.ca_path_len() {
+        Ok(Some(limit)) => limit.is_none_or(|l| below <= l),
+        _ => false,
+    }
+}
+
+/// Checks that `issuer` signed `child` (signature algorithm of the child certificate).
+fn signed_by(child: &CertView<'_>, issuer: &CertView<'_>) -> bool {
+    verify_signature(
+        issuer,
+        child.signature_alg,
+        HashAlg::Sha256,
+        child.tbs,
+        child.signature,
+    )
+    .is_ok()
+}
+
+/// Walks from `leaf` to a trusted certificate, checking each signature, that every issuer is
+/// a CA allowed to issue (basicConstraints, keyUsage, pathLen), and validity at `at`.
+/// Returns the number of certificates in the path, trust anchor included.
 fn verify_chain(
     leaf: &CertView<'_>,
     pool: &[&[u8]],
@@ -219,41 +248,39 @@ fn verify_chain(
     at: Timestamp,
 ) -> Result<usize, String> {
     let mut current = leaf.clone();
-    for depth in 1..=8 {
+    for depth in 1..=8u64 {
         if !current.valid_at(at) {
             return Err(format!(
                 "certificate at depth {depth} is not valid at genTime"
             ));
         }
+        // Intermediate CAs between the certificate being issued and the leaf.
+        let below = depth - 1;
         for t in trusted {
             let Ok(anchor) = CertView::parse(t) else {
                 continue;
             };
-            if anchor.subject == current.issuer
-                && verify_signature(
-                    &anchor,
-                    current.signature_alg,
-                    current.tbs,
-                    current.signature,
-                )
-                .is_ok()
-            {
-                return Ok(depth + 1);
-            }
-            if anchor.raw == current.raw {
-                return Ok(depth);
+            if anchor.subject == current.issuer && signed_by(&current, &anchor) {
+                if !may_issue(&anchor, below) {
+                    return Err("the trusted certificate is not a CA allowed to issue this \
+                                chain (basicConstraints / keyUsage / pathLen)"
+                        .into());
+                }
+                return Ok(depth as usize + 1);
             }
         }
         let next = pool
             .iter()
             .filter_map(|c| CertView::parse(c).ok())
-            .find(|c| {
-                c.subject == current.issuer
-                    && c.raw != current.raw
-                    && verify_signature(c, current.signature_alg, current.tbs, current.signature)
-                        .is_ok()
-            })
+            .find(|c| c.subject == current.issuer && c.raw != current.raw && signed_by(&current, c))
             .ok_or("the TSA certificate does not chain to a trusted CA (--ca)")?;
+        if !may_issue(&next, below) {
+            return Err(
+                "a certificate in the chain issued another without being a CA \
+                        (basicConstraints / keyUsage / pathLen)"
+                    .into(),
+            );
+        }
         current = next;
     }
     Err("certificate chain too long".into())
@@ -264,6 +291,7 @@ fn verify_chain(
 fn verify_signature(
     signer_cert: &CertView<'_>,
     alg_tlv: &[u8],
+    digest: HashAlg,
     message: &[u8],
     signature: &[u8],
 ) -> Result<&'static str, String> {
@@ -297,13 +325,14 @@ fn verify_signature(
             (&sig::ECDSA_P256_SHA384_ASN1, "ecdsa-p256-sha384")
         } else if is(oid::ED25519) {
             (&sig::ED25519, "ed25519")
-        } else if is(oid::SHA256_WITH_RSA)
-            || (is(oid::RSA_ENCRYPTION) && signer_cert.key_alg == oid::RSA_ENCRYPTION)
+        } else if is(oid::SHA256_WITH_RSA) || (is(oid::RSA_ENCRYPTION) && digest == HashAlg::Sha256)
         {
             (&sig::RSA_PKCS1_2048_8192_SHA256, "rsa-pkcs1-sha256")
-        } else if is(oid::SHA384_WITH_RSA) {
+        } else if is(oid::SHA384_WITH_RSA) || (is(oid::RSA_ENCRYPTION) && digest == HashAlg::Sha384)
+        {
             (&sig::RSA_PKCS1_2048_8192_SHA384, "rsa-pkcs1-sha384")
-        } else if is(oid::SHA512_WITH_RSA) {
+        } else if is(oid::SHA512_WITH_RSA) || (is(oid::RSA_ENCRYPTION) && digest == HashAlg::Sha512)
+        {
             (&sig::RSA_PKCS1_2048_8192_SHA512, "rsa-pkcs1-sha512")
         } else if is(oid::RSASSA_PSS) && contains(oid::SHA384) {
             (&sig::RSA_PSS_2048_8192_SHA384, "rsa-pss-sha384")
@@ -321,4 +350,104 @@ fn verify_signature(
         .verify(message, signature)
         .map(|_| name)
         .map_err(|_| "signature does not verify".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::token::{self, Accuracy, IncludeCerts, PolicyTemplate, SignerTemplate};
+    use crate::protocol::{request, Precision};
+    use crate::signer::software::{RsaPadding, SoftwareSigner};
+    use crate::signer::TokenSigner;
+    use rcgen::{BasicConstraints, CertificateParams, CustomExtension, IsCa, Issuer, KeyPair};
+
+    fn now() -> Timestamp {
+        Timestamp {
+            unix_secs: time::OffsetDateTime::now_utc().unix_timestamp(),
+            nanos: 0,
+        }
+    }
+
+    fn tsa_params() -> CertificateParams {
+        let mut p = CertificateParams::new(vec![]).unwrap();
+        let mut eku = CustomExtension::from_oid_content(
+            &[2, 5, 29, 37],
+            vec![0x30, 0x0a, 0x06, 0x08, 0x2b, 6, 1, 5, 5, 7, 3, 8],
+        );
+        eku.set_criticality(true);
+        p.custom_extensions = vec![eku];
+        p
+    }
+
+    /// Issues a token with `chain` (TSA first) and verifies it against `ca`.
+    fn issue_and_verify(
+        tsa_key: &KeyPair,
+        chain: Vec<Vec<u8>>,
+        ca: &[u8],
+    ) -> Result<Verified, String> {
+        let signer =
+            SoftwareSigner::from_der(&tsa_key.serialize_der(), chain, RsaPadding::Pkcs1, now())?;
+        let oid = crate::protocol::oid::Oid::parse("2.999.1.1").unwrap();
+        let policy = PolicyTemplate::new(
+            &oid,
+            Accuracy::default(),
+            Precision::Seconds,
+            false,
+            IncludeCerts::Chain,
+        );
+        let body = request::encode(HashAlg::Sha256, &[3; 32], None, None, true);
+        let req = request::decode(&body).unwrap();
+        let template: &SignerTemplate = signer.template();
+        let prepared = token::prepare(template, &policy, &req, &[1], now()).unwrap();
+        let sig = signer
+            .sign(signer.reserve().unwrap(), &prepared.signed_attrs)
+            .unwrap();
+        let der = token::finish(template, &policy, &prepared, &sig);
+        let expect = Expectation {
+            hash: HashAlg::Sha256,
+            digest: vec![3; 32],
+            nonce: None,
+        };
+        verify(&der, false, &expect, &[ca.to_vec()], &[])
+    }
+
+    #[test]
+    fn chains_through_a_proper_ca_verify() {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(vec![]).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca, &ca_key);
+        let tsa_key = KeyPair::generate().unwrap();
+        let tsa = tsa_params().signed_by(&tsa_key, &issuer).unwrap();
+        let v = issue_and_verify(&tsa_key, vec![tsa.der().to_vec()], ca_cert.der()).unwrap();
+        assert_eq!(v.chain_length, 2);
+    }
+
+    #[test]
+    fn an_end_entity_cannot_issue_a_tsa_certificate() {
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(vec![]).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let ca_issuer = Issuer::new(ca, &ca_key);
+        // An ordinary end-entity certificate (e.g. a TLS client certificate) under the CA...
+        let ee_key = KeyPair::generate().unwrap();
+        let ee_params = CertificateParams::new(vec!["client.example".into()]).unwrap();
+        let ee = ee_params.signed_by(&ee_key, &ca_issuer).unwrap();
+        let ee_issuer = Issuer::new(
+            CertificateParams::new(vec!["client.example".into()]).unwrap(),
+            &ee_key,
+        );
+        // ...mints itself a "TSA" certificate.
+        let tsa_key = KeyPair::generate().unwrap();
+        let tsa = tsa_params().signed_by(&tsa_key, &ee_issuer).unwrap();
+        let err = issue_and_verify(
+            &tsa_key,
+            vec![tsa.der().to_vec(), ee.der().to_vec()],
+            ca_cert.der(),
+        )
+        .unwrap_err();
+        assert!(err.contains("without being a CA"), "{err}");
+    }
 }

@@ -404,10 +404,22 @@ impl Config {
                 ));
             }
             for r in p.match_.requested_policy.iter().flatten() {
-                if r != "absent" && parse_oid(r).is_none() {
-                    errors.push(format!(
+                if r == "absent" {
+                    continue;
+                }
+                match (parse_oid(r), parse_oid(&p.oid)) {
+                    (None, _) => errors.push(format!(
                         "{at}.match.requested_policy: `{r}` is neither \"absent\" nor a dotted OID"
-                    ));
+                    )),
+                    // RFC 3161 §2.4.2: when reqPolicy is present the token's policy MUST
+                    // equal it, so a policy can only answer requests for its own OID.
+                    (Some(req), Some(own)) if req != own => errors.push(format!(
+                        "{at}.match.requested_policy: `{r}` differs from this policy's oid `{}`; \
+                         a token must carry the requested policy (RFC 3161 §2.4.2), so list only \
+                         \"absent\" and \"{}\" here, and define a separate policy for `{r}`",
+                        p.oid, p.oid
+                    )),
+                    _ => {}
                 }
             }
             if p.hash_algorithms.is_empty() {
@@ -422,6 +434,15 @@ impl Config {
                 )),
                 Some(us) if us > 3_600_000_000 => {
                     errors.push(format!("{at}.accuracy: at most one hour"));
+                }
+                // genTime is truncated to its precision, so a finer accuracy would be a lie.
+                Some(us) if us != 0 && us < p.gen_time_precision.unit_us() => {
+                    errors.push(format!(
+                        "{at}.accuracy: `{}` is finer than gen_time_precision `{}` truncates \
+                         genTime to; raise the accuracy or set gen_time_precision to a finer unit",
+                        p.accuracy,
+                        p.gen_time_precision.name()
+                    ));
                 }
                 Some(_) => {}
             }
@@ -492,6 +513,42 @@ mod tests {
         ] {
             assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
         }
+    }
+
+    #[test]
+    fn requested_policy_must_be_the_policys_own_oid() {
+        let text = r#"
+            [policy.default]
+            oid = "2.999.1.1"
+            match = { requested_policy = ["absent", "2.999.1.1", "1.2.3"] }
+        "#;
+        let err = Config::from_toml(text, "t")
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`1.2.3` differs from this policy's oid"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn accuracy_cannot_be_finer_than_gen_time_precision() {
+        let text = r#"
+            [policy.default]
+            oid = "2.999.1.1"
+            accuracy = "100us"
+            gen_time_precision = "ms"
+        "#;
+        let err = Config::from_toml(text, "t")
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("finer than gen_time_precision"), "{err}");
+        let ok = text.replace("\"ms\"", "\"us\"");
+        Config::from_toml(&ok, "t").unwrap().validate().unwrap();
     }
 
     #[test]

@@ -1,8 +1,13 @@
 //! One HTTP/1.1 connection on one core: read, parse, answer in order, keep alive.
+//!
+//! Every wait has a deadline: reading a request (`request_timeout_ms`, counted from its
+//! first byte or from the accept), idling between requests (`idle_timeout_ms`), and writing
+//! answers (`request_timeout_ms`, so a client that never reads cannot pin memory).
 
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
@@ -10,9 +15,18 @@ use super::http::{self, Action, Parsed};
 use super::Backend;
 use crate::config::HttpConfig;
 
-/// Initial read buffer per connection; it grows only for larger requests, so idle
-/// keep-alive connections stay cheap.
+/// Initial buffer per connection; buffers grow for larger requests and shrink back once
+/// idle, so idle keep-alive connections stay cheap.
 const INITIAL_BUF: usize = 2048;
+/// Answers buffered before they are written out, and pipelined requests answered before the
+/// core moves on: backpressure against clients that pipeline much and read little, and
+/// fairness between connections on one core.
+const OUT_HIGH_WATER: usize = 64 * 1024;
+const MAX_BATCH: usize = 32;
+/// After answering a request whose body we did not read, keep reading (and discarding) this
+/// long before closing, so the kernel does not reset the connection before the client has
+/// read the error (a "lingering close").
+const LINGER: Duration = Duration::from_millis(500);
 
 pub struct Shared {
     pub limits: HttpConfig,
@@ -26,23 +40,14 @@ enum ReadOutcome {
     TimedOut,
 }
 
-/// Reads more bytes into `buf` before `deadline`. On error, EOF or time-out the caller
-/// closes the connection.
-async fn read_more(
-    stream: &mut TcpStream,
-    buf: &mut Vec<u8>,
-    deadline: Instant,
-    cap: usize,
-) -> ReadOutcome {
+/// Reads more bytes into the spare capacity of `buf` before `deadline`, growing it when full.
+async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>, deadline: Instant) -> ReadOutcome {
     if buf.len() == buf.capacity() {
-        buf.reserve((buf.capacity()).min(cap.saturating_sub(buf.len())).max(512));
+        buf.reserve(buf.capacity().max(INITIAL_BUF));
     }
     let taken = std::mem::take(buf);
     let len = taken.len();
-    let read = monoio::time::timeout_at(
-        deadline.into(),
-        stream.read(monoio::buf::IoBufMut::slice_mut(taken, len..)),
-    );
+    let read = monoio::time::timeout_at(deadline.into(), stream.read(taken.slice_mut(len..)));
     match read.await {
         Err(_) => ReadOutcome::TimedOut,
         Ok((res, slice)) => {
@@ -55,14 +60,23 @@ async fn read_more(
     }
 }
 
-async fn flush(stream: &mut TcpStream, out: &mut Vec<u8>) -> bool {
+/// Writes `out` completely before `deadline`; false when the connection must be dropped.
+async fn flush(stream: &mut TcpStream, out: &mut Vec<u8>, deadline: Instant) -> bool {
     if out.is_empty() {
         return true;
     }
-    let (res, mut back) = stream.write_all(std::mem::take(out)).await;
-    back.clear();
-    *out = back;
-    res.is_ok()
+    let write = monoio::time::timeout_at(deadline.into(), stream.write_all(std::mem::take(out)));
+    match write.await {
+        Ok((Ok(_), mut back)) => {
+            back.clear();
+            if back.capacity() > OUT_HIGH_WATER {
+                back.shrink_to(INITIAL_BUF);
+            }
+            *out = back;
+            true
+        }
+        _ => false,
+    }
 }
 
 pub async fn serve(mut stream: TcpStream, shared: Rc<Shared>) {
@@ -70,13 +84,16 @@ pub async fn serve(mut stream: TcpStream, shared: Rc<Shared>) {
     let limits = &shared.limits;
     let request_timeout = Duration::from_millis(limits.request_timeout_ms);
     let idle_timeout = Duration::from_millis(limits.idle_timeout_ms);
-    let cap = limits.max_header_bytes + limits.max_body_bytes;
+    let write_deadline = || Instant::now() + request_timeout;
     let mut buf: Vec<u8> = Vec::with_capacity(INITIAL_BUF);
     let mut out: Vec<u8> = Vec::with_capacity(INITIAL_BUF);
     // When the request being received started. A new connection counts as started: its
     // first request must arrive within the request timeout, not the (longer) idle timeout,
     // so a client that connects and stays silent is dropped as early as a slow one.
     let mut started: Option<Instant> = Some(Instant::now());
+    let mut batch = 0usize;
+    // The connection ends with unread input (a refused body): linger before closing.
+    let mut linger = false;
 
     loop {
         let parsed = if buf.is_empty() {
@@ -87,19 +104,26 @@ pub async fn serve(mut stream: TcpStream, shared: Rc<Shared>) {
         let req = match parsed {
             Parsed::Complete(req) => req,
             Parsed::Invalid { status } => {
-                http::write_error(&mut out, status, false, None);
+                http::write_error(&mut out, status, false, None, false);
+                linger = true;
                 break;
             }
             Parsed::Partial => {
                 // Send what pipelined requests produced before waiting for more input.
-                if !flush(&mut stream, &mut out).await {
+                if !flush(&mut stream, &mut out, write_deadline()).await {
                     return;
+                }
+                batch = 0;
+                if buf.is_empty() && buf.capacity() > 4 * INITIAL_BUF {
+                    buf.shrink_to(INITIAL_BUF);
                 }
                 let deadline = match started {
                     Some(t) => t + request_timeout,
                     None => Instant::now() + idle_timeout,
                 };
-                match read_more(&mut stream, &mut buf, deadline, cap).await {
+                // Decided before reading: a timed-out read drops the buffer it owned.
+                let begun = !buf.is_empty();
+                match read_more(&mut stream, &mut buf, deadline).await {
                     ReadOutcome::Data => {
                         started.get_or_insert_with(Instant::now);
                         continue;
@@ -108,8 +132,8 @@ pub async fn serve(mut stream: TcpStream, shared: Rc<Shared>) {
                     ReadOutcome::TimedOut => {
                         // A request begun but not finished in time gets a 408; an idle
                         // keep-alive connection is closed quietly (RFC 9112 §9.5).
-                        if started.is_some() {
-                            http::write_error(&mut out, 408, false, None);
+                        if begun {
+                            http::write_error(&mut out, 408, false, None, false);
                         }
                         break;
                     }
@@ -135,9 +159,11 @@ pub async fn serve(mut stream: TcpStream, shared: Rc<Shared>) {
                 status,
                 close,
                 allow,
+                head_only,
             } => {
                 keep_alive &= !close;
-                http::write_error(&mut out, status, keep_alive, allow);
+                linger |= close;
+                http::write_error(&mut out, status, keep_alive, allow, head_only);
                 req.head_len
             }
             Action::Timestamp {
@@ -149,26 +175,19 @@ pub async fn serve(mut stream: TcpStream, shared: Rc<Shared>) {
                 if buf.len() < need && expect_continue {
                     out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
                 }
-                if buf.len() < need && buf.capacity() < need {
-                    buf.reserve(need - buf.len());
-                }
                 let deadline = started.unwrap_or_else(Instant::now) + request_timeout;
-                let mut complete = true;
                 while buf.len() < need {
-                    if !flush(&mut stream, &mut out).await {
+                    if !flush(&mut stream, &mut out, write_deadline()).await {
                         return;
                     }
-                    match read_more(&mut stream, &mut buf, deadline, cap).await {
+                    match read_more(&mut stream, &mut buf, deadline).await {
                         ReadOutcome::Data => {}
                         ReadOutcome::Closed => return,
-                        ReadOutcome::TimedOut => {
-                            complete = false;
-                            break;
-                        }
+                        ReadOutcome::TimedOut => break,
                     }
                 }
-                if !complete {
-                    http::write_error(&mut out, 408, false, None);
+                if buf.len() < need {
+                    http::write_error(&mut out, 408, false, None, false);
                     break;
                 }
                 let body = &buf[req.head_len..need];
@@ -182,7 +201,7 @@ pub async fn serve(mut stream: TcpStream, shared: Rc<Shared>) {
                         &[],
                         false,
                     ),
-                    Err(status) => http::write_error(&mut out, status, keep_alive, None),
+                    Err(status) => http::write_error(&mut out, status, keep_alive, None, false),
                 }
                 need
             }
@@ -196,8 +215,30 @@ pub async fn serve(mut stream: TcpStream, shared: Rc<Shared>) {
         if !keep_alive {
             break;
         }
+        batch += 1;
+        if out.len() >= OUT_HIGH_WATER || batch >= MAX_BATCH {
+            // Write what we have (this also lets other connections on the core run).
+            if !flush(&mut stream, &mut out, write_deadline()).await {
+                return;
+            }
+            batch = 0;
+        }
     }
-    if flush(&mut stream, &mut out).await {
-        let _ = stream.shutdown().await;
+    if !flush(&mut stream, &mut out, write_deadline()).await {
+        return;
+    }
+    let _ = stream.shutdown().await;
+    if linger {
+        // Discard what the client still sends, briefly, so it reads our answer.
+        let until = Instant::now() + LINGER;
+        let mut scratch = std::mem::take(&mut buf);
+        let mut drained = 0usize;
+        while drained < 1 << 20 {
+            scratch.clear();
+            match read_more(&mut stream, &mut scratch, until).await {
+                ReadOutcome::Data => drained += scratch.len(),
+                _ => break,
+            }
+        }
     }
 }

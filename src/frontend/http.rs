@@ -15,11 +15,13 @@ pub enum Action {
     /// `GET /health` (or HEAD).
     Health { head_only: bool },
     /// Answer with an error status. `close`: the framing is lost or the body is unread, so
-    /// the connection must close after the answer.
+    /// the connection must close after the answer. `head_only`: the request was HEAD, so
+    /// the answer carries no body (RFC 9110 §9.3.2).
     Error {
         status: u16,
         close: bool,
         allow: Option<&'static str>,
+        head_only: bool,
     },
 }
 
@@ -114,13 +116,23 @@ pub fn parse(buf: &[u8], limits: &HttpConfig, routes: &[(String, usize)]) -> Par
             minor,
         })
     };
+    let has_body = content_length.unwrap_or(0) > 0 || transfer_encoding;
+    let head_only = method == "HEAD";
+    // A request with a body we will not read loses the framing: close after answering.
     let error = |status: u16, allow| {
-        // A request with a body we will not read loses the framing: close after answering.
-        let close = content_length.unwrap_or(0) > 0 || transfer_encoding;
         done(Action::Error {
             status,
-            close,
+            close: has_body,
             allow,
+            head_only,
+        })
+    };
+    let fatal = |status: u16| {
+        done(Action::Error {
+            status,
+            close: true,
+            allow: None,
+            head_only,
         })
     };
 
@@ -129,6 +141,11 @@ pub fn parse(buf: &[u8], limits: &HttpConfig, routes: &[(String, usize)]) -> Par
         return Parsed::Invalid { status: 400 };
     }
     if path == "/health" {
+        if has_body {
+            // A body here would be left unread and parsed as the next request (a smuggling
+            // vector behind a proxy): refuse and close.
+            return fatal(400);
+        }
         return match method {
             "GET" => done(Action::Health { head_only: false }),
             "HEAD" => done(Action::Health { head_only: true }),
@@ -143,25 +160,13 @@ pub fn parse(buf: &[u8], limits: &HttpConfig, routes: &[(String, usize)]) -> Par
     }
     if transfer_encoding {
         // Chunked bodies are not supported: a timestamp query is small and has a length.
-        return done(Action::Error {
-            status: 411,
-            close: true,
-            allow: None,
-        });
+        return fatal(411);
     }
     let Some(body_len) = content_length else {
-        return done(Action::Error {
-            status: 411,
-            close: true,
-            allow: None,
-        });
+        return fatal(411);
     };
     if body_len > limits.max_body_bytes {
-        return done(Action::Error {
-            status: 413,
-            close: true,
-            allow: None,
-        });
+        return fatal(413);
     }
     if !content_type.is_some_and(is_timestamp_query) {
         return error(415, None);
@@ -242,7 +247,13 @@ pub fn write_response(
 }
 
 /// Appends a short plain-text error response.
-pub fn write_error(out: &mut Vec<u8>, status: u16, keep_alive: bool, allow: Option<&str>) {
+pub fn write_error(
+    out: &mut Vec<u8>,
+    status: u16,
+    keep_alive: bool,
+    allow: Option<&str>,
+    head_only: bool,
+) {
     let mut body = reason(status).as_bytes().to_vec();
     body.push(b'\n');
     let mut extra = Vec::new();
@@ -259,7 +270,7 @@ pub fn write_error(out: &mut Vec<u8>, status: u16, keep_alive: bool, allow: Opti
         &body,
         keep_alive,
         &extra,
-        false,
+        head_only,
     );
 }
 
@@ -327,7 +338,8 @@ mod tests {
             Action::Error {
                 status: 405,
                 close: false,
-                allow: Some("POST")
+                allow: Some("POST"),
+                head_only: false,
             }
         );
         assert_eq!(
@@ -335,7 +347,8 @@ mod tests {
             Action::Error {
                 status: 404,
                 close: false,
-                allow: None
+                allow: None,
+                head_only: false,
             }
         );
         assert_eq!(
@@ -343,7 +356,8 @@ mod tests {
             Action::Error {
                 status: 415,
                 close: true,
-                allow: None
+                allow: None,
+                head_only: false,
             }
         );
         assert_eq!(
@@ -360,7 +374,8 @@ mod tests {
             Action::Error {
                 status: 411,
                 close: true,
-                allow: None
+                allow: None,
+                head_only: false,
             }
         );
         let chunked = "POST /tsa HTTP/1.1\r\nContent-Type: application/timestamp-query\r\nTransfer-Encoding: chunked\r\n\r\n";
@@ -369,7 +384,8 @@ mod tests {
             Action::Error {
                 status: 411,
                 close: true,
-                allow: None
+                allow: None,
+                head_only: false,
             }
         );
         let bad_len = "POST /tsa HTTP/1.1\r\nContent-Length: -1\r\n\r\n";
@@ -384,7 +400,8 @@ mod tests {
             Action::Error {
                 status: 413,
                 close: true,
-                allow: None
+                allow: None,
+                head_only: false,
             }
         );
     }
@@ -420,7 +437,8 @@ mod tests {
             Action::Error {
                 status: 417,
                 close: true,
-                allow: None
+                allow: None,
+                head_only: false,
             }
         );
     }

@@ -30,6 +30,9 @@ pub enum IoDriver {
     Epoll,
 }
 
+/// Longest a core waits for a backend worker's answer.
+const BACKEND_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Where a core sends a request.
 #[derive(Clone)]
 pub enum Backend {
@@ -54,8 +57,12 @@ impl Backend {
                 if queue.try_submit(env).is_err() {
                     return Err(Error::Overloaded.http_status());
                 }
-                // A worker that vanished is a server failure, not a requester's.
-                rx.await.map_err(|_| 500)
+                // A worker that vanished or hangs is a server failure, not a requester's:
+                // answer 503 rather than hold the connection for ever.
+                match monoio::time::timeout(BACKEND_DEADLINE, rx).await {
+                    Ok(Ok(der)) => Ok(der),
+                    _ => Err(Error::Overloaded.http_status()),
+                }
             }
         }
     }
@@ -225,7 +232,7 @@ async fn accept_loop(listener: TcpListener, shared: Rc<conn::Shared>, open: Rc<C
 async fn refuse(mut stream: monoio::net::TcpStream) {
     use monoio::io::{AsyncWriteRent, AsyncWriteRentExt};
     let mut out = Vec::new();
-    http::write_error(&mut out, 503, false, None);
+    http::write_error(&mut out, 503, false, None, false);
     let _ = stream.write_all(out).await;
     let _ = stream.shutdown().await;
 }

@@ -68,7 +68,10 @@ impl SerialSpace {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
             Err(e) => return Err(Error::io(&path, e)),
         };
-        let epoch = (previous + 1).max(now_unix_secs);
+        let epoch = previous
+            .checked_add(1)
+            .ok_or_else(|| Error::Config(format!("{}: epoch exhausted", path.display())))?
+            .max(now_unix_secs);
         persist(&path, epoch)?;
         Ok(SerialSpace {
             prefix: prefix(epoch, node_id),

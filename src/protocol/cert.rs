@@ -168,6 +168,38 @@ impl<'a> CertView<'a> {
         }))
     }
 
+    /// May this certificate issue certificates? basicConstraints cA must be TRUE
+    /// (RFC 5280 §4.2.1.9) and keyUsage, when present, must allow keyCertSign (§4.2.1.3).
+    /// Returns the pathLenConstraint (`None` = unlimited) when it may.
+    pub fn ca_path_len(&self) -> Result<Option<Option<u64>>, DerError> {
+        let Some(bc) = self.extension(oid::EXT_BASIC_CONSTRAINTS) else {
+            return Ok(None);
+        };
+        let mut r = Reader::new(super::der::read_single(bc.value, tag::SEQUENCE)?.value);
+        let ca = if r.peek_tag() == Some(tag::BOOLEAN) {
+            r.read_bool()?
+        } else {
+            false
+        };
+        let path_len = if r.is_empty() {
+            None
+        } else {
+            Some(r.read_u64()?)
+        };
+        r.finish()?;
+        if !ca {
+            return Ok(None);
+        }
+        if let Some(ku) = self.extension(oid::EXT_KEY_USAGE) {
+            let bits = super::der::read_single(ku.value, tag::BIT_STRING)?.value;
+            // keyCertSign is bit 5: the first content octet after the unused-bits count.
+            if bits.get(1).is_none_or(|b| b & 0x04 == 0) {
+                return Ok(None);
+            }
+        }
+        Ok(Some(path_len))
+    }
+
     pub fn valid_at(&self, t: Timestamp) -> bool {
         self.not_before <= t && t <= self.not_after
     }

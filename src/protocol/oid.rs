@@ -65,6 +65,19 @@ impl serde::Serialize for Oid {
     }
 }
 
+/// True when `bytes` are a valid, minimal OID encoding (non-empty, every sub-identifier
+/// minimal and terminated). Allocation-free, for the request hot path.
+pub fn is_valid(bytes: &[u8]) -> bool {
+    let mut fresh = true;
+    for &b in bytes {
+        if fresh && b == 0x80 {
+            return false;
+        }
+        fresh = b & 0x80 == 0;
+    }
+    !bytes.is_empty() && fresh
+}
+
 /// Dotted decimal of DER content octets; `None` when they are not a minimal encoding.
 pub fn to_dotted(bytes: &[u8]) -> Option<String> {
     let mut arcs = Vec::new();
@@ -96,6 +109,11 @@ pub fn to_dotted(bytes: &[u8]) -> Option<String> {
     }
     Some(s)
 }
+
+/// `2.5.29.19` basicConstraints
+pub const EXT_BASIC_CONSTRAINTS: &[u8] = &[0x55, 0x1d, 0x13];
+/// `2.5.29.15` keyUsage
+pub const EXT_KEY_USAGE: &[u8] = &[0x55, 0x1d, 0x0f];
 
 /// DER TLV (tag 0x06) of OID content octets.
 pub fn oid_tlv(content: &[u8]) -> Vec<u8> {
@@ -230,6 +248,8 @@ mod tests {
             (EXT_EXTENDED_KEY_USAGE, "2.5.29.37"),
             (SHA384_WITH_RSA, "1.2.840.113549.1.1.12"),
             (SHA512_WITH_RSA, "1.2.840.113549.1.1.13"),
+            (EXT_BASIC_CONSTRAINTS, "2.5.29.19"),
+            (EXT_KEY_USAGE, "2.5.29.15"),
         ] {
             assert_eq!(Oid::parse(dotted).unwrap().as_bytes(), bytes, "{dotted}");
             assert_eq!(to_dotted(bytes).unwrap(), dotted);

@@ -172,10 +172,20 @@ impl<'a> TimeStampReq<'a> {
     }
 }
 
+/// An OBJECT IDENTIFIER whose content is a valid minimal encoding (X.690 §8.19).
+fn read_oid<'a>(r: &mut Reader<'a>) -> Result<&'a [u8], DerError> {
+    let v = r.read(tag::OID)?.value;
+    if oid::is_valid(v) {
+        Ok(v)
+    } else {
+        Err(DerError::InvalidValue)
+    }
+}
+
 fn parse_extension<'a>(r: &mut Reader<'a>) -> Result<Extension<'a>, DerError> {
     // Extension ::= SEQUENCE { extnID OID, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING }
     let mut e = r.read_nested(tag::SEQUENCE)?;
-    let oid = e.read(tag::OID)?.value;
+    let oid = read_oid(&mut e)?;
     let critical = if e.peek_tag() == Some(tag::BOOLEAN) {
         e.read_bool()?
     } else {
@@ -209,7 +219,7 @@ fn decode_der(input: &[u8]) -> Result<TimeStampReq<'_>, DerError> {
     let imprint = req.read(tag::SEQUENCE)?;
     let mut mi = Reader::new(imprint.value);
     let mut alg = mi.read_nested(tag::SEQUENCE)?;
-    let hash_oid = alg.read(tag::OID)?.value;
+    let hash_oid = read_oid(&mut alg)?;
     let hash_params_invalid = match alg.peek_tag() {
         None => false,
         Some(tag::NULL) => !alg.read(tag::NULL)?.value.is_empty(),
@@ -222,7 +232,10 @@ fn decode_der(input: &[u8]) -> Result<TimeStampReq<'_>, DerError> {
     let digest = mi.read(tag::OCTET_STRING)?.value;
     mi.finish()?;
 
-    let req_policy = req.read_optional(tag::OID)?.map(|t| t.value);
+    let req_policy = match req.peek_tag() {
+        Some(tag::OID) => Some(read_oid(&mut req)?),
+        _ => None,
+    };
     let nonce = match req.read_optional(tag::INTEGER)? {
         Some(t) => {
             der::check_minimal_integer(t.value)?;
@@ -495,6 +508,15 @@ mod tests {
 
         let empty = der::tlv_of(tag::SEQUENCE, &[&seq, &[0xa0, 0x00]]);
         assert_eq!(decode(&empty).unwrap_err().fail, FailureInfo::BadDataFormat);
+    }
+
+    #[test]
+    fn invalid_oids_are_bad_data_format() {
+        let body = encode(HashAlg::Sha256, &[0; 32], None, None, false);
+        // Replace the hash OID's last octet by 0x81: an unterminated sub-identifier.
+        let mut bad = body.clone();
+        bad[19] = 0x81;
+        assert_eq!(decode(&bad).unwrap_err().fail, FailureInfo::BadDataFormat);
     }
 
     #[test]

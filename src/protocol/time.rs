@@ -42,6 +42,25 @@ pub enum Precision {
     Micros,
 }
 
+impl Precision {
+    /// One unit of this precision, in microseconds.
+    pub fn unit_us(self) -> u64 {
+        match self {
+            Precision::Seconds => 1_000_000,
+            Precision::Millis => 1_000,
+            Precision::Micros => 1,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Seconds => "s",
+            Precision::Millis => "ms",
+            Precision::Micros => "us",
+        }
+    }
+}
+
 /// Civil date from days since 1970-01-01 (proleptic Gregorian calendar).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# HTTP throughput of stampd with wrk, side by side in one run:
+# dispatch inline vs queue, certReq false vs true; P-256 software key.
+#
+#   bash bench/wrk/run.sh [DURATION=10s] [CONNECTIONS=64] [ROUNDS=3]
+#
+# Prints tokens/s (wrk's Requests/sec; wrk shares the box with the server) and server CPU
+# time per token (utime+stime of the stampd process from /proc, divided by requests).
+# Each case runs ROUNDS times, interleaved, and the median is reported.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+dur=${1:-10s}; conns=${2:-64}; rounds=${3:-3}
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+cargo build --release -q --bin stampd
+bin=target/release/stampd
+tmp=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$tmp"' EXIT
+"$bin" init --data-dir "$tmp/data" >/dev/null
+echo "wrk-bench data" > "$tmp/data.txt"
+openssl ts -query -data "$tmp/data.txt" -sha256 -out "$tmp/nocert.tsq" 2>/dev/null
+openssl ts -query -data "$tmp/data.txt" -sha256 -cert -out "$tmp/cert.tsq" 2>/dev/null
+tck=$(getconf CLK_TCK)
+port=3190
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+run_case() { # dispatch certreq
+  local dispatch=$1 cert=$2 q
+  q=$tmp/$([ "$cert" = true ] && echo cert || echo nocert).tsq
+  printf '[server]\ndispatch = "%s"\n' "$dispatch" > "$tmp/$dispatch.toml"
+  STAMPD_LOG=warn "$bin" serve --config "$tmp/$dispatch.toml" --data-dir "$tmp/data" \
+    --listen "127.0.0.1:$port" > /dev/null &
+  local pid=$!
+  for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
+  local before after out reqs rps non2xx
+  before=$(cpu_ticks $pid)
+  out=$(STAMPD_QUERY=$q wrk -t2 -c"$conns" -d"$dur" -s bench/wrk/timestamp.lua "http://127.0.0.1:$port/tsa")
+  after=$(cpu_ticks $pid)
+  kill $pid; wait $pid 2>/dev/null || true
+  reqs=$(echo "$out" | awk '/requests in/ {print $1}')
+  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  non2xx=$(echo "$out" | awk '/Non-2xx/ {print $5}')
+  local cpu_us
+  cpu_us=$(awk -v t=$((after - before)) -v r="$reqs" -v hz="$tck" 'BEGIN {printf "%.1f", t * 1e6 / hz / r}')
+  echo "$dispatch $cert $rps $cpu_us ${non2xx:-0}"
+}
+
+results=$tmp/results
+for r in $(seq "$rounds"); do
+  for dispatch in inline queue; do
+    for cert in false true; do
+      run_case $dispatch $cert | tee -a "$results" >&2
+    done
+  done
+done
+echo
+echo "median of $rounds rounds, ${dur} each, $conns connections, wrk -t2 on the same $(nproc)-core box"
+printf '%-8s %-9s %12s %16s %8s\n' dispatch cert_req tokens/s cpu_us/token non2xx
+for dispatch in inline queue; do
+  for cert in false true; do
+    grep "^$dispatch $cert " "$results" | sort -k3 -n | awk -v n="$rounds" \
+      '{a[NR]=$3; c[NR]=$4; e+=$5} END {m=int((n+1)/2); printf "%-8s %-9s %12.0f %16s %8d\n", $1, $2, a[m], c[m], e}'
+  done
+done

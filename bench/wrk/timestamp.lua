@@ -1,0 +1,8 @@
+-- wrk script: POSTs one fixed TimeStampReq (DER) over keep-alive connections.
+-- The request file comes from STAMPD_QUERY (bench/wrk/run.sh makes it with openssl).
+local path = os.getenv("STAMPD_QUERY")
+local f = assert(io.open(path, "rb"), "cannot open " .. tostring(path))
+wrk.method = "POST"
+wrk.body = f:read("*a")
+f:close()
+wrk.headers["Content-Type"] = "application/timestamp-query"
