@@ -410,3 +410,23 @@ fn head_requests_get_no_body_and_health_bodies_are_refused() {
     assert_eq!(resp.status, 400);
     assert_eq!(resp.header("connection"), Some("close"));
 }
+
+#[test]
+fn the_epoll_driver_serves_the_same() {
+    let tmp = common::tempdir();
+    let server = Server::start(
+        &tmp.path().join("d"),
+        Some("[server]\nio_driver = \"epoll\"\n"),
+    );
+    assert!(
+        server.banner.ends_with("(epoll driver)"),
+        "{}",
+        server.banner
+    );
+    let mut s = server.connect();
+    let mut pending = Vec::new();
+    for n in 1..=3u64 {
+        s.write_all(&post_bytes("/tsa", &query(n), "")).unwrap();
+        granted(&read_response(&mut s, &mut pending).unwrap().body);
+    }
+}

@@ -12,6 +12,9 @@ cd "$(dirname "$0")/../.."
 dur=${1:-10s}; conns=${2:-64}; rounds=${3:-3}
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 cargo build --release -q --bin stampd
+# The raw P-256 signing cost on this machine, measured in the same run (criterion).
+sign_us=$(cargo bench -q --bench protocol -- --warm-up-time 1 --measurement-time 3 'sign/ecdsa-p256$' 2>/dev/null \
+  | awk '/time:/ {v=$5; u=$6; if (u ~ /^ns/) v/=1000; if (u ~ /^ms/) v*=1000; print v; exit}')
 bin=target/release/stampd
 tmp=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$tmp"' EXIT
 "$bin" init --data-dir "$tmp/data" >/dev/null
@@ -53,6 +56,8 @@ for r in $(seq "$rounds"); do
   done
 done
 echo
+echo "raw aws-lc-rs P-256 sign: ${sign_us} µs ($(awk -v s="$sign_us" 'BEGIN {printf "%.0f", 1e6 / s}')/s per core);" \
+     "CPU target per token 1/(0.7 x raw rate) = $(awk -v s="$sign_us" 'BEGIN {printf "%.1f", s / 0.7}') µs"
 echo "median of $rounds rounds, ${dur} each, $conns connections, wrk -t2 on the same $(nproc)-core box"
 printf '%-8s %-9s %12s %16s %8s\n' dispatch cert_req tokens/s cpu_us/token non2xx
 for dispatch in inline queue; do

@@ -253,15 +253,12 @@ pub struct MatchConfig {
     pub requested_policy: Option<Vec<String>>,
 }
 
+/// Every known hash but SHA-1 (collisions are practical: opt in only for legacy clients).
 fn default_hashes() -> Vec<HashAlg> {
-    vec![
-        HashAlg::Sha256,
-        HashAlg::Sha384,
-        HashAlg::Sha512,
-        HashAlg::Sha3_256,
-        HashAlg::Sha3_384,
-        HashAlg::Sha3_512,
-    ]
+    HashAlg::ALL
+        .into_iter()
+        .filter(|h| *h != HashAlg::Sha1)
+        .collect()
 }
 
 fn default_accuracy() -> String {

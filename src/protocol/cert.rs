@@ -44,9 +44,10 @@ pub struct ExtendedKeyUsage<'a> {
     pub purposes: Vec<&'a [u8]>,
 }
 
-/// One certificate extension.
-#[derive(Debug, Clone, Copy)]
-pub struct CertExtension<'a> {
+/// One extension (RFC 5280 §4.1, the same shape in certificates and in RFC 3161 requests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Extension<'a> {
+    /// OID content octets.
     pub oid: &'a [u8],
     pub critical: bool,
     pub value: &'a [u8],
@@ -137,7 +138,7 @@ impl<'a> CertView<'a> {
         Ok(view)
     }
 
-    pub fn extensions(&self) -> impl Iterator<Item = CertExtension<'a>> + 'a {
+    pub fn extensions(&self) -> impl Iterator<Item = Extension<'a>> + 'a {
         let mut r = Reader::new(self.extensions);
         std::iter::from_fn(move || {
             if r.is_empty() {
@@ -148,7 +149,7 @@ impl<'a> CertView<'a> {
         })
     }
 
-    pub fn extension(&self, id: &[u8]) -> Option<CertExtension<'a>> {
+    pub fn extension(&self, id: &[u8]) -> Option<Extension<'a>> {
         self.extensions().find(|e| e.oid == id)
     }
 
@@ -205,9 +206,11 @@ impl<'a> CertView<'a> {
     }
 }
 
-fn read_extension<'a>(r: &mut Reader<'a>) -> Result<CertExtension<'a>, DerError> {
+/// Reads one `Extension ::= SEQUENCE { extnID OID, critical BOOLEAN DEFAULT FALSE,
+/// extnValue OCTET STRING }`.
+pub fn read_extension<'a>(r: &mut Reader<'a>) -> Result<Extension<'a>, DerError> {
     let mut e = r.read_nested(tag::SEQUENCE)?;
-    let oid = e.read(tag::OID)?.value;
+    let oid = e.read_oid()?;
     let critical = if e.peek_tag() == Some(tag::BOOLEAN) {
         e.read_bool()?
     } else {
@@ -215,7 +218,7 @@ fn read_extension<'a>(r: &mut Reader<'a>) -> Result<CertExtension<'a>, DerError>
     };
     let value = e.read(tag::OCTET_STRING)?.value;
     e.finish()?;
-    Ok(CertExtension {
+    Ok(Extension {
         oid,
         critical,
         value,

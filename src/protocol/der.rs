@@ -180,6 +180,16 @@ impl<'a> Reader<'a> {
         integer_to_u64(tlv.value)
     }
 
+    /// Reads an OBJECT IDENTIFIER whose content is a valid minimal encoding (X.690 §8.19).
+    pub fn read_oid(&mut self) -> Result<&'a [u8], DerError> {
+        let v = self.read(tag::OID)?.value;
+        if super::oid::is_valid(v) {
+            Ok(v)
+        } else {
+            Err(DerError::InvalidValue)
+        }
+    }
+
     /// Reads a DER BOOLEAN (only 0x00 and 0xFF are allowed, X.690 §11.1).
     pub fn read_bool(&mut self) -> Result<bool, DerError> {
         let tlv = self.read(tag::BOOLEAN)?;

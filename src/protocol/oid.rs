@@ -43,11 +43,6 @@ impl Oid {
         Some(Oid(out))
     }
 
-    /// Accepts DER content octets if they are a valid, minimal OID encoding.
-    pub fn from_der_content(bytes: &[u8]) -> Option<Oid> {
-        to_dotted(bytes).map(|_| Oid(bytes.to_vec()))
-    }
-
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }

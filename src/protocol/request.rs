@@ -11,6 +11,7 @@
 //! MessageImprint ::= SEQUENCE { hashAlgorithm AlgorithmIdentifier, hashedMessage OCTET STRING }
 //! ```
 
+use super::cert::{read_extension, Extension};
 use super::der::{self, tag, DerError, Reader};
 use super::oid;
 use super::status::{FailureInfo, Rejection};
@@ -121,15 +122,6 @@ impl HashAlg {
     }
 }
 
-/// One request extension, validated for structure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Extension<'a> {
-    /// OID content octets.
-    pub oid: &'a [u8],
-    pub critical: bool,
-    pub value: &'a [u8],
-}
-
 /// A decoded request. Slices point into the request body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TimeStampReq<'a> {
@@ -162,7 +154,7 @@ impl<'a> TimeStampReq<'a> {
             if r.is_empty() {
                 None
             } else {
-                parse_extension(&mut r).ok()
+                read_extension(&mut r).ok()
             }
         })
     }
@@ -170,34 +162,6 @@ impl<'a> TimeStampReq<'a> {
     pub fn has_extensions(&self) -> bool {
         !self.extensions.is_empty()
     }
-}
-
-/// An OBJECT IDENTIFIER whose content is a valid minimal encoding (X.690 §8.19).
-fn read_oid<'a>(r: &mut Reader<'a>) -> Result<&'a [u8], DerError> {
-    let v = r.read(tag::OID)?.value;
-    if oid::is_valid(v) {
-        Ok(v)
-    } else {
-        Err(DerError::InvalidValue)
-    }
-}
-
-fn parse_extension<'a>(r: &mut Reader<'a>) -> Result<Extension<'a>, DerError> {
-    // Extension ::= SEQUENCE { extnID OID, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING }
-    let mut e = r.read_nested(tag::SEQUENCE)?;
-    let oid = read_oid(&mut e)?;
-    let critical = if e.peek_tag() == Some(tag::BOOLEAN) {
-        e.read_bool()?
-    } else {
-        false
-    };
-    let value = e.read(tag::OCTET_STRING)?.value;
-    e.finish()?;
-    Ok(Extension {
-        oid,
-        critical,
-        value,
-    })
 }
 
 const BAD_FORMAT: Rejection = Rejection::new(
@@ -219,7 +183,7 @@ fn decode_der(input: &[u8]) -> Result<TimeStampReq<'_>, DerError> {
     let imprint = req.read(tag::SEQUENCE)?;
     let mut mi = Reader::new(imprint.value);
     let mut alg = mi.read_nested(tag::SEQUENCE)?;
-    let hash_oid = read_oid(&mut alg)?;
+    let hash_oid = alg.read_oid()?;
     let hash_params_invalid = match alg.peek_tag() {
         None => false,
         Some(tag::NULL) => !alg.read(tag::NULL)?.value.is_empty(),
@@ -233,7 +197,7 @@ fn decode_der(input: &[u8]) -> Result<TimeStampReq<'_>, DerError> {
     mi.finish()?;
 
     let req_policy = match req.peek_tag() {
-        Some(tag::OID) => Some(read_oid(&mut req)?),
+        Some(tag::OID) => Some(req.read_oid()?),
         _ => None,
     };
     let nonce = match req.read_optional(tag::INTEGER)? {
@@ -261,7 +225,7 @@ fn decode_der(input: &[u8]) -> Result<TimeStampReq<'_>, DerError> {
                 return Err(DerError::InvalidValue);
             }
             while !r.is_empty() {
-                parse_extension(&mut r)?;
+                read_extension(&mut r)?;
             }
             t.value
         }

@@ -13,19 +13,6 @@ pub struct Timestamp {
     pub nanos: u32,
 }
 
-impl Timestamp {
-    pub fn from_unix_nanos(n: i128) -> Self {
-        Timestamp {
-            unix_secs: n.div_euclid(1_000_000_000) as i64,
-            nanos: n.rem_euclid(1_000_000_000) as u32,
-        }
-    }
-
-    pub fn unix_nanos(&self) -> i128 {
-        self.unix_secs as i128 * 1_000_000_000 + self.nanos as i128
-    }
-}
-
 /// How many digits of a second genTime carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -16,6 +16,8 @@ pub struct Server {
     pub addr: SocketAddr,
     pub path: String,
     pub data_dir: PathBuf,
+    /// The line the server printed when it started ("... (io_uring driver)").
+    pub banner: String,
 }
 
 impl Server {
@@ -56,6 +58,7 @@ impl Server {
                             addr: url[..slash].parse().unwrap(),
                             path: url[slash..].to_string(),
                             data_dir: data_dir.to_path_buf(),
+                            banner: line.clone(),
                         };
                     }
                 }
