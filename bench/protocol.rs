@@ -9,7 +9,7 @@ use stampd::clock::SystemClock;
 use stampd::clock::TimeSource;
 use stampd::pki::{DevPki, KeyType};
 use stampd::policy::serial::SerialSpace;
-use stampd::policy::{Issuer, Policy, Service};
+use stampd::policy::{Issuer, Policy, RequestMeta, Service};
 use stampd::protocol::oid::Oid;
 use stampd::protocol::token::{self, Accuracy, IncludeCerts, PolicyTemplate};
 use stampd::protocol::{request, HashAlg, Precision};
@@ -33,6 +33,7 @@ fn policy_template() -> PolicyTemplate {
         Precision::Millis,
         true,
         IncludeCerts::Chain,
+        false,
     )
 }
 
@@ -104,14 +105,13 @@ fn bench_issue(c: &mut Criterion) {
         services: vec![Service {
             name: "bench".into(),
             signer: Arc::new(s),
-            policies: vec![Policy {
-                name: "p".into(),
-                oid: oid.clone(),
-                accept_absent: true,
-                accept_oids: vec![oid],
-                hash_algorithms: vec![HashAlg::Sha256],
-                template: policy_template(),
-            }],
+            policies: vec![Policy::simple(
+                "p",
+                oid,
+                vec![HashAlg::Sha256],
+                policy_template(),
+            )],
+            fallback: None,
             status_text: true,
         }],
         clock: Arc::new(SystemClock),
@@ -127,7 +127,9 @@ fn bench_issue(c: &mut Criterion) {
         );
         c.bench_function(
             &format!("issue_p256_end_to_end_no_http/cert_req={cert_req}"),
-            |b| b.iter(|| black_box(issuer.issue(0, black_box(&body)))),
+            |b| {
+                b.iter(|| black_box(issuer.issue(0, black_box(&body), &RequestMeta::local("/tsa"))))
+            },
         );
     }
 }

@@ -13,6 +13,14 @@ use stampd::error::Error;
 use stampd::pki::{DevPki, KeyType};
 use stampd::protocol::{request, response, HashAlg, PkiStatus};
 
+/// `println!` that does not panic when stdout is closed (e.g. piped into `head`).
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -187,7 +195,7 @@ fn serve(config: Option<PathBuf>, data_dir: Option<PathBuf>, listen: Option<Stri
     }
     if let Some(l) = listen {
         for s in &mut cfg.service {
-            s.listen = l.clone();
+            s.listen = stampd::config::OneOrMany::One(l.clone());
         }
     }
     cfg.validate()
@@ -207,7 +215,7 @@ fn serve(config: Option<PathBuf>, data_dir: Option<PathBuf>, listen: Option<Stri
     let pki = DevPki::in_dir(&built.data_dir);
     for (l, addr) in listeners.iter().zip(&running.addrs) {
         for (path, _) in &l.routes {
-            println!(
+            say!(
                 "stampd: serving http://{addr}{path} ({} driver)",
                 running.driver
             );
@@ -215,7 +223,7 @@ fn serve(config: Option<PathBuf>, data_dir: Option<PathBuf>, listen: Option<Stri
     }
     if let (Some(addr), Some((path, _))) = (running.addrs.first(), listeners[0].routes.first()) {
         if pki.ca_cert.exists() {
-            println!(
+            say!(
                 "\nTry it:\n  echo hello > data.txt\n  openssl ts -query -data data.txt -sha256 -cert -out req.tsq\n  \
                  curl -s -H 'Content-Type: application/timestamp-query' --data-binary @req.tsq http://{addr}{path} -o resp.tsr\n  \
                  openssl ts -verify -in resp.tsr -queryfile req.tsq -CAfile {}\n",
@@ -230,7 +238,7 @@ fn serve(config: Option<PathBuf>, data_dir: Option<PathBuf>, listen: Option<Stri
 fn init(data_dir: &Path, key_type: KeyType) -> CmdResult {
     let pki = DevPki::in_dir(data_dir);
     pki.create(key_type).map_err(|e| e.to_string())?;
-    println!(
+    say!(
         "created {} (CA) and {} / {} (TSA, {key_type:?})",
         pki.ca_cert.display(),
         pki.tsa_cert.display(),
@@ -329,16 +337,16 @@ fn request_cmd(
         summary["gen_time"] = tst.gen_time_text.into();
     }
     if json {
-        println!("{summary}");
+        say!("{summary}");
     } else if resp.status == PkiStatus::Granted {
-        println!(
+        say!(
             "granted: serial {} at {} → {}",
             summary["serial"].as_str().unwrap_or(""),
             summary["gen_time"].as_str().unwrap_or(""),
             out.display()
         );
     } else {
-        println!(
+        say!(
             "{}: {} {}",
             resp.status.name(),
             fails.join(","),
@@ -405,31 +413,32 @@ fn verify_cmd(
     match verify::verify(&input, bare, &expect, &trusted, &extra) {
         Ok(v) => {
             if json {
-                println!("{}", serde_json::to_string(&v).unwrap_or_default());
+                say!("{}", serde_json::to_string(&v).unwrap_or_default());
             } else {
-                println!("Verification: OK");
-                println!("  serial      {}", v.serial);
-                println!("  genTime     {}", v.gen_time);
-                println!("  policy      {}", v.policy);
-                println!("  imprint     {} {}", v.hash_algorithm, v.digest);
+                say!("Verification: OK");
+                say!("  serial      {}", v.serial);
+                say!("  genTime     {}", v.gen_time);
+                say!("  policy      {}", v.policy);
+                say!("  imprint     {} {}", v.hash_algorithm, v.digest);
                 if let Some(n) = &v.nonce {
-                    println!("  nonce       {n}");
+                    say!("  nonce       {n}");
                 }
                 if let Some(a) = v.accuracy_us {
-                    println!("  accuracy    {a} µs");
+                    say!("  accuracy    {a} µs");
                 }
-                println!(
+                say!(
                     "  signature   {} (chain of {})",
-                    v.signature_algorithm, v.chain_length
+                    v.signature_algorithm,
+                    v.chain_length
                 );
             }
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => {
             if json {
-                println!("{}", serde_json::json!({ "status": "invalid", "error": e }));
+                say!("{}", serde_json::json!({ "status": "invalid", "error": e }));
             } else {
-                println!("Verification: FAILED: {e}");
+                say!("Verification: FAILED: {e}");
             }
             Ok(ExitCode::from(1))
         }
@@ -452,13 +461,13 @@ fn check_config(path: &Path, json: bool) -> CmdResult {
     match cfg.validate() {
         Ok(()) => {
             if json {
-                println!(
+                say!(
                     "{}",
                     serde_json::to_string_pretty(&cfg).map_err(|e| e.to_string())?
                 );
             } else {
-                println!("{}: valid. Effective configuration:\n", path.display());
-                println!(
+                say!("{}: valid. Effective configuration:\n", path.display());
+                say!(
                     "{}",
                     toml::to_string_pretty(&cfg).map_err(|e| e.to_string())?
                 );
@@ -468,7 +477,7 @@ fn check_config(path: &Path, json: bool) -> CmdResult {
         Err(Error::Config(msg)) => {
             if json {
                 let errors: Vec<&str> = msg.lines().collect();
-                println!(
+                say!(
                     "{}",
                     serde_json::json!({ "valid": false, "errors": errors })
                 );

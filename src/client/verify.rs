@@ -394,6 +394,7 @@ mod tests {
             Precision::Seconds,
             false,
             IncludeCerts::Chain,
+            false,
         );
         let body = request::encode(HashAlg::Sha256, &[3; 32], None, None, true);
         let req = request::decode(&body).unwrap();

@@ -10,11 +10,13 @@ use super::{parse_duration_us, parse_oid, Config, SignerKind};
 use crate::clock::{SystemClock, TimeSource};
 use crate::error::Error;
 use crate::pki::{DevPki, KeyType};
+use crate::policy::mapper::{Cidr, Rules, StringMatch};
 use crate::policy::serial::SerialSpace;
 use crate::policy::{Issuer, Policy, Service};
 use crate::protocol::token::{Accuracy, PolicyTemplate};
 use crate::signer::software::SoftwareSigner;
 use crate::signer::TokenSigner;
+use regex::bytes::Regex;
 
 /// One listening socket and the paths it serves.
 #[derive(Debug, Clone)]
@@ -80,7 +82,8 @@ pub fn build_with_clock(config: &Config, clock: Arc<dyn TimeSource>) -> Result<B
 
     let mut services = Vec::new();
     let mut listeners: Vec<Listener> = Vec::new();
-    for (index, sc) in config.service.iter().enumerate() {
+    for sc in config.service.iter().filter(|s| s.enabled) {
+        let index = services.len();
         let signer = signers
             .get(sc.signer.as_str())
             .cloned()
@@ -90,23 +93,36 @@ pub fn build_with_clock(config: &Config, clock: Arc<dyn TimeSource>) -> Result<B
             .iter()
             .map(|name| build_policy(name, &config.policy[name]))
             .collect::<Result<Vec<_>, _>>()?;
+        let fallback = sc
+            .fallback_policy
+            .as_ref()
+            .map(|name| build_policy(name, &config.policy[name]))
+            .transpose()?;
         services.push(Service {
             name: sc.name.clone(),
             signer,
             policies,
+            fallback,
             status_text: sc.status_text,
         });
-        let addr: SocketAddr = sc
-            .listen
-            .parse()
-            .map_err(|_| Error::Config(format!("listen `{}` is not an address", sc.listen)))?;
-        match listeners.iter_mut().find(|l| l.addr == addr) {
-            Some(l) => l.routes.push((sc.path.clone(), index)),
-            None => listeners.push(Listener {
-                addr,
-                routes: vec![(sc.path.clone(), index)],
-            }),
+        for listen in sc.listen.values() {
+            let addr: SocketAddr = listen
+                .parse()
+                .map_err(|_| Error::Config(format!("listen `{listen}` is not an address")))?;
+            let routes = sc.path.values().iter().map(|p| (p.clone(), index));
+            match listeners.iter_mut().find(|l| l.addr == addr) {
+                Some(l) => l.routes.extend(routes),
+                None => listeners.push(Listener {
+                    addr,
+                    routes: routes.collect(),
+                }),
+            }
         }
+    }
+    if services.is_empty() {
+        return Err(Error::Config(
+            "every service is disabled: nothing to serve".into(),
+        ));
     }
 
     let serials = SerialSpace::open(
@@ -130,7 +146,8 @@ fn build_policy(name: &str, pc: &super::PolicyConfig) -> Result<Policy, Error> {
     let oid = parse_oid(&pc.oid).ok_or_else(|| bad("oid"))?;
     let accuracy =
         Accuracy::from_micros(parse_duration_us(&pc.accuracy).ok_or_else(|| bad("accuracy"))?);
-    let (accept_absent, accept_oids) = match &pc.match_.requested_policy {
+    let m = &pc.match_;
+    let requested_policy = match &m.requested_policy {
         None => (true, vec![oid.clone()]),
         Some(list) => {
             let oids = list
@@ -141,13 +158,50 @@ fn build_policy(name: &str, pc: &super::PolicyConfig) -> Result<Policy, Error> {
             (list.iter().any(|s| s == "absent"), oids)
         }
     };
-    let template =
-        PolicyTemplate::new(&oid, accuracy, pc.gen_time_precision, pc.tsa_name, pc.certs);
+    let regex = |r: &str| Regex::new(r).map_err(|_| bad("regular expression"));
+    let path = match (&m.path, &m.path_regex) {
+        (Some(list), _) => Some(StringMatch::Exact(list.clone())),
+        (None, Some(r)) => Some(StringMatch::Regex(regex(r)?)),
+        (None, None) => None,
+    };
+    let header = match &m.header {
+        None => None,
+        Some(h) => Some((
+            h.name.clone(),
+            match (&h.value, &h.regex) {
+                (Some(v), _) => StringMatch::Exact(v.clone()),
+                (None, Some(r)) => StringMatch::Regex(regex(r)?),
+                (None, None) => return Err(bad("match.header")),
+            },
+        )),
+    };
+    let client = match &m.client {
+        None => None,
+        Some(list) => Some(
+            list.iter()
+                .map(|c| Cidr::parse(c).ok_or_else(|| bad("match.client")))
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+    };
+    let rules = Rules {
+        requested_policy: Some(requested_policy),
+        hash_algorithm: m.hash_algorithm.clone(),
+        client,
+        path,
+        header,
+    };
+    let template = PolicyTemplate::new(
+        &oid,
+        accuracy,
+        pc.gen_time_precision,
+        pc.tsa_name,
+        pc.certs,
+        pc.qualified,
+    );
     Ok(Policy {
         name: name.to_string(),
         oid,
-        accept_absent,
-        accept_oids,
+        rules,
         hash_algorithms: pc.hash_algorithms.clone(),
         template,
     })

@@ -181,10 +181,16 @@ impl Default for SignerConfig {
 pub struct ServiceConfig {
     /// Unique name, used in logs. Default `default`.
     pub name: String,
-    /// Listen address. Default `127.0.0.1:3180`.
-    pub listen: String,
-    /// URL path requests are POSTed to. Default `/tsa`.
-    pub path: String,
+    /// Listen address, or a list of them. Services may share an address (on different
+    /// paths). Default `127.0.0.1:3180`.
+    pub listen: OneOrMany,
+    /// URL path requests are POSTed to, or a list of them. Default `/tsa`.
+    pub path: OneOrMany,
+    /// Serve this service. A disabled service is validated but not served. Default true.
+    pub enabled: bool,
+    /// Policy used when none of `policies` matches a request, instead of answering
+    /// `unacceptedPolicy`. Default: none.
+    pub fallback_policy: Option<String>,
     /// Name of a `[signer.NAME]`. Default `main`.
     pub signer: String,
     /// Policy names, tried in order; the first whose `match` accepts the request is used.
@@ -206,8 +212,10 @@ impl Default for ServiceConfig {
     fn default() -> Self {
         ServiceConfig {
             name: "default".into(),
-            listen: "127.0.0.1:3180".into(),
-            path: "/tsa".into(),
+            listen: OneOrMany::One("127.0.0.1:3180".into()),
+            path: OneOrMany::One("/tsa".into()),
+            enabled: true,
+            fallback_policy: None,
             signer: "main".into(),
             policies: default_policy_names(),
             status_text: true,
@@ -242,15 +250,60 @@ pub struct PolicyConfig {
     /// in the signer's cert file).
     #[serde(default)]
     pub certs: IncludeCerts,
+    /// Mark tokens as qualified electronic time stamps: a qcStatements extension with
+    /// esi4-qtstStatement-1 (0.4.0.19422.1.1) in TSTInfo (ETSI EN 319 422 §9.1). Only for a
+    /// qualified TSA. Default false.
+    #[serde(default)]
+    pub qualified: bool,
 }
 
-/// `match = { ... }` of a policy.
+/// A string or a list of strings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn values(&self) -> &[String] {
+        match self {
+            OneOrMany::One(s) => std::slice::from_ref(s),
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+/// `match = { ... }` of a policy: every rule given must match; any value of a list may.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MatchConfig {
-    /// Accepted reqPolicy values: OIDs, or `absent` for requests without one.
+    /// Accepted reqPolicy values: `absent` (no reqPolicy) and/or the policy's own OID.
     /// Default `["absent", <the policy's oid>]`.
     pub requested_policy: Option<Vec<String>>,
+    /// Message-imprint hash algorithms this policy takes, e.g. `["sha512"]`. Default: any.
+    pub hash_algorithm: Option<Vec<HashAlg>>,
+    /// Client networks, e.g. `["10.0.0.0/8", "::1"]`. Default: any.
+    pub client: Option<Vec<String>>,
+    /// Request paths (exact). Default: any of the service's paths.
+    pub path: Option<Vec<String>>,
+    /// Request path as a regular expression (instead of `path`).
+    pub path_regex: Option<String>,
+    /// An HTTP header rule: `{ name = "X-Tenant", value = ["acme"] }` or
+    /// `{ name = "X-Tenant", regex = "^acme-" }`.
+    pub header: Option<HeaderMatchConfig>,
+}
+
+/// `match.header`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderMatchConfig {
+    /// Header name (case-insensitive).
+    pub name: String,
+    /// Exact accepted values.
+    pub value: Option<Vec<String>>,
+    /// Accepted values as a regular expression.
+    pub regex: Option<String>,
 }
 
 /// Every known hash but SHA-1 (collisions are practical: opt in only for legacy clients).
@@ -275,6 +328,7 @@ impl Default for PolicyConfig {
             gen_time_precision: Precision::Millis,
             tsa_name: true,
             certs: IncludeCerts::Chain,
+            qualified: false,
         }
     }
 }
@@ -350,25 +404,43 @@ impl Config {
                     s.name
                 ));
             }
-            if s.listen.parse::<SocketAddr>().is_err() {
+            if s.listen.values().is_empty() || s.path.values().is_empty() {
                 errors.push(format!(
-                    "{at}: listen `{}` is not an address; write e.g. \"127.0.0.1:3180\" or \"[::1]:3180\"",
-                    s.listen
+                    "{at}: listen and path need at least one value each"
                 ));
             }
-            if !s.path.starts_with('/') || s.path.contains('?') || s.path.contains(' ') {
-                errors.push(format!(
-                    "{at}: path `{}` must start with `/`, e.g. \"/tsa\"",
-                    s.path
-                ));
+            for listen in s.listen.values() {
+                if listen.parse::<SocketAddr>().is_err() {
+                    errors.push(format!(
+                        "{at}: listen `{listen}` is not an address; write e.g. \"127.0.0.1:3180\" or \"[::1]:3180\""
+                    ));
+                }
             }
-            if s.path == "/health" {
-                errors.push(format!(
-                    "{at}: path `/health` is reserved for the health check"
-                ));
+            for path in s.path.values() {
+                if !path.starts_with('/') || path.contains('?') || path.contains(' ') {
+                    errors.push(format!(
+                        "{at}: path `{path}` must start with `/`, e.g. \"/tsa\""
+                    ));
+                }
+                if path == "/health" {
+                    errors.push(format!(
+                        "{at}: path `/health` is reserved for the health check"
+                    ));
+                }
+                for listen in s.listen.values() {
+                    if s.enabled && !endpoints.insert((listen.clone(), path.clone())) {
+                        errors.push(format!(
+                            "{at}: {listen}{path} is already served by another service"
+                        ));
+                    }
+                }
             }
-            if !endpoints.insert((s.listen.clone(), s.path.clone())) {
-                errors.push(format!("{at}: {}{} is served twice", s.listen, s.path));
+            if let Some(f) = &s.fallback_policy {
+                if !self.policy.contains_key(f) {
+                    errors.push(format!(
+                        "{at}: fallback_policy `{f}` is not defined; add a [policy.{f}] table"
+                    ));
+                }
             }
             if !self.signer.contains_key(&s.signer) {
                 errors.push(format!(
@@ -419,6 +491,40 @@ impl Config {
                     _ => {}
                 }
             }
+            let m = &p.match_;
+            for c in m.client.iter().flatten() {
+                if crate::policy::mapper::Cidr::parse(c).is_none() {
+                    errors.push(format!(
+                        "{at}.match.client: `{c}` is not an address or network; write e.g. \"10.0.0.0/8\" or \"::1\""
+                    ));
+                }
+            }
+            if m.path.is_some() && m.path_regex.is_some() {
+                errors.push(format!("{at}.match: give `path` or `path_regex`, not both"));
+            }
+            if let Some(r) = &m.path_regex {
+                if let Err(e) = regex::bytes::Regex::new(r) {
+                    errors.push(format!(
+                        "{at}.match.path_regex: invalid regular expression: {e}"
+                    ));
+                }
+            }
+            if let Some(h) = &m.header {
+                match (&h.value, &h.regex) {
+                    (Some(_), None) => {}
+                    (None, Some(r)) => {
+                        if let Err(e) = regex::bytes::Regex::new(r) {
+                            errors.push(format!("{at}.match.header.regex: invalid regular expression: {e}"));
+                        }
+                    }
+                    _ => errors.push(format!(
+                        "{at}.match.header: give exactly one of `value = [...]` or `regex = \"...\"`"
+                    )),
+                }
+            }
+            if m.hash_algorithm.as_ref().is_some_and(|h| h.is_empty()) {
+                errors.push(format!("{at}.match.hash_algorithm: empty list matches nothing; remove it or list algorithms"));
+            }
             if p.hash_algorithms.is_empty() {
                 errors.push(format!(
                     "{at}.hash_algorithms: list at least one, e.g. [\"sha256\"]"
@@ -465,8 +571,8 @@ mod tests {
     fn empty_file_is_the_embedded_default() {
         let c = Config::from_toml("", "t").unwrap();
         c.validate().unwrap();
-        assert_eq!(c.service[0].listen, "127.0.0.1:3180");
-        assert_eq!(c.service[0].path, "/tsa");
+        assert_eq!(c.service[0].listen.values(), ["127.0.0.1:3180"]);
+        assert_eq!(c.service[0].path.values(), ["/tsa"]);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use monoio::net::TcpStream;
 use super::http::{self, Action, Parsed};
 use super::Backend;
 use crate::config::HttpConfig;
+use crate::policy::RequestMeta;
 
 /// Initial buffer per connection; buffers grow for larger requests and shrink back once
 /// idle, so idle keep-alive connections stay cheap.
@@ -79,7 +80,7 @@ async fn flush(stream: &mut TcpStream, out: &mut Vec<u8>, deadline: Instant) -> 
     }
 }
 
-pub async fn serve(mut stream: TcpStream, shared: Rc<Shared>) {
+pub async fn serve(mut stream: TcpStream, peer: std::net::IpAddr, shared: Rc<Shared>) {
     let _ = stream.set_nodelay(true);
     let limits = &shared.limits;
     let request_timeout = Duration::from_millis(limits.request_timeout_ms);
@@ -168,6 +169,7 @@ pub async fn serve(mut stream: TcpStream, shared: Rc<Shared>) {
             }
             Action::Timestamp {
                 service,
+                route,
                 body_len,
                 expect_continue,
             } => {
@@ -191,7 +193,12 @@ pub async fn serve(mut stream: TcpStream, shared: Rc<Shared>) {
                     break;
                 }
                 let body = &buf[req.head_len..need];
-                match shared.backend.handle(service, body).await {
+                let meta = RequestMeta {
+                    client: peer,
+                    path: &shared.routes[route].0,
+                    head: &buf[..req.head_len],
+                };
+                match shared.backend.handle(service, body, &meta).await {
                     Ok(der) => http::write_response(
                         &mut out,
                         200,

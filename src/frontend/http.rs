@@ -6,9 +6,11 @@ use crate::config::HttpConfig;
 /// What to do with one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// A timestamp request for `service` whose body is `body_len` bytes after the head.
+    /// A timestamp request for `service`, received on `routes[route]`, whose body is
+    /// `body_len` bytes after the head.
     Timestamp {
         service: usize,
+        route: usize,
         body_len: usize,
         expect_continue: bool,
     },
@@ -152,7 +154,8 @@ pub fn parse(buf: &[u8], limits: &HttpConfig, routes: &[(String, usize)]) -> Par
             _ => error(405, Some("GET, HEAD")),
         };
     }
-    let Some(&(_, service)) = routes.iter().find(|(p, _)| p == path) else {
+    let Some((route, &(_, service))) = routes.iter().enumerate().find(|(_, (p, _))| p == path)
+    else {
         return error(404, None);
     };
     if method != "POST" {
@@ -178,6 +181,7 @@ pub fn parse(buf: &[u8], limits: &HttpConfig, routes: &[(String, usize)]) -> Par
     };
     done(Action::Timestamp {
         service,
+        route,
         body_len,
         expect_continue,
     })
@@ -301,6 +305,7 @@ mod tests {
             action(OK),
             Action::Timestamp {
                 service: 0,
+                route: 0,
                 body_len: 10,
                 expect_continue: false
             }
@@ -310,6 +315,7 @@ mod tests {
             r,
             Action::Timestamp {
                 service: 1,
+                route: 1,
                 body_len: 3,
                 expect_continue: false
             }
@@ -427,6 +433,7 @@ mod tests {
             action(s),
             Action::Timestamp {
                 service: 0,
+                route: 0,
                 body_len: 5,
                 expect_continue: true
             }

@@ -17,7 +17,7 @@ use crate::config::build::Listener;
 use crate::config::{Dispatch, HttpConfig};
 use crate::error::Error;
 use crate::pipeline::{self, Envelope, Queue};
-use crate::policy::Issuer;
+use crate::policy::{Issuer, RequestMeta};
 
 /// Which I/O driver the runtimes use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -44,14 +44,22 @@ pub enum Backend {
 
 impl Backend {
     /// The `TimeStampResp` for one body, or an HTTP status when the backend is overloaded.
-    pub async fn handle(&self, service: usize, body: &[u8]) -> Result<Vec<u8>, u16> {
+    pub async fn handle(
+        &self,
+        service: usize,
+        body: &[u8],
+        meta: &RequestMeta<'_>,
+    ) -> Result<Vec<u8>, u16> {
         match self {
-            Backend::Inline(issuer) => Ok(issuer.issue(service, body).der),
+            Backend::Inline(issuer) => Ok(issuer.issue(service, body, meta).der),
             Backend::Queue(queue) => {
                 let (tx, rx) = oneshot::channel();
                 let env = Envelope {
                     service,
                     body: body.to_vec(),
+                    client: meta.client,
+                    path: meta.path.to_string(),
+                    head: meta.head.to_vec(),
                     reply: tx,
                 };
                 if queue.try_submit(env).is_err() {
@@ -205,7 +213,7 @@ fn run_core(
 
 async fn accept_loop(listener: TcpListener, shared: Rc<conn::Shared>, open: Rc<Cell<usize>>) {
     loop {
-        let (stream, _peer) = match listener.accept().await {
+        let (stream, peer) = match listener.accept().await {
             Ok(s) => s,
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.
@@ -222,7 +230,7 @@ async fn accept_loop(listener: TcpListener, shared: Rc<conn::Shared>, open: Rc<C
         open.set(open.get() + 1);
         let open = open.clone();
         monoio::spawn(async move {
-            conn::serve(stream, shared).await;
+            conn::serve(stream, peer.ip(), shared).await;
             open.set(open.get() - 1);
         });
     }

@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use futures_channel::oneshot;
 
-use crate::policy::Issuer;
+use crate::policy::{Issuer, RequestMeta};
 
 /// Most requests a worker takes from the queue in one go before it looks again.
 pub const BATCH: usize = 64;
@@ -19,6 +19,10 @@ pub const BATCH: usize = 64;
 pub struct Envelope {
     pub service: usize,
     pub body: Vec<u8>,
+    /// The request context the policy mapper may look at.
+    pub client: std::net::IpAddr,
+    pub path: String,
+    pub head: Vec<u8>,
     pub reply: oneshot::Sender<Vec<u8>>,
 }
 
@@ -63,7 +67,12 @@ fn work(issuer: &Issuer, rx: &Receiver<Envelope>) {
         batch.push(first);
         batch.extend(rx.try_iter().take(BATCH - 1));
         for env in batch.drain(..) {
-            let reply = issuer.issue(env.service, &env.body);
+            let meta = RequestMeta {
+                client: env.client,
+                path: &env.path,
+                head: &env.head,
+            };
+            let reply = issuer.issue(env.service, &env.body, &meta);
             // The requester may have gone; its reply is simply dropped.
             let _ = env.reply.send(reply.der);
         }
@@ -81,6 +90,9 @@ mod tests {
         let env = |n: u8| Envelope {
             service: 0,
             body: vec![n],
+            client: std::net::IpAddr::from([127, 0, 0, 1]),
+            path: "/tsa".into(),
+            head: Vec::new(),
             reply: oneshot::channel().0,
         };
         assert!(queue.try_submit(env(1)).is_ok());

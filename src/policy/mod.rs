@@ -4,7 +4,9 @@
 //! 1. decode strict DER → `badDataFormat`;
 //! 2. version → `badRequest`; hash algorithm known, parameters absent/NULL → `badAlg`;
 //!    digest length → `badDataFormat`;
-//! 3. policy: first whose requested-policy rule matches → else `unacceptedPolicy`;
+//! 3. policy: the first whose `match` rules accept the request ([`mapper`]), else the
+//!    service's fallback policy if the request's reqPolicy allows it, else
+//!    `unacceptedPolicy`;
 //! 4. hash algorithm on the policy's allow-list → else `badAlg`;
 //! 5. extensions: none are supported → `unacceptedExtension` (RFC 3161 §2.4.2: an
 //!    unrecognised extension, critical or not, is refused);
@@ -12,18 +14,20 @@
 //!    validity → else `systemFailure` (logged);
 //! 7. serial number, reserve the signer, encode, sign → `systemFailure` on failure.
 
+pub mod mapper;
 pub mod serial;
 
 use std::sync::Arc;
 
-use crate::protocol::oid::Oid;
-
 use crate::clock::TimeSource;
 use crate::error::Error;
+use crate::protocol::oid::Oid;
 use crate::protocol::status::rejection_response;
 use crate::protocol::token::{self, PolicyTemplate};
 use crate::protocol::{request, FailureInfo, HashAlg, Rejection, TimeStampReq};
 use crate::signer::TokenSigner;
+pub use mapper::RequestMeta;
+use mapper::Rules;
 use serial::SerialSpace;
 
 /// One policy of a service.
@@ -31,20 +35,38 @@ use serial::SerialSpace;
 pub struct Policy {
     pub name: String,
     pub oid: Oid,
-    /// Requests without reqPolicy match.
-    pub accept_absent: bool,
-    /// Requests whose reqPolicy is one of these match.
-    pub accept_oids: Vec<Oid>,
+    /// Which requests this policy takes.
+    pub rules: Rules,
     pub hash_algorithms: Vec<HashAlg>,
     pub template: PolicyTemplate,
 }
 
 impl Policy {
-    fn matches(&self, req: &TimeStampReq<'_>) -> bool {
-        match req.req_policy {
-            None => self.accept_absent,
-            Some(p) => self.accept_oids.iter().any(|o| o.as_bytes() == p),
+    /// A policy taking requests without reqPolicy or naming `oid` (the embedded default's
+    /// rule), for tests and benches.
+    pub fn simple(
+        name: &str,
+        oid: Oid,
+        hash_algorithms: Vec<HashAlg>,
+        template: PolicyTemplate,
+    ) -> Self {
+        let rules = Rules {
+            requested_policy: Some((true, vec![oid.clone()])),
+            ..Rules::default()
+        };
+        Policy {
+            name: name.to_string(),
+            oid,
+            rules,
+            hash_algorithms,
+            template,
         }
+    }
+
+    /// May this policy answer a request with this reqPolicy at all? RFC 3161 §2.4.2: the
+    /// token's policy must equal reqPolicy when present.
+    fn allows_requested(&self, req: &TimeStampReq<'_>) -> bool {
+        req.req_policy.is_none_or(|p| p == self.oid.as_bytes())
     }
 }
 
@@ -53,8 +75,20 @@ pub struct Service {
     pub name: String,
     pub signer: Arc<dyn TokenSigner>,
     pub policies: Vec<Policy>,
+    /// Used when no policy matches and the request's reqPolicy allows it.
+    pub fallback: Option<Policy>,
     /// Send a statusString with rejections.
     pub status_text: bool,
+}
+
+impl Service {
+    /// The policy for a request: the first match, else the fallback.
+    pub fn select(&self, req: &TimeStampReq<'_>, meta: &RequestMeta<'_>) -> Option<&Policy> {
+        self.policies
+            .iter()
+            .find(|p| p.rules.matches(req, meta))
+            .or_else(|| self.fallback.as_ref().filter(|f| f.allows_requested(req)))
+    }
 }
 
 /// What happened to one request, for logs, metrics and (later) the audit trail.
@@ -98,11 +132,11 @@ impl From<Error> for Failure {
 impl Issuer {
     /// Answers one request body for service `service`. Never panics on any input; every
     /// outcome is a well-formed `TimeStampResp`.
-    pub fn issue(&self, service: usize, body: &[u8]) -> Reply {
+    pub fn issue(&self, service: usize, body: &[u8], meta: &RequestMeta<'_>) -> Reply {
         let Some(svc) = self.services.get(service) else {
             return self.reject_error(true, &Error::Config("unknown service".into()));
         };
-        match self.try_issue(svc, body) {
+        match self.try_issue(svc, body, meta) {
             Ok(reply) => reply,
             Err(Failure::Client(r)) => Reply {
                 der: rejection_response(&r, svc.status_text),
@@ -123,17 +157,18 @@ impl Issuer {
         }
     }
 
-    fn try_issue(&self, svc: &Service, body: &[u8]) -> Result<Reply, Failure> {
+    fn try_issue(
+        &self,
+        svc: &Service,
+        body: &[u8],
+        meta: &RequestMeta<'_>,
+    ) -> Result<Reply, Failure> {
         let req = request::decode(body)?;
         let alg = request::check_imprint(&req)?;
-        let policy = svc
-            .policies
-            .iter()
-            .find(|p| p.matches(&req))
-            .ok_or(Rejection::new(
-                FailureInfo::UnacceptedPolicy,
-                "the requested policy is not offered here",
-            ))?;
+        let policy = svc.select(&req, meta).ok_or(Rejection::new(
+            FailureInfo::UnacceptedPolicy,
+            "the requested policy is not offered here",
+        ))?;
         if !policy.hash_algorithms.contains(&alg) {
             return Err(Rejection::new(FailureInfo::BadAlg, "hash algorithm not accepted").into());
         }

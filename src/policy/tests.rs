@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::serial::SerialSpace;
-use super::{Issuer, Outcome, Policy, Service};
+use super::{Issuer, Outcome, Policy, RequestMeta, Service};
 use crate::client::verify::{self, Expectation};
 use crate::clock::FixedClock;
 use crate::pki::{DevPki, KeyType};
@@ -38,19 +38,25 @@ struct Fixture {
 
 fn policy(oid_s: &str, precision: Precision, certs: IncludeCerts) -> Policy {
     let oid = Oid::parse(oid_s).unwrap();
-    Policy {
-        name: "p".into(),
-        accept_absent: true,
-        accept_oids: vec![oid.clone()],
-        hash_algorithms: vec![
-            HashAlg::Sha256,
-            HashAlg::Sha384,
-            HashAlg::Sha512,
-            HashAlg::Sha3_256,
-        ],
-        template: PolicyTemplate::new(&oid, Accuracy::from_micros(1_500), precision, true, certs),
-        oid,
-    }
+    let template = PolicyTemplate::new(
+        &oid,
+        Accuracy::from_micros(1_500),
+        precision,
+        true,
+        certs,
+        false,
+    );
+    let hashes = vec![
+        HashAlg::Sha256,
+        HashAlg::Sha384,
+        HashAlg::Sha512,
+        HashAlg::Sha3_256,
+    ];
+    Policy::simple("p", oid, hashes, template)
+}
+
+fn local() -> RequestMeta<'static> {
+    RequestMeta::local("/tsa")
 }
 
 fn fixture(key: KeyType, padding: RsaPadding, clock: Option<Timestamp>) -> Fixture {
@@ -64,6 +70,7 @@ fn fixture(key: KeyType, padding: RsaPadding, clock: Option<Timestamp>) -> Fixtu
             name: "s".into(),
             signer: Arc::new(signer),
             policies: vec![policy("2.999.1.1", Precision::Millis, IncludeCerts::Chain)],
+            fallback: None,
             status_text: true,
         }],
         clock: Arc::new(FixedClock(clock)),
@@ -98,7 +105,7 @@ fn every_key_type_issues_verifiable_tokens() {
             let digest = vec![0x5a; hash.digest_len()];
             let nonce = [0x80, 0, 0, 0, 0, 0, 0, 1];
             let body = request::encode(hash, &digest, None, Some(&nonce), true);
-            let reply = f.issuer.issue(0, &body);
+            let reply = f.issuer.issue(0, &body, &local());
             assert!(
                 matches!(reply.outcome, Outcome::Granted { .. }),
                 "{key:?} {hash:?}"
@@ -124,7 +131,7 @@ fn nonce_is_echoed_exactly_and_cert_req_controls_certificates() {
     for cert_req in [false, true] {
         let body = request::encode(HashAlg::Sha256, &[1; 32], None, Some(&nonce), cert_req);
         let sent = request::decode(&body).unwrap().nonce.unwrap().to_vec();
-        let reply = f.issuer.issue(0, &body);
+        let reply = f.issuer.issue(0, &body, &local());
         let resp = response::decode(&reply.der).unwrap();
         let token = resp.token.unwrap();
         assert_eq!(token.tst_info.nonce, Some(sent.as_slice()));
@@ -147,7 +154,7 @@ fn nonce_is_echoed_exactly_and_cert_req_controls_certificates() {
 fn token_structure_is_canonical() {
     let f = fixture(KeyType::P256, RsaPadding::Pkcs1, Some(now()));
     let body = request::encode(HashAlg::Sha256, &[7; 32], None, None, false);
-    let reply = f.issuer.issue(0, &body);
+    let reply = f.issuer.issue(0, &body, &local());
     let token = response::decode(&reply.der).unwrap().token.unwrap();
     let tst = &token.tst_info;
     // The imprint is copied byte for byte.
@@ -181,7 +188,7 @@ fn gen_time_precision_and_truncation() {
     };
     let f = fixture(KeyType::P256, RsaPadding::Pkcs1, Some(t));
     let body = request::encode(HashAlg::Sha256, &[7; 32], None, None, false);
-    let der = f.issuer.issue(0, &body).der;
+    let der = f.issuer.issue(0, &body, &local()).der;
     let token = response::decode(&der).unwrap().token.unwrap();
     assert!(
         token.tst_info.gen_time_text.ends_with(".12Z"),
@@ -191,7 +198,7 @@ fn gen_time_precision_and_truncation() {
 }
 
 fn rejection(f: &Fixture, body: &[u8]) -> (FailureInfo, Vec<String>) {
-    let reply = f.issuer.issue(0, body);
+    let reply = f.issuer.issue(0, body, &local());
     let resp = response::decode(&reply.der).unwrap();
     assert_eq!(resp.status, PkiStatus::Rejection);
     assert!(resp.token.is_none());
@@ -256,7 +263,7 @@ fn serial_numbers_differ_per_token() {
     let f = fixture(KeyType::Ed25519, RsaPadding::Pkcs1, Some(now()));
     let ok = request::encode(HashAlg::Sha256, &[1; 32], None, None, false);
     let serials: std::collections::HashSet<_> = (0..200)
-        .map(|_| match f.issuer.issue(0, &ok).outcome {
+        .map(|_| match f.issuer.issue(0, &ok, &local()).outcome {
             Outcome::Granted { serial } => serial,
             other => panic!("{other:?}"),
         })
@@ -290,4 +297,67 @@ fn startup_checks_refuse_bad_certificates() {
         .unwrap()
         .to_string();
     assert!(err.contains("not valid now"), "{err}");
+}
+
+#[test]
+fn fallback_policy_answers_only_what_it_may() {
+    let mut f = fixture(KeyType::P256, RsaPadding::Pkcs1, Some(now()));
+    // The only policy takes SHA-512 imprints; a fallback takes the rest.
+    let svc = &mut f.issuer.services[0];
+    svc.policies[0].rules.hash_algorithm = Some(vec![HashAlg::Sha512]);
+    svc.fallback = Some(policy(
+        "2.999.1.9",
+        Precision::Seconds,
+        IncludeCerts::Signer,
+    ));
+    let policy_of = |reply: super::Reply| {
+        let resp = response::decode(&reply.der).unwrap();
+        let t = resp.token.expect("granted");
+        crate::protocol::oid::to_dotted(t.tst_info.policy).unwrap()
+    };
+    let sha512 = request::encode(HashAlg::Sha512, &[1; 64], None, None, false);
+    assert_eq!(policy_of(f.issuer.issue(0, &sha512, &local())), "2.999.1.1");
+    let sha256 = request::encode(HashAlg::Sha256, &[1; 32], None, None, false);
+    assert_eq!(policy_of(f.issuer.issue(0, &sha256, &local())), "2.999.1.9");
+    // A request naming another policy is never answered by the fallback (RFC 3161 §2.4.2).
+    let other = Oid::parse("2.999.1.5").unwrap();
+    let named = request::encode(HashAlg::Sha256, &[1; 32], Some(&other), None, false);
+    assert_eq!(rejection(&f, &named).0, FailureInfo::UnacceptedPolicy);
+}
+
+#[test]
+fn qualified_policies_carry_the_qc_statement() {
+    let mut f = fixture(KeyType::P256, RsaPadding::Pkcs1, Some(now()));
+    let oid = Oid::parse("2.999.1.2").unwrap();
+    let template = PolicyTemplate::new(
+        &oid,
+        Accuracy::from_micros(500_000),
+        Precision::Millis,
+        true,
+        IncludeCerts::Chain,
+        true,
+    );
+    f.issuer.services[0].policies = vec![Policy::simple("q", oid, vec![HashAlg::Sha256], template)];
+    let body = request::encode(HashAlg::Sha256, &[1; 32], None, None, true);
+    let reply = f.issuer.issue(0, &body, &local());
+    let token = response::decode(&reply.der).unwrap().token.unwrap();
+    assert!(token.tst_info.has_extensions);
+    // extensions [1] { Extension { id-pe-qcStatements, OCTET STRING { SEQ { SEQ { esi4-qtstStatement-1 } } } } }
+    let der = token.tst_info_der;
+    assert_eq!(
+        &der[der.len() - 29..],
+        &[
+            0xa1, 0x1b, 0x30, 0x19, 0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x01, 0x03,
+            0x04, 0x0d, 0x30, 0x0b, 0x30, 0x09, 0x06, 0x07, 0x04, 0x00, 0x81, 0x97, 0x5e, 0x01,
+            0x01
+        ]
+    );
+    verify::verify(
+        &reply.der,
+        false,
+        &expect(HashAlg::Sha256, &[1; 32], None),
+        &f.ca,
+        &[],
+    )
+    .unwrap();
 }

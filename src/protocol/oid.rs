@@ -110,6 +110,11 @@ pub const EXT_BASIC_CONSTRAINTS: &[u8] = &[0x55, 0x1d, 0x13];
 /// `2.5.29.15` keyUsage
 pub const EXT_KEY_USAGE: &[u8] = &[0x55, 0x1d, 0x0f];
 
+/// `1.3.6.1.5.5.7.1.3` id-pe-qcStatements (RFC 3739)
+pub const PE_QC_STATEMENTS: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x01, 0x03];
+/// `0.4.0.19422.1.1` esi4-qtstStatement-1 (ETSI EN 319 422 §9.1)
+pub const ESI4_QTST_STATEMENT_1: &[u8] = &[0x04, 0x00, 0x81, 0x97, 0x5e, 0x01, 0x01];
+
 /// DER TLV (tag 0x06) of OID content octets.
 pub fn oid_tlv(content: &[u8]) -> Vec<u8> {
     der::tlv(tag::OID, content)
@@ -245,6 +250,8 @@ mod tests {
             (SHA512_WITH_RSA, "1.2.840.113549.1.1.13"),
             (EXT_BASIC_CONSTRAINTS, "2.5.29.19"),
             (EXT_KEY_USAGE, "2.5.29.15"),
+            (PE_QC_STATEMENTS, "1.3.6.1.5.5.7.1.3"),
+            (ESI4_QTST_STATEMENT_1, "0.4.0.19422.1.1"),
         ] {
             assert_eq!(Oid::parse(dotted).unwrap().as_bytes(), bytes, "{dotted}");
             assert_eq!(to_dotted(bytes).unwrap(), dotted);

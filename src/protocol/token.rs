@@ -261,6 +261,8 @@ pub struct PolicyTemplate {
     /// `version 1` followed by the policy OID TLV.
     head: Vec<u8>,
     accuracy: Vec<u8>,
+    /// TSTInfo `extensions [1]` (qcStatements for qualified stamps), or empty.
+    extensions: Vec<u8>,
     pub precision: Precision,
     pub include_tsa_name: bool,
     pub include_certs: IncludeCerts,
@@ -273,10 +275,28 @@ impl PolicyTemplate {
         precision: Precision,
         include_tsa_name: bool,
         include_certs: IncludeCerts,
+        qualified: bool,
     ) -> Self {
+        let extensions = if qualified {
+            // ETSI EN 319 422 §9.1: TSTInfo extensions [1] IMPLICIT Extensions holding
+            // qcStatements (RFC 3739) with QCStatement { esi4-qtstStatement-1 }.
+            let statement = der::tlv(tag::SEQUENCE, &oid::oid_tlv(oid::ESI4_QTST_STATEMENT_1));
+            let statements = der::tlv(tag::SEQUENCE, &statement);
+            let ext = der::tlv_of(
+                tag::SEQUENCE,
+                &[
+                    &oid::oid_tlv(oid::PE_QC_STATEMENTS),
+                    &der::tlv(tag::OCTET_STRING, &statements),
+                ],
+            );
+            der::tlv(tag::ctx_cons(1), &ext)
+        } else {
+            Vec::new()
+        };
         PolicyTemplate {
             head: [der::uint(1), oid::oid_tlv(policy.as_bytes())].concat(),
             accuracy: accuracy.encode(),
+            extensions,
             precision,
             include_tsa_name,
             include_certs,
@@ -331,7 +351,8 @@ pub fn prepare(
         + gen.len()
         + policy.accuracy.len()
         + req.nonce.map_or(0, |n| tlv_len(n.len()))
-        + tsa_name.len();
+        + tsa_name.len()
+        + policy.extensions.len();
     let mut tst = Vec::with_capacity(tlv_len(body_len));
     write_header(&mut tst, tag::SEQUENCE, body_len);
     tst.extend_from_slice(&policy.head);
@@ -344,6 +365,7 @@ pub fn prepare(
         der::write_tlv(&mut tst, tag::INTEGER, nonce);
     }
     tst.extend_from_slice(tsa_name);
+    tst.extend_from_slice(&policy.extensions);
 
     // --- signed attributes, in the DER order fixed by the template
     let md_attr = message_digest_attr(&signer.scheme.digest().digest(&tst));

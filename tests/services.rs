@@ -1,0 +1,209 @@
+//! Several services and policies in one process: `config/multi-service.toml` as shipped,
+//! tokens verified with `openssl ts -verify`, and the policy mapper's rules over HTTP.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::{exchange, post_bytes, run, Server};
+use stampd::protocol::oid::{self, Oid};
+use stampd::protocol::{request, response, FailureInfo, HashAlg, PkiStatus};
+
+const MULTI: &str = include_str!("../config/multi-service.toml");
+
+/// Posts an openssl query to `path` and returns (reply file, decoded policy or failInfo).
+fn ask(
+    server: &Server,
+    dir: &Path,
+    path: &str,
+    name: &str,
+    args: &[&str],
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let data = dir.join("data.txt");
+    std::fs::write(&data, "multi-service\n").unwrap();
+    let q = dir.join(format!("{name}.tsq"));
+    let (ok, out) = run(Command::new("openssl")
+        .args(["ts", "-query", "-data"])
+        .arg(&data)
+        .args(args)
+        .arg("-out")
+        .arg(&q));
+    assert!(ok, "{out}");
+    let body = std::fs::read(&q).unwrap();
+    let resp = exchange(server, &post_bytes(path, &body, "")).unwrap();
+    assert_eq!(resp.status, 200);
+    let r = dir.join(format!("{name}.tsr"));
+    std::fs::write(&r, &resp.body).unwrap();
+    (q, r)
+}
+
+fn outcome(reply: &Path) -> Result<(String, bool, usize), FailureInfo> {
+    let der = std::fs::read(reply).unwrap();
+    let resp = response::decode(&der).unwrap();
+    match resp.token {
+        Some(t) => Ok((
+            oid::to_dotted(t.tst_info.policy).unwrap(),
+            t.tst_info.has_extensions,
+            t.certificates.len(),
+        )),
+        None => {
+            assert_eq!(resp.status, PkiStatus::Rejection);
+            Err(resp.fail_info[0])
+        }
+    }
+}
+
+fn openssl_verifies(server: &Server, q: &Path, r: &Path) {
+    let (ok, out) = run(Command::new("openssl")
+        .args(["ts", "-verify", "-in"])
+        .arg(r)
+        .arg("-queryfile")
+        .arg(q)
+        .arg("-CAfile")
+        .arg(server.ca()));
+    assert!(ok && out.contains("Verification: OK"), "{out}");
+}
+
+#[test]
+fn multi_service_example_serves_its_policies() {
+    let tmp = common::tempdir();
+    let server = Server::start(&tmp.path().join("data"), Some(MULTI));
+    let dir = tmp.path();
+
+    // /tsa without a policy → standard (2.999.1.1), TSA certificate only.
+    let (q, r) = ask(&server, dir, "/tsa", "std", &["-sha256", "-cert"]);
+    assert_eq!(outcome(&r), Ok(("2.999.1.1".into(), false, 1)));
+    openssl_verifies(&server, &q, &r);
+
+    // /qualified without a policy → 2.999.1.2, qcStatements, full chain, accuracy 500 ms.
+    let (q, r) = ask(&server, dir, "/qualified", "qual", &["-sha384", "-cert"]);
+    assert_eq!(outcome(&r), Ok(("2.999.1.2".into(), true, 2)));
+    openssl_verifies(&server, &q, &r);
+    let der = std::fs::read(&r).unwrap();
+    let t = response::decode(&der).unwrap().token.unwrap();
+    assert_eq!(t.tst_info.accuracy, Some((0, 500, 0)));
+
+    // A policy the service does not offer → unacceptedPolicy, on both services.
+    let (_, r) = ask(
+        &server,
+        dir,
+        "/qualified",
+        "q-std",
+        &["-sha256", "-tspolicy", "2.999.1.1"],
+    );
+    assert_eq!(outcome(&r), Err(FailureInfo::UnacceptedPolicy));
+    let (_, r) = ask(
+        &server,
+        dir,
+        "/tsa",
+        "t-qual",
+        &["-sha256", "-tspolicy", "2.999.1.2"],
+    );
+    assert_eq!(outcome(&r), Err(FailureInfo::UnacceptedPolicy));
+
+    // long-term: only with its OID *and* a 512-bit imprint.
+    let (q, r) = ask(
+        &server,
+        dir,
+        "/tsa",
+        "lt",
+        &["-sha512", "-cert", "-tspolicy", "2.999.1.4"],
+    );
+    assert_eq!(outcome(&r), Ok(("2.999.1.4".into(), false, 2)));
+    openssl_verifies(&server, &q, &r);
+    let (_, r) = ask(
+        &server,
+        dir,
+        "/tsa",
+        "lt256",
+        &["-sha256", "-tspolicy", "2.999.1.4"],
+    );
+    assert_eq!(outcome(&r), Err(FailureInfo::UnacceptedPolicy));
+
+    // internal: loopback clients may ask for 2.999.1.3 (microsecond genTime).
+    let (q, r) = ask(
+        &server,
+        dir,
+        "/tsa",
+        "int",
+        &["-sha256", "-cert", "-tspolicy", "2.999.1.3"],
+    );
+    assert_eq!(outcome(&r), Ok(("2.999.1.3".into(), false, 1)));
+    openssl_verifies(&server, &q, &r);
+}
+
+#[test]
+fn mapper_rules_over_http_and_fallback() {
+    let tmp = common::tempdir();
+    let config = r#"
+        [[service]]
+        name = "svc"
+        path = ["/tsa", "/v2/tsa"]
+        policies = ["tenant", "remote", "v2"]
+        fallback_policy = "default"
+
+        [[service]]
+        name = "off"
+        path = "/off"
+        enabled = false
+
+        [policy.default]
+        oid = "2.999.1.1"
+
+        [policy.tenant]
+        oid = "2.999.2.1"
+        match = { requested_policy = ["absent"], header = { name = "X-Tenant", regex = "^acme-[0-9]+$" } }
+
+        [policy.remote]
+        oid = "2.999.2.2"
+        match = { requested_policy = ["absent"], client = ["10.0.0.0/8"] }
+
+        [policy.v2]
+        oid = "2.999.2.3"
+        match = { requested_policy = ["absent"], path_regex = "^/v2/" }
+    "#;
+    let server = Server::start(&tmp.path().join("data"), Some(config));
+    let body = request::encode(HashAlg::Sha256, &[5; 32], None, None, false);
+    let policy_of = |path: &str, headers: &str| {
+        let resp = exchange(&server, &post_bytes(path, &body, headers)).unwrap();
+        assert_eq!(resp.status, 200, "{path}");
+        let r = response::decode(&resp.body).unwrap();
+        r.token
+            .map(|t| oid::to_dotted(t.tst_info.policy).unwrap())
+            .ok_or(r.fail_info)
+    };
+    assert_eq!(
+        policy_of("/tsa", "X-Tenant: acme-42\r\n"),
+        Ok("2.999.2.1".into())
+    );
+    assert_eq!(
+        policy_of("/tsa", "X-Tenant: evil\r\n"),
+        Ok("2.999.1.1".into()),
+        "falls back"
+    );
+    assert_eq!(policy_of("/v2/tsa", ""), Ok("2.999.2.3".into()));
+    assert_eq!(
+        policy_of("/tsa", ""),
+        Ok("2.999.1.1".into()),
+        "loopback is not 10/8: fallback"
+    );
+    // The disabled service is not served.
+    assert_eq!(
+        exchange(&server, &post_bytes("/off", &body, ""))
+            .unwrap()
+            .status,
+        404
+    );
+    // The fallback never answers a request naming another policy.
+    let named = request::encode(
+        HashAlg::Sha256,
+        &[5; 32],
+        Some(&Oid::parse("2.999.2.2").unwrap()),
+        None,
+        false,
+    );
+    let resp = exchange(&server, &post_bytes("/tsa", &named, "")).unwrap();
+    let r = response::decode(&resp.body).unwrap();
+    assert_eq!(r.fail_info, vec![FailureInfo::UnacceptedPolicy]);
+}
