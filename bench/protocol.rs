@@ -8,6 +8,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use stampd::clock::SystemClock;
 use stampd::clock::TimeSource;
 use stampd::pki::{DevPki, KeyType};
+use stampd::policy::filters::storage::NoArchive;
 use stampd::policy::serial::SerialSpace;
 use stampd::policy::{Issuer, Policy, RequestMeta, Service};
 use stampd::protocol::oid::Oid;
@@ -116,6 +117,7 @@ fn bench_issue(c: &mut Criterion) {
         }],
         clock: Arc::new(SystemClock),
         serials: SerialSpace::ephemeral(1, 0),
+        archive: Arc::new(NoArchive),
     };
     for cert_req in [false, true] {
         let body = request::encode(

@@ -198,7 +198,12 @@ fn serve(config: Option<PathBuf>, data_dir: Option<PathBuf>, listen: Option<Stri
             s.listen = stampd::config::OneOrMany::One(l.clone());
         }
     }
-    cfg.validate()
+    let origin = config
+        .as_ref()
+        .map_or("the embedded default".to_string(), |p| {
+            p.display().to_string()
+        });
+    cfg.validate_as(&origin)
         .map_err(|e| format!("invalid configuration:\n{e}"))?;
     let built = build::build(&cfg).map_err(|e| e.to_string())?;
     let settings = stampd::frontend::Settings {
@@ -458,7 +463,7 @@ fn decode_hex(s: &str) -> Result<Vec<u8>, String> {
 
 fn check_config(path: &Path, json: bool) -> CmdResult {
     let cfg = load_config(path)?;
-    match cfg.validate() {
+    match cfg.validate_as(&path.display().to_string()) {
         Ok(()) => {
             if json {
                 say!(

@@ -6,14 +6,19 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{parse_duration_us, parse_oid, Config, SignerKind};
+use super::{parse_oid, Config, SignerKind};
 use crate::clock::{SystemClock, TimeSource};
 use crate::error::Error;
 use crate::pki::{DevPki, KeyType};
+use crate::policy::chain;
+use crate::policy::filters::storage::NoArchive;
+use crate::policy::filters::timestamp_token::EssCertId;
 use crate::policy::mapper::{Cidr, Rules, StringMatch};
 use crate::policy::serial::SerialSpace;
 use crate::policy::{Issuer, Policy, Service};
-use crate::protocol::token::{Accuracy, PolicyTemplate};
+use crate::protocol::token::PolicyTemplate;
+use crate::protocol::token::SignerTemplate;
+use crate::protocol::HashAlg;
 use crate::signer::software::SoftwareSigner;
 use crate::signer::TokenSigner;
 use regex::bytes::Regex;
@@ -55,7 +60,15 @@ pub fn build_with_clock(config: &Config, clock: Arc<dyn TimeSource>) -> Result<B
 
     let mut signers: BTreeMap<&str, Arc<dyn TokenSigner>> = BTreeMap::new();
     for (name, sc) in &config.signer {
-        if !config.service.iter().any(|s| &s.signer == name) {
+        let used_by_service = config
+            .service
+            .iter()
+            .any(|s| s.enabled && &s.signer == name);
+        let used_by_filter = config
+            .filter
+            .values()
+            .any(|f| f.signer() == Some(name.as_str()));
+        if !used_by_service && !used_by_filter {
             continue;
         }
         let key = resolve(&data_dir, &sc.key);
@@ -91,16 +104,16 @@ pub fn build_with_clock(config: &Config, clock: Arc<dyn TimeSource>) -> Result<B
         let policies = sc
             .policies
             .iter()
-            .map(|name| build_policy(name, &config.policy[name]))
+            .map(|name| build_policy(name, config, &signers, &signer))
             .collect::<Result<Vec<_>, _>>()?;
         let fallback = sc
             .fallback_policy
             .as_ref()
-            .map(|name| build_policy(name, &config.policy[name]))
+            .map(|name| build_policy(name, config, &signers, &signer))
             .transpose()?;
         services.push(Service {
             name: sc.name.clone(),
-            signer,
+            signer: signer.clone(),
             policies,
             fallback,
             status_text: sc.status_text,
@@ -135,17 +148,22 @@ pub fn build_with_clock(config: &Config, clock: Arc<dyn TimeSource>) -> Result<B
             services,
             clock,
             serials,
+            archive: Arc::new(NoArchive),
         }),
         listeners,
         data_dir,
     })
 }
 
-fn build_policy(name: &str, pc: &super::PolicyConfig) -> Result<Policy, Error> {
+fn build_policy(
+    name: &str,
+    config: &Config,
+    signers: &BTreeMap<&str, Arc<dyn TokenSigner>>,
+    service_signer: &Arc<dyn TokenSigner>,
+) -> Result<Policy, Error> {
+    let pc = &config.policy[name];
     let bad = |what: &str| Error::Config(format!("policy.{name}: invalid {what}"));
     let oid = parse_oid(&pc.oid).ok_or_else(|| bad("oid"))?;
-    let accuracy =
-        Accuracy::from_micros(parse_duration_us(&pc.accuracy).ok_or_else(|| bad("accuracy"))?);
     let m = &pc.match_;
     let requested_policy = match &m.requested_policy {
         None => (true, vec![oid.clone()]),
@@ -190,19 +208,47 @@ fn build_policy(name: &str, pc: &super::PolicyConfig) -> Result<Policy, Error> {
         path,
         header,
     };
+    let defaults = config.policy_defaults(pc).ok_or_else(|| bad("settings"))?;
+    let s = chain::compile(defaults, &config.chain_of(pc), &config.filter);
     let template = PolicyTemplate::new(
-        &oid,
-        accuracy,
-        pc.gen_time_precision,
-        pc.tsa_name,
-        pc.certs,
-        pc.qualified,
+        &s.oid,
+        s.accuracy,
+        s.precision,
+        s.tsa_name,
+        s.certs,
+        s.qualified,
     );
+    let signer = match &s.signer {
+        Some(n) => Some(
+            signers
+                .get(n.as_str())
+                .cloned()
+                .ok_or_else(|| bad("signer"))?,
+        ),
+        None => None,
+    };
+    let effective = signer.as_ref().unwrap_or(service_signer);
+    // Token constants of their own when the chain asks for another signer or ESS variant.
+    let signer_template = if signer.is_some() || s.ess != EssCertId::V2(HashAlg::Sha256) {
+        let scheme = effective.template().scheme;
+        Some(
+            SignerTemplate::new(scheme, effective.chain(), s.ess)
+                .map_err(|_| bad("TSA certificate"))?,
+        )
+    } else {
+        None
+    };
     Ok(Policy {
         name: name.to_string(),
         oid,
         rules,
-        hash_algorithms: pc.hash_algorithms.clone(),
+        hash_algorithms: s.hash_algorithms,
+        allowed_extensions: s.allowed_extensions,
         template,
+        validity_margin_us: s.check_validity.then(|| s.accuracy.total_micros()),
+        signer,
+        signer_template,
+        status_text: s.status_text,
+        archive: s.archive,
     })
 }

@@ -13,7 +13,11 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+use crate::policy::chain::{self, Settings};
+use crate::policy::filters::timestamp_token::EssCertId;
+use crate::policy::filters::FilterConfig;
 use crate::protocol::oid::Oid;
+use crate::protocol::token::Accuracy;
 use crate::protocol::token::IncludeCerts;
 use crate::protocol::{HashAlg, Precision};
 use crate::signer::software::RsaPadding;
@@ -33,6 +37,21 @@ pub struct Config {
     /// Policies by name.
     #[serde(default = "default_policies")]
     pub policy: BTreeMap<String, PolicyConfig>,
+    /// Filter chains by name (`standard` is built in).
+    #[serde(default)]
+    pub chain: BTreeMap<String, ChainConfig>,
+    /// Configured filter instances by name (each kind is also available under its own name
+    /// with the policy's settings).
+    #[serde(default)]
+    pub filter: BTreeMap<String, FilterConfig>,
+}
+
+/// `[chain.NAME]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainConfig {
+    /// Filter names in order: built-in kinds (`nonce`, `accuracy`, ...) or `[filter.NAME]`s.
+    pub filters: Vec<String>,
 }
 
 impl Default for Config {
@@ -44,6 +63,8 @@ impl Default for Config {
             signer: default_signers(),
             service: default_services(),
             policy: default_policies(),
+            chain: BTreeMap::new(),
+            filter: BTreeMap::new(),
         }
     }
 }
@@ -255,6 +276,10 @@ pub struct PolicyConfig {
     /// qualified TSA. Default false.
     #[serde(default)]
     pub qualified: bool,
+    /// The filter chain: `standard` (default, built in) or a `[chain.NAME]`. Filters take
+    /// the settings above unless a `[filter.NAME]` overrides them.
+    #[serde(default = "standard")]
+    pub chain: String,
 }
 
 /// A string or a list of strings.
@@ -314,6 +339,10 @@ fn default_hashes() -> Vec<HashAlg> {
         .collect()
 }
 
+fn standard() -> String {
+    "standard".into()
+}
+
 fn default_accuracy() -> String {
     "1s".into()
 }
@@ -329,6 +358,7 @@ impl Default for PolicyConfig {
             tsa_name: true,
             certs: IncludeCerts::Chain,
             qualified: false,
+            chain: standard(),
         }
     }
 }
@@ -358,10 +388,74 @@ impl Config {
         toml::from_str(text).map_err(|e| Error::Config(format!("{origin}: {e}")))
     }
 
+    /// The policy-level settings a chain starts from (pure; `None` when the policy's own
+    /// values are invalid, which [`Config::validate`] reports).
+    pub fn policy_defaults(&self, p: &PolicyConfig) -> Option<Settings> {
+        Some(Settings {
+            oid: parse_oid(&p.oid)?,
+            hash_algorithms: p.hash_algorithms.clone(),
+            allowed_extensions: Vec::new(),
+            precision: p.gen_time_precision,
+            accuracy: Accuracy::from_micros(parse_duration_us(&p.accuracy)?),
+            tsa_name: p.tsa_name,
+            qualified: p.qualified,
+            check_validity: false,
+            signer: None,
+            certs: p.certs,
+            ess: EssCertId::V2(HashAlg::Sha256),
+            status_text: None,
+            archive: false,
+        })
+    }
+
+    /// The filter names of a policy's chain.
+    pub fn chain_of(&self, p: &PolicyConfig) -> Vec<String> {
+        match self.chain.get(&p.chain) {
+            Some(c) => c.filters.clone(),
+            None => chain::standard_chain(p.qualified),
+        }
+    }
+
     /// Checks everything that can be checked without I/O. Each message names the key and
     /// says what to write instead.
     pub fn validate(&self) -> Result<(), Error> {
+        self.validate_as("configuration")
+    }
+
+    /// [`Config::validate`], naming the file `origin` in chain messages.
+    pub fn validate_as(&self, origin: &str) -> Result<(), Error> {
         let mut errors = Vec::new();
+        if self.chain.contains_key("standard") {
+            errors.push(
+                "[chain.standard]: `standard` is the built-in chain; give yours another name"
+                    .to_string(),
+            );
+        }
+        for (name, c) in &self.chain {
+            errors.extend(chain::validate_chain(
+                origin,
+                name,
+                &c.filters,
+                &self.filter,
+            ));
+        }
+        for (name, f) in &self.filter {
+            for e in f.validate() {
+                errors.push(format!("filter.{name}: {e}"));
+            }
+            if let Some(s) = f.signer() {
+                if !self.signer.contains_key(s) {
+                    errors.push(format!(
+                        "filter.{name}.signer: `{s}` is not defined; add a [signer.{s}] table"
+                    ));
+                }
+            }
+            if chain::FilterKind::from_name(name).is_some_and(|k| k != f.kind()) {
+                errors.push(format!(
+                    "filter.{name}: the name of a built-in filter kind must keep its kind (`{name}`); rename it"
+                ));
+            }
+        }
         let http = &self.server.http;
         if self.server.cores > 1024 {
             errors.push("server.cores: at most 1024 (0 = all available cores)".to_string());
@@ -525,6 +619,36 @@ impl Config {
             if m.hash_algorithm.as_ref().is_some_and(|h| h.is_empty()) {
                 errors.push(format!("{at}.match.hash_algorithm: empty list matches nothing; remove it or list algorithms"));
             }
+            if p.chain != "standard" && !self.chain.contains_key(&p.chain) {
+                errors.push(format!(
+                    "{at}.chain: `{}` is not defined; add a [chain.{}] table or use \"standard\"",
+                    p.chain, p.chain
+                ));
+            } else if let Some(defaults) = self.policy_defaults(p) {
+                let names = self.chain_of(p);
+                if p.qualified
+                    && !names.iter().any(|n| {
+                        chain::kind_of(n, &self.filter)
+                            == Some(chain::FilterKind::QualifiedStatement)
+                    })
+                {
+                    errors.push(format!(
+                        "{at}.qualified: chain `{}` has no qualified-statement filter; add it before tst-info",
+                        p.chain
+                    ));
+                }
+                // The effective accuracy and precision, after the chain's filters.
+                let s = chain::compile(defaults, &names, &self.filter);
+                let unit = s.precision.unit_us();
+                let acc = s.accuracy.total_micros();
+                if acc != 0 && acc < unit && p.chain != "standard" {
+                    errors.push(format!(
+                        "{at}: chain `{}` declares an accuracy finer than its genTime precision `{}`",
+                        p.chain,
+                        s.precision.name()
+                    ));
+                }
+            }
             if p.hash_algorithms.is_empty() {
                 errors.push(format!(
                     "{at}.hash_algorithms: list at least one, e.g. [\"sha256\"]"
@@ -652,6 +776,65 @@ mod tests {
         assert!(err.contains("finer than gen_time_precision"), "{err}");
         let ok = text.replace("\"ms\"", "\"us\"");
         Config::from_toml(&ok, "t").unwrap().validate().unwrap();
+    }
+
+    #[test]
+    fn chains_are_validated_with_file_chain_and_position() {
+        let text = r#"
+            [policy.default]
+            oid = "2.999.1.1"
+            chain = "mine"
+            qualified = true
+
+            [chain.mine]
+            filters = ["request-validation", "message-imprint", "tsa-policy", "gen-time",
+                       "half-second", "nonce", "serial-number", "no-such-filter",
+                       "tst-info", "timestamp-token", "timestamp-response", "storage"]
+
+            [filter.half-second]
+            kind = "accuracy"
+            accuracy = "500ms"
+
+            [filter.nonce]
+            kind = "storage"
+        "#;
+        let err = Config::from_toml(text, "t")
+            .unwrap()
+            .validate_as("site.toml")
+            .unwrap_err()
+            .to_string();
+        for needle in [
+            "site.toml: chain `mine`, position 8 `no-such-filter` is not defined",
+            "policy.default.qualified: chain `mine` has no qualified-statement filter",
+            "filter.nonce: the name of a built-in filter kind must keep its kind",
+        ] {
+            assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
+        }
+        let undefined = "[policy.default]\noid = \"2.999.1.1\"\nchain = \"nope\"\n";
+        let err = Config::from_toml(undefined, "t")
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("policy.default.chain: `nope` is not defined"),
+            "{err}"
+        );
+        let reserved = "[chain.standard]\nfilters = []\n";
+        let err = Config::from_toml(reserved, "t")
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("built-in chain"), "{err}");
+    }
+
+    #[test]
+    fn filter_kinds_refuse_unknown_options() {
+        let text = "[filter.x]\nkind = \"accuracy\"\naccuracy = \"1s\"\nsurprise = 1\n";
+        assert!(Config::from_toml(text, "t").is_err());
+        let text = "[filter.x]\nkind = \"no-such-kind\"\n";
+        assert!(Config::from_toml(text, "t").is_err());
     }
 
     #[test]

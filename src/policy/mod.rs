@@ -14,6 +14,8 @@
 //!    validity → else `systemFailure` (logged);
 //! 7. serial number, reserve the signer, encode, sign → `systemFailure` on failure.
 
+pub mod chain;
+pub mod filters;
 pub mod mapper;
 pub mod serial;
 
@@ -23,27 +25,44 @@ use crate::clock::TimeSource;
 use crate::error::Error;
 use crate::protocol::oid::Oid;
 use crate::protocol::status::rejection_response;
-use crate::protocol::token::{self, PolicyTemplate};
+use crate::protocol::token::{self, PolicyTemplate, SignerTemplate};
 use crate::protocol::{request, FailureInfo, HashAlg, Rejection, TimeStampReq};
 use crate::signer::TokenSigner;
+use filters::storage::{ArchiveSink, Archived};
 pub use mapper::RequestMeta;
 use mapper::Rules;
 use serial::SerialSpace;
 
-/// One policy of a service.
-#[derive(Debug)]
+/// One policy of a service, compiled from its filter chain (see [`chain`]).
 pub struct Policy {
     pub name: String,
     pub oid: Oid,
     /// Which requests this policy takes.
     pub rules: Rules,
+    /// message-imprint: accepted hash algorithms.
     pub hash_algorithms: Vec<HashAlg>,
+    /// request-validation: recognised request extensions (OID, may it be critical?).
+    pub allowed_extensions: Vec<(Oid, bool)>,
+    /// gen-time, accuracy, tsa-name, qualified-statement, timestamp-token (certs): the
+    /// constant parts of TSTInfo.
     pub template: PolicyTemplate,
+    /// certificate-verifier: genTime ± this many µs must lie inside the TSA certificate's
+    /// validity; `None` when the chain has no certificate verifier.
+    pub validity_margin_us: Option<u64>,
+    /// timestamp-token: a signer other than the service's.
+    pub signer: Option<Arc<dyn TokenSigner>>,
+    /// timestamp-token: token constants when they differ from the signer's own (ESSCertID
+    /// v1, another ESSCertIDv2 hash, another signer).
+    pub signer_template: Option<SignerTemplate>,
+    /// timestamp-response: statusString on rejections (`None`: the service's setting).
+    pub status_text: Option<bool>,
+    /// storage: hand issued tokens to the archive.
+    pub archive: bool,
 }
 
 impl Policy {
-    /// A policy taking requests without reqPolicy or naming `oid` (the embedded default's
-    /// rule), for tests and benches.
+    /// The standard chain with default options for requests without reqPolicy or naming
+    /// `oid` (the embedded default's rule), for tests and benches.
     pub fn simple(
         name: &str,
         oid: Oid,
@@ -59,7 +78,13 @@ impl Policy {
             oid,
             rules,
             hash_algorithms,
+            allowed_extensions: Vec::new(),
             template,
+            validity_margin_us: Some(0),
+            signer: None,
+            signer_template: None,
+            status_text: None,
+            archive: false,
         }
     }
 
@@ -110,6 +135,8 @@ pub struct Issuer {
     pub services: Vec<Service>,
     pub clock: Arc<dyn TimeSource>,
     pub serials: SerialSpace,
+    /// Where the storage filter hands issued tokens.
+    pub archive: Arc<dyn ArchiveSink>,
 }
 
 enum Failure {
@@ -136,15 +163,17 @@ impl Issuer {
         let Some(svc) = self.services.get(service) else {
             return self.reject_error(true, &Error::Config("unknown service".into()));
         };
-        match self.try_issue(svc, body, meta) {
+        // The service's statusString setting until a policy (timestamp-response) decides.
+        let mut status_text = svc.status_text;
+        match self.try_issue(svc, body, meta, &mut status_text) {
             Ok(reply) => reply,
             Err(Failure::Client(r)) => Reply {
-                der: rejection_response(&r, svc.status_text),
+                der: rejection_response(&r, status_text),
                 outcome: Outcome::Rejected(r.fail),
             },
             Err(Failure::Server(e)) => {
                 tracing::error!(service = %svc.name, error = %e, "request failed");
-                self.reject_error(svc.status_text, &e)
+                self.reject_error(status_text, &e)
             }
         }
     }
@@ -162,6 +191,7 @@ impl Issuer {
         svc: &Service,
         body: &[u8],
         meta: &RequestMeta<'_>,
+        status_text: &mut bool,
     ) -> Result<Reply, Failure> {
         let req = request::decode(body)?;
         let alg = request::check_imprint(&req)?;
@@ -169,32 +199,50 @@ impl Issuer {
             FailureInfo::UnacceptedPolicy,
             "the requested policy is not offered here",
         ))?;
+        *status_text = policy.status_text.unwrap_or(svc.status_text);
         if !policy.hash_algorithms.contains(&alg) {
             return Err(Rejection::new(FailureInfo::BadAlg, "hash algorithm not accepted").into());
         }
-        if req.has_extensions() {
-            return Err(Rejection::new(
-                FailureInfo::UnacceptedExtension,
-                "request extensions are not supported",
-            )
-            .into());
+        for ext in req.extensions() {
+            let recognised = policy.allowed_extensions.iter().any(|(oid, critical_ok)| {
+                oid.as_bytes() == ext.oid && (*critical_ok || !ext.critical)
+            });
+            if !recognised {
+                return Err(Rejection::new(
+                    FailureInfo::UnacceptedExtension,
+                    "request extension not supported",
+                )
+                .into());
+            }
         }
         let gen_time = self.clock.now().map_err(|_| Error::TimeUnavailable)?;
-        let (not_before, not_after) = svc.signer.validity();
-        if gen_time < not_before || gen_time > not_after {
-            tracing::error!(service = %svc.name, "genTime is outside the TSA certificate's validity: refusing to issue tokens");
-            return Err(Error::CertificateNotValidAtGenTime.into());
+        let signer = policy.signer.as_ref().unwrap_or(&svc.signer);
+        if let Some(margin_us) = policy.validity_margin_us {
+            let (not_before, not_after) = signer.validity();
+            let t = gen_time.unix_nanos();
+            let margin = margin_us as i128 * 1_000;
+            if t - margin < not_before.unix_nanos() || t + margin > not_after.unix_nanos() {
+                tracing::error!(service = %svc.name, policy = %policy.name, "genTime ± accuracy is outside the TSA certificate's validity: refusing to issue tokens");
+                return Err(Error::CertificateNotValidAtGenTime.into());
+            }
         }
         let serial = self.serials.next();
-        let reservation = svc.signer.reserve().map_err(Error::from)?;
-        let template = svc.signer.template();
+        let reservation = signer.reserve().map_err(Error::from)?;
+        let template = policy.signer_template.as_ref().unwrap_or(signer.template());
         let prepared = token::prepare(template, &policy.template, &req, &serial, gen_time)
             .map_err(|_| Error::CertificateNotValidAtGenTime)?;
-        let signature = svc
-            .signer
+        let signature = signer
             .sign(reservation, &prepared.signed_attrs)
             .map_err(Error::from)?;
         let der = token::finish(template, &policy.template, &prepared, &signature);
+        if policy.archive {
+            self.archive.store(Archived {
+                service: svc.name.clone(),
+                policy: policy.name.clone(),
+                serial: serial.to_vec(),
+                response: der.clone(),
+            });
+        }
         Ok(Reply {
             der,
             outcome: Outcome::Granted { serial },

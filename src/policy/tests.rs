@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::filters::storage::NoArchive;
 use super::serial::SerialSpace;
 use super::{Issuer, Outcome, Policy, RequestMeta, Service};
 use crate::client::verify::{self, Expectation};
@@ -75,6 +76,7 @@ fn fixture(key: KeyType, padding: RsaPadding, clock: Option<Timestamp>) -> Fixtu
         }],
         clock: Arc::new(FixedClock(clock)),
         serials: SerialSpace::ephemeral(1, 0),
+        archive: Arc::new(NoArchive),
     };
     Fixture {
         issuer,
@@ -236,10 +238,7 @@ fn every_rejection_carries_the_right_failure_info() {
     let with_ext = der::tlv_of(tag::SEQUENCE, &[&inner, &der::tlv(tag::ctx_cons(0), &ext)]);
     let (fail, text) = rejection(&f, &with_ext);
     assert_eq!(fail, FailureInfo::UnacceptedExtension);
-    assert_eq!(
-        text,
-        vec!["request extensions are not supported".to_string()]
-    );
+    assert_eq!(text, vec!["request extension not supported".to_string()]);
 }
 
 #[test]
@@ -360,4 +359,91 @@ fn qualified_policies_carry_the_qc_statement() {
         &[],
     )
     .unwrap();
+}
+
+fn request_with_extension(critical: bool) -> Vec<u8> {
+    let ok = request::encode(HashAlg::Sha256, &[1; 32], None, None, false);
+    let inner = der::read_single(&ok, tag::SEQUENCE).unwrap().value.to_vec();
+    let crit: &[u8] = if critical { &[0x01, 0x01, 0xff] } else { &[] };
+    let ext = der::tlv_of(
+        tag::SEQUENCE,
+        &[
+            &oid::oid_tlv(Oid::parse("1.2.3.4").unwrap().as_bytes()),
+            crit,
+            &der::tlv(tag::OCTET_STRING, b"x"),
+        ],
+    );
+    der::tlv_of(tag::SEQUENCE, &[&inner, &der::tlv(tag::ctx_cons(0), &ext)])
+}
+
+#[test]
+fn request_validation_allow_list_separates_critical_extensions() {
+    let mut f = fixture(KeyType::P256, RsaPadding::Pkcs1, Some(now()));
+    f.issuer.services[0].policies[0].allowed_extensions =
+        vec![(Oid::parse("1.2.3.4").unwrap(), false)];
+    let granted = f.issuer.issue(0, &request_with_extension(false), &local());
+    assert!(matches!(granted.outcome, Outcome::Granted { .. }));
+    assert_eq!(
+        rejection(&f, &request_with_extension(true)).0,
+        FailureInfo::UnacceptedExtension
+    );
+    f.issuer.services[0].policies[0].allowed_extensions =
+        vec![(Oid::parse("1.2.3.4").unwrap(), true)];
+    let granted = f.issuer.issue(0, &request_with_extension(true), &local());
+    assert!(matches!(granted.outcome, Outcome::Granted { .. }));
+}
+
+#[test]
+fn ess_cert_id_v1_and_other_v2_hashes_verify() {
+    use crate::protocol::token::{EssCertId, SignerTemplate};
+    for ess in [EssCertId::V1, EssCertId::V2(HashAlg::Sha512)] {
+        let mut f = fixture(KeyType::P256, RsaPadding::Pkcs1, Some(now()));
+        let signer = f.issuer.services[0].signer.clone();
+        let template = SignerTemplate::new(signer.template().scheme, signer.chain(), ess).unwrap();
+        f.issuer.services[0].policies[0].signer_template = Some(template);
+        let body = request::encode(HashAlg::Sha256, &[2; 32], None, None, true);
+        let reply = f.issuer.issue(0, &body, &local());
+        let token = response::decode(&reply.der).unwrap().token.unwrap();
+        let si = &token.signer_infos[0];
+        let (v1, v2) = (
+            si.attribute(oid::ATTR_SIGNING_CERTIFICATE).is_some(),
+            si.attribute(oid::ATTR_SIGNING_CERTIFICATE_V2).is_some(),
+        );
+        assert_eq!((v1, v2), (ess == EssCertId::V1, ess != EssCertId::V1));
+        verify::verify(
+            &reply.der,
+            false,
+            &expect(HashAlg::Sha256, &[2; 32], None),
+            &f.ca,
+            &[],
+        )
+        .unwrap_or_else(|e| panic!("{ess:?}: {e}"));
+    }
+}
+
+#[test]
+fn storage_hands_issued_tokens_to_the_archive() {
+    use super::filters::storage::MemoryArchive;
+    let mut f = fixture(KeyType::P256, RsaPadding::Pkcs1, Some(now()));
+    let archive = Arc::new(MemoryArchive::default());
+    f.issuer.archive = archive.clone();
+    let body = request::encode(HashAlg::Sha256, &[2; 32], None, None, false);
+    f.issuer.issue(0, &body, &local());
+    assert!(
+        archive.0.lock().unwrap().is_empty(),
+        "archiving is off without the storage filter"
+    );
+    f.issuer.services[0].policies[0].archive = true;
+    let reply = f.issuer.issue(0, &body, &local());
+    let stored = archive.0.lock().unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].response, reply.der);
+    assert_eq!(
+        (stored[0].service.as_str(), stored[0].policy.as_str()),
+        ("s", "p")
+    );
+    // Rejections are not archived as issued tokens.
+    drop(stored);
+    f.issuer.issue(0, b"junk", &local());
+    assert_eq!(archive.0.lock().unwrap().len(), 1);
 }

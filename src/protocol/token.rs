@@ -92,6 +92,16 @@ pub enum IncludeCerts {
     Chain,
 }
 
+/// Which ESS signing-certificate attribute tokens carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EssCertId {
+    /// signingCertificate (RFC 2634): ESSCertID with a SHA-1 certificate hash, for
+    /// verifiers that know only v1 (LibreSSL).
+    V1,
+    /// signingCertificateV2 (RFC 5035) with this certificate hash (SHA-256 by default).
+    V2(HashAlg),
+}
+
 /// Constant parts of every token signed by one key, derived from its certificate.
 #[derive(Debug, Clone)]
 pub struct SignerTemplate {
@@ -114,7 +124,11 @@ pub struct SignerTemplate {
 
 impl SignerTemplate {
     /// `chain` is the TSA certificate first, then the rest of its chain (DER each).
-    pub fn new(scheme: SignatureScheme, chain: &[Vec<u8>]) -> Result<Self, DerError> {
+    pub fn new(
+        scheme: SignatureScheme,
+        chain: &[Vec<u8>],
+        ess: EssCertId,
+    ) -> Result<Self, DerError> {
         let leaf_der = chain.first().ok_or(DerError::Truncated)?;
         let leaf = CertView::parse(leaf_der)?;
         let digest = scheme.digest();
@@ -133,22 +147,37 @@ impl SignerTemplate {
         );
 
         // RFC 5035 §5.4: SigningCertificateV2 { certs SEQUENCE OF ESSCertIDv2 }.
-        // ESSCertIDv2 { hashAlgorithm DEFAULT sha256 (so omitted), certHash, issuerSerial }.
+        // ESSCertIDv2 { hashAlgorithm DEFAULT sha256 (omitted when SHA-256), certHash,
+        // issuerSerial }. RFC 2634 §5.4: ESSCertID { certHash (SHA-1), issuerSerial }.
         // IssuerSerial { issuer GeneralNames = { directoryName [4] Name }, serialNumber }.
-        let cert_hash = HashAlg::Sha256.digest(leaf_der);
+        let (attr_oid, hash, hash_alg_id) = match ess {
+            EssCertId::V1 => (oid::ATTR_SIGNING_CERTIFICATE, HashAlg::Sha1, Vec::new()),
+            EssCertId::V2(HashAlg::Sha256) => (
+                oid::ATTR_SIGNING_CERTIFICATE_V2,
+                HashAlg::Sha256,
+                Vec::new(),
+            ),
+            EssCertId::V2(h) => (
+                oid::ATTR_SIGNING_CERTIFICATE_V2,
+                h,
+                h.algorithm_identifier(),
+            ),
+        };
+        let cert_hash = hash.digest(leaf_der);
         let general_names = der::tlv(tag::SEQUENCE, &der::tlv(tag::ctx_cons(4), leaf.issuer));
         let issuer_serial = der::tlv_of(tag::SEQUENCE, &[&general_names, leaf.serial]);
         let ess_cert_id = der::tlv_of(
             tag::SEQUENCE,
-            &[&der::tlv(tag::OCTET_STRING, &cert_hash), &issuer_serial],
+            &[
+                &hash_alg_id,
+                &der::tlv(tag::OCTET_STRING, &cert_hash),
+                &issuer_serial,
+            ],
         );
         let signing_cert = der::tlv(tag::SEQUENCE, &der::tlv(tag::SEQUENCE, &ess_cert_id));
         let signing_cert_attr = der::tlv_of(
             tag::SEQUENCE,
-            &[
-                &oid::oid_tlv(oid::ATTR_SIGNING_CERTIFICATE_V2),
-                &der::tlv(tag::SET, &signing_cert),
-            ],
+            &[&oid::oid_tlv(attr_oid), &der::tlv(tag::SET, &signing_cert)],
         );
 
         // The attributes' order in the DER SET depends only on their headers and OIDs, never
@@ -218,6 +247,10 @@ impl Accuracy {
             millis: (total / 1_000 % 1_000) as u16,
             micros: (total % 1_000) as u16,
         }
+    }
+
+    pub fn total_micros(&self) -> u64 {
+        self.seconds * 1_000_000 + self.millis as u64 * 1_000 + self.micros as u64
     }
 
     pub fn is_zero(&self) -> bool {

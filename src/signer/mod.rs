@@ -29,6 +29,8 @@ pub enum SignError {
 pub trait TokenSigner: Send + Sync {
     /// Constant DER parts for tokens signed by this key.
     fn template(&self) -> &SignerTemplate;
+    /// The certificate chain, TSA certificate first (DER each).
+    fn chain(&self) -> &[Vec<u8>];
     /// Validity of the TSA certificate (a token must not claim a time outside it).
     fn validity(&self) -> (Timestamp, Timestamp);
     /// A short identifier of the key for logs and audit (hex of the SPKI SHA-256, 16 chars).

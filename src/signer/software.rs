@@ -10,7 +10,7 @@ use super::checks::{check_tsa_certificate, CertProblem};
 use super::{Reservation, SignError, TokenSigner};
 use crate::error::Error;
 use crate::protocol::cert::CertView;
-use crate::protocol::token::{SignatureScheme, SignerTemplate};
+use crate::protocol::token::{EssCertId, SignatureScheme, SignerTemplate};
 use crate::protocol::{HashAlg, Timestamp};
 
 enum Key {
@@ -44,6 +44,7 @@ pub struct SoftwareSigner {
     key: Key,
     rng: SystemRandom,
     template: SignerTemplate,
+    chain: Vec<Vec<u8>>,
     validity: (Timestamp, Timestamp),
     key_id: String,
 }
@@ -151,12 +152,13 @@ impl SoftwareSigner {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        let template = SignerTemplate::new(scheme, &chain)
+        let template = SignerTemplate::new(scheme, &chain, EssCertId::V2(HashAlg::Sha256))
             .map_err(|_| CertProblem::Unparseable.to_string())?;
         Ok(SoftwareSigner {
             key,
             rng: SystemRandom::new(),
             template,
+            chain,
             validity,
             key_id,
         })
@@ -166,6 +168,10 @@ impl SoftwareSigner {
 impl TokenSigner for SoftwareSigner {
     fn template(&self) -> &SignerTemplate {
         &self.template
+    }
+
+    fn chain(&self) -> &[Vec<u8>] {
+        &self.chain
     }
 
     fn validity(&self) -> (Timestamp, Timestamp) {

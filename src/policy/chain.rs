@@ -1,0 +1,363 @@
+//! Filter chains: named, ordered lists of filters, validated when the configuration loads and
+//! compiled once per policy into a flat [`Settings`] → [`super::Policy`].
+//!
+//! A filter is one step of building the response. At run time nothing iterates over the
+//! filters: each one contributed its part (a check, a constant DER part, a token option) to
+//! the compiled policy, and the issuing path runs those parts in RFC 3161 order.
+//!
+//! Placement rules, checked with messages naming the file, the chain and the position:
+//! * every filter is defined (a built-in kind name, or a `[filter.NAME]`);
+//! * no filter kind appears twice;
+//! * `tst-info`, `timestamp-token`, `timestamp-response` close the chain in that order;
+//!   only `storage` may follow them, and it must come after the response;
+//! * the filters RFC 3161 requires are present (request validation, message imprint,
+//!   policy, genTime, nonce echo, serial number, and the three closing ones).
+
+use std::collections::BTreeMap;
+
+use crate::protocol::oid::Oid;
+use crate::protocol::token::{Accuracy, IncludeCerts};
+use crate::protocol::{HashAlg, Precision};
+
+use super::filters::FilterConfig;
+
+/// Every kind of chain filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FilterKind {
+    RequestValidation,
+    MessageImprint,
+    TsaPolicy,
+    GenTime,
+    Accuracy,
+    Nonce,
+    SerialNumber,
+    TsaName,
+    QualifiedStatement,
+    CertificateVerifier,
+    TstInfo,
+    TimestampToken,
+    TimestampResponse,
+    Storage,
+}
+
+impl FilterKind {
+    pub const ALL: [FilterKind; 14] = [
+        FilterKind::RequestValidation,
+        FilterKind::MessageImprint,
+        FilterKind::TsaPolicy,
+        FilterKind::GenTime,
+        FilterKind::Accuracy,
+        FilterKind::Nonce,
+        FilterKind::SerialNumber,
+        FilterKind::TsaName,
+        FilterKind::QualifiedStatement,
+        FilterKind::CertificateVerifier,
+        FilterKind::TstInfo,
+        FilterKind::TimestampToken,
+        FilterKind::TimestampResponse,
+        FilterKind::Storage,
+    ];
+
+    /// The name used in configuration files.
+    pub fn name(self) -> &'static str {
+        match self {
+            FilterKind::RequestValidation => "request-validation",
+            FilterKind::MessageImprint => "message-imprint",
+            FilterKind::TsaPolicy => "tsa-policy",
+            FilterKind::GenTime => "gen-time",
+            FilterKind::Accuracy => "accuracy",
+            FilterKind::Nonce => "nonce",
+            FilterKind::SerialNumber => "serial-number",
+            FilterKind::TsaName => "tsa-name",
+            FilterKind::QualifiedStatement => "qualified-statement",
+            FilterKind::CertificateVerifier => "certificate-verifier",
+            FilterKind::TstInfo => "tst-info",
+            FilterKind::TimestampToken => "timestamp-token",
+            FilterKind::TimestampResponse => "timestamp-response",
+            FilterKind::Storage => "storage",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Why a chain cannot do without this filter, if it cannot.
+    fn required_because(self) -> Option<&'static str> {
+        Some(match self {
+            FilterKind::RequestValidation => "requests must be checked (version, extensions)",
+            FilterKind::MessageImprint => "the imprint's hash and length must be checked",
+            FilterKind::TsaPolicy => "TSTInfo needs a policy (RFC 3161 §2.4.2)",
+            FilterKind::GenTime => "TSTInfo needs genTime (RFC 3161 §2.4.2)",
+            FilterKind::Nonce => "a request's nonce MUST be echoed (RFC 3161 §2.4.2)",
+            FilterKind::SerialNumber => "TSTInfo needs a unique serialNumber (RFC 3161 §2.4.2)",
+            FilterKind::TstInfo | FilterKind::TimestampToken | FilterKind::TimestampResponse => {
+                "it builds the response"
+            }
+            _ => return None,
+        })
+    }
+}
+
+/// The built-in standard chain. `qualified` adds the qualified statement.
+pub fn standard_chain(qualified: bool) -> Vec<String> {
+    FilterKind::ALL
+        .into_iter()
+        .filter(|k| qualified || *k != FilterKind::QualifiedStatement)
+        .map(|k| k.name().to_string())
+        .collect()
+}
+
+/// Everything the filters of one policy's chain decide, before it becomes a runtime policy.
+/// Policy-level settings are the defaults; filters in the chain override or switch parts on.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub oid: Oid,
+    pub hash_algorithms: Vec<HashAlg>,
+    /// Request extensions the TSA recognises: (OID, may it be critical?).
+    pub allowed_extensions: Vec<(Oid, bool)>,
+    pub precision: Precision,
+    pub accuracy: Accuracy,
+    pub tsa_name: bool,
+    pub qualified: bool,
+    pub check_validity: bool,
+    /// A signer other than the service's, by name.
+    pub signer: Option<String>,
+    pub certs: IncludeCerts,
+    pub ess: super::filters::timestamp_token::EssCertId,
+    /// statusString on rejections; `None` = the service's setting.
+    pub status_text: Option<bool>,
+    pub archive: bool,
+}
+
+/// A chain that failed validation; the message names the chain and the position.
+fn at(origin: &str, chain: &str, pos: Option<usize>) -> String {
+    match pos {
+        Some(p) => format!("{origin}: chain `{chain}`, position {} ", p + 1),
+        None => format!("{origin}: chain `{chain}` "),
+    }
+}
+
+/// Resolves a filter name to its kind: a `[filter.NAME]` or a built-in kind name.
+pub fn kind_of(name: &str, filters: &BTreeMap<String, FilterConfig>) -> Option<FilterKind> {
+    filters
+        .get(name)
+        .map(FilterConfig::kind)
+        .or_else(|| FilterKind::from_name(name))
+}
+
+/// Checks one chain (pure). `origin` is the configuration file's name.
+pub fn validate_chain(
+    origin: &str,
+    chain: &str,
+    names: &[String],
+    filters: &BTreeMap<String, FilterConfig>,
+) -> Vec<String> {
+    let mut errors = Vec::new();
+    let mut kinds: Vec<FilterKind> = Vec::new();
+    for (pos, name) in names.iter().enumerate() {
+        let Some(kind) = kind_of(name, filters) else {
+            let builtins: Vec<_> = FilterKind::ALL.iter().map(|k| k.name()).collect();
+            errors.push(format!(
+                "{}`{name}` is not defined: add a [filter.{name}] table or use a built-in filter: {}",
+                at(origin, chain, Some(pos)),
+                builtins.join(", ")
+            ));
+            continue;
+        };
+        if let Some(first) = kinds.iter().position(|k| *k == kind) {
+            errors.push(format!(
+                "{}`{name}` repeats the {} filter already at position {}: keep one",
+                at(origin, chain, Some(pos)),
+                kind.name(),
+                first + 1
+            ));
+        }
+        kinds.push(kind);
+    }
+    // The closing filters: tst-info → timestamp-token → timestamp-response, then storage.
+    let pos_of = |k: FilterKind| kinds.iter().position(|x| *x == k);
+    let closing = [
+        FilterKind::TstInfo,
+        FilterKind::TimestampToken,
+        FilterKind::TimestampResponse,
+    ];
+    if let (Some(t), Some(k), Some(r)) =
+        (pos_of(closing[0]), pos_of(closing[1]), pos_of(closing[2]))
+    {
+        if !(t < k && k < r) {
+            errors.push(format!(
+                "{}must end with tst-info, timestamp-token, timestamp-response in that order",
+                at(origin, chain, None)
+            ));
+        }
+        for (pos, kind) in kinds.iter().enumerate() {
+            let misplaced = match kind {
+                FilterKind::Storage => pos < r,
+                k if closing.contains(k) => false,
+                _ => pos > t,
+            };
+            if misplaced {
+                let hint = if *kind == FilterKind::Storage {
+                    "storage archives the issued token, so it must come after timestamp-response"
+                } else {
+                    "it contributes to TSTInfo, so it must come before tst-info"
+                };
+                errors.push(format!(
+                    "{}`{}` is misplaced: {hint}",
+                    at(origin, chain, Some(pos)),
+                    names[pos]
+                ));
+            }
+        }
+    }
+    for kind in FilterKind::ALL {
+        if let (None, Some(why)) = (pos_of(kind), kind.required_because()) {
+            errors.push(format!(
+                "{}lacks `{}`: {why}",
+                at(origin, chain, None),
+                kind.name()
+            ));
+        }
+    }
+    errors
+}
+
+/// Applies a valid chain to the policy-level defaults.
+pub fn compile(
+    defaults: Settings,
+    names: &[String],
+    filters: &BTreeMap<String, FilterConfig>,
+) -> Settings {
+    let mut s = defaults;
+    // Switched on only by their filter's presence.
+    s.qualified = false;
+    s.check_validity = false;
+    s.archive = false;
+    let mut has_accuracy = false;
+    let mut has_tsa_name = false;
+    for name in names {
+        let config = match filters.get(name) {
+            Some(c) => c.clone(),
+            None => match FilterKind::from_name(name) {
+                Some(kind) => FilterConfig::builtin(kind),
+                None => continue,
+            },
+        };
+        has_accuracy |= config.kind() == FilterKind::Accuracy;
+        has_tsa_name |= config.kind() == FilterKind::TsaName;
+        config.apply(&mut s);
+    }
+    if !has_accuracy {
+        s.accuracy = Accuracy::default();
+    }
+    if !has_tsa_name {
+        s.tsa_name = false;
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn check(list: &[&str]) -> Vec<String> {
+        validate_chain("f.toml", "c", &names(list), &BTreeMap::new())
+    }
+
+    #[test]
+    fn the_standard_chain_is_valid() {
+        for q in [false, true] {
+            assert!(
+                validate_chain("f", "standard", &standard_chain(q), &BTreeMap::new()).is_empty()
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_filters_name_the_file_chain_and_position() {
+        let mut list = standard_chain(false);
+        list.insert(2, "frobnicate".into());
+        let errs = validate_chain("f.toml", "c", &list, &BTreeMap::new());
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].starts_with("f.toml: chain `c`, position 3 `frobnicate` is not defined"),
+            "{}",
+            errs[0]
+        );
+    }
+
+    #[test]
+    fn duplicates_are_refused() {
+        let mut list = standard_chain(false);
+        list.insert(1, "nonce".into());
+        let errs = validate_chain("f.toml", "c", &list, &BTreeMap::new());
+        assert!(
+            errs.iter().any(|e| e.contains("repeats the nonce filter")),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn closing_filters_and_storage_are_placed() {
+        let base = [
+            "request-validation",
+            "message-imprint",
+            "tsa-policy",
+            "gen-time",
+            "nonce",
+            "serial-number",
+        ];
+        let mut wrong_order = base.to_vec();
+        wrong_order.extend(["timestamp-token", "tst-info", "timestamp-response"]);
+        assert!(check(&wrong_order)
+            .iter()
+            .any(|e| e.contains("in that order")));
+
+        let mut storage_early = base.to_vec();
+        storage_early.extend([
+            "storage",
+            "tst-info",
+            "timestamp-token",
+            "timestamp-response",
+        ]);
+        assert!(check(&storage_early)
+            .iter()
+            .any(|e| e.contains("`storage` is misplaced")));
+
+        let mut late = base.to_vec();
+        late.extend([
+            "tst-info",
+            "accuracy",
+            "timestamp-token",
+            "timestamp-response",
+        ]);
+        assert!(check(&late)
+            .iter()
+            .any(|e| e.contains("position 8 `accuracy` is misplaced")));
+
+        let mut ok = base.to_vec();
+        ok.extend([
+            "tst-info",
+            "timestamp-token",
+            "timestamp-response",
+            "storage",
+        ]);
+        assert!(check(&ok).is_empty(), "{:?}", check(&ok));
+    }
+
+    #[test]
+    fn required_filters_must_be_present() {
+        let list: Vec<String> = standard_chain(false)
+            .into_iter()
+            .filter(|n| n != "nonce")
+            .collect();
+        let errs = validate_chain("f", "c", &list, &BTreeMap::new());
+        assert_eq!(errs.len(), 1);
+        assert!(errs[0].contains("lacks `nonce`") && errs[0].contains("MUST be echoed"));
+    }
+}

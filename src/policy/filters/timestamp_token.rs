@@ -1,0 +1,69 @@
+//! `kind = "timestamp-token"`: the CMS SignedData around TSTInfo: which signer, which
+//! certificates (with certReq), and the ESS signing-certificate attribute: ESSCertIDv2
+//! (RFC 5035, default, SHA-256 or a chosen hash) or ESSCertID v1 (RFC 2634, SHA-1) for
+//! verifiers that know only v1 (LibreSSL).
+
+use serde::{Deserialize, Serialize};
+
+use super::super::chain::Settings;
+use crate::protocol::token::IncludeCerts;
+use crate::protocol::HashAlg;
+
+pub use crate::protocol::token::EssCertId;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EssVersion {
+    V1,
+    V2,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimestampTokenConfig {
+    /// A `[signer.NAME]` other than the service's. Default: the service's signer.
+    pub signer: Option<String>,
+    /// With certReq: `signer` or `chain`. Default: the policy's `certs`.
+    pub certs: Option<IncludeCerts>,
+    /// `v2` (default) or `v1`.
+    pub ess_cert_id: Option<EssVersion>,
+    /// Certificate hash of ESSCertIDv2: `sha256` (default), `sha384`, `sha512`.
+    pub ess_hash: Option<HashAlg>,
+}
+
+impl TimestampTokenConfig {
+    pub fn apply(&self, s: &mut Settings) {
+        if let Some(name) = &self.signer {
+            s.signer = Some(name.clone());
+        }
+        if let Some(c) = self.certs {
+            s.certs = c;
+        }
+        s.ess = match (self.ess_cert_id, self.ess_hash) {
+            (Some(EssVersion::V1), _) => EssCertId::V1,
+            (_, Some(h)) => EssCertId::V2(h),
+            (Some(EssVersion::V2), None) => EssCertId::V2(HashAlg::Sha256),
+            (None, None) => s.ess,
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_support::{defaults, filter};
+    use super::*;
+
+    #[test]
+    fn token_options() {
+        let mut s = defaults();
+        filter("kind = \"timestamp-token\"\nsigner = \"rsa\"\ncerts = \"signer\"\ness_cert_id = \"v1\"")
+            .apply(&mut s);
+        assert_eq!(
+            (s.signer.as_deref(), s.certs, s.ess),
+            (Some("rsa"), IncludeCerts::Signer, EssCertId::V1)
+        );
+        let mut s = defaults();
+        filter("kind = \"timestamp-token\"\ness_hash = \"sha512\"").apply(&mut s);
+        assert_eq!(s.ess, EssCertId::V2(HashAlg::Sha512));
+    }
+}
