@@ -9,6 +9,7 @@ use stampd::clock::SystemClock;
 use stampd::clock::TimeSource;
 use stampd::pki::{DevPki, KeyType};
 use stampd::policy::filters::storage::NoArchive;
+use stampd::policy::preprocess::clock::Clock;
 use stampd::policy::serial::SerialSpace;
 use stampd::policy::{Issuer, Policy, RequestMeta, Service};
 use stampd::protocol::oid::Oid;
@@ -99,13 +100,42 @@ fn bench_sign(c: &mut Criterion) {
     }
 }
 
-fn bench_issue(c: &mut Criterion) {
-    let (s, _dir) = signer(KeyType::P256, RsaPadding::Pkcs1);
+/// A signer that does not sign: it returns a fixed 71-byte value, so a benchmark through
+/// it measures everything but the signature (the chain's own cost).
+struct NoSign(SoftwareSigner);
+
+impl TokenSigner for NoSign {
+    fn template(&self) -> &stampd::protocol::token::SignerTemplate {
+        self.0.template()
+    }
+    fn chain(&self) -> &[Vec<u8>] {
+        self.0.chain()
+    }
+    fn validity(&self) -> (stampd::protocol::Timestamp, stampd::protocol::Timestamp) {
+        self.0.validity()
+    }
+    fn key_id(&self) -> &str {
+        self.0.key_id()
+    }
+    fn reserve(&self) -> Result<stampd::signer::Reservation, stampd::signer::SignError> {
+        self.0.reserve()
+    }
+    fn sign(
+        &self,
+        _r: stampd::signer::Reservation,
+        _message: &[u8],
+    ) -> Result<Vec<u8>, stampd::signer::SignError> {
+        Ok(vec![0x30; 71])
+    }
+}
+
+/// The standard chain (all filters, clock pre-filter) over `signer`.
+fn standard_issuer(signer: Arc<dyn TokenSigner>) -> Issuer {
     let oid = Oid::parse("2.999.1.1").unwrap();
-    let issuer = Issuer {
+    Issuer {
         services: vec![Service {
             name: "bench".into(),
-            signer: Arc::new(s),
+            signer,
             policies: vec![Policy::simple(
                 "p",
                 oid,
@@ -113,12 +143,21 @@ fn bench_issue(c: &mut Criterion) {
                 policy_template(),
             )],
             fallback: None,
+            preprocess: vec![Arc::new(Clock::system())],
             status_text: true,
         }],
         clock: Arc::new(SystemClock),
         serials: SerialSpace::ephemeral(1, 0),
         archive: Arc::new(NoArchive),
-    };
+    }
+}
+
+fn bench_issue(c: &mut Criterion) {
+    let (s, _dir) = signer(KeyType::P256, RsaPadding::Pkcs1);
+    let (s2, _dir2) = signer(KeyType::P256, RsaPadding::Pkcs1);
+    let real = standard_issuer(Arc::new(s));
+    let no_sign = standard_issuer(Arc::new(NoSign(s2)));
+    let meta = RequestMeta::local("/tsa");
     for cert_req in [false, true] {
         let body = request::encode(
             HashAlg::Sha256,
@@ -129,9 +168,11 @@ fn bench_issue(c: &mut Criterion) {
         );
         c.bench_function(
             &format!("issue_p256_end_to_end_no_http/cert_req={cert_req}"),
-            |b| {
-                b.iter(|| black_box(issuer.issue(0, black_box(&body), &RequestMeta::local("/tsa"))))
-            },
+            |b| b.iter(|| black_box(real.issue(0, black_box(&body), &meta))),
+        );
+        c.bench_function(
+            &format!("standard_chain_no_sign/cert_req={cert_req}"),
+            |b| b.iter(|| black_box(no_sign.issue(0, black_box(&body), &meta))),
         );
     }
 }

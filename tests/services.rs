@@ -207,3 +207,107 @@ fn mapper_rules_over_http_and_fallback() {
     let r = response::decode(&resp.body).unwrap();
     assert_eq!(r.fail_info, vec![FailureInfo::UnacceptedPolicy]);
 }
+
+#[test]
+fn preprocessing_rate_limit_and_metrics_over_http() {
+    let tmp = common::tempdir();
+    let config = r#"
+        [[service]]
+        name = "limited"
+        path = "/tsa"
+        preprocess = ["transaction-monitor", "strict", "clock"]
+
+        [[service]]
+        name = "polite"
+        path = "/polite"
+        preprocess = ["clock", "polite-limit"]
+
+        [preprocess.strict]
+        kind = "rate-limit"
+        per_client = 1
+        client_burst = 3
+
+        [preprocess.polite-limit]
+        kind = "rate-limit"
+        per_client = 1
+        client_burst = 1
+        answer = "system-failure"
+    "#;
+    let server = Server::start(&tmp.path().join("data"), Some(config));
+    let body = request::encode(HashAlg::Sha256, &[5; 32], None, None, false);
+    let statuses: Vec<u16> = (0..5)
+        .map(|_| {
+            exchange(&server, &post_bytes("/tsa", &body, ""))
+                .unwrap()
+                .status
+        })
+        .collect();
+    assert_eq!(statuses, [200, 200, 200, 429, 429]);
+    let limited = exchange(&server, &post_bytes("/tsa", &body, "")).unwrap();
+    assert_eq!(limited.header("retry-after"), Some("1"));
+
+    // For clients that accept only HTTP 200: a systemFailure rejection instead.
+    assert_eq!(
+        exchange(&server, &post_bytes("/polite", &body, ""))
+            .unwrap()
+            .status,
+        200
+    );
+    let resp = exchange(&server, &post_bytes("/polite", &body, "")).unwrap();
+    assert_eq!(resp.status, 200);
+    let r = response::decode(&resp.body).unwrap();
+    assert_eq!(r.fail_info, vec![FailureInfo::SystemFailure]);
+
+    // The monitor counted what the limit let through and what it refused.
+    let metrics = exchange(&server, b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+    assert_eq!(metrics.status, 200);
+    let text = String::from_utf8(metrics.body).unwrap();
+    assert!(
+        text.contains(
+            "stampd_requests_total{service=\"limited\",policy=\"default\",outcome=\"granted\"} 3"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "stampd_requests_total{service=\"limited\",policy=\"-\",outcome=\"http_429\"} 3"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("stampd_latency_microseconds{service=\"limited\",quantile=\"0.99\"}"),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_config_explains_preprocess_and_chain_errors() {
+    let tmp = common::tempdir();
+    let file = tmp.path().join("bad.toml");
+    std::fs::write(
+        &file,
+        r#"
+[[service]]
+name = "s"
+preprocess = ["rate-limit", "nope"]
+
+[policy.default]
+oid = "2.999.1.1"
+chain = "short"
+
+[chain.short]
+filters = ["request-validation", "tst-info", "timestamp-token", "timestamp-response"]
+"#,
+    )
+    .unwrap();
+    let (ok, out) = run(Command::new(common::BIN).arg("check-config").arg(&file));
+    assert!(!ok);
+    let name = file.display().to_string();
+    for needle in [
+        "service[0] (s).preprocess[1]: `nope` is not defined",
+        "needs exactly one clock filter",
+        &format!("{name}: chain `short` lacks `nonce`"),
+    ] {
+        assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
+    }
+}

@@ -14,6 +14,8 @@ use crate::policy::chain;
 use crate::policy::filters::storage::NoArchive;
 use crate::policy::filters::timestamp_token::EssCertId;
 use crate::policy::mapper::{Cidr, Rules, StringMatch};
+use crate::policy::preprocess::audit::{AuditSink, NoAudit};
+use crate::policy::preprocess::{PreFilter, PreprocessConfig};
 use crate::policy::serial::SerialSpace;
 use crate::policy::{Issuer, Policy, Service};
 use crate::protocol::token::PolicyTemplate;
@@ -93,6 +95,8 @@ pub fn build_with_clock(config: &Config, clock: Arc<dyn TimeSource>) -> Result<B
         signers.insert(name, signer);
     }
 
+    // The audit trail's sink comes with the audit issue; until then records are dropped.
+    let audit: Arc<dyn AuditSink> = Arc::new(NoAudit);
     let mut services = Vec::new();
     let mut listeners: Vec<Listener> = Vec::new();
     for sc in config.service.iter().filter(|s| s.enabled) {
@@ -111,8 +115,26 @@ pub fn build_with_clock(config: &Config, clock: Arc<dyn TimeSource>) -> Result<B
             .as_ref()
             .map(|name| build_policy(name, config, &signers, &signer))
             .transpose()?;
+        let preprocess = sc
+            .preprocess
+            .iter()
+            .map(|name| {
+                let pc = config
+                    .preprocess_config(name)
+                    .ok_or_else(|| Error::Config(format!("preprocess `{name}` is not defined")))?;
+                Ok(match pc {
+                    PreprocessConfig::Clock(c) => {
+                        Arc::new(c.build(name, clock.clone())) as Arc<dyn PreFilter>
+                    }
+                    PreprocessConfig::RateLimit(c) => Arc::new(c.build(name)),
+                    PreprocessConfig::TransactionMonitor(c) => Arc::new(c.build(name, &sc.name)),
+                    PreprocessConfig::Audit(c) => Arc::new(c.build(name, audit.clone())),
+                })
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
         services.push(Service {
             name: sc.name.clone(),
+            preprocess,
             signer: signer.clone(),
             policies,
             fallback,

@@ -16,6 +16,7 @@ use crate::error::Error;
 use crate::policy::chain::{self, Settings};
 use crate::policy::filters::timestamp_token::EssCertId;
 use crate::policy::filters::FilterConfig;
+use crate::policy::preprocess::PreprocessConfig;
 use crate::protocol::oid::Oid;
 use crate::protocol::token::Accuracy;
 use crate::protocol::token::IncludeCerts;
@@ -44,6 +45,10 @@ pub struct Config {
     /// with the policy's settings).
     #[serde(default)]
     pub filter: BTreeMap<String, FilterConfig>,
+    /// Configured pre-processing filters by name (`clock`, `rate-limit`,
+    /// `transaction-monitor` and `audit` also exist under their own names with defaults).
+    #[serde(default)]
+    pub preprocess: BTreeMap<String, PreprocessConfig>,
 }
 
 /// `[chain.NAME]`
@@ -65,6 +70,7 @@ impl Default for Config {
             policy: default_policies(),
             chain: BTreeMap::new(),
             filter: BTreeMap::new(),
+            preprocess: BTreeMap::new(),
         }
     }
 }
@@ -212,6 +218,10 @@ pub struct ServiceConfig {
     /// Policy used when none of `policies` matches a request, instead of answering
     /// `unacceptedPolicy`. Default: none.
     pub fallback_policy: Option<String>,
+    /// Pre-processing filters wrapping every chain, outermost first: built-in names
+    /// (`clock`, `rate-limit`, `transaction-monitor`, `audit`) or `[preprocess.NAME]`s.
+    /// Exactly one clock is needed. Default `["clock"]`.
+    pub preprocess: Vec<String>,
     /// Name of a `[signer.NAME]`. Default `main`.
     pub signer: String,
     /// Policy names, tried in order; the first whose `match` accepts the request is used.
@@ -237,6 +247,7 @@ impl Default for ServiceConfig {
             path: OneOrMany::One("/tsa".into()),
             enabled: true,
             fallback_policy: None,
+            preprocess: vec!["clock".into()],
             signer: "main".into(),
             policies: default_policy_names(),
             status_text: true,
@@ -408,6 +419,14 @@ impl Config {
         })
     }
 
+    /// A pre-processing filter by name: configured, or built in.
+    pub fn preprocess_config(&self, name: &str) -> Option<PreprocessConfig> {
+        self.preprocess
+            .get(name)
+            .cloned()
+            .or_else(|| PreprocessConfig::builtin(name))
+    }
+
     /// The filter names of a policy's chain.
     pub fn chain_of(&self, p: &PolicyConfig) -> Vec<String> {
         match self.chain.get(&p.chain) {
@@ -438,6 +457,11 @@ impl Config {
                 &c.filters,
                 &self.filter,
             ));
+        }
+        for (name, p) in &self.preprocess {
+            for e in p.validate() {
+                errors.push(format!("preprocess.{name}: {e}"));
+            }
         }
         for (name, f) in &self.filter {
             for e in f.validate() {
@@ -516,9 +540,9 @@ impl Config {
                         "{at}: path `{path}` must start with `/`, e.g. \"/tsa\""
                     ));
                 }
-                if path == "/health" {
+                if path == "/health" || path == "/metrics" {
                     errors.push(format!(
-                        "{at}: path `/health` is reserved for the health check"
+                        "{at}: path `{path}` is reserved (health check and metrics)"
                     ));
                 }
                 for listen in s.listen.values() {
@@ -528,6 +552,20 @@ impl Config {
                         ));
                     }
                 }
+            }
+            let mut clocks = 0;
+            for (pos, name) in s.preprocess.iter().enumerate() {
+                match self.preprocess_config(name) {
+                    None => errors.push(format!(
+                        "{at}.preprocess[{pos}]: `{name}` is not defined; add a [preprocess.{name}] table or use clock, rate-limit, transaction-monitor, audit"
+                    )),
+                    Some(p) => clocks += usize::from(p.is_clock()),
+                }
+            }
+            if clocks != 1 {
+                errors.push(format!(
+                    "{at}.preprocess: needs exactly one clock filter (the source of genTime), has {clocks}"
+                ));
             }
             if let Some(f) = &s.fallback_policy {
                 if !self.policy.contains_key(f) {

@@ -30,6 +30,8 @@ const MAX_BATCH: usize = 32;
 const LINGER: Duration = Duration::from_millis(500);
 
 pub struct Shared {
+    /// For `GET /metrics`.
+    pub issuer: std::sync::Arc<crate::policy::Issuer>,
     pub limits: HttpConfig,
     pub routes: Vec<(String, usize)>,
     pub backend: Backend,
@@ -153,6 +155,19 @@ pub async fn serve(mut stream: TcpStream, peer: std::net::IpAddr, shared: Rc<Sha
                     keep_alive,
                     &[],
                     head_only,
+                );
+                req.head_len
+            }
+            Action::Metrics => {
+                let text = shared.issuer.metrics();
+                http::write_response(
+                    &mut out,
+                    200,
+                    "text/plain; version=0.0.4",
+                    text.as_bytes(),
+                    keep_alive,
+                    &[],
+                    false,
                 );
                 req.head_len
             }

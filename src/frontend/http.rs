@@ -16,6 +16,8 @@ pub enum Action {
     },
     /// `GET /health` (or HEAD).
     Health { head_only: bool },
+    /// `GET /metrics`: Prometheus text from the transaction monitors.
+    Metrics,
     /// Answer with an error status. `close`: the framing is lost or the body is unread, so
     /// the connection must close after the answer. `head_only`: the request was HEAD, so
     /// the answer carries no body (RFC 9110 §9.3.2).
@@ -154,6 +156,15 @@ pub fn parse(buf: &[u8], limits: &HttpConfig, routes: &[(String, usize)]) -> Par
             _ => error(405, Some("GET, HEAD")),
         };
     }
+    if path == "/metrics" {
+        if has_body {
+            return fatal(400);
+        }
+        return match method {
+            "GET" => done(Action::Metrics),
+            _ => error(405, Some("GET")),
+        };
+    }
     let Some((route, &(_, service))) = routes.iter().enumerate().find(|(_, (p, _))| p == path)
     else {
         return error(404, None);
@@ -213,6 +224,7 @@ pub fn reason(status: u16) -> &'static str {
         413 => "Content Too Large",
         415 => "Unsupported Media Type",
         417 => "Expectation Failed",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         503 => "Service Unavailable",
         _ => "Error",
@@ -264,7 +276,7 @@ pub fn write_error(
     if let Some(a) = allow {
         extra.push(("Allow", a));
     }
-    if status == 503 {
+    if status == 503 || status == 429 {
         extra.push(("Retry-After", "1"));
     }
     write_response(

@@ -51,7 +51,7 @@ impl Backend {
         meta: &RequestMeta<'_>,
     ) -> Result<Vec<u8>, u16> {
         match self {
-            Backend::Inline(issuer) => Ok(issuer.issue(service, body, meta).der),
+            Backend::Inline(issuer) => issuer.issue(service, body, meta).into_http(),
             Backend::Queue(queue) => {
                 let (tx, rx) = oneshot::channel();
                 let env = Envelope {
@@ -68,7 +68,7 @@ impl Backend {
                 // A worker that vanished or hangs is a server failure, not a requester's:
                 // answer 503 rather than hold the connection for ever.
                 match monoio::time::timeout(BACKEND_DEADLINE, rx).await {
-                    Ok(Ok(der)) => Ok(der),
+                    Ok(Ok(answer)) => answer,
                     _ => Err(Error::Overloaded.http_status()),
                 }
             }
@@ -110,6 +110,7 @@ pub fn start(issuer: Arc<Issuer>, listeners: Vec<Listener>, s: Settings) -> Resu
     } else {
         s.cores
     };
+    let metrics = issuer.clone();
     let backend = match s.dispatch {
         Dispatch::Inline => Backend::Inline(issuer),
         Dispatch::Queue => {
@@ -128,11 +129,12 @@ pub fn start(issuer: Arc<Issuer>, listeners: Vec<Listener>, s: Settings) -> Resu
     for core in 0..cores {
         let listeners_here = listeners.clone();
         let backend = backend.clone();
+        let issuer = metrics.clone();
         let http = s.http.clone();
         let ready = ready_tx.clone();
         let handle = std::thread::Builder::new()
             .name(format!("stampd-core-{core}"))
-            .spawn(move || run_core(listeners_here, backend, http, uring, ready))
+            .spawn(move || run_core(listeners_here, issuer, backend, http, uring, ready))
             .map_err(|e| Error::Frontend(format!("cannot start core thread: {e}")))?;
         handles.push(handle);
         let bound = ready_rx
@@ -156,6 +158,7 @@ pub fn start(issuer: Arc<Issuer>, listeners: Vec<Listener>, s: Settings) -> Resu
 
 fn run_core(
     listeners: Vec<Listener>,
+    issuer: Arc<Issuer>,
     backend: Backend,
     http: HttpConfig,
     uring: bool,
@@ -185,6 +188,7 @@ fn run_core(
         let mut tasks = Vec::new();
         for (listener, routes) in bound {
             let shared = Rc::new(conn::Shared {
+                issuer: issuer.clone(),
                 limits: http.clone(),
                 routes,
                 backend: backend.clone(),

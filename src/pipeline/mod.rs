@@ -23,7 +23,8 @@ pub struct Envelope {
     pub client: std::net::IpAddr,
     pub path: String,
     pub head: Vec<u8>,
-    pub reply: oneshot::Sender<Vec<u8>>,
+    /// The 200 body, or the HTTP status to answer instead.
+    pub reply: oneshot::Sender<Result<Vec<u8>, u16>>,
 }
 
 /// The frontend's handle on the queue.
@@ -74,7 +75,7 @@ fn work(issuer: &Issuer, rx: &Receiver<Envelope>) {
             };
             let reply = issuer.issue(env.service, &env.body, &meta);
             // The requester may have gone; its reply is simply dropped.
-            let _ = env.reply.send(reply.der);
+            let _ = env.reply.send(reply.into_http());
         }
     }
 }

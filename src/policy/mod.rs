@@ -17,6 +17,7 @@
 pub mod chain;
 pub mod filters;
 pub mod mapper;
+pub mod preprocess;
 pub mod serial;
 
 use std::sync::Arc;
@@ -31,7 +32,9 @@ use crate::signer::TokenSigner;
 use filters::storage::{ArchiveSink, Archived};
 pub use mapper::RequestMeta;
 use mapper::Rules;
+use preprocess::{Exchange, PreFilter, Stop};
 use serial::SerialSpace;
+use std::time::Instant;
 
 /// One policy of a service, compiled from its filter chain (see [`chain`]).
 pub struct Policy {
@@ -102,6 +105,8 @@ pub struct Service {
     pub policies: Vec<Policy>,
     /// Used when no policy matches and the request's reqPolicy allows it.
     pub fallback: Option<Policy>,
+    /// Pre-processing filters, outermost first.
+    pub preprocess: Vec<Arc<dyn PreFilter>>,
     /// Send a statusString with rejections.
     pub status_text: bool,
 }
@@ -119,8 +124,13 @@ impl Service {
 /// What happened to one request, for logs, metrics and (later) the audit trail.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Granted { serial: [u8; serial::SERIAL_LEN] },
+    Granted {
+        serial: [u8; serial::SERIAL_LEN],
+    },
     Rejected(FailureInfo),
+    /// Refused at the HTTP level with this status (e.g. 429 from the rate limit); `der` is
+    /// empty.
+    Refused(u16),
 }
 
 /// A complete `TimeStampResp` and what it says.
@@ -128,6 +138,16 @@ pub enum Outcome {
 pub struct Reply {
     pub der: Vec<u8>,
     pub outcome: Outcome,
+}
+
+impl Reply {
+    /// The body of a 200 answer, or the HTTP status to answer instead.
+    pub fn into_http(self) -> Result<Vec<u8>, u16> {
+        match self.outcome {
+            Outcome::Refused(status) => Err(status),
+            _ => Ok(self.der),
+        }
+    }
 }
 
 /// Everything needed to issue tokens; shared by every core and worker.
@@ -159,13 +179,51 @@ impl From<Error> for Failure {
 impl Issuer {
     /// Answers one request body for service `service`. Never panics on any input; every
     /// outcome is a well-formed `TimeStampResp`.
+    ///
+    /// The service's pre-processing filters wrap the chain: `before` in order, then the
+    /// chain, then `after` in reverse order for every filter whose `before` ran.
     pub fn issue(&self, service: usize, body: &[u8], meta: &RequestMeta<'_>) -> Reply {
         let Some(svc) = self.services.get(service) else {
             return self.reject_error(true, &Error::Config("unknown service".into()));
         };
+        let mut x = Exchange {
+            service: &svc.name,
+            meta,
+            body,
+            started: Instant::now(),
+            time: None,
+            policy: None,
+        };
+        let mut entered = 0;
+        let mut stopped = None;
+        for f in &svc.preprocess {
+            entered += 1;
+            if let Err(stop) = f.before(&mut x) {
+                stopped = Some(stop);
+                break;
+            }
+        }
+        let reply = match stopped {
+            Some(Stop::Http(status)) => Reply {
+                der: Vec::new(),
+                outcome: Outcome::Refused(status),
+            },
+            Some(Stop::Reject(r)) => Reply {
+                der: rejection_response(&r, svc.status_text),
+                outcome: Outcome::Rejected(r.fail),
+            },
+            None => self.run_chain(svc, &mut x),
+        };
+        for f in svc.preprocess[..entered].iter().rev() {
+            f.after(&x, &reply);
+        }
+        reply
+    }
+
+    fn run_chain(&self, svc: &Service, x: &mut Exchange<'_>) -> Reply {
         // The service's statusString setting until a policy (timestamp-response) decides.
         let mut status_text = svc.status_text;
-        match self.try_issue(svc, body, meta, &mut status_text) {
+        match self.try_issue(svc, x, &mut status_text) {
             Ok(reply) => reply,
             Err(Failure::Client(r)) => Reply {
                 der: rejection_response(&r, status_text),
@@ -176,6 +234,17 @@ impl Issuer {
                 self.reject_error(status_text, &e)
             }
         }
+    }
+
+    /// Prometheus text from every service's transaction monitors.
+    pub fn metrics(&self) -> String {
+        let mut out = String::new();
+        for svc in &self.services {
+            for f in &svc.preprocess {
+                f.metrics(&mut out);
+            }
+        }
+        out
     }
 
     fn reject_error(&self, with_text: bool, e: &Error) -> Reply {
@@ -189,16 +258,16 @@ impl Issuer {
     fn try_issue(
         &self,
         svc: &Service,
-        body: &[u8],
-        meta: &RequestMeta<'_>,
+        x: &mut Exchange<'_>,
         status_text: &mut bool,
     ) -> Result<Reply, Failure> {
-        let req = request::decode(body)?;
+        let req = request::decode(x.body)?;
         let alg = request::check_imprint(&req)?;
-        let policy = svc.select(&req, meta).ok_or(Rejection::new(
+        let policy = svc.select(&req, x.meta).ok_or(Rejection::new(
             FailureInfo::UnacceptedPolicy,
             "the requested policy is not offered here",
         ))?;
+        x.policy = Some(policy.name.clone());
         *status_text = policy.status_text.unwrap_or(svc.status_text);
         if !policy.hash_algorithms.contains(&alg) {
             return Err(Rejection::new(FailureInfo::BadAlg, "hash algorithm not accepted").into());
@@ -215,7 +284,9 @@ impl Issuer {
                 .into());
             }
         }
-        let gen_time = self.clock.now().map_err(|_| Error::TimeUnavailable)?;
+        // From the clock filter's reading; the issuer's own clock when the service has none.
+        let reading = x.time.unwrap_or_else(|| self.clock.now());
+        let gen_time = reading.map_err(|_| Error::TimeUnavailable)?;
         let signer = policy.signer.as_ref().unwrap_or(&svc.signer);
         if let Some(margin_us) = policy.validity_margin_us {
             let (not_before, not_after) = signer.validity();

@@ -72,6 +72,7 @@ fn fixture(key: KeyType, padding: RsaPadding, clock: Option<Timestamp>) -> Fixtu
             signer: Arc::new(signer),
             policies: vec![policy("2.999.1.1", Precision::Millis, IncludeCerts::Chain)],
             fallback: None,
+            preprocess: Vec::new(),
             status_text: true,
         }],
         clock: Arc::new(FixedClock(clock)),
@@ -446,4 +447,132 @@ fn storage_hands_issued_tokens_to_the_archive() {
     drop(stored);
     f.issuer.issue(0, b"junk", &local());
     assert_eq!(archive.0.lock().unwrap().len(), 1);
+}
+
+/// A pre-processing filter that writes down when it runs, and may stop requests.
+struct Recorder {
+    name: &'static str,
+    log: Arc<std::sync::Mutex<Vec<String>>>,
+    stop: Option<super::preprocess::Stop>,
+}
+
+impl super::preprocess::PreFilter for Recorder {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn before(
+        &self,
+        _x: &mut super::preprocess::Exchange<'_>,
+    ) -> Result<(), super::preprocess::Stop> {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("{}.before", self.name));
+        self.stop.map_or(Ok(()), Err)
+    }
+    fn after(&self, x: &super::preprocess::Exchange<'_>, reply: &super::Reply) {
+        let what = match &reply.outcome {
+            Outcome::Granted { .. } => "granted".to_string(),
+            Outcome::Rejected(f) => f.name().to_string(),
+            Outcome::Refused(c) => c.to_string(),
+        };
+        let policy = x.policy.as_deref().unwrap_or("-");
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("{}.after({what},{policy})", self.name));
+    }
+}
+
+#[test]
+fn preprocessing_wraps_the_chain_like_an_onion() {
+    use super::preprocess::{PreFilter, Stop};
+    let mut f = fixture(KeyType::P256, RsaPadding::Pkcs1, Some(now()));
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let rec = |name, stop| {
+        Arc::new(Recorder {
+            name,
+            log: log.clone(),
+            stop,
+        }) as Arc<dyn PreFilter>
+    };
+    f.issuer.services[0].preprocess = vec![rec("a", None), rec("b", None), rec("c", None)];
+    let ok = request::encode(HashAlg::Sha256, &[1; 32], None, None, false);
+    f.issuer.issue(0, &ok, &local());
+    assert_eq!(
+        *log.lock().unwrap(),
+        [
+            "a.before",
+            "b.before",
+            "c.before",
+            "c.after(granted,p)",
+            "b.after(granted,p)",
+            "a.after(granted,p)"
+        ]
+    );
+    // The after-phase runs on rejections too.
+    log.lock().unwrap().clear();
+    f.issuer.issue(0, b"junk", &local());
+    assert_eq!(
+        *log.lock().unwrap(),
+        [
+            "a.before",
+            "b.before",
+            "c.before",
+            "c.after(badDataFormat,-)",
+            "b.after(badDataFormat,-)",
+            "a.after(badDataFormat,-)"
+        ]
+    );
+    // A filter that stops the request: the chain never runs, and only the entered filters
+    // unwind.
+    log.lock().unwrap().clear();
+    f.issuer.services[0].preprocess = vec![
+        rec("a", None),
+        rec("b", Some(Stop::Http(429))),
+        rec("c", None),
+    ];
+    let reply = f.issuer.issue(0, &ok, &local());
+    assert_eq!(reply.outcome, Outcome::Refused(429));
+    assert_eq!(
+        *log.lock().unwrap(),
+        ["a.before", "b.before", "b.after(429,-)", "a.after(429,-)"]
+    );
+}
+
+#[test]
+fn the_clock_filter_sets_gen_time_and_audit_records_every_request() {
+    use super::preprocess::audit::{AuditConfig, MemoryAudit};
+    use super::preprocess::clock::ClockConfig;
+    use super::preprocess::PreFilter;
+    let mut f = fixture(KeyType::P256, RsaPadding::Pkcs1, None); // issuer clock: no time
+    let sink = Arc::new(MemoryAudit::default());
+    let clock = ClockConfig {
+        fixed: Some("2027-03-04T05:06:07Z".into()),
+    }
+    .build("clock", Arc::new(FixedClock(None)));
+    let audit = AuditConfig {
+        request: true,
+        ..Default::default()
+    }
+    .build("audit", sink.clone());
+    f.issuer.services[0].preprocess = vec![
+        Arc::new(audit) as Arc<dyn PreFilter>,
+        Arc::new(clock) as Arc<dyn PreFilter>,
+    ];
+    let ok = request::encode(HashAlg::Sha256, &[1; 32], None, None, false);
+    let reply = f.issuer.issue(0, &ok, &local());
+    let token = response::decode(&reply.der).unwrap().token.unwrap();
+    assert_eq!(token.tst_info.gen_time_text, "20270304050607Z");
+    f.issuer.issue(0, b"junk", &local());
+    let records = sink.0.lock().unwrap();
+    assert_eq!(records.len(), 2);
+    assert!(matches!(records[0].outcome, Outcome::Granted { .. }));
+    assert_eq!(records[0].policy.as_deref(), Some("p"));
+    assert_eq!(records[0].request.as_deref(), Some(&ok[..]));
+    assert_eq!(records[0].client, Some("127.0.0.1".parse().unwrap()));
+    assert_eq!(
+        records[1].outcome,
+        Outcome::Rejected(FailureInfo::BadDataFormat)
+    );
 }

@@ -1,0 +1,103 @@
+//! `kind = "audit"`: one record per request (issued or not) with what the operator chose to
+//! keep, handed to the audit sink. The audit trail (journal, PostgreSQL) provides the real
+//! sink; until then records are discarded, and tests use [`MemoryAudit`] as the seam.
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use super::super::{Outcome, Reply};
+use super::{Exchange, PreFilter};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Keep the request DER. Default false.
+    pub request: bool,
+    /// Keep the response DER. Default false.
+    pub response: bool,
+    /// Keep the client's IP address. Default true.
+    pub client_ip: bool,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig {
+            request: false,
+            response: false,
+            client_ip: true,
+        }
+    }
+}
+
+impl AuditConfig {
+    pub fn build(&self, name: &str, sink: Arc<dyn AuditSink>) -> Audit {
+        Audit {
+            name: name.to_string(),
+            config: self.clone(),
+            sink,
+        }
+    }
+}
+
+/// One audited request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub service: String,
+    pub policy: Option<String>,
+    pub outcome: Outcome,
+    pub client: Option<IpAddr>,
+    pub request: Option<Vec<u8>>,
+    pub response: Option<Vec<u8>>,
+    pub latency_us: u64,
+}
+
+pub trait AuditSink: Send + Sync {
+    fn record(&self, record: AuditRecord);
+}
+
+/// Discards records (until the audit trail exists).
+#[derive(Debug, Default)]
+pub struct NoAudit;
+
+impl AuditSink for NoAudit {
+    fn record(&self, _record: AuditRecord) {}
+}
+
+/// Keeps records in memory (tests).
+#[derive(Debug, Default)]
+pub struct MemoryAudit(pub Mutex<Vec<AuditRecord>>);
+
+impl AuditSink for MemoryAudit {
+    fn record(&self, record: AuditRecord) {
+        if let Ok(mut v) = self.0.lock() {
+            v.push(record);
+        }
+    }
+}
+
+pub struct Audit {
+    name: String,
+    config: AuditConfig,
+    sink: Arc<dyn AuditSink>,
+}
+
+impl PreFilter for Audit {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn after(&self, x: &Exchange<'_>, reply: &Reply) {
+        let c = &self.config;
+        self.sink.record(AuditRecord {
+            service: x.service.to_string(),
+            policy: x.policy.clone(),
+            outcome: reply.outcome.clone(),
+            client: c.client_ip.then_some(x.meta.client),
+            request: c.request.then(|| x.body.to_vec()),
+            response: c.response.then(|| reply.der.clone()),
+            latency_us: u64::try_from(x.started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        });
+    }
+}

@@ -1,0 +1,108 @@
+//! `kind = "transaction-monitor"`: per-service and per-policy counters and an HdrHistogram
+//! of latency (µs, from the first pre-processing filter to the reply), served as Prometheus
+//! text at `GET /metrics`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use super::super::{Outcome, Reply};
+use super::{Exchange, PreFilter};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitorConfig {}
+
+impl MonitorConfig {
+    pub fn build(&self, name: &str, service: &str) -> Monitor {
+        Monitor {
+            name: name.to_string(),
+            service: service.to_string(),
+            stats: Mutex::new(Stats {
+                outcomes: BTreeMap::new(),
+                // 1 µs .. 60 s, 3 significant digits.
+                latency: Histogram::new_with_bounds(1, 60_000_000, 3).ok(),
+            }),
+        }
+    }
+}
+
+struct Stats {
+    /// (policy or "-", outcome) → count; outcome is "granted", a failInfo name, or "http_NNN".
+    outcomes: BTreeMap<(String, String), u64>,
+    latency: Option<Histogram<u64>>,
+}
+
+pub struct Monitor {
+    name: String,
+    service: String,
+    stats: Mutex<Stats>,
+}
+
+/// A point-in-time copy of a monitor's figures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    pub outcomes: BTreeMap<(String, String), u64>,
+    pub count: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+}
+
+impl Monitor {
+    pub fn snapshot(&self) -> Option<Snapshot> {
+        let s = self.stats.lock().ok()?;
+        let h = s.latency.as_ref()?;
+        Some(Snapshot {
+            outcomes: s.outcomes.clone(),
+            count: h.len(),
+            p50_us: h.value_at_quantile(0.5),
+            p99_us: h.value_at_quantile(0.99),
+            max_us: h.max(),
+        })
+    }
+}
+
+impl PreFilter for Monitor {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn after(&self, x: &Exchange<'_>, reply: &Reply) {
+        let outcome = match &reply.outcome {
+            Outcome::Granted { .. } => "granted".to_string(),
+            Outcome::Rejected(f) => f.name().to_string(),
+            Outcome::Refused(code) => format!("http_{code}"),
+        };
+        let policy = x.policy.clone().unwrap_or_else(|| "-".into());
+        let us = u64::try_from(x.started.elapsed().as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        if let Ok(mut s) = self.stats.lock() {
+            *s.outcomes.entry((policy, outcome)).or_default() += 1;
+            if let Some(h) = s.latency.as_mut() {
+                h.saturating_record(us);
+            }
+        }
+    }
+
+    fn metrics(&self, out: &mut String) {
+        let Some(s) = self.snapshot() else { return };
+        let svc = &self.service;
+        for ((policy, outcome), n) in &s.outcomes {
+            let _ = writeln!(
+                out,
+                "stampd_requests_total{{service=\"{svc}\",policy=\"{policy}\",outcome=\"{outcome}\"}} {n}"
+            );
+        }
+        for (q, v) in [("0.5", s.p50_us), ("0.99", s.p99_us), ("1", s.max_us)] {
+            let _ = writeln!(
+                out,
+                "stampd_latency_microseconds{{service=\"{svc}\",quantile=\"{q}\"}} {v}"
+            );
+        }
+    }
+}
