@@ -185,6 +185,22 @@ fn load_config(path: &Path) -> Result<Config, String> {
     Config::from_toml(&text, &path.display().to_string()).map_err(|e| e.to_string())
 }
 
+/// Validation messages as `FILE:LINE: message`, one per line, the line found from the key
+/// path each message names.
+fn located(path: &Path, msg: &str) -> Vec<String> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    msg.lines()
+        .map(|m| {
+            let body = m.strip_prefix(&format!("{file}: ")).unwrap_or(m);
+            match stampd::config::locate::line_of(&text, m) {
+                Some(line) => format!("{file}:{line}: {body}"),
+                None => format!("{file}: {body}"),
+            }
+        })
+        .collect()
+}
+
 fn serve(config: Option<PathBuf>, data_dir: Option<PathBuf>, listen: Option<String>) -> CmdResult {
     let mut cfg = match &config {
         Some(p) => load_config(p)?,
@@ -203,8 +219,15 @@ fn serve(config: Option<PathBuf>, data_dir: Option<PathBuf>, listen: Option<Stri
         .map_or("the embedded default".to_string(), |p| {
             p.display().to_string()
         });
-    cfg.validate_as(&origin)
-        .map_err(|e| format!("invalid configuration:\n{e}"))?;
+    cfg.validate_as(&origin).map_err(|e| match (&config, e) {
+        (Some(p), Error::Config(msg)) => {
+            format!(
+                "invalid configuration:\n  {}",
+                located(p, &msg).join("\n  ")
+            )
+        }
+        (_, e) => format!("invalid configuration:\n{e}"),
+    })?;
     let built = build::build(&cfg).map_err(|e| e.to_string())?;
     let settings = stampd::frontend::Settings {
         cores: cfg.server.cores,
@@ -480,14 +503,17 @@ fn check_config(path: &Path, json: bool) -> CmdResult {
             Ok(ExitCode::SUCCESS)
         }
         Err(Error::Config(msg)) => {
+            let errors = located(path, &msg);
             if json {
-                let errors: Vec<&str> = msg.lines().collect();
                 say!(
                     "{}",
                     serde_json::json!({ "valid": false, "errors": errors })
                 );
             } else {
-                eprintln!("{}: invalid:\n{msg}", path.display());
+                eprintln!("{}: invalid:", path.display());
+                for e in errors {
+                    eprintln!("  {e}");
+                }
             }
             Ok(ExitCode::from(1))
         }

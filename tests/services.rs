@@ -304,9 +304,9 @@ filters = ["request-validation", "tst-info", "timestamp-token", "timestamp-respo
     assert!(!ok);
     let name = file.display().to_string();
     for needle in [
-        "service[0] (s).preprocess[1]: `nope` is not defined",
-        "needs exactly one clock filter",
-        &format!("{name}: chain `short` lacks `nonce`"),
+        &format!("{name}:4: service[0] (s).preprocess[1]: `nope` is not defined"),
+        &format!("{name}:4: service[0] (s).preprocess: needs exactly one clock filter"),
+        &format!("{name}:11: chain `short` lacks `nonce`"),
     ] {
         assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
     }

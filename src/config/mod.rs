@@ -5,6 +5,7 @@
 //! Every field's default and unit is documented here and in `config/stampd.example.toml`.
 
 pub mod build;
+pub mod locate;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -530,19 +531,19 @@ impl Config {
             for listen in s.listen.values() {
                 if listen.parse::<SocketAddr>().is_err() {
                     errors.push(format!(
-                        "{at}: listen `{listen}` is not an address; write e.g. \"127.0.0.1:3180\" or \"[::1]:3180\""
+                        "{at}.listen: `{listen}` is not an address; write e.g. \"127.0.0.1:3180\" or \"[::1]:3180\""
                     ));
                 }
             }
             for path in s.path.values() {
                 if !path.starts_with('/') || path.contains('?') || path.contains(' ') {
                     errors.push(format!(
-                        "{at}: path `{path}` must start with `/`, e.g. \"/tsa\""
+                        "{at}.path: `{path}` must start with `/`, e.g. \"/tsa\""
                     ));
                 }
                 if path == "/health" || path == "/metrics" {
                     errors.push(format!(
-                        "{at}: path `{path}` is reserved (health check and metrics)"
+                        "{at}.path: `{path}` is reserved (health check and metrics)"
                     ));
                 }
                 for listen in s.listen.values() {
@@ -769,8 +770,8 @@ mod tests {
             .unwrap_err()
             .to_string();
         for needle in [
-            "listen `nowhere`",
-            "path `tsa` must start with `/`",
+            "listen: `nowhere` is not an address",
+            "path: `tsa` must start with `/`",
             "signer `missing` is not defined",
             "policy `nope` is not defined",
             "policy.default.oid",
