@@ -33,7 +33,7 @@ fn policy_template() -> PolicyTemplate {
         &oid,
         Accuracy::from_micros(1_000_000),
         Precision::Millis,
-        true,
+        stampd::protocol::token::TsaName::Subject,
         IncludeCerts::Chain,
         false,
     )

@@ -162,6 +162,16 @@ fn mapper_rules_over_http_and_fallback() {
         [policy.v2]
         oid = "2.999.2.3"
         match = { requested_policy = ["absent"], path_regex = "^/v2/" }
+        chain = "named"
+
+        [chain.named]
+        filters = ["request-validation", "message-imprint", "tsa-policy", "gen-time",
+                   "accuracy", "nonce", "serial-number", "explicit-name", "tst-info",
+                   "timestamp-token", "timestamp-response"]
+
+        [filter.explicit-name]
+        kind = "tsa-name"
+        name = "/C=DE/O=Example/CN=Example TSA"
     "#;
     let server = Server::start(&tmp.path().join("data"), Some(config));
     let body = request::encode(HashAlg::Sha256, &[5; 32], None, None, false);
@@ -183,6 +193,17 @@ fn mapper_rules_over_http_and_fallback() {
         "falls back"
     );
     assert_eq!(policy_of("/v2/tsa", ""), Ok("2.999.2.3".into()));
+    // Its chain names the TSA explicitly; openssl reads the name back.
+    let resp = exchange(&server, &post_bytes("/v2/tsa", &body, "")).unwrap();
+    let tsr = tmp.path().join("named.tsr");
+    std::fs::write(&tsr, &resp.body).unwrap();
+    let (ok, text) = run(Command::new("openssl")
+        .args(["ts", "-reply", "-text", "-in"])
+        .arg(&tsr));
+    assert!(
+        ok && text.contains("TSA: DirName:/C=DE/O=Example/CN=Example TSA"),
+        "{text}"
+    );
     assert_eq!(
         policy_of("/tsa", ""),
         Ok("2.999.1.1".into()),

@@ -392,7 +392,7 @@ mod tests {
             &oid,
             Accuracy::default(),
             Precision::Seconds,
-            false,
+            crate::protocol::token::TsaName::Omit,
             IncludeCerts::Chain,
             false,
         );

@@ -19,8 +19,8 @@ use crate::policy::filters::timestamp_token::EssCertId;
 use crate::policy::filters::FilterConfig;
 use crate::policy::preprocess::PreprocessConfig;
 use crate::protocol::oid::Oid;
-use crate::protocol::token::Accuracy;
 use crate::protocol::token::IncludeCerts;
+use crate::protocol::token::{Accuracy, TsaName};
 use crate::protocol::{HashAlg, Precision};
 use crate::signer::software::RsaPadding;
 
@@ -409,7 +409,11 @@ impl Config {
             allowed_extensions: Vec::new(),
             precision: p.gen_time_precision,
             accuracy: Accuracy::from_micros(parse_duration_us(&p.accuracy)?),
-            tsa_name: p.tsa_name,
+            tsa_name: if p.tsa_name {
+                TsaName::Subject
+            } else {
+                TsaName::Omit
+            },
             qualified: p.qualified,
             check_validity: false,
             signer: None,

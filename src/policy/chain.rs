@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 
 use crate::protocol::oid::Oid;
-use crate::protocol::token::{Accuracy, IncludeCerts};
+use crate::protocol::token::{Accuracy, IncludeCerts, TsaName};
 use crate::protocol::{HashAlg, Precision};
 
 use super::filters::FilterConfig;
@@ -118,7 +118,7 @@ pub struct Settings {
     pub allowed_extensions: Vec<(Oid, bool)>,
     pub precision: Precision,
     pub accuracy: Accuracy,
-    pub tsa_name: bool,
+    pub tsa_name: TsaName,
     pub qualified: bool,
     pub check_validity: bool,
     /// A signer other than the service's, by name.
@@ -252,7 +252,7 @@ pub fn compile(
         s.accuracy = Accuracy::default();
     }
     if !has_tsa_name {
-        s.tsa_name = false;
+        s.tsa_name = TsaName::Omit;
     }
     s
 }

@@ -12,7 +12,7 @@ use crate::pki::{DevPki, KeyType};
 use crate::protocol::der::{self, tag};
 use crate::protocol::oid::{self, Oid};
 use crate::protocol::response;
-use crate::protocol::token::{Accuracy, IncludeCerts, PolicyTemplate};
+use crate::protocol::token::{Accuracy, IncludeCerts, PolicyTemplate, TsaName};
 use crate::protocol::{request, FailureInfo, HashAlg, PkiStatus, Precision, Timestamp};
 use crate::signer::software::{pem_blocks, RsaPadding, SoftwareSigner};
 
@@ -43,7 +43,7 @@ fn policy(oid_s: &str, precision: Precision, certs: IncludeCerts) -> Policy {
         &oid,
         Accuracy::from_micros(1_500),
         precision,
-        true,
+        TsaName::Subject,
         certs,
         false,
     );
@@ -333,7 +333,7 @@ fn qualified_policies_carry_the_qc_statement() {
         &oid,
         Accuracy::from_micros(500_000),
         Precision::Millis,
-        true,
+        TsaName::Subject,
         IncludeCerts::Chain,
         true,
     );

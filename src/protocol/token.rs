@@ -288,6 +288,16 @@ impl Accuracy {
     }
 }
 
+/// TSTInfo's `tsa` field (RFC 3161 §2.4.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TsaName {
+    Omit,
+    /// directoryName(subject of the TSA certificate).
+    Subject,
+    /// directoryName(this DER Name).
+    Explicit(Vec<u8>),
+}
+
 /// Constant parts of TSTInfo for one policy.
 #[derive(Debug, Clone)]
 pub struct PolicyTemplate {
@@ -297,7 +307,7 @@ pub struct PolicyTemplate {
     /// TSTInfo `extensions [1]` (qcStatements for qualified stamps), or empty.
     extensions: Vec<u8>,
     pub precision: Precision,
-    pub include_tsa_name: bool,
+    pub tsa_name: TsaName,
     pub include_certs: IncludeCerts,
 }
 
@@ -306,7 +316,7 @@ impl PolicyTemplate {
         policy: &oid::Oid,
         accuracy: Accuracy,
         precision: Precision,
-        include_tsa_name: bool,
+        tsa_name: TsaName,
         include_certs: IncludeCerts,
         qualified: bool,
     ) -> Self {
@@ -331,7 +341,16 @@ impl PolicyTemplate {
             accuracy: accuracy.encode(),
             extensions,
             precision,
-            include_tsa_name,
+            tsa_name: match tsa_name {
+                TsaName::Explicit(name) => {
+                    // tsa [0] EXPLICIT GeneralName, directoryName [4] EXPLICIT Name
+                    TsaName::Explicit(der::tlv(
+                        tag::ctx_cons(0),
+                        &der::tlv(tag::ctx_cons(4), &name),
+                    ))
+                }
+                other => other,
+            },
             include_certs,
         }
     }
@@ -373,10 +392,10 @@ pub fn prepare(
         return Err(PrepareError::TimeOutOfRange);
     }
     let serial = der::unsigned_integer_content(serial);
-    let tsa_name: &[u8] = if policy.include_tsa_name {
-        &signer.tsa_name
-    } else {
-        &[]
+    let tsa_name: &[u8] = match &policy.tsa_name {
+        TsaName::Omit => &[],
+        TsaName::Subject => &signer.tsa_name,
+        TsaName::Explicit(encoded) => encoded,
     };
     let body_len = policy.head.len()
         + req.message_imprint.len()

@@ -86,6 +86,7 @@ impl FilterConfig {
             FilterConfig::RequestValidation(c) => c.validate(),
             FilterConfig::Accuracy(c) => c.validate(),
             FilterConfig::MessageImprint(c) => c.validate(),
+            FilterConfig::TsaName(c) => c.validate(),
             _ => Vec::new(),
         }
     }
@@ -125,7 +126,7 @@ pub(crate) mod test_support {
     use super::super::chain::Settings;
     use super::timestamp_token::EssCertId;
     use crate::protocol::oid::Oid;
-    use crate::protocol::token::{Accuracy, IncludeCerts};
+    use crate::protocol::token::{Accuracy, IncludeCerts, TsaName};
     use crate::protocol::{HashAlg, Precision};
 
     /// Policy-level defaults as the embedded default configuration sets them.
@@ -136,7 +137,7 @@ pub(crate) mod test_support {
             allowed_extensions: Vec::new(),
             precision: Precision::Millis,
             accuracy: Accuracy::from_micros(1_000_000),
-            tsa_name: true,
+            tsa_name: TsaName::Subject,
             qualified: false,
             check_validity: false,
             signer: None,

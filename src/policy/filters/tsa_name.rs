@@ -1,33 +1,60 @@
-//! `kind = "tsa-name"`: TSTInfo `tsa [0]` = directoryName(subject of the TSA certificate).
-//! Without this filter in the chain (or with `include = false`) the field is omitted.
+//! `kind = "tsa-name"`: TSTInfo `tsa [0]`: directoryName(subject of the TSA certificate), or
+//! an explicit directoryName. Without this filter in the chain (or with `include = false`)
+//! the field is omitted.
 
 use serde::{Deserialize, Serialize};
 
 use super::super::chain::Settings;
+use crate::protocol::name;
+use crate::protocol::token::TsaName;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TsaNameConfig {
     /// Include the name. Default: the policy's `tsa_name`.
     pub include: Option<bool>,
+    /// An explicit name instead of the certificate subject, OpenSSL style:
+    /// `/C=DE/O=Example/CN=Example TSA`. Default: the certificate subject.
+    pub name: Option<String>,
 }
 
 impl TsaNameConfig {
-    pub fn apply(&self, s: &mut Settings) {
-        if let Some(i) = self.include {
-            s.tsa_name = i;
+    pub fn validate(&self) -> Vec<String> {
+        match self.name.as_deref().map(name::from_slash_string) {
+            Some(Err(e)) => vec![format!("name: {e}")],
+            _ => Vec::new(),
         }
+    }
+
+    pub fn apply(&self, s: &mut Settings) {
+        let explicit = self
+            .name
+            .as_deref()
+            .and_then(|n| name::from_slash_string(n).ok());
+        s.tsa_name = match (self.include, explicit) {
+            (Some(false), _) => TsaName::Omit,
+            (_, Some(der)) => TsaName::Explicit(der),
+            (Some(true), None) => TsaName::Subject,
+            (None, None) => s.tsa_name.clone(),
+        };
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::test_support::{defaults, filter};
+    use crate::protocol::token::TsaName;
 
     #[test]
-    fn include_or_not() {
+    fn include_or_not_or_an_explicit_name() {
         let mut s = defaults();
         filter("kind = \"tsa-name\"\ninclude = false").apply(&mut s);
-        assert!(!s.tsa_name);
+        assert_eq!(s.tsa_name, TsaName::Omit);
+        let mut s = defaults();
+        filter("kind = \"tsa-name\"\nname = \"/C=DE/CN=T\"").apply(&mut s);
+        assert!(matches!(s.tsa_name, TsaName::Explicit(_)));
+        assert!(!filter("kind = \"tsa-name\"\nname = \"CN=T\"")
+            .validate()
+            .is_empty());
     }
 }
