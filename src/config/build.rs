@@ -105,9 +105,9 @@ pub fn build_with_clock(config: &Config, clock: Arc<dyn TimeSource>) -> Result<B
             .get(sc.signer.as_str())
             .cloned()
             .ok_or_else(|| Error::Config(format!("signer `{}` is not defined", sc.signer)))?;
-        let policies = sc
-            .policies
-            .iter()
+        let policies = config
+            .policies_of(sc)
+            .into_iter()
             .map(|name| build_policy(name, config, &signers, &signer))
             .collect::<Result<Vec<_>, _>>()?;
         let fallback = sc
@@ -183,7 +183,9 @@ fn build_policy(
     signers: &BTreeMap<&str, Arc<dyn TokenSigner>>,
     service_signer: &Arc<dyn TokenSigner>,
 ) -> Result<Policy, Error> {
-    let pc = &config.policy[name];
+    let pc = &config
+        .policy_config(name)
+        .ok_or_else(|| Error::Config(format!("policy `{name}` is not defined")))?;
     let bad = |what: &str| Error::Config(format!("policy.{name}: invalid {what}"));
     let oid = parse_oid(&pc.oid).ok_or_else(|| bad("oid"))?;
     let m = &pc.match_;

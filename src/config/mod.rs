@@ -226,7 +226,8 @@ pub struct ServiceConfig {
     /// Name of a `[signer.NAME]`. Default `main`.
     pub signer: String,
     /// Policy names, tried in order; the first whose `match` accepts the request is used.
-    /// Default `["default"]`.
+    /// Empty or left out: `["default"]`, the file's `[policy.default]` or, without one, the
+    /// built-in default policy (OID 2.999.1.1, the standard chain).
     pub policies: Vec<String>,
     /// Send a statusString with rejections. Default true.
     pub status_text: bool,
@@ -424,6 +425,25 @@ impl Config {
         })
     }
 
+    /// The policies a service uses: its list, or `default` when the list is empty.
+    pub fn policies_of<'a>(&self, s: &'a ServiceConfig) -> Vec<&'a str> {
+        if s.policies.is_empty() {
+            vec!["default"]
+        } else {
+            s.policies.iter().map(String::as_str).collect()
+        }
+    }
+
+    /// A policy by name. `default` is built in (the embedded default policy) unless the
+    /// file defines its own `[policy.default]`.
+    pub fn policy_config(&self, name: &str) -> Option<PolicyConfig> {
+        match self.policy.get(name) {
+            Some(p) => Some(p.clone()),
+            None if name == "default" => Some(PolicyConfig::default()),
+            None => None,
+        }
+    }
+
     /// A pre-processing filter by name: configured, or built in.
     pub fn preprocess_config(&self, name: &str) -> Option<PreprocessConfig> {
         self.preprocess
@@ -573,7 +593,7 @@ impl Config {
                 ));
             }
             if let Some(f) = &s.fallback_policy {
-                if !self.policy.contains_key(f) {
+                if self.policy_config(f).is_none() {
                     errors.push(format!(
                         "{at}: fallback_policy `{f}` is not defined; add a [policy.{f}] table"
                     ));
@@ -587,13 +607,8 @@ impl Config {
                     self.signer.keys().cloned().collect::<Vec<_>>().join(", ")
                 ));
             }
-            if s.policies.is_empty() {
-                errors.push(format!(
-                    "{at}: policies is empty; list at least one policy name"
-                ));
-            }
             for p in &s.policies {
-                if !self.policy.contains_key(p) {
+                if self.policy_config(p).is_none() {
                     errors.push(format!(
                         "{at}: policy `{p}` is not defined; add a [policy.{p}] table or use one of: {}",
                         self.policy.keys().cloned().collect::<Vec<_>>().join(", ")
@@ -878,6 +893,16 @@ mod tests {
         assert!(Config::from_toml(text, "t").is_err());
         let text = "[filter.x]\nkind = \"no-such-kind\"\n";
         assert!(Config::from_toml(text, "t").is_err());
+    }
+
+    #[test]
+    fn a_service_without_policies_gets_the_default_policy() {
+        let text = "[[service]]\nname = \"s\"\npolicies = []\n[policy.other]\noid = \"2.999.5\"\n";
+        let c = Config::from_toml(text, "t").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.policies_of(&c.service[0]), ["default"]);
+        assert_eq!(c.policy_config("default").unwrap().oid, "2.999.1.1");
+        assert!(c.policy_config("nope").is_none());
     }
 
     #[test]
