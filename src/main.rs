@@ -193,7 +193,7 @@ fn located(path: &Path, msg: &str) -> Vec<String> {
     msg.lines()
         .map(|m| {
             let body = m.strip_prefix(&format!("{file}: ")).unwrap_or(m);
-            match stampd::config::locate::line_of(&text, m) {
+            match stampd::config::locate::line_of(&text, &file, m) {
                 Some(line) => format!("{file}:{line}: {body}"),
                 None => format!("{file}: {body}"),
             }

@@ -171,7 +171,7 @@ fn mapper_rules_over_http_and_fallback() {
 
         [filter.explicit-name]
         kind = "tsa-name"
-        name = "/C=DE/O=Example/CN=Example TSA"
+        name = "/CN=stampd development TSA/O=stampd"
     "#;
     let server = Server::start(&tmp.path().join("data"), Some(config));
     let body = request::encode(HashAlg::Sha256, &[5; 32], None, None, false);
@@ -193,17 +193,23 @@ fn mapper_rules_over_http_and_fallback() {
         "falls back"
     );
     assert_eq!(policy_of("/v2/tsa", ""), Ok("2.999.2.3".into()));
-    // Its chain names the TSA explicitly; openssl reads the name back.
-    let resp = exchange(&server, &post_bytes("/v2/tsa", &body, "")).unwrap();
-    let tsr = tmp.path().join("named.tsr");
-    std::fs::write(&tsr, &resp.body).unwrap();
+    // Its chain names the TSA explicitly; openssl reads the name back and verifies it
+    // against the certificate.
+    let (q, r) = ask(
+        &server,
+        tmp.path(),
+        "/v2/tsa",
+        "named",
+        &["-sha256", "-cert"],
+    );
     let (ok, text) = run(Command::new("openssl")
         .args(["ts", "-reply", "-text", "-in"])
-        .arg(&tsr));
+        .arg(&r));
     assert!(
-        ok && text.contains("TSA: DirName:/C=DE/O=Example/CN=Example TSA"),
+        ok && text.contains("TSA: DirName:/CN=stampd development TSA/O=stampd"),
         "{text}"
     );
+    openssl_verifies(&server, &q, &r);
     assert_eq!(
         policy_of("/tsa", ""),
         Ok("2.999.1.1".into()),
@@ -227,6 +233,21 @@ fn mapper_rules_over_http_and_fallback() {
     let resp = exchange(&server, &post_bytes("/tsa", &named, "")).unwrap();
     let r = response::decode(&resp.body).unwrap();
     assert_eq!(r.fail_info, vec![FailureInfo::UnacceptedPolicy]);
+    drop(server);
+    // A name the certificate does not carry would make every token fail verification:
+    // refused at start.
+    let bad = config.replace("/CN=stampd development TSA/O=stampd", "/CN=Somebody Else");
+    let file = tmp.path().join("bad.toml");
+    std::fs::write(&file, bad).unwrap();
+    let (ok, out) = run(Command::new(common::BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(tmp.path().join("data")));
+    assert!(
+        !ok && out.contains("neither the TSA certificate's subject"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -285,18 +306,18 @@ fn preprocessing_rate_limit_and_metrics_over_http() {
     let text = String::from_utf8(metrics.body).unwrap();
     assert!(
         text.contains(
-            "stampd_requests_total{service=\"limited\",policy=\"default\",outcome=\"granted\"} 3"
+            "stampd_requests_total{service=\"limited\",monitor=\"transaction-monitor\",policy=\"default\",outcome=\"granted\"} 3"
         ),
         "{text}"
     );
     assert!(
         text.contains(
-            "stampd_requests_total{service=\"limited\",policy=\"-\",outcome=\"http_429\"} 3"
+            "stampd_requests_total{service=\"limited\",monitor=\"transaction-monitor\",policy=\"-\",outcome=\"http_429\"} 3"
         ),
         "{text}"
     );
     assert!(
-        text.contains("stampd_latency_microseconds{service=\"limited\",quantile=\"0.99\"}"),
+        text.contains("stampd_latency_microseconds{service=\"limited\",monitor=\"transaction-monitor\",quantile=\"0.99\"}"),
         "{text}"
     );
 }

@@ -18,8 +18,9 @@ use crate::policy::preprocess::audit::{AuditSink, NoAudit};
 use crate::policy::preprocess::{PreFilter, PreprocessConfig};
 use crate::policy::serial::SerialSpace;
 use crate::policy::{Issuer, Policy, Service};
-use crate::protocol::token::PolicyTemplate;
+use crate::protocol::cert::CertView;
 use crate::protocol::token::SignerTemplate;
+use crate::protocol::token::{PolicyTemplate, TsaName};
 use crate::protocol::HashAlg;
 use crate::signer::software::SoftwareSigner;
 use crate::signer::TokenSigner;
@@ -183,6 +184,7 @@ fn build_policy(
     signers: &BTreeMap<&str, Arc<dyn TokenSigner>>,
     service_signer: &Arc<dyn TokenSigner>,
 ) -> Result<Policy, Error> {
+    let name_of_policy = name;
     let pc = &config
         .policy_config(name)
         .ok_or_else(|| Error::Config(format!("policy `{name}` is not defined")))?;
@@ -238,7 +240,7 @@ fn build_policy(
         &s.oid,
         s.accuracy,
         s.precision,
-        s.tsa_name,
+        s.tsa_name.clone(),
         s.certs,
         s.qualified,
     );
@@ -252,6 +254,20 @@ fn build_policy(
         None => None,
     };
     let effective = signer.as_ref().unwrap_or(service_signer);
+    if let TsaName::Explicit(name) = &s.tsa_name {
+        let leaf = effective
+            .chain()
+            .first()
+            .and_then(|c| CertView::parse(c).ok());
+        if !leaf.is_some_and(|c| c.has_directory_name(name)) {
+            return Err(Error::Config(format!(
+                "policy.{name_}: the explicit TSA name is neither the TSA certificate's subject \
+                 nor a directoryName in its subjectAltName; verifiers (openssl ts -verify) \
+                 would refuse the tokens",
+                name_ = name_of_policy
+            )));
+        }
+    }
     // Token constants of their own when the chain asks for another signer or ESS variant.
     let signer_template = if signer.is_some() || s.ess != EssCertId::V2(HashAlg::Sha256) {
         let scheme = effective.template().scheme;
@@ -269,7 +285,11 @@ fn build_policy(
         hash_algorithms: s.hash_algorithms,
         allowed_extensions: s.allowed_extensions,
         template,
-        validity_margin_us: s.check_validity.then(|| s.accuracy.total_micros()),
+        validity_margin_us: if s.check_validity {
+            s.accuracy.total_micros()
+        } else {
+            0
+        },
         signer,
         signer_template,
         status_text: s.status_text,

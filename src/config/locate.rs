@@ -4,9 +4,9 @@
 //! this maps the path to the table header and, when present, the key's line.
 
 /// The 1-based line of the table (and key) a message's path names, if found.
-pub fn line_of(text: &str, message: &str) -> Option<usize> {
+pub fn line_of(text: &str, origin: &str, message: &str) -> Option<usize> {
     let lines: Vec<&str> = text.lines().collect();
-    let (header, key) = target(message)?;
+    let (header, key) = target(origin, message)?;
     let start = match header {
         Header::Table(name) => lines.iter().position(|l| is_header(l, &name, false))?,
         Header::ArrayItem(name, index) => {
@@ -50,10 +50,9 @@ fn is_header(line: &str, name: &str, array: bool) -> bool {
 }
 
 /// (table, first key) named by the start of a message.
-fn target(message: &str) -> Option<(Header, Option<String>)> {
+fn target(origin: &str, message: &str) -> Option<(Header, Option<String>)> {
     // "FILE: chain `NAME`, position N ..." / "FILE: chain `NAME` ..."
-    if let Some(i) = message.find(": chain `") {
-        let rest = &message[i + ": chain `".len()..];
+    if let Some(rest) = message.strip_prefix(&format!("{origin}: chain `")) {
         let name = rest.split('`').next()?;
         return Some((
             Header::Table(format!("chain.{name}")),
@@ -113,28 +112,48 @@ filters = ["nonce"]
 
     #[test]
     fn messages_map_to_lines() {
-        assert_eq!(line_of(TEXT, "server.cores: at most 1024"), Some(2));
         assert_eq!(
-            line_of(TEXT, "server.http.max_body_bytes: must be at least 1"),
+            line_of(TEXT, "f.toml", "server.cores: at most 1024"),
+            Some(2)
+        );
+        assert_eq!(
+            line_of(
+                TEXT,
+                "f.toml",
+                "server.http.max_body_bytes: must be at least 1"
+            ),
             Some(5)
         );
         assert_eq!(
-            line_of(TEXT, "service[1] (b): path `tsa` must start with `/`"),
+            line_of(
+                TEXT,
+                "f.toml",
+                "service[1] (b): path `tsa` must start with `/`"
+            ),
             Some(10)
         );
-        assert_eq!(line_of(TEXT, "service[1] (b).path: x"), Some(12));
+        assert_eq!(line_of(TEXT, "f.toml", "service[1] (b).path: x"), Some(12));
         assert_eq!(
-            line_of(TEXT, "policy.p.accuracy: `soon` is not a duration"),
+            line_of(
+                TEXT,
+                "f.toml",
+                "policy.p.accuracy: `soon` is not a duration"
+            ),
             Some(16)
         );
         assert_eq!(
-            line_of(TEXT, "policy.p.chain: `x` is not defined"),
+            line_of(TEXT, "f.toml", "policy.p.chain: `x` is not defined"),
             Some(14)
         );
         assert_eq!(
-            line_of(TEXT, "f.toml: chain `c`, position 1 `nonce` ..."),
+            line_of(TEXT, "f.toml", "f.toml: chain `c`, position 1 `nonce` ..."),
             Some(19)
         );
-        assert_eq!(line_of(TEXT, "policy.missing.oid: x"), None);
+        assert_eq!(line_of(TEXT, "f.toml", "policy.missing.oid: x"), None);
+        // A policy message mentioning a chain is about the policy.
+        assert_eq!(
+            line_of(TEXT, "f.toml", "policy.p.qualified: chain `c` has no ..."),
+            Some(14)
+        );
     }
 }

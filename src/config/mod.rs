@@ -499,9 +499,11 @@ impl Config {
                     ));
                 }
             }
-            if chain::FilterKind::from_name(name).is_some_and(|k| k != f.kind()) {
+            if chain::FilterKind::from_name(name).is_some() {
+                // Otherwise it would silently replace the built-in filter in every chain,
+                // the standard chain included.
                 errors.push(format!(
-                    "filter.{name}: the name of a built-in filter kind must keep its kind (`{name}`); rename it"
+                    "filter.{name}: `{name}` is a built-in filter name; give this filter another name"
                 ));
             }
         }
@@ -571,7 +573,8 @@ impl Config {
                     ));
                 }
                 for listen in s.listen.values() {
-                    if s.enabled && !endpoints.insert((listen.clone(), path.clone())) {
+                    let addr = listen.parse::<SocketAddr>().ok();
+                    if s.enabled && addr.is_some() && !endpoints.insert((addr, path.clone())) {
                         errors.push(format!(
                             "{at}: {listen}{path} is already served by another service"
                         ));
@@ -684,26 +687,40 @@ impl Config {
                 ));
             } else if let Some(defaults) = self.policy_defaults(p) {
                 let names = self.chain_of(p);
-                if p.qualified
-                    && !names.iter().any(|n| {
-                        chain::kind_of(n, &self.filter)
-                            == Some(chain::FilterKind::QualifiedStatement)
-                    })
-                {
+                let has_qs = names.iter().any(|n| {
+                    chain::kind_of(n, &self.filter) == Some(chain::FilterKind::QualifiedStatement)
+                });
+                if p.qualified && !has_qs {
                     errors.push(format!(
                         "{at}.qualified: chain `{}` has no qualified-statement filter; add it before tst-info",
                         p.chain
                     ));
                 }
-                // The effective accuracy and precision, after the chain's filters.
-                let s = chain::compile(defaults, &names, &self.filter);
-                let unit = s.precision.unit_us();
-                let acc = s.accuracy.total_micros();
-                if acc != 0 && acc < unit && p.chain != "standard" {
+                if !p.qualified && has_qs {
+                    // A qualified statement has legal meaning: never by accident.
                     errors.push(format!(
-                        "{at}: chain `{}` declares an accuracy finer than its genTime precision `{}`",
-                        p.chain,
-                        s.precision.name()
+                        "{at}.qualified: chain `{}` marks tokens qualified but this policy is not; \
+                         set qualified = true (only for a qualified TSA) or use another chain",
+                        p.chain
+                    ));
+                }
+                // The accuracy and precision in effect, after the chain's filters.
+                let s = chain::compile(defaults, &names, &self.filter);
+                let acc = s.accuracy.total_micros();
+                if acc > 3_600_000_000 {
+                    errors.push(format!(
+                        "{at}.accuracy: the accuracy in effect (chain `{}`) is over one hour",
+                        p.chain
+                    ));
+                }
+                // genTime is truncated to its precision, so a finer accuracy would be a lie.
+                if acc != 0 && acc < s.precision.unit_us() {
+                    errors.push(format!(
+                        "{at}.accuracy: the accuracy in effect ({acc} µs) is finer than the genTime \
+                         precision `{}` in effect (chain `{}`); raise the accuracy or use a finer \
+                         gen_time_precision",
+                        s.precision.name(),
+                        p.chain
                     ));
                 }
             }
@@ -712,24 +729,11 @@ impl Config {
                     "{at}.hash_algorithms: list at least one, e.g. [\"sha256\"]"
                 ));
             }
-            match parse_duration_us(&p.accuracy) {
-                None => errors.push(format!(
+            if parse_duration_us(&p.accuracy).is_none() {
+                errors.push(format!(
                     "{at}.accuracy: `{}` is not a duration; write e.g. \"1s\", \"500ms\" or \"100us\"",
                     p.accuracy
-                )),
-                Some(us) if us > 3_600_000_000 => {
-                    errors.push(format!("{at}.accuracy: at most one hour"));
-                }
-                // genTime is truncated to its precision, so a finer accuracy would be a lie.
-                Some(us) if us != 0 && us < p.gen_time_precision.unit_us() => {
-                    errors.push(format!(
-                        "{at}.accuracy: `{}` is finer than gen_time_precision `{}` truncates \
-                         genTime to; raise the accuracy or set gen_time_precision to a finer unit",
-                        p.accuracy,
-                        p.gen_time_precision.name()
-                    ));
-                }
-                Some(_) => {}
+                ));
             }
         }
         if errors.is_empty() {
@@ -831,7 +835,7 @@ mod tests {
             .validate()
             .unwrap_err()
             .to_string();
-        assert!(err.contains("finer than gen_time_precision"), "{err}");
+        assert!(err.contains("finer than the genTime precision"), "{err}");
         let ok = text.replace("\"ms\"", "\"us\"");
         Config::from_toml(&ok, "t").unwrap().validate().unwrap();
     }
@@ -864,7 +868,7 @@ mod tests {
         for needle in [
             "site.toml: chain `mine`, position 8 `no-such-filter` is not defined",
             "policy.default.qualified: chain `mine` has no qualified-statement filter",
-            "filter.nonce: the name of a built-in filter kind must keep its kind",
+            "filter.nonce: `nonce` is a built-in filter name",
         ] {
             assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
         }
@@ -903,6 +907,53 @@ mod tests {
         assert_eq!(c.policies_of(&c.service[0]), ["default"]);
         assert_eq!(c.policy_config("default").unwrap().oid, "2.999.1.1");
         assert!(c.policy_config("nope").is_none());
+    }
+
+    #[test]
+    fn qualified_chains_only_for_qualified_policies_and_no_builtin_filter_names() {
+        let text = r#"
+            [policy.default]
+            oid = "2.999.1.1"
+            chain = "q"
+            [chain.q]
+            filters = ["request-validation", "message-imprint", "tsa-policy", "gen-time",
+                       "nonce", "serial-number", "qualified-statement", "tst-info",
+                       "timestamp-token", "timestamp-response"]
+            [filter.gen-time]
+            kind = "gen-time"
+            precision = "s"
+        "#;
+        let err = Config::from_toml(text, "t")
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("marks tokens qualified but this policy is not"),
+            "{err}"
+        );
+        assert!(
+            err.contains("`gen-time` is a built-in filter name"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_same_endpoint_written_twice_is_refused() {
+        let text = r#"
+            [[service]]
+            name = "a"
+            listen = "127.0.0.1:3180"
+            [[service]]
+            name = "b"
+            listen = "127.0.0.1:03180"
+        "#;
+        let err = Config::from_toml(text, "t")
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("already served by another service"), "{err}");
     }
 
     #[test]

@@ -67,6 +67,16 @@ impl Cidr {
             Some(p) => p.parse::<u8>().ok().filter(|&p| p <= max)?,
             None => max,
         };
+        // An IPv4-mapped network (::ffff:a.b.c.d/96+) is the IPv4 network: clients are
+        // compared as IPv4 too.
+        if let IpAddr::V6(v6) = addr {
+            if let (Some(v4), true) = (v6.to_ipv4_mapped(), prefix >= 96) {
+                return Some(Cidr {
+                    addr: IpAddr::V4(v4),
+                    prefix: prefix - 96,
+                });
+            }
+        }
         Some(Cidr { addr, prefix })
     }
 
@@ -126,15 +136,18 @@ pub struct Rules {
 
 impl Rules {
     pub fn matches(&self, req: &TimeStampReq<'_>, meta: &RequestMeta<'_>) -> bool {
-        if let Some((absent, oids)) = &self.requested_policy {
-            let ok = match req.req_policy {
+        let policy_ok = match &self.requested_policy {
+            None => true,
+            Some((absent, oids)) => match req.req_policy {
                 None => *absent,
                 Some(p) => oids.iter().any(|o| o.as_bytes() == p),
-            };
-            if !ok {
-                return false;
-            }
-        }
+            },
+        };
+        policy_ok && self.matches_any_policy(req, meta)
+    }
+
+    /// Every rule but `requested_policy` (also used for the fallback policy).
+    pub fn matches_any_policy(&self, req: &TimeStampReq<'_>, meta: &RequestMeta<'_>) -> bool {
         if let Some(hashes) = &self.hash_algorithm {
             if !req.hash_alg().is_some_and(|h| hashes.contains(&h)) {
                 return false;
@@ -183,6 +196,10 @@ mod tests {
         assert!(n.contains("10.1.200.3".parse().unwrap()));
         assert!(!n.contains("10.2.0.1".parse().unwrap()));
         assert!(n.contains("::ffff:10.1.2.3".parse().unwrap()));
+        let mapped = Cidr::parse("::ffff:10.0.0.0/104").unwrap();
+        assert!(mapped.contains("10.9.8.7".parse().unwrap()));
+        assert!(mapped.contains("::ffff:10.9.8.7".parse().unwrap()));
+        assert!(!mapped.contains("11.0.0.1".parse().unwrap()));
         assert!(Cidr::parse("0.0.0.0/0")
             .unwrap()
             .contains("8.8.8.8".parse().unwrap()));

@@ -49,9 +49,10 @@ pub struct Policy {
     /// gen-time, accuracy, tsa-name, qualified-statement, timestamp-token (certs): the
     /// constant parts of TSTInfo.
     pub template: PolicyTemplate,
-    /// certificate-verifier: genTime ± this many µs must lie inside the TSA certificate's
-    /// validity; `None` when the chain has no certificate verifier.
-    pub validity_margin_us: Option<u64>,
+    /// genTime ± this many µs must lie inside the TSA certificate's validity: the accuracy
+    /// with a certificate-verifier in the chain, 0 without (a token is never signed outside
+    /// the certificate's validity).
+    pub validity_margin_us: u64,
     /// timestamp-token: a signer other than the service's.
     pub signer: Option<Arc<dyn TokenSigner>>,
     /// timestamp-token: token constants when they differ from the signer's own (ESSCertID
@@ -83,7 +84,7 @@ impl Policy {
             hash_algorithms,
             allowed_extensions: Vec::new(),
             template,
-            validity_margin_us: Some(0),
+            validity_margin_us: 0,
             signer: None,
             signer_template: None,
             status_text: None,
@@ -117,7 +118,13 @@ impl Service {
         self.policies
             .iter()
             .find(|p| p.rules.matches(req, meta))
-            .or_else(|| self.fallback.as_ref().filter(|f| f.allows_requested(req)))
+            .or_else(|| {
+                // The fallback keeps its own rules (client, header, path, hash) but takes
+                // requests without reqPolicy or naming its own OID.
+                self.fallback
+                    .as_ref()
+                    .filter(|f| f.allows_requested(req) && f.rules.matches_any_policy(req, meta))
+            })
     }
 }
 
@@ -288,14 +295,12 @@ impl Issuer {
         let reading = x.time.unwrap_or_else(|| self.clock.now());
         let gen_time = reading.map_err(|_| Error::TimeUnavailable)?;
         let signer = policy.signer.as_ref().unwrap_or(&svc.signer);
-        if let Some(margin_us) = policy.validity_margin_us {
-            let (not_before, not_after) = signer.validity();
-            let t = gen_time.unix_nanos();
-            let margin = margin_us as i128 * 1_000;
-            if t - margin < not_before.unix_nanos() || t + margin > not_after.unix_nanos() {
-                tracing::error!(service = %svc.name, policy = %policy.name, "genTime ± accuracy is outside the TSA certificate's validity: refusing to issue tokens");
-                return Err(Error::CertificateNotValidAtGenTime.into());
-            }
+        let (not_before, not_after) = signer.validity();
+        let t = gen_time.unix_nanos();
+        let margin = policy.validity_margin_us as i128 * 1_000;
+        if t - margin < not_before.unix_nanos() || t + margin > not_after.unix_nanos() {
+            tracing::error!(service = %svc.name, policy = %policy.name, "genTime ± accuracy is outside the TSA certificate's validity: refusing to issue tokens");
+            return Err(Error::CertificateNotValidAtGenTime.into());
         }
         let serial = self.serials.next();
         let reservation = signer.reserve().map_err(Error::from)?;

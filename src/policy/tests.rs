@@ -576,3 +576,25 @@ fn the_clock_filter_sets_gen_time_and_audit_records_every_request() {
         Outcome::Rejected(FailureInfo::BadDataFormat)
     );
 }
+
+#[test]
+fn the_fallback_policy_keeps_its_own_rules() {
+    use super::mapper::Cidr;
+    let mut f = fixture(KeyType::P256, RsaPadding::Pkcs1, Some(now()));
+    let svc = &mut f.issuer.services[0];
+    svc.policies[0].rules.hash_algorithm = Some(vec![HashAlg::Sha512]);
+    let mut internal = policy("2.999.1.9", Precision::Seconds, IncludeCerts::Signer);
+    internal.rules.client = Some(vec![Cidr::parse("10.0.0.0/8").unwrap()]);
+    svc.fallback = Some(internal);
+    // From loopback the fallback's client rule does not match: no policy at all.
+    let sha256 = request::encode(HashAlg::Sha256, &[1; 32], None, None, false);
+    assert_eq!(rejection(&f, &sha256).0, FailureInfo::UnacceptedPolicy);
+    // From 10/8 it does.
+    let inside = RequestMeta {
+        client: "10.1.2.3".parse().unwrap(),
+        path: "/tsa",
+        head: b"",
+    };
+    let reply = f.issuer.issue(0, &sha256, &inside);
+    assert!(matches!(reply.outcome, Outcome::Granted { .. }));
+}

@@ -201,6 +201,28 @@ impl<'a> CertView<'a> {
         Ok(Some(path_len))
     }
 
+    /// Is `name` (a DER Name) this certificate's subject or a directoryName of its
+    /// subjectAltName? Verifiers (OpenSSL's `TS_VFY_SIGNER`) refuse a TSTInfo `tsa` name
+    /// that is neither.
+    pub fn has_directory_name(&self, name: &[u8]) -> bool {
+        if self.subject == name {
+            return true;
+        }
+        let Some(san) = self.extension(oid::EXT_SUBJECT_ALT_NAME) else {
+            return false;
+        };
+        let Ok(seq) = super::der::read_single(san.value, tag::SEQUENCE) else {
+            return false;
+        };
+        let mut r = Reader::new(seq.value);
+        while let Ok(general_name) = r.read_any() {
+            if general_name.tag == tag::ctx_cons(4) && general_name.value == name {
+                return true;
+            }
+        }
+        false
+    }
+
     pub fn valid_at(&self, t: Timestamp) -> bool {
         self.not_before <= t && t <= self.not_after
     }

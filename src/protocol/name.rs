@@ -6,21 +6,27 @@ use super::der::{self, tag};
 use super::oid;
 
 const PRINTABLE_STRING: u8 = 0x13;
+const IA5_STRING: u8 = 0x16;
 
-/// (short name, attribute OID content, must be PrintableString).
-const ATTRIBUTES: [(&str, &[u8], bool); 9] = [
-    ("C", &[0x55, 0x04, 0x06], true),
-    ("ST", &[0x55, 0x04, 0x08], false),
-    ("L", &[0x55, 0x04, 0x07], false),
-    ("O", &[0x55, 0x04, 0x0a], false),
-    ("OU", &[0x55, 0x04, 0x0b], false),
-    ("CN", &[0x55, 0x04, 0x03], false),
-    ("SERIALNUMBER", &[0x55, 0x04, 0x05], true),
-    ("organizationIdentifier", &[0x55, 0x04, 0x61], false),
+/// (short name, attribute OID content, string type): the X.520 / PKCS#9 types OpenSSL
+/// writes.
+const ATTRIBUTES: [(&str, &[u8], u8); 9] = [
+    ("C", &[0x55, 0x04, 0x06], PRINTABLE_STRING),
+    ("ST", &[0x55, 0x04, 0x08], tag::UTF8_STRING),
+    ("L", &[0x55, 0x04, 0x07], tag::UTF8_STRING),
+    ("O", &[0x55, 0x04, 0x0a], tag::UTF8_STRING),
+    ("OU", &[0x55, 0x04, 0x0b], tag::UTF8_STRING),
+    ("CN", &[0x55, 0x04, 0x03], tag::UTF8_STRING),
+    ("SERIALNUMBER", &[0x55, 0x04, 0x05], PRINTABLE_STRING),
+    (
+        "organizationIdentifier",
+        &[0x55, 0x04, 0x61],
+        tag::UTF8_STRING,
+    ),
     (
         "emailAddress",
         &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x01],
-        false,
+        IA5_STRING,
     ),
 ];
 
@@ -51,7 +57,7 @@ pub fn from_slash_string(s: &str) -> Result<Vec<u8>, String> {
         let (key, value) = part
             .split_once('=')
             .ok_or_else(|| format!("`{part}` is not KEY=value"))?;
-        let (_, attr, must_print) = ATTRIBUTES
+        let (_, attr, string_tag) = ATTRIBUTES
             .iter()
             .find(|(k, _, _)| k.eq_ignore_ascii_case(key.trim()))
             .ok_or_else(|| {
@@ -61,20 +67,24 @@ pub fn from_slash_string(s: &str) -> Result<Vec<u8>, String> {
         if value.is_empty() || value.len() > 256 {
             return Err(format!("`{key}` needs a value of 1 to 256 characters"));
         }
-        if *must_print && (!printable(value) || (key.eq_ignore_ascii_case("C") && value.len() != 2))
+        let ok = match *string_tag {
+            PRINTABLE_STRING => printable(value),
+            IA5_STRING => value.is_ascii(),
+            _ => true,
+        };
+        let country = key.eq_ignore_ascii_case("C");
+        if !ok || (country && (value.len() != 2 || !value.bytes().all(|b| b.is_ascii_alphabetic())))
         {
             return Err(format!(
-                "`{key}={value}` must be printable ASCII (C: two letters)"
+                "`{key}={value}` has characters its type cannot hold (C: two letters)"
             ));
         }
-        let string_tag = if *must_print {
-            PRINTABLE_STRING
-        } else {
-            tag::UTF8_STRING
-        };
         let atv = der::tlv_of(
             tag::SEQUENCE,
-            &[&oid::oid_tlv(attr), &der::tlv(string_tag, value.as_bytes())],
+            &[
+                &oid::oid_tlv(attr),
+                &der::tlv(*string_tag, value.as_bytes()),
+            ],
         );
         rdns.push(der::tlv(tag::SET, &atv));
     }

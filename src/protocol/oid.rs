@@ -107,6 +107,8 @@ pub fn to_dotted(bytes: &[u8]) -> Option<String> {
 
 /// `2.5.29.19` basicConstraints
 pub const EXT_BASIC_CONSTRAINTS: &[u8] = &[0x55, 0x1d, 0x13];
+/// `2.5.29.17` subjectAltName
+pub const EXT_SUBJECT_ALT_NAME: &[u8] = &[0x55, 0x1d, 0x11];
 /// `2.5.29.15` keyUsage
 pub const EXT_KEY_USAGE: &[u8] = &[0x55, 0x1d, 0x0f];
 
@@ -250,6 +252,7 @@ mod tests {
             (SHA512_WITH_RSA, "1.2.840.113549.1.1.13"),
             (EXT_BASIC_CONSTRAINTS, "2.5.29.19"),
             (EXT_KEY_USAGE, "2.5.29.15"),
+            (EXT_SUBJECT_ALT_NAME, "2.5.29.17"),
             (PE_QC_STATEMENTS, "1.3.6.1.5.5.7.1.3"),
             (ESI4_QTST_STATEMENT_1, "0.4.0.19422.1.1"),
         ] {

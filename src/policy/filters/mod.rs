@@ -87,6 +87,7 @@ impl FilterConfig {
             FilterConfig::Accuracy(c) => c.validate(),
             FilterConfig::MessageImprint(c) => c.validate(),
             FilterConfig::TsaName(c) => c.validate(),
+            FilterConfig::TimestampToken(c) => c.validate(),
             _ => Vec::new(),
         }
     }

@@ -32,6 +32,22 @@ pub struct TimestampTokenConfig {
 }
 
 impl TimestampTokenConfig {
+    pub fn validate(&self) -> Vec<String> {
+        let mut e = Vec::new();
+        if self
+            .ess_hash
+            .is_some_and(|h| !matches!(h, HashAlg::Sha256 | HashAlg::Sha384 | HashAlg::Sha512))
+        {
+            e.push("ess_hash: sha256, sha384 or sha512".to_string());
+        }
+        if self.ess_cert_id == Some(EssVersion::V1) && self.ess_hash.is_some() {
+            e.push(
+                "ess_hash: ESSCertID v1 always hashes with SHA-1; remove ess_hash or use v2".into(),
+            );
+        }
+        e
+    }
+
     pub fn apply(&self, s: &mut Settings) {
         if let Some(name) = &self.signer {
             s.signer = Some(name.clone());

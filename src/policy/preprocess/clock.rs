@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 
 use super::{Exchange, PreFilter, Stop};
 use crate::clock::{FixedClock, SystemClock, TimeSource};
-use crate::protocol::time::parse_generalized_time;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,16 +19,11 @@ pub struct ClockConfig {
 
 fn parse_rfc3339(s: &str) -> Option<crate::protocol::Timestamp> {
     let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
-    let text = format!(
-        "{:04}{:02}{:02}{:02}{:02}{:02}Z",
-        t.year(),
-        t.month() as u8,
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    );
-    parse_generalized_time(text.as_bytes())
+    // The instant, whatever offset it was written with.
+    Some(crate::protocol::Timestamp {
+        unix_secs: t.unix_timestamp(),
+        nanos: t.nanosecond(),
+    })
 }
 
 impl ClockConfig {
@@ -94,6 +88,12 @@ mod tests {
         assert!(c.validate().is_empty());
         let clock = c.build("c", Arc::new(SystemClock));
         assert_eq!(clock.source.now().unwrap().unix_secs, 1_893_456_000);
+        let offset = ClockConfig {
+            fixed: Some("2030-01-01T02:00:00.5+02:00".into()),
+        }
+        .build("c", Arc::new(SystemClock));
+        let t = offset.source.now().unwrap();
+        assert_eq!((t.unix_secs, t.nanos), (1_893_456_000, 500_000_000));
         let bad = ClockConfig {
             fixed: Some("tomorrow".into()),
         };

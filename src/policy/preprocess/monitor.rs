@@ -36,6 +36,13 @@ struct Stats {
     latency: Option<Histogram<u64>>,
 }
 
+/// Prometheus label values: backslash, double quote and newline are escaped.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 pub struct Monitor {
     name: String,
     service: String,
@@ -91,11 +98,17 @@ impl PreFilter for Monitor {
 
     fn metrics(&self, out: &mut String) {
         let Some(s) = self.snapshot() else { return };
-        let svc = &self.service;
+        let svc = format!(
+            "{}\",monitor=\"{}",
+            escape(&self.service),
+            escape(&self.name)
+        );
+        let svc = &svc;
         for ((policy, outcome), n) in &s.outcomes {
             let _ = writeln!(
                 out,
-                "stampd_requests_total{{service=\"{svc}\",policy=\"{policy}\",outcome=\"{outcome}\"}} {n}"
+                "stampd_requests_total{{service=\"{svc}\",policy=\"{}\",outcome=\"{outcome}\"}} {n}",
+                escape(policy)
             );
         }
         for (q, v) in [("0.5", s.p50_us), ("0.99", s.p99_us), ("1", s.max_us)] {

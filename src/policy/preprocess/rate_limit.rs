@@ -73,7 +73,7 @@ impl RateLimitConfig {
             name: name.to_string(),
             config: self.clone(),
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            service: Mutex::new(Bucket::full(self.service_capacity())),
+            service: Mutex::new(Bucket::full(self.service_capacity(), Instant::now())),
         }
     }
 
@@ -95,18 +95,22 @@ struct Bucket {
 }
 
 impl Bucket {
-    fn full(capacity: f64) -> Self {
+    fn full(capacity: f64, at: Instant) -> Self {
         Bucket {
             tokens: capacity,
-            at: Instant::now(),
+            at,
         }
     }
 
     /// Refills at `rate` per second up to `capacity`, then takes one token if there is one.
     fn take(&mut self, now: Instant, rate: f64, capacity: f64) -> bool {
-        let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
-        self.tokens = (self.tokens + elapsed * rate).min(capacity);
-        self.at = now;
+        // Requests reach the lock out of order: never move the clock back, or the interval
+        // between would be credited twice.
+        if now > self.at {
+            let elapsed = now.duration_since(self.at).as_secs_f64();
+            self.tokens = (self.tokens + elapsed * rate).min(capacity);
+            self.at = now;
+        }
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true
@@ -134,13 +138,23 @@ impl RateLimit {
         let Ok(mut map) = shard.lock() else {
             return true;
         };
-        if map.len() >= (c.max_clients / SHARDS).max(1) && !map.contains_key(&ip) {
+        let share = (c.max_clients / SHARDS).max(1);
+        if map.len() >= share && !map.contains_key(&ip) {
             // Forget clients whose bucket has refilled: they are indistinguishable from new.
             let full_after = capacity / rate;
             map.retain(|_, b| now.saturating_duration_since(b.at).as_secs_f64() < full_after);
+            if map.len() >= share {
+                // Still full (many active clients, or addresses rotated by one): keep the
+                // most recently seen half. Amortised over the half freed, so a flood of new
+                // addresses costs O(log n) per request and the table never exceeds its bound.
+                let mut ages: Vec<Instant> = map.values().map(|b| b.at).collect();
+                ages.sort_unstable();
+                let cutoff = ages[ages.len() / 2];
+                map.retain(|_, b| b.at > cutoff);
+            }
         }
         map.entry(ip)
-            .or_insert_with(|| Bucket::full(capacity))
+            .or_insert_with(|| Bucket::full(capacity, now))
             .take(now, rate, capacity)
     }
 
@@ -257,16 +271,19 @@ mod tests {
     }
 
     #[test]
-    fn client_table_stays_bounded() {
+    fn client_table_stays_bounded_even_when_buckets_never_refill() {
+        // One token per second, burst 60: no bucket refills during the test, so idle expiry
+        // frees nothing and only the eviction bounds the table.
+        let max_clients = 6_400;
         let rl = RateLimitConfig {
-            per_client: 1000,
-            client_burst: 1,
-            max_clients: 64,
+            per_client: 1,
+            client_burst: 60,
+            max_clients,
             ..Default::default()
         }
         .build("rl");
         let t0 = Instant::now();
-        for i in 0..10_000u32 {
+        for i in 0..100_000u32 {
             let m = RequestMeta {
                 client: IpAddr::from(i.to_be_bytes()),
                 path: "/",
@@ -274,10 +291,31 @@ mod tests {
             };
             let _ = rl.before(&mut exchange(
                 &m,
-                t0 + std::time::Duration::from_millis(i as u64),
+                t0 + std::time::Duration::from_micros(i as u64),
             ));
         }
         let total: usize = rl.shards.iter().map(|s| s.lock().unwrap().len()).sum();
-        assert!(total <= 64 * 3, "{total}");
+        assert!(total <= max_clients, "{total}");
+    }
+
+    #[test]
+    fn out_of_order_requests_are_not_credited_twice() {
+        let rl = RateLimitConfig {
+            per_client: 0,
+            per_service: 10,
+            service_burst: 1,
+            ..Default::default()
+        }
+        .build("rl");
+        let m = RequestMeta {
+            client: "10.0.0.1".parse().unwrap(),
+            path: "/",
+            head: b"",
+        };
+        let t0 = Instant::now();
+        let t1 = t0 + std::time::Duration::from_millis(100);
+        assert!(rl.before(&mut exchange(&m, t1)).is_ok()); // refills to t1, takes the token
+        assert!(rl.before(&mut exchange(&m, t0)).is_err()); // an older request: no refill
+        assert!(rl.before(&mut exchange(&m, t1)).is_err()); // t0..t1 is not credited again
     }
 }
