@@ -11,12 +11,12 @@ use crate::clock::{SystemClock, TimeSource};
 use crate::error::Error;
 use crate::pki::{DevPki, KeyType};
 use crate::policy::chain;
-use crate::policy::filters::storage::NoArchive;
 use crate::policy::filters::timestamp_token::EssCertId;
 use crate::policy::mapper::{Cidr, Rules, StringMatch};
-use crate::policy::preprocess::audit::{AuditSink, NoAudit};
+use crate::policy::preprocess::audit::AuditRecord;
 use crate::policy::preprocess::{PreFilter, PreprocessConfig};
 use crate::policy::serial::SerialSpace;
+use crate::policy::sink::{Discard, Sink};
 use crate::policy::{Issuer, Policy, Service};
 use crate::protocol::cert::CertView;
 use crate::protocol::token::SignerTemplate;
@@ -97,7 +97,7 @@ pub fn build_with_clock(config: &Config, clock: Arc<dyn TimeSource>) -> Result<B
     }
 
     // The audit trail's sink comes with the audit issue; until then records are dropped.
-    let audit: Arc<dyn AuditSink> = Arc::new(NoAudit);
+    let audit: Arc<dyn Sink<AuditRecord>> = Arc::new(Discard);
     let mut services = Vec::new();
     let mut listeners: Vec<Listener> = Vec::new();
     for sc in config.service.iter().filter(|s| s.enabled) {
@@ -171,7 +171,7 @@ pub fn build_with_clock(config: &Config, clock: Arc<dyn TimeSource>) -> Result<B
             services,
             clock,
             serials,
-            archive: Arc::new(NoArchive),
+            archive: Arc::new(Discard),
         }),
         listeners,
         data_dir,

@@ -19,6 +19,7 @@ pub mod filters;
 pub mod mapper;
 pub mod preprocess;
 pub mod serial;
+pub mod sink;
 
 use std::sync::Arc;
 
@@ -29,11 +30,12 @@ use crate::protocol::status::rejection_response;
 use crate::protocol::token::{self, PolicyTemplate, SignerTemplate};
 use crate::protocol::{request, FailureInfo, HashAlg, Rejection, TimeStampReq};
 use crate::signer::TokenSigner;
-use filters::storage::{ArchiveSink, Archived};
+use filters::storage::Archived;
 pub use mapper::RequestMeta;
 use mapper::Rules;
 use preprocess::{Exchange, PreFilter, Stop};
 use serial::SerialSpace;
+use sink::Sink;
 use std::time::Instant;
 
 /// One policy of a service, compiled from its filter chain (see [`chain`]).
@@ -163,7 +165,7 @@ pub struct Issuer {
     pub clock: Arc<dyn TimeSource>,
     pub serials: SerialSpace,
     /// Where the storage filter hands issued tokens.
-    pub archive: Arc<dyn ArchiveSink>,
+    pub archive: Arc<dyn Sink<Archived>>,
 }
 
 enum Failure {
@@ -312,7 +314,7 @@ impl Issuer {
             .map_err(Error::from)?;
         let der = token::finish(template, &policy.template, &prepared, &signature);
         if policy.archive {
-            self.archive.store(Archived {
+            self.archive.put(Archived {
                 service: svc.name.clone(),
                 policy: policy.name.clone(),
                 serial: serial.to_vec(),

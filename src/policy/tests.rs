@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use super::filters::storage::NoArchive;
 use super::serial::SerialSpace;
+use super::sink::{Discard, Memory};
 use super::{Issuer, Outcome, Policy, RequestMeta, Service};
 use crate::client::verify::{self, Expectation};
 use crate::clock::FixedClock;
@@ -77,7 +77,7 @@ fn fixture(key: KeyType, padding: RsaPadding, clock: Option<Timestamp>) -> Fixtu
         }],
         clock: Arc::new(FixedClock(clock)),
         serials: SerialSpace::ephemeral(1, 0),
-        archive: Arc::new(NoArchive),
+        archive: Arc::new(Discard),
     };
     Fixture {
         issuer,
@@ -424,9 +424,8 @@ fn ess_cert_id_v1_and_other_v2_hashes_verify() {
 
 #[test]
 fn storage_hands_issued_tokens_to_the_archive() {
-    use super::filters::storage::MemoryArchive;
     let mut f = fixture(KeyType::P256, RsaPadding::Pkcs1, Some(now()));
-    let archive = Arc::new(MemoryArchive::default());
+    let archive = Arc::new(Memory::<super::filters::storage::Archived>::default());
     f.issuer.archive = archive.clone();
     let body = request::encode(HashAlg::Sha256, &[2; 32], None, None, false);
     f.issuer.issue(0, &body, &local());
@@ -542,11 +541,11 @@ fn preprocessing_wraps_the_chain_like_an_onion() {
 
 #[test]
 fn the_clock_filter_sets_gen_time_and_audit_records_every_request() {
-    use super::preprocess::audit::{AuditConfig, MemoryAudit};
+    use super::preprocess::audit::{AuditConfig, AuditRecord};
     use super::preprocess::clock::ClockConfig;
     use super::preprocess::PreFilter;
     let mut f = fixture(KeyType::P256, RsaPadding::Pkcs1, None); // issuer clock: no time
-    let sink = Arc::new(MemoryAudit::default());
+    let sink = Arc::new(Memory::<AuditRecord>::default());
     let clock = ClockConfig {
         fixed: Some("2027-03-04T05:06:07Z".into()),
     }

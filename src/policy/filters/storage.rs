@@ -1,8 +1,5 @@
-//! `kind = "storage"`: hands every issued token to the archive sink, after the response is
-//! built. The audit trail (journal, PostgreSQL) will provide the real sink; until then the
-//! sink is a no-op, and tests use [`MemoryArchive`] as the seam.
-
-use std::sync::Mutex;
+//! `kind = "storage"`: hands every issued token to the archive sink
+//! ([`crate::policy::sink`]), after the response is built.
 
 use serde::{Deserialize, Serialize};
 
@@ -25,31 +22,6 @@ pub struct Archived {
     pub policy: String,
     pub serial: Vec<u8>,
     pub response: Vec<u8>,
-}
-
-/// Where issued tokens go.
-pub trait ArchiveSink: Send + Sync {
-    fn store(&self, token: Archived);
-}
-
-/// Discards tokens (until the audit trail exists).
-#[derive(Debug, Default)]
-pub struct NoArchive;
-
-impl ArchiveSink for NoArchive {
-    fn store(&self, _token: Archived) {}
-}
-
-/// Keeps tokens in memory (tests).
-#[derive(Debug, Default)]
-pub struct MemoryArchive(pub Mutex<Vec<Archived>>);
-
-impl ArchiveSink for MemoryArchive {
-    fn store(&self, token: Archived) {
-        if let Ok(mut v) = self.0.lock() {
-            v.push(token);
-        }
-    }
 }
 
 #[cfg(test)]

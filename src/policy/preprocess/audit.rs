@@ -1,12 +1,12 @@
 //! `kind = "audit"`: one record per request (issued or not) with what the operator chose to
-//! keep, handed to the audit sink. The audit trail (journal, PostgreSQL) provides the real
-//! sink; until then records are discarded, and tests use [`MemoryAudit`] as the seam.
+//! keep, handed to the audit sink ([`crate::policy::sink`]).
 
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::super::sink::Sink;
 use super::super::{Outcome, Reply};
 use super::{Exchange, PreFilter};
 
@@ -32,7 +32,7 @@ impl Default for AuditConfig {
 }
 
 impl AuditConfig {
-    pub fn build(&self, name: &str, sink: Arc<dyn AuditSink>) -> Audit {
+    pub fn build(&self, name: &str, sink: Arc<dyn Sink<AuditRecord>>) -> Audit {
         Audit {
             name: name.to_string(),
             config: self.clone(),
@@ -53,34 +53,10 @@ pub struct AuditRecord {
     pub latency_us: u64,
 }
 
-pub trait AuditSink: Send + Sync {
-    fn record(&self, record: AuditRecord);
-}
-
-/// Discards records (until the audit trail exists).
-#[derive(Debug, Default)]
-pub struct NoAudit;
-
-impl AuditSink for NoAudit {
-    fn record(&self, _record: AuditRecord) {}
-}
-
-/// Keeps records in memory (tests).
-#[derive(Debug, Default)]
-pub struct MemoryAudit(pub Mutex<Vec<AuditRecord>>);
-
-impl AuditSink for MemoryAudit {
-    fn record(&self, record: AuditRecord) {
-        if let Ok(mut v) = self.0.lock() {
-            v.push(record);
-        }
-    }
-}
-
 pub struct Audit {
     name: String,
     config: AuditConfig,
-    sink: Arc<dyn AuditSink>,
+    sink: Arc<dyn Sink<AuditRecord>>,
 }
 
 impl PreFilter for Audit {
@@ -90,7 +66,7 @@ impl PreFilter for Audit {
 
     fn after(&self, x: &Exchange<'_>, reply: &Reply) {
         let c = &self.config;
-        self.sink.record(AuditRecord {
+        self.sink.put(AuditRecord {
             service: x.service.to_string(),
             policy: x.policy.clone(),
             outcome: reply.outcome.clone(),
