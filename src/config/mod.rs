@@ -748,6 +748,15 @@ impl Config {
 mod tests {
     use super::*;
 
+    /// The validation errors of a configuration text, which must be invalid.
+    fn errors(text: &str) -> String {
+        Config::from_toml(text, "t")
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string()
+    }
+
     #[test]
     fn embedded_default_is_valid() {
         Config::default().validate().unwrap();
@@ -787,11 +796,7 @@ mod tests {
             oid = "1.2.x"
             accuracy = "soon"
         "#;
-        let err = Config::from_toml(text, "t")
-            .unwrap()
-            .validate()
-            .unwrap_err()
-            .to_string();
+        let err = errors(text);
         for needle in [
             "listen: `nowhere` is not an address",
             "path: `tsa` must start with `/`",
@@ -811,11 +816,7 @@ mod tests {
             oid = "2.999.1.1"
             match = { requested_policy = ["absent", "2.999.1.1", "1.2.3"] }
         "#;
-        let err = Config::from_toml(text, "t")
-            .unwrap()
-            .validate()
-            .unwrap_err()
-            .to_string();
+        let err = errors(text);
         assert!(
             err.contains("`1.2.3` differs from this policy's oid"),
             "{err}"
@@ -830,11 +831,7 @@ mod tests {
             accuracy = "100us"
             gen_time_precision = "ms"
         "#;
-        let err = Config::from_toml(text, "t")
-            .unwrap()
-            .validate()
-            .unwrap_err()
-            .to_string();
+        let err = errors(text);
         assert!(err.contains("finer than the genTime precision"), "{err}");
         let ok = text.replace("\"ms\"", "\"us\"");
         Config::from_toml(&ok, "t").unwrap().validate().unwrap();
@@ -873,21 +870,13 @@ mod tests {
             assert!(err.contains(needle), "missing {needle:?} in:\n{err}");
         }
         let undefined = "[policy.default]\noid = \"2.999.1.1\"\nchain = \"nope\"\n";
-        let err = Config::from_toml(undefined, "t")
-            .unwrap()
-            .validate()
-            .unwrap_err()
-            .to_string();
+        let err = errors(undefined);
         assert!(
             err.contains("policy.default.chain: `nope` is not defined"),
             "{err}"
         );
         let reserved = "[chain.standard]\nfilters = []\n";
-        let err = Config::from_toml(reserved, "t")
-            .unwrap()
-            .validate()
-            .unwrap_err()
-            .to_string();
+        let err = errors(reserved);
         assert!(err.contains("built-in chain"), "{err}");
     }
 
@@ -923,11 +912,7 @@ mod tests {
             kind = "gen-time"
             precision = "s"
         "#;
-        let err = Config::from_toml(text, "t")
-            .unwrap()
-            .validate()
-            .unwrap_err()
-            .to_string();
+        let err = errors(text);
         assert!(
             err.contains("marks tokens qualified but this policy is not"),
             "{err}"
@@ -948,11 +933,7 @@ mod tests {
             name = "b"
             listen = "127.0.0.1:03180"
         "#;
-        let err = Config::from_toml(text, "t")
-            .unwrap()
-            .validate()
-            .unwrap_err()
-            .to_string();
+        let err = errors(text);
         assert!(err.contains("already served by another service"), "{err}");
     }
 
