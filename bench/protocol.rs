@@ -27,6 +27,17 @@ fn signer(key: KeyType, padding: RsaPadding) -> (SoftwareSigner, tempfile::TempD
     (s, dir)
 }
 
+/// The fixed request every benchmark uses: SHA-256 imprint, 64-bit nonce.
+fn query(cert_req: bool) -> Vec<u8> {
+    request::encode(
+        HashAlg::Sha256,
+        &[7; 32],
+        None,
+        Some(&[1, 2, 3, 4, 5, 6, 7, 8]),
+        cert_req,
+    )
+}
+
 fn policy_template() -> PolicyTemplate {
     let oid = Oid::parse("2.999.1.1").unwrap();
     PolicyTemplate::new(
@@ -40,13 +51,7 @@ fn policy_template() -> PolicyTemplate {
 }
 
 fn bench_decode(c: &mut Criterion) {
-    let body = request::encode(
-        HashAlg::Sha256,
-        &[7; 32],
-        None,
-        Some(&[1, 2, 3, 4, 5, 6, 7, 8]),
-        true,
-    );
+    let body = query(true);
     c.bench_function("request_decode", |b| {
         b.iter(|| {
             let req = request::decode(black_box(&body)).unwrap();
@@ -62,13 +67,7 @@ fn bench_encode(c: &mut Criterion) {
     let now = SystemClock.now().unwrap();
     let fake_signature = [0x30u8; 71];
     for cert_req in [false, true] {
-        let body = request::encode(
-            HashAlg::Sha256,
-            &[7; 32],
-            None,
-            Some(&[1, 2, 3, 4, 5, 6, 7, 8]),
-            cert_req,
-        );
+        let body = query(cert_req);
         let req = request::decode(&body).unwrap();
         let serial = [0x12u8; 18];
         c.bench_function(&format!("token_encode_no_sign/cert_req={cert_req}"), |b| {
@@ -159,13 +158,7 @@ fn bench_issue(c: &mut Criterion) {
     let no_sign = standard_issuer(Arc::new(NoSign(s2)));
     let meta = RequestMeta::local("/tsa");
     for cert_req in [false, true] {
-        let body = request::encode(
-            HashAlg::Sha256,
-            &[7; 32],
-            None,
-            Some(&[1, 2, 3, 4, 5, 6, 7, 8]),
-            cert_req,
-        );
+        let body = query(cert_req);
         c.bench_function(
             &format!("issue_p256_end_to_end_no_http/cert_req={cert_req}"),
             |b| b.iter(|| black_box(real.issue(0, black_box(&body), &meta))),

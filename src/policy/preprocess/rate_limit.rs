@@ -205,6 +205,18 @@ mod tests {
     use super::*;
     use crate::policy::mapper::RequestMeta;
 
+    fn meta_for(ip: IpAddr) -> RequestMeta<'static> {
+        RequestMeta {
+            client: ip,
+            path: "/",
+            head: b"",
+        }
+    }
+
+    fn client(ip: &str) -> RequestMeta<'static> {
+        meta_for(ip.parse().unwrap())
+    }
+
     fn exchange<'a>(meta: &'a RequestMeta<'a>, started: Instant) -> Exchange<'a> {
         Exchange {
             service: "s",
@@ -224,16 +236,8 @@ mod tests {
             ..Default::default()
         }
         .build("rl");
-        let a = RequestMeta {
-            client: "10.0.0.1".parse().unwrap(),
-            path: "/",
-            head: b"",
-        };
-        let b = RequestMeta {
-            client: "10.0.0.2".parse().unwrap(),
-            path: "/",
-            head: b"",
-        };
+        let a = client("10.0.0.1");
+        let b = client("10.0.0.2");
         let t0 = Instant::now();
         for _ in 0..3 {
             assert!(rl.before(&mut exchange(&a, t0)).is_ok());
@@ -256,11 +260,7 @@ mod tests {
             ..Default::default()
         }
         .build("rl");
-        let m = RequestMeta {
-            client: "10.0.0.1".parse().unwrap(),
-            path: "/",
-            head: b"",
-        };
+        let m = client("10.0.0.1");
         let t0 = Instant::now();
         assert!(rl.before(&mut exchange(&m, t0)).is_ok());
         assert!(rl.before(&mut exchange(&m, t0)).is_ok());
@@ -284,11 +284,7 @@ mod tests {
         .build("rl");
         let t0 = Instant::now();
         for i in 0..100_000u32 {
-            let m = RequestMeta {
-                client: IpAddr::from(i.to_be_bytes()),
-                path: "/",
-                head: b"",
-            };
+            let m = meta_for(IpAddr::from(i.to_be_bytes()));
             let _ = rl.before(&mut exchange(
                 &m,
                 t0 + std::time::Duration::from_micros(i as u64),
@@ -307,11 +303,7 @@ mod tests {
             ..Default::default()
         }
         .build("rl");
-        let m = RequestMeta {
-            client: "10.0.0.1".parse().unwrap(),
-            path: "/",
-            head: b"",
-        };
+        let m = client("10.0.0.1");
         let t0 = Instant::now();
         let t1 = t0 + std::time::Duration::from_millis(100);
         assert!(rl.before(&mut exchange(&m, t1)).is_ok()); // refills to t1, takes the token
