@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 
+use stampd::audit::Discard;
 use stampd::clock::SystemClock;
 use stampd::clock::TimeSource;
 use stampd::pki::{DevPki, KeyType};
 use stampd::policy::preprocess::clock::Clock;
 use stampd::policy::serial::SerialSpace;
-use stampd::policy::sink::Discard;
 use stampd::policy::{Issuer, Policy, RequestMeta, Service};
 use stampd::protocol::oid::Oid;
 use stampd::protocol::token::{self, Accuracy, IncludeCerts, PolicyTemplate};
@@ -147,7 +147,7 @@ fn standard_issuer(signer: Arc<dyn TokenSigner>) -> Issuer {
         }],
         clock: Arc::new(SystemClock),
         serials: SerialSpace::ephemeral(1, 0),
-        archive: Arc::new(Discard),
+        audit: Arc::new(Discard),
     }
 }
 

@@ -4,9 +4,11 @@
 //! either issued on the core that received them or handed through [`pipeline`] (a bounded
 //! crossbeam queue) to backend workers; [`policy`] turns a decoded request into a token with
 //! constant DER parts pre-encoded; [`signer`] holds the key; [`protocol`] is the DER/CMS
-//! core and does no I/O; [`clock`] is the only source of genTime.
+//! core and does no I/O; [`clock`] is the only source of genTime; [`audit`] records every
+//! request in a group-committed, hash-chained journal shipped to PostgreSQL.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod client;
 pub mod clock;
 pub mod config;

@@ -111,6 +111,115 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The audit trail: verify, export and query the journal; PostgreSQL schema.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+/// Where the journal is.
+#[derive(clap::Args)]
+struct JournalArgs {
+    /// Data directory; the journal is its `journal/` directory. Default ./stampd-data.
+    #[arg(long, default_value = "./stampd-data")]
+    data_dir: PathBuf,
+    /// The journal directory, when not DATA_DIR/journal.
+    #[arg(long)]
+    journal: Option<PathBuf>,
+}
+
+impl JournalArgs {
+    fn dir(&self) -> PathBuf {
+        self.journal
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("journal"))
+    }
+}
+
+/// A PostgreSQL database.
+#[derive(clap::Args)]
+struct PostgresArgs {
+    /// Connection string, e.g. "host=/run/postgresql dbname=stampd" (no password in it).
+    #[arg(long = "postgres", value_name = "DSN")]
+    dsn: String,
+    /// Environment variable holding the password.
+    #[arg(long)]
+    password_env: Option<String>,
+    /// File holding the password.
+    #[arg(long, conflicts_with = "password_env")]
+    password_file: Option<PathBuf>,
+}
+
+impl PostgresArgs {
+    fn target(&self) -> Result<stampd::audit::postgres::Target, String> {
+        stampd::audit::postgres::Target::new(
+            &self.dsn,
+            self.password_env.as_deref(),
+            self.password_file.as_deref(),
+        )
+    }
+}
+
+/// Record filters; every one given must match.
+#[derive(clap::Args)]
+struct Filters {
+    /// Records at or after this time (RFC 3339).
+    #[arg(long)]
+    from: Option<String>,
+    /// Records at or before this time (RFC 3339).
+    #[arg(long)]
+    to: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check every CRC and the hash chain; exit 0 only when the journal is intact.
+    Verify {
+        #[command(flatten)]
+        journal: JournalArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print records as JSON lines (serial, status, gen_time, service, policy, ...).
+    Export {
+        #[command(flatten)]
+        journal: JournalArgs,
+        #[command(flatten)]
+        filters: Filters,
+    },
+    /// Find records by serial, time, message imprint, service or status, in the journal or
+    /// in PostgreSQL (--postgres).
+    Query {
+        #[command(flatten)]
+        journal: JournalArgs,
+        #[command(flatten)]
+        filters: Filters,
+        /// Serial number in hex.
+        #[arg(long)]
+        serial: Option<String>,
+        /// Message imprint (the hashed data's digest) in hex.
+        #[arg(long)]
+        imprint: Option<String>,
+        #[arg(long)]
+        service: Option<String>,
+        /// granted or rejection.
+        #[arg(long)]
+        status: Option<String>,
+        /// Query this PostgreSQL database instead of the journal.
+        #[arg(long = "postgres", value_name = "DSN")]
+        dsn: Option<String>,
+        #[arg(long, requires = "dsn")]
+        password_env: Option<String>,
+        #[arg(long, requires = "dsn", conflicts_with = "password_env")]
+        password_file: Option<PathBuf>,
+        /// Only this TSA identity's records (PostgreSQL).
+        #[arg(long, requires = "dsn")]
+        identity: Option<String>,
+    },
+    /// Create or update stampd's schema in PostgreSQL.
+    Migrate {
+        #[command(flatten)]
+        postgres: PostgresArgs,
+    },
 }
 
 fn main() -> ExitCode {
@@ -168,6 +277,7 @@ fn main() -> ExitCode {
             json,
         ),
         Command::CheckConfig { file, json } => check_config(&file, json),
+        Command::Audit(cmd) => audit(cmd),
     };
     match result {
         Ok(code) => code,
@@ -229,6 +339,7 @@ fn serve(config: Option<PathBuf>, data_dir: Option<PathBuf>, listen: Option<Stri
         (_, e) => format!("invalid configuration:\n{e}"),
     })?;
     let built = build::build(&cfg).map_err(|e| e.to_string())?;
+    stop_on_signal(built.audit.clone())?;
     let settings = stampd::frontend::Settings {
         cores: cfg.server.cores,
         dispatch: cfg.server.dispatch,
@@ -261,6 +372,79 @@ fn serve(config: Option<PathBuf>, data_dir: Option<PathBuf>, listen: Option<Stri
     }
     running.wait();
     Ok(ExitCode::SUCCESS)
+}
+
+fn audit(cmd: AuditCommand) -> CmdResult {
+    use stampd::audit::cli;
+    let mut out = std::io::stdout().lock();
+    let code = match cmd {
+        AuditCommand::Verify { journal, json } => cli::verify(&journal.dir(), json, &mut out)?,
+        AuditCommand::Export { journal, filters } => {
+            let q = cli::query_of(
+                None,
+                filters.from.as_deref(),
+                filters.to.as_deref(),
+                None,
+                None,
+                None,
+            )?;
+            cli::export(&journal.dir(), &q, &mut out)?
+        }
+        AuditCommand::Query {
+            journal,
+            filters,
+            serial,
+            imprint,
+            service,
+            status,
+            dsn,
+            password_env,
+            password_file,
+            identity,
+        } => {
+            let mut q = cli::query_of(
+                serial.as_deref(),
+                filters.from.as_deref(),
+                filters.to.as_deref(),
+                imprint.as_deref(),
+                service,
+                status,
+            )?;
+            match dsn {
+                None => cli::export(&journal.dir(), &q, &mut out)?,
+                Some(dsn) => {
+                    q.identity = identity;
+                    let pg = PostgresArgs {
+                        dsn,
+                        password_env,
+                        password_file,
+                    };
+                    cli::query_postgres(&pg.target()?, &q, &mut out)?
+                }
+            }
+        }
+        AuditCommand::Migrate { postgres } => cli::migrate(&postgres.target()?, &mut out)?,
+    };
+    Ok(ExitCode::from(code))
+}
+
+/// SIGTERM / SIGINT: commit what the audit writer holds, then exit.
+fn stop_on_signal(audit: std::sync::Arc<dyn stampd::audit::AuditSink>) -> Result<(), String> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    std::thread::Builder::new()
+        .name("stampd-signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                tracing::info!(signal = sig, "stopping: committing queued audit records");
+                audit.flush_and_stop();
+                tracing::info!("stopped");
+                std::process::exit(0);
+            }
+        })
+        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+    Ok(())
 }
 
 fn init(data_dir: &Path, key_type: KeyType) -> CmdResult {

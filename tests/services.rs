@@ -257,12 +257,12 @@ fn preprocessing_rate_limit_and_metrics_over_http() {
         [[service]]
         name = "limited"
         path = "/tsa"
-        preprocess = ["transaction-monitor", "strict", "clock"]
+        preprocess = ["transaction-monitor", "audit", "strict", "clock"]
 
         [[service]]
         name = "polite"
         path = "/polite"
-        preprocess = ["clock", "polite-limit"]
+        preprocess = ["audit", "clock", "polite-limit"]
 
         [preprocess.strict]
         kind = "rate-limit"
@@ -348,6 +348,7 @@ filters = ["request-validation", "tst-info", "timestamp-token", "timestamp-respo
     for needle in [
         &format!("{name}:4: service[0] (s).preprocess[1]: `nope` is not defined"),
         &format!("{name}:4: service[0] (s).preprocess: needs exactly one clock filter"),
+        &format!("{name}:4: service[0] (s).preprocess: needs exactly one audit filter"),
         &format!("{name}:11: chain `short` lacks `nonce`"),
     ] {
         assert!(out.contains(needle), "missing {needle:?} in:\n{out}");

@@ -7,16 +7,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{parse_oid, Config, SignerKind};
+use crate::audit::AuditSink;
 use crate::clock::{SystemClock, TimeSource};
 use crate::error::Error;
 use crate::pki::{DevPki, KeyType};
 use crate::policy::chain;
 use crate::policy::filters::timestamp_token::EssCertId;
 use crate::policy::mapper::{Cidr, Rules, StringMatch};
-use crate::policy::preprocess::audit::AuditRecord;
 use crate::policy::preprocess::{PreFilter, PreprocessConfig};
 use crate::policy::serial::SerialSpace;
-use crate::policy::sink::{Discard, Sink};
 use crate::policy::{Issuer, Policy, Service};
 use crate::protocol::cert::CertView;
 use crate::protocol::token::SignerTemplate;
@@ -37,6 +36,8 @@ pub struct Listener {
 /// Everything `serve` needs.
 pub struct Built {
     pub issuer: Arc<Issuer>,
+    /// The audit trail, to flush on shutdown.
+    pub audit: Arc<dyn AuditSink>,
     pub listeners: Vec<Listener>,
     pub data_dir: PathBuf,
 }
@@ -96,8 +97,14 @@ pub fn build_with_clock(config: &Config, clock: Arc<dyn TimeSource>) -> Result<B
         signers.insert(name, signer);
     }
 
-    // The audit trail's sink comes with the audit issue; until then records are dropped.
-    let audit: Arc<dyn Sink<AuditRecord>> = Arc::new(Discard);
+    // The serial space's lock file also keeps a second process off this data directory's
+    // journal: take it first.
+    let serials = SerialSpace::open(
+        &data_dir.join("state"),
+        config.server.node_id,
+        u64::try_from(now.unix_secs).unwrap_or(0),
+    )?;
+    let audit = config.audit.start(&data_dir)?;
     let mut services = Vec::new();
     let mut listeners: Vec<Listener> = Vec::new();
     for sc in config.service.iter().filter(|s| s.enabled) {
@@ -129,7 +136,13 @@ pub fn build_with_clock(config: &Config, clock: Arc<dyn TimeSource>) -> Result<B
                     }
                     PreprocessConfig::RateLimit(c) => Arc::new(c.build(name)),
                     PreprocessConfig::TransactionMonitor(c) => Arc::new(c.build(name, &sc.name)),
-                    PreprocessConfig::Audit(c) => Arc::new(c.build(name, audit.clone())),
+                    PreprocessConfig::Audit(c) => Arc::new(c.build(
+                        name,
+                        &sc.name,
+                        signer.key_id(),
+                        config.audit.durability,
+                        audit.clone(),
+                    )),
                 })
             })
             .collect::<Result<Vec<_>, Error>>()?;
@@ -161,18 +174,14 @@ pub fn build_with_clock(config: &Config, clock: Arc<dyn TimeSource>) -> Result<B
         ));
     }
 
-    let serials = SerialSpace::open(
-        &data_dir.join("state"),
-        config.server.node_id,
-        u64::try_from(now.unix_secs).unwrap_or(0),
-    )?;
     Ok(Built {
         issuer: Arc::new(Issuer {
             services,
             clock,
             serials,
-            archive: Arc::new(Discard),
+            audit: audit.clone(),
         }),
+        audit,
         listeners,
         data_dir,
     })
@@ -279,7 +288,8 @@ fn build_policy(
         None
     };
     Ok(Policy {
-        name: name.to_string(),
+        name: name.into(),
+        oid_text: oid.to_string().into(),
         oid,
         rules,
         hash_algorithms: s.hash_algorithms,

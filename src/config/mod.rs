@@ -50,6 +50,9 @@ pub struct Config {
     /// `transaction-monitor` and `audit` also exist under their own names with defaults).
     #[serde(default)]
     pub preprocess: BTreeMap<String, PreprocessConfig>,
+    /// The audit trail: journal, batching, durability, PostgreSQL.
+    #[serde(default)]
+    pub audit: crate::audit::AuditSettings,
 }
 
 /// `[chain.NAME]`
@@ -72,6 +75,7 @@ impl Default for Config {
             chain: BTreeMap::new(),
             filter: BTreeMap::new(),
             preprocess: BTreeMap::new(),
+            audit: Default::default(),
         }
     }
 }
@@ -221,7 +225,8 @@ pub struct ServiceConfig {
     pub fallback_policy: Option<String>,
     /// Pre-processing filters wrapping every chain, outermost first: built-in names
     /// (`clock`, `rate-limit`, `transaction-monitor`, `audit`) or `[preprocess.NAME]`s.
-    /// Exactly one clock is needed. Default `["clock"]`.
+    /// Exactly one clock and one audit filter are needed (the audit filter may be left out
+    /// only with `[audit] store = "none"`). Default `["clock", "audit"]`.
     pub preprocess: Vec<String>,
     /// Name of a `[signer.NAME]`. Default `main`.
     pub signer: String,
@@ -249,7 +254,7 @@ impl Default for ServiceConfig {
             path: OneOrMany::One("/tsa".into()),
             enabled: true,
             fallback_policy: None,
-            preprocess: vec!["clock".into()],
+            preprocess: vec!["clock".into(), "audit".into()],
             signer: "main".into(),
             policies: default_policy_names(),
             status_text: true,
@@ -483,6 +488,7 @@ impl Config {
                 &self.filter,
             ));
         }
+        errors.extend(self.audit.validate());
         for (name, p) in &self.preprocess {
             for e in p.validate() {
                 errors.push(format!("preprocess.{name}: {e}"));
@@ -581,18 +587,27 @@ impl Config {
                     }
                 }
             }
-            let mut clocks = 0;
+            let (mut clocks, mut audits) = (0, 0);
             for (pos, name) in s.preprocess.iter().enumerate() {
                 match self.preprocess_config(name) {
                     None => errors.push(format!(
                         "{at}.preprocess[{pos}]: `{name}` is not defined; add a [preprocess.{name}] table or use clock, rate-limit, transaction-monitor, audit"
                     )),
-                    Some(p) => clocks += usize::from(p.is_clock()),
+                    Some(p) => {
+                        clocks += usize::from(p.is_clock());
+                        audits += usize::from(p.is_audit());
+                    }
                 }
             }
             if clocks != 1 {
                 errors.push(format!(
                     "{at}.preprocess: needs exactly one clock filter (the source of genTime), has {clocks}"
+                ));
+            }
+            let audit_off = self.audit.store == crate::audit::StoreKind::None;
+            if audits > 1 || (audits == 0 && !audit_off) {
+                errors.push(format!(
+                    "{at}.preprocess: needs exactly one audit filter (every issued token is recorded in the audit trail), has {audits}"
                 ));
             }
             if let Some(f) = &s.fallback_policy {

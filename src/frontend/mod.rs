@@ -50,8 +50,8 @@ impl Backend {
         body: &[u8],
         meta: &RequestMeta<'_>,
     ) -> Result<Vec<u8>, u16> {
-        match self {
-            Backend::Inline(issuer) => issuer.issue(service, body, meta).into_http(),
+        let reply = match self {
+            Backend::Inline(issuer) => issuer.issue(service, body, meta),
             Backend::Queue(queue) => {
                 let (tx, rx) = oneshot::channel();
                 let env = Envelope {
@@ -68,11 +68,18 @@ impl Backend {
                 // A worker that vanished or hangs is a server failure, not a requester's:
                 // answer 503 rather than hold the connection for ever.
                 match monoio::time::timeout(BACKEND_DEADLINE, rx).await {
-                    Ok(Ok(answer)) => answer,
-                    _ => Err(Error::Overloaded.http_status()),
+                    Ok(Ok(reply)) => reply,
+                    _ => return Err(Error::Overloaded.http_status()),
                 }
             }
+        };
+        if reply.durable.is_none() {
+            return reply.settle().await;
         }
+        // Group commit: wait (bounded) until the audit record is durable.
+        monoio::time::timeout(BACKEND_DEADLINE, reply.settle())
+            .await
+            .unwrap_or(Err(Error::Overloaded.http_status()))
     }
 }
 

@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use futures_channel::oneshot;
 
-use crate::policy::{Issuer, RequestMeta};
+use crate::policy::{Issuer, Reply, RequestMeta};
 
 /// Most requests a worker takes from the queue in one go before it looks again.
 pub const BATCH: usize = 64;
@@ -23,8 +23,8 @@ pub struct Envelope {
     pub client: std::net::IpAddr,
     pub path: String,
     pub head: Vec<u8>,
-    /// The 200 body, or the HTTP status to answer instead.
-    pub reply: oneshot::Sender<Result<Vec<u8>, u16>>,
+    /// The reply; the frontend waits for its audit record (group commit), not the worker.
+    pub reply: oneshot::Sender<Reply>,
 }
 
 /// The frontend's handle on the queue.
@@ -75,7 +75,7 @@ fn work(issuer: &Issuer, rx: &Receiver<Envelope>) {
             };
             let reply = issuer.issue(env.service, &env.body, &meta);
             // The requester may have gone; its reply is simply dropped.
-            let _ = env.reply.send(reply.into_http());
+            let _ = env.reply.send(reply);
         }
     }
 }

@@ -19,10 +19,10 @@ pub mod filters;
 pub mod mapper;
 pub mod preprocess;
 pub mod serial;
-pub mod sink;
 
 use std::sync::Arc;
 
+use crate::audit::{AuditSink, Durable};
 use crate::clock::TimeSource;
 use crate::error::Error;
 use crate::protocol::oid::Oid;
@@ -30,18 +30,18 @@ use crate::protocol::status::rejection_response;
 use crate::protocol::token::{self, PolicyTemplate, SignerTemplate};
 use crate::protocol::{request, FailureInfo, HashAlg, Rejection, TimeStampReq};
 use crate::signer::TokenSigner;
-use filters::storage::Archived;
 pub use mapper::RequestMeta;
 use mapper::Rules;
 use preprocess::{Exchange, PreFilter, Stop};
 use serial::SerialSpace;
-use sink::Sink;
 use std::time::Instant;
 
 /// One policy of a service, compiled from its filter chain (see [`chain`]).
 pub struct Policy {
-    pub name: String,
+    pub name: Arc<str>,
     pub oid: Oid,
+    /// `oid` in dotted form, for the audit trail.
+    pub oid_text: Arc<str>,
     /// Which requests this policy takes.
     pub rules: Rules,
     /// message-imprint: accepted hash algorithms.
@@ -62,7 +62,7 @@ pub struct Policy {
     pub signer_template: Option<SignerTemplate>,
     /// timestamp-response: statusString on rejections (`None`: the service's setting).
     pub status_text: Option<bool>,
-    /// storage: hand issued tokens to the archive.
+    /// storage: keep each issued token (the response DER) in its audit record.
     pub archive: bool,
 }
 
@@ -80,7 +80,8 @@ impl Policy {
             ..Rules::default()
         };
         Policy {
-            name: name.to_string(),
+            name: name.into(),
+            oid_text: oid.to_string().into(),
             oid,
             rules,
             hash_algorithms,
@@ -147,11 +148,31 @@ pub enum Outcome {
 pub struct Reply {
     pub der: Vec<u8>,
     pub outcome: Outcome,
+    /// Group commit: the reply may leave only once this fires with `true`.
+    pub durable: Option<Durable>,
 }
 
 impl Reply {
-    /// The body of a 200 answer, or the HTTP status to answer instead.
-    pub fn into_http(self) -> Result<Vec<u8>, u16> {
+    pub fn new(der: Vec<u8>, outcome: Outcome) -> Reply {
+        Reply {
+            der,
+            outcome,
+            durable: None,
+        }
+    }
+
+    /// The body of a 200 answer, or the HTTP status to answer instead, once the audit
+    /// record is durable (group commit). When its batch could not be committed, the token
+    /// is withheld: a token missing from the audit trail is never released, and the
+    /// requester gets `systemFailure` instead.
+    pub async fn settle(self) -> Result<Vec<u8>, u16> {
+        if let Some(durable) = self.durable {
+            if durable.await != Ok(true) {
+                let r =
+                    Rejection::new(FailureInfo::SystemFailure, "the audit trail is unavailable");
+                return Ok(rejection_response(&r, true));
+            }
+        }
         match self.outcome {
             Outcome::Refused(status) => Err(status),
             _ => Ok(self.der),
@@ -164,8 +185,8 @@ pub struct Issuer {
     pub services: Vec<Service>,
     pub clock: Arc<dyn TimeSource>,
     pub serials: SerialSpace,
-    /// Where the storage filter hands issued tokens.
-    pub archive: Arc<dyn Sink<Archived>>,
+    /// The audit trail (for its metrics; services' audit filters hold it too).
+    pub audit: Arc<dyn AuditSink>,
 }
 
 enum Failure {
@@ -196,7 +217,6 @@ impl Issuer {
             return self.reject_error(true, &Error::Config("unknown service".into()));
         };
         let mut x = Exchange {
-            service: &svc.name,
             meta,
             body,
             started: Instant::now(),
@@ -212,32 +232,29 @@ impl Issuer {
                 break;
             }
         }
-        let reply = match stopped {
-            Some(Stop::Http(status)) => Reply {
-                der: Vec::new(),
-                outcome: Outcome::Refused(status),
-            },
-            Some(Stop::Reject(r)) => Reply {
-                der: rejection_response(&r, svc.status_text),
-                outcome: Outcome::Rejected(r.fail),
-            },
+        let mut reply = match stopped {
+            Some(Stop::Http(status)) => Reply::new(Vec::new(), Outcome::Refused(status)),
+            Some(Stop::Reject(r)) => Reply::new(
+                rejection_response(&r, svc.status_text),
+                Outcome::Rejected(r.fail),
+            ),
             None => self.run_chain(svc, &mut x),
         };
         for f in svc.preprocess[..entered].iter().rev() {
-            f.after(&x, &reply);
+            f.after(&x, &mut reply);
         }
         reply
     }
 
-    fn run_chain(&self, svc: &Service, x: &mut Exchange<'_>) -> Reply {
+    fn run_chain<'a>(&self, svc: &'a Service, x: &mut Exchange<'a>) -> Reply {
         // The service's statusString setting until a policy (timestamp-response) decides.
         let mut status_text = svc.status_text;
         match self.try_issue(svc, x, &mut status_text) {
             Ok(reply) => reply,
-            Err(Failure::Client(r)) => Reply {
-                der: rejection_response(&r, status_text),
-                outcome: Outcome::Rejected(r.fail),
-            },
+            Err(Failure::Client(r)) => Reply::new(
+                rejection_response(&r, status_text),
+                Outcome::Rejected(r.fail),
+            ),
             Err(Failure::Server(e)) => {
                 tracing::error!(service = %svc.name, error = %e, "request failed");
                 self.reject_error(status_text, &e)
@@ -245,7 +262,7 @@ impl Issuer {
         }
     }
 
-    /// Prometheus text from every service's transaction monitors.
+    /// Prometheus text from every service's transaction monitors and the audit trail.
     pub fn metrics(&self) -> String {
         let mut out = String::new();
         for svc in &self.services {
@@ -253,21 +270,19 @@ impl Issuer {
                 f.metrics(&mut out);
             }
         }
+        self.audit.metrics(&mut out);
         out
     }
 
     fn reject_error(&self, with_text: bool, e: &Error) -> Reply {
         let r = Rejection::new(e.failure_info(), e.status_text());
-        Reply {
-            der: rejection_response(&r, with_text),
-            outcome: Outcome::Rejected(r.fail),
-        }
+        Reply::new(rejection_response(&r, with_text), Outcome::Rejected(r.fail))
     }
 
-    fn try_issue(
+    fn try_issue<'a>(
         &self,
-        svc: &Service,
-        x: &mut Exchange<'_>,
+        svc: &'a Service,
+        x: &mut Exchange<'a>,
         status_text: &mut bool,
     ) -> Result<Reply, Failure> {
         let req = request::decode(x.body)?;
@@ -276,7 +291,7 @@ impl Issuer {
             FailureInfo::UnacceptedPolicy,
             "the requested policy is not offered here",
         ))?;
-        x.policy = Some(policy.name.clone());
+        x.policy = Some(policy);
         *status_text = policy.status_text.unwrap_or(svc.status_text);
         if !policy.hash_algorithms.contains(&alg) {
             return Err(Rejection::new(FailureInfo::BadAlg, "hash algorithm not accepted").into());
@@ -313,18 +328,7 @@ impl Issuer {
             .sign(reservation, &prepared.signed_attrs)
             .map_err(Error::from)?;
         let der = token::finish(template, &policy.template, &prepared, &signature);
-        if policy.archive {
-            self.archive.put(Archived {
-                service: svc.name.clone(),
-                policy: policy.name.clone(),
-                serial: serial.to_vec(),
-                response: der.clone(),
-            });
-        }
-        Ok(Reply {
-            der,
-            outcome: Outcome::Granted { serial },
-        })
+        Ok(Reply::new(der, Outcome::Granted { serial }))
     }
 }
 

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use super::serial::SerialSpace;
-use super::sink::{Discard, Memory};
 use super::{Issuer, Outcome, Policy, RequestMeta, Service};
+use crate::audit::{Discard, Memory};
 use crate::client::verify::{self, Expectation};
 use crate::clock::FixedClock;
 use crate::pki::{DevPki, KeyType};
@@ -77,7 +77,7 @@ fn fixture(key: KeyType, padding: RsaPadding, clock: Option<Timestamp>) -> Fixtu
         }],
         clock: Arc::new(FixedClock(clock)),
         serials: SerialSpace::ephemeral(1, 0),
-        archive: Arc::new(Discard),
+        audit: Arc::new(Discard),
     };
     Fixture {
         issuer,
@@ -422,30 +422,38 @@ fn ess_cert_id_v1_and_other_v2_hashes_verify() {
     }
 }
 
+/// An audit filter over an in-memory trail, outermost in service 0.
+fn audited(f: &mut Fixture, config: super::preprocess::audit::AuditConfig) -> Arc<Memory> {
+    use crate::audit::Durability;
+    let sink = Arc::new(Memory::default());
+    let audit = config.build("audit", "s", "k", Durability::GroupCommit, sink.clone());
+    f.issuer.services[0].preprocess.insert(0, Arc::new(audit));
+    sink
+}
+
 #[test]
-fn storage_hands_issued_tokens_to_the_archive() {
+fn storage_keeps_issued_tokens_in_the_audit_trail() {
     let mut f = fixture(KeyType::P256, RsaPadding::Pkcs1, Some(now()));
-    let archive = Arc::new(Memory::<super::filters::storage::Archived>::default());
-    f.issuer.archive = archive.clone();
+    let sink = audited(&mut f, Default::default());
     let body = request::encode(HashAlg::Sha256, &[2; 32], None, None, false);
     f.issuer.issue(0, &body, &local());
-    assert!(
-        archive.0.lock().unwrap().is_empty(),
-        "archiving is off without the storage filter"
+    assert_eq!(
+        sink.0.lock().unwrap()[0].response,
+        None,
+        "no response DER without the storage filter"
     );
     f.issuer.services[0].policies[0].archive = true;
     let reply = f.issuer.issue(0, &body, &local());
-    let stored = archive.0.lock().unwrap();
-    assert_eq!(stored.len(), 1);
-    assert_eq!(stored[0].response, reply.der);
-    assert_eq!(
-        (stored[0].service.as_str(), stored[0].policy.as_str()),
-        ("s", "p")
-    );
     // Rejections are not archived as issued tokens.
-    drop(stored);
     f.issuer.issue(0, b"junk", &local());
-    assert_eq!(archive.0.lock().unwrap().len(), 1);
+    let stored = sink.0.lock().unwrap();
+    assert_eq!(stored.len(), 3);
+    assert_eq!(stored[1].response.as_ref(), Some(&reply.der));
+    assert_eq!(
+        (&*stored[1].service, stored[1].policy.as_deref()),
+        ("s", Some("p"))
+    );
+    assert_eq!(stored[2].response, None);
 }
 
 /// A pre-processing filter that writes down when it runs, and may stop requests.
@@ -469,13 +477,13 @@ impl super::preprocess::PreFilter for Recorder {
             .push(format!("{}.before", self.name));
         self.stop.map_or(Ok(()), Err)
     }
-    fn after(&self, x: &super::preprocess::Exchange<'_>, reply: &super::Reply) {
+    fn after(&self, x: &super::preprocess::Exchange<'_>, reply: &mut super::Reply) {
         let what = match &reply.outcome {
             Outcome::Granted { .. } => "granted".to_string(),
             Outcome::Rejected(f) => f.name().to_string(),
             Outcome::Refused(c) => c.to_string(),
         };
-        let policy = x.policy.as_deref().unwrap_or("-");
+        let policy = x.policy.map_or("-", |p| &p.name);
         self.log
             .lock()
             .unwrap()
@@ -541,39 +549,78 @@ fn preprocessing_wraps_the_chain_like_an_onion() {
 
 #[test]
 fn the_clock_filter_sets_gen_time_and_audit_records_every_request() {
-    use super::preprocess::audit::{AuditConfig, AuditRecord};
+    use super::preprocess::audit::AuditConfig;
     use super::preprocess::clock::ClockConfig;
-    use super::preprocess::PreFilter;
     let mut f = fixture(KeyType::P256, RsaPadding::Pkcs1, None); // issuer clock: no time
-    let sink = Arc::new(Memory::<AuditRecord>::default());
     let clock = ClockConfig {
         fixed: Some("2027-03-04T05:06:07Z".into()),
     }
     .build("clock", Arc::new(FixedClock(None)));
-    let audit = AuditConfig {
-        request: true,
-        ..Default::default()
-    }
-    .build("audit", sink.clone());
-    f.issuer.services[0].preprocess = vec![
-        Arc::new(audit) as Arc<dyn PreFilter>,
-        Arc::new(clock) as Arc<dyn PreFilter>,
-    ];
-    let ok = request::encode(HashAlg::Sha256, &[1; 32], None, None, false);
+    f.issuer.services[0].preprocess = vec![Arc::new(clock)];
+    let sink = audited(
+        &mut f,
+        AuditConfig {
+            request: true,
+            ..Default::default()
+        },
+    );
+    let nonce = [0x01, 0x02];
+    let ok = request::encode(HashAlg::Sha256, &[1; 32], None, Some(&nonce), true);
     let reply = f.issuer.issue(0, &ok, &local());
+    // Group commit: the reply carries the wait for its record.
+    assert!(reply.durable.is_some());
     let token = response::decode(&reply.der).unwrap().token.unwrap();
     assert_eq!(token.tst_info.gen_time_text, "20270304050607Z");
     f.issuer.issue(0, b"junk", &local());
     let records = sink.0.lock().unwrap();
     assert_eq!(records.len(), 2);
-    assert!(matches!(records[0].outcome, Outcome::Granted { .. }));
-    assert_eq!(records[0].policy.as_deref(), Some("p"));
-    assert_eq!(records[0].request.as_deref(), Some(&ok[..]));
-    assert_eq!(records[0].client, Some("127.0.0.1".parse().unwrap()));
+    let r = &records[0];
+    assert!(matches!(r.outcome, Outcome::Granted { .. }));
+    assert_eq!(r.time.unix_secs, 1_804_136_767);
+    assert_eq!(r.policy.as_deref(), Some("p"));
+    assert_eq!(r.policy_oid.as_deref(), Some("2.999.1.1"));
+    assert_eq!(r.hash, Some(HashAlg::Sha256));
+    assert_eq!(r.imprint.as_deref(), Some(&[1u8; 32][..]));
+    assert_eq!(r.nonce.as_deref(), Some(&nonce[..]));
+    assert!(r.cert_req);
+    assert_eq!(r.key_id.as_deref(), Some("k"));
+    assert_eq!(r.request.as_deref(), Some(&ok[..]));
+    assert_eq!(r.client, Some("127.0.0.1".parse().unwrap()));
     assert_eq!(
         records[1].outcome,
         Outcome::Rejected(FailureInfo::BadDataFormat)
     );
+    assert_eq!(
+        (records[1].imprint.as_ref(), records[1].key_id.as_ref()),
+        (None, None)
+    );
+}
+
+#[test]
+fn a_full_audit_trail_refuses_instead_of_releasing_a_token() {
+    struct Full;
+    impl crate::audit::AuditSink for Full {
+        fn submit(
+            &self,
+            _r: crate::audit::Record,
+            _durable: bool,
+        ) -> Result<Option<crate::audit::Durable>, crate::audit::Full> {
+            Err(crate::audit::Full)
+        }
+    }
+    let mut f = fixture(KeyType::P256, RsaPadding::Pkcs1, Some(now()));
+    let audit = super::preprocess::audit::AuditConfig::default().build(
+        "audit",
+        "s",
+        "k",
+        crate::audit::Durability::Async,
+        Arc::new(Full),
+    );
+    f.issuer.services[0].preprocess = vec![Arc::new(audit)];
+    let ok = request::encode(HashAlg::Sha256, &[1; 32], None, None, false);
+    let reply = f.issuer.issue(0, &ok, &local());
+    assert_eq!(reply.outcome, Outcome::Refused(503));
+    assert!(reply.der.is_empty());
 }
 
 #[test]

@@ -39,19 +39,24 @@ impl FailureInfo {
         self as u8
     }
 
+    const ALL: [FailureInfo; 7] = [
+        FailureInfo::BadAlg,
+        FailureInfo::BadRequest,
+        FailureInfo::BadDataFormat,
+        FailureInfo::TimeNotAvailable,
+        FailureInfo::UnacceptedPolicy,
+        FailureInfo::UnacceptedExtension,
+        FailureInfo::SystemFailure,
+    ];
+
     /// The failure info whose bit is `bit`, if we know it.
     pub fn from_bit(bit: u8) -> Option<Self> {
-        [
-            FailureInfo::BadAlg,
-            FailureInfo::BadRequest,
-            FailureInfo::BadDataFormat,
-            FailureInfo::TimeNotAvailable,
-            FailureInfo::UnacceptedPolicy,
-            FailureInfo::UnacceptedExtension,
-            FailureInfo::SystemFailure,
-        ]
-        .into_iter()
-        .find(|f| f.bit() == bit)
+        Self::ALL.into_iter().find(|f| f.bit() == bit)
+    }
+
+    /// The failure info named `name` (as [`FailureInfo::name`] writes it).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.name() == name)
     }
 
     /// DER BIT STRING with only this named bit set. X.690 §11.2.2: trailing zero bits of a

@@ -1,5 +1,5 @@
-//! `kind = "storage"`: hands every issued token to the archive sink
-//! ([`crate::policy::sink`]), after the response is built.
+//! `kind = "storage"`: keeps every issued token (the response DER) in its audit record
+//! ([`crate::audit`]), whatever the audit filter's `response` setting.
 
 use serde::{Deserialize, Serialize};
 
@@ -13,15 +13,6 @@ impl StorageConfig {
     pub fn apply(&self, s: &mut Settings) {
         s.archive = true;
     }
-}
-
-/// One issued token, as handed to the archive.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Archived {
-    pub service: String,
-    pub policy: String,
-    pub serial: Vec<u8>,
-    pub response: Vec<u8>,
 }
 
 #[cfg(test)]

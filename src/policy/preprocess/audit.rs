@@ -1,24 +1,28 @@
 //! `kind = "audit"`: one record per request (issued or not) with what the operator chose to
-//! keep, handed to the audit sink ([`crate::policy::sink`]).
+//! keep, handed to the audit trail ([`crate::audit`]). With group commit the reply waits
+//! until the record is durable; when the trail cannot take the record the request is
+//! refused with 503, so no token ever leaves without its record.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::super::sink::Sink;
 use super::super::{Outcome, Reply};
 use super::{Exchange, PreFilter};
+use crate::audit::{AuditSink, Durability, Record};
+use crate::protocol::{request, HashAlg, Timestamp};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditConfig {
     /// Keep the request DER. Default false.
     pub request: bool,
-    /// Keep the response DER. Default false.
+    /// Keep the response DER. Default false (the storage filter keeps issued tokens).
     pub response: bool,
     /// Keep the client's IP address. Default true.
     pub client_ip: bool,
+    /// `group-commit` or `async`; default: `[audit] durability`.
+    pub durability: Option<Durability>,
 }
 
 impl Default for AuditConfig {
@@ -27,36 +31,50 @@ impl Default for AuditConfig {
             request: false,
             response: false,
             client_ip: true,
+            durability: None,
         }
     }
 }
 
 impl AuditConfig {
-    pub fn build(&self, name: &str, sink: Arc<dyn Sink<AuditRecord>>) -> Audit {
+    /// The filter of service `service` (signed by `key_id`), with the trail's default
+    /// durability `durability`.
+    pub fn build(
+        &self,
+        name: &str,
+        service: &str,
+        key_id: &str,
+        durability: Durability,
+        sink: Arc<dyn AuditSink>,
+    ) -> Audit {
         Audit {
             name: name.to_string(),
+            service: service.into(),
+            key_id: key_id.into(),
             config: self.clone(),
+            group_commit: self.durability.unwrap_or(durability) == Durability::GroupCommit,
             sink,
         }
     }
 }
 
-/// One audited request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditRecord {
-    pub service: String,
-    pub policy: Option<String>,
-    pub outcome: Outcome,
-    pub client: Option<IpAddr>,
-    pub request: Option<Vec<u8>>,
-    pub response: Option<Vec<u8>>,
-    pub latency_us: u64,
-}
-
 pub struct Audit {
     name: String,
+    service: Arc<str>,
+    key_id: Arc<str>,
     config: AuditConfig,
-    sink: Arc<dyn Sink<AuditRecord>>,
+    group_commit: bool,
+    sink: Arc<dyn AuditSink>,
+}
+
+fn system_time() -> Timestamp {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp {
+        unix_secs: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        nanos: d.subsec_nanos(),
+    }
 }
 
 impl PreFilter for Audit {
@@ -64,16 +82,53 @@ impl PreFilter for Audit {
         &self.name
     }
 
-    fn after(&self, x: &Exchange<'_>, reply: &Reply) {
+    fn after(&self, x: &Exchange<'_>, reply: &mut Reply) {
         let c = &self.config;
-        self.sink.put(AuditRecord {
-            service: x.service.to_string(),
-            policy: x.policy.clone(),
+        let req = request::decode(x.body).ok();
+        let granted = matches!(reply.outcome, Outcome::Granted { .. });
+        let key_id = match x.policy.and_then(|p| p.signer.as_ref()) {
+            Some(s) => s.key_id().into(),
+            None => self.key_id.clone(),
+        };
+        let keep_response = c.response || (granted && x.policy.is_some_and(|p| p.archive));
+        let record = Record {
+            // genTime for issued tokens (the clock filter's reading); otherwise the trusted
+            // time, or the system time when there was none.
+            time: match (x.time, x.policy) {
+                // Exactly the token's genTime: the reading cut to the policy's precision.
+                (Some(Ok(t)), Some(p)) if granted => {
+                    let unit = (p.template.precision.unit_us() * 1_000) as u32;
+                    Timestamp {
+                        nanos: t.nanos - t.nanos % unit,
+                        ..t
+                    }
+                }
+                (Some(Ok(t)), _) => t,
+                _ => system_time(),
+            },
             outcome: reply.outcome.clone(),
+            service: self.service.clone(),
+            policy: x.policy.map(|p| p.name.clone()),
+            policy_oid: x.policy.map(|p| p.oid_text.clone()),
+            hash: req
+                .as_ref()
+                .and_then(|r| HashAlg::from_oid_bytes(r.hash_oid)),
+            imprint: req.as_ref().map(|r| r.digest.to_vec()),
+            nonce: req.as_ref().and_then(|r| r.nonce.map(<[u8]>::to_vec)),
+            cert_req: req.as_ref().is_some_and(|r| r.cert_req),
             client: c.client_ip.then_some(x.meta.client),
-            request: c.request.then(|| x.body.to_vec()),
-            response: c.response.then(|| reply.der.clone()),
+            key_id: granted.then_some(key_id),
             latency_us: u64::try_from(x.started.elapsed().as_micros()).unwrap_or(u64::MAX),
-        });
+            request: c.request.then(|| x.body.to_vec()),
+            response: keep_response.then(|| reply.der.clone()),
+        };
+        match self.sink.submit(record, self.group_commit) {
+            Ok(durable) => reply.durable = durable,
+            Err(_) => {
+                // The trail cannot take the record: nothing leaves without one.
+                tracing::warn!(service = %self.service, "audit trail full: request refused");
+                *reply = Reply::new(Vec::new(), Outcome::Refused(503));
+            }
+        }
     }
 }

@@ -12,21 +12,19 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::mapper::RequestMeta;
-use super::Reply;
+use super::{Policy, Reply};
 use crate::clock::ClockError;
 use crate::protocol::{Rejection, Timestamp};
 
 /// One request on its way through the onion.
-#[derive(Debug)]
 pub struct Exchange<'a> {
-    pub service: &'a str,
     pub meta: &'a RequestMeta<'a>,
     pub body: &'a [u8],
     pub started: Instant,
     /// genTime's source reading, set by the clock filter.
     pub time: Option<Result<Timestamp, ClockError>>,
     /// The policy that took the request, once chosen.
-    pub policy: Option<String>,
+    pub policy: Option<&'a Policy>,
 }
 
 /// Why a pre-processing filter stops a request before the chain.
@@ -43,7 +41,9 @@ pub trait PreFilter: Send + Sync {
     fn before(&self, _x: &mut Exchange<'_>) -> Result<(), Stop> {
         Ok(())
     }
-    fn after(&self, _x: &Exchange<'_>, _reply: &Reply) {}
+    /// May change the reply: the audit filter attaches the group-commit wait, or refuses
+    /// when the trail cannot take the record.
+    fn after(&self, _x: &Exchange<'_>, _reply: &mut Reply) {}
     /// Appends Prometheus text for `GET /metrics` (monitors only).
     fn metrics(&self, _out: &mut String) {}
 }
@@ -72,6 +72,10 @@ impl PreprocessConfig {
 
     pub fn is_clock(&self) -> bool {
         matches!(self, PreprocessConfig::Clock(_))
+    }
+
+    pub fn is_audit(&self) -> bool {
+        matches!(self, PreprocessConfig::Audit(_))
     }
 
     pub fn validate(&self) -> Vec<String> {

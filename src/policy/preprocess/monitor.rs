@@ -78,13 +78,13 @@ impl PreFilter for Monitor {
         &self.name
     }
 
-    fn after(&self, x: &Exchange<'_>, reply: &Reply) {
+    fn after(&self, x: &Exchange<'_>, reply: &mut Reply) {
         let outcome = match &reply.outcome {
             Outcome::Granted { .. } => "granted".to_string(),
             Outcome::Rejected(f) => f.name().to_string(),
             Outcome::Refused(code) => format!("http_{code}"),
         };
-        let policy = x.policy.clone().unwrap_or_else(|| "-".into());
+        let policy = x.policy.map_or("-", |p| &p.name).to_string();
         let us = u64::try_from(x.started.elapsed().as_micros())
             .unwrap_or(u64::MAX)
             .max(1);

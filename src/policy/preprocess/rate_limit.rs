@@ -219,7 +219,6 @@ mod tests {
 
     fn exchange<'a>(meta: &'a RequestMeta<'a>, started: Instant) -> Exchange<'a> {
         Exchange {
-            service: "s",
             meta,
             body: b"",
             started,

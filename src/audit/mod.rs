@@ -1,0 +1,376 @@
+//! The audit trail: every request's [`Record`], made durable before a group-commit
+//! response is released (DESIGN.md, "Durability contract").
+//!
+//! ```text
+//! audit pre-filter ──submit──▶ Writer (one thread, batches) ──▶ Store
+//!                                                  journal: write + fdatasync per batch
+//!                                                  or PostgreSQL only: one transaction
+//!        journal ──▶ Shipper (tokio-postgres on its own runtime) ──▶ PostgreSQL
+//! ```
+//!
+//! The shipper stores its journal position in the same transaction as the rows, and rows are
+//! idempotent on (TSA identity, serial) and (identity, journal, seq): a crash or a database
+//! outage neither loses nor duplicates a record.
+
+pub mod cli;
+pub mod journal;
+pub mod postgres;
+pub mod record;
+pub mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use record::Record;
+
+use crate::error::Error;
+use journal::Journal;
+
+/// Fires with `true` once the record is durable, `false` when its batch failed.
+pub type Durable = futures_channel::oneshot::Receiver<bool>;
+
+/// The trail cannot take the record now (queue full or writer gone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Full;
+
+/// Where the audit pre-filter hands records.
+pub trait AuditSink: Send + Sync {
+    /// Takes one record. With `durable`, the answer is a [`Durable`] that fires once the
+    /// record is committed (group commit); without, the record is queued (async).
+    fn submit(&self, record: Record, durable: bool) -> Result<Option<Durable>, Full>;
+    /// Commits what is queued and stops (graceful shutdown).
+    fn flush_and_stop(&self) {}
+    /// Appends Prometheus text for `GET /metrics`.
+    fn metrics(&self, _out: &mut String) {}
+}
+
+/// Drops every record (`store = "none"`, for benchmarks only).
+#[derive(Debug, Default)]
+pub struct Discard;
+
+impl AuditSink for Discard {
+    fn submit(&self, _record: Record, _durable: bool) -> Result<Option<Durable>, Full> {
+        Ok(None)
+    }
+}
+
+/// Keeps every record in memory, durable at once (unit tests).
+#[derive(Debug, Default)]
+pub struct Memory(pub Mutex<Vec<Record>>);
+
+impl AuditSink for Memory {
+    fn submit(&self, record: Record, durable: bool) -> Result<Option<Durable>, Full> {
+        self.0.lock().map_err(|_| Full)?.push(record);
+        Ok(durable.then(|| {
+            let (tx, rx) = futures_channel::oneshot::channel();
+            let _ = tx.send(true);
+            rx
+        }))
+    }
+}
+
+/// When a response may leave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Durability {
+    /// Only once its record is committed (one fdatasync per batch). No issued token is ever
+    /// missing from the trail.
+    #[default]
+    GroupCommit,
+    /// At once; the record follows. A crash loses at most the records of the last
+    /// `max_delay` plus one commit.
+    Async,
+}
+
+/// Where records are committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StoreKind {
+    /// The local journal (then shipped to PostgreSQL when `postgres` is set).
+    #[default]
+    Journal,
+    /// PostgreSQL only: group commit waits for the database commit; while the database is
+    /// down, requests get `systemFailure`.
+    Postgres,
+    /// Nowhere. For measuring the cost of auditing only; logged loudly at start.
+    None,
+}
+
+/// `[audit]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// `journal` (default), `postgres` or `none`.
+    pub store: StoreKind,
+    /// Default durability of services' audit filters: `group-commit` (default) or `async`.
+    pub durability: Durability,
+    /// This TSA's name in PostgreSQL: serial numbers are unique per identity. Default
+    /// `stampd`; give independent TSAs sharing a database different identities.
+    pub identity: String,
+    /// libpq-style connection string of the PostgreSQL database (no password in it).
+    /// Unset: no shipping.
+    pub postgres: Option<String>,
+    /// Environment variable holding the PostgreSQL password.
+    pub postgres_password_env: Option<String>,
+    /// File holding the PostgreSQL password (relative to the data directory).
+    pub postgres_password_file: Option<PathBuf>,
+    /// Rows per shipping transaction. Default 1000.
+    pub ship_batch_rows: usize,
+    pub journal: JournalSettings,
+    pub batch: BatchSettings,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings {
+            store: StoreKind::Journal,
+            durability: Durability::GroupCommit,
+            identity: "stampd".into(),
+            postgres: None,
+            postgres_password_env: None,
+            postgres_password_file: None,
+            ship_batch_rows: 1000,
+            journal: JournalSettings::default(),
+            batch: BatchSettings::default(),
+        }
+    }
+}
+
+/// `[audit.journal]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JournalSettings {
+    /// Directory of the segment files, relative to the data directory. Default `journal`.
+    pub dir: PathBuf,
+    /// A new segment is begun once one reaches this size, in MiB. Default 64.
+    pub segment_mib: u64,
+    /// Closed segments older than this many days are deleted once shipped; 0 keeps them
+    /// for ever. Default 0.
+    pub retention_days: u64,
+    /// A checkpoint (logged with its chain hash) every this many records. Default 10000.
+    pub checkpoint_every: u64,
+}
+
+impl Default for JournalSettings {
+    fn default() -> Self {
+        JournalSettings {
+            dir: PathBuf::from("journal"),
+            segment_mib: 64,
+            retention_days: 0,
+            checkpoint_every: 10_000,
+        }
+    }
+}
+
+/// `[audit.batch]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchSettings {
+    /// A batch closes at this many records. Default 1024.
+    pub max_records: usize,
+    /// ... or this many bytes. Default 4 MiB.
+    pub max_bytes: usize,
+    /// ... or this many µs after its first record. Default 200. Under load batches fill
+    /// while the previous one is being synced, so this only matters when traffic is light.
+    pub max_delay_us: u64,
+    /// Records waiting for the writer; when full, requests are refused with 503. Default
+    /// 16384 (about 4 MiB).
+    pub queue_capacity: usize,
+}
+
+impl Default for BatchSettings {
+    fn default() -> Self {
+        BatchSettings {
+            max_records: 1024,
+            max_bytes: 4 << 20,
+            max_delay_us: 200,
+            queue_capacity: 16_384,
+        }
+    }
+}
+
+impl AuditSettings {
+    /// Pure checks, messages naming the key.
+    pub fn validate(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        let b = &self.batch;
+        if b.max_records == 0 || b.max_bytes == 0 || b.queue_capacity == 0 {
+            errors.push(
+                "audit.batch: max_records, max_bytes and queue_capacity must be at least 1".into(),
+            );
+        }
+        if b.max_delay_us > 1_000_000 {
+            errors.push("audit.batch.max_delay_us: at most 1000000 (1 s)".into());
+        }
+        let j = &self.journal;
+        if j.segment_mib == 0 || j.checkpoint_every == 0 {
+            errors
+                .push("audit.journal: segment_mib and checkpoint_every must be at least 1".into());
+        }
+        if self.identity.is_empty() {
+            errors.push("audit.identity: must not be empty".into());
+        }
+        if self.ship_batch_rows == 0 {
+            errors.push("audit.ship_batch_rows: must be at least 1".into());
+        }
+        match &self.postgres {
+            Some(dsn) => {
+                if let Err(e) = postgres::check_dsn(dsn) {
+                    errors.push(format!("audit.postgres: {e}"));
+                }
+                if self.postgres_password_env.is_some() && self.postgres_password_file.is_some() {
+                    errors.push(
+                        "audit: set postgres_password_env or postgres_password_file, not both"
+                            .into(),
+                    );
+                }
+            }
+            None if self.store == StoreKind::Postgres => errors.push(
+                "audit.store = \"postgres\" needs audit.postgres (a connection string)".into(),
+            ),
+            None => {}
+        }
+        errors
+    }
+
+    pub fn journal_dir(&self, data_dir: &Path) -> PathBuf {
+        crate::config::build::resolve(data_dir, &self.journal.dir)
+    }
+
+    fn journal_settings(&self, data_dir: &Path) -> journal::Settings {
+        let j = &self.journal;
+        journal::Settings {
+            dir: self.journal_dir(data_dir),
+            segment_bytes: j.segment_mib << 20,
+            retention: (j.retention_days > 0)
+                .then(|| Duration::from_secs(j.retention_days * 86_400)),
+            checkpoint_every: j.checkpoint_every,
+            // One batch is one write: a torn write is at most one batch, plus one record
+            // that may exceed the byte limit on its own.
+            max_torn_tail: (self.batch.max_bytes as u64) + (1 << 20),
+        }
+    }
+
+    fn limits(&self) -> writer::Limits {
+        writer::Limits {
+            max_records: self.batch.max_records,
+            max_bytes: self.batch.max_bytes,
+            max_delay: Duration::from_micros(self.batch.max_delay_us),
+            queue_capacity: self.batch.queue_capacity,
+        }
+    }
+
+    fn target(&self, data_dir: &Path) -> Result<Option<postgres::Target>, Error> {
+        self.postgres
+            .as_deref()
+            .map(|dsn| {
+                postgres::Target::new(
+                    dsn,
+                    self.postgres_password_env.as_deref(),
+                    self.postgres_password_file
+                        .as_deref()
+                        .map(|f| crate::config::build::resolve(data_dir, f))
+                        .as_deref(),
+                )
+                .map_err(|e| Error::Config(format!("audit.postgres: {e}")))
+            })
+            .transpose()
+    }
+
+    /// Opens the store (repairing a torn journal tail), starts the writer and, with
+    /// `postgres`, the shipper.
+    pub fn start(&self, data_dir: &Path) -> Result<Arc<dyn AuditSink>, Error> {
+        let audit_err = |e: String| Error::Config(format!("audit: {e}"));
+        match self.store {
+            StoreKind::None => {
+                tracing::warn!(
+                    "audit.store = \"none\": audit records are DISCARDED; for benchmarks only"
+                );
+                Ok(Arc::new(Discard))
+            }
+            StoreKind::Postgres => {
+                let target = self.target(data_dir)?.ok_or_else(|| {
+                    Error::Config("audit.store = \"postgres\" needs audit.postgres".into())
+                })?;
+                let store = postgres::DirectStore::new(target, &self.identity)
+                    .map_err(|e| audit_err(e.to_string()))?;
+                let writer = writer::Writer::start(store, self.limits())
+                    .map_err(|e| audit_err(e.to_string()))?;
+                tracing::info!("audit trail: PostgreSQL only (no journal)");
+                Ok(Arc::new(writer))
+            }
+            StoreKind::Journal => {
+                let settings = self.journal_settings(data_dir);
+                let dir = settings.dir.clone();
+                let (journal, report) = Journal::open(settings).map_err(audit_err)?;
+                let progress = journal.progress();
+                let (seq, head) = journal.head();
+                tracing::info!(dir = %dir.display(), seq, head = %record::hex(&head), created = report.created, "audit journal open");
+                let target = self.target(data_dir)?;
+                if target.is_some() {
+                    // Nothing is shipped until the shipper has read its position.
+                    progress.shipped_seq.store(0, Ordering::Release);
+                }
+                let writer = writer::Writer::start(journal, self.limits())
+                    .map_err(|e| audit_err(e.to_string()))?;
+                let shipper = match target {
+                    None => None,
+                    Some(target) => Some(
+                        postgres::Shipper {
+                            target,
+                            identity: self.identity.clone(),
+                            dir,
+                            progress,
+                            batch_rows: self.ship_batch_rows,
+                        }
+                        .spawn()
+                        .map_err(|e| audit_err(e.to_string()))?,
+                    ),
+                };
+                Ok(Arc::new(Trail { writer, shipper }))
+            }
+        }
+    }
+}
+
+/// The journal writer and, when configured, its shipper.
+struct Trail {
+    writer: writer::Writer,
+    shipper: Option<postgres::ShipperHandle>,
+}
+
+impl AuditSink for Trail {
+    fn submit(&self, record: Record, durable: bool) -> Result<Option<Durable>, Full> {
+        self.writer.submit(record, durable)
+    }
+
+    fn flush_and_stop(&self) {
+        self.writer.flush_and_stop();
+    }
+
+    fn metrics(&self, out: &mut String) {
+        self.writer.metrics(out);
+        if let Some(s) = &self.shipper {
+            s.metrics(out);
+        }
+    }
+}
+
+impl writer::Store for Journal {
+    fn commit(&mut self, batch: &[Record]) -> Result<(), String> {
+        self.append(batch).map_err(|e| format!("journal: {e}"))
+    }
+
+    fn metrics(&self, out: &mut String) {
+        use std::fmt::Write;
+        let (seq, _) = self.head();
+        let _ = write!(
+            out,
+            "# TYPE stampd_audit_journal_seq gauge\nstampd_audit_journal_seq {seq}\n"
+        );
+    }
+}

@@ -1,0 +1,409 @@
+//! One audit record: what happened to one request, and its compact binary form in the
+//! journal. The encoding is ours and versioned (first byte); every length is explicit, so a
+//! record decodes without trusting anything but its own bytes.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::policy::serial::SERIAL_LEN;
+use crate::policy::Outcome;
+use crate::protocol::{FailureInfo, HashAlg, Timestamp};
+
+const VERSION: u8 = 1;
+
+/// One audited request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// genTime of an issued token; the trusted time (or, when it was unavailable, the system
+    /// time) at which any other request was answered.
+    pub time: Timestamp,
+    pub outcome: Outcome,
+    pub service: Arc<str>,
+    /// The policy that took the request (name and OID), once one did.
+    pub policy: Option<Arc<str>>,
+    pub policy_oid: Option<Arc<str>>,
+    /// From the request, when it decoded.
+    pub hash: Option<HashAlg>,
+    pub imprint: Option<Vec<u8>>,
+    pub nonce: Option<Vec<u8>>,
+    pub cert_req: bool,
+    pub client: Option<IpAddr>,
+    /// The signer's key id (hex SHA-1 of the public key) for issued tokens.
+    pub key_id: Option<Arc<str>>,
+    pub latency_us: u64,
+    pub request: Option<Vec<u8>>,
+    pub response: Option<Vec<u8>>,
+}
+
+impl Record {
+    pub fn serial(&self) -> Option<&[u8; SERIAL_LEN]> {
+        match &self.outcome {
+            Outcome::Granted { serial } => Some(serial),
+            _ => None,
+        }
+    }
+
+    /// Bytes this record takes in the journal, roughly (for the batcher's byte limit).
+    pub fn size_hint(&self) -> usize {
+        let opt = |v: &Option<Vec<u8>>| v.as_ref().map_or(0, Vec::len);
+        96 + self.service.len()
+            + self.policy.as_ref().map_or(0, |p| p.len())
+            + opt(&self.imprint)
+            + opt(&self.nonce)
+            + opt(&self.request)
+            + opt(&self.response)
+    }
+
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.push(VERSION);
+        out.extend_from_slice(&self.time.unix_secs.to_le_bytes());
+        out.extend_from_slice(&self.time.nanos.to_le_bytes());
+        match &self.outcome {
+            Outcome::Granted { serial } => {
+                out.push(0);
+                out.extend_from_slice(serial);
+            }
+            Outcome::Rejected(f) => {
+                out.push(1);
+                out.push(f.bit());
+            }
+            Outcome::Refused(status) => {
+                out.push(2);
+                out.extend_from_slice(&status.to_le_bytes());
+            }
+        }
+        put_bytes(out, self.service.as_bytes());
+        put_opt(out, self.policy.as_deref().map(str::as_bytes));
+        put_opt(out, self.policy_oid.as_deref().map(str::as_bytes));
+        out.push(self.hash.map_or(0, |h| {
+            1 + HashAlg::ALL.iter().position(|a| *a == h).unwrap_or(0) as u8
+        }));
+        put_opt(out, self.imprint.as_deref());
+        put_opt(out, self.nonce.as_deref());
+        out.push(u8::from(self.cert_req));
+        match self.client {
+            None => out.push(0),
+            Some(IpAddr::V4(a)) => {
+                out.push(4);
+                out.extend_from_slice(&a.octets());
+            }
+            Some(IpAddr::V6(a)) => {
+                out.push(6);
+                out.extend_from_slice(&a.octets());
+            }
+        }
+        put_opt(out, self.key_id.as_deref().map(str::as_bytes));
+        out.extend_from_slice(&self.latency_us.to_le_bytes());
+        put_opt(out, self.request.as_deref());
+        put_opt(out, self.response.as_deref());
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Record, &'static str> {
+        let mut r = Cursor(bytes);
+        if r.u8()? != VERSION {
+            return Err("unknown record version");
+        }
+        let time = Timestamp {
+            unix_secs: i64::from_le_bytes(r.array()?),
+            nanos: u32::from_le_bytes(r.array()?),
+        };
+        let outcome = match r.u8()? {
+            0 => Outcome::Granted { serial: r.array()? },
+            1 => Outcome::Rejected(FailureInfo::from_bit(r.u8()?).ok_or("unknown failInfo")?),
+            2 => Outcome::Refused(u16::from_le_bytes(r.array()?)),
+            _ => return Err("unknown outcome"),
+        };
+        let service = r.string()?.ok_or("record without service")?;
+        let policy = r.string()?;
+        let policy_oid = r.string()?;
+        let hash = match r.u8()? {
+            0 => None,
+            n => Some(
+                *HashAlg::ALL
+                    .get(usize::from(n) - 1)
+                    .ok_or("unknown hash algorithm")?,
+            ),
+        };
+        let imprint = r.opt()?;
+        let nonce = r.opt()?;
+        let cert_req = r.u8()? != 0;
+        let client = match r.u8()? {
+            0 => None,
+            4 => Some(IpAddr::from(r.array::<4>()?)),
+            6 => Some(IpAddr::from(r.array::<16>()?)),
+            _ => return Err("unknown address family"),
+        };
+        let key_id = r.string()?;
+        let latency_us = u64::from_le_bytes(r.array()?);
+        let request = r.opt()?;
+        let response = r.opt()?;
+        if !r.0.is_empty() {
+            return Err("trailing bytes after the record");
+        }
+        Ok(Record {
+            time,
+            outcome,
+            service,
+            policy,
+            policy_oid,
+            hash,
+            imprint,
+            nonce,
+            cert_req,
+            client,
+            key_id,
+            latency_us,
+            request,
+            response,
+        })
+    }
+
+    /// `granted` or `rejection` (a TimeStampResp rejection or an HTTP-level refusal).
+    pub fn status(&self) -> &'static str {
+        match self.outcome {
+            Outcome::Granted { .. } => "granted",
+            _ => "rejection",
+        }
+    }
+
+    /// The JSON object of `stampd audit export` and `query`: `serial` (lowercase hex, no
+    /// prefix), `status`, `gen_time` (RFC 3339), `service`, `policy` and the rest.
+    pub fn to_json(&self, seq: Option<u64>) -> serde_json::Value {
+        let hex_of = |v: &Option<Vec<u8>>| v.as_deref().map(hex);
+        let (fail_info, http_status) = match self.outcome {
+            Outcome::Granted { .. } => (None, 200),
+            Outcome::Rejected(f) => (Some(f.name()), 200),
+            Outcome::Refused(s) => (None, s),
+        };
+        serde_json::json!({
+            "seq": seq,
+            "serial": self.serial().map(|s| serial_hex(s)),
+            "status": self.status(),
+            "fail_info": fail_info,
+            "http_status": http_status,
+            "gen_time": rfc3339(self.time),
+            "service": &*self.service,
+            "policy": self.policy.as_deref(),
+            "policy_oid": self.policy_oid.as_deref(),
+            "hash_algorithm": self.hash.map(HashAlg::name),
+            "message_imprint": hex_of(&self.imprint),
+            "nonce": hex_of(&self.nonce),
+            "cert_req": self.cert_req,
+            "client_ip": self.client.map(|c| c.to_string()),
+            "key_id": self.key_id.as_deref(),
+            "latency_us": self.latency_us,
+            "request": hex_of(&self.request),
+            "response": hex_of(&self.response),
+        })
+    }
+}
+
+/// RFC 3339 in UTC with the record's sub-second digits (none when whole).
+pub fn rfc3339(t: Timestamp) -> String {
+    let Ok(dt) = time::OffsetDateTime::from_unix_timestamp(t.unix_secs) else {
+        return t.unix_secs.to_string();
+    };
+    let base = format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+        dt.year(),
+        u8::from(dt.month()),
+        dt.day(),
+        dt.hour(),
+        dt.minute(),
+        dt.second()
+    );
+    if t.nanos == 0 {
+        format!("{base}Z")
+    } else {
+        let frac = format!("{:09}", t.nanos);
+        format!("{base}.{}Z", frac.trim_end_matches('0'))
+    }
+}
+
+/// Parses RFC 3339 (any offset) into a timestamp.
+pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
+    let dt = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+    Some(Timestamp {
+        unix_secs: dt.unix_timestamp(),
+        nanos: dt.nanosecond(),
+    })
+}
+
+/// A serial number as the value of the token's serialNumber INTEGER: lowercase hex, no
+/// prefix, no leading zeros (what `openssl ts -reply -text` shows after `0x`).
+pub fn serial_hex(serial: &[u8]) -> String {
+    let text = hex(serial);
+    let trimmed = text.trim_start_matches('0');
+    if trimmed.is_empty() {
+        "0".into()
+    } else {
+        trimmed.into()
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    // Records are bounded by the HTTP body limit and the token size, far below 4 GiB.
+    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+    out.extend_from_slice(b);
+}
+
+fn put_opt(out: &mut Vec<u8>, b: Option<&[u8]>) {
+    match b {
+        None => out.extend_from_slice(&u32::MAX.to_le_bytes()),
+        Some(b) => put_bytes(out, b),
+    }
+}
+
+struct Cursor<'a>(&'a [u8]);
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], &'static str> {
+        if self.0.len() < n {
+            return Err("record truncated");
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn u8(&mut self) -> Result<u8, &'static str> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], &'static str> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+
+    fn opt(&mut self) -> Result<Option<Vec<u8>>, &'static str> {
+        let len = u32::from_le_bytes(self.array()?);
+        if len == u32::MAX {
+            return Ok(None);
+        }
+        Ok(Some(self.take(len as usize)?.to_vec()))
+    }
+
+    fn string(&mut self) -> Result<Option<Arc<str>>, &'static str> {
+        match self.opt()? {
+            None => Ok(None),
+            Some(b) => Ok(Some(
+                String::from_utf8(b)
+                    .map_err(|_| "text is not UTF-8")?
+                    .into(),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn sample(n: u64) -> Record {
+        let mut serial = [0u8; SERIAL_LEN];
+        serial[10..].copy_from_slice(&n.to_be_bytes());
+        Record {
+            time: Timestamp {
+                unix_secs: 1_795_000_000 + n as i64,
+                nanos: 123_000_000,
+            },
+            outcome: Outcome::Granted { serial },
+            service: "default".into(),
+            policy: Some("default".into()),
+            policy_oid: Some("2.999.1.1".into()),
+            hash: Some(HashAlg::Sha256),
+            imprint: Some(vec![7; 32]),
+            nonce: Some(n.to_be_bytes().to_vec()),
+            cert_req: true,
+            client: Some(IpAddr::from([127, 0, 0, 1])),
+            key_id: Some("00ff".into()),
+            latency_us: 40,
+            request: None,
+            response: Some(vec![0x30, 0x03, 2, 1, 0]),
+        }
+    }
+
+    #[test]
+    fn round_trips_every_outcome_and_field() {
+        let mut records = vec![sample(1)];
+        let mut r = sample(2);
+        r.outcome = Outcome::Rejected(FailureInfo::BadAlg);
+        r.client = Some("2001:db8::1".parse().unwrap());
+        r.policy = None;
+        r.hash = Some(HashAlg::Sha3_512);
+        records.push(r);
+        let mut r = sample(3);
+        r.outcome = Outcome::Refused(429);
+        r.client = None;
+        r.imprint = None;
+        r.nonce = Some(Vec::new());
+        r.request = Some(vec![1, 2, 3]);
+        records.push(r);
+        for r in records {
+            let mut out = Vec::new();
+            r.encode(&mut out);
+            assert_eq!(Record::decode(&out).unwrap(), r);
+            // Every truncation is an error, never a panic or a wrong record.
+            for n in 0..out.len() {
+                assert!(Record::decode(&out[..n]).is_err(), "prefix {n}");
+            }
+            out.push(0);
+            assert!(Record::decode(&out).is_err());
+        }
+    }
+
+    #[test]
+    fn json_has_the_fields_scripts_rely_on() {
+        let r = sample(255);
+        let j = r.to_json(Some(9));
+        assert_eq!(j["serial"], "ff");
+        assert_eq!(serial_hex(&[0, 0x0a, 0xbc]), "abc");
+        assert_eq!(serial_hex(&[0, 0]), "0");
+        assert_eq!(j["status"], "granted");
+        assert_eq!(j["gen_time"], "2026-11-18T11:10:55.123Z");
+        assert_eq!(j["service"], "default");
+        assert_eq!(j["policy"], "default");
+        let mut r = sample(1);
+        r.outcome = Outcome::Rejected(FailureInfo::TimeNotAvailable);
+        let j = r.to_json(None);
+        assert_eq!(j["status"], "rejection");
+        assert_eq!(j["fail_info"], "timeNotAvailable");
+        assert!(j["serial"].is_null());
+    }
+
+    #[test]
+    fn rfc3339_round_trips() {
+        let t = Timestamp {
+            unix_secs: 1_795_000_000,
+            nanos: 5_000,
+        };
+        assert_eq!(rfc3339(t), "2026-11-18T11:06:40.000005Z");
+        assert_eq!(parse_rfc3339(&rfc3339(t)), Some(t));
+        assert_eq!(
+            parse_rfc3339("2026-11-18T12:06:40+01:00").map(|t| t.unix_secs),
+            Some(1_795_000_000)
+        );
+        assert_eq!(unhex(&hex(&[0, 1, 254])), Some(vec![0, 1, 254]));
+        assert_eq!(unhex("0g"), None);
+    }
+}
