@@ -2,7 +2,7 @@
 # The whole test suite, in one command: bash tests/run.sh
 #
 # Installs what it needs when missing (as root, from Debian packages): openssl, python3-venv,
-# then sets up a venv with the independent verifiers (tests/interop/requirements.txt) and
+# the PostgreSQL server and client (the audit tests start their own server), then sets up a venv with the independent verifiers (tests/interop/requirements.txt) and
 # runs every unit and integration test with cargo-nextest (cargo test when nextest is absent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +10,9 @@ cd "$(dirname "$0")/.."
 need_pkgs=()
 command -v openssl >/dev/null || need_pkgs+=(openssl)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
+compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null || need_pkgs+=(postgresql)
+command -v psql >/dev/null || need_pkgs+=(postgresql-client)
+command -v runuser >/dev/null || need_pkgs+=(util-linux)
 if ((${#need_pkgs[@]})); then
   if [ "$(id -u)" = 0 ]; then
     echo "== installing ${need_pkgs[*]}"

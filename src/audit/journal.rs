@@ -300,7 +300,8 @@ impl Journal {
         };
         if let Some(cut) = bad_at {
             let tail = (bytes.len() - cut) as u64;
-            if tail > settings.max_torn_tail {
+            let last_seq = last_frame.map_or(0, |(s, _)| s);
+            if tail > settings.max_torn_tail || frame_after(&bytes, cut, last_seq) {
                 return Err(format!(
                     "{}: damaged at byte {cut} with {tail} bytes after it; that is not a torn \
                      write. Run `stampd audit verify --data-dir DIR` and restore the journal",
@@ -473,6 +474,22 @@ impl Journal {
             }
         }
     }
+}
+
+/// Is there a whole frame anywhere after `from` that continues the journal (seq above
+/// `last_seq`)? A torn write is the end of the file; a frame after damage means the damage
+/// is something else. Cheap checks (length, kind, seq range) come before the CRC.
+fn frame_after(bytes: &[u8], from: usize, last_seq: u64) -> bool {
+    let max_seq = last_seq + (bytes.len() - from) as u64;
+    (from + 1..bytes.len().saturating_sub(FRAME_HEAD + PAYLOAD_HEAD)).any(|at| {
+        let b = &bytes[at..];
+        let len = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
+        if len < PAYLOAD_HEAD || len > b.len() - FRAME_HEAD || Kind::from_u8(b[8]).is_none() {
+            return false;
+        }
+        let seq = u64::from_le_bytes(b[9..17].try_into().unwrap_or_default());
+        seq > last_seq && seq <= max_seq && matches!(parse_frame(b), Parse::Whole(..))
+    })
 }
 
 /// The seq of a segment's header.
@@ -890,10 +907,10 @@ mod tests {
         std::fs::write(&seg2, &bytes).unwrap();
         let v = verify(tmp2.path()).unwrap();
         assert!(v.broken.is_some());
-        // Damage in the middle is not a torn tail: the journal refuses to open.
-        let mut s = settings(tmp2.path());
-        s.max_torn_tail = 64;
-        assert!(Journal::open(s).is_err());
+        // Damage in the middle is not a torn tail (whole frames follow it): the journal
+        // refuses to open, however short the rest.
+        let err = Journal::open(settings(tmp2.path())).err().expect("refused");
+        assert!(err.contains("not a torn write"), "{err}");
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! over real sockets. Every test owns its server; dropping it kills the process.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod pg;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -87,6 +89,15 @@ impl Server {
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
         s.set_nodelay(true).unwrap();
         s
+    }
+
+    /// Stops the server gracefully (SIGTERM) and waits for it.
+    pub fn terminate(mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
     }
 
     /// Stops the server the hard way (SIGKILL) and waits for it.
@@ -200,4 +211,94 @@ pub fn run(cmd: &mut Command) -> (bool, String) {
 /// A throwaway directory under the system temp dir.
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
+}
+
+/// A serial number as `stampd audit export` writes it: the INTEGER's value in lowercase hex
+/// without leading zeros.
+pub fn serial_text(serial: &[u8]) -> String {
+    let hex: String = serial.iter().map(|b| format!("{b:02x}")).collect();
+    let t = hex.trim_start_matches('0');
+    if t.is_empty() {
+        "0".into()
+    } else {
+        t.into()
+    }
+}
+
+/// What a load thread saw.
+#[derive(Debug, Default)]
+pub struct Load {
+    /// Serials of every granted token received.
+    pub granted: Vec<String>,
+    /// Replies that were not granted tokens (HTTP errors or rejections).
+    pub other: u64,
+}
+
+/// Issues requests over a keep-alive connection until `stop`, reconnecting to the address
+/// in `addr` (a restarted server has a new one) when the connection breaks.
+pub fn load(
+    addr: &std::sync::Mutex<SocketAddr>,
+    path: &str,
+    stop: &std::sync::atomic::AtomicBool,
+    seed: u64,
+) -> Load {
+    use stampd::protocol::{request, response, HashAlg, PkiStatus};
+    use std::sync::atomic::Ordering;
+    let mut seen = Load::default();
+    let mut n = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let target = *addr.lock().unwrap();
+        let Ok(mut s) = TcpStream::connect_timeout(&target, Duration::from_secs(2)) else {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(20)));
+        let _ = s.set_nodelay(true);
+        let mut pending = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            n += 1;
+            let mut digest = [0u8; 32];
+            digest[..8].copy_from_slice(&seed.to_be_bytes());
+            digest[8..16].copy_from_slice(&n.to_be_bytes());
+            let body = request::encode(
+                HashAlg::Sha256,
+                &digest,
+                None,
+                Some(&n.to_be_bytes()),
+                false,
+            );
+            if s.write_all(&post_bytes(path, &body, "")).is_err() {
+                break;
+            }
+            let Some(r) = read_response(&mut s, &mut pending) else {
+                break;
+            };
+            match response::decode(&r.body) {
+                Ok(resp) if r.status == 200 && resp.status == PkiStatus::Granted => {
+                    let token = resp.token.expect("granted replies carry a token");
+                    seen.granted.push(serial_text(token.tst_info.serial));
+                }
+                _ => seen.other += 1,
+            }
+        }
+    }
+    seen
+}
+
+/// `stampd audit export` of a data directory: one JSON value per record.
+pub fn export(data_dir: &Path) -> Vec<serde_json::Value> {
+    let out = Command::new(BIN)
+        .args(["audit", "export", "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }

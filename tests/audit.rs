@@ -1,0 +1,453 @@
+//! The audit trail end to end: the real server, its journal on disk, the `stampd audit`
+//! commands, and a real PostgreSQL server started for each test that needs one.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::pg::Postgres;
+use common::{export, load, run, Load, Server, BIN};
+use stampd::protocol::{request, response, FailureInfo, HashAlg, PkiStatus};
+
+/// Issues one request over a fresh connection; the decoded reply's status, serial text and
+/// fail info.
+fn issue(server: &Server, digest: [u8; 32]) -> (PkiStatus, Option<String>, Vec<FailureInfo>) {
+    let body = request::encode(HashAlg::Sha256, &digest, None, Some(&[1, 2, 3]), false);
+    let r =
+        common::exchange(server, &common::post_bytes(&server.path, &body, "")).expect("a reply");
+    assert_eq!(r.status, 200);
+    let resp = response::decode(&r.body).unwrap();
+    let serial = resp
+        .token
+        .as_ref()
+        .map(|t| common::serial_text(t.tst_info.serial));
+    (resp.status, serial, resp.fail_info.clone())
+}
+
+fn audit_cmd(args: &[&str], data_dir: &Path) -> (bool, String) {
+    run(Command::new(BIN)
+        .arg("audit")
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir))
+}
+
+/// Runs load threads against a server whose address may change; stop with the flag.
+struct Loaders {
+    addr: Arc<Mutex<SocketAddr>>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<Load>>,
+}
+
+impl Loaders {
+    fn start(server: &Server, n: u64) -> Loaders {
+        let addr = Arc::new(Mutex::new(server.addr));
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (0..n)
+            .map(|seed| {
+                let (addr, stop, path) = (addr.clone(), stop.clone(), server.path.clone());
+                std::thread::spawn(move || load(&addr, &path, &stop, seed))
+            })
+            .collect();
+        Loaders {
+            addr,
+            stop,
+            threads,
+        }
+    }
+
+    fn finish(self) -> Load {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut all = Load::default();
+        for t in self.threads {
+            let l = t.join().unwrap();
+            all.granted.extend(l.granted);
+            all.other += l.other;
+        }
+        all
+    }
+}
+
+/// Waits until PostgreSQL holds as many records as the journal; returns that count.
+fn wait_shipped(pg: &Postgres, data_dir: &Path) -> usize {
+    let journal = export(data_dir).len();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let in_pg: usize = pg
+            .sql("SELECT count(*) FROM audit_record")
+            .parse()
+            .unwrap_or(0);
+        if in_pg == journal {
+            return journal;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "PostgreSQL holds {in_pg} records, the journal {journal}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Every granted serial in PostgreSQL exactly once, and the set equal to the journal's.
+fn assert_pg_matches_journal(pg: &Postgres, data_dir: &Path, received: &[String]) {
+    let journal: Vec<String> = export(data_dir)
+        .iter()
+        .filter(|r| r["status"] == "granted")
+        .map(|r| r["serial"].as_str().unwrap().to_string())
+        .collect();
+    let in_pg: Vec<String> = pg
+        .sql("SELECT encode(serial, 'hex') FROM audit_record WHERE serial IS NOT NULL")
+        .lines()
+        .map(|s| common::serial_text(&unhex(s)))
+        .collect();
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for s in &in_pg {
+        *counts.entry(s).or_default() += 1;
+    }
+    assert!(
+        counts.values().all(|c| *c == 1),
+        "a serial appears twice in PostgreSQL"
+    );
+    let journal_set: HashSet<&String> = journal.iter().collect();
+    assert_eq!(
+        journal_set.len(),
+        journal.len(),
+        "a serial appears twice in the journal"
+    );
+    assert_eq!(journal_set, in_pg.iter().collect::<HashSet<_>>());
+    for s in received {
+        assert!(
+            journal_set.contains(s),
+            "token {s} was received but is not in the trail"
+        );
+    }
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn every_request_is_in_the_journal_before_its_reply_and_the_cli_finds_it() {
+    let tmp = common::tempdir();
+    let data = tmp.path().join("d");
+    let server = Server::start(&data, None);
+    let mut serials = Vec::new();
+    for i in 0..5u8 {
+        let (status, serial, _) = issue(&server, [i; 32]);
+        assert_eq!(status, PkiStatus::Granted);
+        let serial = serial.unwrap();
+        // Group commit: the record is on disk by the time the reply arrives.
+        let records = export(&data);
+        assert!(
+            records.iter().any(|r| r["serial"] == serial.as_str()),
+            "{serial} not yet in the journal"
+        );
+        serials.push(serial);
+    }
+    let junk = common::exchange(&server, &common::post_bytes(&server.path, b"junk", "")).unwrap();
+    assert_eq!(junk.status, 200);
+
+    let records = export(&data);
+    assert_eq!(records.len(), 6);
+    let r = &records[0];
+    assert_eq!(r["serial"], serials[0].as_str());
+    assert_eq!(r["status"], "granted");
+    assert_eq!(r["service"], "default");
+    assert_eq!(r["policy"], "default");
+    assert_eq!(r["policy_oid"], "2.999.1.1");
+    assert_eq!(r["hash_algorithm"], "sha256");
+    assert_eq!(r["message_imprint"], "00".repeat(32));
+    assert_eq!(r["nonce"], "010203");
+    assert_eq!(r["client_ip"], "127.0.0.1");
+    assert!(r["key_id"].is_string());
+    // The standard chain's storage filter keeps the issued token.
+    assert!(r["response"].as_str().is_some_and(|d| d.starts_with("30")));
+    assert!(r["gen_time"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(records[5]["status"], "rejection");
+    assert_eq!(records[5]["fail_info"], "badDataFormat");
+    assert!(records[5]["serial"].is_null());
+
+    let (ok, out) = audit_cmd(&["verify"], &data);
+    assert!(ok, "{out}");
+    assert!(out.contains("6 records") && out.contains("intact"), "{out}");
+
+    // Queries: by serial (as openssl prints it, too), imprint, status, time.
+    let lines = |args: &[&str]| {
+        let (ok, out) = audit_cmd(args, &data);
+        assert!(ok, "{out}");
+        out.lines().map(str::to_string).collect::<Vec<_>>()
+    };
+    let by_serial = lines(&["query", "--serial", &serials[2]]);
+    assert_eq!(by_serial.len(), 1);
+    assert!(by_serial[0].contains(&serials[2]));
+    let upper = format!("0x{}", serials[2].to_uppercase());
+    assert_eq!(lines(&["query", "--serial", &upper]), by_serial);
+    assert_eq!(lines(&["query", "--imprint", &"03".repeat(32)]).len(), 1);
+    assert_eq!(lines(&["query", "--status", "rejection"]).len(), 1);
+    assert_eq!(
+        lines(&["query", "--status", "granted", "--service", "default"]).len(),
+        5
+    );
+    assert_eq!(lines(&["query", "--service", "other"]).len(), 0);
+    let t0 = records[0]["gen_time"].as_str().unwrap();
+    let t2 = records[2]["gen_time"].as_str().unwrap();
+    assert_eq!(lines(&["export", "--from", t0, "--to", t2]).len(), 3);
+    assert_eq!(lines(&["export", "--to", "2000-01-01T00:00:00Z"]).len(), 0);
+    let (ok, out) = audit_cmd(&["query", "--from", "yesterday"], &data);
+    assert!(!ok && out.contains("RFC 3339"), "{out}");
+}
+
+#[test]
+fn a_torn_tail_is_repaired_on_start_and_an_edit_is_reported() {
+    let tmp = common::tempdir();
+    let data = tmp.path().join("d");
+    let server = Server::start(&data, None);
+    for i in 0..20u8 {
+        assert_eq!(issue(&server, [i; 32]).0, PkiStatus::Granted);
+    }
+    server.kill();
+    let seg = data.join("journal/00000000000000000001.seg");
+    let whole = std::fs::read(&seg).unwrap();
+    // A crash in the middle of a batch write: garbage after the last whole frame.
+    let mut torn = whole.clone();
+    torn.extend_from_slice(&[0xff; 8]);
+    torn.extend_from_slice(&whole[whole.len() - 300..whole.len() - 100]);
+    std::fs::write(&seg, &torn).unwrap();
+    let (ok, out) = audit_cmd(&["verify"], &data);
+    assert!(!ok, "a torn tail is not an intact journal:\n{out}");
+
+    let server = Server::start(&data, None);
+    assert_eq!(issue(&server, [99; 32]).0, PkiStatus::Granted);
+    let (ok, out) = audit_cmd(&["verify"], &data);
+    assert!(ok, "{out}");
+    assert!(out.contains("21 records"), "{out}");
+    assert!(std::fs::read_dir(data.join("journal")).unwrap().any(|e| e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .contains(".torn-")));
+    server.kill();
+
+    // An edited record in the middle: one bit of a message imprint.
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let imprint = [7u8; 32];
+    let at = bytes
+        .windows(32)
+        .position(|w| w == imprint)
+        .expect("the 8th request's imprint is in the journal");
+    bytes[at] ^= 1;
+    std::fs::write(&seg, &bytes).unwrap();
+    let (ok, out) = audit_cmd(&["verify"], &data);
+    assert!(!ok, "{out}");
+    assert!(out.contains("BROKEN") && out.contains("CRC"), "{out}");
+    let (ok, out) = audit_cmd(&["verify", "--json"], &data);
+    assert!(!ok);
+    let v: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(v["intact"], false);
+    // Damage in the middle is not a torn write: the server refuses to start on it.
+    let (ok, out) = run(Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data));
+    assert!(!ok && out.contains("audit verify"), "{out}");
+}
+
+#[test]
+fn kill_9_under_load_loses_nothing_and_ships_everything_exactly_once() {
+    let pg = Postgres::start();
+    let tmp = common::tempdir();
+    let data = tmp.path().join("d");
+    let config = format!("[audit]\npostgres = \"{}\"\n", pg.dsn());
+    let server = Server::start(&data, Some(&config));
+    let loaders = Loaders::start(&server, 4);
+    std::thread::sleep(Duration::from_millis(1500));
+    server.kill();
+    let server = Server::start(&data, Some(&config));
+    *loaders.addr.lock().unwrap() = server.addr;
+    std::thread::sleep(Duration::from_millis(1000));
+    let seen = loaders.finish();
+    assert!(
+        seen.granted.len() > 100,
+        "too little load: {}",
+        seen.granted.len()
+    );
+    let unique: HashSet<&String> = seen.granted.iter().collect();
+    assert_eq!(
+        unique.len(),
+        seen.granted.len(),
+        "a serial was issued twice"
+    );
+    let (ok, out) = audit_cmd(&["verify"], &data);
+    assert!(ok, "{out}");
+    let shipped = wait_shipped(&pg, &data);
+    assert!(shipped >= seen.granted.len());
+    assert_pg_matches_journal(&pg, &data, &seen.granted);
+}
+
+#[test]
+fn a_postgres_outage_mid_load_loses_and_duplicates_nothing() {
+    let pg = Postgres::start();
+    let tmp = common::tempdir();
+    let data = tmp.path().join("d");
+    let config = format!("[audit]\npostgres = \"{}\"\n", pg.dsn());
+    let server = Server::start(&data, Some(&config));
+    let loaders = Loaders::start(&server, 2);
+    std::thread::sleep(Duration::from_millis(700));
+    pg.pause();
+    std::thread::sleep(Duration::from_millis(1000));
+    // Serving went on; the shipper is down and its lag visible.
+    let metrics = common::exchange(&server, b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let text = String::from_utf8_lossy(&metrics.body).into_owned();
+    assert!(text.contains("stampd_audit_shipper_up 0"), "{text}");
+    let lag: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("stampd_audit_shipper_lag_frames "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(lag > 0, "{text}");
+    pg.resume();
+    std::thread::sleep(Duration::from_millis(500));
+    let seen = loaders.finish();
+    assert_eq!(seen.other, 0, "every request was granted during the outage");
+    wait_shipped(&pg, &data);
+    assert_pg_matches_journal(&pg, &data, &seen.granted);
+}
+
+#[test]
+fn postgres_only_mode_commits_before_replying_and_refuses_while_down() {
+    let pg = Postgres::start();
+    let tmp = common::tempdir();
+    let data = tmp.path().join("d");
+    let config = format!(
+        "[audit]\nstore = \"postgres\"\npostgres = \"{}\"\n",
+        pg.dsn()
+    );
+    let server = Server::start(&data, Some(&config));
+    for i in 0..10u8 {
+        let (status, serial, _) = issue(&server, [i; 32]);
+        assert_eq!(status, PkiStatus::Granted);
+        // Group commit waited for the database commit.
+        let found = pg.sql(&format!(
+            "SELECT count(*) FROM audit_record WHERE encode(serial, 'hex') LIKE '%{}'",
+            serial.unwrap()
+        ));
+        assert_eq!(found, "1");
+    }
+    assert!(
+        !data.join("journal").exists(),
+        "no journal in PostgreSQL-only mode"
+    );
+    pg.pause();
+    let started = Instant::now();
+    let (status, serial, fail) = issue(&server, [50; 32]);
+    assert_eq!((status, serial), (PkiStatus::Rejection, None));
+    assert_eq!(fail, vec![FailureInfo::SystemFailure]);
+    assert!(started.elapsed() < Duration::from_secs(20));
+    pg.resume();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while issue(&server, [51; 32]).0 != PkiStatus::Granted {
+        assert!(Instant::now() < deadline, "service did not resume");
+    }
+}
+
+#[test]
+fn migrate_and_query_postgres_from_the_command_line() {
+    let pg = Postgres::start();
+    let dsn = pg.dsn();
+    let migrate = || run(Command::new(BIN).args(["audit", "migrate", "--postgres", &dsn]));
+    let (ok, out) = migrate();
+    assert!(ok && out.contains("1 migration(s) applied"), "{out}");
+    let (ok, out) = migrate();
+    assert!(ok && out.contains("0 migration(s) applied"), "{out}");
+    // A password in the connection string is refused: secrets come from env or files.
+    let (ok, out) = run(Command::new(BIN).args([
+        "audit",
+        "migrate",
+        "--postgres",
+        &format!("{dsn} password=hunter2"),
+    ]));
+    assert!(
+        !ok && out.contains("password") && !out.contains("hunter2"),
+        "{out}"
+    );
+
+    let tmp = common::tempdir();
+    let data = tmp.path().join("d");
+    let config = format!("[audit]\npostgres = \"{dsn}\"\nidentity = \"tsa-a\"\n");
+    let server = Server::start(&data, Some(&config));
+    let (_, serial, _) = issue(&server, [5; 32]);
+    issue(&server, [6; 32]);
+    let serial = serial.unwrap();
+    wait_shipped(&pg, &data);
+    let query = |args: &[&str]| {
+        let (ok, out) = run(Command::new(BIN)
+            .args(["audit", "query", "--postgres", &dsn])
+            .args(args));
+        assert!(ok, "{out}");
+        out.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let found = query(&["--serial", &serial]);
+    assert_eq!(found.len(), 1);
+    // PostgreSQL gives back the same record the journal holds.
+    let journal: Vec<_> = export(&data)
+        .into_iter()
+        .filter(|r| r["serial"] == serial.as_str())
+        .collect();
+    assert_eq!(found, journal);
+    assert_eq!(
+        query(&["--identity", "tsa-a", "--status", "granted"]).len(),
+        2
+    );
+    assert_eq!(query(&["--identity", "tsa-b"]).len(), 0);
+    assert_eq!(query(&["--imprint", &"06".repeat(32)]).len(), 1);
+}
+
+#[test]
+fn group_commit_holds_the_reply_until_the_batch_is_on_disk_and_async_does_not() {
+    let tmp = common::tempdir();
+    // Group commit with a long batch delay: the reply waits for the batch.
+    let data = tmp.path().join("g");
+    let server = Server::start(&data, Some("[audit.batch]\nmax_delay_us = 600000\n"));
+    let started = Instant::now();
+    let (status, serial, _) = issue(&server, [1; 32]);
+    assert_eq!(status, PkiStatus::Granted);
+    assert!(started.elapsed() >= Duration::from_millis(600));
+    assert!(export(&data)
+        .iter()
+        .any(|r| r["serial"] == serial.as_deref().unwrap()));
+    drop(server);
+
+    // Async: the reply leaves at once; the record follows when the batch closes.
+    let data = tmp.path().join("a");
+    let server = Server::start(
+        &data,
+        Some("[audit]\ndurability = \"async\"\n[audit.batch]\nmax_delay_us = 1000000\n"),
+    );
+    let started = Instant::now();
+    let (status, serial, _) = issue(&server, [2; 32]);
+    assert_eq!(status, PkiStatus::Granted);
+    assert!(started.elapsed() < Duration::from_millis(900));
+    assert!(export(&data).is_empty(), "not yet committed");
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(export(&data)
+        .iter()
+        .any(|r| r["serial"] == serial.as_deref().unwrap()));
+    // SIGTERM commits what is queued before exiting.
+    let started = Instant::now();
+    issue(&server, [3; 32]);
+    server.terminate();
+    assert!(started.elapsed() < Duration::from_millis(900));
+    assert_eq!(export(&data).len(), 2);
+}
