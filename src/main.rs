@@ -215,6 +215,17 @@ enum AuditCommand {
         #[arg(long, requires = "dsn")]
         identity: Option<String>,
     },
+    /// Ship a journal to PostgreSQL until caught up (e.g. the journal of a node that is
+    /// gone); safe alongside a running server's shipper.
+    Ship {
+        #[command(flatten)]
+        journal: JournalArgs,
+        #[command(flatten)]
+        postgres: PostgresArgs,
+        /// The TSA identity the records belong to (`[audit] identity`).
+        #[arg(long, default_value = "stampd")]
+        identity: String,
+    },
     /// Create or update stampd's schema in PostgreSQL.
     Migrate {
         #[command(flatten)]
@@ -423,6 +434,11 @@ fn audit(cmd: AuditCommand) -> CmdResult {
                 }
             }
         }
+        AuditCommand::Ship {
+            journal,
+            postgres,
+            identity,
+        } => cli::ship(&journal.dir(), postgres.target()?, &identity, &mut out)?,
         AuditCommand::Migrate { postgres } => cli::migrate(&postgres.target()?, &mut out)?,
     };
     Ok(ExitCode::from(code))

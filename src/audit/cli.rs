@@ -166,6 +166,27 @@ pub fn query_postgres(target: &Target, query: &Query, out: &mut dyn Write) -> Re
     Ok(0)
 }
 
+/// Ships a journal to PostgreSQL from the position stored there, until caught up.
+pub fn ship(dir: &Path, target: Target, identity: &str, out: &mut dyn Write) -> Result<u8, String> {
+    let progress = journal::Progress::of_stopped_journal(dir)?;
+    let started = std::time::Instant::now();
+    let rows = postgres::Shipper {
+        target,
+        identity: identity.to_string(),
+        dir: dir.to_path_buf(),
+        progress: std::sync::Arc::new(progress),
+        batch_rows: super::AuditSettings::default().ship_batch_rows,
+    }
+    .ship_once()?;
+    let secs = started.elapsed().as_secs_f64();
+    let _ = writeln!(
+        out,
+        "shipped {rows} rows in {secs:.2} s ({:.0} rows/s)",
+        rows as f64 / secs.max(1e-9)
+    );
+    Ok(0)
+}
+
 /// Creates or brings up to date stampd's schema.
 pub fn migrate(target: &Target, out: &mut dyn Write) -> Result<u8, String> {
     let rt = postgres::runtime().map_err(|e| e.to_string())?;

@@ -85,6 +85,37 @@ pub struct Progress {
     pub wake: tokio::sync::Notify,
 }
 
+impl Progress {
+    /// For reading a journal no server is writing (`stampd audit ship`): everything in it is
+    /// committed.
+    pub fn of_stopped_journal(dir: &Path) -> Result<Progress, String> {
+        let first = segments(dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .first()
+            .copied()
+            .ok_or_else(|| format!("{}: no audit journal here", dir.display()))?;
+        let path = segment_path(dir, first);
+        let bytes = {
+            let f = File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let mut head = vec![0u8; FRAME_HEAD + PAYLOAD_HEAD + 24];
+            f.read_exact_at(&mut head, 0)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            head
+        };
+        let (journal_id, _) = match parse_frame(&bytes) {
+            Parse::Whole(f, _) if f.kind == Kind::Segment => parse_segment_header(&f.body),
+            _ => None,
+        }
+        .ok_or_else(|| format!("{}: no segment header", path.display()))?;
+        Ok(Progress {
+            journal_id,
+            committed_seq: AtomicU64::new(u64::MAX),
+            shipped_seq: AtomicU64::new(0),
+            wake: tokio::sync::Notify::new(),
+        })
+    }
+}
+
 /// One decoded frame.
 #[derive(Debug, Clone)]
 pub struct Frame {

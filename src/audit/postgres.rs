@@ -407,18 +407,32 @@ impl Shipper {
             Ok(c) => c,
             Err(e) => return e.to_string(),
         };
-        match self.ship(&mut client, stats, shipped_any).await {
-            Ok(never) => match never {},
+        match self.ship(&mut client, stats, shipped_any, false).await {
+            Ok(()) => "shipper stopped".into(),
             Err(e) => e,
         }
     }
 
+    /// Ships what the journal holds now, once, and returns the rows shipped (`stampd audit
+    /// ship`: a journal whose server is gone, or a benchmark).
+    pub fn ship_once(self) -> Result<u64, String> {
+        let rt = runtime().map_err(|e| e.to_string())?;
+        let stats = ShipStats::default();
+        rt.block_on(async {
+            let mut client = self.target.connect().await.map_err(|e| e.to_string())?;
+            self.ship(&mut client, &stats, &mut false, true).await
+        })?;
+        Ok(stats.rows.load(Ordering::Relaxed))
+    }
+
+    /// Ships batches from the stored position; with `once`, returns when caught up.
     async fn ship(
         &self,
         client: &mut Client,
         stats: &ShipStats,
         shipped_any: &mut bool,
-    ) -> Result<std::convert::Infallible, String> {
+        once: bool,
+    ) -> Result<(), String> {
         let pg = |e: tokio_postgres::Error| e.to_string();
         migrate(client).await.map_err(pg)?;
         let journal = self.progress.journal_id as i64;
@@ -471,6 +485,9 @@ impl Shipper {
                 }
             }
             if !advanced {
+                if once {
+                    return Ok(());
+                }
                 let _ = tokio::time::timeout(IDLE_POLL, self.progress.wake.notified()).await;
                 continue;
             }

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# The cost of the audit trail, side by side in one run (issue 4):
+#   off           no audit filter, [audit] store = "none"  (the baseline)
+#   group-commit  the embedded default: journal, reply after fdatasync
+#   async         journal, reply at once
+#   gc+postgres   group-commit journal shipped to a local PostgreSQL (started here)
+#   pg-only       no journal, group commit waits for the PostgreSQL commit
+# then the shipper's own rate: `stampd audit ship` of the group-commit journal into an empty
+# database.
+#
+#   bash bench/wrk/audit.sh [DURATION=10s] [CONNECTIONS=64] [ROUNDS=3]
+#
+# Prints, per case, the median over ROUNDS interleaved rounds of: tokens/s (wrk -t2 on the
+# same box), server CPU per token, wrk's p50/p99 latency at saturation, and p50/p99 with a
+# single connection (the latency one request sees when the server is idle), plus the ratio
+# to the baseline. Run as root (PostgreSQL runs as the postgres user) or as a user that can
+# run the PostgreSQL server binaries.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+dur=${1:-10s}; conns=${2:-64}; rounds=${3:-3}
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+cargo build --release -q --bin stampd
+bin=$PWD/target/release/stampd
+tmp=$(mktemp -d); chmod 755 "$tmp"
+pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+cleanup() {
+  kill $(jobs -p) 2>/dev/null || true
+  as_pg "$pgbin/pg_ctl" -D "$tmp/pg" -m immediate -w stop >/dev/null 2>&1 || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+# PostgreSQL with its default durability (fsync on), on a loopback port.
+pgport=3291
+mkdir "$tmp/pg"; [ "$(id -u)" = 0 ] && chown postgres: "$tmp/pg"
+as_pg "$pgbin/initdb" -D "$tmp/pg" -U postgres -A trust -E UTF8 >/dev/null
+as_pg "$pgbin/pg_ctl" -D "$tmp/pg" -l "$tmp/pg/log" -w \
+  -o "-p $pgport -c listen_addresses=127.0.0.1 -k $tmp/pg" start >/dev/null
+dsn="host=127.0.0.1 port=$pgport user=postgres dbname=postgres"
+psql_() { psql -h 127.0.0.1 -p $pgport -U postgres -d postgres -At -c "$1"; }
+
+"$bin" init --data-dir "$tmp/pki-src" >/dev/null
+echo "wrk-bench data" > "$tmp/data.txt"
+openssl ts -query -data "$tmp/data.txt" -sha256 -out "$tmp/q.tsq" 2>/dev/null
+tck=$(getconf CLK_TCK)
+port=3190
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+config() { # case
+  case $1 in
+    off) printf '[audit]\nstore = "none"\n[[service]]\npreprocess = ["clock"]\n' ;;
+    group-commit) printf '' ;;
+    async) printf '[audit]\ndurability = "async"\n' ;;
+    gc+postgres) printf '[audit]\npostgres = "%s"\nidentity = "bench"\n' "$dsn" ;;
+    pg-only) printf '[audit]\nstore = "postgres"\npostgres = "%s"\nidentity = "bench-pg-only"\n' "$dsn" ;;
+  esac
+}
+
+# wrk's latency line for a percentile, in µs.
+pct() { # output percentile
+  echo "$1" | awk -v p="$2%" '$1 == p {v=$2; if (v ~ /us$/) {sub(/us$/,"",v)} else if (v ~ /ms$/) {sub(/ms$/,"",v); v*=1000} else if (v ~ /s$/) {sub(/s$/,"",v); v*=1e6}; printf "%.0f", v}'
+}
+
+run_case() { # case
+  local c=$1 data=$tmp/data-$1
+  [ -d "$data" ] || { mkdir -p "$data"; cp -r "$tmp/pki-src/pki" "$data/"; }
+  config "$c" > "$tmp/$c.toml"
+  STAMPD_LOG=warn "$bin" serve --config "$tmp/$c.toml" --data-dir "$data" \
+    --listen "127.0.0.1:$port" > /dev/null &
+  local pid=$!
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
+  local before after out reqs rps non2xx one
+  before=$(cpu_ticks $pid)
+  out=$(STAMPD_QUERY=$tmp/q.tsq wrk -t2 -c"$conns" -d"$dur" --latency -s bench/wrk/timestamp.lua "http://127.0.0.1:$port/tsa")
+  after=$(cpu_ticks $pid)
+  one=$(STAMPD_QUERY=$tmp/q.tsq wrk -t1 -c1 -d3s --latency -s bench/wrk/timestamp.lua "http://127.0.0.1:$port/tsa")
+  kill $pid; wait $pid 2>/dev/null || true
+  reqs=$(echo "$out" | awk '/requests in/ {print $1}')
+  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  non2xx=$(echo "$out" | awk '/Non-2xx/ {print $5}')
+  local cpu_us
+  cpu_us=$(awk -v t=$((after - before)) -v r="$reqs" -v hz="$tck" 'BEGIN {printf "%.1f", t * 1e6 / hz / r}')
+  echo "$c $rps $cpu_us $(pct "$out" 50) $(pct "$out" 99) $(pct "$one" 50) $(pct "$one" 99) ${non2xx:-0}"
+}
+
+cases="off group-commit async gc+postgres pg-only"
+results=$tmp/results
+for r in $(seq "$rounds"); do
+  for c in $cases; do
+    run_case "$c" | tee -a "$results" >&2
+  done
+done
+
+# Everything issued with shipping on must be in PostgreSQL once the shipper caught up.
+journal_rows=$("$bin" audit verify --json --data-dir "$tmp/data-gc+postgres" | sed 's/.*"records":\([0-9]*\).*/\1/')
+for _ in $(seq 600); do
+  [ "$(psql_ "SELECT count(*) FROM audit_record WHERE tsa = 'bench'")" = "$journal_rows" ] && break
+  sleep 0.1
+done
+shipped=$(psql_ "SELECT count(*) FROM audit_record WHERE tsa = 'bench'")
+
+# The shipper alone: the whole group-commit journal into the database under a new identity.
+ship_rows=$("$bin" audit verify --json --data-dir "$tmp/data-group-commit" | sed 's/.*"records":\([0-9]*\).*/\1/')
+ship=$("$bin" audit ship --data-dir "$tmp/data-group-commit" --postgres "$dsn" --identity ship-bench)
+
+echo
+echo "median of $rounds rounds, ${dur} each, $conns connections, wrk -t2 on the same $(nproc)-core box;"
+echo "1conn = one connection, 3 s (latency of a request on an idle server)"
+printf '%-13s %10s %7s %9s %9s %9s %12s %12s %7s\n' case tokens/s ratio cpu_us p50_us p99_us 1conn_p50us 1conn_p99us non2xx
+base=$(grep '^off ' "$results" | sort -k2 -n | awk -v n="$rounds" '{a[NR]=$2} END {print a[int((n+1)/2)]}')
+for c in $cases; do
+  grep "^$c " "$results" | sort -k2 -n | awk -v n="$rounds" -v base="$base" \
+    '{a[NR]=$2; cpu[NR]=$3; p50[NR]=$4; p99[NR]=$5; o50[NR]=$6; o99[NR]=$7; e+=$8}
+     END {m=int((n+1)/2); printf "%-13s %10.0f %6.1f%% %9s %9s %9s %12s %12s %7d\n", $1, a[m], 100*a[m]/base, cpu[m], p50[m], p99[m], o50[m], o99[m], e}'
+done
+echo "gc+postgres: journal $journal_rows records, PostgreSQL $shipped rows after catching up"
+echo "shipper alone ($ship_rows records): $ship"
