@@ -215,8 +215,8 @@ enum AuditCommand {
         #[arg(long, requires = "dsn")]
         identity: Option<String>,
     },
-    /// Ship a journal to PostgreSQL until caught up (e.g. the journal of a node that is
-    /// gone); safe alongside a running server's shipper.
+    /// Ship a journal no server is writing to PostgreSQL until caught up (e.g. the journal
+    /// of a node that is gone). A running server ships its own journal.
     Ship {
         #[command(flatten)]
         journal: JournalArgs,
@@ -454,9 +454,12 @@ fn stop_on_signal(audit: std::sync::Arc<dyn stampd::audit::AuditSink>) -> Result
         .spawn(move || {
             if let Some(sig) = signals.forever().next() {
                 tracing::info!(signal = sig, "stopping: committing queued audit records");
-                audit.flush_and_stop();
-                tracing::info!("stopped");
-                std::process::exit(0);
+                if audit.flush_and_stop() {
+                    tracing::info!("stopped");
+                    std::process::exit(0);
+                }
+                tracing::error!("stopped, but queued audit records could not all be committed");
+                std::process::exit(1);
             }
         })
         .map_err(|e| format!("cannot start the signal thread: {e}"))?;

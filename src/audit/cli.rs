@@ -13,6 +13,9 @@ use crate::policy::serial::SERIAL_LEN;
 /// tools (`0x`, upper case, leading zeros).
 pub fn parse_serial(s: &str) -> Result<Vec<u8>, String> {
     let digits = s.trim_start_matches("0x").trim_start_matches("0X");
+    if digits.is_empty() {
+        return Err(format!("--serial {s:?}: no digits"));
+    }
     let digits = if digits.len() % 2 == 1 {
         format!("0{digits}")
     } else {
@@ -131,8 +134,16 @@ pub fn export(dir: &Path, query: &Query, out: &mut dyn Write) -> Result<u8, Stri
     loop {
         match reader.next(u64::MAX).map_err(|e| e.to_string())? {
             Next::Frame(f) if f.kind == Kind::Record => {
-                let r =
-                    Record::decode(&f.body).map_err(|e| format!("journal frame {}: {e}", f.seq))?;
+                let r = match Record::decode(&f.body) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        eprintln!(
+                            "stampd: journal frame {} does not decode: {e}; run `stampd audit verify`",
+                            f.seq
+                        );
+                        return Ok(1);
+                    }
+                };
                 if query.matches(&r) && writeln!(out, "{}", r.to_json(Some(f.seq))).is_err() {
                     // The reader went away (e.g. `| head`).
                     return Ok(0);
@@ -168,6 +179,8 @@ pub fn query_postgres(target: &Target, query: &Query, out: &mut dyn Write) -> Re
 
 /// Ships a journal to PostgreSQL from the position stored there, until caught up.
 pub fn ship(dir: &Path, target: Target, identity: &str, out: &mut dyn Write) -> Result<u8, String> {
+    // Only a journal no server is writing: a live one may still cut its unsynced tail.
+    let _lock = journal::lock_journal(dir)?;
     let progress = journal::Progress::of_stopped_journal(dir)?;
     let started = std::time::Instant::now();
     let rows = postgres::Shipper {
@@ -215,6 +228,7 @@ mod tests {
             assert_eq!(parse_serial(s).unwrap(), canonical, "{s}");
         }
         assert!(parse_serial("xyz").is_err());
+        assert!(parse_serial("").is_err() && parse_serial("0x").is_err());
         assert!(parse_serial(&"ff".repeat(19)).is_err());
     }
 

@@ -7,8 +7,8 @@
 //! - a segment header, first in every segment file (magic, journal id, segment number);
 //!   a new segment is written as a temporary file and renamed, so every segment file has one;
 //! - an audit record ([`Record`]);
-//! - a checkpoint every `checkpoint_every` records (record count and time; its hash is
-//!   logged, so operators can anchor the chain outside this machine).
+//! - a checkpoint whenever seq reaches a multiple of `checkpoint_every` (its time; its hash
+//!   is logged, so operators can anchor the chain outside this machine).
 //!
 //! One batch is one `write` and one `fdatasync`. A crash can leave part of the last batch
 //! (a torn tail): on open it is moved aside to `SEGMENT.torn-OFFSET` and the segment cut back
@@ -67,7 +67,7 @@ pub struct Settings {
     pub segment_bytes: u64,
     /// Closed segments older than this are deleted once shipped (`None`: kept for ever).
     pub retention: Option<Duration>,
-    /// A checkpoint frame after this many records.
+    /// A checkpoint frame whenever seq reaches a multiple of this.
     pub checkpoint_every: u64,
     /// The longest damaged tail that is treated as a torn batch write and cut on open.
     pub max_torn_tail: u64,
@@ -129,12 +129,17 @@ pub struct Frame {
 /// The writer's end.
 pub struct Journal {
     settings: Settings,
+    /// Held while open: one writer per journal.
+    _lock: File,
     file: File,
     segment: u64,
     offset: u64,
     next_seq: u64,
     head: Hash,
-    records: u64,
+    /// Set once the file is in an unknown state: every later batch fails.
+    failed: Option<String>,
+    /// The last rotation failed (logged once until one succeeds).
+    rotate_failed: bool,
     progress: Arc<Progress>,
     buf: Vec<u8>,
 }
@@ -240,7 +245,9 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 /// Writes a new segment file atomically (temporary file, fsync, rename, fsync the directory)
-/// holding only its header. Returns the header's hash.
+/// holding only its header. Returns the open file and the header's hash. The file is opened
+/// before the rename, so nothing after the rename can fail but the directory sync; if that
+/// fails the new segment is removed again.
 fn create_segment(
     dir: &Path,
     journal_id: u64,
@@ -256,12 +263,19 @@ fn create_segment(
     });
     let path = segment_path(dir, segment);
     let tmp = path.with_extension("seg.tmp");
-    let mut f = File::create(&tmp)?;
-    f.write_all(&buf)?;
-    f.sync_all()?;
+    // Left over from an earlier attempt that failed: never used.
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = OpenOptions::new()
+        .create_new(true)
+        .append(true)
+        .open(&tmp)?;
+    file.write_all(&buf)?;
+    file.sync_all()?;
     std::fs::rename(&tmp, &path)?;
-    sync_dir(dir)?;
-    let file = OpenOptions::new().append(true).open(&path)?;
+    if let Err(e) = sync_dir(dir) {
+        let _ = std::fs::remove_file(&path);
+        return Err(e);
+    }
     Ok((file, buf.len() as u64, hash))
 }
 
@@ -273,13 +287,68 @@ pub struct OpenReport {
     pub torn_bytes: u64,
 }
 
+/// The state of the last segment, read on open.
+struct Tail {
+    journal_id: u64,
+    last_seq: u64,
+    head: Hash,
+    /// Where whole frames end.
+    whole: usize,
+    /// Where damage starts, if anywhere.
+    bad_at: Option<usize>,
+}
+
+/// Reads the last segment: its header, and frames while they are whole and continue the
+/// chain (seq + 1, prev = hash of the previous frame).
+fn scan_tail(path: &Path, bytes: &[u8]) -> Result<Tail, String> {
+    let no_header = || {
+        format!(
+            "{}: no segment header; run `stampd audit verify`",
+            path.display()
+        )
+    };
+    let (header, mut at) = match parse_frame(bytes) {
+        Parse::Whole(f, len) if f.kind == Kind::Segment => (f, len),
+        _ => return Err(no_header()),
+    };
+    let (journal_id, _) = parse_segment_header(&header.body).ok_or_else(no_header)?;
+    let (mut last_seq, mut head) = (header.seq, header.hash);
+    let bad_at = loop {
+        match parse_frame(&bytes[at..]) {
+            Parse::Whole(f, len) if f.seq == last_seq.wrapping_add(1) && f.prev == head => {
+                if f.kind == Kind::Segment {
+                    break Some(at);
+                }
+                (last_seq, head) = (f.seq, f.hash);
+                at += len;
+            }
+            Parse::Incomplete(_) if at == bytes.len() => break None,
+            _ => break Some(at),
+        }
+    };
+    Ok(Tail {
+        journal_id,
+        last_seq,
+        head,
+        whole: at,
+        bad_at,
+    })
+}
+
 impl Journal {
     /// Opens the journal in `settings.dir`, creating it when absent and cutting a torn tail.
     pub fn open(settings: Settings) -> Result<(Journal, OpenReport), String> {
         let dir = &settings.dir;
         let err = |e: std::io::Error| format!("{}: {e}", dir.display());
         std::fs::create_dir_all(dir).map_err(err)?;
+        let lock = lock_journal(dir)?;
         let mut report = OpenReport::default();
+        // A temporary segment left by a crash during rotation was never used.
+        for entry in std::fs::read_dir(dir).map_err(err)?.flatten() {
+            if entry.file_name().to_string_lossy().ends_with(".seg.tmp") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
         let present = segments(dir).map_err(err)?;
         let Some(&last) = present.last() else {
             let mut id = [0u8; 8];
@@ -289,102 +358,65 @@ impl Journal {
             let (file, offset, head) =
                 create_segment(dir, journal_id, 1, 0, &[0; 32]).map_err(err)?;
             report.created = true;
+            let tail = (1, offset, 0, head);
             return Ok((
-                Journal::assemble(settings, file, journal_id, 1, offset, 1, head, 0),
+                Journal::assemble(settings, lock, file, journal_id, tail),
                 report,
             ));
         };
         let path = segment_path(dir, last);
         let bytes = std::fs::read(&path).map_err(err)?;
-        let mut at = 0usize;
-        let mut header = None;
-        let mut last_frame: Option<(u64, Hash)> = None;
-        let mut records = 0u64;
-        let bad_at = loop {
-            match parse_frame(&bytes[at..]) {
-                Parse::Whole(frame, len) => {
-                    if header.is_none() {
-                        header = parse_segment_header(&frame.body)
-                            .filter(|_| frame.kind == Kind::Segment);
-                        if header.is_none() {
-                            return Err(format!(
-                                "{}: no segment header; run `stampd audit verify`",
-                                path.display()
-                            ));
-                        }
-                    }
-                    if frame.kind == Kind::Record {
-                        records += 1;
-                    }
-                    last_frame = Some((frame.seq, frame.hash));
-                    at += len;
-                }
-                Parse::Incomplete(_) if at == bytes.len() => break None,
-                Parse::Incomplete(_) | Parse::Corrupt(_) => break Some(at),
-            }
-        };
-        let (Some((journal_id, _)), Some((last_seq, head))) = (header, last_frame) else {
-            return Err(format!(
-                "{}: no segment header; run `stampd audit verify`",
-                path.display()
-            ));
-        };
-        if let Some(cut) = bad_at {
-            let tail = (bytes.len() - cut) as u64;
-            let last_seq = last_frame.map_or(0, |(s, _)| s);
-            if tail > settings.max_torn_tail || frame_after(&bytes, cut, last_seq) {
+        let tail = scan_tail(&path, &bytes)?;
+        if let Some(cut) = tail.bad_at {
+            let len = (bytes.len() - cut) as u64;
+            if len > settings.max_torn_tail || frame_after(&bytes, cut, tail.last_seq) {
                 return Err(format!(
-                    "{}: damaged at byte {cut} with {tail} bytes after it; that is not a torn \
+                    "{}: damaged at byte {cut} with {len} bytes after it; that is not a torn \
                      write. Run `stampd audit verify --data-dir DIR` and restore the journal",
                     path.display()
                 ));
             }
-            let aside = path.with_extension(format!("seg.torn-{cut}"));
-            std::fs::write(&aside, &bytes[cut..]).map_err(err)?;
+            let aside = path.with_extension(format!("seg.torn-{cut}-{}", unix_now()));
+            let mut keep = File::create(&aside).map_err(err)?;
+            keep.write_all(&bytes[cut..])
+                .and_then(|()| keep.sync_all())
+                .map_err(err)?;
             let f = OpenOptions::new().write(true).open(&path).map_err(err)?;
             f.set_len(cut as u64).map_err(err)?;
             f.sync_all().map_err(err)?;
-            report.torn_bytes = tail;
-            tracing::warn!(segment = %path.display(), bytes = tail, kept = %aside.display(), "cut a torn journal tail (a batch that was never acknowledged)");
+            report.torn_bytes = len;
+            tracing::warn!(segment = %path.display(), bytes = len, kept = %aside.display(), "cut a torn journal tail (a batch that was never acknowledged)");
         }
         let file = OpenOptions::new().append(true).open(&path).map_err(err)?;
+        let state = (last, tail.whole as u64, tail.last_seq, tail.head);
         Ok((
-            Journal::assemble(
-                settings,
-                file,
-                journal_id,
-                last,
-                bad_at.unwrap_or(bytes.len()) as u64,
-                last_seq + 1,
-                head,
-                records,
-            ),
+            Journal::assemble(settings, lock, file, tail.journal_id, state),
             report,
         ))
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// `tail`: segment number, its length, the last seq and its hash.
     fn assemble(
         settings: Settings,
+        lock: File,
         file: File,
         journal_id: u64,
-        segment: u64,
-        offset: u64,
-        next_seq: u64,
-        head: Hash,
-        records: u64,
+        tail: (u64, u64, u64, Hash),
     ) -> Journal {
+        let (segment, offset, last_seq, head) = tail;
         Journal {
             settings,
+            _lock: lock,
             file,
             segment,
             offset,
-            next_seq,
+            next_seq: last_seq + 1,
             head,
-            records,
+            failed: None,
+            rotate_failed: false,
             progress: Arc::new(Progress {
                 journal_id,
-                committed_seq: AtomicU64::new(next_seq - 1),
+                committed_seq: AtomicU64::new(last_seq),
                 shipped_seq: AtomicU64::new(u64::MAX),
                 wake: tokio::sync::Notify::new(),
             }),
@@ -401,75 +433,95 @@ impl Journal {
     }
 
     /// Writes a batch with one write and one fdatasync. On failure nothing of the batch
-    /// counts: the segment is cut back and the chain state is unchanged.
+    /// counts. A failed write whose bytes could be cut off again (disk full) may be retried
+    /// with the next batch; a failed fdatasync, or a cut that fails, leaves the file in an
+    /// unknown state, so the journal refuses every later batch until a restart repairs it.
     pub fn append(&mut self, records: &[Record]) -> std::io::Result<()> {
+        if let Some(why) = &self.failed {
+            return Err(std::io::Error::other(format!(
+                "journal stopped after an earlier failure ({why}); restart stampd"
+            )));
+        }
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
-        let (mut seq, mut head, mut count) = (self.next_seq, self.head, self.records);
+        let (mut seq, mut head) = (self.next_seq, self.head);
         let mut checkpoints = Vec::new();
         for r in records {
             head = push_frame(&mut buf, Kind::Record, seq, &head, |out| r.encode(out));
             seq += 1;
-            count += 1;
-            if count.is_multiple_of(self.settings.checkpoint_every) {
-                let now = SystemTime::now()
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
+            // Checkpoints by seq, so they stay evenly spaced across restarts.
+            if seq.is_multiple_of(self.settings.checkpoint_every) {
+                let now = unix_now();
                 head = push_frame(&mut buf, Kind::Checkpoint, seq, &head, |out| {
-                    out.extend_from_slice(&count.to_le_bytes());
                     out.extend_from_slice(&now.to_le_bytes());
                 });
                 checkpoints.push((seq, head));
                 seq += 1;
             }
         }
-        let written = self
-            .file
-            .write_all(&buf)
-            .and_then(|()| self.file.sync_data());
-        if let Err(e) = written {
-            // Whatever reached the file is not acknowledged: cut it so the chain stays whole.
+        if let Err(e) = self.file.write_all(&buf) {
+            // Nothing of this batch is acknowledged: cut it off so the chain stays whole.
+            if let Err(cut) = self.file.set_len(self.offset) {
+                self.failed = Some(format!("cannot cut a failed write: {cut}"));
+            }
+            self.buf = buf;
+            return Err(e);
+        }
+        if let Err(e) = self.file.sync_data() {
+            // After a failed fdatasync the page cache may hold data the disk does not
+            // (and the kernel may have dropped the error): stop.
             let _ = self.file.set_len(self.offset);
+            self.failed = Some(format!("fdatasync failed: {e}"));
             self.buf = buf;
             return Err(e);
         }
         self.offset += buf.len() as u64;
         self.buf = buf;
         for (seq, hash) in checkpoints {
-            tracing::info!(seq, hash = %super::record::hex(&hash), records = count, "journal checkpoint");
+            tracing::info!(seq, hash = %super::record::hex(&hash), "journal checkpoint");
         }
         self.next_seq = seq;
         self.head = head;
-        self.records = count;
         self.progress
             .committed_seq
             .store(seq - 1, Ordering::Release);
         self.progress.wake.notify_one();
-        if self.offset >= self.settings.segment_bytes {
-            self.rotate()?;
-        }
         Ok(())
     }
 
-    fn rotate(&mut self) -> std::io::Result<()> {
+    /// Begins a new segment once this one is full. Called after a batch is acknowledged:
+    /// a failure here fails no batch; it is logged and tried again after the next one.
+    pub fn rotate_if_full(&mut self) {
+        if self.offset < self.settings.segment_bytes || self.failed.is_some() {
+            return;
+        }
         let next = self.segment + 1;
-        let (file, offset, head) = create_segment(
+        match create_segment(
             &self.settings.dir,
             self.progress.journal_id,
             next,
             self.next_seq,
             &self.head,
-        )?;
-        self.file = file;
-        self.segment = next;
-        self.offset = offset;
-        self.head = head;
-        self.next_seq += 1;
-        self.progress
-            .committed_seq
-            .store(self.next_seq - 1, Ordering::Release);
-        self.prune();
-        Ok(())
+        ) {
+            Ok((file, offset, head)) => {
+                self.file = file;
+                self.segment = next;
+                self.offset = offset;
+                self.head = head;
+                self.next_seq += 1;
+                self.rotate_failed = false;
+                self.progress
+                    .committed_seq
+                    .store(self.next_seq - 1, Ordering::Release);
+                self.prune();
+            }
+            Err(e) => {
+                if !self.rotate_failed {
+                    tracing::error!(error = %e, "cannot begin a new journal segment; the current one grows");
+                }
+                self.rotate_failed = true;
+            }
+        }
     }
 
     /// Retention: deletes closed segments older than the retention period whose every frame
@@ -507,28 +559,50 @@ impl Journal {
     }
 }
 
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Takes the journal's lock file: one writer (or `audit ship`) per journal.
+pub fn lock_journal(dir: &Path) -> Result<File, String> {
+    let path = dir.join("journal.lock");
+    let lock = File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    lock.try_lock().map_err(|_| {
+        format!(
+            "{} is locked: a running stampd writes this journal",
+            path.display()
+        )
+    })?;
+    Ok(lock)
+}
+
 /// Is there a whole frame anywhere after `from` that continues the journal (seq above
 /// `last_seq`)? A torn write is the end of the file; a frame after damage means the damage
 /// is something else. Cheap checks (length, kind, seq range) come before the CRC.
 fn frame_after(bytes: &[u8], from: usize, last_seq: u64) -> bool {
-    let max_seq = last_seq + (bytes.len() - from) as u64;
+    let max_seq = last_seq.saturating_add((bytes.len() - from) as u64);
     (from + 1..bytes.len().saturating_sub(FRAME_HEAD + PAYLOAD_HEAD)).any(|at| {
         let b = &bytes[at..];
         let len = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
         if len < PAYLOAD_HEAD || len > b.len() - FRAME_HEAD || Kind::from_u8(b[8]).is_none() {
             return false;
         }
-        let seq = u64::from_le_bytes(b[9..17].try_into().unwrap_or_default());
+        let seq = u64::from_le_bytes([b[9], b[10], b[11], b[12], b[13], b[14], b[15], b[16]]);
         seq > last_seq && seq <= max_seq && matches!(parse_frame(b), Parse::Whole(..))
     })
 }
 
-/// The seq of a segment's header.
+/// The seq of a segment's header, when the header is whole.
 fn first_seq(path: &Path) -> Option<u64> {
     let f = File::open(path).ok()?;
-    let mut head = [0u8; FRAME_HEAD + PAYLOAD_HEAD];
+    let mut head = [0u8; FRAME_HEAD + PAYLOAD_HEAD + 24];
     f.read_exact_at(&mut head, 0).ok()?;
-    Some(u64::from_le_bytes(head[9..17].try_into().ok()?))
+    match parse_frame(&head) {
+        Parse::Whole(frame, _) if frame.kind == Kind::Segment => Some(frame.seq),
+        _ => None,
+    }
 }
 
 /// What a [`Reader`] found next.
@@ -626,6 +700,10 @@ impl Reader {
             match parsed {
                 Parse::Whole(frame, len) => {
                     if frame.seq > limit {
+                        // Not committed yet: it may still be cut (a failed batch) and
+                        // rewritten, so nothing past the committed point stays cached.
+                        self.buf.clear();
+                        self.buf_at = self.at.offset;
                         return Ok(Next::End { incomplete: 0 });
                     }
                     self.last = self.at;
@@ -748,8 +826,11 @@ pub fn verify(dir: &Path) -> std::io::Result<Verified> {
         }
         if v.broken.is_none() {
             match v.head {
-                None if frame.seq == 0 && frame.prev != [0; 32] => {
+                None if (frame.seq == 0 || at.segment == 1) && frame.prev != [0; 32] => {
                     v.broken = fail("the first frame does not start the chain")
+                }
+                None if at.segment == 1 && frame.seq != 0 => {
+                    v.broken = fail("segment 1 does not start at seq 0")
                 }
                 None if frame.seq == 0 => {}
                 // The first segment left after retention: the chain before it is gone.
@@ -824,7 +905,7 @@ mod tests {
         j.append(&batch[6..]).unwrap();
         assert_eq!(records(tmp.path()), batch);
         let v = verify(tmp.path()).unwrap();
-        assert_eq!((v.records, v.checkpoints, v.segments), (10, 2, 1));
+        assert_eq!((v.records, v.checkpoints, v.segments), (10, 3, 1));
         assert!(v.broken.is_none(), "{:?}", v.broken);
         assert_eq!(v.head, Some(j.head()));
     }
@@ -838,6 +919,7 @@ mod tests {
         let batch: Vec<_> = (0..20).map(sample).collect();
         for r in batch.chunks(3) {
             j.append(r).unwrap();
+            j.rotate_if_full();
         }
         assert!(segments(tmp.path()).unwrap().len() > 3);
         assert_eq!(records(tmp.path()), batch);
@@ -850,6 +932,7 @@ mod tests {
         j.progress.shipped_seq.store(u64::MAX, Ordering::Release);
         std::thread::sleep(Duration::from_millis(5));
         j.append(&batch[..4]).unwrap();
+        j.rotate_if_full();
         let left = segments(tmp.path()).unwrap();
         assert_eq!(left.len(), 1, "{left:?}");
         let v = verify(tmp.path()).unwrap();
@@ -866,6 +949,7 @@ mod tests {
         j.progress.shipped_seq.store(0, Ordering::Release);
         for r in (0..20).map(sample).collect::<Vec<_>>().chunks(3) {
             j.append(r).unwrap();
+            j.rotate_if_full();
         }
         assert_eq!(records(tmp.path()).len(), 20);
     }

@@ -42,8 +42,11 @@ pub trait AuditSink: Send + Sync {
     /// Takes one record. With `durable`, the answer is a [`Durable`] that fires once the
     /// record is committed (group commit); without, the record is queued (async).
     fn submit(&self, record: Record, durable: bool) -> Result<Option<Durable>, Full>;
-    /// Commits what is queued and stops (graceful shutdown).
-    fn flush_and_stop(&self) {}
+    /// Refuses new records, commits what is queued and stops (graceful shutdown); false
+    /// when something could not be committed.
+    fn flush_and_stop(&self) -> bool {
+        true
+    }
     /// Appends Prometheus text for `GET /metrics`.
     fn metrics(&self, _out: &mut String) {}
 }
@@ -81,8 +84,9 @@ pub enum Durability {
     /// missing from the trail.
     #[default]
     GroupCommit,
-    /// At once; the record follows. A crash loses at most the records of the last
-    /// `max_delay` plus one commit.
+    /// At once; the record follows. A crash loses the records not yet committed: those of
+    /// the batch being written and those queued behind it (normally the last `max_delay`
+    /// plus one fdatasync, at most `queue_capacity` records when the disk stalls).
     Async,
 }
 
@@ -211,6 +215,17 @@ impl AuditSettings {
             errors
                 .push("audit.journal: segment_mib and checkpoint_every must be at least 1".into());
         }
+        if j.segment_mib > 4096 {
+            errors.push("audit.journal.segment_mib: at most 4096".into());
+        }
+        if j.retention_days > 36_500 {
+            errors.push(
+                "audit.journal.retention_days: at most 36500 (0 keeps segments for ever)".into(),
+            );
+        }
+        if b.max_bytes > 64 << 20 {
+            errors.push("audit.batch.max_bytes: at most 67108864 (64 MiB)".into());
+        }
         if self.identity.is_empty() {
             errors.push("audit.identity: must not be empty".into());
         }
@@ -249,9 +264,9 @@ impl AuditSettings {
             retention: (j.retention_days > 0)
                 .then(|| Duration::from_secs(j.retention_days * 86_400)),
             checkpoint_every: j.checkpoint_every,
-            // One batch is one write: a torn write is at most one batch, plus one record
-            // that may exceed the byte limit on its own.
-            max_torn_tail: (self.batch.max_bytes as u64) + (1 << 20),
+            // One batch is one write: a torn write is at most one batch (its records may
+            // pass the byte limit by one record, bounded by the HTTP body limit).
+            max_torn_tail: 2 * (self.batch.max_bytes as u64) + (4 << 20),
         }
     }
 
@@ -348,8 +363,8 @@ impl AuditSink for Trail {
         self.writer.submit(record, durable)
     }
 
-    fn flush_and_stop(&self) {
-        self.writer.flush_and_stop();
+    fn flush_and_stop(&self) -> bool {
+        self.writer.flush_and_stop()
     }
 
     fn metrics(&self, out: &mut String) {
@@ -363,6 +378,10 @@ impl AuditSink for Trail {
 impl writer::Store for Journal {
     fn commit(&mut self, batch: &[Record]) -> Result<(), String> {
         self.append(batch).map_err(|e| format!("journal: {e}"))
+    }
+
+    fn after_commit(&mut self) {
+        self.rotate_if_full();
     }
 
     fn metrics(&self, out: &mut String) {

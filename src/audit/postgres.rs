@@ -54,13 +54,14 @@ CREATE TABLE audit_position (
     segment  bigint      NOT NULL,
     "offset" bigint      NOT NULL,
     seq      bigint      NOT NULL,
+    hash     bytea       NOT NULL,
     updated  timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (tsa, journal)
 );
 "#];
 
-/// Any conflict (a row shipped before a crash, or a serial seen before) is skipped: rows are
-/// idempotent on (tsa, journal, seq) and on (tsa, serial).
+/// A row shipped before (a crash between the commit and its acknowledgement) is skipped; a
+/// serial seen before under another journal fails the insert (see [`Rows::insert`]).
 const INSERT: &str = r#"
 INSERT INTO audit_record (tsa, journal, seq, serial, gen_time, gen_time_ns, status, fail_info,
     http_status, service, policy, policy_oid, hash_algorithm, message_imprint, nonce, cert_req,
@@ -73,13 +74,17 @@ FROM unnest($3::bigint[], $4::bytea[], $5::bigint[], $6::text[], $7::text[], $8:
     $16::inet[], $17::text[], $18::bigint[], $19::bytea[], $20::bytea[])
     AS u(seq, serial, ns, status, fail_info, http_status, service, policy, policy_oid, hash,
          imprint, nonce, cert_req, client, key_id, latency, request, response)
-ON CONFLICT DO NOTHING
+ON CONFLICT (tsa, journal, seq) DO NOTHING
 "#;
 
+/// The position only moves forward.
 const SET_POSITION: &str = r#"
-INSERT INTO audit_position (tsa, journal, segment, "offset", seq) VALUES ($1, $2, $3, $4, $5)
+INSERT INTO audit_position (tsa, journal, segment, "offset", seq, hash)
+VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (tsa, journal) DO UPDATE
-SET segment = excluded.segment, "offset" = excluded."offset", seq = excluded.seq, updated = now()
+SET segment = excluded.segment, "offset" = excluded."offset", seq = excluded.seq,
+    hash = excluded.hash, updated = now()
+WHERE audit_position.seq < excluded.seq
 "#;
 
 /// Checks a connection string without connecting: it parses, holds no password (secrets
@@ -172,69 +177,68 @@ pub async fn migrate(client: &mut Client) -> Result<usize, tokio_postgres::Error
     Ok(MIGRATIONS.len().saturating_sub(done))
 }
 
-/// Column arrays for one multi-row insert.
+/// Column arrays for one multi-row insert, borrowed from the records.
 #[derive(Default)]
-struct Rows {
+struct Rows<'a> {
     seq: Vec<i64>,
-    serial: Vec<Option<Vec<u8>>>,
+    serial: Vec<Option<&'a [u8]>>,
     ns: Vec<i64>,
     status: Vec<&'static str>,
     fail_info: Vec<Option<&'static str>>,
     http_status: Vec<i32>,
-    service: Vec<String>,
-    policy: Vec<Option<String>>,
-    policy_oid: Vec<Option<String>>,
+    service: Vec<&'a str>,
+    policy: Vec<Option<&'a str>>,
+    policy_oid: Vec<Option<&'a str>>,
     hash: Vec<Option<&'static str>>,
-    imprint: Vec<Option<Vec<u8>>>,
-    nonce: Vec<Option<Vec<u8>>>,
+    imprint: Vec<Option<&'a [u8]>>,
+    nonce: Vec<Option<&'a [u8]>>,
     cert_req: Vec<bool>,
     client: Vec<Option<std::net::IpAddr>>,
-    key_id: Vec<Option<String>>,
+    key_id: Vec<Option<&'a str>>,
     latency: Vec<i64>,
-    request: Vec<Option<Vec<u8>>>,
-    response: Vec<Option<Vec<u8>>>,
+    request: Vec<Option<&'a [u8]>>,
+    response: Vec<Option<&'a [u8]>>,
 }
 
-impl Rows {
-    fn len(&self) -> usize {
-        self.seq.len()
+impl<'a> Rows<'a> {
+    fn of(records: impl Iterator<Item = (u64, &'a Record)>) -> Rows<'a> {
+        let mut rows = Rows::default();
+        for (seq, r) in records {
+            let (fail_info, http_status) = r.fail_info_and_http_status();
+            rows.seq.push(seq as i64);
+            rows.serial.push(r.serial().map(|s| &s[..]));
+            rows.ns
+                .push(i64::try_from(r.time.unix_nanos()).unwrap_or(i64::MAX));
+            rows.status.push(r.status());
+            rows.fail_info.push(fail_info);
+            rows.http_status.push(i32::from(http_status));
+            rows.service.push(&r.service);
+            rows.policy.push(r.policy.as_deref());
+            rows.policy_oid.push(r.policy_oid.as_deref());
+            rows.hash.push(r.hash.map(HashAlg::name));
+            rows.imprint.push(r.imprint.as_deref());
+            rows.nonce.push(r.nonce.as_deref());
+            rows.cert_req.push(r.cert_req);
+            rows.client.push(r.client);
+            rows.key_id.push(r.key_id.as_deref());
+            rows.latency
+                .push(i64::try_from(r.latency_us).unwrap_or(i64::MAX));
+            rows.request.push(r.request.as_deref());
+            rows.response.push(r.response.as_deref());
+        }
+        rows
     }
 
-    fn push(&mut self, seq: u64, r: Record) {
-        let (fail_info, http_status) = match r.outcome {
-            Outcome::Granted { .. } => (None, 200),
-            Outcome::Rejected(f) => (Some(f.name()), 200),
-            Outcome::Refused(s) => (None, i32::from(s)),
-        };
-        self.seq.push(seq as i64);
-        self.serial.push(r.serial().map(|s| s.to_vec()));
-        self.ns
-            .push(i64::try_from(r.time.unix_nanos()).unwrap_or(i64::MAX));
-        self.status.push(r.status());
-        self.fail_info.push(fail_info);
-        self.http_status.push(http_status);
-        self.service.push(r.service.to_string());
-        self.policy.push(r.policy.map(|p| p.to_string()));
-        self.policy_oid.push(r.policy_oid.map(|p| p.to_string()));
-        self.hash.push(r.hash.map(HashAlg::name));
-        self.imprint.push(r.imprint);
-        self.nonce.push(r.nonce);
-        self.cert_req.push(r.cert_req);
-        self.client.push(r.client);
-        self.key_id.push(r.key_id.map(|k| k.to_string()));
-        self.latency
-            .push(i64::try_from(r.latency_us).unwrap_or(i64::MAX));
-        self.request.push(r.request);
-        self.response.push(r.response);
-    }
-
+    /// Inserts every row. Rows already present (same identity, journal and seq: shipped
+    /// before a crash) are skipped; a serial already present under another journal is an
+    /// error, never skipped: it means two TSAs share one identity.
     async fn insert(
         &self,
         tx: &tokio_postgres::Transaction<'_>,
         stmt: &Statement,
         identity: &str,
         journal: i64,
-    ) -> Result<u64, tokio_postgres::Error> {
+    ) -> Result<u64, String> {
         let params: [&(dyn ToSql + Sync); 20] = [
             &identity,
             &journal,
@@ -257,7 +261,19 @@ impl Rows {
             &self.request,
             &self.response,
         ];
-        tx.execute(stmt, &params).await
+        tx.execute(stmt, &params).await.map_err(|e| {
+            let serial_clash = e
+                .as_db_error()
+                .is_some_and(|d| d.constraint() == Some("audit_record_serial"));
+            if serial_clash {
+                format!(
+                    "a serial number is already in PostgreSQL under identity `{identity}` from \
+                     another journal: two TSAs share this identity or node_id ({e})"
+                )
+            } else {
+                e.to_string()
+            }
+        })
     }
 }
 
@@ -272,49 +288,95 @@ pub struct DirectStore {
     seq: u64,
 }
 
+/// Longest a database round (connect, insert, commit) may take before it counts as failed.
+const DB_DEADLINE: Duration = Duration::from_secs(10);
+
 impl DirectStore {
     pub fn new(target: Target, identity: &str) -> std::io::Result<DirectStore> {
         let mut id = [0u8; 8];
         aws_lc_rs::rand::fill(&mut id).map_err(|_| std::io::Error::other("no randomness"))?;
-        Ok(DirectStore {
+        let mut store = DirectStore {
             rt: runtime()?,
             target,
             identity: identity.to_string(),
             client: None,
             journal: (u64::from_le_bytes(id) >> 1) as i64,
             seq: 0,
-        })
+        };
+        // Find a wrong password or an absent database at start, not at the first request.
+        if let Err(e) = store.connect() {
+            tracing::warn!(error = %e, "audit: PostgreSQL is not reachable yet; requests get systemFailure until it is");
+        }
+        Ok(store)
+    }
+
+    fn connect(&mut self) -> Result<(), String> {
+        let target = &self.target;
+        let connected = self.rt.block_on(async {
+            tokio::time::timeout(DB_DEADLINE, async {
+                let mut client = target.connect().await?;
+                migrate(&mut client).await?;
+                let stmt = client.prepare(INSERT).await?;
+                Ok::<_, tokio_postgres::Error>((client, stmt))
+            })
+            .await
+        });
+        match connected {
+            Ok(Ok(c)) => {
+                self.client = Some(c);
+                Ok(())
+            }
+            Ok(Err(e)) => Err(format!("PostgreSQL: {e}")),
+            Err(_) => Err("PostgreSQL: no answer within 10 s".into()),
+        }
+    }
+
+    fn insert(&mut self, batch: &[Record], first_seq: u64) -> Result<(), String> {
+        let (identity, journal) = (&self.identity, self.journal);
+        let Some((client, stmt)) = self.client.as_mut() else {
+            return Err("PostgreSQL: not connected".into());
+        };
+        let rows = Rows::of((first_seq..).zip(batch));
+        // The timer must be created inside the runtime.
+        let done = self.rt.block_on(async {
+            tokio::time::timeout(DB_DEADLINE, async {
+                let tx = client
+                    .transaction()
+                    .await
+                    .map_err(|e| format!("PostgreSQL: {e}"))?;
+                rows.insert(&tx, stmt, identity, journal)
+                    .await
+                    .map_err(|e| format!("PostgreSQL: {e}"))?;
+                tx.commit().await.map_err(|e| format!("PostgreSQL: {e}"))
+            })
+            .await
+        });
+        done.unwrap_or_else(|_| Err("PostgreSQL: no answer within 10 s".into()))
     }
 }
 
 impl super::writer::Store for DirectStore {
     fn commit(&mut self, batch: &[Record]) -> Result<(), String> {
-        let mut rows = Rows::default();
-        for r in batch {
-            self.seq += 1;
-            rows.push(self.seq, r.clone());
-        }
-        let (target, identity, journal) = (&self.target, &self.identity, self.journal);
-        let slot = &mut self.client;
-        let result = self.rt.block_on(async {
-            if slot.is_none() {
-                let mut client = target.connect().await?;
-                migrate(&mut client).await?;
-                let stmt = client.prepare(INSERT).await?;
-                *slot = Some((client, stmt));
+        let first = self.seq + 1;
+        self.seq += batch.len() as u64;
+        // A connection the server closed while idle (restart, idle timeout, failover) is
+        // replaced once; the insert is idempotent on (identity, journal, seq).
+        for attempt in 0..2 {
+            if self.client.as_ref().is_none_or(|(c, _)| c.is_closed()) {
+                self.connect()?;
             }
-            let Some((client, stmt)) = slot.as_mut() else {
-                unreachable!("connected above")
-            };
-            let tx = client.transaction().await?;
-            rows.insert(&tx, stmt, identity, journal).await?;
-            tx.commit().await
-        });
-        result.map_err(|e| {
-            // Reconnect on the next batch.
-            self.client = None;
-            format!("PostgreSQL: {e}")
-        })
+            match self.insert(batch, first) {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    let closed = self.client.as_ref().is_none_or(|(c, _)| c.is_closed());
+                    self.client = None;
+                    if attempt == 1 || !closed {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Err("PostgreSQL: unreachable".into())
     }
 }
 
@@ -363,6 +425,8 @@ impl ShipperHandle {
 
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Longest one shipping transaction may take.
+const SHIP_DEADLINE: Duration = Duration::from_secs(30);
 /// How often an idle shipper looks at the journal without being woken.
 const IDLE_POLL: Duration = Duration::from_millis(100);
 
@@ -384,7 +448,7 @@ impl Shipper {
         let mut backoff = BACKOFF_MIN;
         loop {
             let mut shipped_any = false;
-            let e = self.session(stats, &mut shipped_any).await;
+            let failure = self.session(stats, &mut shipped_any).await;
             stats.up.store(0, Ordering::Relaxed);
             stats.failures.fetch_add(1, Ordering::Relaxed);
             if shipped_any {
@@ -395,20 +459,28 @@ impl Shipper {
                 .committed_seq
                 .load(Ordering::Acquire)
                 .saturating_sub(self.progress.shipped_seq.load(Ordering::Acquire));
-            tracing::warn!(error = %e, lag_frames = lag, retry_ms = backoff.as_millis() as u64, "audit shipper: PostgreSQL unavailable; the journal keeps the backlog");
+            let retry_ms = backoff.as_millis() as u64;
+            match failure {
+                ShipError::Database(e) => {
+                    tracing::warn!(error = %e, lag_frames = lag, retry_ms, "audit shipper: PostgreSQL unavailable; the journal keeps the backlog")
+                }
+                ShipError::Journal(e) => {
+                    tracing::error!(error = %e, lag_frames = lag, retry_ms, "audit shipper: cannot read the journal; nothing more is shipped until this is fixed")
+                }
+            }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(BACKOFF_MAX);
         }
     }
 
     /// Ships until something fails; returns what failed.
-    async fn session(&self, stats: &ShipStats, shipped_any: &mut bool) -> String {
+    async fn session(&self, stats: &ShipStats, shipped_any: &mut bool) -> ShipError {
         let mut client = match self.target.connect().await {
             Ok(c) => c,
-            Err(e) => return e.to_string(),
+            Err(e) => return ShipError::Database(e.to_string()),
         };
         match self.ship(&mut client, stats, shipped_any, false).await {
-            Ok(()) => "shipper stopped".into(),
+            Ok(()) => ShipError::Database("shipper stopped".into()),
             Err(e) => e,
         }
     }
@@ -420,100 +492,145 @@ impl Shipper {
         let stats = ShipStats::default();
         rt.block_on(async {
             let mut client = self.target.connect().await.map_err(|e| e.to_string())?;
-            self.ship(&mut client, &stats, &mut false, true).await
+            self.ship(&mut client, &stats, &mut false, true)
+                .await
+                .map_err(|e| e.to_string())
         })?;
         Ok(stats.rows.load(Ordering::Relaxed))
     }
 
-    /// Ships batches from the stored position; with `once`, returns when caught up.
+    /// Ships batches from the stored position; with `once`, returns when caught up. Every
+    /// frame must continue the chain from the last one shipped (seq + 1, prev = its hash), so
+    /// a journal that changed under a stored position is never shipped from the wrong place.
     async fn ship(
         &self,
         client: &mut Client,
         stats: &ShipStats,
         shipped_any: &mut bool,
         once: bool,
-    ) -> Result<(), String> {
-        let pg = |e: tokio_postgres::Error| e.to_string();
-        migrate(client).await.map_err(pg)?;
+    ) -> Result<(), ShipError> {
+        let db = |e: tokio_postgres::Error| ShipError::Database(e.to_string());
+        let journal_err = |e: std::io::Error| ShipError::Journal(e.to_string());
+        migrate(client).await.map_err(db)?;
         let journal = self.progress.journal_id as i64;
         let row = client
             .query_opt(
-                "SELECT segment, \"offset\", seq FROM audit_position WHERE tsa = $1 AND journal = $2",
+                "SELECT segment, \"offset\", seq, hash FROM audit_position WHERE tsa = $1 AND journal = $2",
                 &[&self.identity, &journal],
             )
             .await
-            .map_err(pg)?;
-        let (from, mut last_seq) = match row {
-            Some(r) => (
-                Some(Position {
-                    segment: r.get::<_, i64>(0) as u64,
-                    offset: r.get::<_, i64>(1) as u64,
-                }),
-                r.get::<_, i64>(2) as u64,
-            ),
-            None => (None, 0),
+            .map_err(db)?;
+        let (from, mut last) = match row {
+            Some(r) => {
+                let hash: Vec<u8> = r.try_get(3).map_err(db)?;
+                let pos = Position {
+                    segment: r.try_get::<_, i64>(0).map_err(db)? as u64,
+                    offset: r.try_get::<_, i64>(1).map_err(db)? as u64,
+                };
+                let seq = r.try_get::<_, i64>(2).map_err(db)? as u64;
+                let hash = <[u8; 32]>::try_from(hash.as_slice()).map_err(|_| {
+                    ShipError::Database("audit_position.hash is not 32 bytes".into())
+                })?;
+                (Some(pos), Some((seq, hash)))
+            }
+            None => (None, None),
         };
-        self.progress.shipped_seq.store(last_seq, Ordering::Release);
-        let mut reader = Reader::open(&self.dir, from).map_err(|e| e.to_string())?;
-        let insert = client.prepare(INSERT).await.map_err(pg)?;
-        let set_position = client.prepare(SET_POSITION).await.map_err(pg)?;
+        self.progress
+            .shipped_seq
+            .store(last.map_or(0, |(s, _)| s), Ordering::Release);
+        let mut reader = Reader::open(&self.dir, from).map_err(journal_err)?;
+        let insert = client.prepare(INSERT).await.map_err(db)?;
+        let set_position = client.prepare(SET_POSITION).await.map_err(db)?;
         stats.up.store(1, Ordering::Relaxed);
-        tracing::info!(seq = last_seq, "audit shipper connected");
+        tracing::info!(seq = last.map_or(0, |(s, _)| s), "audit shipper connected");
         loop {
             let limit = self.progress.committed_seq.load(Ordering::Acquire);
-            let mut rows = Rows::default();
+            let mut records = Vec::new();
             let mut advanced = false;
-            while rows.len() < self.batch_rows {
-                match reader.next(limit).map_err(|e| e.to_string())? {
-                    Next::Frame(f) => {
-                        advanced = true;
-                        last_seq = f.seq;
-                        if f.kind == Kind::Record {
-                            let r = Record::decode(&f.body).map_err(|e| {
-                                format!("journal frame {} does not decode: {e}", f.seq)
-                            })?;
-                            rows.push(f.seq, r);
-                        }
-                    }
+            while records.len() < self.batch_rows {
+                let frame = match reader.next(limit).map_err(journal_err)? {
+                    Next::Frame(f) => f,
                     Next::End { .. } => break,
                     Next::Corrupt { at, reason } => {
-                        return Err(format!(
-                            "journal segment {} offset {}: {reason}; run `stampd audit verify`",
+                        return Err(ShipError::Journal(format!(
+                            "segment {} offset {}: {reason}; run `stampd audit verify`",
                             at.segment, at.offset
-                        ))
+                        )))
+                    }
+                };
+                if let Some((seq, hash)) = last {
+                    if frame.seq != seq + 1 || frame.prev != hash {
+                        return Err(ShipError::Journal(format!(
+                            "frame {} does not continue the chain from frame {seq} shipped \
+                             before; run `stampd audit verify`",
+                            frame.seq
+                        )));
                     }
                 }
+                advanced = true;
+                last = Some((frame.seq, frame.hash));
+                if frame.kind == Kind::Record {
+                    let r = Record::decode(&frame.body).map_err(|e| {
+                        ShipError::Journal(format!("frame {} does not decode: {e}", frame.seq))
+                    })?;
+                    records.push((frame.seq, r));
+                }
             }
-            if !advanced {
+            let Some((last_seq, last_hash)) = last.filter(|_| advanced) else {
                 if once {
                     return Ok(());
                 }
                 let _ = tokio::time::timeout(IDLE_POLL, self.progress.wake.notified()).await;
                 continue;
-            }
+            };
             let pos = reader.position();
-            let tx = client.transaction().await.map_err(pg)?;
-            if rows.len() > 0 {
-                rows.insert(&tx, &insert, &self.identity, journal)
-                    .await
-                    .map_err(pg)?;
-            }
-            tx.execute(
-                &set_position,
-                &[
-                    &self.identity,
-                    &journal,
-                    &(pos.segment as i64),
-                    &(pos.offset as i64),
-                    &(last_seq as i64),
-                ],
-            )
-            .await
-            .map_err(pg)?;
-            tx.commit().await.map_err(pg)?;
-            stats.rows.fetch_add(rows.len() as u64, Ordering::Relaxed);
+            let rows = Rows::of(records.iter().map(|(seq, r)| (*seq, r)));
+            let commit = async {
+                let tx = client.transaction().await.map_err(db)?;
+                if !records.is_empty() {
+                    rows.insert(&tx, &insert, &self.identity, journal)
+                        .await
+                        .map_err(ShipError::Database)?;
+                }
+                tx.execute(
+                    &set_position,
+                    &[
+                        &self.identity,
+                        &journal,
+                        &(pos.segment as i64),
+                        &(pos.offset as i64),
+                        &(last_seq as i64),
+                        &&last_hash[..],
+                    ],
+                )
+                .await
+                .map_err(db)?;
+                tx.commit().await.map_err(db)
+            };
+            tokio::time::timeout(SHIP_DEADLINE, commit)
+                .await
+                .map_err(|_| ShipError::Database("no answer within 30 s".into()))??;
+            stats
+                .rows
+                .fetch_add(records.len() as u64, Ordering::Relaxed);
             *shipped_any = true;
             self.progress.shipped_seq.store(last_seq, Ordering::Release);
+        }
+    }
+}
+
+/// Why shipping stopped.
+#[derive(Debug)]
+enum ShipError {
+    Database(String),
+    Journal(String),
+}
+
+impl std::fmt::Display for ShipError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ShipError::Database(e) => write!(f, "PostgreSQL: {e}"),
+            ShipError::Journal(e) => write!(f, "journal: {e}"),
         }
     }
 }
@@ -579,10 +696,11 @@ impl Query {
 
 fn record_of_row(row: &tokio_postgres::Row) -> Result<(u64, Record), String> {
     let bad = |what: &str| format!("audit_record row with an invalid {what}");
-    let ns: i64 = row.get(2);
-    let serial: Option<Vec<u8>> = row.get(1);
-    let fail_info: Option<String> = row.get(4);
-    let http_status: i32 = row.get(5);
+    let col = |e: tokio_postgres::Error| format!("audit_record row: {e}");
+    let ns: i64 = row.try_get(2).map_err(col)?;
+    let serial: Option<Vec<u8>> = row.try_get(1).map_err(col)?;
+    let fail_info: Option<String> = row.try_get(4).map_err(col)?;
+    let http_status: i32 = row.try_get(5).map_err(col)?;
     let outcome = match (serial, fail_info) {
         (Some(s), _) => Outcome::Granted {
             serial: <[u8; SERIAL_LEN]>::try_from(s.as_slice()).map_err(|_| bad("serial"))?,
@@ -592,29 +710,33 @@ fn record_of_row(row: &tokio_postgres::Row) -> Result<(u64, Record), String> {
         }
         (None, None) => Outcome::Refused(u16::try_from(http_status).map_err(|_| bad("status"))?),
     };
-    let hash: Option<String> = row.get(9);
-    let text = |i: usize| row.get::<_, Option<String>>(i).map(Arc::from);
+    let hash: Option<String> = row.try_get(9).map_err(col)?;
+    let text = |i: usize| {
+        row.try_get::<_, Option<String>>(i)
+            .map(|t| t.map(Arc::from))
+            .map_err(col)
+    };
     let record = Record {
         time: Timestamp {
             unix_secs: ns.div_euclid(1_000_000_000),
             nanos: ns.rem_euclid(1_000_000_000) as u32,
         },
         outcome,
-        service: row.get::<_, String>(6).into(),
-        policy: text(7),
-        policy_oid: text(8),
+        service: row.try_get::<_, String>(6).map_err(col)?.into(),
+        policy: text(7)?,
+        policy_oid: text(8)?,
         hash: match hash {
             Some(h) => Some(HashAlg::from_name(&h).ok_or_else(|| bad("hash_algorithm"))?),
             None => None,
         },
-        imprint: row.get(10),
-        nonce: row.get(11),
-        cert_req: row.get(12),
-        client: row.get(13),
-        key_id: text(14),
-        latency_us: row.get::<_, i64>(15) as u64,
-        request: row.get(16),
-        response: row.get(17),
+        imprint: row.try_get(10).map_err(col)?,
+        nonce: row.try_get(11).map_err(col)?,
+        cert_req: row.try_get(12).map_err(col)?,
+        client: row.try_get(13).map_err(col)?,
+        key_id: text(14)?,
+        latency_us: row.try_get::<_, i64>(15).map_err(col)? as u64,
+        request: row.try_get(16).map_err(col)?,
+        response: row.try_get(17).map_err(col)?,
     };
-    Ok((row.get::<_, i64>(0) as u64, record))
+    Ok((row.try_get::<_, i64>(0).map_err(col)? as u64, record))
 }

@@ -43,15 +43,38 @@ impl Record {
         }
     }
 
-    /// Bytes this record takes in the journal, roughly (for the batcher's byte limit).
-    pub fn size_hint(&self) -> usize {
-        let opt = |v: &Option<Vec<u8>>| v.as_ref().map_or(0, Vec::len);
-        96 + self.service.len()
-            + self.policy.as_ref().map_or(0, |p| p.len())
-            + opt(&self.imprint)
-            + opt(&self.nonce)
-            + opt(&self.request)
-            + opt(&self.response)
+    /// Exactly the length of [`Record::encode`]'s output (for the batcher's byte limit).
+    pub fn encoded_len(&self) -> usize {
+        let field = |n: Option<usize>| 4 + n.unwrap_or(0);
+        let bytes = |v: &Option<Vec<u8>>| field(v.as_ref().map(Vec::len));
+        let text = |v: &Option<Arc<str>>| field(v.as_ref().map(|t| t.len()));
+        let outcome = match self.outcome {
+            Outcome::Granted { .. } => SERIAL_LEN,
+            Outcome::Rejected(_) => 1,
+            Outcome::Refused(_) => 2,
+        };
+        let client = match self.client {
+            None => 0,
+            Some(IpAddr::V4(_)) => 4,
+            Some(IpAddr::V6(_)) => 16,
+        };
+        1 + 12
+            + 1
+            + outcome
+            + 4
+            + self.service.len()
+            + text(&self.policy)
+            + text(&self.policy_oid)
+            + 1
+            + bytes(&self.imprint)
+            + bytes(&self.nonce)
+            + 1
+            + 1
+            + client
+            + text(&self.key_id)
+            + 8
+            + bytes(&self.request)
+            + bytes(&self.response)
     }
 
     pub fn encode(&self, out: &mut Vec<u8>) {
@@ -166,15 +189,20 @@ impl Record {
         }
     }
 
+    /// The failInfo name of a rejection, and the HTTP status the request was answered with.
+    pub fn fail_info_and_http_status(&self) -> (Option<&'static str>, u16) {
+        match self.outcome {
+            Outcome::Granted { .. } => (None, 200),
+            Outcome::Rejected(f) => (Some(f.name()), 200),
+            Outcome::Refused(s) => (None, s),
+        }
+    }
+
     /// The JSON object of `stampd audit export` and `query`: `serial` (lowercase hex, no
     /// prefix), `status`, `gen_time` (RFC 3339), `service`, `policy` and the rest.
     pub fn to_json(&self, seq: Option<u64>) -> serde_json::Value {
         let hex_of = |v: &Option<Vec<u8>>| v.as_deref().map(hex);
-        let (fail_info, http_status) = match self.outcome {
-            Outcome::Granted { .. } => (None, 200),
-            Outcome::Rejected(f) => (Some(f.name()), 200),
-            Outcome::Refused(s) => (None, s),
-        };
+        let (fail_info, http_status) = self.fail_info_and_http_status();
         serde_json::json!({
             "seq": seq,
             "serial": self.serial().map(|s| serial_hex(s)),
@@ -362,6 +390,7 @@ pub(crate) mod tests {
         for r in records {
             let mut out = Vec::new();
             r.encode(&mut out);
+            assert_eq!(out.len(), r.encoded_len());
             assert_eq!(Record::decode(&out).unwrap(), r);
             // Every truncation is an error, never a panic or a wrong record.
             for n in 0..out.len() {

@@ -6,7 +6,7 @@
 //! When the queue is full, [`Writer::submit`] refuses at once (the caller answers 503): a
 //! frontend core never blocks on the audit trail, and no record is dropped silently.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -17,6 +17,8 @@ use futures_channel::oneshot;
 use super::record::Record;
 use super::{AuditSink, Durable, Full};
 
+/// Longest a shutdown waits for the writer to commit what is queued.
+const STOP_DEADLINE: Duration = Duration::from_secs(30);
 /// Longest sleep while a batch waits for its delay to run out.
 const POLL: Duration = Duration::from_micros(100);
 
@@ -24,6 +26,9 @@ const POLL: Duration = Duration::from_micros(100);
 pub trait Store: Send + 'static {
     /// Makes the whole batch durable, or none of it.
     fn commit(&mut self, batch: &[Record]) -> Result<(), String>;
+    /// Housekeeping once a batch's waiters are released (the journal begins a new segment
+    /// here, so a failure there fails no batch).
+    fn after_commit(&mut self) {}
     /// What the store adds to `GET /metrics`.
     fn metrics(&self, _out: &mut String) {}
 }
@@ -58,6 +63,7 @@ struct Stats {
 
 pub struct Writer {
     tx: Sender<Msg>,
+    stopped: AtomicBool,
     stats: Arc<Stats>,
     store_metrics: Arc<Mutex<String>>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -77,6 +83,7 @@ impl Writer {
         };
         Ok(Writer {
             tx,
+            stopped: AtomicBool::new(false),
             stats,
             store_metrics,
             thread: Mutex::new(Some(thread)),
@@ -92,6 +99,9 @@ impl AuditSink for Writer {
         } else {
             (None, None)
         };
+        if self.stopped.load(Ordering::Relaxed) {
+            return Err(Full);
+        }
         match self.tx.try_send(Msg::Record(record, ack, Instant::now())) {
             Ok(()) => Ok(wait),
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
@@ -101,14 +111,18 @@ impl AuditSink for Writer {
         }
     }
 
-    fn flush_and_stop(&self) {
+    fn flush_and_stop(&self) -> bool {
+        // From now on records are refused (503): none can slip in after the last batch.
+        self.stopped.store(true, Ordering::SeqCst);
         let (tx, rx) = std::sync::mpsc::channel();
-        if self.tx.send(Msg::Stop(tx)).is_ok() {
-            let _ = rx.recv_timeout(Duration::from_secs(30));
+        let stopped = self.tx.send_timeout(Msg::Stop(tx), STOP_DEADLINE).is_ok()
+            && rx.recv_timeout(STOP_DEADLINE).is_ok();
+        if stopped {
+            if let Some(t) = self.thread.lock().ok().and_then(|mut t| t.take()) {
+                let _ = t.join();
+            }
         }
-        if let Some(t) = self.thread.lock().ok().and_then(|mut t| t.take()) {
-            let _ = t.join();
-        }
+        stopped
     }
 
     fn metrics(&self, out: &mut String) {
@@ -136,21 +150,21 @@ impl AuditSink for Writer {
     }
 }
 
-/// Adds a message to the batch; a stop request is handed back.
+/// Adds a message to the batch, or notes the stop request.
 fn take(
     m: Msg,
     batch: &mut Vec<Record>,
     acks: &mut Vec<oneshot::Sender<bool>>,
     bytes: &mut usize,
-) -> Option<std::sync::mpsc::Sender<()>> {
+    stop: &mut Option<std::sync::mpsc::Sender<()>>,
+) {
     match m {
         Msg::Record(r, ack, _) => {
-            *bytes += r.size_hint();
+            *bytes += r.encoded_len();
             batch.push(r);
             acks.extend(ack);
-            None
         }
-        Msg::Stop(done) => Some(done),
+        Msg::Stop(done) => *stop = Some(done),
     }
 }
 
@@ -163,21 +177,33 @@ fn run(
 ) {
     let mut batch = Vec::with_capacity(limits.max_records);
     let mut acks = Vec::with_capacity(limits.max_records);
-    let mut stop = None;
-    while stop.is_none() {
-        let Ok(first) = rx.recv() else { break };
+    let mut stop: Option<std::sync::mpsc::Sender<()>> = None;
+    let mut all_ok = true;
+    loop {
+        // Stopping: drain what is queued, batch by batch, without waiting.
+        let first = if stop.is_some() {
+            match rx.try_recv() {
+                Ok(m) => m,
+                Err(_) => break,
+            }
+        } else {
+            match rx.recv() {
+                Ok(m) => m,
+                Err(_) => break,
+            }
+        };
         // The delay timer is armed by the batch's first record, when it was submitted: under
         // load that record has waited through the previous commit already, and the batch
         // closes at once with everything that queued up meanwhile.
         let deadline = match &first {
-            Msg::Record(_, _, at) => *at + limits.max_delay,
-            Msg::Stop(_) => Instant::now(),
+            Msg::Record(_, _, at) if stop.is_none() => *at + limits.max_delay,
+            _ => Instant::now(),
         };
         let mut bytes = 0usize;
-        stop = take(first, &mut batch, &mut acks, &mut bytes);
+        take(first, &mut batch, &mut acks, &mut bytes, &mut stop);
         while stop.is_none() && batch.len() < limits.max_records && bytes < limits.max_bytes {
             match rx.try_recv() {
-                Ok(m) => stop = take(m, &mut batch, &mut acks, &mut bytes),
+                Ok(m) => take(m, &mut batch, &mut acks, &mut bytes, &mut stop),
                 Err(TryRecvError::Empty) => {
                     let now = Instant::now();
                     if now >= deadline {
@@ -191,41 +217,8 @@ fn run(
                 Err(TryRecvError::Disconnected) => break,
             }
         }
-        if stop.is_some() {
-            // Shutting down: whatever is still queued joins this last batch.
-            while let Ok(m) = rx.try_recv() {
-                take(m, &mut batch, &mut acks, &mut bytes);
-            }
-        }
         if !batch.is_empty() {
-            let started = Instant::now();
-            let result = store.commit(&batch);
-            stats.commit_ns.fetch_add(
-                u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
-                Ordering::Relaxed,
-            );
-            stats.batches.fetch_add(1, Ordering::Relaxed);
-            let ok = match result {
-                Ok(()) => {
-                    stats
-                        .records
-                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                    true
-                }
-                Err(e) => {
-                    stats
-                        .failed_records
-                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                    // Group-commit requesters get systemFailure; async records are lost,
-                    // and this line is the evidence.
-                    tracing::error!(records = batch.len(), waiting = acks.len(), error = %e, "audit batch not committed");
-                    false
-                }
-            };
-            for ack in acks.drain(..) {
-                let _ = ack.send(ok);
-            }
-            batch.clear();
+            all_ok &= commit(&mut store, &mut batch, &mut acks, stats);
             if let Ok(mut m) = store_metrics.lock() {
                 m.clear();
                 store.metrics(&mut m);
@@ -233,8 +226,49 @@ fn run(
         }
     }
     if let Some(done) = stop {
-        let _ = done.send(());
+        if all_ok {
+            let _ = done.send(());
+        }
     }
+}
+
+/// Commits one batch and releases its waiters; false when it failed.
+fn commit(
+    store: &mut impl Store,
+    batch: &mut Vec<Record>,
+    acks: &mut Vec<oneshot::Sender<bool>>,
+    stats: &Stats,
+) -> bool {
+    let started = Instant::now();
+    let result = store.commit(batch);
+    stats.commit_ns.fetch_add(
+        u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX),
+        Ordering::Relaxed,
+    );
+    stats.batches.fetch_add(1, Ordering::Relaxed);
+    let ok = match result {
+        Ok(()) => {
+            stats
+                .records
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            true
+        }
+        Err(e) => {
+            stats
+                .failed_records
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            // Group-commit requesters get systemFailure; async records are lost, and this
+            // line is the evidence.
+            tracing::error!(records = batch.len(), waiting = acks.len(), error = %e, "audit batch not committed");
+            false
+        }
+    };
+    for ack in acks.drain(..) {
+        let _ = ack.send(ok);
+    }
+    batch.clear();
+    store.after_commit();
+    ok
 }
 
 #[cfg(test)]
@@ -297,7 +331,7 @@ mod tests {
     #[test]
     fn a_batch_closes_at_max_bytes() {
         let store = Batches::default();
-        let one = sample(0).size_hint();
+        let one = sample(0).encoded_len();
         let w = Writer::start(store.clone(), limits(100, 3 * one, 10_000)).unwrap();
         let gate = store.gate.lock().unwrap();
         let waits: Vec<_> = (0..6)

@@ -529,6 +529,10 @@ impl Config {
                 errors.push(format!("server.http.{key}: must be at least 1"));
             }
         }
+        if http.max_body_bytes > 1 << 20 {
+            // A TimeStampReq is a few hundred bytes; the audit journal's frames are bounded.
+            errors.push("server.http.max_body_bytes: at most 1048576 (1 MiB)".into());
+        }
         if http.max_header_bytes < 256 {
             errors.push("server.http.max_header_bytes: at least 256 bytes".into());
         }
@@ -588,6 +592,7 @@ impl Config {
                 }
             }
             let (mut clocks, mut audits) = (0, 0);
+            let mut limited_before_audit = false;
             for (pos, name) in s.preprocess.iter().enumerate() {
                 match self.preprocess_config(name) {
                     None => errors.push(format!(
@@ -596,8 +601,14 @@ impl Config {
                     Some(p) => {
                         clocks += usize::from(p.is_clock());
                         audits += usize::from(p.is_audit());
+                        limited_before_audit |= audits == 0 && p.is_rate_limit();
                     }
                 }
+            }
+            if limited_before_audit && audits > 0 {
+                errors.push(format!(
+                    "{at}.preprocess: put `audit` before every rate-limit filter, so the requests it refuses are recorded too"
+                ));
             }
             if clocks != 1 {
                 errors.push(format!(
@@ -775,6 +786,27 @@ mod tests {
     #[test]
     fn embedded_default_is_valid() {
         Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn every_service_is_audited_before_any_rate_limit() {
+        let e = errors("[[service]]\npreprocess = [\"clock\"]\n");
+        assert!(e.contains("needs exactly one audit filter"), "{e}");
+        let e = errors("[[service]]\npreprocess = [\"rate-limit\", \"audit\", \"clock\"]\n");
+        assert!(e.contains("put `audit` before every rate-limit filter"), "{e}");
+        // Only benchmarks run without an audit trail, and they say so.
+        let c = Config::from_toml(
+            "[audit]\nstore = \"none\"\n[[service]]\npreprocess = [\"clock\"]\n",
+            "t",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        let e = errors("[audit]\npostgres = \"host=/tmp password=secret\"\n");
+        assert!(e.contains("holds a password") && !e.contains("secret"), "{e}");
+        let e = errors("[audit]\nstore = \"postgres\"\n");
+        assert!(e.contains("needs audit.postgres"), "{e}");
+        let e = errors("[audit.batch]\nmax_records = 0\n[audit.journal]\nsegment_mib = 9999\n");
+        assert!(e.contains("max_records") && e.contains("segment_mib"), "{e}");
     }
 
     #[test]

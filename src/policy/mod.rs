@@ -222,6 +222,7 @@ impl Issuer {
             started: Instant::now(),
             time: None,
             policy: None,
+            request: None,
         };
         let mut entered = 0;
         let mut stopped = None;
@@ -286,6 +287,7 @@ impl Issuer {
         status_text: &mut bool,
     ) -> Result<Reply, Failure> {
         let req = request::decode(x.body)?;
+        x.request = Some(req.clone());
         let alg = request::check_imprint(&req)?;
         let policy = svc.select(&req, x.meta).ok_or(Rejection::new(
             FailureInfo::UnacceptedPolicy,

@@ -84,7 +84,11 @@ impl PreFilter for Audit {
 
     fn after(&self, x: &Exchange<'_>, reply: &mut Reply) {
         let c = &self.config;
-        let req = request::decode(x.body).ok();
+        // Decoded by the chain; decoded here when a pre-filter stopped the request first.
+        let req = match &x.request {
+            Some(r) => Some(r.clone()),
+            None => request::decode(x.body).ok(),
+        };
         let granted = matches!(reply.outcome, Outcome::Granted { .. });
         let key_id = match x.policy.and_then(|p| p.signer.as_ref()) {
             Some(s) => s.key_id().into(),
@@ -125,8 +129,8 @@ impl PreFilter for Audit {
         match self.sink.submit(record, self.group_commit) {
             Ok(durable) => reply.durable = durable,
             Err(_) => {
-                // The trail cannot take the record: nothing leaves without one.
-                tracing::warn!(service = %self.service, "audit trail full: request refused");
+                // The trail cannot take the record: nothing leaves without one. (Counted in
+                // stampd_audit_refused_total; not logged per request on the frontend core.)
                 *reply = Reply::new(Vec::new(), Outcome::Refused(503));
             }
         }

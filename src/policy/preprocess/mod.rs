@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::mapper::RequestMeta;
 use super::{Policy, Reply};
 use crate::clock::ClockError;
-use crate::protocol::{Rejection, Timestamp};
+use crate::protocol::{Rejection, TimeStampReq, Timestamp};
 
 /// One request on its way through the onion.
 pub struct Exchange<'a> {
@@ -25,6 +25,8 @@ pub struct Exchange<'a> {
     pub time: Option<Result<Timestamp, ClockError>>,
     /// The policy that took the request, once chosen.
     pub policy: Option<&'a Policy>,
+    /// The decoded request, once the chain has decoded it.
+    pub request: Option<TimeStampReq<'a>>,
 }
 
 /// Why a pre-processing filter stops a request before the chain.
@@ -76,6 +78,10 @@ impl PreprocessConfig {
 
     pub fn is_audit(&self) -> bool {
         matches!(self, PreprocessConfig::Audit(_))
+    }
+
+    pub fn is_rate_limit(&self) -> bool {
+        matches!(self, PreprocessConfig::RateLimit(_))
     }
 
     pub fn validate(&self) -> Vec<String> {

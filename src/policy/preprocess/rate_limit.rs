@@ -224,6 +224,7 @@ mod tests {
             started,
             time: None,
             policy: None,
+            request: None,
         }
     }
 
