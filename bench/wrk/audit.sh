@@ -8,7 +8,7 @@
 # then the shipper's own rate: `stampd audit ship` of the group-commit journal into an empty
 # database.
 #
-#   bash bench/wrk/audit.sh [DURATION=10s] [CONNECTIONS=64] [ROUNDS=3]
+#   [CASES="off group-commit"] bash bench/wrk/audit.sh [DURATION=10s] [CONNECTIONS=64] [ROUNDS=3]
 #
 # Prints, per case, the median over ROUNDS interleaved rounds of: tokens/s (wrk -t2 on the
 # same box), server CPU per token, wrk's p50/p99 latency at saturation, and p50/p99 with a
@@ -84,7 +84,7 @@ run_case() { # case
   echo "$c $rps $cpu_us $(pct "$out" 50) $(pct "$out" 99) $(pct "$one" 50) $(pct "$one" 99) ${non2xx:-0}"
 }
 
-cases="off group-commit async gc+postgres pg-only"
+cases=${CASES:-"off group-commit async gc+postgres pg-only"}
 results=$tmp/results
 for r in $(seq "$rounds"); do
   for c in $cases; do

@@ -27,6 +27,8 @@ use aws_lc_rs::digest::{digest, SHA256};
 use super::record::Record;
 
 const MAGIC: &[u8; 8] = b"STAMPDJ1";
+/// How far ahead of the write position a segment is allocated and zero-filled.
+const PREFILL: u64 = 4 << 20;
 /// len + crc.
 const FRAME_HEAD: usize = 8;
 /// kind + seq + prev.
@@ -133,7 +135,12 @@ pub struct Journal {
     _lock: File,
     file: File,
     segment: u64,
+    /// Where the next frame goes.
     offset: u64,
+    /// The file is allocated and zero-filled up to here: batches overwrite blocks that
+    /// exist, so their fdatasync flushes data only, without a metadata journal commit
+    /// (about half the latency and CPU of appending, measured on ext4).
+    zeroed_to: u64,
     next_seq: u64,
     head: Hash,
     /// Set once the file is in an unknown state: every later batch fails.
@@ -191,12 +198,17 @@ enum Parse {
     Whole(Frame, usize),
     /// More bytes are needed (at least this many in all).
     Incomplete(usize),
+    /// Zeros: the preallocated end of a segment, not yet written.
+    Zero,
     Corrupt(&'static str),
 }
 
 fn parse_frame(buf: &[u8]) -> Parse {
     if buf.len() < FRAME_HEAD {
         return Parse::Incomplete(FRAME_HEAD);
+    }
+    if buf[..FRAME_HEAD].iter().all(|b| *b == 0) {
+        return Parse::Zero;
     }
     let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
     let crc = u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]]);
@@ -265,11 +277,12 @@ fn create_segment(
     let tmp = path.with_extension("seg.tmp");
     // Left over from an earlier attempt that failed: never used.
     let _ = std::fs::remove_file(&tmp);
-    let mut file = OpenOptions::new()
+    let file = OpenOptions::new()
         .create_new(true)
-        .append(true)
+        .read(true)
+        .write(true)
         .open(&tmp)?;
-    file.write_all(&buf)?;
+    file.write_all_at(&buf, 0)?;
     file.sync_all()?;
     std::fs::rename(&tmp, &path)?;
     if let Err(e) = sync_dir(dir) {
@@ -323,6 +336,9 @@ fn scan_tail(path: &Path, bytes: &[u8]) -> Result<Tail, String> {
                 at += len;
             }
             Parse::Incomplete(_) if at == bytes.len() => break None,
+            // The preallocated rest: clean if it is all zeros (a torn write may have
+            // reached later sectors but not this one).
+            Parse::Zero if bytes[at..].iter().all(|b| *b == 0) => break None,
             _ => break Some(at),
         }
     };
@@ -368,7 +384,9 @@ impl Journal {
         let bytes = std::fs::read(&path).map_err(err)?;
         let tail = scan_tail(&path, &bytes)?;
         if let Some(cut) = tail.bad_at {
-            let len = (bytes.len() - cut) as u64;
+            // What a torn write left: up to the last byte that is not preallocated zero.
+            let dirty = dirty_end(&bytes).max(cut);
+            let len = (dirty - cut) as u64;
             if len > settings.max_torn_tail || frame_after(&bytes, cut, tail.last_seq) {
                 return Err(format!(
                     "{}: damaged at byte {cut} with {len} bytes after it; that is not a torn \
@@ -378,7 +396,7 @@ impl Journal {
             }
             let aside = path.with_extension(format!("seg.torn-{cut}-{}", unix_now()));
             let mut keep = File::create(&aside).map_err(err)?;
-            keep.write_all(&bytes[cut..])
+            keep.write_all(&bytes[cut..dirty])
                 .and_then(|()| keep.sync_all())
                 .map_err(err)?;
             let f = OpenOptions::new().write(true).open(&path).map_err(err)?;
@@ -387,12 +405,16 @@ impl Journal {
             report.torn_bytes = len;
             tracing::warn!(segment = %path.display(), bytes = len, kept = %aside.display(), "cut a torn journal tail (a batch that was never acknowledged)");
         }
-        let file = OpenOptions::new().append(true).open(&path).map_err(err)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(err)?;
+        let zeroed_to = file.metadata().map_err(err)?.len();
         let state = (last, tail.whole as u64, tail.last_seq, tail.head);
-        Ok((
-            Journal::assemble(settings, lock, file, tail.journal_id, state),
-            report,
-        ))
+        let mut journal = Journal::assemble(settings, lock, file, tail.journal_id, state);
+        journal.zeroed_to = zeroed_to;
+        Ok((journal, report))
     }
 
     /// `tail`: segment number, its length, the last seq and its hash.
@@ -410,6 +432,7 @@ impl Journal {
             file,
             segment,
             offset,
+            zeroed_to: offset,
             next_seq: last_seq + 1,
             head,
             failed: None,
@@ -459,10 +482,15 @@ impl Journal {
                 seq += 1;
             }
         }
-        if let Err(e) = self.file.write_all(&buf) {
-            // Nothing of this batch is acknowledged: cut it off so the chain stays whole.
-            if let Err(cut) = self.file.set_len(self.offset) {
-                self.failed = Some(format!("cannot cut a failed write: {cut}"));
+        if let Err(e) = self.ensure_room(self.offset + buf.len() as u64) {
+            self.buf = buf;
+            return Err(e);
+        }
+        if let Err(e) = self.file.write_all_at(&buf, self.offset) {
+            // Nothing of this batch is acknowledged: zero it again so the chain stays whole.
+            let zeros = vec![0u8; buf.len()];
+            if let Err(undo) = self.file.write_all_at(&zeros, self.offset) {
+                self.failed = Some(format!("cannot undo a failed write: {undo}"));
             }
             self.buf = buf;
             return Err(e);
@@ -470,7 +498,6 @@ impl Journal {
         if let Err(e) = self.file.sync_data() {
             // After a failed fdatasync the page cache may hold data the disk does not
             // (and the kernel may have dropped the error): stop.
-            let _ = self.file.set_len(self.offset);
             self.failed = Some(format!("fdatasync failed: {e}"));
             self.buf = buf;
             return Err(e);
@@ -489,12 +516,44 @@ impl Journal {
         Ok(())
     }
 
+    /// Makes sure the file is allocated and zero-filled up to `end`, extending it by
+    /// [`PREFILL`] at a time (one metadata commit per extension, not per batch).
+    fn ensure_room(&mut self, end: u64) -> std::io::Result<()> {
+        if end <= self.zeroed_to {
+            return Ok(());
+        }
+        let target = end + PREFILL;
+        let zeros = vec![0u8; 1 << 20];
+        let mut at = self.zeroed_to;
+        while at < target {
+            let n = (target - at).min(zeros.len() as u64) as usize;
+            self.file.write_all_at(&zeros[..n], at)?;
+            at += n as u64;
+        }
+        self.file.sync_data()?;
+        self.zeroed_to = target;
+        Ok(())
+    }
+
     /// Begins a new segment once this one is full. Called after a batch is acknowledged:
     /// a failure here fails no batch; it is logged and tried again after the next one.
     pub fn rotate_if_full(&mut self) {
         if self.offset < self.settings.segment_bytes || self.failed.is_some() {
             return;
         }
+        // The closed segment ends at its last frame, without zero padding.
+        let trimmed = self
+            .file
+            .set_len(self.offset)
+            .and_then(|()| self.file.sync_all());
+        if let Err(e) = trimmed {
+            if !self.rotate_failed {
+                tracing::error!(error = %e, "cannot close the journal segment; it grows");
+            }
+            self.rotate_failed = true;
+            return;
+        }
+        self.zeroed_to = self.offset;
         let next = self.segment + 1;
         match create_segment(
             &self.settings.dir,
@@ -507,6 +566,7 @@ impl Journal {
                 self.file = file;
                 self.segment = next;
                 self.offset = offset;
+                self.zeroed_to = offset;
                 self.head = head;
                 self.next_seq += 1;
                 self.rotate_failed = false;
@@ -563,6 +623,16 @@ fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// Where the bytes that are not zero end.
+fn dirty_end(bytes: &[u8]) -> usize {
+    bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1)
+}
+
+/// Is a server writing this journal now (its lock is held)?
+fn writer_running(dir: &Path) -> bool {
+    File::open(dir.join("journal.lock")).is_ok_and(|f| f.try_lock().is_err())
 }
 
 /// Takes the journal's lock file: one writer (or `audit ship`) per journal.
@@ -691,6 +761,7 @@ impl Reader {
 
     /// The next frame with seq ≤ `limit`.
     pub fn next(&mut self, limit: u64) -> std::io::Result<Next> {
+        let mut refreshed = false;
         loop {
             let start = (self.at.offset - self.buf_at) as usize;
             let parsed = match self.buf.get(start..) {
@@ -715,6 +786,28 @@ impl Reader {
                         at: self.at,
                         reason: reason.into(),
                     })
+                }
+                Parse::Zero => {
+                    // Zeros may be stale cache: look at the file once more.
+                    if !refreshed {
+                        refreshed = true;
+                        self.fill(FRAME_HEAD)?;
+                        continue;
+                    }
+                    // Nothing written here yet. In a closed segment, zeros are padding.
+                    let next = self.at.segment + 1;
+                    if segment_path(&self.dir, next).exists() {
+                        self.at = Position {
+                            segment: next,
+                            offset: 0,
+                        };
+                        self.file = None;
+                        self.buf.clear();
+                        self.buf_at = 0;
+                        refreshed = false;
+                        continue;
+                    }
+                    return Ok(Next::End { incomplete: 0 });
                 }
                 Parse::Incomplete(need) => {
                     let got = self.fill(need)?;
@@ -786,7 +879,21 @@ pub fn verify(dir: &Path) -> std::io::Result<Verified> {
         let frame = match reader.next(u64::MAX)? {
             Next::Frame(f) => f,
             Next::End { incomplete } => {
-                v.incomplete_tail = incomplete;
+                // Bytes after the last whole frame that are not preallocated zeros: a write
+                // in progress when a server runs, a torn write (cut on the next start) when
+                // none does.
+                let path = segment_path(dir, end.segment);
+                let rest = std::fs::read(&path)?
+                    .get(end.offset as usize..)
+                    .map_or(0, dirty_end) as u64;
+                v.incomplete_tail = incomplete.max(rest);
+                if v.incomplete_tail > 0 && !writer_running(dir) {
+                    v.broken = Some(format!(
+                        "segment {} offset {}: {} bytes after the last whole frame (a torn \
+                         write; the next start cuts it)",
+                        end.segment, end.offset, v.incomplete_tail
+                    ));
+                }
                 if end.segment != *present.last().unwrap_or(&first) {
                     v.broken = Some(format!(
                         "segment {} is missing (the journal ends at segment {})",
@@ -960,24 +1067,55 @@ mod tests {
         let (mut j, _) = Journal::open(settings(tmp.path())).unwrap();
         let batch: Vec<_> = (0..5).map(sample).collect();
         j.append(&batch).unwrap();
+        let end = j.offset as usize;
         drop(j);
         let seg = segment_path(tmp.path(), 1);
         let whole = std::fs::read(&seg).unwrap();
-        // Half of another record, as a crash in the middle of a write leaves it.
+        // Half of another record over the preallocated zeros, as a crash in the middle of
+        // a write leaves it.
         let mut more = Vec::new();
         push_frame(&mut more, Kind::Record, 99, &[0; 32], |o| {
             sample(5).encode(o)
         });
         let mut torn = whole.clone();
-        torn.extend_from_slice(&more[..more.len() / 2]);
+        torn[end..end + more.len() / 2].copy_from_slice(&more[..more.len() / 2]);
         std::fs::write(&seg, &torn).unwrap();
+        // No server runs: a torn tail is not an intact journal.
         let v = verify(tmp.path()).unwrap();
-        assert!(v.broken.is_none() && v.incomplete_tail > 0, "{v:?}");
+        assert!(v.broken.is_some(), "{v:?}");
         let (mut j, report) = Journal::open(settings(tmp.path())).unwrap();
         assert_eq!(report.torn_bytes, (more.len() / 2) as u64);
-        assert_eq!(std::fs::read(&seg).unwrap(), whole);
+        assert_eq!(std::fs::read(&seg).unwrap(), whole[..end]);
         j.append(&[sample(6)]).unwrap();
         assert_eq!(records(tmp.path()).len(), 6);
+        assert!(verify(tmp.path()).unwrap().broken.is_none());
+    }
+
+    #[test]
+    fn bytes_after_the_preallocated_zeros_are_a_torn_write_unless_a_writer_runs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open(settings(tmp.path())).unwrap();
+        j.append(&[sample(1)]).unwrap();
+        let seg = segment_path(tmp.path(), 1);
+        let mut bytes = std::fs::read(&seg).unwrap();
+        assert!(bytes.len() as u64 > j.offset, "preallocated");
+        assert!(verify(tmp.path()).unwrap().broken.is_none());
+        // A later sector of a torn batch reached the disk, the first did not.
+        let at = j.offset as usize + 600;
+        bytes[at..at + 4].copy_from_slice(b"junk");
+        std::fs::write(&seg, &bytes).unwrap();
+        // While the writer holds the journal, that is a write in progress...
+        let v = verify(tmp.path()).unwrap();
+        assert!(v.broken.is_none() && v.incomplete_tail == 604, "{v:?}");
+        drop(j);
+        // ... without it, a torn write, which the next start cuts.
+        let v = verify(tmp.path()).unwrap();
+        assert!(
+            v.broken.as_deref().is_some_and(|b| b.contains("torn")),
+            "{v:?}"
+        );
+        let (_j, report) = Journal::open(settings(tmp.path())).unwrap();
+        assert_eq!(report.torn_bytes, 604);
         assert!(verify(tmp.path()).unwrap().broken.is_none());
     }
 

@@ -793,7 +793,10 @@ mod tests {
         let e = errors("[[service]]\npreprocess = [\"clock\"]\n");
         assert!(e.contains("needs exactly one audit filter"), "{e}");
         let e = errors("[[service]]\npreprocess = [\"rate-limit\", \"audit\", \"clock\"]\n");
-        assert!(e.contains("put `audit` before every rate-limit filter"), "{e}");
+        assert!(
+            e.contains("put `audit` before every rate-limit filter"),
+            "{e}"
+        );
         // Only benchmarks run without an audit trail, and they say so.
         let c = Config::from_toml(
             "[audit]\nstore = \"none\"\n[[service]]\npreprocess = [\"clock\"]\n",
@@ -802,11 +805,17 @@ mod tests {
         .unwrap();
         c.validate().unwrap();
         let e = errors("[audit]\npostgres = \"host=/tmp password=secret\"\n");
-        assert!(e.contains("holds a password") && !e.contains("secret"), "{e}");
+        assert!(
+            e.contains("holds a password") && !e.contains("secret"),
+            "{e}"
+        );
         let e = errors("[audit]\nstore = \"postgres\"\n");
         assert!(e.contains("needs audit.postgres"), "{e}");
         let e = errors("[audit.batch]\nmax_records = 0\n[audit.journal]\nsegment_mib = 9999\n");
-        assert!(e.contains("max_records") && e.contains("segment_mib"), "{e}");
+        assert!(
+            e.contains("max_records") && e.contains("segment_mib"),
+            "{e}"
+        );
     }
 
     #[test]
