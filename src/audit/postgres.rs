@@ -77,6 +77,11 @@ FROM unnest($3::bigint[], $4::bytea[], $5::bigint[], $6::text[], $7::text[], $8:
 ON CONFLICT (tsa, journal, seq) DO NOTHING
 "#;
 
+/// The shipper's bulk path: binary COPY, columns in table order.
+const COPY: &str = "COPY audit_record (tsa, journal, seq, serial, gen_time, gen_time_ns, status, \
+    fail_info, http_status, service, policy, policy_oid, hash_algorithm, message_imprint, nonce, \
+    cert_req, client_ip, key_id, latency_us, request, response) FROM STDIN (FORMAT binary)";
+
 /// The position only moves forward.
 const SET_POSITION: &str = r#"
 INSERT INTO audit_position (tsa, journal, segment, "offset", seq, hash)
@@ -177,7 +182,7 @@ pub async fn migrate(client: &mut Client) -> Result<usize, tokio_postgres::Error
     Ok(MIGRATIONS.len().saturating_sub(done))
 }
 
-/// Column arrays for one multi-row insert, borrowed from the records.
+/// Column arrays for one multi-row insert or COPY, borrowed from the records.
 #[derive(Default)]
 struct Rows<'a> {
     seq: Vec<i64>,
@@ -227,6 +232,91 @@ impl<'a> Rows<'a> {
             rows.response.push(r.response.as_deref());
         }
         rows
+    }
+
+    /// Writes every row with COPY (binary), the fastest bulk path. Unlike [`Rows::insert`]
+    /// it skips nothing: the shipper stores its position in the same transaction, so a row
+    /// already present means the journal was shipped by something else, and that must stop
+    /// the shipper rather than pass silently.
+    async fn copy(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        identity: &str,
+        journal: i64,
+    ) -> Result<u64, String> {
+        use tokio_postgres::types::Type;
+        let sink = tx.copy_in(COPY).await.map_err(|e| e.to_string())?;
+        let types = [
+            Type::TEXT,
+            Type::INT8,
+            Type::INT8,
+            Type::BYTEA,
+            Type::TIMESTAMPTZ,
+            Type::INT8,
+            Type::TEXT,
+            Type::TEXT,
+            Type::INT4,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::BYTEA,
+            Type::BYTEA,
+            Type::BOOL,
+            Type::INET,
+            Type::TEXT,
+            Type::INT8,
+            Type::BYTEA,
+            Type::BYTEA,
+        ];
+        let writer = tokio_postgres::binary_copy::BinaryCopyInWriter::new(sink, &types);
+        let mut writer = std::pin::pin!(writer);
+        for i in 0..self.seq.len() {
+            let ns = self.ns[i];
+            let gen_time =
+                std::time::UNIX_EPOCH + Duration::from_nanos(u64::try_from(ns).unwrap_or(0));
+            let row: [&(dyn ToSql + Sync); 21] = [
+                &identity,
+                &journal,
+                &self.seq[i],
+                &self.serial[i],
+                &gen_time,
+                &ns,
+                &self.status[i],
+                &self.fail_info[i],
+                &self.http_status[i],
+                &self.service[i],
+                &self.policy[i],
+                &self.policy_oid[i],
+                &self.hash[i],
+                &self.imprint[i],
+                &self.nonce[i],
+                &self.cert_req[i],
+                &self.client[i],
+                &self.key_id[i],
+                &self.latency[i],
+                &self.request[i],
+                &self.response[i],
+            ];
+            writer
+                .as_mut()
+                .write(&row)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        writer.finish().await.map_err(|e| {
+            let serial_clash = e
+                .as_db_error()
+                .is_some_and(|d| d.constraint() == Some("audit_record_serial"));
+            if serial_clash {
+                format!(
+                    "a serial number is already in PostgreSQL under identity `{identity}` from \
+                     another journal: two TSAs share this identity or node_id ({e})"
+                )
+            } else {
+                e.to_string()
+            }
+        })
     }
 
     /// Inserts every row. Rows already present (same identity, journal and seq: shipped
@@ -539,7 +629,6 @@ impl Shipper {
             .shipped_seq
             .store(last.map_or(0, |(s, _)| s), Ordering::Release);
         let mut reader = Reader::open(&self.dir, from).map_err(journal_err)?;
-        let insert = client.prepare(INSERT).await.map_err(db)?;
         let set_position = client.prepare(SET_POSITION).await.map_err(db)?;
         stats.up.store(1, Ordering::Relaxed);
         tracing::info!(seq = last.map_or(0, |(s, _)| s), "audit shipper connected");
@@ -588,7 +677,7 @@ impl Shipper {
             let commit = async {
                 let tx = client.transaction().await.map_err(db)?;
                 if !records.is_empty() {
-                    rows.insert(&tx, &insert, &self.identity, journal)
+                    rows.copy(&tx, &self.identity, journal)
                         .await
                         .map_err(ShipError::Database)?;
                 }

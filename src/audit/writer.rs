@@ -19,8 +19,6 @@ use super::{AuditSink, Durable, Full};
 
 /// Longest a shutdown waits for the writer to commit what is queued.
 const STOP_DEADLINE: Duration = Duration::from_secs(30);
-/// Longest sleep while a batch waits for its delay to run out.
-const POLL: Duration = Duration::from_micros(100);
 
 /// Where a batch goes.
 pub trait Store: Send + 'static {
@@ -115,8 +113,14 @@ impl AuditSink for Writer {
         // From now on records are refused (503): none can slip in after the last batch.
         self.stopped.store(true, Ordering::SeqCst);
         let (tx, rx) = std::sync::mpsc::channel();
-        let stopped = self.tx.send_timeout(Msg::Stop(tx), STOP_DEADLINE).is_ok()
-            && rx.recv_timeout(STOP_DEADLINE).is_ok();
+        let sent = self.tx.send_timeout(Msg::Stop(tx), STOP_DEADLINE).is_ok();
+        if let Ok(t) = self.thread.lock() {
+            if let Some(t) = t.as_ref() {
+                // Do not wait out a batch delay.
+                t.thread().unpark();
+            }
+        }
+        let stopped = sent && rx.recv_timeout(STOP_DEADLINE).is_ok();
         if stopped {
             if let Some(t) = self.thread.lock().ok().and_then(|mut t| t.take()) {
                 let _ = t.join();
@@ -209,10 +213,13 @@ fn run(
                     if now >= deadline {
                         break;
                     }
-                    // Sleep rather than park on the channel: a parked receiver costs every
-                    // submitter a futex wake-up, a sleeping one costs nothing. The batch may
-                    // close up to one sleep late.
-                    std::thread::sleep((deadline - now).min(POLL));
+                    // Sleep until the deadline (thread park, not a wait on the channel): a
+                    // receiver waiting on the channel costs every submitter a futex wake-up,
+                    // and each wake-up of this thread takes a core from the frontends. What
+                    // queues meanwhile beyond the batch limits waits for the next batch,
+                    // which then starts at once (its first record's deadline has passed).
+                    // A stop request unparks it early.
+                    std::thread::park_timeout(deadline - now);
                 }
                 Err(TryRecvError::Disconnected) => break,
             }
