@@ -132,7 +132,10 @@ pub fn export(dir: &Path, query: &Query, out: &mut dyn Write) -> Result<u8, Stri
     }
     let mut reader = Reader::open(dir, None).map_err(|e| e.to_string())?;
     loop {
-        match reader.next(u64::MAX).map_err(|e| e.to_string())? {
+        match reader
+            .next(journal::Position::END)
+            .map_err(|e| e.to_string())?
+        {
             Next::Frame(f) if f.kind == Kind::Record => {
                 let r = match Record::decode(&f.body) {
                     Ok(r) => r,

@@ -61,6 +61,14 @@ pub struct Position {
     pub offset: u64,
 }
 
+impl Position {
+    /// Past everything: for reading a journal no server is writing.
+    pub const END: Position = Position {
+        segment: u64::MAX,
+        offset: u64::MAX,
+    };
+}
+
 /// Journal settings (`[audit.journal]`).
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -81,6 +89,9 @@ pub struct Progress {
     pub journal_id: u64,
     /// The last frame known to be on disk.
     pub committed_seq: AtomicU64,
+    /// Where the durable part of the journal ends: readers never look past it (with
+    /// preallocated segments, a frame being written looks whole but fails its CRC).
+    pub committed_at: std::sync::Mutex<Position>,
     /// The last frame shipped to PostgreSQL (`u64::MAX` without a shipper: retention may
     /// delete any closed segment).
     pub shipped_seq: AtomicU64,
@@ -112,6 +123,7 @@ impl Progress {
         Ok(Progress {
             journal_id,
             committed_seq: AtomicU64::new(u64::MAX),
+            committed_at: std::sync::Mutex::new(Position::END),
             shipped_seq: AtomicU64::new(0),
             wake: tokio::sync::Notify::new(),
         })
@@ -440,6 +452,7 @@ impl Journal {
             progress: Arc::new(Progress {
                 journal_id,
                 committed_seq: AtomicU64::new(last_seq),
+                committed_at: std::sync::Mutex::new(Position { segment, offset }),
                 shipped_seq: AtomicU64::new(u64::MAX),
                 wake: tokio::sync::Notify::new(),
             }),
@@ -509,11 +522,22 @@ impl Journal {
         }
         self.next_seq = seq;
         self.head = head;
-        self.progress
-            .committed_seq
-            .store(seq - 1, Ordering::Release);
+        self.publish();
         self.progress.wake.notify_one();
         Ok(())
+    }
+
+    /// Tells readers how far the journal is durable.
+    fn publish(&self) {
+        if let Ok(mut at) = self.progress.committed_at.lock() {
+            *at = Position {
+                segment: self.segment,
+                offset: self.offset,
+            };
+        }
+        self.progress
+            .committed_seq
+            .store(self.next_seq - 1, Ordering::Release);
     }
 
     /// Makes sure the file is allocated and zero-filled up to `end`, extending it by
@@ -570,9 +594,7 @@ impl Journal {
                 self.head = head;
                 self.next_seq += 1;
                 self.rotate_failed = false;
-                self.progress
-                    .committed_seq
-                    .store(self.next_seq - 1, Ordering::Release);
+                self.publish();
                 self.prune();
             }
             Err(e) => {
@@ -759,10 +781,18 @@ impl Reader {
         Ok(got)
     }
 
-    /// The next frame with seq ≤ `limit`.
-    pub fn next(&mut self, limit: u64) -> std::io::Result<Next> {
+    /// The next frame that starts before `limit` (where the durable journal ends;
+    /// [`Position::END`] for a journal no server writes).
+    pub fn next(&mut self, limit: Position) -> std::io::Result<Next> {
         let mut refreshed = false;
         loop {
+            if self.at >= limit {
+                // Nothing past the committed point is read, or kept: a failed batch is
+                // zeroed again and rewritten.
+                self.buf.clear();
+                self.buf_at = self.at.offset;
+                return Ok(Next::End { incomplete: 0 });
+            }
             let start = (self.at.offset - self.buf_at) as usize;
             let parsed = match self.buf.get(start..) {
                 Some(rest) if self.buf_at <= self.at.offset => parse_frame(rest),
@@ -770,13 +800,6 @@ impl Reader {
             };
             match parsed {
                 Parse::Whole(frame, len) => {
-                    if frame.seq > limit {
-                        // Not committed yet: it may still be cut (a failed batch) and
-                        // rewritten, so nothing past the committed point stays cached.
-                        self.buf.clear();
-                        self.buf_at = self.at.offset;
-                        return Ok(Next::End { incomplete: 0 });
-                    }
                     self.last = self.at;
                     self.at.offset += len as u64;
                     return Ok(Next::Frame(frame));
@@ -876,7 +899,7 @@ pub fn verify(dir: &Path) -> std::io::Result<Verified> {
     let mut expect_segment = first;
     loop {
         let end = reader.position();
-        let frame = match reader.next(u64::MAX)? {
+        let frame = match reader.next(Position::END)? {
             Next::Frame(f) => f,
             Next::End { incomplete } => {
                 // Bytes after the last whole frame that are not preallocated zeros: a write
@@ -904,10 +927,24 @@ pub fn verify(dir: &Path) -> std::io::Result<Verified> {
                 break;
             }
             Next::Corrupt { at, reason } => {
-                v.broken = Some(format!(
-                    "segment {} offset {}: {reason}",
-                    at.segment, at.offset
-                ));
+                // A running server may be writing this very frame (segments are
+                // preallocated, so it looks whole but fails its CRC): that is a write in
+                // progress if nothing whole follows it.
+                let last_seq = v.head.map_or(0, |(s, _)| s);
+                let bytes = if at.segment == *present.last().unwrap_or(&first) {
+                    std::fs::read(segment_path(dir, at.segment))?
+                } else {
+                    Vec::new()
+                };
+                let off = at.offset as usize;
+                if off < bytes.len() && writer_running(dir) && !frame_after(&bytes, off, last_seq) {
+                    v.incomplete_tail = (dirty_end(&bytes).max(off) - off) as u64;
+                } else {
+                    v.broken = Some(format!(
+                        "segment {} offset {}: {reason}",
+                        at.segment, at.offset
+                    ));
+                }
                 break;
             }
         };
@@ -988,7 +1025,7 @@ mod tests {
         let mut r = Reader::open(dir, None).unwrap();
         let mut out = Vec::new();
         loop {
-            match r.next(u64::MAX).unwrap() {
+            match r.next(Position::END).unwrap() {
                 Next::Frame(f) if f.kind == Kind::Record => {
                     out.push(Record::decode(&f.body).unwrap())
                 }
@@ -1089,6 +1126,42 @@ mod tests {
         j.append(&[sample(6)]).unwrap();
         assert_eq!(records(tmp.path()).len(), 6);
         assert!(verify(tmp.path()).unwrap().broken.is_none());
+    }
+
+    #[test]
+    fn a_live_reader_never_reads_past_the_committed_point() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open(settings(tmp.path())).unwrap();
+        j.append(&[sample(1), sample(2)]).unwrap();
+        let progress = j.progress();
+        let limit = || *progress.committed_at.lock().unwrap();
+        let mut reader = Reader::open(tmp.path(), None).unwrap();
+        let mut seen = 0;
+        loop {
+            match reader.next(limit()).unwrap() {
+                Next::Frame(f) => seen += usize::from(f.kind == Kind::Record),
+                Next::End { .. } => break,
+                Next::Corrupt { reason, .. } => panic!("{reason}"),
+            }
+        }
+        assert_eq!(seen, 2);
+        // A batch being written (preallocated, so it looks whole but fails its CRC): the
+        // reader does not even look at it.
+        let seg = segment_path(tmp.path(), 1);
+        let f = OpenOptions::new().write(true).open(&seg).unwrap();
+        let mut frame = Vec::new();
+        push_frame(&mut frame, Kind::Record, 4, &[0; 32], |o| {
+            sample(9).encode(o)
+        });
+        frame[20] ^= 0xff;
+        f.write_all_at(&frame, j.offset).unwrap();
+        assert!(matches!(reader.next(limit()).unwrap(), Next::End { .. }));
+        // The real batch lands there; once committed, the reader reads it.
+        j.append(&[sample(3)]).unwrap();
+        match reader.next(limit()).unwrap() {
+            Next::Frame(f) => assert_eq!(Record::decode(&f.body).unwrap(), sample(3)),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

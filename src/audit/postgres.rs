@@ -633,7 +633,11 @@ impl Shipper {
         stats.up.store(1, Ordering::Relaxed);
         tracing::info!(seq = last.map_or(0, |(s, _)| s), "audit shipper connected");
         loop {
-            let limit = self.progress.committed_seq.load(Ordering::Acquire);
+            let limit = self
+                .progress
+                .committed_at
+                .lock()
+                .map_or(Position::default(), |at| *at);
             let mut records = Vec::new();
             let mut advanced = false;
             while records.len() < self.batch_rows {
