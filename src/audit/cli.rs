@@ -132,10 +132,7 @@ pub fn export(dir: &Path, query: &Query, out: &mut dyn Write) -> Result<u8, Stri
     }
     let mut reader = Reader::open(dir, None).map_err(|e| e.to_string())?;
     loop {
-        match reader
-            .next(journal::Position::END)
-            .map_err(|e| e.to_string())?
-        {
+        match reader.next_settled(dir).map_err(|e| e.to_string())? {
             Next::Frame(f) if f.kind == Kind::Record => {
                 let r = match Record::decode(&f.body) {
                     Ok(r) => r,

@@ -27,6 +27,9 @@ use aws_lc_rs::digest::{digest, SHA256};
 use super::record::Record;
 
 const MAGIC: &[u8; 8] = b"STAMPDJ1";
+/// Set in the kind byte of the last frame of each write: torn-tail repair uses it to tell a
+/// torn batch (no batch ends after the damage) from damage to acknowledged frames.
+const BATCH_END: u8 = 0x80;
 /// How far ahead of the write position a segment is allocated and zero-filled.
 const PREFILL: u64 = 4 << 20;
 /// len + crc.
@@ -134,6 +137,8 @@ impl Progress {
 #[derive(Debug, Clone)]
 pub struct Frame {
     pub kind: Kind,
+    /// The last frame of one write (one batch).
+    pub batch_end: bool,
     pub seq: u64,
     pub prev: Hash,
     pub hash: Hash,
@@ -184,14 +189,14 @@ pub fn segments(dir: &Path) -> std::io::Result<Vec<u64>> {
 /// Appends one frame to `out`; returns its hash (the next frame's `prev`).
 fn push_frame(
     out: &mut Vec<u8>,
-    kind: Kind,
+    (kind, batch_end): (Kind, bool),
     seq: u64,
     prev: &Hash,
     body: impl FnOnce(&mut Vec<u8>),
 ) -> Hash {
     let start = out.len();
     out.extend_from_slice(&[0; FRAME_HEAD]);
-    out.push(kind as u8);
+    out.push(kind as u8 | if batch_end { BATCH_END } else { 0 });
     out.extend_from_slice(&seq.to_le_bytes());
     out.extend_from_slice(prev);
     body(out);
@@ -233,9 +238,10 @@ fn parse_frame(buf: &[u8]) -> Parse {
     if crc32fast::hash(payload) != crc {
         return Parse::Corrupt("CRC mismatch");
     }
-    let Some(kind) = Kind::from_u8(payload[0]) else {
+    let Some(kind) = Kind::from_u8(payload[0] & !BATCH_END) else {
         return Parse::Corrupt("unknown frame kind");
     };
+    let batch_end = payload[0] & BATCH_END != 0;
     let mut seq = [0u8; 8];
     seq.copy_from_slice(&payload[1..9]);
     let mut prev = [0u8; 32];
@@ -245,6 +251,7 @@ fn parse_frame(buf: &[u8]) -> Parse {
     Parse::Whole(
         Frame {
             kind,
+            batch_end,
             seq: u64::from_le_bytes(seq),
             prev,
             hash,
@@ -280,7 +287,7 @@ fn create_segment(
     prev: &Hash,
 ) -> std::io::Result<(File, u64, Hash)> {
     let mut buf = Vec::new();
-    let hash = push_frame(&mut buf, Kind::Segment, seq, prev, |out| {
+    let hash = push_frame(&mut buf, (Kind::Segment, true), seq, prev, |out| {
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&journal_id.to_le_bytes());
         out.extend_from_slice(&segment.to_le_bytes());
@@ -347,10 +354,11 @@ fn scan_tail(path: &Path, bytes: &[u8]) -> Result<Tail, String> {
                 (last_seq, head) = (f.seq, f.hash);
                 at += len;
             }
-            Parse::Incomplete(_) if at == bytes.len() => break None,
-            // The preallocated rest: clean if it is all zeros (a torn write may have
-            // reached later sectors but not this one).
-            Parse::Zero if bytes[at..].iter().all(|b| *b == 0) => break None,
+            // The end, or the preallocated rest: clean if it is all zeros (a torn write may
+            // have reached later sectors but not this one).
+            Parse::Incomplete(_) | Parse::Zero if bytes[at..].iter().all(|b| *b == 0) => {
+                break None
+            }
             _ => break Some(at),
         }
     };
@@ -399,7 +407,7 @@ impl Journal {
             // What a torn write left: up to the last byte that is not preallocated zero.
             let dirty = dirty_end(&bytes).max(cut);
             let len = (dirty - cut) as u64;
-            if len > settings.max_torn_tail || frame_after(&bytes, cut, tail.last_seq) {
+            if len > settings.max_torn_tail || later_batch_after(&bytes, cut, tail.last_seq) {
                 return Err(format!(
                     "{}: damaged at byte {cut} with {len} bytes after it; that is not a torn \
                      write. Run `stampd audit verify --data-dir DIR` and restore the journal",
@@ -482,13 +490,16 @@ impl Journal {
         buf.clear();
         let (mut seq, mut head) = (self.next_seq, self.head);
         let mut checkpoints = Vec::new();
-        for r in records {
-            head = push_frame(&mut buf, Kind::Record, seq, &head, |out| r.encode(out));
-            seq += 1;
+        for (i, r) in records.iter().enumerate() {
             // Checkpoints by seq, so they stay evenly spaced across restarts.
-            if seq.is_multiple_of(self.settings.checkpoint_every) {
+            let checkpoint = (seq + 1).is_multiple_of(self.settings.checkpoint_every);
+            let last = i + 1 == records.len();
+            let kind = (Kind::Record, last && !checkpoint);
+            head = push_frame(&mut buf, kind, seq, &head, |out| r.encode(out));
+            seq += 1;
+            if checkpoint {
                 let now = unix_now();
-                head = push_frame(&mut buf, Kind::Checkpoint, seq, &head, |out| {
+                head = push_frame(&mut buf, (Kind::Checkpoint, last), seq, &head, |out| {
                     out.extend_from_slice(&now.to_le_bytes());
                 });
                 checkpoints.push((seq, head));
@@ -510,7 +521,10 @@ impl Journal {
         }
         if let Err(e) = self.file.sync_data() {
             // After a failed fdatasync the page cache may hold data the disk does not
-            // (and the kernel may have dropped the error): stop.
+            // (and the kernel may have dropped the error): cut the batch off, so a restart
+            // does not find it whole, and stop.
+            let _ = self.file.set_len(self.offset);
+            let _ = self.file.sync_all();
             self.failed = Some(format!("fdatasync failed: {e}"));
             self.buf = buf;
             return Err(e);
@@ -565,19 +579,6 @@ impl Journal {
         if self.offset < self.settings.segment_bytes || self.failed.is_some() {
             return;
         }
-        // The closed segment ends at its last frame, without zero padding.
-        let trimmed = self
-            .file
-            .set_len(self.offset)
-            .and_then(|()| self.file.sync_all());
-        if let Err(e) = trimmed {
-            if !self.rotate_failed {
-                tracing::error!(error = %e, "cannot close the journal segment; it grows");
-            }
-            self.rotate_failed = true;
-            return;
-        }
-        self.zeroed_to = self.offset;
         let next = self.segment + 1;
         match create_segment(
             &self.settings.dir,
@@ -587,6 +588,12 @@ impl Journal {
             &self.head,
         ) {
             Ok((file, offset, head)) => {
+                // The closed segment ends at its last frame, without zero padding. Best
+                // effort: readers skip zeros in a closed segment.
+                let _ = self
+                    .file
+                    .set_len(self.offset)
+                    .and_then(|()| self.file.sync_all());
                 self.file = file;
                 self.segment = next;
                 self.offset = offset;
@@ -670,20 +677,37 @@ pub fn lock_journal(dir: &Path) -> Result<File, String> {
     Ok(lock)
 }
 
-/// Is there a whole frame anywhere after `from` that continues the journal (seq above
-/// `last_seq`)? A torn write is the end of the file; a frame after damage means the damage
-/// is something else. Cheap checks (length, kind, seq range) come before the CRC.
-fn frame_after(bytes: &[u8], from: usize, last_seq: u64) -> bool {
+/// Does an acknowledged batch follow the damage at `from`? A torn write is the last batch:
+/// whole frames after the damage may belong to it (sectors reach the disk in any order),
+/// but no frame may follow the end of a batch. A whole frame after a batch end means the
+/// damage hit acknowledged frames. Cheap checks (length, kind, seq range) come before the
+/// CRC.
+fn later_batch_after(bytes: &[u8], from: usize, last_seq: u64) -> bool {
     let max_seq = last_seq.saturating_add((bytes.len() - from) as u64);
-    (from + 1..bytes.len().saturating_sub(FRAME_HEAD + PAYLOAD_HEAD)).any(|at| {
+    let mut boundary = None;
+    let mut at = from + 1;
+    while at + FRAME_HEAD + PAYLOAD_HEAD <= bytes.len() {
         let b = &bytes[at..];
         let len = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
-        if len < PAYLOAD_HEAD || len > b.len() - FRAME_HEAD || Kind::from_u8(b[8]).is_none() {
-            return false;
-        }
+        let plausible = len >= PAYLOAD_HEAD
+            && len <= b.len() - FRAME_HEAD
+            && Kind::from_u8(b[8] & !BATCH_END).is_some();
         let seq = u64::from_le_bytes([b[9], b[10], b[11], b[12], b[13], b[14], b[15], b[16]]);
-        seq > last_seq && seq <= max_seq && matches!(parse_frame(b), Parse::Whole(..))
-    })
+        if plausible && seq > last_seq && seq <= max_seq {
+            if let Parse::Whole(frame, flen) = parse_frame(b) {
+                if boundary.is_some_and(|end| at >= end) {
+                    return true;
+                }
+                if frame.batch_end {
+                    boundary = Some(at + flen);
+                }
+                at += flen;
+                continue;
+            }
+        }
+        at += 1;
+    }
+    false
 }
 
 /// The seq of a segment's header, when the header is whole.
@@ -756,7 +780,37 @@ impl Reader {
         self.last
     }
 
-    fn fill(&mut self, need: usize) -> std::io::Result<usize> {
+    /// Goes back to `at` (forgetting what was read).
+    fn seek(&mut self, at: Position) {
+        self.at = at;
+        self.last = at;
+        self.file = None;
+        self.buf.clear();
+        self.buf_at = at.offset;
+    }
+
+    /// The next frame of a journal a server may be writing (no committed position is known):
+    /// a frame caught while being written looks whole in a preallocated segment but fails
+    /// its CRC, so while the writer holds the journal such a frame is read again after a
+    /// moment before it counts as damage.
+    pub fn next_settled(&mut self, dir: &Path) -> std::io::Result<Next> {
+        let mut tries = 0;
+        loop {
+            let before = self.position();
+            match self.next(Position::END)? {
+                Next::Corrupt { .. } if tries < 100 && writer_running(dir) => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(10));
+                    self.seek(before);
+                }
+                other => return Ok(other),
+            }
+        }
+    }
+
+    /// Reads from the current position into the buffer: `need` bytes or more, but never
+    /// past `limit` (bytes that are not durable yet are neither parsed nor kept).
+    fn fill(&mut self, need: usize, limit: Position) -> std::io::Result<usize> {
         if self.file.is_none() {
             match File::open(segment_path(&self.dir, self.at.segment)) {
                 Ok(f) => self.file = Some(f),
@@ -767,7 +821,11 @@ impl Reader {
         let Some(file) = &self.file else {
             return Ok(0);
         };
-        let mut chunk = vec![0u8; need.max(CHUNK)];
+        let mut want = need.max(CHUNK);
+        if limit.segment == self.at.segment {
+            want = want.min(limit.offset.saturating_sub(self.at.offset) as usize);
+        }
+        let mut chunk = vec![0u8; want];
         let mut got = 0;
         while got < chunk.len() {
             match file.read_at(&mut chunk[got..], self.at.offset + got as u64)? {
@@ -785,6 +843,7 @@ impl Reader {
     /// [`Position::END`] for a journal no server writes).
     pub fn next(&mut self, limit: Position) -> std::io::Result<Next> {
         let mut refreshed = false;
+        let mut closed = false;
         loop {
             if self.at >= limit {
                 // Nothing past the committed point is read, or kept: a failed batch is
@@ -811,15 +870,17 @@ impl Reader {
                     })
                 }
                 Parse::Zero => {
-                    // Zeros may be stale cache: look at the file once more.
+                    // Whether a newer segment exists is decided before the bytes here are
+                    // looked at again: if it does, this one was complete before it was
+                    // created, and zeros after a fresh read are padding.
+                    let next = self.at.segment + 1;
                     if !refreshed {
                         refreshed = true;
-                        self.fill(FRAME_HEAD)?;
+                        closed = segment_path(&self.dir, next).exists();
+                        self.fill(FRAME_HEAD, limit)?;
                         continue;
                     }
-                    // Nothing written here yet. In a closed segment, zeros are padding.
-                    let next = self.at.segment + 1;
-                    if segment_path(&self.dir, next).exists() {
+                    if closed {
                         self.at = Position {
                             segment: next,
                             offset: 0,
@@ -833,7 +894,7 @@ impl Reader {
                     return Ok(Next::End { incomplete: 0 });
                 }
                 Parse::Incomplete(need) => {
-                    let got = self.fill(need)?;
+                    let got = self.fill(need, limit)?;
                     if got >= need {
                         continue;
                     }
@@ -845,7 +906,7 @@ impl Reader {
                     };
                     if segment_path(&self.dir, next.segment).exists() {
                         // Read once more: the writer may have finished this segment since.
-                        let got = self.fill(need)?;
+                        let got = self.fill(need, limit)?;
                         if got >= need {
                             continue;
                         }
@@ -899,7 +960,7 @@ pub fn verify(dir: &Path) -> std::io::Result<Verified> {
     let mut expect_segment = first;
     loop {
         let end = reader.position();
-        let frame = match reader.next(Position::END)? {
+        let frame = match reader.next_settled(dir)? {
             Next::Frame(f) => f,
             Next::End { incomplete } => {
                 // Bytes after the last whole frame that are not preallocated zeros: a write
@@ -917,7 +978,9 @@ pub fn verify(dir: &Path) -> std::io::Result<Verified> {
                         end.segment, end.offset, v.incomplete_tail
                     ));
                 }
-                if end.segment != *present.last().unwrap_or(&first) {
+                // Listed again: a server may have begun a segment meanwhile.
+                let newest = segments(dir)?.last().copied().unwrap_or(first);
+                if end.segment != newest {
                     v.broken = Some(format!(
                         "segment {} is missing (the journal ends at segment {})",
                         end.segment + 1,
@@ -927,24 +990,10 @@ pub fn verify(dir: &Path) -> std::io::Result<Verified> {
                 break;
             }
             Next::Corrupt { at, reason } => {
-                // A running server may be writing this very frame (segments are
-                // preallocated, so it looks whole but fails its CRC): that is a write in
-                // progress if nothing whole follows it.
-                let last_seq = v.head.map_or(0, |(s, _)| s);
-                let bytes = if at.segment == *present.last().unwrap_or(&first) {
-                    std::fs::read(segment_path(dir, at.segment))?
-                } else {
-                    Vec::new()
-                };
-                let off = at.offset as usize;
-                if off < bytes.len() && writer_running(dir) && !frame_after(&bytes, off, last_seq) {
-                    v.incomplete_tail = (dirty_end(&bytes).max(off) - off) as u64;
-                } else {
-                    v.broken = Some(format!(
-                        "segment {} offset {}: {reason}",
-                        at.segment, at.offset
-                    ));
-                }
+                v.broken = Some(format!(
+                    "segment {} offset {}: {reason}",
+                    at.segment, at.offset
+                ));
                 break;
             }
         };
@@ -1111,7 +1160,7 @@ mod tests {
         // Half of another record over the preallocated zeros, as a crash in the middle of
         // a write leaves it.
         let mut more = Vec::new();
-        push_frame(&mut more, Kind::Record, 99, &[0; 32], |o| {
+        push_frame(&mut more, (Kind::Record, true), 99, &[0; 32], |o| {
             sample(5).encode(o)
         });
         let mut torn = whole.clone();
@@ -1126,6 +1175,68 @@ mod tests {
         j.append(&[sample(6)]).unwrap();
         assert_eq!(records(tmp.path()).len(), 6);
         assert!(verify(tmp.path()).unwrap().broken.is_none());
+    }
+
+    #[test]
+    fn a_reader_keeps_no_bytes_past_the_committed_point_between_calls() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open(settings(tmp.path())).unwrap();
+        j.append(&[sample(1)]).unwrap();
+        let progress = j.progress();
+        let limit = || *progress.committed_at.lock().unwrap();
+        // A batch being written past the committed point while the reader reads.
+        let seg = segment_path(tmp.path(), 1);
+        let f = OpenOptions::new().write(true).open(&seg).unwrap();
+        f.write_all_at(&[0x5a; 300], j.offset).unwrap();
+        let mut reader = Reader::open(tmp.path(), None).unwrap();
+        assert!(matches!(reader.next(limit()).unwrap(), Next::Frame(_))); // the header
+                                                                          // That batch fails and is replaced by another; the reader must see the new bytes.
+        f.write_all_at(&[0; 300], j.offset).unwrap();
+        j.append(&[sample(2)]).unwrap();
+        let mut got = Vec::new();
+        loop {
+            match reader.next(limit()).unwrap() {
+                Next::Frame(f) if f.kind == Kind::Record => {
+                    got.push(Record::decode(&f.body).unwrap())
+                }
+                Next::Frame(_) => {}
+                Next::End { .. } => break,
+                Next::Corrupt { reason, .. } => panic!("{reason}"),
+            }
+        }
+        assert_eq!(got, [sample(1), sample(2)]);
+    }
+
+    #[test]
+    fn a_torn_batch_whose_later_sectors_landed_is_still_a_torn_tail() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open(settings(tmp.path())).unwrap();
+        j.append(&[sample(1), sample(2)]).unwrap();
+        let end = j.offset as usize;
+        let (seq, head) = j.head();
+        drop(j);
+        // The next batch, three frames, reached the disk except for its first sector.
+        let mut batch = Vec::new();
+        let mut h = head;
+        for (i, n) in (3..6u64).enumerate() {
+            h = push_frame(
+                &mut batch,
+                (Kind::Record, i == 2),
+                seq + 1 + i as u64,
+                &h,
+                |o| sample(n).encode(o),
+            );
+        }
+        batch[..64].fill(0xee);
+        let seg = segment_path(tmp.path(), 1);
+        let mut bytes = std::fs::read(&seg).unwrap();
+        bytes[end..end + batch.len()].copy_from_slice(&batch);
+        std::fs::write(&seg, &bytes).unwrap();
+        let (_j, report) = Journal::open(settings(tmp.path())).unwrap();
+        // Up to the batch's last byte that is not zero (zeros look like preallocation).
+        let dirty = batch.iter().rposition(|b| *b != 0).unwrap() + 1;
+        assert_eq!(report.torn_bytes, dirty as u64);
+        assert_eq!(records(tmp.path()).len(), 2);
     }
 
     #[test]
@@ -1150,7 +1261,7 @@ mod tests {
         let seg = segment_path(tmp.path(), 1);
         let f = OpenOptions::new().write(true).open(&seg).unwrap();
         let mut frame = Vec::new();
-        push_frame(&mut frame, Kind::Record, 4, &[0; 32], |o| {
+        push_frame(&mut frame, (Kind::Record, true), 4, &[0; 32], |o| {
             sample(9).encode(o)
         });
         frame[20] ^= 0xff;
@@ -1224,7 +1335,10 @@ mod tests {
         // Without the CRC fix the CRC check finds it first.
         let tmp2 = tempfile::tempdir().unwrap();
         let (mut j, _) = Journal::open(settings(tmp2.path())).unwrap();
-        j.append(&(0..6).map(sample).collect::<Vec<_>>()).unwrap();
+        // One batch each: the damage hits acknowledged batches, with batch ends after it.
+        for n in 0..6 {
+            j.append(&[sample(n)]).unwrap();
+        }
         drop(j);
         let seg2 = segment_path(tmp2.path(), 1);
         let mut bytes = std::fs::read(&seg2).unwrap();

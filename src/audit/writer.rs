@@ -6,7 +6,7 @@
 //! When the queue is full, [`Writer::submit`] refuses at once (the caller answers 503): a
 //! frontend core never blocks on the audit trail, and no record is dropped silently.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -62,6 +62,8 @@ struct Stats {
 pub struct Writer {
     tx: Sender<Msg>,
     stopped: AtomicBool,
+    /// Submissions between the stop check and the queue.
+    in_flight: AtomicUsize,
     stats: Arc<Stats>,
     store_metrics: Arc<Mutex<String>>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -82,6 +84,7 @@ impl Writer {
         Ok(Writer {
             tx,
             stopped: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
             stats,
             store_metrics,
             thread: Mutex::new(Some(thread)),
@@ -97,21 +100,32 @@ impl AuditSink for Writer {
         } else {
             (None, None)
         };
-        if self.stopped.load(Ordering::Relaxed) {
-            return Err(Full);
+        // Counted in flight before the stop flag is read: a stop waits for every
+        // submission that got past the flag, so none lands after the last batch.
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let sent = if self.stopped.load(Ordering::SeqCst) {
+            Err(Full)
+        } else {
+            self.tx
+                .try_send(Msg::Record(record, ack, Instant::now()))
+                .map_err(|e| match e {
+                    TrySendError::Full(_) | TrySendError::Disconnected(_) => Full,
+                })
+        };
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if sent.is_err() {
+            self.stats.refused.fetch_add(1, Ordering::Relaxed);
         }
-        match self.tx.try_send(Msg::Record(record, ack, Instant::now())) {
-            Ok(()) => Ok(wait),
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.stats.refused.fetch_add(1, Ordering::Relaxed);
-                Err(Full)
-            }
-        }
+        sent.map(|()| wait)
     }
 
     fn flush_and_stop(&self) -> bool {
         // From now on records are refused (503): none can slip in after the last batch.
         self.stopped.store(true, Ordering::SeqCst);
+        let settled = Instant::now() + Duration::from_secs(1);
+        while self.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < settled {
+            std::thread::yield_now();
+        }
         let (tx, rx) = std::sync::mpsc::channel();
         let sent = self.tx.send_timeout(Msg::Stop(tx), STOP_DEADLINE).is_ok();
         if let Ok(t) = self.thread.lock() {
@@ -182,7 +196,8 @@ fn run(
     let mut batch = Vec::with_capacity(limits.max_records);
     let mut acks = Vec::with_capacity(limits.max_records);
     let mut stop: Option<std::sync::mpsc::Sender<()>> = None;
-    let mut all_ok = true;
+    // Whether everything queued at the stop was committed.
+    let mut stop_ok = true;
     loop {
         // Stopping: drain what is queued, batch by batch, without waiting.
         let first = if stop.is_some() {
@@ -225,7 +240,10 @@ fn run(
             }
         }
         if !batch.is_empty() {
-            all_ok &= commit(&mut store, &mut batch, &mut acks, stats);
+            let ok = commit(&mut store, &mut batch, &mut acks, stats);
+            if stop.is_some() {
+                stop_ok &= ok;
+            }
             if let Ok(mut m) = store_metrics.lock() {
                 m.clear();
                 store.metrics(&mut m);
@@ -233,7 +251,7 @@ fn run(
         }
     }
     if let Some(done) = stop {
-        if all_ok {
+        if stop_ok {
             let _ = done.send(());
         }
     }
