@@ -412,6 +412,31 @@ fn migrate_and_query_postgres_from_the_command_line() {
     );
     assert_eq!(query(&["--identity", "tsa-b"]).len(), 0);
     assert_eq!(query(&["--imprint", &"06".repeat(32)]).len(), 1);
+
+    // A lost position: shipping again skips what is there and duplicates nothing.
+    let (ok, out) = run(Command::new(BIN)
+        .args(["audit", "ship", "--postgres", &dsn, "--data-dir"])
+        .arg(&data));
+    assert!(
+        !ok && out.contains("locked"),
+        "a live journal is not shipped by hand: {out}"
+    );
+    server.kill();
+    pg.sql("DELETE FROM audit_position");
+    let (ok, out) = run(Command::new(BIN)
+        .args([
+            "audit",
+            "ship",
+            "--postgres",
+            &dsn,
+            "--identity",
+            "tsa-a",
+            "--data-dir",
+        ])
+        .arg(&data));
+    assert!(ok, "{out}");
+    assert_eq!(pg.sql("SELECT count(*) FROM audit_record"), "2");
+    assert_eq!(query(&["--serial", &serial]), journal);
 }
 
 #[test]

@@ -234,18 +234,20 @@ impl<'a> Rows<'a> {
         rows
     }
 
-    /// Writes every row with COPY (binary), the fastest bulk path. Unlike [`Rows::insert`]
-    /// it skips nothing: the shipper stores its position in the same transaction, so a row
-    /// already present means the journal was shipped by something else, and that must stop
-    /// the shipper rather than pass silently.
+    /// Writes every row with COPY (binary), the fastest bulk path. COPY cannot skip rows:
+    /// any unique violation fails it ([`Unique`]), and the caller then ships the batch again
+    /// with [`Rows::insert`], which skips rows already there. The shipper stores its
+    /// position in the same transaction as the rows, so that only happens when a position
+    /// was lost or reset.
     async fn copy(
         &self,
         tx: &tokio_postgres::Transaction<'_>,
         identity: &str,
         journal: i64,
-    ) -> Result<u64, String> {
+    ) -> Result<u64, CopyError> {
         use tokio_postgres::types::Type;
-        let sink = tx.copy_in(COPY).await.map_err(|e| e.to_string())?;
+        let failed = |e: tokio_postgres::Error| CopyError::Failed(e.to_string());
+        let sink = tx.copy_in(COPY).await.map_err(failed)?;
         let types = [
             Type::TEXT,
             Type::INT8,
@@ -298,23 +300,13 @@ impl<'a> Rows<'a> {
                 &self.request[i],
                 &self.response[i],
             ];
-            writer
-                .as_mut()
-                .write(&row)
-                .await
-                .map_err(|e| e.to_string())?;
+            writer.as_mut().write(&row).await.map_err(failed)?;
         }
         writer.finish().await.map_err(|e| {
-            let serial_clash = e
-                .as_db_error()
-                .is_some_and(|d| d.constraint() == Some("audit_record_serial"));
-            if serial_clash {
-                format!(
-                    "a serial number is already in PostgreSQL under identity `{identity}` from \
-                     another journal: two TSAs share this identity or node_id ({e})"
-                )
+            if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
+                CopyError::Unique
             } else {
-                e.to_string()
+                failed(e)
             }
         })
     }
@@ -365,6 +357,13 @@ impl<'a> Rows<'a> {
             }
         })
     }
+}
+
+/// Why a COPY failed.
+enum CopyError {
+    /// A row is there already (see [`Rows::copy`]).
+    Unique,
+    Failed(String),
 }
 
 /// `store = "postgres"`: each batch is one transaction; no journal.
@@ -678,31 +677,45 @@ impl Shipper {
             };
             let pos = reader.position();
             let rows = Rows::of(records.iter().map(|(seq, r)| (*seq, r)));
-            let commit = async {
-                let tx = client.transaction().await.map_err(db)?;
-                if !records.is_empty() {
-                    rows.copy(&tx, &self.identity, journal)
-                        .await
-                        .map_err(ShipError::Database)?;
+            let position: [&(dyn ToSql + Sync); 6] = [
+                &self.identity,
+                &journal,
+                &(pos.segment as i64),
+                &(pos.offset as i64),
+                &(last_seq as i64),
+                &&last_hash[..],
+            ];
+            let mut bulk = !records.is_empty();
+            loop {
+                let commit = async {
+                    let tx = client.transaction().await.map_err(db)?;
+                    if bulk {
+                        match rows.copy(&tx, &self.identity, journal).await {
+                            Ok(_) => {}
+                            Err(CopyError::Unique) => return Ok(false),
+                            Err(CopyError::Failed(e)) => return Err(ShipError::Database(e)),
+                        }
+                    } else if !records.is_empty() {
+                        let insert = tx.prepare(INSERT).await.map_err(db)?;
+                        rows.insert(&tx, &insert, &self.identity, journal)
+                            .await
+                            .map_err(ShipError::Database)?;
+                    }
+                    tx.execute(&set_position, &position).await.map_err(db)?;
+                    tx.commit().await.map_err(db)?;
+                    Ok(true)
+                };
+                let done = tokio::time::timeout(SHIP_DEADLINE, commit)
+                    .await
+                    .map_err(|_| ShipError::Database("no answer within 30 s".into()))??;
+                if done {
+                    break;
                 }
-                tx.execute(
-                    &set_position,
-                    &[
-                        &self.identity,
-                        &journal,
-                        &(pos.segment as i64),
-                        &(pos.offset as i64),
-                        &(last_seq as i64),
-                        &&last_hash[..],
-                    ],
-                )
-                .await
-                .map_err(db)?;
-                tx.commit().await.map_err(db)
-            };
-            tokio::time::timeout(SHIP_DEADLINE, commit)
-                .await
-                .map_err(|_| ShipError::Database("no answer within 30 s".into()))??;
+                // Some rows are there already (a position lost or reset): ship this batch
+                // again row by row, skipping them.
+                tracing::warn!(seq = last_seq, "audit shipper: rows already in PostgreSQL; shipping the batch again, skipping them");
+                bulk = false;
+            }
             stats
                 .rows
                 .fetch_add(records.len() as u64, Ordering::Relaxed);

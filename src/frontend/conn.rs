@@ -14,7 +14,7 @@ use monoio::net::TcpStream;
 use super::http::{self, Action, Parsed};
 use super::Backend;
 use crate::config::HttpConfig;
-use crate::policy::RequestMeta;
+use crate::policy::{Reply, RequestMeta};
 
 /// Initial buffer per connection; buffers grow for larger requests and shrink back once
 /// idle, so idle keep-alive connections stay cheap.
@@ -82,6 +82,28 @@ async fn flush(stream: &mut TcpStream, out: &mut Vec<u8>, deadline: Instant) -> 
     }
 }
 
+/// Writes the held answers, in order, once each may leave (see [`Backend::settle`]).
+async fn settle(pending: &mut Vec<(Result<Reply, u16>, bool)>, out: &mut Vec<u8>) {
+    for (reply, keep_alive) in pending.drain(..) {
+        let answer = match reply {
+            Ok(reply) => Backend::settle(reply).await,
+            Err(status) => Err(status),
+        };
+        match answer {
+            Ok(der) => http::write_response(
+                out,
+                200,
+                "application/timestamp-reply",
+                &der,
+                keep_alive,
+                &[],
+                false,
+            ),
+            Err(status) => http::write_error(out, status, keep_alive, None, false),
+        }
+    }
+}
+
 pub async fn serve(mut stream: TcpStream, peer: std::net::IpAddr, shared: Rc<Shared>) {
     let _ = stream.set_nodelay(true);
     let limits = &shared.limits;
@@ -97,6 +119,8 @@ pub async fn serve(mut stream: TcpStream, peer: std::net::IpAddr, shared: Rc<Sha
     let mut batch = 0usize;
     // The connection ends with unread input (a refused body): linger before closing.
     let mut linger = false;
+    // Timestamp answers waiting for their audit records, in request order.
+    let mut pending: Vec<(Result<Reply, u16>, bool)> = Vec::new();
 
     loop {
         let parsed = if buf.is_empty() {
@@ -107,12 +131,14 @@ pub async fn serve(mut stream: TcpStream, peer: std::net::IpAddr, shared: Rc<Sha
         let req = match parsed {
             Parsed::Complete(req) => req,
             Parsed::Invalid { status } => {
+                settle(&mut pending, &mut out).await;
                 http::write_error(&mut out, status, false, None, false);
                 linger = true;
                 break;
             }
             Parsed::Partial => {
                 // Send what pipelined requests produced before waiting for more input.
+                settle(&mut pending, &mut out).await;
                 if !flush(&mut stream, &mut out, write_deadline()).await {
                     return;
                 }
@@ -145,6 +171,10 @@ pub async fn serve(mut stream: TcpStream, peer: std::net::IpAddr, shared: Rc<Sha
         };
 
         let mut keep_alive = req.keep_alive;
+        if !matches!(req.action, Action::Timestamp { .. }) {
+            // Answers leave in request order.
+            settle(&mut pending, &mut out).await;
+        }
         let consumed = match req.action {
             Action::Health { head_only } => {
                 http::write_response(
@@ -189,6 +219,9 @@ pub async fn serve(mut stream: TcpStream, peer: std::net::IpAddr, shared: Rc<Sha
                 expect_continue,
             } => {
                 let need = req.head_len + body_len;
+                if buf.len() < need {
+                    settle(&mut pending, &mut out).await;
+                }
                 if buf.len() < need && expect_continue {
                     out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
                 }
@@ -213,18 +246,10 @@ pub async fn serve(mut stream: TcpStream, peer: std::net::IpAddr, shared: Rc<Sha
                     path: &shared.routes[route].0,
                     head: &buf[..req.head_len],
                 };
-                match shared.backend.handle(service, body, &meta).await {
-                    Ok(der) => http::write_response(
-                        &mut out,
-                        200,
-                        "application/timestamp-reply",
-                        &der,
-                        keep_alive,
-                        &[],
-                        false,
-                    ),
-                    Err(status) => http::write_error(&mut out, status, keep_alive, None, false),
-                }
+                // The answer is held until its audit record is durable (group commit), but
+                // the next pipelined request is issued meanwhile: their records share a
+                // batch instead of waiting for one commit each.
+                pending.push((shared.backend.reply(service, body, &meta).await, keep_alive));
                 need
             }
         };
@@ -240,12 +265,14 @@ pub async fn serve(mut stream: TcpStream, peer: std::net::IpAddr, shared: Rc<Sha
         batch += 1;
         if out.len() >= OUT_HIGH_WATER || batch >= MAX_BATCH {
             // Write what we have (this also lets other connections on the core run).
+            settle(&mut pending, &mut out).await;
             if !flush(&mut stream, &mut out, write_deadline()).await {
                 return;
             }
             batch = 0;
         }
     }
+    settle(&mut pending, &mut out).await;
     if !flush(&mut stream, &mut out, write_deadline()).await {
         return;
     }

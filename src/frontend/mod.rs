@@ -17,7 +17,7 @@ use crate::config::build::Listener;
 use crate::config::{Dispatch, HttpConfig};
 use crate::error::Error;
 use crate::pipeline::{self, Envelope, Queue};
-use crate::policy::{Issuer, RequestMeta};
+use crate::policy::{Issuer, Reply, RequestMeta};
 
 /// Which I/O driver the runtimes use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -43,15 +43,16 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// The `TimeStampResp` for one body, or an HTTP status when the backend is overloaded.
-    pub async fn handle(
+    /// The reply for one body, or an HTTP status when the backend is overloaded. It may
+    /// not leave before [`Backend::settle`] says so.
+    pub async fn reply(
         &self,
         service: usize,
         body: &[u8],
         meta: &RequestMeta<'_>,
-    ) -> Result<Vec<u8>, u16> {
-        let reply = match self {
-            Backend::Inline(issuer) => issuer.issue(service, body, meta),
+    ) -> Result<Reply, u16> {
+        match self {
+            Backend::Inline(issuer) => Ok(issuer.issue(service, body, meta)),
             Backend::Queue(queue) => {
                 let (tx, rx) = oneshot::channel();
                 let env = Envelope {
@@ -68,15 +69,19 @@ impl Backend {
                 // A worker that vanished or hangs is a server failure, not a requester's:
                 // answer 503 rather than hold the connection for ever.
                 match monoio::time::timeout(BACKEND_DEADLINE, rx).await {
-                    Ok(Ok(reply)) => reply,
-                    _ => return Err(Error::Overloaded.http_status()),
+                    Ok(Ok(reply)) => Ok(reply),
+                    _ => Err(Error::Overloaded.http_status()),
                 }
             }
-        };
+        }
+    }
+
+    /// The 200 body or HTTP status of a reply, once its audit record is durable (group
+    /// commit), waiting at most [`BACKEND_DEADLINE`].
+    pub async fn settle(reply: Reply) -> Result<Vec<u8>, u16> {
         if reply.durable.is_none() {
             return reply.settle().await;
         }
-        // Group commit: wait (bounded) until the audit record is durable.
         monoio::time::timeout(BACKEND_DEADLINE, reply.settle())
             .await
             .unwrap_or(Err(Error::Overloaded.http_status()))
