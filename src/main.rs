@@ -677,14 +677,8 @@ fn verify_cmd(
 }
 
 fn decode_hex(s: &str) -> Result<Vec<u8>, String> {
-    let s = s.trim();
-    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err("--digest must be an even number of hex digits".into());
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(|e| e.to_string()))
-        .collect()
+    stampd::client::verify::unhex(s.trim())
+        .ok_or_else(|| "--digest must be an even number of hex digits".into())
 }
 
 fn check_config(path: &Path, json: bool) -> CmdResult {

@@ -43,9 +43,8 @@ psql_() { psql -h 127.0.0.1 -p $pgport -U postgres -d postgres -At -c "$1"; }
 "$bin" init --data-dir "$tmp/pki-src" >/dev/null
 echo "wrk-bench data" > "$tmp/data.txt"
 openssl ts -query -data "$tmp/data.txt" -sha256 -out "$tmp/q.tsq" 2>/dev/null
-tck=$(getconf CLK_TCK)
 port=3190
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+. bench/wrk/lib.sh
 
 config() { # case
   case $1 in
@@ -69,19 +68,14 @@ run_case() { # case
   STAMPD_LOG=warn "$bin" serve --config "$tmp/$c.toml" --data-dir "$data" \
     --listen "127.0.0.1:$port" > /dev/null &
   local pid=$!
-  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
-  local before after out reqs rps non2xx one
-  before=$(cpu_ticks $pid)
-  out=$(STAMPD_QUERY=$tmp/q.tsq wrk -t2 -c"$conns" -d"$dur" --latency -s bench/wrk/timestamp.lua "http://127.0.0.1:$port/tsa")
-  after=$(cpu_ticks $pid)
+  wait_healthy $port
+  local rps cpu_us non2xx one
+  read -r rps cpu_us non2xx < <(STAMPD_QUERY=$tmp/q.tsq WRK_FLAGS=--latency \
+    measure $pid "http://127.0.0.1:$port/tsa" "$tmp/wrk.out")
   one=$(STAMPD_QUERY=$tmp/q.tsq wrk -t1 -c1 -d3s --latency -s bench/wrk/timestamp.lua "http://127.0.0.1:$port/tsa")
   kill $pid; wait $pid 2>/dev/null || true
-  reqs=$(echo "$out" | awk '/requests in/ {print $1}')
-  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-  non2xx=$(echo "$out" | awk '/Non-2xx/ {print $5}')
-  local cpu_us
-  cpu_us=$(awk -v t=$((after - before)) -v r="$reqs" -v hz="$tck" 'BEGIN {printf "%.1f", t * 1e6 / hz / r}')
-  echo "$c $rps $cpu_us $(pct "$out" 50) $(pct "$out" 99) $(pct "$one" 50) $(pct "$one" 99) ${non2xx:-0}"
+  local out; out=$(cat "$tmp/wrk.out")
+  echo "$c $rps $cpu_us $(pct "$out" 50) $(pct "$out" 99) $(pct "$one" 50) $(pct "$one" 99) $non2xx"
 }
 
 cases=${CASES:-"off group-commit async gc+postgres pg-only"}

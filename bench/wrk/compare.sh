@@ -14,20 +14,17 @@ tmp=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$tmp"' EXIT
 "$new" init --data-dir "$tmp/data" >/dev/null
 echo "compare" > "$tmp/data.txt"
 openssl ts -query -data "$tmp/data.txt" -sha256 -out "$tmp/q.tsq" 2>/dev/null
-tck=$(getconf CLK_TCK); port=3191
+port=3191
+. bench/wrk/lib.sh
 
 run() { # label binary
   STAMPD_LOG=warn "$2" serve --data-dir "$tmp/data" --listen "127.0.0.1:$port" >/dev/null &
   local pid=$!
-  for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
-  local before after out reqs rps
-  before=$(awk '{print $14 + $15}' "/proc/$pid/stat")
-  out=$(STAMPD_QUERY=$tmp/q.tsq wrk -t2 -c"$conns" -d"$dur" -s bench/wrk/timestamp.lua "http://127.0.0.1:$port/tsa")
-  after=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+  wait_healthy $port
+  local rps cpu_us _
+  read -r rps cpu_us _ < <(STAMPD_QUERY=$tmp/q.tsq measure $pid "http://127.0.0.1:$port/tsa" "$tmp/wrk.out")
   kill $pid; wait $pid 2>/dev/null || true
-  reqs=$(echo "$out" | awk '/requests in/ {print $1}')
-  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-  echo "$1 $rps $(awk -v t=$((after - before)) -v r="$reqs" -v hz="$tck" 'BEGIN {printf "%.1f", t * 1e6 / hz / r}')"
+  echo "$1 $rps $cpu_us"
 }
 
 for _ in $(seq "$rounds"); do

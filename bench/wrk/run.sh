@@ -21,30 +21,19 @@ tmp=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$tmp"' EXIT
 echo "wrk-bench data" > "$tmp/data.txt"
 openssl ts -query -data "$tmp/data.txt" -sha256 -out "$tmp/nocert.tsq" 2>/dev/null
 openssl ts -query -data "$tmp/data.txt" -sha256 -cert -out "$tmp/cert.tsq" 2>/dev/null
-tck=$(getconf CLK_TCK)
 port=3190
-
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+. bench/wrk/lib.sh
 
 run_case() { # dispatch certreq
-  local dispatch=$1 cert=$2 q
-  q=$tmp/$([ "$cert" = true ] && echo cert || echo nocert).tsq
+  local dispatch=$1 cert=$2
   printf '[server]\ndispatch = "%s"\n' "$dispatch" > "$tmp/$dispatch.toml"
   STAMPD_LOG=warn "$bin" serve --config "$tmp/$dispatch.toml" --data-dir "$tmp/data" \
     --listen "127.0.0.1:$port" > /dev/null &
   local pid=$!
-  for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
-  local before after out reqs rps non2xx
-  before=$(cpu_ticks $pid)
-  out=$(STAMPD_QUERY=$q wrk -t2 -c"$conns" -d"$dur" -s bench/wrk/timestamp.lua "http://127.0.0.1:$port/tsa")
-  after=$(cpu_ticks $pid)
+  wait_healthy $port
+  local q=$tmp/$([ "$cert" = true ] && echo cert || echo nocert).tsq
+  echo "$dispatch $cert $(STAMPD_QUERY=$q measure $pid "http://127.0.0.1:$port/tsa" "$tmp/wrk.out")"
   kill $pid; wait $pid 2>/dev/null || true
-  reqs=$(echo "$out" | awk '/requests in/ {print $1}')
-  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-  non2xx=$(echo "$out" | awk '/Non-2xx/ {print $5}')
-  local cpu_us
-  cpu_us=$(awk -v t=$((after - before)) -v r="$reqs" -v hz="$tck" 'BEGIN {printf "%.1f", t * 1e6 / hz / r}')
-  echo "$dispatch $cert $rps $cpu_us ${non2xx:-0}"
 }
 
 results=$tmp/results

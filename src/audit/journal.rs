@@ -111,18 +111,9 @@ impl Progress {
             .copied()
             .ok_or_else(|| format!("{}: no audit journal here", dir.display()))?;
         let path = segment_path(dir, first);
-        let bytes = {
-            let f = File::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let mut head = vec![0u8; FRAME_HEAD + PAYLOAD_HEAD + 24];
-            f.read_exact_at(&mut head, 0)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
-            head
-        };
-        let (journal_id, _) = match parse_frame(&bytes) {
-            Parse::Whole(f, _) if f.kind == Kind::Segment => parse_segment_header(&f.body),
-            _ => None,
-        }
-        .ok_or_else(|| format!("{}: no segment header", path.display()))?;
+        let (journal_id, _) = segment_header(&path)
+            .and_then(|f| parse_segment_header(&f.body))
+            .ok_or_else(|| format!("{}: no readable segment header", path.display()))?;
         Ok(Progress {
             journal_id,
             committed_seq: AtomicU64::new(u64::MAX),
@@ -631,7 +622,7 @@ impl Journal {
                 .and_then(|t| t.elapsed().ok())
                 .is_some_and(|age| age > keep);
             // The segment's last frame is the one before the next segment's header.
-            let last = first_seq(&segment_path(dir, next)).map(|s| s.saturating_sub(1));
+            let last = segment_header(&segment_path(dir, next)).map(|h| h.seq.saturating_sub(1));
             if old && last.is_some_and(|l| l <= shipped) {
                 match std::fs::remove_file(&path) {
                     Ok(()) => {
@@ -710,13 +701,13 @@ fn later_batch_after(bytes: &[u8], from: usize, last_seq: u64) -> bool {
     false
 }
 
-/// The seq of a segment's header, when the header is whole.
-fn first_seq(path: &Path) -> Option<u64> {
+/// A segment file's header frame, when it is whole.
+fn segment_header(path: &Path) -> Option<Frame> {
     let f = File::open(path).ok()?;
     let mut head = [0u8; FRAME_HEAD + PAYLOAD_HEAD + 24];
     f.read_exact_at(&mut head, 0).ok()?;
     match parse_frame(&head) {
-        Parse::Whole(frame, _) if frame.kind == Kind::Segment => Some(frame.seq),
+        Parse::Whole(frame, _) if frame.kind == Kind::Segment => Some(frame),
         _ => None,
     }
 }

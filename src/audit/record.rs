@@ -5,6 +5,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+pub use crate::client::verify::{hex, unhex};
 use crate::policy::serial::SERIAL_LEN;
 use crate::policy::Outcome;
 use crate::protocol::{FailureInfo, HashAlg, Timestamp};
@@ -267,25 +268,6 @@ pub fn serial_hex(serial: &[u8]) -> String {
     } else {
         trimmed.into()
     }
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
-}
-
-pub fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::super::{Outcome, Reply};
 use super::{Exchange, PreFilter};
 use crate::audit::{AuditSink, Durability, Record};
+use crate::clock::{SystemClock, TimeSource};
 use crate::protocol::{request, HashAlg, Timestamp};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -67,16 +68,6 @@ pub struct Audit {
     sink: Arc<dyn AuditSink>,
 }
 
-fn system_time() -> Timestamp {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    Timestamp {
-        unix_secs: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        nanos: d.subsec_nanos(),
-    }
-}
-
 impl PreFilter for Audit {
     fn name(&self) -> &str {
         &self.name
@@ -90,7 +81,8 @@ impl PreFilter for Audit {
             None => request::decode(x.body).ok(),
         };
         let granted = matches!(reply.outcome, Outcome::Granted { .. });
-        let key_id = match x.policy.and_then(|p| p.signer.as_ref()) {
+        // The signer's key id, for issued tokens only.
+        let key_id = || match x.policy.and_then(|p| p.signer.as_ref()) {
             Some(s) => s.key_id().into(),
             None => self.key_id.clone(),
         };
@@ -108,7 +100,10 @@ impl PreFilter for Audit {
                     }
                 }
                 (Some(Ok(t)), _) => t,
-                _ => system_time(),
+                _ => SystemClock.now().unwrap_or(Timestamp {
+                    unix_secs: 0,
+                    nanos: 0,
+                }),
             },
             outcome: reply.outcome.clone(),
             service: self.service.clone(),
@@ -121,7 +116,7 @@ impl PreFilter for Audit {
             nonce: req.as_ref().and_then(|r| r.nonce.map(<[u8]>::to_vec)),
             cert_req: req.as_ref().is_some_and(|r| r.cert_req),
             client: c.client_ip.then_some(x.meta.client),
-            key_id: granted.then_some(key_id),
+            key_id: granted.then(key_id),
             latency_us: u64::try_from(x.started.elapsed().as_micros()).unwrap_or(u64::MAX),
             request: c.request.then(|| x.body.to_vec()),
             response: keep_response.then(|| reply.der.clone()),

@@ -1,0 +1,24 @@
+# Shared by the wrk scripts (source it): start a server, measure one wrk run.
+
+# Waits until the server on 127.0.0.1:PORT answers /health (up to 10 s).
+wait_healthy() { # port
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$1/health" >/dev/null && return; sleep 0.1; done
+}
+
+# utime + stime of a process, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# Runs wrk (extra wrk flags in WRK_FLAGS) against PID's server at URL with the request in
+# STAMPD_QUERY and prints "tokens/s cpu_us_per_token non2xx"; wrk's whole output goes to
+# the file OUT, for callers that want more (latency percentiles).
+measure() { # pid url out
+  local before after reqs
+  before=$(cpu_ticks "$1")
+  # shellcheck disable=SC2086
+  wrk -t2 -c"$conns" -d"$dur" ${WRK_FLAGS:-} -s bench/wrk/timestamp.lua "$2" > "$3"
+  after=$(cpu_ticks "$1")
+  reqs=$(awk '/requests in/ {print $1}' "$3")
+  awk -v t=$((after - before)) -v r="$reqs" -v hz="$(getconf CLK_TCK)" '
+    /Requests\/sec/ {rps = $2} /Non-2xx/ {e = $5}
+    END {printf "%s %.1f %d\n", rps, t * 1e6 / hz / r, e}' "$3"
+}
