@@ -86,33 +86,14 @@ impl DevPki {
         let now = time::OffsetDateTime::now_utc();
 
         let ca_key = key_type.generate().map_err(pki_err)?;
-        let mut ca = CertificateParams::default();
-        ca.distinguished_name = name("stampd development CA");
-        ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        ca.not_before = now - time::Duration::hours(1);
-        ca.not_after = now + time::Duration::days(3650);
+        let ca = ca_params(now);
         let ca_cert = ca.self_signed(&ca_key).map_err(pki_err)?;
         let issuer = Issuer::new(ca, &ca_key);
 
         let tsa_key = key_type.generate().map_err(pki_err)?;
-        let mut tsa = CertificateParams::default();
-        tsa.distinguished_name = name("stampd development TSA");
-        tsa.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        // RFC 3161 §2.3: extendedKeyUsage with only id-kp-timeStamping, marked critical.
-        // rcgen writes EKU non-critical, so the extension is added by hand.
-        let mut eku = CustomExtension::from_oid_content(
-            &[2, 5, 29, 37],
-            vec![
-                0x30, 0x0a, 0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x08,
-            ],
-        );
-        eku.set_criticality(true);
-        tsa.custom_extensions = vec![eku];
-        tsa.use_authority_key_identifier_extension = true;
-        tsa.not_before = now - time::Duration::hours(1);
-        tsa.not_after = now + time::Duration::days(3 * 365);
-        let tsa_cert = tsa.signed_by(&tsa_key, &issuer).map_err(pki_err)?;
+        let tsa_cert = tsa_params(now)
+            .signed_by(&tsa_key, &issuer)
+            .map_err(pki_err)?;
 
         if let Some(dir) = self.tsa_cert.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -126,6 +107,77 @@ impl DevPki {
         std::fs::write(&self.tsa_cert, chain).map_err(|e| Error::io(&self.tsa_cert, e))?;
         Ok(())
     }
+}
+
+/// A TSA certificate's parameters. RFC 3161 §2.3: extendedKeyUsage with only
+/// id-kp-timeStamping, marked critical (rcgen writes EKU non-critical, so the extension is
+/// added by hand).
+fn tsa_params(now: time::OffsetDateTime) -> CertificateParams {
+    let mut tsa = CertificateParams::default();
+    tsa.distinguished_name = name("stampd development TSA");
+    tsa.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    let mut eku = CustomExtension::from_oid_content(
+        &[2, 5, 29, 37],
+        vec![
+            0x30, 0x0a, 0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x08,
+        ],
+    );
+    eku.set_criticality(true);
+    tsa.custom_extensions = vec![eku];
+    tsa.use_authority_key_identifier_extension = true;
+    tsa.not_before = now - time::Duration::hours(1);
+    tsa.not_after = now + time::Duration::days(3 * 365);
+    tsa
+}
+
+impl DevPki {
+    /// Issues a TSA certificate from the dev CA for an EC key held elsewhere (an HSM),
+    /// given its uncompressed point and curve. Returns the PEM chain: leaf, then the CA.
+    pub fn issue_tsa_certificate(&self, key: &ExternalKey) -> Result<String, Error> {
+        let pki_err = |e: rcgen::Error| Error::Pki(e.to_string());
+        let ca_pem =
+            std::fs::read_to_string(&self.ca_cert).map_err(|e| Error::io(&self.ca_cert, e))?;
+        let key_pem =
+            std::fs::read_to_string(&self.ca_key).map_err(|e| Error::io(&self.ca_key, e))?;
+        let ca_key = KeyPair::from_pem(&key_pem).map_err(pki_err)?;
+        // Issuing needs the CA's name and key only (the authority key identifier comes from
+        // the key): the dev CA's parameters are rebuilt rather than parsed.
+        let issuer = Issuer::new(ca_params(time::OffsetDateTime::now_utc()), ca_key);
+        let cert = tsa_params(time::OffsetDateTime::now_utc())
+            .signed_by(key, &issuer)
+            .map_err(pki_err)?;
+        Ok(format!("{}{}", cert.pem(), ca_pem))
+    }
+}
+
+/// A public key held outside this process (an HSM's).
+pub struct ExternalKey {
+    /// The subjectPublicKey bits: an EC point (04 ‖ X ‖ Y).
+    pub point: Vec<u8>,
+    pub key_type: KeyType,
+}
+
+impl rcgen::PublicKeyData for ExternalKey {
+    fn der_bytes(&self) -> &[u8] {
+        &self.point
+    }
+
+    fn algorithm(&self) -> &'static SignatureAlgorithm {
+        match self.key_type {
+            KeyType::P384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+            _ => &rcgen::PKCS_ECDSA_P256_SHA256,
+        }
+    }
+}
+
+fn ca_params(now: time::OffsetDateTime) -> CertificateParams {
+    let mut ca = CertificateParams::default();
+    ca.distinguished_name = name("stampd development CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    ca.not_before = now - time::Duration::hours(1);
+    ca.not_after = now + time::Duration::days(3650);
+    ca
 }
 
 fn name(cn: &str) -> DistinguishedName {

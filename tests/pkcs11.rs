@@ -1,0 +1,179 @@
+//! WORK IN PROGRESS (issue 5): the PKCS#11 signer against a real SoftHSM2 token. The key is
+//! generated on the token, the dev CA certifies it, tokens are issued through the pool and
+//! verified with `openssl ts -verify`.
+
+mod common;
+
+use std::process::Command;
+use std::sync::Arc;
+
+use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::mechanism::Mechanism;
+use cryptoki::object::{Attribute, AttributeType};
+use cryptoki::session::UserType;
+use cryptoki::types::AuthPin;
+use stampd::audit::Discard;
+use stampd::clock::SystemClock;
+use stampd::pki::{DevPki, ExternalKey, KeyType};
+use stampd::policy::serial::SerialSpace;
+use stampd::policy::{Issuer, Outcome, Policy, RequestMeta, Service};
+use stampd::protocol::oid::Oid;
+use stampd::protocol::token::{Accuracy, IncludeCerts, PolicyTemplate, TsaName};
+use stampd::protocol::{request, HashAlg, Precision};
+use stampd::signer::pkcs11::{Pkcs11Config, Pkcs11Signer};
+use stampd::signer::software::pem_blocks;
+
+const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+
+#[test]
+fn softhsm_p256_tokens_verify_with_openssl() {
+    let tmp = common::tempdir();
+    let tokens = tmp.path().join("tokens");
+    std::fs::create_dir(&tokens).unwrap();
+    let conf = tmp.path().join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+            tokens.display()
+        ),
+    )
+    .unwrap();
+    // Each integration test is its own process under nextest; this one owns its token dir.
+    std::env::set_var("SOFTHSM2_CONF", &conf);
+    let (ok, out) = common::run(Command::new("softhsm2-util").args([
+        "--init-token",
+        "--free",
+        "--label",
+        "tsa",
+        "--pin",
+        "1234",
+        "--so-pin",
+        "5678",
+    ]));
+    assert!(ok, "{out}");
+
+    // A P-256 key pair on the token.
+    let point = {
+        let ctx = Pkcs11::new(MODULE).unwrap();
+        ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+            .unwrap();
+        let slot = ctx.get_slots_with_token().unwrap()[0];
+        let session = ctx.open_rw_session(slot).unwrap();
+        session
+            .login(UserType::User, Some(&AuthPin::new("1234".into())))
+            .unwrap();
+        let label = b"tsa-p256".to_vec();
+        let prime256v1 = vec![0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+        let (public, _private) = session
+            .generate_key_pair(
+                &Mechanism::EccKeyPairGen,
+                &[
+                    Attribute::Token(true),
+                    Attribute::Label(label.clone()),
+                    Attribute::EcParams(prime256v1),
+                    Attribute::Verify(true),
+                ],
+                &[
+                    Attribute::Token(true),
+                    Attribute::Private(true),
+                    Attribute::Sensitive(true),
+                    Attribute::Sign(true),
+                    Attribute::Label(label),
+                ],
+            )
+            .unwrap();
+        let attrs = session
+            .get_attributes(public, &[AttributeType::EcPoint])
+            .unwrap();
+        let Some(Attribute::EcPoint(raw)) = attrs.into_iter().next() else {
+            panic!("no EC point")
+        };
+        // CKA_EC_POINT is an OCTET STRING around the point.
+        raw[2..].to_vec()
+    };
+
+    let pki = DevPki::in_dir(tmp.path());
+    pki.create(KeyType::P256).unwrap();
+    let chain_pem = pki
+        .issue_tsa_certificate(&ExternalKey {
+            point,
+            key_type: KeyType::P256,
+        })
+        .unwrap();
+    let chain = pem_blocks(chain_pem.as_bytes(), "CERTIFICATE").unwrap();
+    let now = stampd::clock::TimeSource::now(&SystemClock).unwrap();
+    let signer = Pkcs11Signer::open(
+        &Pkcs11Config {
+            module: MODULE.as_ref(),
+            token_label: "tsa",
+            pin: "1234",
+            key_label: "tsa-p256",
+            sessions: 4,
+        },
+        chain,
+        now,
+    )
+    .unwrap();
+
+    let oid = Oid::parse("2.999.1.1").unwrap();
+    let template = PolicyTemplate::new(
+        &oid,
+        Accuracy::from_micros(1_000_000),
+        Precision::Millis,
+        TsaName::Subject,
+        IncludeCerts::Chain,
+        false,
+    );
+    let issuer = Arc::new(Issuer {
+        services: vec![Service {
+            name: "hsm".into(),
+            signer: Arc::new(signer),
+            policies: vec![Policy::simple("p", oid, vec![HashAlg::Sha256], template)],
+            fallback: None,
+            preprocess: Vec::new(),
+            status_text: true,
+        }],
+        clock: Arc::new(SystemClock),
+        serials: SerialSpace::ephemeral(1, 0),
+        audit: Arc::new(Discard),
+    });
+
+    // Concurrent requests over the pool; every token verifies.
+    let threads: Vec<_> = (0..8u8)
+        .map(|t| {
+            let issuer = issuer.clone();
+            std::thread::spawn(move || {
+                (0..25u8)
+                    .map(|i| {
+                        let q = request::encode(HashAlg::Sha256, &[t ^ i; 32], None, None, true);
+                        let reply = issuer.issue(0, &q, &RequestMeta::local("/tsa"));
+                        assert!(matches!(reply.outcome, Outcome::Granted { .. }));
+                        (q, reply.der)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let issued: Vec<_> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    assert_eq!(issued.len(), 200);
+    for (n, (q, der)) in issued.iter().enumerate().step_by(40) {
+        let tsq = tmp.path().join(format!("{n}.tsq"));
+        let tsr = tmp.path().join(format!("{n}.tsr"));
+        std::fs::write(&tsq, q).unwrap();
+        std::fs::write(&tsr, der).unwrap();
+        let (ok, out) = common::run(
+            Command::new("openssl")
+                .args(["ts", "-verify", "-in"])
+                .arg(&tsr)
+                .arg("-queryfile")
+                .arg(&tsq)
+                .arg("-CAfile")
+                .arg(&pki.ca_cert),
+        );
+        assert!(ok && out.contains("Verification: OK"), "{out}");
+    }
+}
