@@ -25,12 +25,12 @@ use stampd::signer::software::pem_blocks;
 
 const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 
-#[test]
-fn softhsm_p256_tokens_verify_with_openssl() {
-    let tmp = common::tempdir();
-    let tokens = tmp.path().join("tokens");
+/// A SoftHSM2 token `tsa` (user PIN 1234) in `dir` with a P-256 key pair `tsa-p256`, and a
+/// dev PKI in `dir` whose CA certified it. Returns the PKI and the PEM chain.
+fn softhsm_token(dir: &std::path::Path) -> (DevPki, String) {
+    let tokens = dir.join("tokens");
     std::fs::create_dir(&tokens).unwrap();
-    let conf = tmp.path().join("softhsm2.conf");
+    let conf = dir.join("softhsm2.conf");
     std::fs::write(
         &conf,
         format!(
@@ -93,7 +93,7 @@ fn softhsm_p256_tokens_verify_with_openssl() {
         raw[2..].to_vec()
     };
 
-    let pki = DevPki::in_dir(tmp.path());
+    let pki = DevPki::in_dir(dir);
     pki.create(KeyType::P256).unwrap();
     let chain_pem = pki
         .issue_tsa_certificate(&ExternalKey {
@@ -101,6 +101,52 @@ fn softhsm_p256_tokens_verify_with_openssl() {
             key_type: KeyType::P256,
         })
         .unwrap();
+    (pki, chain_pem)
+}
+
+fn openssl_verifies(dir: &std::path::Path, name: &str, q: &[u8], der: &[u8], ca: &std::path::Path) {
+    let tsq = dir.join(format!("{name}.tsq"));
+    let tsr = dir.join(format!("{name}.tsr"));
+    std::fs::write(&tsq, q).unwrap();
+    std::fs::write(&tsr, der).unwrap();
+    let (ok, out) = common::run(
+        Command::new("openssl")
+            .args(["ts", "-verify", "-in"])
+            .arg(&tsr)
+            .arg("-queryfile")
+            .arg(&tsq)
+            .arg("-CAfile")
+            .arg(ca),
+    );
+    assert!(ok && out.contains("Verification: OK"), "{out}");
+}
+
+#[test]
+fn serve_signs_with_a_softhsm_key_over_http() {
+    let tmp = common::tempdir();
+    let (pki, chain_pem) = softhsm_token(tmp.path());
+    let data = tmp.path().join("d");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("hsm.pem"), &chain_pem).unwrap();
+    std::env::set_var("STAMPD_TEST_PIN", "1234");
+    let config = format!(
+        "[signer.main]\nkind = \"pkcs11\"\nmodule = \"{MODULE}\"\ntoken_label = \"tsa\"\n\
+         pin_env = \"STAMPD_TEST_PIN\"\nkey_label = \"tsa-p256\"\ncert = \"hsm.pem\"\nsessions = 2\n"
+    );
+    let server = common::Server::start(&data, Some(&config));
+    assert!(!data.join("pki").exists(), "no dev PKI for an HSM signer");
+    for i in 0..5u8 {
+        let q = request::encode(HashAlg::Sha256, &[i; 32], None, Some(&[i + 1]), true);
+        let r = common::exchange(&server, &common::post_bytes(&server.path, &q, "")).unwrap();
+        assert_eq!(r.status, 200);
+        openssl_verifies(tmp.path(), &format!("http{i}"), &q, &r.body, &pki.ca_cert);
+    }
+}
+
+#[test]
+fn softhsm_p256_tokens_verify_with_openssl() {
+    let tmp = common::tempdir();
+    let (pki, chain_pem) = softhsm_token(tmp.path());
     let chain = pem_blocks(chain_pem.as_bytes(), "CERTIFICATE").unwrap();
     let now = stampd::clock::TimeSource::now(&SystemClock).unwrap();
     let signer = Pkcs11Signer::open(
@@ -161,19 +207,6 @@ fn softhsm_p256_tokens_verify_with_openssl() {
         .collect();
     assert_eq!(issued.len(), 200);
     for (n, (q, der)) in issued.iter().enumerate().step_by(40) {
-        let tsq = tmp.path().join(format!("{n}.tsq"));
-        let tsr = tmp.path().join(format!("{n}.tsr"));
-        std::fs::write(&tsq, q).unwrap();
-        std::fs::write(&tsr, der).unwrap();
-        let (ok, out) = common::run(
-            Command::new("openssl")
-                .args(["ts", "-verify", "-in"])
-                .arg(&tsr)
-                .arg("-queryfile")
-                .arg(&tsq)
-                .arg("-CAfile")
-                .arg(&pki.ca_cert),
-        );
-        assert!(ok && out.contains("Verification: OK"), "{out}");
+        openssl_verifies(tmp.path(), &n.to_string(), q, der, &pki.ca_cert);
     }
 }

@@ -80,7 +80,12 @@ pub fn build_with_clock(config: &Config, clock: Arc<dyn TimeSource>) -> Result<B
         let dev = DevPki::in_dir(&data_dir);
         // The embedded default: create the dev PKI on first start when the signer points at
         // its (missing) files.
-        if key == dev.tsa_key && cert == dev.tsa_cert && !key.exists() && !cert.exists() {
+        if sc.kind == SignerKind::File
+            && key == dev.tsa_key
+            && cert == dev.tsa_cert
+            && !key.exists()
+            && !cert.exists()
+        {
             dev.create(KeyType::P256)?;
             tracing::info!(dir = %data_dir.join("pki").display(), "created development PKI (not for production)");
         }
@@ -92,6 +97,7 @@ pub fn build_with_clock(config: &Config, clock: Arc<dyn TimeSource>) -> Result<B
                 sc.rsa_padding,
                 now,
             )?),
+            SignerKind::Pkcs11 => Arc::new(pkcs11_signer(name, sc, &data_dir, &cert, now)?),
         };
         tracing::info!(signer = %name, key_id = signer.key_id(), scheme = signer.template().scheme.name(), "signer ready");
         signers.insert(name, signer);
@@ -185,6 +191,46 @@ pub fn build_with_clock(config: &Config, clock: Arc<dyn TimeSource>) -> Result<B
         listeners,
         data_dir,
     })
+}
+
+/// A PKCS#11 signer from its validated config; the PIN from the environment or a file.
+fn pkcs11_signer(
+    name: &str,
+    sc: &super::SignerConfig,
+    data_dir: &Path,
+    cert: &Path,
+    now: crate::protocol::Timestamp,
+) -> Result<crate::signer::pkcs11::Pkcs11Signer, Error> {
+    let fail = |reason: String| Error::Signer {
+        name: name.to_string(),
+        reason,
+    };
+    let pin = match (&sc.pin_env, &sc.pin_file) {
+        (Some(var), _) => std::env::var(var).map_err(|_| {
+            fail(format!(
+                "the environment variable {var} (the PIN) is not set"
+            ))
+        })?,
+        (None, Some(file)) => {
+            let path = resolve(data_dir, file);
+            std::fs::read_to_string(&path)
+                .map_err(|e| Error::io(&path, e))?
+                .trim_end_matches(['\r', '\n'])
+                .to_string()
+        }
+        (None, None) => return Err(fail("no PIN source".into())),
+    };
+    let pem = std::fs::read(cert).map_err(|e| Error::io(cert, e))?;
+    let chain = crate::signer::software::pem_blocks(&pem, "CERTIFICATE")
+        .map_err(|e| fail(format!("{}: {e}", cert.display())))?;
+    let config = crate::signer::pkcs11::Pkcs11Config {
+        module: sc.module.as_deref().unwrap_or(Path::new("")),
+        token_label: sc.token_label.as_deref().unwrap_or_default(),
+        pin: &pin,
+        key_label: sc.key_label.as_deref().unwrap_or_default(),
+        sessions: sc.sessions,
+    };
+    crate::signer::pkcs11::Pkcs11Signer::open(&config, chain, now).map_err(fail)
 }
 
 fn build_policy(

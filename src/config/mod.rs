@@ -188,12 +188,27 @@ pub struct SignerConfig {
     pub cert: PathBuf,
     /// RSA keys only: `pkcs1` (default) or `pss`.
     pub rsa_padding: RsaPadding,
+    /// `kind = "pkcs11"`: the PKCS#11 module (shared library).
+    pub module: Option<PathBuf>,
+    /// `kind = "pkcs11"`: the label of the token holding the key.
+    pub token_label: Option<String>,
+    /// `kind = "pkcs11"`: the environment variable holding the user PIN.
+    pub pin_env: Option<String>,
+    /// `kind = "pkcs11"`: the file holding the user PIN (relative to the data directory).
+    pub pin_file: Option<PathBuf>,
+    /// `kind = "pkcs11"`: the label of the key pair on the token.
+    pub key_label: Option<String>,
+    /// `kind = "pkcs11"`: sessions in the pool. Default 4.
+    pub sessions: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SignerKind {
+    /// A PKCS#8 key file, signed in software.
     File,
+    /// A key in an HSM, signed through PKCS#11.
+    Pkcs11,
 }
 
 impl Default for SignerConfig {
@@ -203,6 +218,12 @@ impl Default for SignerConfig {
             key: PathBuf::from("pki/tsa.key"),
             cert: PathBuf::from("pki/tsa.pem"),
             rsa_padding: RsaPadding::Pkcs1,
+            module: None,
+            token_label: None,
+            pin_env: None,
+            pin_file: None,
+            key_label: None,
+            sessions: 4,
         }
     }
 }
@@ -489,6 +510,29 @@ impl Config {
             ));
         }
         errors.extend(self.audit.validate());
+        for (name, sc) in &self.signer {
+            if sc.kind == SignerKind::Pkcs11 {
+                for (key, missing) in [
+                    ("module", sc.module.is_none()),
+                    ("token_label", sc.token_label.is_none()),
+                    ("key_label", sc.key_label.is_none()),
+                ] {
+                    if missing {
+                        errors.push(format!(
+                            "signer.{name}.{key}: required for kind = \"pkcs11\""
+                        ));
+                    }
+                }
+                if sc.pin_env.is_some() == sc.pin_file.is_some() {
+                    errors.push(format!(
+                        "signer.{name}: set exactly one of pin_env and pin_file (the PIN never goes in this file)"
+                    ));
+                }
+                if sc.sessions == 0 || sc.sessions > 1024 {
+                    errors.push(format!("signer.{name}.sessions: 1 to 1024"));
+                }
+            }
+        }
         for (name, p) in &self.preprocess {
             for e in p.validate() {
                 errors.push(format!("preprocess.{name}: {e}"));
