@@ -131,8 +131,8 @@ fn tsa_params(now: time::OffsetDateTime) -> CertificateParams {
 }
 
 impl DevPki {
-    /// Issues a TSA certificate from the dev CA for an EC key held elsewhere (an HSM),
-    /// given its uncompressed point and curve. Returns the PEM chain: leaf, then the CA.
+    /// Issues a TSA certificate from the dev CA for an EC or RSA key held elsewhere (an
+    /// HSM). Returns the PEM chain: leaf, then the CA.
     pub fn issue_tsa_certificate(&self, key: &ExternalKey) -> Result<String, Error> {
         let pki_err = |e: rcgen::Error| Error::Pki(e.to_string());
         let ca_pem =
@@ -152,7 +152,7 @@ impl DevPki {
 
 /// A public key held outside this process (an HSM's).
 pub struct ExternalKey {
-    /// The subjectPublicKey bits: an EC point (04 ‖ X ‖ Y).
+    /// The subjectPublicKey bits: an EC point (04 ‖ X ‖ Y) or an RSAPublicKey (DER).
     pub point: Vec<u8>,
     pub key_type: KeyType,
 }
@@ -165,6 +165,7 @@ impl rcgen::PublicKeyData for ExternalKey {
     fn algorithm(&self) -> &'static SignatureAlgorithm {
         match self.key_type {
             KeyType::P384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+            KeyType::Rsa2048 | KeyType::Rsa3072 => &rcgen::PKCS_RSA_SHA256,
             _ => &rcgen::PKCS_ECDSA_P256_SHA256,
         }
     }

@@ -25,9 +25,10 @@ use stampd::signer::software::pem_blocks;
 
 const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 
-/// A SoftHSM2 token `tsa` (user PIN 1234) in `dir` with a P-256 key pair `tsa-p256`, and a
+/// A SoftHSM2 token `tsa` (user PIN 1234) in `dir` with a key pair `tsa-key` (P-256 or
+/// RSA-2048), and a
 /// dev PKI in `dir` whose CA certified it. Returns the PKI and the PEM chain.
-fn softhsm_token(dir: &std::path::Path) -> (DevPki, String) {
+fn softhsm_token(dir: &std::path::Path, key_type: KeyType) -> (DevPki, String) {
     let tokens = dir.join("tokens");
     std::fs::create_dir(&tokens).unwrap();
     let conf = dir.join("softhsm2.conf");
@@ -53,7 +54,7 @@ fn softhsm_token(dir: &std::path::Path) -> (DevPki, String) {
     ]));
     assert!(ok, "{out}");
 
-    // A P-256 key pair on the token.
+    // A key pair on the token.
     let point = {
         let ctx = Pkcs11::new(MODULE).unwrap();
         ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
@@ -63,43 +64,57 @@ fn softhsm_token(dir: &std::path::Path) -> (DevPki, String) {
         session
             .login(UserType::User, Some(&AuthPin::new("1234".into())))
             .unwrap();
-        let label = b"tsa-p256".to_vec();
-        let prime256v1 = vec![0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
-        let (public, _private) = session
-            .generate_key_pair(
-                &Mechanism::EccKeyPairGen,
-                &[
-                    Attribute::Token(true),
-                    Attribute::Label(label.clone()),
-                    Attribute::EcParams(prime256v1),
-                    Attribute::Verify(true),
-                ],
-                &[
-                    Attribute::Token(true),
-                    Attribute::Private(true),
-                    Attribute::Sensitive(true),
-                    Attribute::Sign(true),
-                    Attribute::Label(label),
-                ],
-            )
-            .unwrap();
-        let attrs = session
-            .get_attributes(public, &[AttributeType::EcPoint])
-            .unwrap();
-        let Some(Attribute::EcPoint(raw)) = attrs.into_iter().next() else {
-            panic!("no EC point")
-        };
-        // CKA_EC_POINT is an OCTET STRING around the point.
-        raw[2..].to_vec()
+        let label = b"tsa-key".to_vec();
+        let private = [
+            Attribute::Token(true),
+            Attribute::Private(true),
+            Attribute::Sensitive(true),
+            Attribute::Sign(true),
+            Attribute::Label(label.clone()),
+        ];
+        let mut public = vec![
+            Attribute::Token(true),
+            Attribute::Label(label),
+            Attribute::Verify(true),
+        ];
+        if key_type == KeyType::Rsa2048 {
+            public.push(Attribute::ModulusBits(2048.into()));
+            public.push(Attribute::PublicExponent(vec![1, 0, 1]));
+            let (public, _) = session
+                .generate_key_pair(&Mechanism::RsaPkcsKeyPairGen, &public, &private)
+                .unwrap();
+            let attrs = session
+                .get_attributes(
+                    public,
+                    &[AttributeType::Modulus, AttributeType::PublicExponent],
+                )
+                .unwrap();
+            let (Attribute::Modulus(n), Attribute::PublicExponent(e)) = (&attrs[0], &attrs[1])
+            else {
+                panic!("no RSA public key")
+            };
+            stampd::signer::pkcs11::rsa_public_key(n, e)
+        } else {
+            let prime256v1 = vec![0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
+            public.push(Attribute::EcParams(prime256v1));
+            let (public, _) = session
+                .generate_key_pair(&Mechanism::EccKeyPairGen, &public, &private)
+                .unwrap();
+            let attrs = session
+                .get_attributes(public, &[AttributeType::EcPoint])
+                .unwrap();
+            let Some(Attribute::EcPoint(raw)) = attrs.into_iter().next() else {
+                panic!("no EC point")
+            };
+            // CKA_EC_POINT is an OCTET STRING around the point.
+            raw[2..].to_vec()
+        }
     };
 
     let pki = DevPki::in_dir(dir);
     pki.create(KeyType::P256).unwrap();
     let chain_pem = pki
-        .issue_tsa_certificate(&ExternalKey {
-            point,
-            key_type: KeyType::P256,
-        })
+        .issue_tsa_certificate(&ExternalKey { point, key_type })
         .unwrap();
     (pki, chain_pem)
 }
@@ -122,16 +137,25 @@ fn openssl_verifies(dir: &std::path::Path, name: &str, q: &[u8], der: &[u8], ca:
 }
 
 #[test]
-fn serve_signs_with_a_softhsm_key_over_http() {
+fn serve_signs_with_a_softhsm_p256_key_over_http() {
+    serve_and_verify(KeyType::P256);
+}
+
+#[test]
+fn serve_signs_with_a_softhsm_rsa2048_key_over_http() {
+    serve_and_verify(KeyType::Rsa2048);
+}
+
+fn serve_and_verify(key_type: KeyType) {
     let tmp = common::tempdir();
-    let (pki, chain_pem) = softhsm_token(tmp.path());
+    let (pki, chain_pem) = softhsm_token(tmp.path(), key_type);
     let data = tmp.path().join("d");
     std::fs::create_dir(&data).unwrap();
     std::fs::write(data.join("hsm.pem"), &chain_pem).unwrap();
     std::env::set_var("STAMPD_TEST_PIN", "1234");
     let config = format!(
         "[signer.main]\nkind = \"pkcs11\"\nmodule = \"{MODULE}\"\ntoken_label = \"tsa\"\n\
-         pin_env = \"STAMPD_TEST_PIN\"\nkey_label = \"tsa-p256\"\ncert = \"hsm.pem\"\nsessions = 2\n"
+         pin_env = \"STAMPD_TEST_PIN\"\nkey_label = \"tsa-key\"\ncert = \"hsm.pem\"\nsessions = 2\n"
     );
     let server = common::Server::start(&data, Some(&config));
     assert!(!data.join("pki").exists(), "no dev PKI for an HSM signer");
@@ -146,15 +170,16 @@ fn serve_signs_with_a_softhsm_key_over_http() {
 #[test]
 fn softhsm_p256_tokens_verify_with_openssl() {
     let tmp = common::tempdir();
-    let (pki, chain_pem) = softhsm_token(tmp.path());
+    let (pki, chain_pem) = softhsm_token(tmp.path(), KeyType::P256);
     let chain = pem_blocks(chain_pem.as_bytes(), "CERTIFICATE").unwrap();
     let now = stampd::clock::TimeSource::now(&SystemClock).unwrap();
     let signer = Pkcs11Signer::open(
         &Pkcs11Config {
             module: MODULE.as_ref(),
+            rsa_padding: stampd::signer::software::RsaPadding::Pkcs1,
             token_label: "tsa",
             pin: "1234",
-            key_label: "tsa-p256",
+            key_label: "tsa-key",
             sessions: 4,
         },
         chain,

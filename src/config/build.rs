@@ -225,6 +225,7 @@ fn pkcs11_signer(
         .map_err(|e| fail(format!("{}: {e}", cert.display())))?;
     let config = crate::signer::pkcs11::Pkcs11Config {
         module: sc.module.as_deref().unwrap_or(Path::new("")),
+        rsa_padding: sc.rsa_padding,
         token_label: sc.token_label.as_deref().unwrap_or_default(),
         pin: &pin,
         key_label: sc.key_label.as_deref().unwrap_or_default(),

@@ -1,5 +1,6 @@
 //! `kind = "pkcs11"`: keys in an HSM, signed through PKCS#11 (cryptoki) over a pool of
-//! sessions. WORK IN PROGRESS (issue 5): ECDSA P-256/P-384 only; no fault recovery yet.
+//! sessions. WORK IN PROGRESS (issue 5): ECDSA P-256/P-384 and RSA (PKCS#1 v1.5, PSS); no
+//! EdDSA and no fault recovery yet.
 //!
 //! Sessions are `Send` but not `Sync`: each sits behind its own mutex, and a bounded
 //! channel of free session indexes hands them out. `reserve` takes an index (waiting a
@@ -11,7 +12,8 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
-use cryptoki::mechanism::Mechanism;
+use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsPssParams};
+use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, UserType};
 use cryptoki::types::AuthPin;
@@ -30,6 +32,8 @@ const RESERVE_WAIT: Duration = Duration::from_secs(2);
 /// Where the key is.
 pub struct Pkcs11Config<'a> {
     pub module: &'a std::path::Path,
+    /// RSA keys: PKCS#1 v1.5 or PSS.
+    pub rsa_padding: super::software::RsaPadding,
     pub token_label: &'a str,
     pub pin: &'a str,
     pub key_label: &'a str,
@@ -58,6 +62,31 @@ fn ec_point(raw: &[u8]) -> Vec<u8> {
         Ok(t) => t.value.to_vec(),
         Err(_) => raw.to_vec(),
     }
+}
+
+enum PublicKey {
+    /// The uncompressed point.
+    Ec(Vec<u8>),
+    /// RSAPublicKey DER (what a certificate's subjectPublicKey holds).
+    Rsa(Vec<u8>),
+}
+
+/// RSAPublicKey (RFC 8017 §A.1.1) from the token's modulus and exponent (unsigned
+/// big-endian).
+pub fn rsa_public_key(n: &[u8], e: &[u8]) -> Vec<u8> {
+    let int = |v: &[u8]| {
+        let v = &v[v
+            .iter()
+            .position(|b| *b != 0)
+            .unwrap_or(v.len().saturating_sub(1))..];
+        let mut out = Vec::with_capacity(v.len() + 1);
+        if v.first().is_some_and(|b| b & 0x80 != 0) {
+            out.push(0);
+        }
+        out.extend_from_slice(v);
+        der::tlv(tag::INTEGER, &out)
+    };
+    der::tlv_of(tag::SEQUENCE, &[&int(n), &int(e)])
 }
 
 /// r‖s (each `n` bytes) as a DER ECDSA-Sig-Value (RFC 5480 §2.2.3 via RFC 3279).
@@ -122,20 +151,41 @@ impl Pkcs11Signer {
                     .next()
                     .ok_or_else(|| format!("no public key labelled `{}`", c.key_label))?;
                 let attrs = session
-                    .get_attributes(pubkey, &[AttributeType::EcPoint])
+                    .get_attributes(
+                        pubkey,
+                        &[
+                            AttributeType::EcPoint,
+                            AttributeType::Modulus,
+                            AttributeType::PublicExponent,
+                        ],
+                    )
                     .map_err(p11)?;
-                public = attrs.into_iter().find_map(|a| match a {
-                    Attribute::EcPoint(p) => Some(ec_point(&p)),
+                let (mut point, mut n, mut e) = (None, None, None);
+                for a in attrs {
+                    match a {
+                        Attribute::EcPoint(p) => point = Some(ec_point(&p)),
+                        Attribute::Modulus(m) => n = Some(m),
+                        Attribute::PublicExponent(x) => e = Some(x),
+                        _ => {}
+                    }
+                }
+                public = match (point, n, e) {
+                    (Some(p), _, _) => Some(PublicKey::Ec(p)),
+                    (None, Some(n), Some(e)) => Some(PublicKey::Rsa(rsa_public_key(&n, &e))),
                     _ => None,
-                });
+                };
             }
             sessions.push(Mutex::new((session, key)));
         }
-        let public = public.ok_or("the key is not an EC key (only ECDSA so far)")?;
-        let scheme = match public.len() {
-            65 => SignatureScheme::EcdsaP256Sha256,
-            97 => SignatureScheme::EcdsaP384Sha384,
-            n => return Err(format!("unsupported EC point of {n} bytes")),
+        let public = public.ok_or("the key is neither an EC nor an RSA key (EdDSA: to do)")?;
+        let (scheme, public) = match public {
+            PublicKey::Ec(p) if p.len() == 65 => (SignatureScheme::EcdsaP256Sha256, p),
+            PublicKey::Ec(p) if p.len() == 97 => (SignatureScheme::EcdsaP384Sha384, p),
+            PublicKey::Ec(p) => return Err(format!("unsupported EC point of {} bytes", p.len())),
+            PublicKey::Rsa(k) => match c.rsa_padding {
+                super::software::RsaPadding::Pkcs1 => (SignatureScheme::RsaPkcs1Sha256, k),
+                super::software::RsaPadding::Pss => (SignatureScheme::RsaPssSha256, k),
+            },
         };
         let leaf_der = chain.first().ok_or("no certificate")?;
         let leaf = CertView::parse(leaf_der).map_err(|_| "unparseable certificate")?;
@@ -194,11 +244,29 @@ impl TokenSigner for Pkcs11Signer {
         let result = (|| {
             let guard = self.sessions.get(slot)?.lock().ok()?;
             let (session, key) = &*guard;
-            // The token signs the digest (CKM_ECDSA): hashing here works with tokens that
-            // lack the combined mechanisms.
-            let digest = self.scheme.digest().digest(message);
-            let raw = session.sign(&Mechanism::Ecdsa, *key, &digest).ok()?;
-            ecdsa_sig_value(&raw).ok()
+            match self.scheme {
+                SignatureScheme::RsaPkcs1Sha256 => {
+                    session.sign(&Mechanism::Sha256RsaPkcs, *key, message).ok()
+                }
+                SignatureScheme::RsaPssSha256 => {
+                    // RFC 4056: SHA-256, MGF1 with SHA-256, 32-byte salt.
+                    let params = PkcsPssParams {
+                        hash_alg: MechanismType::SHA256,
+                        mgf: PkcsMgfType::MGF1_SHA256,
+                        s_len: 32.into(),
+                    };
+                    session
+                        .sign(&Mechanism::Sha256RsaPkcsPss(params), *key, message)
+                        .ok()
+                }
+                _ => {
+                    // The token signs the digest (CKM_ECDSA): hashing here works with
+                    // tokens that lack the combined mechanisms.
+                    let digest = self.scheme.digest().digest(message);
+                    let raw = session.sign(&Mechanism::Ecdsa, *key, &digest).ok()?;
+                    ecdsa_sig_value(&raw).ok()
+                }
+            }
         })();
         let _ = self.free_tx.send(slot);
         result.ok_or(SignError::Failed)
