@@ -166,7 +166,8 @@ impl rcgen::PublicKeyData for ExternalKey {
         match self.key_type {
             KeyType::P384 => &rcgen::PKCS_ECDSA_P384_SHA384,
             KeyType::Rsa2048 | KeyType::Rsa3072 => &rcgen::PKCS_RSA_SHA256,
-            _ => &rcgen::PKCS_ECDSA_P256_SHA256,
+            KeyType::Ed25519 => &rcgen::PKCS_ED25519,
+            KeyType::P256 => &rcgen::PKCS_ECDSA_P256_SHA256,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! `kind = "pkcs11"`: keys in an HSM, signed through PKCS#11 (cryptoki) over a pool of
-//! sessions. WORK IN PROGRESS (issue 5): ECDSA P-256/P-384 and RSA (PKCS#1 v1.5, PSS); no
-//! EdDSA and no fault recovery yet.
+//! sessions. WORK IN PROGRESS (issue 5): ECDSA P-256/P-384, RSA (PKCS#1 v1.5, PSS) and
+//! Ed25519; no fault recovery yet.
 //!
 //! Sessions are `Send` but not `Sync`: each sits behind its own mutex, and a bounded
 //! channel of free session indexes hands them out. `reserve` takes an index (waiting a
@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
+use cryptoki::mechanism::eddsa::{EddsaParams, EddsaSignatureScheme};
 use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsPssParams};
 use cryptoki::mechanism::{Mechanism, MechanismType};
 use cryptoki::object::{Attribute, AttributeType, ObjectClass, ObjectHandle};
@@ -179,6 +180,7 @@ impl Pkcs11Signer {
         }
         let public = public.ok_or("the key is neither an EC nor an RSA key (EdDSA: to do)")?;
         let (scheme, public) = match public {
+            PublicKey::Ec(p) if p.len() == 32 => (SignatureScheme::Ed25519, p),
             PublicKey::Ec(p) if p.len() == 65 => (SignatureScheme::EcdsaP256Sha256, p),
             PublicKey::Ec(p) if p.len() == 97 => (SignatureScheme::EcdsaP384Sha384, p),
             PublicKey::Ec(p) => return Err(format!("unsupported EC point of {} bytes", p.len())),
@@ -258,6 +260,11 @@ impl TokenSigner for Pkcs11Signer {
                     session
                         .sign(&Mechanism::Sha256RsaPkcsPss(params), *key, message)
                         .ok()
+                }
+                SignatureScheme::Ed25519 => {
+                    // Pure Ed25519 over the signed attributes (RFC 8419).
+                    let pure = Mechanism::Eddsa(EddsaParams::new(EddsaSignatureScheme::Pure));
+                    session.sign(&pure, *key, message).ok()
                 }
                 _ => {
                     // The token signs the digest (CKM_ECDSA): hashing here works with
