@@ -148,6 +148,7 @@ fn standard_issuer(signer: Arc<dyn TokenSigner>) -> Issuer {
         clock: Arc::new(SystemClock),
         serials: SerialSpace::ephemeral(1, 0),
         audit: Arc::new(Discard),
+        signers: Vec::new(),
     }
 }
 

@@ -114,6 +114,130 @@ enum Command {
     /// The audit trail: verify, export and query the journal; PostgreSQL schema.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Keys in an HSM (PKCS#11): list, generate, request and store a certificate, self-test.
+    #[command(subcommand)]
+    Hsm(HsmCommand),
+}
+
+/// Which token, and the user PIN (from the environment or a file, never the command line).
+#[derive(clap::Args)]
+struct TokenArgs {
+    /// The PKCS#11 module (shared library), e.g. /usr/lib/softhsm/libsofthsm2.so.
+    #[arg(long)]
+    module: PathBuf,
+    /// The label of the token.
+    #[arg(long)]
+    token_label: String,
+    /// Environment variable holding the user PIN.
+    #[arg(long)]
+    pin_env: Option<String>,
+    /// File holding the user PIN.
+    #[arg(long, conflicts_with = "pin_env")]
+    pin_file: Option<PathBuf>,
+}
+
+impl TokenArgs {
+    fn pin(&self) -> Result<Option<String>, String> {
+        stampd::config::secret::read("the PIN", self.pin_env.as_deref(), self.pin_file.as_deref())
+    }
+
+    /// The token, logged in with the PIN (which these commands need).
+    fn open(&self) -> Result<stampd::signer::pkcs11::token::Token, String> {
+        let pin = self
+            .pin()?
+            .ok_or("give the user PIN with --pin-env VAR or --pin-file FILE")?;
+        stampd::signer::pkcs11::token::Token::open(&self.module, &self.token_label, Some(pin))
+    }
+}
+
+#[derive(Subcommand)]
+enum HsmCommand {
+    /// Slots, tokens and their objects (private keys are listed only with a PIN).
+    List {
+        /// The PKCS#11 module (shared library).
+        #[arg(long)]
+        module: PathBuf,
+        /// Only this token.
+        #[arg(long)]
+        token_label: Option<String>,
+        #[arg(long)]
+        pin_env: Option<String>,
+        #[arg(long, conflicts_with = "pin_env")]
+        pin_file: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Generate a key pair on the token (private, sensitive, not extractable).
+    Keygen {
+        #[command(flatten)]
+        token: TokenArgs,
+        #[arg(long)]
+        key_label: String,
+        #[arg(long, value_enum)]
+        key_type: KeyType,
+    },
+    /// Write a PKCS#10 certification request for the key, signed on the token.
+    Csr {
+        #[command(flatten)]
+        token: TokenArgs,
+        #[arg(long)]
+        key_label: String,
+        /// Subject, e.g. "/CN=Example TSA/O=Example/C=DE".
+        #[arg(long)]
+        subject: String,
+        /// Where to write the request (PEM).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Store the CA-issued certificate chain (PEM, TSA certificate first) with the key.
+    ImportCert {
+        #[command(flatten)]
+        token: TokenArgs,
+        #[arg(long)]
+        key_label: String,
+        #[arg(long)]
+        cert: PathBuf,
+    },
+    /// Issue a test token through the signer and verify it: a configured signer
+    /// (--config, --signer), or a key given by the token flags and --key-label.
+    Selftest {
+        /// Configuration file holding the signer.
+        #[arg(long, conflicts_with_all = ["module", "key_label"])]
+        config: Option<PathBuf>,
+        /// The `[signer.NAME]` to test.
+        #[arg(long, default_value = "main", requires = "config")]
+        signer: String,
+        #[command(flatten)]
+        token: Option<TokenArgs>,
+        #[arg(long, requires = "module")]
+        key_label: Option<String>,
+        /// Certificate chain file; default: the chain stored on the token.
+        #[arg(long, requires = "module")]
+        cert: Option<PathBuf>,
+        /// Trusted CA certificate(s), PEM; default: the last certificate of the chain.
+        #[arg(long)]
+        ca: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The token's raw signing rate with each number of sessions (one thread each).
+    Bench {
+        #[command(flatten)]
+        token: TokenArgs,
+        #[arg(long)]
+        key_label: String,
+        /// Session counts to measure, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+        sessions: Vec<usize>,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// RSA keys: pkcs1 or pss.
+        #[arg(long, value_enum, default_value = "pkcs1")]
+        rsa_padding: stampd::signer::software::RsaPadding,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Where the journal is.
@@ -289,6 +413,7 @@ fn main() -> ExitCode {
         ),
         Command::CheckConfig { file, json } => check_config(&file, json),
         Command::Audit(cmd) => audit(cmd),
+        Command::Hsm(cmd) => hsm(cmd),
     };
     match result {
         Ok(code) => code,
@@ -353,7 +478,7 @@ fn serve(config: Option<PathBuf>, data_dir: Option<PathBuf>, listen: Option<Stri
     stop_on_signal(built.audit.clone())?;
     let settings = stampd::frontend::Settings {
         cores: cfg.server.cores,
-        dispatch: cfg.server.dispatch,
+        dispatch: cfg.dispatch(),
         workers: cfg.server.workers,
         queue_capacity: cfg.server.queue_capacity,
         io_driver: cfg.server.io_driver,
@@ -383,6 +508,115 @@ fn serve(config: Option<PathBuf>, data_dir: Option<PathBuf>, listen: Option<Stri
     }
     running.wait();
     Ok(ExitCode::SUCCESS)
+}
+
+fn hsm(cmd: HsmCommand) -> CmdResult {
+    use stampd::signer::pkcs11::cli;
+    let mut out = std::io::stdout().lock();
+    let now = || {
+        stampd::clock::TimeSource::now(&stampd::clock::SystemClock)
+            .map_err(|_| "the system clock is unusable".to_string())
+    };
+    let code = match cmd {
+        HsmCommand::List {
+            module,
+            token_label,
+            pin_env,
+            pin_file,
+            json,
+        } => {
+            let pin =
+                stampd::config::secret::read("the PIN", pin_env.as_deref(), pin_file.as_deref())?;
+            cli::list(&module, token_label.as_deref(), pin, json, &mut out)?
+        }
+        HsmCommand::Keygen {
+            token,
+            key_label,
+            key_type,
+        } => cli::keygen(&token.open()?, &key_label, key_type, &mut out)?,
+        HsmCommand::Csr {
+            token,
+            key_label,
+            subject,
+            out: file,
+        } => cli::csr(&token.open()?, &key_label, &subject, &file, &mut out)?,
+        HsmCommand::ImportCert {
+            token,
+            key_label,
+            cert,
+        } => cli::import_cert(&token.open()?, &key_label, &cert, now()?, &mut out)?,
+        HsmCommand::Selftest {
+            config,
+            signer,
+            token,
+            key_label,
+            cert,
+            ca,
+            json,
+        } => {
+            let (name, sc, data_dir) = match (config, token, key_label) {
+                (Some(path), _, _) => {
+                    let cfg = load_config(&path)?;
+                    let sc = cfg
+                        .signer
+                        .get(&signer)
+                        .ok_or_else(|| format!("{}: no [signer.{signer}]", path.display()))?
+                        .clone();
+                    (signer, sc, cfg.server.data_dir)
+                }
+                (None, Some(t), Some(key_label)) => {
+                    let sc = stampd::config::SignerConfig {
+                        kind: stampd::config::SignerKind::Pkcs11,
+                        module: Some(t.module),
+                        token_label: Some(t.token_label),
+                        pin_env: t.pin_env,
+                        pin_file: t.pin_file,
+                        key_label: Some(key_label),
+                        cert,
+                        sessions: 1,
+                        ..Default::default()
+                    };
+                    ("selftest".to_string(), sc, PathBuf::from("."))
+                }
+                _ => return Err("give --config FILE, or the token flags and --key-label".into()),
+            };
+            let signer = build::signer(&name, &sc, &data_dir, now()?).map_err(|e| e.to_string())?;
+            let trusted = match ca {
+                Some(ca) => read_pem_certs(&ca)?,
+                None if signer.chain().len() > 1 => {
+                    signer.chain().last().cloned().into_iter().collect()
+                }
+                None => {
+                    return Err(
+                        "the chain holds only the TSA certificate: give the CA with --ca".into(),
+                    )
+                }
+            };
+            cli::selftest(&name, signer, &trusted, json, &mut out)?
+        }
+        HsmCommand::Bench {
+            token,
+            key_label,
+            sessions,
+            seconds,
+            rsa_padding,
+            json,
+        } => {
+            if sessions.contains(&0) || !(0.1..=3600.0).contains(&seconds) {
+                return Err("--sessions must be positive and --seconds 0.1 to 3600".into());
+            }
+            cli::bench(
+                &token.open()?,
+                &key_label,
+                rsa_padding,
+                &sessions,
+                Duration::from_secs_f64(seconds),
+                json,
+                &mut out,
+            )?
+        }
+    };
+    Ok(ExitCode::from(code))
 }
 
 fn audit(cmd: AuditCommand) -> CmdResult {
@@ -682,9 +916,11 @@ fn decode_hex(s: &str) -> Result<Vec<u8>, String> {
 }
 
 fn check_config(path: &Path, json: bool) -> CmdResult {
-    let cfg = load_config(path)?;
+    let mut cfg = load_config(path)?;
     match cfg.validate_as(&path.display().to_string()) {
         Ok(()) => {
+            // Effective: the defaults that depend on other settings, resolved.
+            cfg.server.dispatch = Some(cfg.dispatch());
             if json {
                 say!(
                     "{}",

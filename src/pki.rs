@@ -109,12 +109,12 @@ impl DevPki {
     }
 }
 
-/// A TSA certificate's parameters. RFC 3161 §2.3: extendedKeyUsage with only
-/// id-kp-timeStamping, marked critical (rcgen writes EKU non-critical, so the extension is
-/// added by hand).
-fn tsa_params(now: time::OffsetDateTime) -> CertificateParams {
+/// What a TSA certificate (and a request for one) asks for: keyUsage digitalSignature and,
+/// RFC 3161 §2.3, extendedKeyUsage with only id-kp-timeStamping, marked critical (rcgen
+/// writes EKU non-critical, so the extension is added by hand).
+fn tsa_request_params(subject: DistinguishedName) -> CertificateParams {
     let mut tsa = CertificateParams::default();
-    tsa.distinguished_name = name("stampd development TSA");
+    tsa.distinguished_name = subject;
     tsa.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     let mut eku = CustomExtension::from_oid_content(
         &[2, 5, 29, 37],
@@ -124,10 +124,73 @@ fn tsa_params(now: time::OffsetDateTime) -> CertificateParams {
     );
     eku.set_criticality(true);
     tsa.custom_extensions = vec![eku];
+    tsa
+}
+
+/// The dev TSA certificate's parameters.
+fn tsa_params(now: time::OffsetDateTime) -> CertificateParams {
+    let mut tsa = tsa_request_params(name("stampd development TSA"));
     tsa.use_authority_key_identifier_extension = true;
     tsa.not_before = now - time::Duration::hours(1);
     tsa.not_after = now + time::Duration::days(3 * 365);
     tsa
+}
+
+/// A PKCS#10 certification request (RFC 2986), PEM, for a TSA certificate: `subject` in
+/// OpenSSL's one-line form (`/CN=.../O=...`), signed by `key`. It asks for the TSA
+/// extensions (critical EKU timeStamping, keyUsage digitalSignature), which a CA may copy.
+pub fn certificate_request(subject: &str, key: &impl rcgen::SigningKey) -> Result<String, Error> {
+    let params = tsa_request_params(parse_subject(subject)?);
+    let csr = params
+        .serialize_request(key)
+        .map_err(|e| Error::Pki(format!("building the request: {e}")))?;
+    csr.pem().map_err(|e| Error::Pki(e.to_string()))
+}
+
+/// `/CN=Example TSA/O=Example/C=DE` as a distinguished name, in the order given. A `/` or
+/// `\` inside a value is escaped with `\`.
+pub fn parse_subject(text: &str) -> Result<DistinguishedName, Error> {
+    let bad = |why: &str| Error::Pki(format!("subject `{text}`: {why}"));
+    let rest = text
+        .strip_prefix('/')
+        .ok_or_else(|| bad("must start with /"))?;
+    let (mut parts, mut part) = (Vec::new(), String::new());
+    let mut chars = rest.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => part.push(chars.next().ok_or_else(|| bad("ends in \\"))?),
+            '/' => parts.push(std::mem::take(&mut part)),
+            c => part.push(c),
+        }
+    }
+    parts.push(part);
+    let mut dn = DistinguishedName::new();
+    for part in parts {
+        let (key, value) = part
+            .split_once('=')
+            .ok_or_else(|| bad("each part is KEY=VALUE"))?;
+        if value.is_empty() {
+            return Err(bad("empty value"));
+        }
+        let kind = match key {
+            "CN" => DnType::CommonName,
+            "O" => DnType::OrganizationName,
+            "OU" => DnType::OrganizationalUnitName,
+            "C" => DnType::CountryName,
+            "L" => DnType::LocalityName,
+            "ST" => DnType::StateOrProvinceName,
+            "serialNumber" => DnType::CustomDnType(vec![2, 5, 4, 5]),
+            // ETSI EN 319 412-1 §5.1.4 (qualified TSAs name their organisation this way).
+            "organizationIdentifier" => DnType::CustomDnType(vec![2, 5, 4, 97]),
+            other => {
+                return Err(bad(&format!(
+                    "unknown attribute `{other}` (CN, O, OU, C, L, ST, serialNumber, organizationIdentifier)"
+                )))
+            }
+        };
+        dn.push(kind, value);
+    }
+    Ok(dn)
 }
 
 impl DevPki {

@@ -1,222 +1,220 @@
-//! WORK IN PROGRESS (issue 5): the PKCS#11 signer against a real SoftHSM2 token. The key is
-//! generated on the token, the dev CA certifies it, tokens are issued through the pool and
-//! verified with `openssl ts -verify`.
+//! The PKCS#11 signer against a real SoftHSM2 token, set up the way an operator does it:
+//! `softhsm2-util --init-token`, `stampd hsm keygen`, `stampd hsm csr`, a CA (`openssl x509
+//! -req`) issuing the TSA certificate, `stampd hsm import-cert`, then `stampd serve` with the
+//! certificate read from the token. Tokens are checked with `openssl ts -verify` (Ed25519
+//! with `stampd verify`: OpenSSL cannot verify pure Ed25519 over signed attributes).
+//!
+//! Every test owns a token directory in a temp dir (`SOFTHSM2_CONF`); nextest runs each
+//! test in its own process, so setting the variable is safe.
 
 mod common;
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
-use cryptoki::mechanism::Mechanism;
-use cryptoki::object::{Attribute, AttributeType};
-use cryptoki::session::UserType;
-use cryptoki::types::AuthPin;
-use stampd::audit::Discard;
 use stampd::clock::SystemClock;
-use stampd::pki::{DevPki, ExternalKey, KeyType};
 use stampd::policy::serial::SerialSpace;
 use stampd::policy::{Issuer, Outcome, Policy, RequestMeta, Service};
 use stampd::protocol::oid::Oid;
 use stampd::protocol::token::{Accuracy, IncludeCerts, PolicyTemplate, TsaName};
-use stampd::protocol::{request, HashAlg, Precision};
+use stampd::protocol::{request, FailureInfo, HashAlg, Precision};
 use stampd::signer::pkcs11::{Pkcs11Config, Pkcs11Signer};
-use stampd::signer::software::pem_blocks;
+use stampd::signer::TokenSigner;
 
 const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
+const PIN_ENV: &str = "STAMPD_TEST_PIN";
 
-/// A SoftHSM2 token `tsa` (user PIN 1234) in `dir` with a key pair `tsa-key` (P-256,
-/// RSA-2048 or Ed25519), and a
-/// dev PKI in `dir` whose CA certified it. Returns the PKI and the PEM chain.
-fn softhsm_token(dir: &std::path::Path, key_type: KeyType) -> (DevPki, String) {
-    let tokens = dir.join("tokens");
-    std::fs::create_dir(&tokens).unwrap();
-    let conf = dir.join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-            tokens.display()
-        ),
-    )
-    .unwrap();
-    // Each integration test is its own process under nextest; this one owns its token dir.
-    std::env::set_var("SOFTHSM2_CONF", &conf);
-    let (ok, out) = common::run(Command::new("softhsm2-util").args([
-        "--init-token",
-        "--free",
-        "--label",
-        "tsa",
-        "--pin",
-        "1234",
-        "--so-pin",
-        "5678",
-    ]));
-    assert!(ok, "{out}");
+/// A SoftHSM2 setup in a temp dir: token `tsa` (user PIN 1234 in `STAMPD_TEST_PIN`) and a
+/// CA made by `stampd init` (its key signs the TSA certificates).
+struct Hsm {
+    dir: tempfile::TempDir,
+    tokens: PathBuf,
+    ca_cert: PathBuf,
+    ca_key: PathBuf,
+}
 
-    // A key pair on the token.
-    let point = {
-        let ctx = Pkcs11::new(MODULE).unwrap();
-        ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
-            .unwrap();
-        let slot = ctx.get_slots_with_token().unwrap()[0];
-        let session = ctx.open_rw_session(slot).unwrap();
-        session
-            .login(UserType::User, Some(&AuthPin::new("1234".into())))
-            .unwrap();
-        let label = b"tsa-key".to_vec();
-        let private = [
-            Attribute::Token(true),
-            Attribute::Private(true),
-            Attribute::Sensitive(true),
-            Attribute::Sign(true),
-            Attribute::Label(label.clone()),
-        ];
-        let mut public = vec![
-            Attribute::Token(true),
-            Attribute::Label(label),
-            Attribute::Verify(true),
-        ];
-        if key_type == KeyType::Rsa2048 {
-            public.push(Attribute::ModulusBits(2048.into()));
-            public.push(Attribute::PublicExponent(vec![1, 0, 1]));
-            let (public, _) = session
-                .generate_key_pair(&Mechanism::RsaPkcsKeyPairGen, &public, &private)
-                .unwrap();
-            let attrs = session
-                .get_attributes(
-                    public,
-                    &[AttributeType::Modulus, AttributeType::PublicExponent],
-                )
-                .unwrap();
-            let (Attribute::Modulus(n), Attribute::PublicExponent(e)) = (&attrs[0], &attrs[1])
-            else {
-                panic!("no RSA public key")
-            };
-            stampd::signer::pkcs11::rsa_public_key(n, e)
-        } else {
-            let (params, mechanism) = if key_type == KeyType::Ed25519 {
-                // id-Ed25519 (RFC 8410)
-                (
-                    vec![0x06, 0x03, 0x2b, 0x65, 0x70],
-                    Mechanism::EccEdwardsKeyPairGen,
-                )
-            } else {
-                let prime256v1 = vec![0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
-                (prime256v1, Mechanism::EccKeyPairGen)
-            };
-            public.push(Attribute::EcParams(params));
-            let (public, _) = session
-                .generate_key_pair(&mechanism, &public, &private)
-                .unwrap();
-            let attrs = session
-                .get_attributes(public, &[AttributeType::EcPoint])
-                .unwrap();
-            let Some(Attribute::EcPoint(raw)) = attrs.into_iter().next() else {
-                panic!("no EC point")
-            };
-            // CKA_EC_POINT is an OCTET STRING around the point.
-            raw[2..].to_vec()
-        }
-    };
-
-    let pki = DevPki::in_dir(dir);
-    pki.create(KeyType::P256).unwrap();
-    let chain_pem = pki
-        .issue_tsa_certificate(&ExternalKey { point, key_type })
+impl Hsm {
+    fn new() -> Hsm {
+        let dir = common::tempdir();
+        let tokens = dir.path().join("tokens");
+        std::fs::create_dir(&tokens).unwrap();
+        let conf = dir.path().join("softhsm2.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
+                tokens.display()
+            ),
+        )
         .unwrap();
-    (pki, chain_pem)
-}
-
-fn openssl_verifies(dir: &std::path::Path, name: &str, q: &[u8], der: &[u8], ca: &std::path::Path) {
-    let tsq = dir.join(format!("{name}.tsq"));
-    let tsr = dir.join(format!("{name}.tsr"));
-    std::fs::write(&tsq, q).unwrap();
-    std::fs::write(&tsr, der).unwrap();
-    let (ok, out) = common::run(
-        Command::new("openssl")
-            .args(["ts", "-verify", "-in"])
-            .arg(&tsr)
-            .arg("-queryfile")
-            .arg(&tsq)
-            .arg("-CAfile")
-            .arg(ca),
-    );
-    assert!(ok && out.contains("Verification: OK"), "{out}");
-}
-
-#[test]
-fn serve_signs_with_a_softhsm_p256_key_over_http() {
-    serve_and_verify(KeyType::P256);
-}
-
-#[test]
-fn serve_signs_with_a_softhsm_rsa2048_key_over_http() {
-    serve_and_verify(KeyType::Rsa2048);
-}
-
-#[test]
-fn serve_signs_with_a_softhsm_ed25519_key_over_http() {
-    serve_and_verify(KeyType::Ed25519);
-}
-
-fn serve_and_verify(key_type: KeyType) {
-    let tmp = common::tempdir();
-    let (pki, chain_pem) = softhsm_token(tmp.path(), key_type);
-    let data = tmp.path().join("d");
-    std::fs::create_dir(&data).unwrap();
-    std::fs::write(data.join("hsm.pem"), &chain_pem).unwrap();
-    std::env::set_var("STAMPD_TEST_PIN", "1234");
-    let config = format!(
-        "[signer.main]\nkind = \"pkcs11\"\nmodule = \"{MODULE}\"\ntoken_label = \"tsa\"\n\
-         pin_env = \"STAMPD_TEST_PIN\"\nkey_label = \"tsa-key\"\ncert = \"hsm.pem\"\nsessions = 2\n"
-    );
-    let server = common::Server::start(&data, Some(&config));
-    assert!(!data.join("pki").exists(), "no dev PKI for an HSM signer");
-    for i in 0..5u8 {
-        let q = request::encode(HashAlg::Sha256, &[i; 32], None, Some(&[i + 1]), true);
-        let r = common::exchange(&server, &common::post_bytes(&server.path, &q, "")).unwrap();
-        assert_eq!(r.status, 200);
-        if key_type == KeyType::Ed25519 {
-            // OpenSSL's PKCS#7 code cannot verify pure Ed25519 over signed attributes
-            // (README, verifier compatibility): stampd's own verifier checks these.
-            let tsr = tmp.path().join(format!("http{i}.tsr"));
-            std::fs::write(&tsr, &r.body).unwrap();
-            let digest: String = [i; 32].iter().map(|b| format!("{b:02x}")).collect();
-            let (ok, out) = common::run(
-                Command::new(common::BIN)
-                    .arg("verify")
-                    .arg(&tsr)
-                    .args(["--digest", &digest, "--hash", "sha256", "--ca"])
-                    .arg(&pki.ca_cert),
-            );
-            assert!(ok, "{out}");
-        } else {
-            openssl_verifies(tmp.path(), &format!("http{i}"), &q, &r.body, &pki.ca_cert);
+        std::env::set_var("SOFTHSM2_CONF", &conf);
+        std::env::set_var(PIN_ENV, "1234");
+        let (ok, out) = common::run(Command::new("softhsm2-util").args([
+            "--init-token",
+            "--free",
+            "--label",
+            "tsa",
+            "--pin",
+            "1234",
+            "--so-pin",
+            "5678",
+        ]));
+        assert!(ok, "{out}");
+        let ca_dir = dir.path().join("ca");
+        let (ok, out) = common::run(
+            Command::new(common::BIN)
+                .arg("init")
+                .arg("--data-dir")
+                .arg(&ca_dir),
+        );
+        assert!(ok, "{out}");
+        Hsm {
+            tokens,
+            ca_cert: ca_dir.join("pki/ca.pem"),
+            ca_key: ca_dir.join("pki/ca.key"),
+            dir,
         }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `stampd hsm SUB --module --token-label tsa --pin-env STAMPD_TEST_PIN ARGS`.
+    fn stampd_hsm(&self, sub: &str, args: &[&str]) -> (bool, String) {
+        common::run(
+            Command::new(common::BIN)
+                .args([
+                    "hsm",
+                    sub,
+                    "--module",
+                    MODULE,
+                    "--token-label",
+                    "tsa",
+                    "--pin-env",
+                    PIN_ENV,
+                ])
+                .args(args),
+        )
+    }
+
+    /// keygen → csr → the CA issues a TSA certificate (critical EKU timeStamping) →
+    /// import-cert: a key labelled `label` ready to serve.
+    fn provision(&self, label: &str, key_type: &str) {
+        let (ok, out) = self.stampd_hsm("keygen", &["--key-label", label, "--key-type", key_type]);
+        assert!(ok && out.contains("BEGIN PUBLIC KEY"), "{out}");
+        let csr = self.path(&format!("{label}.csr"));
+        let (ok, out) = self.stampd_hsm(
+            "csr",
+            &[
+                "--key-label",
+                label,
+                "--subject",
+                &format!("/CN={label} TSA/O=stampd tests/C=DE"),
+                "--out",
+                csr.to_str().unwrap(),
+            ],
+        );
+        assert!(ok, "{out}");
+        // The CA checks the request's signature (made on the token) before issuing.
+        let (ok, out) = common::run(
+            Command::new("openssl")
+                .args(["req", "-verify", "-noout", "-in"])
+                .arg(&csr),
+        );
+        assert!(ok, "{out}");
+        let ext = self.path("tsa.ext");
+        std::fs::write(
+            &ext,
+            "extendedKeyUsage = critical, timeStamping\nkeyUsage = critical, digitalSignature\n",
+        )
+        .unwrap();
+        let leaf = self.path(&format!("{label}.pem"));
+        let (ok, out) = common::run(
+            Command::new("openssl")
+                .args(["x509", "-req", "-days", "30", "-in"])
+                .arg(&csr)
+                .arg("-CA")
+                .arg(&self.ca_cert)
+                .arg("-CAkey")
+                .arg(&self.ca_key)
+                .arg("-extfile")
+                .arg(&ext)
+                .arg("-out")
+                .arg(&leaf),
+        );
+        assert!(ok, "{out}");
+        let chain = self.path(&format!("{label}-chain.pem"));
+        let text = std::fs::read_to_string(&leaf).unwrap()
+            + &std::fs::read_to_string(&self.ca_cert).unwrap();
+        std::fs::write(&chain, text).unwrap();
+        let (ok, out) = self.stampd_hsm(
+            "import-cert",
+            &["--key-label", label, "--cert", chain.to_str().unwrap()],
+        );
+        assert!(ok && out.contains("stored 2 certificate(s)"), "{out}");
+    }
+
+    /// The signer of key `label` (certificate from the token) with `sessions` sessions.
+    fn signer(&self, label: &str, sessions: usize) -> Pkcs11Signer {
+        let now = stampd::clock::TimeSource::now(&SystemClock).unwrap();
+        Pkcs11Signer::open(
+            Pkcs11Config {
+                module: Path::new(MODULE),
+                rsa_padding: stampd::signer::software::RsaPadding::Pkcs1,
+                token_label: "tsa",
+                pin: "1234".into(),
+                key_label: label,
+                chain: None,
+                sessions,
+            },
+            label,
+            now,
+        )
+        .unwrap()
+    }
+
+    fn openssl_verifies(&self, name: &str, q: &[u8], der: &[u8]) {
+        let tsq = self.path(&format!("{name}.tsq"));
+        let tsr = self.path(&format!("{name}.tsr"));
+        std::fs::write(&tsq, q).unwrap();
+        std::fs::write(&tsr, der).unwrap();
+        let (ok, out) = common::run(
+            Command::new("openssl")
+                .args(["ts", "-verify", "-in"])
+                .arg(&tsr)
+                .arg("-queryfile")
+                .arg(&tsq)
+                .arg("-CAfile")
+                .arg(&self.ca_cert),
+        );
+        assert!(ok && out.contains("Verification: OK"), "{out}");
+    }
+
+    fn stampd_verifies(&self, name: &str, digest: &[u8], der: &[u8]) {
+        let tsr = self.path(&format!("{name}.tsr"));
+        std::fs::write(&tsr, der).unwrap();
+        let (ok, out) = common::run(
+            Command::new(common::BIN)
+                .arg("verify")
+                .arg(&tsr)
+                .args([
+                    "--digest",
+                    &stampd::client::verify::hex(digest),
+                    "--hash",
+                    "sha256",
+                    "--ca",
+                ])
+                .arg(&self.ca_cert),
+        );
+        assert!(ok, "{out}");
     }
 }
 
-#[test]
-fn softhsm_p256_tokens_verify_with_openssl() {
-    let tmp = common::tempdir();
-    let (pki, chain_pem) = softhsm_token(tmp.path(), KeyType::P256);
-    let chain = pem_blocks(chain_pem.as_bytes(), "CERTIFICATE").unwrap();
-    let now = stampd::clock::TimeSource::now(&SystemClock).unwrap();
-    let signer = Pkcs11Signer::open(
-        &Pkcs11Config {
-            module: MODULE.as_ref(),
-            rsa_padding: stampd::signer::software::RsaPadding::Pkcs1,
-            token_label: "tsa",
-            pin: "1234",
-            key_label: "tsa-key",
-            sessions: 4,
-        },
-        chain,
-        now,
-    )
-    .unwrap();
-
+/// An issuer with one service over `signer` (standard token settings, no audit).
+fn issuer(signer: Arc<dyn TokenSigner>) -> Issuer {
     let oid = Oid::parse("2.999.1.1").unwrap();
     let template = PolicyTemplate::new(
         &oid,
@@ -226,10 +224,10 @@ fn softhsm_p256_tokens_verify_with_openssl() {
         IncludeCerts::Chain,
         false,
     );
-    let issuer = Arc::new(Issuer {
+    Issuer {
         services: vec![Service {
             name: "hsm".into(),
-            signer: Arc::new(signer),
+            signer: Arc::clone(&signer),
             policies: vec![Policy::simple("p", oid, vec![HashAlg::Sha256], template)],
             fallback: None,
             preprocess: Vec::new(),
@@ -237,31 +235,378 @@ fn softhsm_p256_tokens_verify_with_openssl() {
         }],
         clock: Arc::new(SystemClock),
         serials: SerialSpace::ephemeral(1, 0),
-        audit: Arc::new(Discard),
-    });
-
-    // Concurrent requests over the pool; every token verifies.
-    let threads: Vec<_> = (0..8u8)
-        .map(|t| {
-            let issuer = issuer.clone();
-            std::thread::spawn(move || {
-                (0..25u8)
-                    .map(|i| {
-                        let q = request::encode(HashAlg::Sha256, &[t ^ i; 32], None, None, true);
-                        let reply = issuer.issue(0, &q, &RequestMeta::local("/tsa"));
-                        assert!(matches!(reply.outcome, Outcome::Granted { .. }));
-                        (q, reply.der)
-                    })
-                    .collect::<Vec<_>>()
-            })
-        })
-        .collect();
-    let issued: Vec<_> = threads
-        .into_iter()
-        .flat_map(|t| t.join().unwrap())
-        .collect();
-    assert_eq!(issued.len(), 200);
-    for (n, (q, der)) in issued.iter().enumerate().step_by(40) {
-        openssl_verifies(tmp.path(), &n.to_string(), q, der, &pki.ca_cert);
+        audit: Arc::new(stampd::audit::Discard),
+        signers: vec![("hsm".into(), signer)],
     }
+}
+
+fn get(server: &common::Server, path: &str) -> common::Response {
+    let raw = format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n");
+    common::exchange(server, raw.as_bytes()).unwrap()
+}
+
+/// The whole operator path for every key type, then one server with a service per key.
+#[test]
+fn keygen_csr_ca_import_then_serve_for_every_key_type() {
+    let hsm = Hsm::new();
+    let keys = [
+        ("p256", "p256"),
+        ("p384", "p384"),
+        ("rsa", "rsa2048"),
+        ("ed", "ed25519"),
+    ];
+    for (label, kind) in keys {
+        hsm.provision(label, kind);
+    }
+
+    // list shows the token and, with the PIN, the private keys and certificates.
+    let (ok, out) = hsm.stampd_hsm("list", &[]);
+    assert!(ok && out.contains("token `tsa`"), "{out}");
+    for (label, _) in keys {
+        assert!(
+            out.contains(&format!("private-key CKK_EC `{label}`"))
+                || out.contains(&format!("`{label}`")),
+            "{out}"
+        );
+    }
+    assert_eq!(out.matches("certificate `p256`").count(), 2, "{out}");
+    let (ok, out) =
+        common::run(Command::new(common::BIN).args(["hsm", "list", "--module", MODULE, "--json"]));
+    assert!(ok, "{out}");
+    let slots: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let objects = slots[0]["token"]["objects"].as_array().unwrap();
+    // Without a PIN, no private key is visible.
+    assert!(objects.iter().all(|o| o["class"] != "private-key"), "{out}");
+    assert!(
+        objects
+            .iter()
+            .any(|o| o["class"] == "public-key" && o["label"] == "p384"),
+        "{out}"
+    );
+
+    // selftest through the flags (chain read from the token).
+    let (ok, out) = hsm.stampd_hsm("selftest", &["--key-label", "p384"]);
+    assert!(
+        ok && out.contains("passed") && out.contains("ecdsa"),
+        "{out}"
+    );
+
+    let data = hsm.path("data");
+    std::fs::create_dir(&data).unwrap();
+    let mut config = String::new();
+    for (label, _) in keys {
+        config += &format!(
+            "[signer.{label}]\nkind = \"pkcs11\"\nmodule = \"{MODULE}\"\ntoken_label = \"tsa\"\n\
+             pin_env = \"{PIN_ENV}\"\nkey_label = \"{label}\"\nsessions = 2\n\n\
+             [[service]]\nname = \"{label}\"\npath = \"/{label}\"\nsigner = \"{label}\"\n\n"
+        );
+    }
+    let file = hsm.path("hsm.toml");
+    std::fs::write(&file, &config).unwrap();
+    // selftest through the configuration, and check-config shows the queue default.
+    let (ok, out) = common::run(
+        Command::new(common::BIN)
+            .args(["hsm", "selftest", "--signer", "rsa", "--config"])
+            .arg(&file),
+    );
+    assert!(ok && out.contains("rsa-pkcs1-sha256"), "{out}");
+    let (ok, out) = common::run(Command::new(common::BIN).arg("check-config").arg(&file));
+    assert!(ok && out.contains("dispatch = \"queue\""), "{out}");
+
+    let server = common::Server::start(&data, Some(&config));
+    assert!(!data.join("pki").exists(), "no dev PKI for an HSM signer");
+    assert_eq!(get(&server, "/ready").status, 200);
+    for (label, _) in keys {
+        for i in 0..3u8 {
+            let digest = [i; 32];
+            let q = request::encode(HashAlg::Sha256, &digest, None, Some(&[i + 1]), true);
+            let r = common::exchange(&server, &common::post_bytes(&format!("/{label}"), &q, ""))
+                .unwrap();
+            assert_eq!(r.status, 200);
+            let name = format!("{label}{i}");
+            if label == "ed" {
+                hsm.stampd_verifies(&name, &digest, &r.body);
+            } else {
+                hsm.openssl_verifies(&name, &q, &r.body);
+            }
+        }
+    }
+    let metrics = String::from_utf8(get(&server, "/metrics").body).unwrap();
+    assert!(
+        metrics.contains("stampd_signer_up{signer=\"p256\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("stampd_signer_sessions_up{signer=\"ed\"} 2"),
+        "{metrics}"
+    );
+}
+
+/// Mistakes an operator makes get clear errors, and the PIN is never echoed.
+#[test]
+fn hsm_commands_refuse_mistakes_clearly() {
+    let hsm = Hsm::new();
+    hsm.provision("k", "p256");
+    let (ok, out) = hsm.stampd_hsm("keygen", &["--key-label", "k", "--key-type", "p256"]);
+    assert!(!ok && out.contains("already exists"), "{out}");
+
+    std::env::set_var("STAMPD_WRONG_PIN", "9999");
+    let (ok, out) = common::run(Command::new(common::BIN).args([
+        "hsm",
+        "keygen",
+        "--module",
+        MODULE,
+        "--token-label",
+        "tsa",
+        "--pin-env",
+        "STAMPD_WRONG_PIN",
+        "--key-label",
+        "x",
+        "--key-type",
+        "p256",
+    ]));
+    assert!(
+        !ok && out.contains("PinIncorrect") && !out.contains("9999"),
+        "{out}"
+    );
+    let (ok, out) = common::run(Command::new(common::BIN).args([
+        "hsm",
+        "keygen",
+        "--module",
+        MODULE,
+        "--token-label",
+        "tsa",
+        "--pin-env",
+        "STAMPD_UNSET_PIN_VAR",
+        "--key-label",
+        "x",
+        "--key-type",
+        "p256",
+    ]));
+    assert!(!ok && out.contains("STAMPD_UNSET_PIN_VAR"), "{out}");
+    let (ok, out) = common::run(Command::new(common::BIN).args([
+        "hsm",
+        "list",
+        "--module",
+        MODULE,
+        "--token-label",
+        "nope",
+    ]));
+    assert!(!ok && out.contains("no token labelled `nope`"), "{out}");
+
+    // A certificate for another key is refused, and so is one without the TSA EKU.
+    hsm.provision("other", "p256");
+    let (ok, out) = hsm.stampd_hsm(
+        "import-cert",
+        &[
+            "--key-label",
+            "k",
+            "--cert",
+            hsm.path("other-chain.pem").to_str().unwrap(),
+        ],
+    );
+    assert!(!ok && out.contains("does not match"), "{out}");
+    let (ok, out) = hsm.stampd_hsm(
+        "import-cert",
+        &["--key-label", "k", "--cert", hsm.ca_cert.to_str().unwrap()],
+    );
+    assert!(!ok && out.contains("does not match"), "{out}");
+    let (ok, out) = hsm.stampd_hsm(
+        "csr",
+        &[
+            "--key-label",
+            "k",
+            "--subject",
+            "CN=no slash",
+            "--out",
+            hsm.path("x.csr").to_str().unwrap(),
+        ],
+    );
+    assert!(!ok && out.contains("must start with /"), "{out}");
+    let (ok, out) = hsm.stampd_hsm(
+        "csr",
+        &[
+            "--key-label",
+            "missing",
+            "--subject",
+            "/CN=x",
+            "--out",
+            hsm.path("x.csr").to_str().unwrap(),
+        ],
+    );
+    assert!(
+        !ok && out.contains("no private key labelled `missing`"),
+        "{out}"
+    );
+
+    // A server whose PIN variable is unset refuses to start, naming the variable only.
+    let data = hsm.path("data");
+    std::fs::create_dir(&data).unwrap();
+    let config = format!(
+        "[signer.main]\nkind = \"pkcs11\"\nmodule = \"{MODULE}\"\ntoken_label = \"tsa\"\n\
+         pin_env = \"STAMPD_UNSET_PIN_VAR\"\nkey_label = \"k\"\n"
+    );
+    let file = hsm.path("bad.toml");
+    std::fs::write(&file, &config).unwrap();
+    let (ok, out) = common::run(
+        Command::new(common::BIN)
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--config")
+            .arg(&file),
+    );
+    assert!(!ok && out.contains("STAMPD_UNSET_PIN_VAR"), "{out}");
+}
+
+/// 200 concurrent requests over 4 sessions all verify; then every session is logged out
+/// from outside (C_Logout from another session of this process): the failed requests get
+/// systemFailure, never a wrong token, and the healer brings the pool back by itself.
+#[test]
+fn the_pool_spreads_requests_and_recovers_from_a_logout() {
+    let hsm = Hsm::new();
+    hsm.provision("tsa-key", "p256");
+    let signer = Arc::new(hsm.signer("tsa-key", 4));
+    let issuer = Arc::new(issuer(signer.clone()));
+
+    let run = |tag: u8| {
+        let threads: Vec<_> = (0..8u8)
+            .map(|t| {
+                let issuer = issuer.clone();
+                std::thread::spawn(move || {
+                    (0..25u8)
+                        .map(|i| {
+                            let q = request::encode(
+                                HashAlg::Sha256,
+                                &[tag ^ t ^ i; 32],
+                                None,
+                                Some(&[t + 1, i]),
+                                true,
+                            );
+                            let reply = issuer.issue(0, &q, &RequestMeta::local("/tsa"));
+                            (q, reply)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect::<Vec<_>>()
+    };
+    let issued = run(0);
+    assert_eq!(issued.len(), 200);
+    assert!(issued
+        .iter()
+        .all(|(_, r)| matches!(r.outcome, Outcome::Granted { .. })));
+    for (n, (q, r)) in issued.iter().enumerate().step_by(40) {
+        hsm.openssl_verifies(&format!("a{n}"), q, &r.der);
+    }
+
+    // Log every session out from outside the pool.
+    let other = stampd::signer::pkcs11::token::Token::open(Path::new(MODULE), "tsa", None).unwrap();
+    other.session(false).unwrap().logout().unwrap();
+    let replies = run(0x55);
+    let failed = replies
+        .iter()
+        .filter(|(_, r)| r.outcome == Outcome::Rejected(FailureInfo::SystemFailure))
+        .count();
+    assert!(failed >= 1, "a logged-out session must fail its request");
+    for (n, (q, r)) in replies.iter().enumerate() {
+        match r.outcome {
+            Outcome::Granted { .. } if n % 20 == 0 => {
+                hsm.openssl_verifies(&format!("b{n}"), q, &r.der)
+            }
+            Outcome::Granted { .. } | Outcome::Rejected(FailureInfo::SystemFailure) => {}
+            ref other => panic!("unexpected outcome {other:?}"),
+        }
+    }
+    // The healer reopens and logs in again; service resumes with every session.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut metrics = String::new();
+    while Instant::now() < deadline {
+        metrics.clear();
+        signer.metrics("hsm", &mut metrics);
+        if metrics.contains("stampd_signer_sessions_up{signer=\"hsm\"} 4") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        metrics.contains("sessions_up{signer=\"hsm\"} 4"),
+        "{metrics}"
+    );
+    let again = run(0xaa);
+    assert!(again
+        .iter()
+        .all(|(_, r)| matches!(r.outcome, Outcome::Granted { .. })));
+    assert!(issuer.ready().is_ok());
+}
+
+/// The token disappears under a running server (its directory is moved away) and comes
+/// back: meanwhile requests get systemFailure quickly (no hang), /ready says the signer is
+/// down; afterwards the server signs again by itself.
+#[test]
+fn a_removed_token_means_system_failure_then_service_resumes() {
+    let hsm = Hsm::new();
+    hsm.provision("k", "p256");
+    let data = hsm.path("data");
+    std::fs::create_dir(&data).unwrap();
+    let config = format!(
+        "[signer.main]\nkind = \"pkcs11\"\nmodule = \"{MODULE}\"\ntoken_label = \"tsa\"\n\
+         pin_env = \"{PIN_ENV}\"\nkey_label = \"k\"\nsessions = 2\n"
+    );
+    let server = common::Server::start(&data, Some(&config));
+    let ask = |i: u8| {
+        let q = request::encode(HashAlg::Sha256, &[i; 32], None, Some(&[i, 1]), true);
+        let started = Instant::now();
+        let r = common::exchange(&server, &common::post_bytes(&server.path, &q, "")).unwrap();
+        assert_eq!(r.status, 200, "RFC 3161 answers travel as 200");
+        let resp = stampd::protocol::response::decode(&r.body).unwrap();
+        (
+            q,
+            r.body.clone(),
+            resp.status,
+            resp.fail_info,
+            started.elapsed(),
+        )
+    };
+    let (q, body, status, _, _) = ask(1);
+    assert_eq!(status, stampd::protocol::PkiStatus::Granted);
+    hsm.openssl_verifies("before", &q, &body);
+
+    let away = hsm.path("tokens-away");
+    std::fs::rename(&hsm.tokens, &away).unwrap();
+    let mut saw_failure = false;
+    for i in 10..20u8 {
+        let (_, _, status, fail, took) = ask(i);
+        assert!(took < Duration::from_secs(5), "no hang: {took:?}");
+        if status == stampd::protocol::PkiStatus::Rejection {
+            assert_eq!(fail, vec![FailureInfo::SystemFailure]);
+            saw_failure = true;
+        }
+    }
+    assert!(saw_failure, "requests must fail while the token is gone");
+    let ready = get(&server, "/ready");
+    assert_eq!(ready.status, 503);
+    assert!(String::from_utf8_lossy(&ready.body).contains("main"));
+    let metrics = String::from_utf8(get(&server, "/metrics").body).unwrap();
+    assert!(
+        metrics.contains("stampd_signer_up{signer=\"main\"} 0"),
+        "{metrics}"
+    );
+
+    std::fs::rename(&away, &hsm.tokens).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (q, body, status, _, _) = ask(30);
+        if status == stampd::protocol::PkiStatus::Granted {
+            hsm.openssl_verifies("after", &q, &body);
+            break;
+        }
+        assert!(Instant::now() < deadline, "service did not resume");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(get(&server, "/ready").status, 200);
 }

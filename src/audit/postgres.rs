@@ -122,15 +122,9 @@ impl Target {
         password_file: Option<&Path>,
     ) -> Result<Target, String> {
         let mut config = check_dsn(dsn)?;
-        if let Some(var) = password_env {
-            let pw = std::env::var(var)
-                .map_err(|_| format!("the environment variable {var} is not set"))?;
+        if let Some(pw) = crate::config::secret::read("the password", password_env, password_file)?
+        {
             config.password(pw);
-        }
-        if let Some(file) = password_file {
-            let pw =
-                std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
-            config.password(pw.trim_end_matches(['\r', '\n']));
         }
         config.connect_timeout(Duration::from_secs(5));
         config.application_name("stampd");

@@ -75,30 +75,7 @@ pub fn build_with_clock(config: &Config, clock: Arc<dyn TimeSource>) -> Result<B
         if !used_by_service && !used_by_filter {
             continue;
         }
-        let key = resolve(&data_dir, &sc.key);
-        let cert = resolve(&data_dir, &sc.cert);
-        let dev = DevPki::in_dir(&data_dir);
-        // The embedded default: create the dev PKI on first start when the signer points at
-        // its (missing) files.
-        if sc.kind == SignerKind::File
-            && key == dev.tsa_key
-            && cert == dev.tsa_cert
-            && !key.exists()
-            && !cert.exists()
-        {
-            dev.create(KeyType::P256)?;
-            tracing::info!(dir = %data_dir.join("pki").display(), "created development PKI (not for production)");
-        }
-        let signer: Arc<dyn TokenSigner> = match sc.kind {
-            SignerKind::File => Arc::new(SoftwareSigner::load(
-                name,
-                &key,
-                &cert,
-                sc.rsa_padding,
-                now,
-            )?),
-            SignerKind::Pkcs11 => Arc::new(pkcs11_signer(name, sc, &data_dir, &cert, now)?),
-        };
+        let signer = signer(name, sc, &data_dir, now)?;
         tracing::info!(signer = %name, key_id = signer.key_id(), scheme = signer.template().scheme.name(), "signer ready");
         signers.insert(name, signer);
     }
@@ -186,6 +163,10 @@ pub fn build_with_clock(config: &Config, clock: Arc<dyn TimeSource>) -> Result<B
             clock,
             serials,
             audit: audit.clone(),
+            signers: signers
+                .iter()
+                .map(|(n, s)| (n.to_string(), Arc::clone(s)))
+                .collect(),
         }),
         audit,
         listeners,
@@ -193,45 +174,61 @@ pub fn build_with_clock(config: &Config, clock: Arc<dyn TimeSource>) -> Result<B
     })
 }
 
-/// A PKCS#11 signer from its validated config; the PIN from the environment or a file.
-fn pkcs11_signer(
+/// A signer from its validated config. The embedded default's dev PKI is created on first
+/// start when a file signer points at its (missing) files.
+pub fn signer(
     name: &str,
     sc: &super::SignerConfig,
     data_dir: &Path,
-    cert: &Path,
     now: crate::protocol::Timestamp,
-) -> Result<crate::signer::pkcs11::Pkcs11Signer, Error> {
+) -> Result<Arc<dyn TokenSigner>, Error> {
+    let cert = resolve(data_dir, sc.cert_path());
+    if sc.kind == SignerKind::File {
+        let key = resolve(data_dir, &sc.key);
+        let dev = DevPki::in_dir(data_dir);
+        if key == dev.tsa_key && cert == dev.tsa_cert && !key.exists() && !cert.exists() {
+            dev.create(KeyType::P256)?;
+            tracing::info!(dir = %data_dir.join("pki").display(), "created development PKI (not for production)");
+        }
+        return Ok(Arc::new(SoftwareSigner::load(
+            name,
+            &key,
+            &cert,
+            sc.rsa_padding,
+            now,
+        )?));
+    }
     let fail = |reason: String| Error::Signer {
         name: name.to_string(),
         reason,
     };
-    let pin = match (&sc.pin_env, &sc.pin_file) {
-        (Some(var), _) => std::env::var(var).map_err(|_| {
-            fail(format!(
-                "the environment variable {var} (the PIN) is not set"
-            ))
-        })?,
-        (None, Some(file)) => {
-            let path = resolve(data_dir, file);
-            std::fs::read_to_string(&path)
-                .map_err(|e| Error::io(&path, e))?
-                .trim_end_matches(['\r', '\n'])
-                .to_string()
+    let pin_file = sc.pin_file.as_deref().map(|f| resolve(data_dir, f));
+    let pin = super::secret::read("the PIN", sc.pin_env.as_deref(), pin_file.as_deref())
+        .map_err(fail)?
+        .ok_or_else(|| fail("no PIN source".into()))?;
+    // No `cert`: the chain stored on the token with the key (`stampd hsm import-cert`).
+    let chain = match &sc.cert {
+        Some(_) => {
+            let pem = std::fs::read(&cert).map_err(|e| Error::io(&cert, e))?;
+            Some(
+                crate::signer::software::pem_blocks(&pem, "CERTIFICATE")
+                    .map_err(|e| fail(format!("{}: {e}", cert.display())))?,
+            )
         }
-        (None, None) => return Err(fail("no PIN source".into())),
+        None => None,
     };
-    let pem = std::fs::read(cert).map_err(|e| Error::io(cert, e))?;
-    let chain = crate::signer::software::pem_blocks(&pem, "CERTIFICATE")
-        .map_err(|e| fail(format!("{}: {e}", cert.display())))?;
     let config = crate::signer::pkcs11::Pkcs11Config {
         module: sc.module.as_deref().unwrap_or(Path::new("")),
         rsa_padding: sc.rsa_padding,
         token_label: sc.token_label.as_deref().unwrap_or_default(),
-        pin: &pin,
+        pin,
         key_label: sc.key_label.as_deref().unwrap_or_default(),
+        chain,
         sessions: sc.sessions,
     };
-    crate::signer::pkcs11::Pkcs11Signer::open(&config, chain, now).map_err(fail)
+    Ok(Arc::new(
+        crate::signer::pkcs11::Pkcs11Signer::open(config, name, now).map_err(fail)?,
+    ))
 }
 
 fn build_policy(

@@ -6,10 +6,11 @@
 
 pub mod build;
 pub mod locate;
+pub mod secret;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -115,8 +116,9 @@ pub struct ServerConfig {
     /// Node id, distinct for every node that shares a TSA key (0..=65535); part of every
     /// serial number. Default 0.
     pub node_id: u16,
-    /// `inline` (default) or `queue`.
-    pub dispatch: Dispatch,
+    /// `inline` or `queue`. Default: `queue` when a served signer is `kind = "pkcs11"` (a
+    /// sign may wait for an HSM session, which must not stall an HTTP core), else `inline`.
+    pub dispatch: Option<Dispatch>,
     /// Backend worker threads for `dispatch = "queue"`; 0 = as many as cores. Default 0.
     pub workers: usize,
     /// Capacity of the backend queue in requests; a full queue answers 503. Default 4096.
@@ -134,7 +136,7 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("./stampd-data"),
             cores: 0,
             node_id: 0,
-            dispatch: Dispatch::Inline,
+            dispatch: None,
             workers: 0,
             queue_capacity: 4096,
             io_driver: crate::frontend::IoDriver::Auto,
@@ -184,8 +186,9 @@ pub struct SignerConfig {
     /// Private key (PKCS#8 PEM), relative to the data directory. Default `pki/tsa.key`.
     pub key: PathBuf,
     /// Certificate chain (PEM, TSA certificate first), relative to the data directory.
-    /// Default `pki/tsa.pem`.
-    pub cert: PathBuf,
+    /// Default `pki/tsa.pem` for `kind = "file"`; for `kind = "pkcs11"` left out means the
+    /// chain stored on the token with the key (`stampd hsm import-cert`).
+    pub cert: Option<PathBuf>,
     /// RSA keys only: `pkcs1` (default) or `pss`.
     pub rsa_padding: RsaPadding,
     /// `kind = "pkcs11"`: the PKCS#11 module (shared library).
@@ -211,12 +214,37 @@ pub enum SignerKind {
     Pkcs11,
 }
 
+impl Config {
+    /// `server.dispatch`, or its default for the signers in use.
+    pub fn dispatch(&self) -> Dispatch {
+        self.server.dispatch.unwrap_or_else(|| {
+            let hsm = self.service.iter().filter(|s| s.enabled).any(|s| {
+                self.signer
+                    .get(&s.signer)
+                    .is_some_and(|sc| sc.kind == SignerKind::Pkcs11)
+            });
+            if hsm {
+                Dispatch::Queue
+            } else {
+                Dispatch::Inline
+            }
+        })
+    }
+}
+
+impl SignerConfig {
+    /// The certificate file (for `kind = "pkcs11"` only meaningful when `cert` is set).
+    pub fn cert_path(&self) -> &Path {
+        self.cert.as_deref().unwrap_or(Path::new("pki/tsa.pem"))
+    }
+}
+
 impl Default for SignerConfig {
     fn default() -> Self {
         SignerConfig {
             kind: SignerKind::File,
             key: PathBuf::from("pki/tsa.key"),
-            cert: PathBuf::from("pki/tsa.pem"),
+            cert: None,
             rsa_padding: RsaPadding::Pkcs1,
             module: None,
             token_label: None,
@@ -621,9 +649,9 @@ impl Config {
                         "{at}.path: `{path}` must start with `/`, e.g. \"/tsa\""
                     ));
                 }
-                if path == "/health" || path == "/metrics" {
+                if path == "/health" || path == "/ready" || path == "/metrics" {
                     errors.push(format!(
-                        "{at}.path: `{path}` is reserved (health check and metrics)"
+                        "{at}.path: `{path}` is reserved (health, readiness and metrics)"
                     ));
                 }
                 for listen in s.listen.values() {

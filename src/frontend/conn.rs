@@ -188,6 +188,22 @@ pub async fn serve(mut stream: TcpStream, peer: std::net::IpAddr, shared: Rc<Sha
                 );
                 req.head_len
             }
+            Action::Ready { head_only } => {
+                let (status, body) = match shared.issuer.ready() {
+                    Ok(()) => (200, "ready\n".to_string()),
+                    Err(why) => (503, format!("{why}\n")),
+                };
+                http::write_response(
+                    &mut out,
+                    status,
+                    "text/plain; charset=utf-8",
+                    body.as_bytes(),
+                    keep_alive,
+                    &[],
+                    head_only,
+                );
+                req.head_len
+            }
             Action::Metrics => {
                 let text = shared.issuer.metrics();
                 http::write_response(

@@ -14,8 +14,10 @@ pub enum Action {
         body_len: usize,
         expect_continue: bool,
     },
-    /// `GET /health` (or HEAD).
+    /// `GET /health` (or HEAD): liveness, the process answers.
     Health { head_only: bool },
+    /// `GET /ready` (or HEAD): readiness, every signer can sign.
+    Ready { head_only: bool },
     /// `GET /metrics`: Prometheus text from the transaction monitors.
     Metrics,
     /// Answer with an error status. `close`: the framing is lost or the body is unread, so
@@ -144,17 +146,22 @@ pub fn parse(buf: &[u8], limits: &HttpConfig, routes: &[(String, usize)]) -> Par
         // RFC 9112 §6.1: both present is a smuggling vector.
         return Parsed::Invalid { status: 400 };
     }
-    if path == "/health" {
+    if path == "/health" || path == "/ready" {
         if has_body {
             // A body here would be left unread and parsed as the next request (a smuggling
             // vector behind a proxy): refuse and close.
             return fatal(400);
         }
-        return match method {
-            "GET" => done(Action::Health { head_only: false }),
-            "HEAD" => done(Action::Health { head_only: true }),
-            _ => error(405, Some("GET, HEAD")),
+        let head_only = match method {
+            "GET" => false,
+            "HEAD" => true,
+            _ => return error(405, Some("GET, HEAD")),
         };
+        return done(if path == "/health" {
+            Action::Health { head_only }
+        } else {
+            Action::Ready { head_only }
+        });
     }
     if path == "/metrics" {
         if has_body {
@@ -381,6 +388,19 @@ mod tests {
         assert_eq!(
             action("GET /health HTTP/1.1\r\n\r\n"),
             Action::Health { head_only: false }
+        );
+        assert_eq!(
+            action("HEAD /ready HTTP/1.1\r\n\r\n"),
+            Action::Ready { head_only: true }
+        );
+        assert_eq!(
+            action("POST /ready HTTP/1.1\r\nContent-Length: 0\r\n\r\n"),
+            Action::Error {
+                status: 405,
+                close: false,
+                allow: Some("GET, HEAD"),
+                head_only: false,
+            }
         );
     }
 

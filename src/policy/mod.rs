@@ -187,6 +187,8 @@ pub struct Issuer {
     pub serials: SerialSpace,
     /// The audit trail (for its metrics; services' audit filters hold it too).
     pub audit: Arc<dyn AuditSink>,
+    /// Every signer in use, by name (for readiness and metrics; policies hold them too).
+    pub signers: Vec<(String, Arc<dyn TokenSigner>)>,
 }
 
 enum Failure {
@@ -272,7 +274,31 @@ impl Issuer {
             }
         }
         self.audit.metrics(&mut out);
+        for (name, signer) in &self.signers {
+            use std::fmt::Write as _;
+            let _ = writeln!(
+                out,
+                "stampd_signer_up{{signer=\"{name}\"}} {}",
+                u8::from(signer.ready())
+            );
+            signer.metrics(name, &mut out);
+        }
         out
+    }
+
+    /// Readiness: `Err` names the signers that cannot sign now.
+    pub fn ready(&self) -> Result<(), String> {
+        let down: Vec<&str> = self
+            .signers
+            .iter()
+            .filter(|(_, s)| !s.ready())
+            .map(|(n, _)| n.as_str())
+            .collect();
+        if down.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("signer down: {}", down.join(", ")))
+        }
     }
 
     fn reject_error(&self, with_text: bool, e: &Error) -> Reply {

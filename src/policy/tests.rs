@@ -78,6 +78,7 @@ fn fixture(key: KeyType, padding: RsaPadding, clock: Option<Timestamp>) -> Fixtu
         clock: Arc::new(FixedClock(clock)),
         serials: SerialSpace::ephemeral(1, 0),
         audit: Arc::new(Discard),
+        signers: Vec::new(),
     };
     Fixture {
         issuer,

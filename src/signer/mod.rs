@@ -39,4 +39,11 @@ pub trait TokenSigner: Send + Sync {
     fn reserve(&self) -> Result<Reservation, SignError>;
     /// Signs `message` (the DER signed attributes), consuming the reservation.
     fn sign(&self, reservation: Reservation, message: &[u8]) -> Result<Vec<u8>, SignError>;
+    /// Whether the signer can sign now (readiness). A key in memory always can; an HSM pool
+    /// cannot while none of its sessions works.
+    fn ready(&self) -> bool {
+        true
+    }
+    /// Appends the signer's own Prometheus lines for `GET /metrics`.
+    fn metrics(&self, _name: &str, _out: &mut String) {}
 }

@@ -30,7 +30,17 @@ impl Key {
 }
 
 /// RSA padding for RSA keys.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum RsaPadding {
     /// RSASSA-PKCS1-v1_5 with SHA-256.

@@ -1,0 +1,352 @@
+//! `stampd hsm`: set up a TSA key on a PKCS#11 token (keygen, csr, import-cert), look at
+//! the token (list), check the configured signer end to end (selftest) and measure the
+//! token's raw signing rate (bench). Scripts rely on these commands and their output.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cryptoki::session::Session;
+
+use super::token::{self, KeyPair, Token};
+use crate::pki::{ExternalKey, KeyType};
+use crate::protocol::cert::CertView;
+use crate::protocol::Timestamp;
+use crate::signer::software::{pem_blocks, RsaPadding};
+use crate::signer::TokenSigner;
+
+fn io(e: std::io::Error) -> String {
+    e.to_string()
+}
+
+/// `hsm list`: slots, tokens and the objects a session sees (private keys only with a
+/// PIN). `pin` applies to the token labelled `token_label`, or to every token when no
+/// label is given.
+pub fn list(
+    module: &Path,
+    token_label: Option<&str>,
+    pin: Option<String>,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<u8, String> {
+    let pin_for = |label: &str| {
+        pin.clone()
+            .filter(|_| token_label.is_none_or(|l| l == label))
+    };
+    let slots: Vec<_> = token::list(module, &pin_for)?
+        .into_iter()
+        .filter(|s| token_label.is_none_or(|l| s.token.as_ref().is_some_and(|t| t.label == l)))
+        .collect();
+    if json {
+        let text = serde_json::to_string_pretty(&slots).map_err(|e| e.to_string())?;
+        writeln!(out, "{text}").map_err(io)?;
+        return Ok(0);
+    }
+    for s in &slots {
+        writeln!(out, "slot {}: {}", s.slot, s.description).map_err(io)?;
+        let Some(t) = &s.token else {
+            writeln!(out, "  no token").map_err(io)?;
+            continue;
+        };
+        writeln!(
+            out,
+            "  token `{}` ({} {}, serial {}){}",
+            t.label,
+            t.manufacturer,
+            t.model,
+            t.serial,
+            if t.initialized {
+                ""
+            } else {
+                ", not initialised"
+            }
+        )
+        .map_err(io)?;
+        for o in &t.objects {
+            let kind = o
+                .key_type
+                .as_deref()
+                .map(|k| format!(" {k}"))
+                .unwrap_or_default();
+            writeln!(out, "    {}{kind} `{}` id {}", o.class, o.label, o.id).map_err(io)?;
+        }
+    }
+    if let Some(l) = token_label {
+        if slots.is_empty() {
+            return Err(format!("no token labelled `{l}`"));
+        }
+    }
+    Ok(0)
+}
+
+/// `hsm keygen`: a new key pair on the token; prints its public key (PEM) so it can be
+/// recorded.
+pub fn keygen(
+    token: &Token,
+    key_label: &str,
+    key_type: KeyType,
+    out: &mut dyn Write,
+) -> Result<u8, String> {
+    let session = token.session(true).map_err(token::p11)?;
+    let key = token::generate(&session, key_label, key_type)?;
+    let external = ExternalKey::from(&key.public);
+    let spki = rcgen::PublicKeyData::subject_public_key_info(&external);
+    writeln!(
+        out,
+        "generated {} key `{key_label}` (id {})\n{}",
+        serde_json::to_value(key_type)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default(),
+        crate::client::verify::hex(&key.id),
+        pem::encode(&pem::Pem::new("PUBLIC KEY", spki))
+    )
+    .map_err(io)?;
+    Ok(0)
+}
+
+/// The token's key as rcgen sees it: the public key, and signing through the session.
+struct TokenKey<'a> {
+    session: &'a Session,
+    pair: KeyPair,
+    external: ExternalKey,
+}
+
+impl rcgen::PublicKeyData for TokenKey<'_> {
+    fn der_bytes(&self) -> &[u8] {
+        self.external.der_bytes()
+    }
+
+    fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+        self.external.algorithm()
+    }
+}
+
+impl rcgen::SigningKey for TokenKey<'_> {
+    fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, rcgen::Error> {
+        // A request is signed as rcgen names the algorithm: PKCS#1 v1.5 for RSA.
+        let scheme = self.pair.public.scheme(RsaPadding::Pkcs1);
+        token::sign(self.session, self.pair.private, scheme, msg)
+            .map_err(|_| rcgen::Error::RemoteKeyError)
+    }
+}
+
+/// `hsm csr`: a PKCS#10 request for the key, signed on the token, written as PEM.
+pub fn csr(
+    token: &Token,
+    key_label: &str,
+    subject: &str,
+    out_file: &Path,
+    out: &mut dyn Write,
+) -> Result<u8, String> {
+    let session = token.session(false).map_err(token::p11)?;
+    let pair = token::find_key(&session, key_label)?;
+    let external = ExternalKey::from(&pair.public);
+    let key = TokenKey {
+        session: &session,
+        pair,
+        external,
+    };
+    let pem = crate::pki::certificate_request(subject, &key).map_err(|e| e.to_string())?;
+    std::fs::write(out_file, pem).map_err(|e| format!("{}: {e}", out_file.display()))?;
+    writeln!(out, "wrote {}", out_file.display()).map_err(io)?;
+    Ok(0)
+}
+
+/// `hsm import-cert`: stores the chain (PEM, leaf first) with the key, after checking the
+/// leaf is a TSA certificate for this key (key match, critical EKU timeStamping only,
+/// valid now). The signer reads it from there when its `cert` is left out.
+pub fn import_cert(
+    token: &Token,
+    key_label: &str,
+    cert_file: &Path,
+    now: Timestamp,
+    out: &mut dyn Write,
+) -> Result<u8, String> {
+    let text = std::fs::read(cert_file).map_err(|e| format!("{}: {e}", cert_file.display()))?;
+    let chain =
+        pem_blocks(&text, "CERTIFICATE").map_err(|e| format!("{}: {e}", cert_file.display()))?;
+    let leaf = chain
+        .first()
+        .ok_or_else(|| format!("{}: no CERTIFICATE block", cert_file.display()))?;
+    let leaf = CertView::parse(leaf).map_err(|_| {
+        format!(
+            "{}: the first certificate is not DER X.509",
+            cert_file.display()
+        )
+    })?;
+    let session = token.session(true).map_err(token::p11)?;
+    let pair = token::find_key(&session, key_label)?;
+    crate::signer::checks::check_tsa_certificate(&leaf, &pair.public.bits, now)
+        .map_err(|e| format!("{}: {e}", cert_file.display()))?;
+    token::store_certificates(&session, key_label, &pair, &chain)?;
+    writeln!(
+        out,
+        "stored {} certificate(s) with key `{key_label}`",
+        chain.len()
+    )
+    .map_err(io)?;
+    Ok(0)
+}
+
+/// `hsm selftest`: issues a token through `signer` for a random digest with a nonce and
+/// certReq, and verifies it (imprint, nonce, ESS, signature, chain to `trusted`).
+pub fn selftest(
+    name: &str,
+    signer: Arc<dyn TokenSigner>,
+    trusted: &[Vec<u8>],
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<u8, String> {
+    use crate::client::verify::{self, Expectation};
+    use crate::protocol::token::{Accuracy, IncludeCerts, PolicyTemplate, TsaName};
+    use crate::protocol::{request, HashAlg, Precision};
+
+    let oid = crate::protocol::oid::Oid::parse("2.999.1.1").ok_or("bad policy OID")?;
+    let template = PolicyTemplate::new(
+        &oid,
+        Accuracy::from_micros(1_000_000),
+        Precision::Millis,
+        TsaName::Subject,
+        IncludeCerts::Chain,
+        false,
+    );
+    let issuer = crate::policy::Issuer {
+        services: vec![crate::policy::Service {
+            name: "selftest".into(),
+            signer: Arc::clone(&signer),
+            policies: vec![crate::policy::Policy::simple(
+                "selftest",
+                oid,
+                vec![HashAlg::Sha256],
+                template,
+            )],
+            fallback: None,
+            preprocess: Vec::new(),
+            status_text: true,
+        }],
+        clock: Arc::new(crate::clock::SystemClock),
+        serials: crate::policy::serial::SerialSpace::ephemeral(0, 0),
+        audit: Arc::new(crate::audit::Discard),
+        signers: vec![(name.to_string(), signer)],
+    };
+    let mut digest = [0u8; 32];
+    let mut nonce = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut digest).map_err(|_| "no randomness")?;
+    aws_lc_rs::rand::fill(&mut nonce).map_err(|_| "no randomness")?;
+    nonce[0] |= 1; // a nonce with no leading zero octet
+    let started = Instant::now();
+    let q = request::encode(HashAlg::Sha256, &digest, None, Some(&nonce), true);
+    let reply = issuer.issue(0, &q, &crate::policy::RequestMeta::local("/selftest"));
+    let elapsed = started.elapsed();
+    let verified = verify::verify(
+        &reply.der,
+        false,
+        &Expectation {
+            hash: HashAlg::Sha256,
+            digest: digest.to_vec(),
+            nonce: Some(nonce.to_vec()),
+        },
+        trusted,
+        &[],
+    )
+    .map_err(|e| format!("selftest of signer `{name}` failed: {e}"))?;
+    if json {
+        let text = serde_json::to_string(&verified).map_err(|e| e.to_string())?;
+        writeln!(out, "{text}").map_err(io)?;
+    } else {
+        writeln!(
+            out,
+            "selftest of signer `{name}` passed: {} token signed in {:.1} ms, verified to a trusted CA ({} certificates in the path)",
+            verified.signature_algorithm,
+            elapsed.as_secs_f64() * 1e3,
+            verified.chain_length
+        )
+        .map_err(io)?;
+    }
+    Ok(0)
+}
+
+/// One `hsm bench` measurement.
+#[derive(Debug, serde::Serialize)]
+pub struct BenchRow {
+    pub sessions: usize,
+    pub signs: u64,
+    pub signs_per_second: f64,
+}
+
+/// `hsm bench`: the token's raw signing rate with 1..N sessions, one thread per session,
+/// each signing a 200-byte message the way the signer does (ECDSA hashes in software).
+/// The ceiling the signer's pool is measured against.
+pub fn bench(
+    token: &Token,
+    key_label: &str,
+    rsa_padding: RsaPadding,
+    sessions: &[usize],
+    duration: Duration,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<u8, String> {
+    let mut rows = Vec::new();
+    for &n in sessions {
+        let opened = (0..n)
+            .map(|_| {
+                let session = token.session(false).map_err(token::p11)?;
+                let pair = token::find_key(&session, key_label)?;
+                Ok((session, pair))
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let count = Arc::new(AtomicU64::new(0));
+        let started = Instant::now();
+        let failed = std::thread::scope(|scope| {
+            let workers: Vec<_> = opened
+                .into_iter()
+                .map(|(session, pair)| {
+                    let (stop, count) = (Arc::clone(&stop), Arc::clone(&count));
+                    scope.spawn(move || {
+                        let scheme = pair.public.scheme(rsa_padding);
+                        let message = [0x5a_u8; 200];
+                        while !stop.load(Ordering::Relaxed) {
+                            token::sign(&session, pair.private, scheme, &message)
+                                .map_err(|e| e.to_string())?;
+                            count.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok::<(), String>(())
+                    })
+                })
+                .collect();
+            std::thread::sleep(duration);
+            stop.store(true, Ordering::Relaxed);
+            workers
+                .into_iter()
+                .filter_map(|w| w.join().ok().and_then(Result::err))
+                .next()
+        });
+        if let Some(e) = failed {
+            return Err(format!("signing failed: {e}"));
+        }
+        let signs = count.load(Ordering::Relaxed);
+        let row = BenchRow {
+            sessions: n,
+            signs,
+            signs_per_second: signs as f64 / started.elapsed().as_secs_f64(),
+        };
+        if !json {
+            writeln!(
+                out,
+                "{:>4} session(s): {:>10.0} signs/s",
+                row.sessions, row.signs_per_second
+            )
+            .map_err(io)?;
+        }
+        rows.push(row);
+    }
+    if json {
+        let text = serde_json::to_string(&rows).map_err(|e| e.to_string())?;
+        writeln!(out, "{text}").map_err(io)?;
+    }
+    Ok(0)
+}

@@ -1,0 +1,281 @@
+//! `kind = "pkcs11"`: keys in an HSM, signed through PKCS#11 (cryptoki) over a pool of
+//! sessions.
+//!
+//! Sessions are `Send` but not `Sync`: each sits behind its own mutex, and a bounded
+//! channel of free session indexes hands them out, so a session is used by one thread at a
+//! time and requests spread over all of them. `reserve` takes an index before any work is
+//! done (waiting a bounded time, so overload is refused early); `sign` uses that session
+//! and gives the index back.
+//!
+//! Faults: a sign that fails (session closed, device removed, logged out, or anything
+//! else) takes its session out of the pool and hands it to a healer thread, which opens a
+//! fresh session (logging in again) with exponential backoff and puts it back. While no
+//! session works `reserve` fails at once, so requests get `systemFailure` instead of
+//! waiting; readiness (`GET /ready`) reports the signer down until one is back.
+
+pub mod cli;
+pub mod token;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use cryptoki::object::ObjectHandle;
+use cryptoki::session::Session;
+
+use self::token::{find_key, read_certificates, KeyPair, Token};
+use super::checks::check_tsa_certificate;
+use super::{Reservation, SignError, TokenSigner};
+use crate::policy::filters::timestamp_token::EssCertId;
+use crate::protocol::cert::CertView;
+use crate::protocol::token::{SignatureScheme, SignerTemplate};
+use crate::protocol::{HashAlg, Timestamp};
+
+/// Longest `reserve` waits for a free session while some session works.
+const RESERVE_WAIT: Duration = Duration::from_secs(2);
+/// Reopening a failed session: first retry after this, doubling up to `BACKOFF_MAX`.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Where the key is.
+pub struct Pkcs11Config<'a> {
+    pub module: &'a std::path::Path,
+    /// RSA keys: PKCS#1 v1.5 or PSS.
+    pub rsa_padding: super::software::RsaPadding,
+    pub token_label: &'a str,
+    pub pin: String,
+    pub key_label: &'a str,
+    /// The certificate chain (leaf first, DER); `None` reads it from the token.
+    pub chain: Option<Vec<Vec<u8>>>,
+    pub sessions: usize,
+}
+
+/// A session of the pool, or `None` while it is broken and the healer works on it.
+type Slot = Mutex<Option<(Session, ObjectHandle)>>;
+
+/// What the signer and its healer thread share.
+struct Pool {
+    token: Token,
+    key_label: String,
+    slots: Vec<Slot>,
+    free_tx: Sender<usize>,
+    /// Sessions that work (in the free list or in use).
+    up: AtomicUsize,
+}
+
+impl Pool {
+    /// A fresh logged-in session and the key's handle in it.
+    fn open(&self) -> Result<(Session, ObjectHandle), String> {
+        let session = self.token.session(false).map_err(token::p11)?;
+        let key = find_key(&session, &self.key_label)?;
+        Ok((session, key.private))
+    }
+}
+
+pub struct Pkcs11Signer {
+    pool: Arc<Pool>,
+    free_rx: Receiver<usize>,
+    /// Broken session indexes, to the healer. Dropping the signer ends the healer.
+    broken_tx: Sender<usize>,
+    template: SignerTemplate,
+    chain: Vec<Vec<u8>>,
+    validity: (Timestamp, Timestamp),
+    key_id: String,
+    scheme: SignatureScheme,
+}
+
+impl Pkcs11Signer {
+    /// Opens the pool's sessions (every one must open: a misconfiguration is found at
+    /// start, not under load) and checks the certificate against the token's key.
+    pub fn open(c: Pkcs11Config<'_>, name: &str, now: Timestamp) -> Result<Self, String> {
+        let token = Token::open(c.module, c.token_label, Some(c.pin))?;
+        let first = token
+            .session(false)
+            .map_err(|e| format!("logging in to token `{}`: {e}", c.token_label))?;
+        let KeyPair {
+            private, public, ..
+        } = find_key(&first, c.key_label)?;
+        let chain = match c.chain {
+            Some(chain) => chain,
+            None => read_certificates(&first, c.key_label)?,
+        };
+        let leaf_der = chain.first().ok_or("no certificate")?;
+        let leaf = CertView::parse(leaf_der).map_err(|_| "unparseable certificate")?;
+        check_tsa_certificate(&leaf, &public.bits, now).map_err(|e| e.to_string())?;
+        let scheme = public.scheme(c.rsa_padding);
+        let validity = (leaf.not_before, leaf.not_after);
+        let key_id = crate::client::verify::hex(&HashAlg::Sha256.digest(leaf.spki)[..8]);
+        let template = SignerTemplate::new(scheme, &chain, EssCertId::V2(HashAlg::Sha256))
+            .map_err(|_| "unparseable certificate")?;
+
+        let sessions = c.sessions.max(1);
+        let (free_tx, free_rx) = crossbeam_channel::bounded(sessions);
+        let mut pool = Pool {
+            token,
+            key_label: c.key_label.to_string(),
+            slots: Vec::with_capacity(sessions),
+            free_tx,
+            up: AtomicUsize::new(sessions),
+        };
+        pool.slots.push(Mutex::new(Some((first, private))));
+        for _ in 1..sessions {
+            pool.slots.push(Mutex::new(Some(pool.open()?)));
+        }
+        for i in 0..sessions {
+            let _ = pool.free_tx.send(i);
+        }
+        let pool = Arc::new(pool);
+        let (broken_tx, broken_rx) = crossbeam_channel::unbounded();
+        let healer = Arc::clone(&pool);
+        let signer = name.to_string();
+        std::thread::Builder::new()
+            .name(format!("pkcs11-{name}"))
+            .spawn(move || heal(&healer, &broken_rx, &signer))
+            .map_err(|e| format!("cannot start the session healer: {e}"))?;
+        Ok(Pkcs11Signer {
+            pool,
+            free_rx,
+            broken_tx,
+            template,
+            chain,
+            validity,
+            key_id,
+            scheme,
+        })
+    }
+}
+
+/// The healer: reopens broken sessions with exponential backoff until the signer is
+/// dropped. A reopened session goes back on the free list.
+fn heal(pool: &Pool, broken: &Receiver<usize>, signer: &str) {
+    let mut waiting: Vec<usize> = Vec::new();
+    let mut backoff = BACKOFF_MIN;
+    let mut next_try = Instant::now();
+    loop {
+        let got = if waiting.is_empty() {
+            broken.recv().map_err(|_| RecvTimeoutError::Disconnected)
+        } else {
+            broken.recv_timeout(next_try.saturating_duration_since(Instant::now()))
+        };
+        match got {
+            Ok(i) => {
+                if waiting.is_empty() {
+                    // A first failure: retry soon (the token may be back at once, e.g.
+                    // after a logout elsewhere).
+                    backoff = BACKOFF_MIN;
+                    next_try = Instant::now() + BACKOFF_MIN;
+                }
+                waiting.push(i);
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+        let mut last_error = None;
+        waiting.retain(|&i| match pool.open() {
+            Ok(session) => {
+                if let Ok(mut slot) = pool.slots[i].lock() {
+                    *slot = Some(session);
+                }
+                pool.up.fetch_add(1, Ordering::AcqRel);
+                let _ = pool.free_tx.send(i);
+                false
+            }
+            Err(e) => {
+                last_error = Some(e);
+                true
+            }
+        });
+        let up = pool.up.load(Ordering::Acquire);
+        if let Some(e) = last_error {
+            tracing::warn!(signer, sessions_up = up, retry_in_ms = backoff.as_millis() as u64, error = %e, "cannot reopen PKCS#11 sessions");
+            next_try = Instant::now() + backoff;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        } else {
+            tracing::info!(signer, sessions_up = up, "PKCS#11 sessions reopened");
+        }
+    }
+}
+
+impl TokenSigner for Pkcs11Signer {
+    fn template(&self) -> &SignerTemplate {
+        &self.template
+    }
+
+    fn chain(&self) -> &[Vec<u8>] {
+        &self.chain
+    }
+
+    fn validity(&self) -> (Timestamp, Timestamp) {
+        self.validity
+    }
+
+    fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    fn reserve(&self) -> Result<Reservation, SignError> {
+        if let Ok(slot) = self.free_rx.try_recv() {
+            return Ok(Reservation { slot });
+        }
+        // No session works: refuse now rather than after the wait.
+        if self.pool.up.load(Ordering::Acquire) == 0 {
+            return Err(SignError::Unavailable);
+        }
+        self.free_rx
+            .recv_timeout(RESERVE_WAIT)
+            .map(|slot| Reservation { slot })
+            .map_err(|_| SignError::Unavailable)
+    }
+
+    fn sign(&self, reservation: Reservation, message: &[u8]) -> Result<Vec<u8>, SignError> {
+        let i = reservation.slot;
+        let Some(slot) = self.pool.slots.get(i) else {
+            return Err(SignError::Failed);
+        };
+        // A poisoned lock means a panic while signing: the session is not trusted again.
+        let mut guard = slot.lock().unwrap_or_else(|p| {
+            let mut g = p.into_inner();
+            *g = None;
+            g
+        });
+        let result = match &*guard {
+            Some((session, key)) => {
+                token::sign(session, *key, self.scheme, message).map_err(|e| e.to_string())
+            }
+            None => Err("session is broken".to_string()),
+        };
+        match result {
+            Ok(signature) => {
+                drop(guard);
+                let _ = self.pool.free_tx.send(i);
+                Ok(signature)
+            }
+            Err(e) => {
+                // Whatever failed, a fresh session is the way back: close this one (its
+                // close may fail too; nothing to do about that) and let the healer reopen.
+                *guard = None;
+                drop(guard);
+                let up = self.pool.up.fetch_sub(1, Ordering::AcqRel) - 1;
+                tracing::warn!(key_id = %self.key_id, sessions_up = up, error = %e, "PKCS#11 sign failed; reopening the session");
+                let _ = self.broken_tx.send(i);
+                Err(SignError::Failed)
+            }
+        }
+    }
+
+    fn ready(&self) -> bool {
+        self.pool.up.load(Ordering::Acquire) > 0
+    }
+
+    fn metrics(&self, name: &str, out: &mut String) {
+        use std::fmt::Write as _;
+        let _ = writeln!(
+            out,
+            "stampd_signer_sessions_up{{signer=\"{name}\"}} {}\nstampd_signer_sessions{{signer=\"{name}\"}} {}",
+            self.pool.up.load(Ordering::Acquire),
+            self.pool.slots.len()
+        );
+    }
+}
