@@ -207,8 +207,15 @@ enum HsmCommand {
         /// The `[signer.NAME]` to test.
         #[arg(long, default_value = "main", requires = "config")]
         signer: String,
-        #[command(flatten)]
-        token: Option<TokenArgs>,
+        /// The PKCS#11 module (with --token-label, --pin-env or --pin-file, --key-label).
+        #[arg(long, requires_all = ["token_label", "key_label"])]
+        module: Option<PathBuf>,
+        #[arg(long, requires = "module")]
+        token_label: Option<String>,
+        #[arg(long, requires = "module")]
+        pin_env: Option<String>,
+        #[arg(long, requires = "module", conflicts_with = "pin_env")]
+        pin_file: Option<PathBuf>,
         #[arg(long, requires = "module")]
         key_label: Option<String>,
         /// Certificate chain file; default: the chain stored on the token.
@@ -548,13 +555,16 @@ fn hsm(cmd: HsmCommand) -> CmdResult {
         HsmCommand::Selftest {
             config,
             signer,
-            token,
+            module,
+            token_label,
+            pin_env,
+            pin_file,
             key_label,
             cert,
             ca,
             json,
         } => {
-            let (name, sc, data_dir) = match (config, token, key_label) {
+            let (name, sc, data_dir) = match (config, module, key_label) {
                 (Some(path), _, _) => {
                     let cfg = load_config(&path)?;
                     let sc = cfg
@@ -564,13 +574,13 @@ fn hsm(cmd: HsmCommand) -> CmdResult {
                         .clone();
                     (signer, sc, cfg.server.data_dir)
                 }
-                (None, Some(t), Some(key_label)) => {
+                (None, Some(module), Some(key_label)) => {
                     let sc = stampd::config::SignerConfig {
                         kind: stampd::config::SignerKind::Pkcs11,
-                        module: Some(t.module),
-                        token_label: Some(t.token_label),
-                        pin_env: t.pin_env,
-                        pin_file: t.pin_file,
+                        module: Some(module),
+                        token_label,
+                        pin_env,
+                        pin_file,
                         key_label: Some(key_label),
                         cert,
                         sessions: 1,

@@ -188,7 +188,14 @@ pub fn parse_subject(text: &str) -> Result<DistinguishedName, Error> {
                 )))
             }
         };
-        dn.push(kind, value);
+        if kind == DnType::CountryName || kind == DnType::CustomDnType(vec![2, 5, 4, 5]) {
+            // X.520: countryName and serialNumber are PrintableString.
+            let printable = rcgen::string::PrintableString::try_from(value)
+                .map_err(|_| bad(&format!("{key} must be printable ASCII")))?;
+            dn.push(kind, rcgen::DnValue::PrintableString(printable));
+        } else {
+            dn.push(kind, value);
+        }
     }
     Ok(dn)
 }
@@ -263,4 +270,24 @@ fn write_private(path: &Path, text: &str) -> Result<(), Error> {
         .open(path)
         .map_err(|e| Error::io(path, e))?;
     f.write_all(text.as_bytes()).map_err(|e| Error::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_parse_in_order_with_escapes() {
+        let dn =
+            parse_subject("/CN=Example TSA/O=A\\/B/C=DE/organizationIdentifier=VATDE-1").unwrap();
+        let parts: Vec<_> = dn.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        assert_eq!(parts.len(), 4);
+        assert_eq!(parts[0].0, DnType::CommonName);
+        assert_eq!(parts[1].1, rcgen::DnValue::Utf8String("A/B".into()));
+        assert_eq!(parts[3].0, DnType::CustomDnType(vec![2, 5, 4, 97]));
+        assert!(matches!(parts[2].1, rcgen::DnValue::PrintableString(_)));
+        for bad in ["CN=x", "/CN", "/CN=", "/XX=y", "/CN=x\\", "/C=Ü"] {
+            assert!(parse_subject(bad).is_err(), "{bad}");
+        }
+    }
 }

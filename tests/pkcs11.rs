@@ -125,27 +125,8 @@ impl Hsm {
                 .arg(&csr),
         );
         assert!(ok, "{out}");
-        let ext = self.path("tsa.ext");
-        std::fs::write(
-            &ext,
-            "extendedKeyUsage = critical, timeStamping\nkeyUsage = critical, digitalSignature\n",
-        )
-        .unwrap();
         let leaf = self.path(&format!("{label}.pem"));
-        let (ok, out) = common::run(
-            Command::new("openssl")
-                .args(["x509", "-req", "-days", "30", "-in"])
-                .arg(&csr)
-                .arg("-CA")
-                .arg(&self.ca_cert)
-                .arg("-CAkey")
-                .arg(&self.ca_key)
-                .arg("-extfile")
-                .arg(&ext)
-                .arg("-out")
-                .arg(&leaf),
-        );
-        assert!(ok, "{out}");
+        self.ca_issues(&csr, &leaf);
         let chain = self.path(&format!("{label}-chain.pem"));
         let text = std::fs::read_to_string(&leaf).unwrap()
             + &std::fs::read_to_string(&self.ca_cert).unwrap();
@@ -155,6 +136,59 @@ impl Hsm {
             &["--key-label", label, "--cert", chain.to_str().unwrap()],
         );
         assert!(ok && out.contains("stored 2 certificate(s)"), "{out}");
+    }
+
+    /// `openssl ca` issues a TSA certificate (critical EKU timeStamping) for the request,
+    /// valid from an hour ago (a token's genTime ± accuracy must fall inside it).
+    fn ca_issues(&self, csr: &Path, leaf: &Path) {
+        let ca = self.path("openssl-ca");
+        if !ca.exists() {
+            std::fs::create_dir(&ca).unwrap();
+            std::fs::write(ca.join("index.txt"), "").unwrap();
+            std::fs::write(ca.join("serial"), "1000\n").unwrap();
+            std::fs::write(
+                ca.join("ca.cnf"),
+                format!(
+                    "[ca]\ndefault_ca = tsa_ca\n[tsa_ca]\ndir = {}\ndatabase = $dir/index.txt\n\
+                     new_certs_dir = $dir\nserial = $dir/serial\ndefault_md = sha256\n\
+                     policy = any\nunique_subject = no\nx509_extensions = tsa\n\
+                     [any]\ncommonName = supplied\norganizationName = optional\ncountryName = optional\n\
+                     [tsa]\nextendedKeyUsage = critical, timeStamping\n\
+                     keyUsage = critical, digitalSignature\nsubjectKeyIdentifier = hash\n\
+                     authorityKeyIdentifier = keyid\n",
+                    ca.display()
+                ),
+            )
+            .unwrap();
+        }
+        let stamp = |t: time::OffsetDateTime| {
+            format!(
+                "{:04}{:02}{:02}{:02}{:02}{:02}Z",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second()
+            )
+        };
+        let now = time::OffsetDateTime::now_utc();
+        let (ok, out) = common::run(
+            Command::new("openssl")
+                .args(["ca", "-batch", "-notext", "-config"])
+                .arg(ca.join("ca.cnf"))
+                .arg("-cert")
+                .arg(&self.ca_cert)
+                .arg("-keyfile")
+                .arg(&self.ca_key)
+                .args(["-startdate", &stamp(now - time::Duration::hours(1))])
+                .args(["-enddate", &stamp(now + time::Duration::days(30))])
+                .arg("-in")
+                .arg(csr)
+                .arg("-out")
+                .arg(leaf),
+        );
+        assert!(ok, "{out}");
     }
 
     /// The signer of key `label` (certificate from the token) with `sessions` sessions.
@@ -366,7 +400,7 @@ fn hsm_commands_refuse_mistakes_clearly() {
         "p256",
     ]));
     assert!(
-        !ok && out.contains("PinIncorrect") && !out.contains("9999"),
+        !ok && out.contains("C_Login failed: PinIncorrect") && !out.contains("9999"),
         "{out}"
     );
     let (ok, out) = common::run(Command::new(common::BIN).args([
@@ -588,6 +622,14 @@ fn a_removed_token_means_system_failure_then_service_resumes() {
         }
     }
     assert!(saw_failure, "requests must fail while the token is gone");
+    // Still gone after several reopen attempts: every request fails fast.
+    std::thread::sleep(Duration::from_millis(1500));
+    for i in 20..23u8 {
+        let (_, _, status, fail, took) = ask(i);
+        assert_eq!(status, stampd::protocol::PkiStatus::Rejection);
+        assert_eq!(fail, vec![FailureInfo::SystemFailure]);
+        assert!(took < Duration::from_millis(500), "fails at once: {took:?}");
+    }
     let ready = get(&server, "/ready");
     assert_eq!(ready.status, 503);
     assert!(String::from_utf8_lossy(&ready.body).contains("main"));

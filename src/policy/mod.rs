@@ -259,7 +259,13 @@ impl Issuer {
                 Outcome::Rejected(r.fail),
             ),
             Err(Failure::Server(e)) => {
-                tracing::error!(service = %svc.name, error = %e, "request failed");
+                if matches!(e, Error::Sign(crate::signer::SignError::Unavailable)) {
+                    // Every request during an HSM outage or overload: the signer logs the
+                    // outage itself, and /metrics counts; one line per request would flood.
+                    tracing::debug!(service = %svc.name, error = %e, "request failed");
+                } else {
+                    tracing::error!(service = %svc.name, error = %e, "request failed");
+                }
                 self.reject_error(status_text, &e)
             }
         }

@@ -311,7 +311,7 @@ pub fn bench(
                         let message = [0x5a_u8; 200];
                         while !stop.load(Ordering::Relaxed) {
                             token::sign(&session, pair.private, scheme, &message)
-                                .map_err(|e| e.to_string())?;
+                                .map_err(token::p11)?;
                             count.fetch_add(1, Ordering::Relaxed);
                         }
                         Ok::<(), String>(())

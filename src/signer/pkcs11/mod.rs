@@ -56,7 +56,8 @@ type Slot = Mutex<Option<(Session, ObjectHandle)>>;
 
 /// What the signer and its healer thread share.
 struct Pool {
-    token: Token,
+    /// Replaced when the module is initialized again (see [`Token::reinitialize`]).
+    token: Mutex<Token>,
     key_label: String,
     slots: Vec<Slot>,
     free_tx: Sender<usize>,
@@ -67,7 +68,8 @@ struct Pool {
 impl Pool {
     /// A fresh logged-in session and the key's handle in it.
     fn open(&self) -> Result<(Session, ObjectHandle), String> {
-        let session = self.token.session(false).map_err(token::p11)?;
+        let token = self.token.lock().map_err(|_| "token lock poisoned")?;
+        let session = token.session(false).map_err(token::p11)?;
         let key = find_key(&session, &self.key_label)?;
         Ok((session, key.private))
     }
@@ -112,7 +114,7 @@ impl Pkcs11Signer {
         let sessions = c.sessions.max(1);
         let (free_tx, free_rx) = crossbeam_channel::bounded(sessions);
         let mut pool = Pool {
-            token,
+            token: Mutex::new(token),
             key_label: c.key_label.to_string(),
             slots: Vec::with_capacity(sessions),
             free_tx,
@@ -172,21 +174,19 @@ fn heal(pool: &Pool, broken: &Receiver<usize>, signer: &str) {
             Err(RecvTimeoutError::Disconnected) => return,
             Err(RecvTimeoutError::Timeout) => {}
         }
-        let mut last_error = None;
-        waiting.retain(|&i| match pool.open() {
-            Ok(session) => {
-                if let Ok(mut slot) = pool.slots[i].lock() {
-                    *slot = Some(session);
-                }
-                pool.up.fetch_add(1, Ordering::AcqRel);
-                let _ = pool.free_tx.send(i);
-                false
-            }
-            Err(e) => {
-                last_error = Some(e);
-                true
-            }
-        });
+        let mut last_error = reopen(pool, &mut waiting);
+        if last_error.is_some() && pool.up.load(Ordering::Acquire) == 0 {
+            // Nothing works: the token may have been removed and reinserted, which some
+            // modules notice only on a fresh C_Initialize.
+            let fresh = match pool.token.lock() {
+                Ok(mut token) => token.reinitialize().map(|t| *token = t),
+                Err(_) => Err("token lock poisoned".into()),
+            };
+            last_error = match fresh {
+                Ok(()) => reopen(pool, &mut waiting),
+                Err(e) => Some(e),
+            };
+        }
         let up = pool.up.load(Ordering::Acquire);
         if let Some(e) = last_error {
             tracing::warn!(signer, sessions_up = up, retry_in_ms = backoff.as_millis() as u64, error = %e, "cannot reopen PKCS#11 sessions");
@@ -196,6 +196,27 @@ fn heal(pool: &Pool, broken: &Receiver<usize>, signer: &str) {
             tracing::info!(signer, sessions_up = up, "PKCS#11 sessions reopened");
         }
     }
+}
+
+/// Tries to reopen every waiting session; a reopened one goes back on the free list.
+/// Returns the last error, if any stayed broken.
+fn reopen(pool: &Pool, waiting: &mut Vec<usize>) -> Option<String> {
+    let mut last_error = None;
+    waiting.retain(|&i| match pool.open() {
+        Ok(session) => {
+            if let Ok(mut slot) = pool.slots[i].lock() {
+                *slot = Some(session);
+            }
+            pool.up.fetch_add(1, Ordering::AcqRel);
+            let _ = pool.free_tx.send(i);
+            false
+        }
+        Err(e) => {
+            last_error = Some(e);
+            true
+        }
+    });
+    last_error
 }
 
 impl TokenSigner for Pkcs11Signer {
@@ -242,7 +263,7 @@ impl TokenSigner for Pkcs11Signer {
         });
         let result = match &*guard {
             Some((session, key)) => {
-                token::sign(session, *key, self.scheme, message).map_err(|e| e.to_string())
+                token::sign(session, *key, self.scheme, message).map_err(token::p11)
             }
             None => Err("session is broken".to_string()),
         };

@@ -28,15 +28,20 @@ const ED25519: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x70];
 /// The printable form some tokens (SoftHSM2 among them) also accept for Ed25519.
 const ED25519_PRINTABLE: &[u8] = b"\x13\x0cedwards25519";
 
+/// A PKCS#11 error as one short line: `C_Login failed: PinIncorrect`.
 pub fn p11(e: P11Error) -> String {
-    e.to_string()
+    match e {
+        P11Error::Pkcs11(rv, function) => format!("C_{function:?} failed: {rv:?}"),
+        other => other.to_string(),
+    }
 }
 
 /// A token, found by label, with the user PIN (if one was given) for its sessions.
 pub struct Token {
     ctx: Pkcs11,
     slot: Slot,
-    pin: Option<AuthPin>,
+    label: String,
+    pin: Option<std::sync::Arc<AuthPin>>,
 }
 
 /// Loads `module` and initialises it. A module that another part of this process
@@ -49,22 +54,49 @@ pub fn load(module: &Path) -> Result<Pkcs11, String> {
     }
 }
 
+/// The slot holding the token labelled `label`.
+fn find_slot(ctx: &Pkcs11, label: &str) -> Result<Slot, String> {
+    ctx.get_slots_with_token()
+        .map_err(p11)?
+        .into_iter()
+        .find(|s| {
+            ctx.get_token_info(*s)
+                .is_ok_and(|t| t.label().trim_end() == label)
+        })
+        .ok_or_else(|| format!("no token labelled `{label}`"))
+}
+
 impl Token {
     pub fn open(module: &Path, label: &str, pin: Option<String>) -> Result<Token, String> {
         let ctx = load(module)?;
-        let slot = ctx
-            .get_slots_with_token()
-            .map_err(p11)?
-            .into_iter()
-            .find(|s| {
-                ctx.get_token_info(*s)
-                    .is_ok_and(|t| t.label().trim_end() == label)
-            })
-            .ok_or_else(|| format!("no token labelled `{label}` in {}", module.display()))?;
+        let slot = find_slot(&ctx, label).map_err(|e| format!("{e} in {}", module.display()))?;
         Ok(Token {
             ctx,
             slot,
-            pin: pin.map(|p| AuthPin::new(p.into())),
+            label: label.to_string(),
+            pin: pin.map(|p| std::sync::Arc::new(AuthPin::new(p.into()))),
+        })
+    }
+
+    /// Finalizes and initializes the module again, then finds the token anew: the way
+    /// back when a token was removed and reinserted, which some modules (SoftHSM2 among
+    /// them) only notice on C_Initialize. Every session of the module in this process is
+    /// gone afterwards, so the caller does it only when none of its sessions works.
+    pub fn reinitialize(&self) -> Result<Token, String> {
+        // Not initialized (a previous attempt failed) is fine here.
+        let _ = self.ctx.clone().finalize();
+        match self
+            .ctx
+            .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+        {
+            Ok(()) | Err(P11Error::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
+            Err(e) => return Err(p11(e)),
+        }
+        Ok(Token {
+            ctx: self.ctx.clone(),
+            slot: find_slot(&self.ctx, &self.label)?,
+            label: self.label.clone(),
+            pin: self.pin.clone(),
         })
     }
 
@@ -78,7 +110,7 @@ impl Token {
             self.ctx.open_ro_session(self.slot)?
         };
         if let Some(pin) = &self.pin {
-            match session.login(UserType::User, Some(pin)) {
+            match session.login(UserType::User, Some(&**pin)) {
                 Ok(()) | Err(P11Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
                 Err(e) => return Err(e),
             }
@@ -390,11 +422,11 @@ pub fn store_certificates(
     Ok(())
 }
 
-/// (CKA_ID, handle, DER) of the certificates labelled `label`.
-fn certificate_objects(
-    session: &Session,
-    label: &str,
-) -> Result<Vec<(Vec<u8>, ObjectHandle, Vec<u8>)>, String> {
+/// A certificate object: CKA_ID, handle, DER.
+type StoredCert = (Vec<u8>, ObjectHandle, Vec<u8>);
+
+/// The certificates labelled `label`.
+fn certificate_objects(session: &Session, label: &str) -> Result<Vec<StoredCert>, String> {
     let handles = session
         .find_objects(&[
             Attribute::Class(ObjectClass::CERTIFICATE),
@@ -476,7 +508,8 @@ pub fn list(
                 let token = Token {
                     ctx: ctx.clone(),
                     slot,
-                    pin: pin_for(&label).map(|p| AuthPin::new(p.into())),
+                    label: label.clone(),
+                    pin: pin_for(&label).map(|p| std::sync::Arc::new(AuthPin::new(p.into()))),
                 };
                 let session = token.session(false).map_err(p11)?;
                 objects(&session)?
