@@ -486,7 +486,7 @@ fn serve(config: Option<PathBuf>, data_dir: Option<PathBuf>, listen: Option<Stri
     let settings = stampd::frontend::Settings {
         cores: cfg.server.cores,
         dispatch: cfg.dispatch(),
-        workers: cfg.server.workers,
+        workers: cfg.workers(),
         queue_capacity: cfg.server.queue_capacity,
         io_driver: cfg.server.io_driver,
         http: cfg.server.http.clone(),

@@ -119,7 +119,8 @@ pub struct ServerConfig {
     /// `inline` or `queue`. Default: `queue` when a served signer is `kind = "pkcs11"` (a
     /// sign may wait for an HSM session, which must not stall an HTTP core), else `inline`.
     pub dispatch: Option<Dispatch>,
-    /// Backend worker threads for `dispatch = "queue"`; 0 = as many as cores. Default 0.
+    /// Backend worker threads for `dispatch = "queue"`; 0 = one per core, and at least
+    /// one per session of the PKCS#11 signers in use. Default 0.
     pub workers: usize,
     /// Capacity of the backend queue in requests; a full queue answers 503. Default 4096.
     pub queue_capacity: usize,
@@ -215,20 +216,37 @@ pub enum SignerKind {
 }
 
 impl Config {
+    /// The PKCS#11 signers that enabled services use.
+    fn hsm_signers(&self) -> impl Iterator<Item = &SignerConfig> {
+        self.signer.iter().filter_map(|(name, sc)| {
+            let used = self.service.iter().any(|s| s.enabled && &s.signer == name);
+            (used && sc.kind == SignerKind::Pkcs11).then_some(sc)
+        })
+    }
+
     /// `server.dispatch`, or its default for the signers in use.
     pub fn dispatch(&self) -> Dispatch {
         self.server.dispatch.unwrap_or_else(|| {
-            let hsm = self.service.iter().filter(|s| s.enabled).any(|s| {
-                self.signer
-                    .get(&s.signer)
-                    .is_some_and(|sc| sc.kind == SignerKind::Pkcs11)
-            });
-            if hsm {
+            if self.hsm_signers().next().is_some() {
                 Dispatch::Queue
             } else {
                 Dispatch::Inline
             }
         })
+    }
+
+    /// `server.workers`, or its default: one per frontend core, and at least one per HSM
+    /// session, so every session can have a sign in flight (with a network HSM, more
+    /// sessions than cores hide its latency).
+    pub fn workers(&self) -> usize {
+        if self.server.workers != 0 {
+            return self.server.workers;
+        }
+        let cores = match self.server.cores {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        cores.max(self.hsm_signers().map(|sc| sc.sessions).sum())
     }
 }
 
@@ -1072,5 +1090,22 @@ mod tests {
         assert_eq!(parse_duration_us("100us"), Some(100));
         assert_eq!(parse_duration_us("0s"), Some(0));
         assert_eq!(parse_duration_us("1h"), None);
+    }
+
+    #[test]
+    fn hsm_signers_default_to_queue_dispatch_with_a_worker_per_session() {
+        let file = Config::from_toml("[server]\ncores = 2\n", "t").unwrap();
+        assert_eq!((file.dispatch(), file.workers()), (Dispatch::Inline, 2));
+        let hsm = "[server]\ncores = 2\n[signer.main]\nkind = \"pkcs11\"\nmodule = \"m.so\"\n\
+                   token_label = \"t\"\npin_env = \"P\"\nkey_label = \"k\"\nsessions = 6\n";
+        let c = Config::from_toml(hsm, "t").unwrap();
+        assert_eq!((c.dispatch(), c.workers()), (Dispatch::Queue, 6));
+        let explicit =
+            format!("{hsm}").replace("cores = 2", "cores = 2\ndispatch = \"inline\"\nworkers = 3");
+        let c = Config::from_toml(&explicit, "t").unwrap();
+        assert_eq!((c.dispatch(), c.workers()), (Dispatch::Inline, 3));
+        // A PIN in the configuration text is not a key the file can hold.
+        let pin = hsm.replace("pin_env = \"P\"", "pin = \"1234\"");
+        assert!(Config::from_toml(&pin, "t").is_err());
     }
 }
