@@ -590,6 +590,9 @@ fn hsm(cmd: HsmCommand) -> CmdResult {
                 }
                 _ => return Err("give --config FILE, or the token flags and --key-label".into()),
             };
+            if sc.kind != stampd::config::SignerKind::Pkcs11 {
+                return Err(format!("signer `{name}` is not a PKCS#11 signer"));
+            }
             let signer = build::signer(&name, &sc, &data_dir, now()?).map_err(|e| e.to_string())?;
             let trusted = match ca {
                 Some(ca) => read_pem_certs(&ca)?,

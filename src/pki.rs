@@ -188,6 +188,14 @@ pub fn parse_subject(text: &str) -> Result<DistinguishedName, Error> {
                 )))
             }
         };
+        if dn.get(&kind).is_some() {
+            // rcgen keeps one value per attribute type; a second would silently replace
+            // the first.
+            return Err(bad(&format!("{key} is given twice")));
+        }
+        if kind == DnType::CountryName && value.len() != 2 {
+            return Err(bad("C is a two-letter country code"));
+        }
         if kind == DnType::CountryName || kind == DnType::CustomDnType(vec![2, 5, 4, 5]) {
             // X.520: countryName and serialNumber are PrintableString.
             let printable = rcgen::string::PrintableString::try_from(value)
@@ -286,7 +294,16 @@ mod tests {
         assert_eq!(parts[1].1, rcgen::DnValue::Utf8String("A/B".into()));
         assert_eq!(parts[3].0, DnType::CustomDnType(vec![2, 5, 4, 97]));
         assert!(matches!(parts[2].1, rcgen::DnValue::PrintableString(_)));
-        for bad in ["CN=x", "/CN", "/CN=", "/XX=y", "/CN=x\\", "/C=Ü"] {
+        for bad in [
+            "CN=x",
+            "/CN",
+            "/CN=",
+            "/XX=y",
+            "/CN=x\\",
+            "/C=Ü",
+            "/C=DEU",
+            "/OU=a/OU=b",
+        ] {
             assert!(parse_subject(bad).is_err(), "{bad}");
         }
     }

@@ -64,15 +64,7 @@ pub fn build_with_clock(config: &Config, clock: Arc<dyn TimeSource>) -> Result<B
 
     let mut signers: BTreeMap<&str, Arc<dyn TokenSigner>> = BTreeMap::new();
     for (name, sc) in &config.signer {
-        let used_by_service = config
-            .service
-            .iter()
-            .any(|s| s.enabled && &s.signer == name);
-        let used_by_filter = config
-            .filter
-            .values()
-            .any(|f| f.signer() == Some(name.as_str()));
-        if !used_by_service && !used_by_filter {
+        if !config.signer_in_use(name) {
             continue;
         }
         let signer = signer(name, sc, &data_dir, now)?;
@@ -205,7 +197,7 @@ pub fn signer(
     let pin_file = sc.pin_file.as_deref().map(|f| resolve(data_dir, f));
     let pin = super::secret::read("the PIN", sc.pin_env.as_deref(), pin_file.as_deref())
         .map_err(fail)?
-        .ok_or_else(|| fail("no PIN source".into()))?;
+        .ok_or_else(|| fail("no PIN: set pin_env or pin_file".into()))?;
     // No `cert`: the chain stored on the token with the key (`stampd hsm import-cert`).
     let chain = match &sc.cert {
         Some(_) => {

@@ -216,11 +216,16 @@ pub enum SignerKind {
 }
 
 impl Config {
-    /// The PKCS#11 signers that enabled services use.
+    /// Whether signer `name` is in use: by an enabled service, or by a filter that names it.
+    pub fn signer_in_use(&self, name: &str) -> bool {
+        self.service.iter().any(|s| s.enabled && s.signer == name)
+            || self.filter.values().any(|f| f.signer() == Some(name))
+    }
+
+    /// The PKCS#11 signers in use.
     fn hsm_signers(&self) -> impl Iterator<Item = &SignerConfig> {
         self.signer.iter().filter_map(|(name, sc)| {
-            let used = self.service.iter().any(|s| s.enabled && &s.signer == name);
-            (used && sc.kind == SignerKind::Pkcs11).then_some(sc)
+            (sc.kind == SignerKind::Pkcs11 && self.signer_in_use(name)).then_some(sc)
         })
     }
 
@@ -1100,8 +1105,7 @@ mod tests {
                    token_label = \"t\"\npin_env = \"P\"\nkey_label = \"k\"\nsessions = 6\n";
         let c = Config::from_toml(hsm, "t").unwrap();
         assert_eq!((c.dispatch(), c.workers()), (Dispatch::Queue, 6));
-        let explicit =
-            format!("{hsm}").replace("cores = 2", "cores = 2\ndispatch = \"inline\"\nworkers = 3");
+        let explicit = hsm.replace("cores = 2", "cores = 2\ndispatch = \"inline\"\nworkers = 3");
         let c = Config::from_toml(&explicit, "t").unwrap();
         assert_eq!((c.dispatch(), c.workers()), (Dispatch::Inline, 3));
         // A PIN in the configuration text is not a key the file can hold.

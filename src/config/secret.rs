@@ -7,9 +7,15 @@ use std::path::Path;
 /// `what` names it in errors ("the PIN"). Neither given: `None`.
 pub fn read(what: &str, env: Option<&str>, file: Option<&Path>) -> Result<Option<String>, String> {
     if let Some(var) = env {
-        return std::env::var(var)
-            .map(Some)
-            .map_err(|_| format!("the environment variable {var} ({what}) is not set"));
+        return match std::env::var(var) {
+            Ok(v) => Ok(Some(v)),
+            Err(std::env::VarError::NotPresent) => Err(format!(
+                "the environment variable {var} ({what}) is not set"
+            )),
+            Err(std::env::VarError::NotUnicode(_)) => Err(format!(
+                "the environment variable {var} ({what}) is not valid UTF-8"
+            )),
+        };
     }
     match file {
         Some(file) => {

@@ -12,10 +12,48 @@ use crate::protocol::token::SignerTemplate;
 use crate::protocol::Timestamp;
 
 /// A reserved right to sign once. For the software signer it carries nothing; an HSM pool
-/// puts the session index here.
+/// puts a session index here, which goes back to the pool when the reservation is dropped
+/// unused (a request that fails after `reserve`, or a panic), so no session is ever lost.
 #[derive(Debug)]
 pub struct Reservation {
-    pub slot: usize,
+    slot: usize,
+    give_back: Option<crossbeam_channel::Sender<usize>>,
+}
+
+impl Reservation {
+    /// A reservation with nothing to give back.
+    pub fn unpooled() -> Self {
+        Reservation {
+            slot: 0,
+            give_back: None,
+        }
+    }
+
+    /// Session `slot`, returned to `free` unless [`Reservation::keep`] takes it.
+    pub fn pooled(slot: usize, free: crossbeam_channel::Sender<usize>) -> Self {
+        Reservation {
+            slot,
+            give_back: Some(free),
+        }
+    }
+
+    pub fn slot(&self) -> usize {
+        self.slot
+    }
+
+    /// Takes the slot out: it does not go back to the free list on drop.
+    pub fn keep(mut self) -> usize {
+        self.give_back = None;
+        self.slot
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let Some(free) = self.give_back.take() {
+            let _ = free.send(self.slot);
+        }
+    }
 }
 
 /// Why signing failed. Never the requester's fault: mapped to `systemFailure`.

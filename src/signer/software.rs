@@ -193,7 +193,7 @@ impl TokenSigner for SoftwareSigner {
     }
 
     fn reserve(&self) -> Result<Reservation, SignError> {
-        Ok(Reservation { slot: 0 })
+        Ok(Reservation::unpooled())
     }
 
     fn sign(&self, _reservation: Reservation, message: &[u8]) -> Result<Vec<u8>, SignError> {

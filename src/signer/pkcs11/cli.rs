@@ -31,14 +31,16 @@ pub fn list(
     json: bool,
     out: &mut dyn Write,
 ) -> Result<u8, String> {
-    let pin_for = |label: &str| {
-        pin.clone()
-            .filter(|_| token_label.is_none_or(|l| l == label))
-    };
-    let slots: Vec<_> = token::list(module, &pin_for)?
-        .into_iter()
-        .filter(|s| token_label.is_none_or(|l| s.token.as_ref().is_some_and(|t| t.label == l)))
-        .collect();
+    if pin.is_some() && token_label.is_none() {
+        // A PIN tried on every token counts against each one's retry limit.
+        return Err("a PIN needs --token-label (it is only tried on that token)".into());
+    }
+    let slots = token::list(module, token_label, pin)?;
+    if let Some(l) = token_label {
+        if slots.is_empty() {
+            return Err(format!("no token labelled `{l}`"));
+        }
+    }
     if json {
         let text = serde_json::to_string_pretty(&slots).map_err(|e| e.to_string())?;
         writeln!(out, "{text}").map_err(io)?;
@@ -64,6 +66,9 @@ pub fn list(
             }
         )
         .map_err(io)?;
+        if let Some(e) = &t.error {
+            writeln!(out, "    objects not listed: {e}").map_err(io)?;
+        }
         for o in &t.objects {
             let kind = o
                 .key_type
@@ -71,11 +76,6 @@ pub fn list(
                 .map(|k| format!(" {k}"))
                 .unwrap_or_default();
             writeln!(out, "    {}{kind} `{}` id {}", o.class, o.label, o.id).map_err(io)?;
-        }
-    }
-    if let Some(l) = token_label {
-        if slots.is_empty() {
-            return Err(format!("no token labelled `{l}`"));
         }
     }
     Ok(0)
@@ -89,7 +89,7 @@ pub fn keygen(
     key_type: KeyType,
     out: &mut dyn Write,
 ) -> Result<u8, String> {
-    let session = token.session(true).map_err(token::p11)?;
+    let session = token.session(true)?;
     let key = token::generate(&session, key_label, key_type)?;
     let external = ExternalKey::from(&key.public);
     let spki = rcgen::PublicKeyData::subject_public_key_info(&external);
@@ -141,7 +141,7 @@ pub fn csr(
     out_file: &Path,
     out: &mut dyn Write,
 ) -> Result<u8, String> {
-    let session = token.session(false).map_err(token::p11)?;
+    let session = token.session(false)?;
     let pair = token::find_key(&session, key_label)?;
     let external = ExternalKey::from(&pair.public);
     let key = TokenKey {
@@ -177,7 +177,7 @@ pub fn import_cert(
             cert_file.display()
         )
     })?;
-    let session = token.session(true).map_err(token::p11)?;
+    let session = token.session(true)?;
     let pair = token::find_key(&session, key_label)?;
     crate::signer::checks::check_tsa_certificate(&leaf, &pair.public.bits, now)
         .map_err(|e| format!("{}: {e}", cert_file.display()))?;
@@ -251,8 +251,15 @@ pub fn selftest(
         },
         trusted,
         &[],
-    )
-    .map_err(|e| format!("selftest of signer `{name}` failed: {e}"))?;
+    );
+    let verified = match verified {
+        Ok(v) => v,
+        Err(e) => {
+            // A failed test, not a usage error: exit 1.
+            writeln!(out, "selftest of signer `{name}` FAILED: {e}").map_err(io)?;
+            return Ok(1);
+        }
+    };
     if json {
         let text = serde_json::to_string(&verified).map_err(|e| e.to_string())?;
         writeln!(out, "{text}").map_err(io)?;
@@ -293,7 +300,7 @@ pub fn bench(
     for &n in sessions {
         let opened = (0..n)
             .map(|_| {
-                let session = token.session(false).map_err(token::p11)?;
+                let session = token.session(false)?;
                 let pair = token::find_key(&session, key_label)?;
                 Ok((session, pair))
             })

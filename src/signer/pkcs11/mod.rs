@@ -17,14 +17,13 @@ pub mod cli;
 pub mod token;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use cryptoki::object::ObjectHandle;
-use cryptoki::session::Session;
 
-use self::token::{find_key, read_certificates, KeyPair, Token};
+use self::token::{find_key, read_certificates, Token, TokenSession};
 use super::checks::check_tsa_certificate;
 use super::{Reservation, SignError, TokenSigner};
 use crate::policy::filters::timestamp_token::EssCertId;
@@ -52,12 +51,11 @@ pub struct Pkcs11Config<'a> {
 }
 
 /// A session of the pool, or `None` while it is broken and the healer works on it.
-type Slot = Mutex<Option<(Session, ObjectHandle)>>;
+type Slot = Mutex<Option<(TokenSession, ObjectHandle)>>;
 
 /// What the signer and its healer thread share.
 struct Pool {
-    /// Replaced when the module is initialized again (see [`Token::reinitialize`]).
-    token: Mutex<Token>,
+    token: Token,
     key_label: String,
     slots: Vec<Slot>,
     free_tx: Sender<usize>,
@@ -67,11 +65,26 @@ struct Pool {
 
 impl Pool {
     /// A fresh logged-in session and the key's handle in it.
-    fn open(&self) -> Result<(Session, ObjectHandle), String> {
-        let token = self.token.lock().map_err(|_| "token lock poisoned")?;
-        let session = token.session(false).map_err(token::p11)?;
-        let key = find_key(&session, &self.key_label)?;
+    fn open(&self) -> Result<(TokenSession, ObjectHandle), String> {
+        let session = self.token.session(false)?;
+        let key = {
+            let _gate = self.token.module().enter();
+            if !session.current() {
+                return Err("the module was re-initialised meanwhile".into());
+            }
+            find_key(&session, &self.key_label)?
+        };
         Ok((session, key.private))
+    }
+
+    /// A session starts working.
+    fn up(&self) {
+        self.up.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A session stops working; returns how many still work.
+    fn down(&self) -> usize {
+        self.up.fetch_sub(1, Ordering::AcqRel) - 1
     }
 }
 
@@ -92,15 +105,31 @@ impl Pkcs11Signer {
     /// start, not under load) and checks the certificate against the token's key.
     pub fn open(c: Pkcs11Config<'_>, name: &str, now: Timestamp) -> Result<Self, String> {
         let token = Token::open(c.module, c.token_label, Some(c.pin))?;
-        let first = token
-            .session(false)
-            .map_err(|e| format!("logging in to token `{}`: {e}", c.token_label))?;
-        let KeyPair {
-            private, public, ..
-        } = find_key(&first, c.key_label)?;
-        let chain = match c.chain {
-            Some(chain) => chain,
-            None => read_certificates(&first, c.key_label)?,
+        let sessions = c.sessions.max(1);
+        let (free_tx, free_rx) = crossbeam_channel::bounded(sessions);
+        let mut pool = Pool {
+            token,
+            key_label: c.key_label.to_string(),
+            slots: Vec::with_capacity(sessions),
+            free_tx,
+            up: AtomicUsize::new(0),
+        };
+        let (public, stored_chain) = {
+            let first = pool
+                .token
+                .session(false)
+                .map_err(|e| format!("logging in to token `{}`: {e}", c.token_label))?;
+            let _gate = pool.token.module().enter();
+            let key = find_key(&first, c.key_label)?;
+            let chain = match c.chain {
+                Some(_) => None,
+                None => Some(read_certificates(&first, c.key_label, &key.id)?),
+            };
+            (key.public, chain)
+        };
+        let chain = match (c.chain, stored_chain) {
+            (Some(chain), _) | (None, Some(chain)) => chain,
+            (None, None) => return Err("no certificate".into()),
         };
         let leaf_der = chain.first().ok_or("no certificate")?;
         let leaf = CertView::parse(leaf_der).map_err(|_| "unparseable certificate")?;
@@ -111,20 +140,10 @@ impl Pkcs11Signer {
         let template = SignerTemplate::new(scheme, &chain, EssCertId::V2(HashAlg::Sha256))
             .map_err(|_| "unparseable certificate")?;
 
-        let sessions = c.sessions.max(1);
-        let (free_tx, free_rx) = crossbeam_channel::bounded(sessions);
-        let mut pool = Pool {
-            token: Mutex::new(token),
-            key_label: c.key_label.to_string(),
-            slots: Vec::with_capacity(sessions),
-            free_tx,
-            up: AtomicUsize::new(sessions),
-        };
-        pool.slots.push(Mutex::new(Some((first, private))));
-        for _ in 1..sessions {
-            pool.slots.push(Mutex::new(Some(pool.open()?)));
-        }
         for i in 0..sessions {
+            let opened = pool.open()?;
+            pool.slots.push(Mutex::new(Some(opened)));
+            pool.up();
             let _ = pool.free_tx.send(i);
         }
         let pool = Arc::new(pool);
@@ -174,15 +193,14 @@ fn heal(pool: &Pool, broken: &Receiver<usize>, signer: &str) {
             Err(RecvTimeoutError::Disconnected) => return,
             Err(RecvTimeoutError::Timeout) => {}
         }
+        let module = pool.token.module();
+        let generation = module.generation();
         let mut last_error = reopen(pool, &mut waiting);
         if last_error.is_some() && pool.up.load(Ordering::Acquire) == 0 {
             // Nothing works: the token may have been removed and reinserted, which some
-            // modules notice only on a fresh C_Initialize.
-            let fresh = match pool.token.lock() {
-                Ok(mut token) => token.reinitialize().map(|t| *token = t),
-                Err(_) => Err("token lock poisoned".into()),
-            };
-            last_error = match fresh {
+            // modules (SoftHSM2) notice only on a fresh C_Initialize. Other signers on the
+            // module reopen their sessions on their next sign.
+            last_error = match module.reinitialize(generation) {
                 Ok(()) => reopen(pool, &mut waiting),
                 Err(e) => Some(e),
             };
@@ -204,10 +222,8 @@ fn reopen(pool: &Pool, waiting: &mut Vec<usize>) -> Option<String> {
     let mut last_error = None;
     waiting.retain(|&i| match pool.open() {
         Ok(session) => {
-            if let Ok(mut slot) = pool.slots[i].lock() {
-                *slot = Some(session);
-            }
-            pool.up.fetch_add(1, Ordering::AcqRel);
+            *pool.slots[i].lock().unwrap_or_else(PoisonError::into_inner) = Some(session);
+            pool.up();
             let _ = pool.free_tx.send(i);
             false
         }
@@ -237,8 +253,9 @@ impl TokenSigner for Pkcs11Signer {
     }
 
     fn reserve(&self) -> Result<Reservation, SignError> {
+        let pooled = |slot| Reservation::pooled(slot, self.pool.free_tx.clone());
         if let Ok(slot) = self.free_rx.try_recv() {
-            return Ok(Reservation { slot });
+            return Ok(pooled(slot));
         }
         // No session works: refuse now rather than after the wait.
         if self.pool.up.load(Ordering::Acquire) == 0 {
@@ -246,13 +263,12 @@ impl TokenSigner for Pkcs11Signer {
         }
         self.free_rx
             .recv_timeout(RESERVE_WAIT)
-            .map(|slot| Reservation { slot })
+            .map(pooled)
             .map_err(|_| SignError::Unavailable)
     }
 
     fn sign(&self, reservation: Reservation, message: &[u8]) -> Result<Vec<u8>, SignError> {
-        let i = reservation.slot;
-        let Some(slot) = self.pool.slots.get(i) else {
+        let Some(slot) = self.pool.slots.get(reservation.slot()) else {
             return Err(SignError::Failed);
         };
         // A poisoned lock means a panic while signing: the session is not trusted again.
@@ -261,26 +277,40 @@ impl TokenSigner for Pkcs11Signer {
             *g = None;
             g
         });
-        let result = match &*guard {
-            Some((session, key)) => {
-                token::sign(session, *key, self.scheme, message).map_err(token::p11)
+        if guard
+            .as_ref()
+            .is_some_and(|(session, _)| !session.current())
+        {
+            // The module was re-initialised (another signer's healer): this session died
+            // with it. A fresh one now spares the request; if none opens, it fails below.
+            let stale = guard.take();
+            drop(stale);
+            *guard = self.pool.open().ok();
+        }
+        let result = {
+            // The gate keeps C_Finalize out while the module is in this call; sessions
+            // of an earlier module generation are dead.
+            let _gate = self.pool.token.module().enter();
+            match &*guard {
+                Some((session, key)) if session.current() => {
+                    token::sign(session, *key, self.scheme, message).map_err(token::p11)
+                }
+                Some(_) => Err("the module was re-initialised".to_string()),
+                None => Err("no session could be opened".to_string()),
             }
-            None => Err("session is broken".to_string()),
         };
         match result {
-            Ok(signature) => {
-                drop(guard);
-                let _ = self.pool.free_tx.send(i);
-                Ok(signature)
-            }
+            // Dropping the reservation puts the session back on the free list.
+            Ok(signature) => Ok(signature),
             Err(e) => {
-                // Whatever failed, a fresh session is the way back: close this one (its
-                // close may fail too; nothing to do about that) and let the healer reopen.
-                *guard = None;
+                // Whatever failed, a fresh session is the way back: close this one (outside
+                // the gate: closing enters the module itself) and let the healer reopen.
+                let broken = guard.take();
                 drop(guard);
-                let up = self.pool.up.fetch_sub(1, Ordering::AcqRel) - 1;
+                drop(broken);
+                let up = self.pool.down();
                 tracing::warn!(key_id = %self.key_id, sessions_up = up, error = %e, "PKCS#11 sign failed; reopening the session");
-                let _ = self.broken_tx.send(i);
+                let _ = self.broken_tx.send(reservation.keep());
                 Err(SignError::Failed)
             }
         }

@@ -2,7 +2,9 @@
 //! a key pair and its public key, sign, generate a key pair, store and read certificates,
 //! list what is there. The signer's session pool and `stampd hsm` both go through here.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error as P11Error, RvError};
@@ -36,21 +38,75 @@ pub fn p11(e: P11Error) -> String {
     }
 }
 
-/// A token, found by label, with the user PIN (if one was given) for its sessions.
-pub struct Token {
+/// One PKCS#11 module, loaded and initialised once per process and shared by every
+/// signer and command that uses it (C_Initialize and C_Finalize act on the whole
+/// application, PKCS#11 v2.40 §5.4).
+pub struct Module {
     ctx: Pkcs11,
-    slot: Slot,
-    label: String,
-    pin: Option<std::sync::Arc<AuthPin>>,
+    path: PathBuf,
+    /// Bumped by each re-initialisation. Sessions of an older generation are dead and their
+    /// handles may be reused by the module: they are never used or closed again.
+    generation: AtomicU64,
+    /// Held shared around every call into the module that uses a session, exclusively by
+    /// re-initialisation, so C_Finalize never runs while another thread is inside a call.
+    gate: RwLock<()>,
 }
 
-/// Loads `module` and initialises it. A module that another part of this process
-/// initialised already (a second signer on the same HSM) is used as it is.
-pub fn load(module: &Path) -> Result<Pkcs11, String> {
-    let ctx = Pkcs11::new(module).map_err(|e| format!("{}: {e}", module.display()))?;
+/// The process's modules by path.
+static MODULES: Mutex<Vec<Arc<Module>>> = Mutex::new(Vec::new());
+
+/// `path`, loaded and initialised once per process.
+pub fn module(path: &Path) -> Result<Arc<Module>, String> {
+    let mut modules = MODULES.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(m) = modules.iter().find(|m| m.path == path) {
+        return Ok(Arc::clone(m));
+    }
+    let ctx = Pkcs11::new(path).map_err(|e| format!("{}: {e}", path.display()))?;
     match ctx.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK)) {
-        Ok(()) | Err(P11Error::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => Ok(ctx),
-        Err(e) => Err(format!("{}: C_Initialize: {e}", module.display())),
+        Ok(()) | Err(P11Error::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
+        Err(e) => return Err(format!("{}: {}", path.display(), p11(e))),
+    }
+    let m = Arc::new(Module {
+        ctx,
+        path: path.to_path_buf(),
+        generation: AtomicU64::new(0),
+        gate: RwLock::new(()),
+    });
+    modules.push(Arc::clone(&m));
+    Ok(m)
+}
+
+impl Module {
+    /// Shared access for a call into the module.
+    pub fn enter(&self) -> RwLockReadGuard<'_, ()> {
+        self.gate.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Finalizes and initializes the module again: the way back when a token was removed
+    /// and reinserted, which some modules (SoftHSM2 among them) notice only on
+    /// C_Initialize. Done while no other call is inside the module; every session opened
+    /// before is dead afterwards (see [`TokenSession::current`]): other signers on the
+    /// module open fresh ones on their next sign. `seen` is the generation the caller's
+    /// sessions failed in, so two healers do not both re-initialise.
+    pub fn reinitialize(&self, seen: u64) -> Result<(), String> {
+        let _exclusive = self.gate.write().unwrap_or_else(PoisonError::into_inner);
+        if self.generation() != seen {
+            return Ok(()); // another healer did it
+        }
+        // Not initialised (a previous attempt failed) is fine here.
+        let _ = self.ctx.clone().finalize();
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        match self
+            .ctx
+            .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
+        {
+            Ok(()) | Err(P11Error::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => Ok(()),
+            Err(e) => Err(p11(e)),
+        }
     }
 }
 
@@ -66,53 +122,102 @@ fn find_slot(ctx: &Pkcs11, label: &str) -> Result<Slot, String> {
         .ok_or_else(|| format!("no token labelled `{label}`"))
 }
 
+/// A token, found by label, with the user PIN (if one was given) for its sessions.
+pub struct Token {
+    module: Arc<Module>,
+    label: String,
+    pin: Option<AuthPin>,
+    /// The token's slot, as found in a module generation (found again after a
+    /// re-initialisation).
+    slot: Mutex<(u64, Slot)>,
+}
+
+/// A session that closes itself when dropped, unless its module was re-initialised since
+/// it was opened (its handle is dead and may belong to someone else by now).
+pub struct TokenSession {
+    session: Option<Session>,
+    generation: u64,
+    module: Arc<Module>,
+}
+
+impl TokenSession {
+    /// Whether the session still belongs to the module's current generation.
+    pub fn current(&self) -> bool {
+        self.generation == self.module.generation()
+    }
+}
+
+impl std::ops::Deref for TokenSession {
+    type Target = Session;
+    fn deref(&self) -> &Session {
+        self.session.as_ref().expect("present until dropped")
+    }
+}
+
+impl Drop for TokenSession {
+    fn drop(&mut self) {
+        let _gate = self.module.enter();
+        if let Some(session) = self.session.take() {
+            if self.current() {
+                let _ = session.close();
+            }
+        }
+    }
+}
+
 impl Token {
-    pub fn open(module: &Path, label: &str, pin: Option<String>) -> Result<Token, String> {
-        let ctx = load(module)?;
-        let slot = find_slot(&ctx, label).map_err(|e| format!("{e} in {}", module.display()))?;
+    pub fn open(module_path: &Path, label: &str, pin: Option<String>) -> Result<Token, String> {
+        let module = module(module_path)?;
+        let slot = {
+            let _gate = module.enter();
+            let slot = find_slot(&module.ctx, label)
+                .map_err(|e| format!("{e} in {}", module_path.display()))?;
+            (module.generation(), slot)
+        };
         Ok(Token {
-            ctx,
-            slot,
+            module,
             label: label.to_string(),
-            pin: pin.map(|p| std::sync::Arc::new(AuthPin::new(p.into()))),
+            pin: pin.map(|p| AuthPin::new(p.into())),
+            slot: Mutex::new(slot),
         })
     }
 
-    /// Finalizes and initializes the module again, then finds the token anew: the way
-    /// back when a token was removed and reinserted, which some modules (SoftHSM2 among
-    /// them) only notice on C_Initialize. Every session of the module in this process is
-    /// gone afterwards, so the caller does it only when none of its sessions works.
-    pub fn reinitialize(&self) -> Result<Token, String> {
-        // Not initialized (a previous attempt failed) is fine here.
-        let _ = self.ctx.clone().finalize();
-        match self
-            .ctx
-            .initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK))
-        {
-            Ok(()) | Err(P11Error::Pkcs11(RvError::CryptokiAlreadyInitialized, _)) => {}
-            Err(e) => return Err(p11(e)),
-        }
-        Ok(Token {
-            ctx: self.ctx.clone(),
-            slot: find_slot(&self.ctx, &self.label)?,
-            label: self.label.clone(),
-            pin: self.pin.clone(),
-        })
+    pub fn module(&self) -> &Arc<Module> {
+        &self.module
     }
 
     /// A new session, logged in as the user when a PIN was given. The login state belongs
     /// to the application, not the session (PKCS#11 v2.40 §5.6): after the first login
     /// the token answers "already logged in", which is success here.
-    pub fn session(&self, rw: bool) -> Result<Session, P11Error> {
+    pub fn session(&self, rw: bool) -> Result<TokenSession, String> {
+        let _gate = self.module.enter();
+        let generation = self.module.generation();
+        let slot = {
+            let mut cached = self.slot.lock().unwrap_or_else(PoisonError::into_inner);
+            if cached.0 != generation {
+                *cached = (generation, find_slot(&self.module.ctx, &self.label)?);
+            }
+            cached.1
+        };
+        let ctx = &self.module.ctx;
         let session = if rw {
-            self.ctx.open_rw_session(self.slot)?
+            ctx.open_rw_session_no_drop(slot)
         } else {
-            self.ctx.open_ro_session(self.slot)?
+            ctx.open_ro_session_no_drop(slot)
+        }
+        .map_err(p11)?;
+        let session = TokenSession {
+            session: Some(session),
+            generation,
+            module: Arc::clone(&self.module),
         };
         if let Some(pin) = &self.pin {
-            match session.login(UserType::User, Some(&**pin)) {
+            match session.login(UserType::User, Some(pin)) {
                 Ok(()) | Err(P11Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
-                Err(e) => return Err(e),
+                Err(e) => {
+                    drop(_gate); // the session's drop enters the module itself
+                    return Err(p11(e));
+                }
             }
         }
         Ok(session)
@@ -230,12 +335,9 @@ pub fn find_key(session: &Session, label: &str) -> Result<KeyPair, String> {
                     ))
                 }
             };
-            // CKA_EC_POINT is an OCTET STRING around the point (PKCS#11 v2.40 §2.3.3);
-            // some tokens give the bare point.
-            let bits = match der::read_single(&point, tag::OCTET_STRING) {
-                Ok(t) => t.value.to_vec(),
-                Err(_) => point,
-            };
+            let bits = public_point(&point, key_type).ok_or_else(|| {
+                format!("key `{label}`: CKA_EC_POINT is not a point of its curve")
+            })?;
             PublicKey { key_type, bits }
         }
         (Some(k), _, _, Some(n), Some(e)) if k == P11KeyType::RSA => {
@@ -256,6 +358,24 @@ pub fn find_key(session: &Session, label: &str) -> Result<KeyPair, String> {
         public,
         id,
     })
+}
+
+/// The public point from CKA_EC_POINT, which PKCS#11 v2.40 §2.3.3 defines as a DER OCTET
+/// STRING around it; some tokens give the bare point. An uncompressed EC point starts with
+/// 04, the OCTET STRING tag, so the wrapped form is taken only when its content has
+/// exactly the curve's length (and the bare form likewise).
+fn public_point(raw: &[u8], key_type: KeyType) -> Option<Vec<u8>> {
+    let fits = |p: &[u8]| match key_type {
+        KeyType::P256 => p.len() == 65 && p[0] == 4,
+        KeyType::P384 => p.len() == 97 && p[0] == 4,
+        KeyType::Ed25519 => p.len() == 32,
+        KeyType::Rsa2048 | KeyType::Rsa3072 => false,
+    };
+    match der::read_single(raw, tag::OCTET_STRING) {
+        Ok(t) if fits(t.value) => Some(t.value.to_vec()),
+        _ if fits(raw) => Some(raw.to_vec()),
+        _ => None,
+    }
 }
 
 /// RSAPublicKey (RFC 8017 §A.1.1) from the token's modulus and exponent (unsigned
@@ -345,14 +465,23 @@ pub fn generate(session: &Session, label: &str, key_type: KeyType) -> Result<Key
         Attribute::Id(id),
     ];
     let mut private = common.to_vec();
+    // A TSA key signs and does nothing else (ETSI EN 319 421 §7.6: the key is used only
+    // for timestamps); some tokens default decrypt/unwrap/derive to true.
     private.extend([
         Attribute::Private(true),
         Attribute::Sensitive(true),
         Attribute::Extractable(false),
         Attribute::Sign(true),
+        Attribute::Decrypt(false),
+        Attribute::Unwrap(false),
+        Attribute::Derive(false),
     ]);
     let mut public = common.to_vec();
-    public.push(Attribute::Verify(true));
+    public.extend([
+        Attribute::Verify(true),
+        Attribute::Encrypt(false),
+        Attribute::Wrap(false),
+    ]);
     let mechanism = match key_type {
         KeyType::Rsa2048 | KeyType::Rsa3072 => {
             let bits: u64 = if key_type == KeyType::Rsa2048 {
@@ -378,10 +507,44 @@ pub fn generate(session: &Session, label: &str, key_type: KeyType) -> Result<Key
             Mechanism::EccKeyPairGen
         }
     };
-    session
+    let (_, private_handle) = session
         .generate_key_pair(&mechanism, &public, &private)
-        .map_err(|e| format!("generating the key pair: {e}"))?;
+        .map_err(|e| format!("generating the key pair: {}", p11(e)))?;
+    let protected = key_protection(session, private_handle)?;
+    if protected != [true, false, true, true] {
+        return Err(format!(
+            "the token generated key `{label}` without the protection asked for \
+             (sensitive, not extractable): {protected:?}; remove it"
+        ));
+    }
     find_key(session, label)
+}
+
+/// CKA_SENSITIVE, CKA_EXTRACTABLE, CKA_ALWAYS_SENSITIVE and CKA_NEVER_EXTRACTABLE of a
+/// private key: `[true, false, true, true]` for a key that never left the token.
+pub fn key_protection(session: &Session, key: ObjectHandle) -> Result<[bool; 4], String> {
+    let mut flags = [false, true, false, false];
+    for a in session
+        .get_attributes(
+            key,
+            &[
+                AttributeType::Sensitive,
+                AttributeType::Extractable,
+                AttributeType::AlwaysSensitive,
+                AttributeType::NeverExtractable,
+            ],
+        )
+        .map_err(p11)?
+    {
+        match a {
+            Attribute::Sensitive(v) => flags[0] = v,
+            Attribute::Extractable(v) => flags[1] = v,
+            Attribute::AlwaysSensitive(v) => flags[2] = v,
+            Attribute::NeverExtractable(v) => flags[3] = v,
+            _ => {}
+        }
+    }
+    Ok(flags)
 }
 
 /// Stores `chain` (leaf first) as certificate objects labelled like the key: the leaf with
@@ -394,14 +557,15 @@ pub fn store_certificates(
     chain: &[Vec<u8>],
 ) -> Result<(), String> {
     let old = certificate_objects(session, label)?;
-    for (i, der_cert) in chain.iter().enumerate() {
+    let mut created = Vec::with_capacity(chain.len());
+    let stored = chain.iter().enumerate().try_for_each(|(i, der_cert)| {
         let cert = crate::protocol::cert::CertView::parse(der_cert)
             .map_err(|_| format!("certificate {} is not DER X.509", i + 1))?;
         let mut id = key.id.clone();
         if i > 0 {
             id.push(u8::try_from(i).map_err(|_| "too many certificates")?);
         }
-        session
+        let handle = session
             .create_object(&[
                 Attribute::Class(ObjectClass::CERTIFICATE),
                 Attribute::CertificateType(CertificateType::X_509),
@@ -413,13 +577,20 @@ pub fn store_certificates(
                 Attribute::Issuer(cert.issuer.to_vec()),
                 Attribute::Value(der_cert.clone()),
             ])
-            .map_err(|e| format!("storing certificate {}: {e}", i + 1))?;
-    }
-    // Removed only after the new ones are stored: a failure above leaves the old chain.
-    for (_, handle, _) in old {
+            .map_err(|e| format!("storing certificate {}: {}", i + 1, p11(e)))?;
+        created.push(handle);
+        Ok::<(), String>(())
+    });
+    // Whichever set is not wanted goes: the new one on failure (the old chain stays), the
+    // old one on success.
+    let unwanted: Vec<ObjectHandle> = match &stored {
+        Ok(()) => old.into_iter().map(|(_, h, _)| h).collect(),
+        Err(_) => created,
+    };
+    for handle in unwanted {
         session.destroy_object(handle).map_err(p11)?;
     }
-    Ok(())
+    stored
 }
 
 /// A certificate object: CKA_ID, handle, DER.
@@ -451,15 +622,28 @@ fn certificate_objects(session: &Session, label: &str) -> Result<Vec<StoredCert>
     Ok(out)
 }
 
-/// The certificate chain stored with the key (see [`store_certificates`]), leaf first.
-pub fn read_certificates(session: &Session, label: &str) -> Result<Vec<Vec<u8>>, String> {
-    let mut certs = certificate_objects(session, label)?;
-    if certs.is_empty() {
+/// The certificate chain stored with the key whose CKA_ID is `key_id` (see
+/// [`store_certificates`]), leaf first.
+pub fn read_certificates(
+    session: &Session,
+    label: &str,
+    key_id: &[u8],
+) -> Result<Vec<Vec<u8>>, String> {
+    let mut certs: Vec<StoredCert> = certificate_objects(session, label)?
+        .into_iter()
+        .filter(|(id, _, _)| id.len() <= key_id.len() + 1 && id.starts_with(key_id))
+        .collect();
+    certs.sort_by(|a, b| (a.0.len(), &a.0).cmp(&(b.0.len(), &b.0)));
+    if certs.first().is_none_or(|c| c.0 != key_id) {
         return Err(format!(
-            "no certificate labelled `{label}` on the token (store one with `stampd hsm import-cert`, or set `cert`)"
+            "no certificate for key `{label}` on the token (store one with `stampd hsm import-cert`, or set `cert`)"
         ));
     }
-    certs.sort_by(|a, b| (a.0.len(), &a.0).cmp(&(b.0.len(), &b.0)));
+    if certs.windows(2).any(|w| w[0].0 == w[1].0) {
+        return Err(format!(
+            "two certificates with the same CKA_ID are stored with key `{label}`: run `stampd hsm import-cert` again"
+        ));
+    }
     Ok(certs.into_iter().map(|(_, _, der)| der).collect())
 }
 
@@ -489,43 +673,64 @@ pub struct TokenInfo {
     pub initialized: bool,
     /// Objects visible in a session: public ones, and private ones when logged in.
     pub objects: Vec<ObjectInfo>,
+    /// Why the objects could not be listed (e.g. a wrong PIN).
+    pub error: Option<String>,
 }
 
-/// Every slot of `module`; tokens' objects are listed through `pin_for` (the PIN for a
-/// token label, if one applies).
+/// Every slot of `module` (only the one holding `token_label`, when given) and the
+/// objects of each token. `pin` logs in to `token_label`'s token, so its private keys show;
+/// a token whose objects cannot be read says why in `error`.
 pub fn list(
-    module: &Path,
-    pin_for: &dyn Fn(&str) -> Option<String>,
+    module_path: &Path,
+    token_label: Option<&str>,
+    pin: Option<String>,
 ) -> Result<Vec<SlotInfo>, String> {
-    let ctx = load(module)?;
+    let module = module(module_path)?;
     let mut out = Vec::new();
-    for slot in ctx.get_all_slots().map_err(p11)? {
-        let info = ctx.get_slot_info(slot).map_err(p11)?;
-        let token = if info.token_present() {
-            let t = ctx.get_token_info(slot).map_err(p11)?;
-            let label = t.label().trim_end().to_string();
-            let objects = if t.token_initialized() {
-                let token = Token {
-                    ctx: ctx.clone(),
-                    slot,
-                    label: label.clone(),
-                    pin: pin_for(&label).map(|p| std::sync::Arc::new(AuthPin::new(p.into()))),
-                };
-                let session = token.session(false).map_err(p11)?;
-                objects(&session)?
+    let slots = {
+        let _gate = module.enter();
+        module.ctx.get_all_slots().map_err(p11)?
+    };
+    for slot in slots {
+        let (info, token_info) = {
+            let _gate = module.enter();
+            let info = module.ctx.get_slot_info(slot).map_err(p11)?;
+            let t = if info.token_present() {
+                Some(module.ctx.get_token_info(slot).map_err(p11)?)
             } else {
-                Vec::new()
+                None
             };
-            Some(TokenInfo {
-                label,
-                manufacturer: t.manufacturer_id().trim_end().to_string(),
-                model: t.model().trim_end().to_string(),
-                serial: t.serial_number().trim_end().to_string(),
-                initialized: t.token_initialized(),
-                objects,
-            })
-        } else {
-            None
+            (info, t)
+        };
+        let token = match token_info {
+            Some(t) => {
+                let label = t.label().trim_end().to_string();
+                if token_label.is_some_and(|l| l != label) {
+                    continue;
+                }
+                let (objects, error) = if t.token_initialized() {
+                    match Token::open(module_path, &label, pin.clone())
+                        .and_then(|token| token.session(false))
+                        .and_then(|session| objects(&session))
+                    {
+                        Ok(o) => (o, None),
+                        Err(e) => (Vec::new(), Some(e)),
+                    }
+                } else {
+                    (Vec::new(), None)
+                };
+                Some(TokenInfo {
+                    label,
+                    manufacturer: t.manufacturer_id().trim_end().to_string(),
+                    model: t.model().trim_end().to_string(),
+                    serial: t.serial_number().trim_end().to_string(),
+                    initialized: t.token_initialized(),
+                    objects,
+                    error,
+                })
+            }
+            None if token_label.is_some() => continue,
+            None => None,
         };
         out.push(SlotInfo {
             slot: slot.id(),
