@@ -701,7 +701,9 @@ fn stop_on_signal(audit: std::sync::Arc<dyn stampd::audit::AuditSink>) -> Result
         .spawn(move || {
             if let Some(sig) = signals.forever().next() {
                 tracing::info!(signal = sig, "stopping: committing queued audit records");
-                if audit.flush_and_stop() {
+                let flushed = audit.flush_and_stop();
+                stampd::signer::pkcs11::token::close_modules();
+                if flushed {
                     tracing::info!("stopped");
                     std::process::exit(0);
                 }

@@ -375,6 +375,35 @@ fn keygen_csr_ca_import_then_serve_for_every_key_type() {
         }
     }
     let metrics = String::from_utf8(get(&server, "/metrics").body).unwrap();
+    // SIGTERM while signs are in flight: a clean exit (the module is closed first, never
+    // torn down under a running C_Sign).
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let loaders: Vec<_> = ["/p256", "/rsa", "/ed", "/p384"]
+        .into_iter()
+        .map(|path| {
+            let (stop, addr) = (stop.clone(), server.addr);
+            std::thread::spawn(move || {
+                let q = request::encode(HashAlg::Sha256, &[7; 32], None, None, false);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+                        break;
+                    };
+                    use std::io::Write as _;
+                    if s.write_all(&common::post_bytes(path, &q, "")).is_err() {
+                        break;
+                    }
+                    let _ = common::read_response(&mut s, &mut Vec::new());
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let status = server.terminate();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for l in loaders {
+        l.join().unwrap();
+    }
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{status:?}");
     assert!(
         metrics.contains("stampd_signer_up{signer=\"p256\"} 1"),
         "{metrics}"

@@ -6,7 +6,10 @@
 #             (standard chain, group-commit audit, dispatch = "queue"), under wrk -t2
 # and the ratio serve/raw for each N.
 #
-#   [SESSIONS="1 2 4"] [KEY=p256] bash bench/wrk/hsm.sh [DURATION=10s] [CONNECTIONS=64] [ROUNDS=3]
+#   [SESSIONS="1 2 4"] [KEY=p256] [EXTRA='toml'] bash bench/wrk/hsm.sh [DURATION=10s] [CONNECTIONS=64] [ROUNDS=3]
+#
+# EXTRA is appended to the server's configuration (e.g. '[audit]\nstore = "none"' with
+# '[[service]]\npreprocess = ["clock"]' to take the audit trail out).
 #
 # Prints the median over ROUNDS interleaved rounds. wrk, the server and SoftHSM2 share the
 # machine's cores, as they would in any single-box measurement.
@@ -57,6 +60,7 @@ serve() { # sessions
   mkdir -p "$data"
   printf '[signer.main]\nkind = "pkcs11"\nmodule = "%s"\ntoken_label = "tsa"\npin_env = "STAMPD_PIN"\nkey_label = "tsa-key"\nsessions = %s\n' \
     $module "$1" > "$tmp/hsm-$1.toml"
+  printf '%b\n' "${EXTRA:-}" >> "$tmp/hsm-$1.toml"
   STAMPD_LOG=warn "$bin" serve --config "$tmp/hsm-$1.toml" --data-dir "$data" \
     --listen "127.0.0.1:$port" > /dev/null &
   local pid=$!

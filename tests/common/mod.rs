@@ -91,13 +91,13 @@ impl Server {
         s
     }
 
-    /// Stops the server gracefully (SIGTERM) and waits for it.
-    pub fn terminate(mut self) {
+    /// Stops the server gracefully (SIGTERM) and waits for it; returns how it exited.
+    pub fn terminate(mut self) -> Option<std::process::ExitStatus> {
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())
             .status();
-        let _ = self.child.wait();
+        self.child.wait().ok()
     }
 
     /// Stops the server the hard way (SIGKILL) and waits for it.

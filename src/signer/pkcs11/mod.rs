@@ -91,8 +91,11 @@ impl Pool {
 pub struct Pkcs11Signer {
     pool: Arc<Pool>,
     free_rx: Receiver<usize>,
-    /// Broken session indexes, to the healer. Dropping the signer ends the healer.
-    broken_tx: Sender<usize>,
+    /// Broken session indexes, to the healer; `None` once the signer is being dropped.
+    broken_tx: Option<Sender<usize>>,
+    /// Joined on drop, so the pool's sessions close in the dropping thread, never in a
+    /// healer racing the process's exit (and the module's own teardown).
+    healer: Option<std::thread::JoinHandle<()>>,
     template: SignerTemplate,
     chain: Vec<Vec<u8>>,
     validity: (Timestamp, Timestamp),
@@ -150,20 +153,31 @@ impl Pkcs11Signer {
         let (broken_tx, broken_rx) = crossbeam_channel::unbounded();
         let healer = Arc::clone(&pool);
         let signer = name.to_string();
-        std::thread::Builder::new()
+        let healer = std::thread::Builder::new()
             .name(format!("pkcs11-{name}"))
             .spawn(move || heal(&healer, &broken_rx, &signer))
             .map_err(|e| format!("cannot start the session healer: {e}"))?;
         Ok(Pkcs11Signer {
             pool,
             free_rx,
-            broken_tx,
+            broken_tx: Some(broken_tx),
+            healer: Some(healer),
             template,
             chain,
             validity,
             key_id,
             scheme,
         })
+    }
+}
+
+impl Drop for Pkcs11Signer {
+    fn drop(&mut self) {
+        // Disconnecting the channel ends the healer; it drops its share of the pool first.
+        self.broken_tx = None;
+        if let Some(healer) = self.healer.take() {
+            let _ = healer.join();
+        }
     }
 }
 
@@ -310,7 +324,9 @@ impl TokenSigner for Pkcs11Signer {
                 drop(broken);
                 let up = self.pool.down();
                 tracing::warn!(key_id = %self.key_id, sessions_up = up, error = %e, "PKCS#11 sign failed; reopening the session");
-                let _ = self.broken_tx.send(reservation.keep());
+                if let Some(broken) = &self.broken_tx {
+                    let _ = broken.send(reservation.keep());
+                }
                 Err(SignError::Failed)
             }
         }

@@ -76,6 +76,19 @@ pub fn module(path: &Path) -> Result<Arc<Module>, String> {
     Ok(m)
 }
 
+/// Before the process exits: waits for every call inside a module to return, finalizes
+/// the modules and keeps them closed, so no thread is inside a module while the process
+/// tears it down (module destructors run at exit; a sign still running then crashes).
+pub fn close_modules() {
+    let modules = MODULES.lock().unwrap_or_else(PoisonError::into_inner);
+    for m in modules.iter() {
+        let exclusive = m.gate.write().unwrap_or_else(PoisonError::into_inner);
+        let _ = m.ctx.clone().finalize();
+        // Held until the process is gone: later calls wait instead of entering.
+        std::mem::forget(exclusive);
+    }
+}
+
 impl Module {
     /// Shared access for a call into the module.
     pub fn enter(&self) -> RwLockReadGuard<'_, ()> {
