@@ -11,7 +11,11 @@
 //! else) takes its session out of the pool and hands it to a healer thread, which opens a
 //! fresh session (logging in again) with exponential backoff and puts it back. While no
 //! session works `reserve` fails at once, so requests get `systemFailure` instead of
-//! waiting; readiness (`GET /ready`) reports the signer down until one is back.
+//! waiting; readiness (`GET /ready`) reports the signer down until one is back. When no
+//! session reopens, the healer finalizes and initializes the module again (SoftHSM2, for
+//! one, sees a reinserted token only then). A module is loaded once per process
+//! ([`token::module`]); its gate keeps that re-initialisation, and shutdown, out while any
+//! thread is inside a call, and sessions of an older generation are never used or closed.
 
 pub mod cli;
 pub mod token;
