@@ -699,17 +699,29 @@ fn stop_on_signal(audit: std::sync::Arc<dyn stampd::audit::AuditSink>) -> Result
     std::thread::Builder::new()
         .name("stampd-signals".into())
         .spawn(move || {
-            if let Some(sig) = signals.forever().next() {
-                tracing::info!(signal = sig, "stopping: committing queued audit records");
+            let mut signals = signals.forever();
+            let Some(sig) = signals.next() else { return };
+            tracing::info!(signal = sig, "stopping: committing queued audit records");
+            let stopping = std::thread::spawn(move || {
                 let flushed = audit.flush_and_stop();
-                stampd::signer::pkcs11::token::close_modules();
+                // No thread may be inside an HSM module while the process tears it down.
+                if !stampd::signer::pkcs11::token::close_modules(Duration::from_secs(5)) {
+                    tracing::error!(
+                        "a call into a PKCS#11 module did not return within 5 s; exiting anyway"
+                    );
+                }
                 if flushed {
                     tracing::info!("stopped");
                     std::process::exit(0);
                 }
                 tracing::error!("stopped, but queued audit records could not all be committed");
                 std::process::exit(1);
+            });
+            if signals.next().is_some() {
+                tracing::error!("second signal: exiting now, without waiting for the shutdown");
+                std::process::exit(1);
             }
+            let _ = stopping.join();
         })
         .map_err(|e| format!("cannot start the signal thread: {e}"))?;
     Ok(())

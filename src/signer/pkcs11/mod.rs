@@ -88,7 +88,13 @@ impl Pool {
 
     /// A session stops working; returns how many still work.
     fn down(&self) -> usize {
-        self.up.fetch_sub(1, Ordering::AcqRel) - 1
+        let before = self
+            .up
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                Some(n.saturating_sub(1))
+            })
+            .unwrap_or(0);
+        before.saturating_sub(1)
     }
 }
 
@@ -127,6 +133,10 @@ impl Pkcs11Signer {
                 .session(false)
                 .map_err(|e| format!("logging in to token `{}`: {e}", c.token_label))?;
             let _gate = pool.token.module().enter();
+            if !first.current() {
+                // Another signer's healer re-initialised the module meanwhile.
+                return Err("the PKCS#11 module was re-initialised while starting: retry".into());
+            }
             let key = find_key(&first, c.key_label)?;
             let chain = match c.chain {
                 Some(_) => None,
@@ -321,6 +331,9 @@ impl TokenSigner for Pkcs11Signer {
             // Dropping the reservation puts the session back on the free list.
             Ok(signature) => Ok(signature),
             Err(e) => {
+                // The index leaves the free list for the healer before anything else can
+                // fail: counted down exactly once.
+                let i = reservation.keep();
                 // Whatever failed, a fresh session is the way back: close this one (outside
                 // the gate: closing enters the module itself) and let the healer reopen.
                 let broken = guard.take();
@@ -328,8 +341,8 @@ impl TokenSigner for Pkcs11Signer {
                 drop(broken);
                 let up = self.pool.down();
                 tracing::warn!(key_id = %self.key_id, sessions_up = up, error = %e, "PKCS#11 sign failed; reopening the session");
-                if let Some(broken) = &self.broken_tx {
-                    let _ = broken.send(reservation.keep());
+                if self.broken_tx.as_ref().is_none_or(|b| b.send(i).is_err()) {
+                    tracing::error!(key_id = %self.key_id, "the PKCS#11 session healer is gone: this session stays closed");
                 }
                 Err(SignError::Failed)
             }

@@ -79,14 +79,29 @@ pub fn module(path: &Path) -> Result<Arc<Module>, String> {
 /// Before the process exits: waits for every call inside a module to return, finalizes
 /// the modules and keeps them closed, so no thread is inside a module while the process
 /// tears it down (module destructors run at exit; a sign still running then crashes).
-pub fn close_modules() {
+/// Returns false when a call did not return within `wait` (a hung network HSM): the
+/// caller exits anyway.
+pub fn close_modules(wait: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + wait;
     let modules = MODULES.lock().unwrap_or_else(PoisonError::into_inner);
     for m in modules.iter() {
-        let exclusive = m.gate.write().unwrap_or_else(PoisonError::into_inner);
+        let exclusive = loop {
+            match m.gate.try_write() {
+                Ok(guard) => break guard,
+                Err(std::sync::TryLockError::Poisoned(p)) => break p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    if std::time::Instant::now() >= deadline {
+                        return false;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+            }
+        };
         let _ = m.ctx.clone().finalize();
         // Held until the process is gone: later calls wait instead of entering.
         std::mem::forget(exclusive);
     }
+    true
 }
 
 impl Module {
@@ -219,21 +234,22 @@ impl Token {
             ctx.open_ro_session_no_drop(slot)
         }
         .map_err(p11)?;
-        let session = TokenSession {
-            session: Some(session),
-            generation,
-            module: Arc::clone(&self.module),
-        };
+        // Logged in on the raw session, still under this gate: it is wrapped (and so
+        // closes itself by entering the gate) only once it is good.
         if let Some(pin) = &self.pin {
             match session.login(UserType::User, Some(pin)) {
                 Ok(()) | Err(P11Error::Pkcs11(RvError::UserAlreadyLoggedIn, _)) => {}
                 Err(e) => {
-                    drop(_gate); // the session's drop enters the module itself
+                    let _ = session.close();
                     return Err(p11(e));
                 }
             }
         }
-        Ok(session)
+        Ok(TokenSession {
+            session: Some(session),
+            generation,
+            module: Arc::clone(&self.module),
+        })
     }
 }
 
