@@ -16,7 +16,7 @@ use stampd::protocol::oid::Oid;
 use stampd::protocol::token::{self, Accuracy, IncludeCerts, PolicyTemplate};
 use stampd::protocol::{request, HashAlg, Precision};
 use stampd::signer::software::{RsaPadding, SoftwareSigner};
-use stampd::signer::TokenSigner;
+use stampd::signer::{NoSign, TokenSigner};
 
 fn signer(key: KeyType, padding: RsaPadding) -> (SoftwareSigner, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -96,35 +96,6 @@ fn bench_sign(c: &mut Criterion) {
                 black_box(s.sign(r, black_box(&message)).unwrap());
             })
         });
-    }
-}
-
-/// A signer that does not sign: it returns a fixed 71-byte value, so a benchmark through
-/// it measures everything but the signature (the chain's own cost).
-struct NoSign(SoftwareSigner);
-
-impl TokenSigner for NoSign {
-    fn template(&self) -> &stampd::protocol::token::SignerTemplate {
-        self.0.template()
-    }
-    fn chain(&self) -> &[Vec<u8>] {
-        self.0.chain()
-    }
-    fn validity(&self) -> (stampd::protocol::Timestamp, stampd::protocol::Timestamp) {
-        self.0.validity()
-    }
-    fn key_id(&self) -> &str {
-        self.0.key_id()
-    }
-    fn reserve(&self) -> Result<stampd::signer::Reservation, stampd::signer::SignError> {
-        self.0.reserve()
-    }
-    fn sign(
-        &self,
-        _r: stampd::signer::Reservation,
-        _message: &[u8],
-    ) -> Result<Vec<u8>, stampd::signer::SignError> {
-        Ok(vec![0x30; 71])
     }
 }
 

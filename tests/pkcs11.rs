@@ -15,11 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use stampd::clock::SystemClock;
-use stampd::policy::serial::SerialSpace;
-use stampd::policy::{Issuer, Outcome, Policy, RequestMeta, Service};
-use stampd::protocol::oid::Oid;
-use stampd::protocol::token::{Accuracy, IncludeCerts, PolicyTemplate, TsaName};
-use stampd::protocol::{request, FailureInfo, HashAlg, Precision};
+use stampd::policy::{Issuer, Outcome, RequestMeta};
+use stampd::protocol::{request, FailureInfo, HashAlg};
 use stampd::signer::pkcs11::{Pkcs11Config, Pkcs11Signer};
 use stampd::signer::TokenSigner;
 
@@ -244,33 +241,6 @@ impl Hsm {
                 .arg(&self.ca_cert),
         );
         assert!(ok, "{out}");
-    }
-}
-
-/// An issuer with one service over `signer` (standard token settings, no audit).
-fn issuer(signer: Arc<dyn TokenSigner>) -> Issuer {
-    let oid = Oid::parse("2.999.1.1").unwrap();
-    let template = PolicyTemplate::new(
-        &oid,
-        Accuracy::from_micros(1_000_000),
-        Precision::Millis,
-        TsaName::Subject,
-        IncludeCerts::Chain,
-        false,
-    );
-    Issuer {
-        services: vec![Service {
-            name: "hsm".into(),
-            signer: Arc::clone(&signer),
-            policies: vec![Policy::simple("p", oid, vec![HashAlg::Sha256], template)],
-            fallback: None,
-            preprocess: Vec::new(),
-            status_text: true,
-        }],
-        clock: Arc::new(SystemClock),
-        serials: SerialSpace::ephemeral(1, 0),
-        audit: Arc::new(stampd::audit::Discard),
-        signers: vec![("hsm".into(), signer)],
     }
 }
 
@@ -600,7 +570,7 @@ fn the_pool_spreads_requests_and_recovers_from_a_logout() {
     let hsm = Hsm::new();
     hsm.provision("tsa-key", "p256");
     let signer = Arc::new(hsm.signer("tsa-key", 4));
-    let issuer = Arc::new(issuer(signer.clone()));
+    let issuer = Arc::new(Issuer::single("hsm", signer.clone()));
 
     let run = |tag: u8| {
         let threads: Vec<_> = (0..8u8)

@@ -13,7 +13,7 @@ pub struct HttpReply {
 }
 
 /// Splits `http://host:port/path` into (host:port, host, path).
-fn split_url(url: &str) -> Result<(String, String, String), String> {
+pub fn split_url(url: &str) -> Result<(String, String, String), String> {
     let rest = url
         .strip_prefix("http://")
         .ok_or_else(|| format!("`{url}`: only http:// URLs are supported"))?;

@@ -54,7 +54,7 @@ fn oid_text(bytes: &[u8]) -> String {
 }
 
 /// Strips leading zero octets of an INTEGER's content (for comparing magnitudes).
-fn magnitude(v: &[u8]) -> &[u8] {
+pub fn magnitude(v: &[u8]) -> &[u8] {
     let skip = v.iter().take_while(|&&b| b == 0).count();
     &v[skip..]
 }

@@ -209,6 +209,37 @@ impl From<Error> for Failure {
 }
 
 impl Issuer {
+    /// One service over `signer` with one policy (OID 2.999.1.1, SHA-2 family imprints,
+    /// 1 s accuracy, milliseconds, the chain on certReq), no pre-filters and no audit
+    /// trail: for `stampd hsm selftest` and the load generator's responder.
+    pub fn single(name: &str, signer: Arc<dyn TokenSigner>) -> Issuer {
+        use crate::protocol::token::{Accuracy, IncludeCerts, TsaName};
+        let oid = Oid::parse("2.999.1.1").expect("a valid OID");
+        let template = PolicyTemplate::new(
+            &oid,
+            Accuracy::from_micros(1_000_000),
+            crate::protocol::Precision::Millis,
+            TsaName::Subject,
+            IncludeCerts::Chain,
+            false,
+        );
+        let hashes = vec![HashAlg::Sha256, HashAlg::Sha384, HashAlg::Sha512];
+        Issuer {
+            services: vec![Service {
+                name: name.into(),
+                signer: Arc::clone(&signer),
+                policies: vec![Policy::simple(name, oid, hashes, template)],
+                fallback: None,
+                preprocess: Vec::new(),
+                status_text: true,
+            }],
+            clock: Arc::new(crate::clock::SystemClock),
+            serials: serial::SerialSpace::ephemeral(0, 0),
+            audit: Arc::new(crate::audit::Discard),
+            signers: vec![(name.to_string(), signer)],
+        }
+    }
+
     /// Answers one request body for service `service`. Never panics on any input; every
     /// outcome is a well-formed `TimeStampResp`.
     ///

@@ -85,3 +85,30 @@ pub trait TokenSigner: Send + Sync {
     /// Appends the signer's own Prometheus lines for `GET /metrics`.
     fn metrics(&self, _name: &str, _out: &mut String) {}
 }
+
+/// A signer that does not sign: it keeps another signer's certificate and templates but
+/// returns a fixed 71-byte value, so whatever runs through it measures everything but the
+/// signature. For benchmarks and the load generator's ceiling (`stampd-loadtest
+/// responder`); no configuration can select it, and its tokens never verify.
+pub struct NoSign<S>(pub S);
+
+impl<S: TokenSigner> TokenSigner for NoSign<S> {
+    fn template(&self) -> &SignerTemplate {
+        self.0.template()
+    }
+    fn chain(&self) -> &[Vec<u8>] {
+        self.0.chain()
+    }
+    fn validity(&self) -> (Timestamp, Timestamp) {
+        self.0.validity()
+    }
+    fn key_id(&self) -> &str {
+        self.0.key_id()
+    }
+    fn reserve(&self) -> Result<Reservation, SignError> {
+        Ok(Reservation::unpooled())
+    }
+    fn sign(&self, _reservation: Reservation, _message: &[u8]) -> Result<Vec<u8>, SignError> {
+        Ok(vec![0x30; 71])
+    }
+}

@@ -201,37 +201,9 @@ pub fn selftest(
     out: &mut dyn Write,
 ) -> Result<u8, String> {
     use crate::client::verify::{self, Expectation};
-    use crate::protocol::token::{Accuracy, IncludeCerts, PolicyTemplate, TsaName};
-    use crate::protocol::{request, HashAlg, Precision};
+    use crate::protocol::{request, HashAlg};
 
-    let oid = crate::protocol::oid::Oid::parse("2.999.1.1").ok_or("bad policy OID")?;
-    let template = PolicyTemplate::new(
-        &oid,
-        Accuracy::from_micros(1_000_000),
-        Precision::Millis,
-        TsaName::Subject,
-        IncludeCerts::Chain,
-        false,
-    );
-    let issuer = crate::policy::Issuer {
-        services: vec![crate::policy::Service {
-            name: "selftest".into(),
-            signer: Arc::clone(&signer),
-            policies: vec![crate::policy::Policy::simple(
-                "selftest",
-                oid,
-                vec![HashAlg::Sha256],
-                template,
-            )],
-            fallback: None,
-            preprocess: Vec::new(),
-            status_text: true,
-        }],
-        clock: Arc::new(crate::clock::SystemClock),
-        serials: crate::policy::serial::SerialSpace::ephemeral(0, 0),
-        audit: Arc::new(crate::audit::Discard),
-        signers: vec![(name.to_string(), signer)],
-    };
+    let issuer = crate::policy::Issuer::single(name, signer);
     let mut digest = [0u8; 32];
     let mut nonce = [0u8; 8];
     aws_lc_rs::rand::fill(&mut digest).map_err(|_| "no randomness")?;

@@ -1,0 +1,55 @@
+//! A trivial responder for measuring the load generator itself: stampd's own HTTP front end
+//! and token encoding, with a development key whose signer does not sign (`NoSign`), no
+//! audit trail and no pre-filters. Replies are well-formed, echo nonces and imprints, and
+//! cost the server about 1.5 µs plus HTTP; their signatures do not verify.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use stampd::config::build::Listener;
+use stampd::signer::{software::SoftwareSigner, NoSign};
+
+pub fn serve(listen: SocketAddr, cores: usize) -> Result<ExitCode, String> {
+    let dir =
+        std::env::temp_dir().join(format!("stampd-loadtest-responder-{}", std::process::id()));
+    let pki = stampd::pki::DevPki::in_dir(&dir);
+    pki.create(stampd::pki::KeyType::P256)
+        .map_err(|e| e.to_string())?;
+    let now = stampd::clock::TimeSource::now(&stampd::clock::SystemClock)
+        .map_err(|_| "the system clock is unusable")?;
+    let signer = SoftwareSigner::load(
+        "responder",
+        &pki.tsa_key,
+        &pki.tsa_cert,
+        stampd::signer::software::RsaPadding::Pkcs1,
+        now,
+    )
+    .map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let issuer = Arc::new(stampd::policy::Issuer::single(
+        "responder",
+        Arc::new(NoSign(signer)),
+    ));
+    let running = stampd::frontend::start(
+        issuer,
+        vec![Listener {
+            addr: listen,
+            routes: vec![("/tsa".to_string(), 0)],
+        }],
+        stampd::frontend::Settings {
+            cores,
+            dispatch: stampd::config::Dispatch::Inline,
+            workers: 0,
+            queue_capacity: 1,
+            io_driver: stampd::frontend::IoDriver::Auto,
+            http: stampd::config::HttpConfig::default(),
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    for addr in &running.addrs {
+        println!("stampd-loadtest responder: http://{addr}/tsa (tokens are not signed)");
+    }
+    running.wait();
+    Ok(ExitCode::SUCCESS)
+}
