@@ -1,0 +1,274 @@
+//! `stampd-loadtest` against real servers on loopback: stampd itself (its binary is built
+//! next to this one by `cargo nextest run --workspace`) and the built-in trivial responder.
+//! Every reply is checked; these tests make sure the checks and the counts are real.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const LOADTEST: &str = env!("CARGO_BIN_EXE_stampd-loadtest");
+
+fn stampd_bin() -> PathBuf {
+    let p = Path::new(LOADTEST).with_file_name("stampd");
+    assert!(
+        p.exists(),
+        "{} is missing: run the workspace's tests (cargo nextest run --workspace)",
+        p.display()
+    );
+    p
+}
+
+/// A child process killed on drop, with the base URL it printed.
+struct Running {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `cmd` and waits for a line containing `http://`.
+fn start(mut cmd: Command) -> Running {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        if let Some(i) = line.find("http://") {
+            let url = line[i..].split_whitespace().next().unwrap().to_string();
+            std::thread::spawn(move || lines.for_each(drop));
+            return Running { child, url };
+        }
+    }
+    let _ = child.kill();
+    panic!("the server did not start");
+}
+
+fn stampd(data: &Path) -> Running {
+    let mut cmd = Command::new(stampd_bin());
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .env("STAMPD_LOG", "warn");
+    start(cmd)
+}
+
+/// Runs the load generator; returns (exit code, JSON summary).
+fn load(url: &str, args: &[&str], dir: &Path) -> (i32, serde_json::Value) {
+    let json = dir.join(format!(
+        "summary-{}.json",
+        args.join("_").replace(['/', '.'], "-")
+    ));
+    let out = Command::new(LOADTEST)
+        .args(["--url", url, "--quiet", "--json"])
+        .arg(&json)
+        .args(args)
+        .output()
+        .expect("run stampd-loadtest");
+    let summary = std::fs::read_to_string(&json)
+        .map(|t| serde_json::from_str(&t).unwrap())
+        .unwrap_or_else(|_| {
+            panic!(
+                "no JSON summary; output:\n{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    (out.status.code().unwrap_or(-1), summary)
+}
+
+#[test]
+fn closed_and_open_loop_against_stampd_with_every_reply_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = stampd(&data);
+    let ca = data.join("pki/ca.pem");
+    let tsa = data.join("pki/tsa.pem");
+
+    // Closed loop, mixed hashes and certReq, every reply verified fully.
+    let (code, s) = load(
+        &server.url,
+        &[
+            "--connections",
+            "4",
+            "--duration",
+            "1s",
+            "--hash",
+            "sha256,sha384,sha512",
+            "--cert-req",
+            "0.5",
+            "--verify-sample",
+            "1",
+            "--ca",
+            ca.to_str().unwrap(),
+            "--untrusted",
+            tsa.to_str().unwrap(),
+            "--hdr-log",
+            dir.path().join("l.hlog").to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, 0, "{s}");
+    assert_eq!(s["errors"], 0, "{s}");
+    assert!(s["replies"].as_u64().unwrap() > 10, "{s}");
+    assert!(s["throughput"].as_f64().unwrap() > 0.0);
+    assert_eq!(s["mode"], "closed");
+    let lat = &s["latency_us"];
+    assert!(lat["p50"].as_u64().unwrap() <= lat["p99"].as_u64().unwrap());
+    let log = std::fs::read_to_string(dir.path().join("l.hlog")).unwrap();
+    assert!(
+        log.contains("#[StartTime:") && log.lines().any(|l| l.starts_with("0.000,1.000,")),
+        "{log}"
+    );
+
+    // Open loop: the offered rate is what arrives.
+    let (code, s) = load(
+        &server.url,
+        &["--connections", "4", "--duration", "2s", "--rate", "200"],
+        dir.path(),
+    );
+    assert_eq!(code, 0, "{s}");
+    let replies = s["replies"].as_u64().unwrap();
+    assert!((360..=440).contains(&replies), "200/s for 2 s: {s}");
+    assert_eq!(s["mode"], "open");
+
+    // A policy the server does not offer: every reply is a counted rejection, exit 1.
+    let (code, s) = load(
+        &server.url,
+        &[
+            "--connections",
+            "2",
+            "--duration",
+            "500ms",
+            "--policy",
+            "1.2.3.4",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, 1);
+    assert_eq!(s["replies"], 0);
+    assert!(
+        s["errors_by_kind"]["rejection:unacceptedPolicy"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "{s}"
+    );
+
+    // A wrong path: HTTP errors by status.
+    let wrong = server.url.replace("/tsa", "/nope");
+    let (code, s) = load(
+        &wrong,
+        &["--connections", "2", "--duration", "500ms"],
+        dir.path(),
+    );
+    assert_eq!(code, 1);
+    assert!(s["errors_by_kind"]["http-404"].as_u64().unwrap() > 0, "{s}");
+}
+
+#[test]
+fn the_responder_answers_fast_and_unsigned_tokens_fail_verification() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(LOADTEST);
+    cmd.args(["responder", "--listen", "127.0.0.1:0", "--cores", "1"]);
+    let responder = start(cmd);
+
+    // Imprints and nonces are echoed: the cheap checks pass.
+    let (code, s) = load(
+        &responder.url,
+        &["--connections", "8", "--duration", "1s"],
+        dir.path(),
+    );
+    assert_eq!(code, 0, "{s}");
+    assert!(s["replies"].as_u64().unwrap() > 100, "{s}");
+
+    // Full verification catches the fixed signature (the checks are not a formality).
+    let pki = dir.path().join("pki");
+    let out = Command::new(stampd_bin())
+        .args(["init", "--data-dir"])
+        .arg(&pki)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let (code, s) = load(
+        &responder.url,
+        &[
+            "--connections",
+            "2",
+            "--duration",
+            "500ms",
+            "--cert-req",
+            "1",
+            "--verify-sample",
+            "1",
+            "--ca",
+            pki.join("pki/ca.pem").to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, 1);
+    assert!(
+        s["errors_by_kind"]["verification-failed"].as_u64().unwrap() > 0,
+        "{s}"
+    );
+}
+
+#[test]
+fn a_sweep_draws_the_curve_and_a_dead_server_is_counted_not_hung() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = stampd(&data);
+    let svg = dir.path().join("curve.svg");
+    let json = dir.path().join("sweep.json");
+    let out = Command::new(LOADTEST)
+        .args([
+            "sweep",
+            "--url",
+            &server.url,
+            "--quiet",
+            "--connections",
+            "4",
+            "--duration",
+            "500ms",
+            "--steps",
+            "20,60",
+        ])
+        .arg("--svg")
+        .arg(&svg)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(doc["steps"].as_array().unwrap().len(), 2);
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert_eq!(svg.matches("<polyline").count(), 3);
+
+    // Nothing listening: connect errors, counted, and the run ends on time.
+    let url = server.url.clone();
+    drop(server);
+    let started = Instant::now();
+    let (code, s) = load(
+        &url,
+        &["--connections", "2", "--duration", "1s", "--timeout", "1s"],
+        dir.path(),
+    );
+    assert_eq!(code, 1);
+    assert!(s["errors_by_kind"]["connect"].as_u64().unwrap() > 0, "{s}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
