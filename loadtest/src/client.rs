@@ -261,9 +261,10 @@ async fn connection(
                 let verdict = if status != 200 {
                     Err(format!("http-{status}"))
                 } else {
-                    let trust = (plan.verify_every > 0 && (k as u64) % plan.verify_every == 0)
-                        .then_some(plan.trust.as_deref())
-                        .flatten();
+                    let trust = (plan.verify_every > 0
+                        && (k as u64).is_multiple_of(plan.verify_every))
+                    .then_some(plan.trust.as_deref())
+                    .flatten();
                     check::reply(&buf[body], &reqs[i], trust)
                 };
                 buf.drain(..consumed);

@@ -40,7 +40,7 @@ enum Command {
     /// throughput–latency curve.
     Sweep {
         #[command(flatten)]
-        load: LoadArgs,
+        load: Box<LoadArgs>,
         /// Offered rates as percentages of the saturation throughput, which a closed-loop
         /// run measures first.
         #[arg(

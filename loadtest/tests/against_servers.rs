@@ -51,7 +51,8 @@ fn start(mut cmd: Command) -> Running {
         }
     }
     let _ = child.kill();
-    panic!("the server did not start");
+    let status = child.wait();
+    panic!("the server did not start ({status:?})");
 }
 
 fn stampd(data: &Path) -> Running {
