@@ -1,6 +1,7 @@
 //! `stampd-loadtest`: load for any RFC 3161 HTTP timestamp server, with every reply checked.
 #![forbid(unsafe_code)]
 
+mod case;
 mod check;
 mod client;
 mod mix;
@@ -52,6 +53,19 @@ enum Command {
         /// Where to write the curve (SVG).
         #[arg(long)]
         svg: Option<PathBuf>,
+    },
+    /// Runs a named scenario (loadtest/cases/*.toml): starts stampd with the case's
+    /// configuration, measures, and writes a report (markdown, JSON, SVG). Exit 0 when
+    /// every threshold holds.
+    Case {
+        /// The case file.
+        file: PathBuf,
+        /// The stampd binary to start.
+        #[arg(long, default_value = "target/release/stampd")]
+        stampd: PathBuf,
+        /// Where the report goes.
+        #[arg(long, default_value = "target/loadtest-reports")]
+        out: PathBuf,
     },
     /// A trivial responder: stampd's HTTP front end and token encoding with a signer that
     /// does not sign (its tokens do not verify). Measures the load generator's own ceiling.
@@ -144,6 +158,7 @@ fn main() -> ExitCode {
         None => run_once(&cli.load).map(|s| exit_code(&s)),
         Some(Command::Sweep { load, steps, svg }) => sweep(&load, &steps, svg.as_deref()),
         Some(Command::Responder { listen, cores }) => responder::serve(listen, cores),
+        Some(Command::Case { file, stampd, out }) => case::run(&file, &stampd, &out),
     };
     match result {
         Ok(code) => code,

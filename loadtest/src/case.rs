@@ -1,0 +1,367 @@
+//! Named scenarios (`loadtest/cases/*.toml`): a stampd configuration, the load, and the
+//! thresholds it must meet. The runner starts stampd for the case, measures, and writes a
+//! report (markdown and an SVG plot) saying what passed.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::report::{self, Summary};
+
+/// A case file.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    pub name: String,
+    pub description: String,
+    /// stampd's configuration for the case (TOML text); empty: the embedded default.
+    #[serde(default)]
+    pub config: String,
+    /// Shell commands run (bash, in the case's work directory) before stampd starts, e.g. to
+    /// make a SoftHSM2 token. `STAMPD` names the stampd binary.
+    #[serde(default)]
+    pub setup: String,
+    /// Environment for stampd and `setup` (e.g. a test PIN variable).
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
+    pub load: Load,
+    #[serde(default)]
+    pub thresholds: Thresholds,
+}
+
+/// The load, as `stampd-loadtest` flags.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Load {
+    #[serde(default = "default_connections")]
+    pub connections: usize,
+    #[serde(default = "default_duration")]
+    pub duration: String,
+    #[serde(default)]
+    pub warmup: Option<String>,
+    /// Open loop at this share of the saturation throughput, which the runner measures
+    /// first (closed loop, same connections). Left out: closed loop.
+    pub rate_percent: Option<f64>,
+    #[serde(default)]
+    pub hash: Option<String>,
+    #[serde(default)]
+    pub cert_req: Option<f64>,
+    /// Keep-alive connections opened (one request each) and held open during the load.
+    #[serde(default)]
+    pub idle_connections: usize,
+}
+
+fn default_connections() -> usize {
+    64
+}
+
+fn default_duration() -> String {
+    "10s".into()
+}
+
+/// What the case must show; each left out is not checked.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Thresholds {
+    pub max_errors: Option<u64>,
+    pub min_throughput: Option<f64>,
+    pub max_p99_ms: Option<f64>,
+    pub max_p99_9_ms: Option<f64>,
+    /// Peak resident memory of stampd (VmHWM).
+    pub max_rss_mib: Option<f64>,
+}
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_stampd(stampd: &Path, work: &Path, case: &Case) -> Result<Server, String> {
+    let data = work.join("data");
+    let mut cmd = Command::new(stampd);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .envs(&case.env)
+        .env("STAMPD_LOG", "warn")
+        .current_dir(work)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if !case.config.trim().is_empty() {
+        let file = work.join("stampd.toml");
+        std::fs::write(&file, &case.config).map_err(|e| e.to_string())?;
+        cmd.arg("--config").arg(file);
+    }
+    let mut child = cmd.spawn().map_err(|e| format!("{}: {e}", stampd.display()))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let Some(Ok(line)) = lines.next() else { break };
+        if let Some(rest) = line.strip_prefix("stampd: serving ") {
+            let url = rest.split_whitespace().next().unwrap_or_default().to_string();
+            std::thread::spawn(move || lines.for_each(drop));
+            return Ok(Server { child, url });
+        }
+    }
+    let _ = child.kill();
+    let status = child.wait();
+    Err(format!("stampd did not start ({status:?})"))
+}
+
+/// Peak resident memory of a process, MiB.
+fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
+}
+
+/// Opens `n` keep-alive connections, one request each, and returns them (held open).
+fn idle_connections(url: &str, n: usize) -> Result<Vec<std::net::TcpStream>, String> {
+    use std::io::Read;
+    let (addr, host, path) = stampd::client::http::split_url(url)?;
+    let q = stampd::protocol::request::encode(
+        stampd::protocol::HashAlg::Sha256,
+        &[7; 32],
+        None,
+        None,
+        false,
+    );
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/timestamp-query\r\nContent-Length: {}\r\n\r\n",
+        q.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(&q);
+    let mut held = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut s = std::net::TcpStream::connect(&addr)
+            .map_err(|e| format!("idle connection {i}: {e} (raise `ulimit -n`?)"))?;
+        s.write_all(&req).map_err(|e| e.to_string())?;
+        // The reply is small: one read gets its head and body.
+        let mut buf = [0u8; 4096];
+        let got = s.read(&mut buf).map_err(|e| e.to_string())?;
+        if !buf[..got].starts_with(b"HTTP/1.1 200") {
+            return Err(format!("idle connection {i}: no 200 reply"));
+        }
+        held.push(s);
+    }
+    Ok(held)
+}
+
+fn args_of(case: &Case, url: &str) -> Vec<String> {
+    let l = &case.load;
+    let mut a = vec![
+        "--url".to_string(),
+        url.to_string(),
+        "--connections".into(),
+        l.connections.to_string(),
+        "--duration".into(),
+        l.duration.clone(),
+        "--quiet".into(),
+    ];
+    for (flag, v) in [
+        ("--warmup", l.warmup.clone()),
+        ("--hash", l.hash.clone()),
+        ("--cert-req", l.cert_req.map(|c| c.to_string())),
+    ] {
+        if let Some(v) = v {
+            a.push(flag.into());
+            a.push(v);
+        }
+    }
+    a
+}
+
+/// Runs one case; writes `OUT/NAME.md`, `NAME.json` and `NAME.svg`. Exit 0 when every
+/// threshold holds.
+pub fn run(file: &Path, stampd: &Path, out: &Path) -> Result<ExitCode, String> {
+    // Absolute: stampd and the setup run in the case's work directory.
+    let stampd = &std::fs::canonicalize(stampd)
+        .map_err(|e| format!("{}: {e} (build it: cargo build --release)", stampd.display()))?;
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let case: Case = toml::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let work = std::env::temp_dir().join(format!("stampd-case-{}-{}", case.name, std::process::id()));
+    std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+    let result = run_in(&case, stampd, out, &work);
+    let _ = std::fs::remove_dir_all(&work);
+    result
+}
+
+fn run_in(case: &Case, stampd: &Path, out: &Path, work: &Path) -> Result<ExitCode, String> {
+    if !case.setup.trim().is_empty() {
+        let status = Command::new("bash")
+            .args(["-euo", "pipefail", "-c", &case.setup])
+            .current_dir(work)
+            .envs(&case.env)
+            .env("STAMPD", stampd)
+            .status()
+            .map_err(|e| format!("setup: {e}"))?;
+        if !status.success() {
+            return Err(format!("the case's setup failed ({status})"));
+        }
+    }
+    let server = start_stampd(stampd, work, case)?;
+    println!("case {}: stampd at {}", case.name, server.url);
+    let held = idle_connections(&server.url, case.load.idle_connections)?;
+    if !held.is_empty() {
+        println!("holding {} idle keep-alive connections", held.len());
+    }
+    let base: Vec<String> = args_of(case, &server.url);
+    let parse = |extra: &[String]| -> Result<crate::LoadArgs, String> {
+        use clap::Parser;
+        let argv = ["stampd-loadtest".to_string()]
+            .into_iter()
+            .chain(base.iter().cloned())
+            .chain(extra.iter().cloned());
+        crate::Cli::try_parse_from(argv)
+            .map(|c| c.load)
+            .map_err(|e| e.to_string())
+    };
+    let mut saturation = None;
+    let rate = match case.load.rate_percent {
+        Some(pct) => {
+            let s = crate::measure(&parse(&[])?, None)?;
+            let rate = s.throughput * pct / 100.0;
+            println!("saturation {:.0}/s; offering {pct}%: {rate:.0}/s", s.throughput);
+            saturation = Some(s);
+            Some(rate)
+        }
+        None => None,
+    };
+    let summary = crate::measure(&parse(&[])?, rate)?;
+    let rss = peak_rss_mib(server.child.id());
+    drop(held);
+    drop(server);
+
+    let t = &case.thresholds;
+    let l = &summary.latency_us;
+    let checks: Vec<(String, bool)> = [
+        t.max_errors.map(|m| (format!("errors {} ≤ {m}", summary.errors), summary.errors <= m)),
+        t.min_throughput.map(|m| {
+            (
+                format!("throughput {:.0}/s ≥ {m:.0}/s", summary.throughput),
+                summary.throughput >= m,
+            )
+        }),
+        t.max_p99_ms.map(|m| {
+            let v = l.p99 as f64 / 1000.0;
+            (format!("p99 {v:.2} ms ≤ {m} ms"), v <= m)
+        }),
+        t.max_p99_9_ms.map(|m| {
+            let v = l.p99_9 as f64 / 1000.0;
+            (format!("p99.9 {v:.2} ms ≤ {m} ms"), v <= m)
+        }),
+        t.max_rss_mib.map(|m| match rss {
+            Some(v) => (format!("peak RSS {v:.1} MiB ≤ {m} MiB"), v <= m),
+            None => ("peak RSS unknown (no /proc)".into(), false),
+        }),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let passed = checks.iter().all(|(_, ok)| *ok);
+    write_report(case, out, &summary, saturation.as_ref(), rss, &checks, passed)?;
+    Ok(if passed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cores} cores, {cpu}, Linux {}", kernel.trim())
+}
+
+fn write_report(
+    case: &Case,
+    out: &Path,
+    s: &Summary,
+    saturation: Option<&Summary>,
+    rss: Option<f64>,
+    checks: &[(String, bool)],
+    passed: bool,
+) -> Result<(), String> {
+    let name = &case.name;
+    let svg_path: PathBuf = out.join(format!("{name}.svg"));
+    let points: Vec<Summary> = saturation.into_iter().cloned().chain([s.clone()]).collect();
+    std::fs::write(&svg_path, report::sweep_svg(&points, &format!("case {name}")))
+        .map_err(|e| e.to_string())?;
+    report::write_json(
+        &out.join(format!("{name}.json")),
+        &serde_json::json!({ "case": name, "passed": passed, "summary": s,
+                             "saturation": saturation, "peak_rss_mib": rss }),
+    )?;
+    let mut md = String::new();
+    let l = &s.latency_us;
+    md += &format!(
+        "# Case `{name}`: {}\n\n{}\n\nMachine: {}. Date: {}.\n\n",
+        if passed { "passed" } else { "FAILED" },
+        case.description.trim(),
+        machine(),
+        time_now()
+    );
+    if let Some(sat) = saturation {
+        md += &format!(
+            "Saturation (closed loop, {} connections): {:.0} replies/s.\n\n",
+            sat.connections, sat.throughput
+        );
+    }
+    md += "| mode | connections | offered/s | replies/s | p50 | p90 | p99 | p99.9 | max | errors | peak RSS |\n|---|---|---|---|---|---|---|---|---|---|---|\n";
+    md += &format!(
+        "| {} | {} | {} | {:.0} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {} | {} |\n\n",
+        s.mode,
+        s.connections,
+        s.rate.map_or("-".into(), |r| format!("{r:.0}")),
+        s.throughput,
+        l.p50 as f64 / 1e3,
+        l.p90 as f64 / 1e3,
+        l.p99 as f64 / 1e3,
+        l.p99_9 as f64 / 1e3,
+        l.max as f64 / 1e3,
+        s.errors,
+        rss.map_or("-".into(), |r| format!("{r:.1} MiB"))
+    );
+    md += "Thresholds:\n\n";
+    for (what, ok) in checks {
+        md += &format!("- {} {what}\n", if *ok { "pass:" } else { "FAIL:" });
+    }
+    md += &format!("\n![latency against throughput]({name}.svg)\n");
+    std::fs::write(out.join(format!("{name}.md")), md).map_err(|e| e.to_string())?;
+    println!(
+        "case {name}: {} (report in {})",
+        if passed { "passed" } else { "FAILED" },
+        out.join(format!("{name}.md")).display()
+    );
+    Ok(())
+}
+
+fn time_now() -> String {
+    let d = time::OffsetDateTime::now_utc();
+    format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+}
