@@ -99,14 +99,20 @@ fn start_stampd(stampd: &Path, work: &Path, case: &Case) -> Result<Server, Strin
         std::fs::write(&file, &case.config).map_err(|e| e.to_string())?;
         cmd.arg("--config").arg(file);
     }
-    let mut child = cmd.spawn().map_err(|e| format!("{}: {e}", stampd.display()))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("{}: {e}", stampd.display()))?;
     let stdout = child.stdout.take().ok_or("no stdout")?;
     let mut lines = BufReader::new(stdout).lines();
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         let Some(Ok(line)) = lines.next() else { break };
         if let Some(rest) = line.strip_prefix("stampd: serving ") {
-            let url = rest.split_whitespace().next().unwrap_or_default().to_string();
+            let url = rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string();
             std::thread::spawn(move || lines.for_each(drop));
             return Ok(Server { child, url });
         }
@@ -191,12 +197,17 @@ fn args_of(case: &Case, url: &str) -> Vec<String> {
 /// threshold holds.
 pub fn run(file: &Path, stampd: &Path, out: &Path) -> Result<ExitCode, String> {
     // Absolute: stampd and the setup run in the case's work directory.
-    let stampd = &std::fs::canonicalize(stampd)
-        .map_err(|e| format!("{}: {e} (build it: cargo build --release)", stampd.display()))?;
+    let stampd = &std::fs::canonicalize(stampd).map_err(|e| {
+        format!(
+            "{}: {e} (build it: cargo build --release)",
+            stampd.display()
+        )
+    })?;
     let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
     let case: Case = toml::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
-    let work = std::env::temp_dir().join(format!("stampd-case-{}-{}", case.name, std::process::id()));
+    let work =
+        std::env::temp_dir().join(format!("stampd-case-{}-{}", case.name, std::process::id()));
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
     let result = run_in(&case, stampd, out, &work);
     let _ = std::fs::remove_dir_all(&work);
@@ -238,7 +249,10 @@ fn run_in(case: &Case, stampd: &Path, out: &Path, work: &Path) -> Result<ExitCod
         Some(pct) => {
             let s = crate::measure(&parse(&[])?, None)?;
             let rate = s.throughput * pct / 100.0;
-            println!("saturation {:.0}/s; offering {pct}%: {rate:.0}/s", s.throughput);
+            println!(
+                "saturation {:.0}/s; offering {pct}%: {rate:.0}/s",
+                s.throughput
+            );
             saturation = Some(s);
             Some(rate)
         }
@@ -252,7 +266,12 @@ fn run_in(case: &Case, stampd: &Path, out: &Path, work: &Path) -> Result<ExitCod
     let t = &case.thresholds;
     let l = &summary.latency_us;
     let checks: Vec<(String, bool)> = [
-        t.max_errors.map(|m| (format!("errors {} ≤ {m}", summary.errors), summary.errors <= m)),
+        t.max_errors.map(|m| {
+            (
+                format!("errors {} ≤ {m}", summary.errors),
+                summary.errors <= m,
+            )
+        }),
         t.min_throughput.map(|m| {
             (
                 format!("throughput {:.0}/s ≥ {m:.0}/s", summary.throughput),
@@ -276,7 +295,15 @@ fn run_in(case: &Case, stampd: &Path, out: &Path, work: &Path) -> Result<ExitCod
     .flatten()
     .collect();
     let passed = checks.iter().all(|(_, ok)| *ok);
-    write_report(case, out, &summary, saturation.as_ref(), rss, &checks, passed)?;
+    write_report(
+        case,
+        out,
+        &summary,
+        saturation.as_ref(),
+        rss,
+        &checks,
+        passed,
+    )?;
     Ok(if passed {
         ExitCode::SUCCESS
     } else {
@@ -310,8 +337,11 @@ fn write_report(
     let name = &case.name;
     let svg_path: PathBuf = out.join(format!("{name}.svg"));
     let points: Vec<Summary> = saturation.into_iter().cloned().chain([s.clone()]).collect();
-    std::fs::write(&svg_path, report::sweep_svg(&points, &format!("case {name}")))
-        .map_err(|e| e.to_string())?;
+    std::fs::write(
+        &svg_path,
+        report::sweep_svg(&points, &format!("case {name}")),
+    )
+    .map_err(|e| e.to_string())?;
     report::write_json(
         &out.join(format!("{name}.json")),
         &serde_json::json!({ "case": name, "passed": passed, "summary": s,

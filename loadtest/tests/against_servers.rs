@@ -273,3 +273,55 @@ fn a_sweep_draws_the_curve_and_a_dead_server_is_counted_not_hung() {
     assert!(s["errors_by_kind"]["connect"].as_u64().unwrap() > 0, "{s}");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+#[test]
+fn a_case_starts_stampd_measures_and_reports_its_thresholds() {
+    let dir = tempfile::tempdir().unwrap();
+    let case = |name: &str, thresholds: &str| {
+        let file = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &file,
+            format!(
+                "name = \"{name}\"\ndescription = \"a short case\"\n\
+                 config = '''\n[audit]\ndurability = \"async\"\n'''\n\
+                 [load]\nconnections = 4\nduration = \"500ms\"\nrate_percent = 50\nidle_connections = 20\n\
+                 [thresholds]\n{thresholds}\n"
+            ),
+        )
+        .unwrap();
+        Command::new(LOADTEST)
+            .arg("case")
+            .arg(&file)
+            .arg("--stampd")
+            .arg(stampd_bin())
+            .arg("--out")
+            .arg(dir.path().join("reports"))
+            .output()
+            .unwrap()
+    };
+    let out = case("good", "max_errors = 0\nmax_rss_mib = 500");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let md = std::fs::read_to_string(dir.path().join("reports/good.md")).unwrap();
+    assert!(
+        md.contains("passed") && md.contains("pass: errors 0 ≤ 0") && md.contains("peak RSS"),
+        "{md}"
+    );
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("reports/good.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(json["saturation"]["throughput"].as_f64().unwrap() > 0.0);
+    assert_eq!(json["summary"]["mode"], "open");
+    assert!(dir.path().join("reports/good.svg").exists());
+
+    // A threshold no server meets: exit 1, and the report says which.
+    let out = case("bad", "max_p99_ms = 0.000001");
+    assert_eq!(out.status.code(), Some(1));
+    let md = std::fs::read_to_string(dir.path().join("reports/bad.md")).unwrap();
+    assert!(md.contains("FAILED") && md.contains("FAIL: p99"), "{md}");
+}
