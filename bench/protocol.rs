@@ -76,6 +76,30 @@ fn bench_encode(c: &mut Criterion) {
                 black_box(token::finish(template, &policy, &p, &fake_signature));
             })
         });
+        // The two halves: TSTInfo with the signed attributes (message digest included),
+        // then the SignedData and TimeStampResp around a signature.
+        c.bench_function(&format!("tstinfo_signed_attrs/cert_req={cert_req}"), |b| {
+            b.iter(|| {
+                black_box(token::prepare(
+                    template,
+                    &policy,
+                    black_box(&req),
+                    &serial,
+                    now,
+                ))
+            })
+        });
+        let p = token::prepare(template, &policy, &req, &serial, now).unwrap();
+        c.bench_function(&format!("response_envelope/cert_req={cert_req}"), |b| {
+            b.iter(|| {
+                black_box(token::finish(
+                    template,
+                    &policy,
+                    black_box(&p),
+                    &fake_signature,
+                ))
+            })
+        });
     }
 }
 
@@ -142,5 +166,47 @@ fn bench_issue(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench_decode, bench_encode, bench_sign, bench_issue);
+/// The queue hand-off (`dispatch = "queue"`): a request into the bounded queue, a worker
+/// thread issuing it (standard chain, no signature) and the reply back through its oneshot,
+/// against the same issue inline. The difference is the hand-off's cost per request.
+fn bench_handoff(c: &mut Criterion) {
+    let (s, _dir) = signer(KeyType::P256, RsaPadding::Pkcs1);
+    let issuer = Arc::new(standard_issuer(Arc::new(NoSign(s))));
+    let (queue, _workers) = stampd::pipeline::start(Arc::clone(&issuer), 1, 1024).unwrap();
+    let body = query(false);
+    let meta = RequestMeta::local("/tsa");
+    c.bench_function("handoff/inline_no_sign", |b| {
+        b.iter(|| black_box(issuer.issue(0, black_box(&body), &meta)))
+    });
+    c.bench_function("handoff/queue_round_trip_no_sign", |b| {
+        b.iter(|| {
+            let (tx, mut rx) = futures_channel::oneshot::channel();
+            let env = stampd::pipeline::Envelope {
+                service: 0,
+                body: body.clone(),
+                client: std::net::IpAddr::from([127, 0, 0, 1]),
+                path: "/tsa".into(),
+                head: Vec::new(),
+                reply: tx,
+            };
+            assert!(queue.try_submit(env).is_ok());
+            loop {
+                match rx.try_recv() {
+                    Ok(Some(reply)) => break black_box(reply),
+                    Ok(None) => std::hint::spin_loop(),
+                    Err(_) => panic!("worker gone"),
+                }
+            }
+        })
+    });
+}
+
+criterion_group!(
+    benches,
+    bench_decode,
+    bench_encode,
+    bench_sign,
+    bench_issue,
+    bench_handoff
+);
 criterion_main!(benches);
