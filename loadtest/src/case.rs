@@ -122,6 +122,17 @@ fn start_stampd(stampd: &Path, work: &Path, case: &Case) -> Result<Server, Strin
     Err(format!("stampd did not start ({status:?})"))
 }
 
+/// CPU time (user + system) a process has used so far.
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at ") ".
+    let rest = &stat[stat.rfind(") ")? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on every Linux the project targets.
+    Some(Duration::from_millis(ticks * 10))
+}
+
 /// Peak resident memory of a process, MiB.
 fn peak_rss_mib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -258,8 +269,24 @@ fn run_in(case: &Case, stampd: &Path, out: &Path, work: &Path) -> Result<ExitCod
         }
         None => None,
     };
-    let summary = crate::measure(&parse(&[])?, rate)?;
-    let rss = peak_rss_mib(server.child.id());
+    let pid = server.child.id();
+    let args = parse(&[])?;
+    // The server's CPU over the measured part only: read once the warm-up is over.
+    let warmup = args.warmup;
+    let cpu_before = std::thread::spawn(move || {
+        std::thread::sleep(warmup);
+        cpu_time(pid)
+    });
+    let summary = crate::measure(&args, rate)?;
+    let cpu_before = cpu_before.join().ok().flatten();
+    let cpu = cpu_before
+        .zip(cpu_time(pid))
+        .map(|(a, b)| b.saturating_sub(a));
+    // Server CPU per correct reply, µs.
+    let cpu_us = cpu
+        .filter(|_| summary.replies > 0)
+        .map(|c| c.as_secs_f64() * 1e6 / summary.replies as f64);
+    let rss = peak_rss_mib(pid);
     drop(held);
     drop(server);
 
@@ -295,15 +322,12 @@ fn run_in(case: &Case, stampd: &Path, out: &Path, work: &Path) -> Result<ExitCod
     .flatten()
     .collect();
     let passed = checks.iter().all(|(_, ok)| *ok);
-    write_report(
-        case,
-        out,
-        &summary,
-        saturation.as_ref(),
+    let measured = Measured {
         rss,
-        &checks,
-        passed,
-    )?;
+        cpu_us,
+        saturation: saturation.as_ref(),
+    };
+    write_report(case, out, &summary, &measured, &checks, passed)?;
     Ok(if passed {
         ExitCode::SUCCESS
     } else {
@@ -325,15 +349,24 @@ fn machine() -> String {
     format!("{cores} cores, {cpu}, Linux {}", kernel.trim())
 }
 
+/// What the runner measured besides the load generator's summary.
+struct Measured<'a> {
+    /// Peak RSS of stampd, MiB.
+    rss: Option<f64>,
+    /// stampd's CPU time per correct reply, µs.
+    cpu_us: Option<f64>,
+    saturation: Option<&'a Summary>,
+}
+
 fn write_report(
     case: &Case,
     out: &Path,
     s: &Summary,
-    saturation: Option<&Summary>,
-    rss: Option<f64>,
+    m: &Measured<'_>,
     checks: &[(String, bool)],
     passed: bool,
 ) -> Result<(), String> {
+    let (saturation, rss) = (m.saturation, m.rss);
     let name = &case.name;
     let svg_path: PathBuf = out.join(format!("{name}.svg"));
     let points: Vec<Summary> = saturation.into_iter().cloned().chain([s.clone()]).collect();
@@ -345,7 +378,8 @@ fn write_report(
     report::write_json(
         &out.join(format!("{name}.json")),
         &serde_json::json!({ "case": name, "passed": passed, "summary": s,
-                             "saturation": saturation, "peak_rss_mib": rss }),
+                             "saturation": saturation, "peak_rss_mib": rss,
+                             "server_cpu_us_per_reply": m.cpu_us }),
     )?;
     let mut md = String::new();
     let l = &s.latency_us;
@@ -362,9 +396,9 @@ fn write_report(
             sat.connections, sat.throughput
         );
     }
-    md += "| mode | connections | offered/s | replies/s | p50 | p90 | p99 | p99.9 | max | errors | peak RSS |\n|---|---|---|---|---|---|---|---|---|---|---|\n";
+    md += "| mode | connections | offered/s | replies/s | p50 | p90 | p99 | p99.9 | max | errors | peak RSS | server CPU/reply |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n";
     md += &format!(
-        "| {} | {} | {} | {:.0} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {} | {} |\n\n",
+        "| {} | {} | {} | {:.0} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {} | {} | {} |\n\n",
         s.mode,
         s.connections,
         s.rate.map_or("-".into(), |r| format!("{r:.0}")),
@@ -375,7 +409,8 @@ fn write_report(
         l.p99_9 as f64 / 1e3,
         l.max as f64 / 1e3,
         s.errors,
-        rss.map_or("-".into(), |r| format!("{r:.1} MiB"))
+        rss.map_or("-".into(), |r| format!("{r:.1} MiB")),
+        m.cpu_us.map_or("-".into(), |c| format!("{c:.1} µs"))
     );
     md += "Thresholds:\n\n";
     for (what, ok) in checks {
