@@ -3,7 +3,7 @@
 #   bash loadtest/cases/run-all.sh [CASE ...]
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-cargo build --release -q --workspace --bins
+cargo build --release -q --workspace --bins || exit 2
 cases=("$@")
 [ ${#cases[@]} -gt 0 ] || cases=(saturation latency-50 latency-90 certreq-mix idle-10k hsm)
 failed=0

@@ -102,24 +102,34 @@ fn start_stampd(stampd: &Path, work: &Path, case: &Case) -> Result<Server, Strin
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("{}: {e}", stampd.display()))?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let mut lines = BufReader::new(stdout).lines();
+    let Some(stdout) = child.stdout.take() else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err("no stdout".into());
+    };
+    // Lines are read on their own thread, so the deadline holds even when stampd prints
+    // nothing.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
     let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        let Some(Ok(line)) = lines.next() else { break };
+    while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
         if let Some(rest) = line.strip_prefix("stampd: serving ") {
             let url = rest
                 .split_whitespace()
                 .next()
                 .unwrap_or_default()
                 .to_string();
-            std::thread::spawn(move || lines.for_each(drop));
+            std::thread::spawn(move || rx.into_iter().for_each(drop));
             return Ok(Server { child, url });
         }
     }
     let _ = child.kill();
     let status = child.wait();
-    Err(format!("stampd did not start ({status:?})"))
+    Err(format!("stampd did not start within 60 s ({status:?})"))
 }
 
 /// CPU time (user + system) a process has used so far.
@@ -147,6 +157,17 @@ fn peak_rss_mib(pid: u32) -> Option<f64> {
     Some(kib / 1024.0)
 }
 
+/// How many of `held` the server still keeps open: a read finds neither data nor EOF.
+fn still_open(held: &[std::net::TcpStream]) -> usize {
+    held.iter()
+        .filter(|s| {
+            let mut one = [0u8; 1];
+            s.set_nonblocking(true).is_ok()
+                && matches!(s.peek(&mut one), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        })
+        .count()
+}
+
 /// Opens `n` keep-alive connections, one request each, and returns them (held open).
 fn idle_connections(url: &str, n: usize) -> Result<Vec<std::net::TcpStream>, String> {
     use std::io::Read;
@@ -164,10 +185,17 @@ fn idle_connections(url: &str, n: usize) -> Result<Vec<std::net::TcpStream>, Str
     )
     .into_bytes();
     req.extend_from_slice(&q);
+    let sock = std::net::ToSocketAddrs::to_socket_addrs(&addr)
+        .map_err(|e| e.to_string())?
+        .next()
+        .ok_or("no address")?;
+    let limit = Some(Duration::from_secs(10));
     let mut held = Vec::with_capacity(n);
     for i in 0..n {
-        let mut s = std::net::TcpStream::connect(&addr)
+        let mut s = std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(10))
             .map_err(|e| format!("idle connection {i}: {e} (raise `ulimit -n`?)"))?;
+        s.set_read_timeout(limit).map_err(|e| e.to_string())?;
+        s.set_write_timeout(limit).map_err(|e| e.to_string())?;
         s.write_all(&req).map_err(|e| e.to_string())?;
         // The reply is small: one read gets its head and body.
         let mut buf = [0u8; 4096];
@@ -287,6 +315,7 @@ fn run_in(case: &Case, stampd: &Path, out: &Path, work: &Path) -> Result<ExitCod
         .filter(|_| summary.replies > 0)
         .map(|c| c.as_secs_f64() * 1e6 / summary.replies as f64);
     let rss = peak_rss_mib(pid);
+    let open = still_open(&held);
     drop(held);
     drop(server);
 
@@ -317,10 +346,22 @@ fn run_in(case: &Case, stampd: &Path, out: &Path, work: &Path) -> Result<ExitCod
             Some(v) => (format!("peak RSS {v:.1} MiB ≤ {m} MiB"), v <= m),
             None => ("peak RSS unknown (no /proc)".into(), false),
         }),
+        (case.load.idle_connections > 0).then(|| {
+            (
+                format!(
+                    "idle connections still open at the end: {open} of {}",
+                    case.load.idle_connections
+                ),
+                open == case.load.idle_connections,
+            )
+        }),
     ]
     .into_iter()
     .flatten()
     .collect();
+    if checks.is_empty() {
+        return Err("the case sets no thresholds: nothing would be checked".into());
+    }
     let passed = checks.iter().all(|(_, ok)| *ok);
     let measured = Measured {
         rss,
@@ -412,7 +453,17 @@ fn write_report(
         rss.map_or("-".into(), |r| format!("{r:.1} MiB")),
         m.cpu_us.map_or("-".into(), |c| format!("{c:.1} µs"))
     );
-    md += "Thresholds:\n\n";
+    md += &format!(
+        "Load: {} s measured after {} warm-up; request mix: hash {}, certReq share {}.\n\n",
+        s.duration_s,
+        case.load.warmup.as_deref().unwrap_or("no"),
+        case.load.hash.as_deref().unwrap_or("sha256"),
+        case.load.cert_req.unwrap_or(0.0)
+    );
+    for (kind, n) in &s.errors_by_kind {
+        md += &format!("- error `{kind}`: {n}\n");
+    }
+    md += "\nThresholds:\n\n";
     for (what, ok) in checks {
         md += &format!("- {} {what}\n", if *ok { "pass:" } else { "FAIL:" });
     }

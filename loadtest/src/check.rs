@@ -28,7 +28,7 @@ pub fn reply(body: &[u8], sent: &Prepared, trust: Option<&Trust>) -> Result<(), 
     }
     let token = resp.token.ok_or("granted-without-token")?;
     let tst = &token.tst_info;
-    if tst.digest != sent.digest.as_slice() {
+    if tst.hash_oid != sent.hash.oid() || tst.digest != sent.digest.as_slice() {
         return Err("imprint-mismatch".into());
     }
     match (&sent.nonce, tst.nonce) {

@@ -56,6 +56,8 @@ pub struct Stats {
     /// The same, per second of the measurement (for the HdrHistogram log).
     pub intervals: Vec<Histogram<u64>>,
     pub ok: u64,
+    /// Correct replies that arrived before the window closed (throughput counts these).
+    pub ok_in_window: u64,
     pub errors: BTreeMap<String, u64>,
 }
 
@@ -69,6 +71,7 @@ impl Stats {
             latency: histogram(),
             intervals: Vec::new(),
             ok: 0,
+            ok_in_window: 0,
             errors: BTreeMap::new(),
         }
     }
@@ -82,6 +85,7 @@ impl Stats {
             let _ = self.intervals[i].add(&h);
         }
         self.ok += other.ok;
+        self.ok_in_window += other.ok_in_window;
         for (k, v) in other.errors {
             *self.errors.entry(k).or_default() += v;
         }
@@ -166,6 +170,38 @@ enum Exchange {
     Failed(&'static str),
 }
 
+/// Lateness up to this is the timer's (millisecond wheel), not the server's.
+const TIMER_SLACK: Duration = Duration::from_millis(2);
+/// Largest reply accepted; anything bigger is an error, never an allocation.
+const MAX_REPLY: usize = 1 << 20;
+
+/// Records one outcome of a request whose slot is in the measured window.
+fn record(
+    stats: &RefCell<Stats>,
+    progress: &Progress,
+    result: Result<(Duration, bool), &str>,
+    second: usize,
+) {
+    let mut st = stats.borrow_mut();
+    match result {
+        Ok((latency, in_window)) => {
+            let us = (latency.as_micros() as u64).clamp(1, MAX_LATENCY_US);
+            st.ok += 1;
+            st.ok_in_window += u64::from(in_window);
+            let _ = st.latency.record(us);
+            if st.intervals.len() <= second {
+                st.intervals.resize_with(second + 1, histogram);
+            }
+            let _ = st.intervals[second].record(us);
+            progress.ok.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(kind) => {
+            *st.errors.entry(kind.to_string()).or_default() += 1;
+            progress.errors.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 async fn connection(
     conn: usize,
     plan: &Plan,
@@ -178,7 +214,7 @@ async fn connection(
     let measure_from = start + plan.warmup;
     let end = measure_from + plan.duration;
     // Open loop: this connection's share of the rate, its sends spread evenly over the
-    // connections' phases.
+    // connections' phases (the gap is validated by `main::plan`).
     let gap = plan
         .rate
         .map(|r| Duration::from_secs_f64(plan.connections as f64 / r));
@@ -190,21 +226,35 @@ async fn connection(
     let mut out = Vec::with_capacity(512);
     let mut buf = Vec::with_capacity(8192);
     let mut k = 0usize;
-    let mut last_done = start;
     loop {
         // `intended`: when the request is due; `from`: where its latency counts from.
         let (intended, from) = match gap {
             Some(g) => {
                 let t = next;
                 next += g;
-                if t > Instant::now() {
+                let now = Instant::now();
+                if t > now {
                     monoio::time::sleep_until(t.into()).await;
+                } else if now >= end {
+                    // The window closed with slots still unsent: the server (or this
+                    // generator) fell behind the schedule. Each is counted, never dropped.
+                    if t >= measure_from && t < end {
+                        let behind = 1 + ((end - t).as_nanos() / g.as_nanos().max(1)) as u64;
+                        let mut st = stats.borrow_mut();
+                        *st.errors.entry("behind-schedule".into()).or_default() += behind;
+                        progress.errors.fetch_add(behind, Ordering::Relaxed);
+                    }
+                    break;
                 }
-                // Late because the previous reply came after `t`: the server's delay,
-                // counted from `t` (no coordinated omission). Late with the connection
-                // idle: the timer's millisecond granularity, the generator's own, counted
-                // from the actual send.
-                let from = if last_done <= t { Instant::now() } else { t };
+                // Latency counts from the intended time (the server's delay, including a
+                // busy connection: no coordinated omission), except for the timer's own
+                // millisecond of lateness.
+                let sent = Instant::now();
+                let from = if sent.saturating_duration_since(t) <= TIMER_SLACK {
+                    sent
+                } else {
+                    t
+                };
                 (t, from)
             }
             None => {
@@ -216,42 +266,43 @@ async fn connection(
             break;
         }
         let counted = intended >= measure_from;
-        let fail = |kind: &str| {
-            if counted {
-                *stats
-                    .borrow_mut()
-                    .errors
-                    .entry(kind.to_string())
-                    .or_default() += 1;
-                progress.errors.fetch_add(1, Ordering::Relaxed);
-            }
-        };
-        let s = match &mut stream {
-            Some(s) => s,
-            None => {
-                match monoio::time::timeout(plan.timeout, TcpStream::connect(plan.addr)).await {
-                    Ok(Ok(s)) => {
-                        let _ = s.set_nodelay(true);
-                        buf.clear();
-                        stream.insert(s)
-                    }
-                    Ok(Err(_)) | Err(_) => {
-                        fail("connect");
-                        // Not a spin: the next try waits a little (the schedule catches up).
-                        monoio::time::sleep(Duration::from_millis(100)).await;
-                        continue;
-                    }
-                }
-            }
-        };
+        let second = intended.saturating_duration_since(measure_from).as_secs() as usize;
         let i = k % POOL;
         k += 1;
-        out.clear();
-        out.extend_from_slice(&wires[i]);
-        let exchange = monoio::time::timeout(plan.timeout, exchange(s, &mut out, &mut buf)).await;
+        // A kept-alive connection the server closed while idle fails before any reply
+        // byte: that request is sent once more on a fresh connection.
+        let mut attempts = 0;
+        let outcome = loop {
+            attempts += 1;
+            let reused = stream.is_some();
+            let s = match &mut stream {
+                Some(s) => s,
+                None => {
+                    match monoio::time::timeout(plan.timeout, TcpStream::connect(plan.addr)).await {
+                        Ok(Ok(s)) => {
+                            let _ = s.set_nodelay(true);
+                            buf.clear();
+                            stream.insert(s)
+                        }
+                        Ok(Err(_)) | Err(_) => break Err("connect"),
+                    }
+                }
+            };
+            out.clear();
+            out.extend_from_slice(&wires[i]);
+            match monoio::time::timeout(plan.timeout, exchange(s, &mut out, &mut buf)).await {
+                Ok(Exchange::Failed("closed" | "write"))
+                    if reused && buf.is_empty() && attempts == 1 =>
+                {
+                    stream = None;
+                }
+                Ok(Exchange::Failed(kind)) => break Err(kind),
+                Err(_) => break Err("timeout"),
+                Ok(reply) => break Ok(reply),
+            }
+        };
         let done = Instant::now();
-        last_done = done;
-        match exchange {
+        let verdict: Result<(), String> = match outcome {
             Ok(Exchange::Reply {
                 status,
                 body,
@@ -260,6 +311,9 @@ async fn connection(
             }) => {
                 let verdict = if status != 200 {
                     Err(format!("http-{status}"))
+                } else if buf.len() > consumed {
+                    // Bytes nobody asked for: the connection's framing is lost.
+                    Err("unexpected-bytes".into())
                 } else {
                     let trust = (plan.verify_every > 0
                         && (k as u64).is_multiple_of(plan.verify_every))
@@ -267,35 +321,31 @@ async fn connection(
                     .flatten();
                     check::reply(&buf[body], &reqs[i], trust)
                 };
-                buf.drain(..consumed);
-                if close {
+                if close || buf.len() > consumed {
                     stream = None;
                 }
-                match verdict {
-                    Ok(()) if counted => {
-                        let us = (done - from).as_micros().clamp(1, MAX_LATENCY_US as u128) as u64;
-                        let second = (intended - measure_from).as_secs() as usize;
-                        let mut st = stats.borrow_mut();
-                        st.ok += 1;
-                        let _ = st.latency.record(us);
-                        if st.intervals.len() <= second {
-                            st.intervals.resize_with(second + 1, histogram);
-                        }
-                        let _ = st.intervals[second].record(us);
-                        progress.ok.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Ok(()) => {}
-                    Err(kind) => fail(&kind),
-                }
+                buf.clear();
+                verdict
             }
-            Ok(Exchange::Failed(kind)) => {
-                fail(kind);
+            Ok(Exchange::Failed(kind)) | Err(kind) => {
                 stream = None;
+                Err(kind.to_string())
             }
-            Err(_) => {
-                fail("timeout");
-                stream = None;
-            }
+        };
+        if counted {
+            record(
+                stats,
+                progress,
+                verdict
+                    .as_ref()
+                    .map(|()| (done - from, done < end))
+                    .map_err(String::as_str),
+                second,
+            );
+        }
+        if stream.is_none() && verdict.is_err() && Instant::now() < end {
+            // Not a spin on a dead server: the schedule catches up afterwards.
+            monoio::time::sleep(Duration::from_millis(100).min(plan.timeout)).await;
         }
     }
 }
@@ -332,6 +382,9 @@ fn parse(buf: &[u8]) -> Option<Exchange> {
     let mut resp = httparse::Response::new(&mut headers);
     let head = match resp.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() > MAX_REPLY => {
+            return Some(Exchange::Failed("reply-too-large"))
+        }
         Ok(httparse::Status::Partial) => return None,
         Err(_) => return Some(Exchange::Failed("bad-http")),
     };
@@ -352,13 +405,17 @@ fn parse(buf: &[u8]) -> Option<Exchange> {
     let Some(length) = length else {
         return Some(Exchange::Failed("no-content-length"));
     };
-    if buf.len() < head + length {
+    let total = match head.checked_add(length) {
+        Some(t) if t <= MAX_REPLY => t,
+        _ => return Some(Exchange::Failed("reply-too-large")),
+    };
+    if buf.len() < total {
         return None;
     }
     Some(Exchange::Reply {
         status: resp.code.unwrap_or(0),
-        body: head..head + length,
-        consumed: head + length,
+        body: head..total,
+        consumed: total,
         close,
     })
 }
@@ -398,6 +455,18 @@ mod tests {
         assert!(matches!(
             parse(b"garbage\r\n\r\n"),
             Some(Exchange::Failed("bad-http"))
+        ));
+        // A length that would overflow, or more than a reply can be: an error, not a panic
+        // or an allocation.
+        let huge = b"HTTP/1.1 200 OK\r\nContent-Length: 18446744073709551615\r\n\r\n";
+        assert!(matches!(
+            parse(huge),
+            Some(Exchange::Failed("reply-too-large"))
+        ));
+        let big = b"HTTP/1.1 200 OK\r\nContent-Length: 2000000\r\n\r\n";
+        assert!(matches!(
+            parse(big),
+            Some(Exchange::Failed("reply-too-large"))
         ));
     }
 }

@@ -194,8 +194,15 @@ fn plan(a: &LoadArgs, rate: Option<f64>) -> Result<client::Plan, String> {
     if a.connections == 0 {
         return Err("--connections must be at least 1".into());
     }
-    if rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
-        return Err("--rate must be positive".into());
+    if let Some(r) = rate {
+        // Each connection's gap between sends must be a real duration.
+        let gap = Duration::try_from_secs_f64(a.connections as f64 / r).ok();
+        if !(r > 0.0 && gap.is_some_and(|g| g >= Duration::from_micros(1))) {
+            return Err("--rate must be positive, and at most 1,000,000 per connection".into());
+        }
+    }
+    if a.duration.is_zero() {
+        return Err("--duration must be more than 0".into());
     }
     if !(0.0..=1.0).contains(&a.verify_sample) {
         return Err("--verify-sample is a share between 0 and 1".into());
@@ -282,7 +289,8 @@ fn measure(a: &LoadArgs, rate: Option<f64>) -> Result<report::Summary, String> {
     let summary = report::Summary::new(url, plan.connections, rate, plan.duration, &stats);
     report::table(&summary, &mut std::io::stdout().lock()).map_err(|e| e.to_string())?;
     if let Some(path) = &a.hdr_log {
-        report::write_hdr_log(path, started, &stats)?;
+        // The log's intervals start when the measurement does, after the warm-up.
+        report::write_hdr_log(path, started + plan.warmup, &stats)?;
     }
     Ok(summary)
 }
@@ -298,6 +306,9 @@ fn run_once(a: &LoadArgs) -> Result<report::Summary, String> {
 fn sweep(a: &LoadArgs, steps: &[f64], svg: Option<&std::path::Path>) -> CmdResult {
     if steps.is_empty() || steps.iter().any(|s| !(*s > 0.0 && s.is_finite())) {
         return Err("--steps are positive percentages".into());
+    }
+    if a.rate.is_some() {
+        return Err("sweep sets the rates itself (--steps): leave out --rate".into());
     }
     println!("saturation (closed loop, {} connections):", a.connections);
     let saturation = measure(a, None)?;

@@ -22,7 +22,7 @@ pub struct Summary {
     pub duration_s: f64,
     /// Correct replies.
     pub replies: u64,
-    /// Correct replies per second.
+    /// Correct replies per second that arrived within the measured window.
     pub throughput: f64,
     /// Requests that failed, any kind.
     pub errors: u64,
@@ -69,7 +69,7 @@ impl Summary {
             rate,
             duration_s: duration.as_secs_f64(),
             replies: stats.ok,
-            throughput: stats.ok as f64 / duration.as_secs_f64(),
+            throughput: stats.ok_in_window as f64 / duration.as_secs_f64(),
             errors: stats.error_count(),
             errors_by_kind: stats.errors.clone(),
             latency_us: Latency::of(&stats.latency),

@@ -24,9 +24,9 @@ pub fn serve(listen: SocketAddr, cores: usize) -> Result<ExitCode, String> {
         &pki.tsa_cert,
         stampd::signer::software::RsaPadding::Pkcs1,
         now,
-    )
-    .map_err(|e| e.to_string())?;
+    );
     let _ = std::fs::remove_dir_all(&dir);
+    let signer = signer.map_err(|e| e.to_string())?;
     let issuer = Arc::new(stampd::policy::Issuer::single(
         "responder",
         Arc::new(NoSign(signer)),

@@ -131,7 +131,8 @@ fn closed_and_open_loop_against_stampd_with_every_reply_checked() {
         "{log}"
     );
 
-    // Open loop: the offered rate is what arrives.
+    // Open loop: the offered rate is what arrives, on time.
+    let started = Instant::now();
     let (code, s) = load(
         &server.url,
         &["--connections", "4", "--duration", "2s", "--rate", "200"],
@@ -140,6 +141,11 @@ fn closed_and_open_loop_against_stampd_with_every_reply_checked() {
     assert_eq!(code, 0, "{s}");
     let replies = s["replies"].as_u64().unwrap();
     assert!((360..=440).contains(&replies), "200/s for 2 s: {s}");
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(s["mode"], "open");
 
     // A policy the server does not offer: every reply is a counted rejection, exit 1.
@@ -324,4 +330,70 @@ fn a_case_starts_stampd_measures_and_reports_its_thresholds() {
     assert_eq!(out.status.code(), Some(1));
     let md = std::fs::read_to_string(dir.path().join("reports/bad.md")).unwrap();
     assert!(md.contains("FAILED") && md.contains("FAIL: p99"), "{md}");
+}
+
+/// The server stops for 600 ms (SIGSTOP) during an open-loop run: the requests that were
+/// due meanwhile count their wait from when they were due, so p99 shows the stall. A
+/// closed-loop generator would record only the few requests in flight.
+#[test]
+fn open_loop_latency_counts_a_stall_from_the_intended_send_times() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = stampd(&data);
+    let pid = server.child.id().to_string();
+    let stopper = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1200));
+        let _ = Command::new("kill").args(["-STOP", &pid]).status();
+        std::thread::sleep(Duration::from_millis(600));
+        let _ = Command::new("kill").args(["-CONT", &pid]).status();
+    });
+    let (code, s) = load(
+        &server.url,
+        &[
+            "--connections",
+            "4",
+            "--duration",
+            "3s",
+            "--rate",
+            "200",
+            "--timeout",
+            "5s",
+        ],
+        dir.path(),
+    );
+    stopper.join().unwrap();
+    assert_eq!(code, 0, "{s}");
+    // 120 of the 600 requests were due during the stall; the first waited ~600 ms.
+    let p99 = s["latency_us"]["p99"].as_u64().unwrap();
+    let max = s["latency_us"]["max"].as_u64().unwrap();
+    assert!(p99 >= 300_000 && max >= 450_000, "{s}");
+
+    // Nothing listening, open loop: errors are counted and the run ends on time.
+    let url = server.url.clone();
+    drop(server);
+    let started = Instant::now();
+    let (code, s) = load(
+        &url,
+        &[
+            "--connections",
+            "2",
+            "--duration",
+            "1s",
+            "--rate",
+            "1000",
+            "--timeout",
+            "1s",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code, 1);
+    assert!(
+        s["errors"].as_u64().unwrap() >= 900,
+        "every slot is an error: {s}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
 }
