@@ -197,11 +197,22 @@ fn idle_connections(url: &str, n: usize) -> Result<Vec<std::net::TcpStream>, Str
         s.set_read_timeout(limit).map_err(|e| e.to_string())?;
         s.set_write_timeout(limit).map_err(|e| e.to_string())?;
         s.write_all(&req).map_err(|e| e.to_string())?;
-        // The reply is small: one read gets its head and body.
-        let mut buf = [0u8; 4096];
-        let got = s.read(&mut buf).map_err(|e| e.to_string())?;
-        if !buf[..got].starts_with(b"HTTP/1.1 200") {
-            return Err(format!("idle connection {i}: no 200 reply"));
+        // The whole reply is read, so nothing is left to read while the connection idles.
+        let mut buf = Vec::with_capacity(4096);
+        let mut chunk = [0u8; 4096];
+        loop {
+            match crate::client::parse(&buf) {
+                Some(crate::client::Exchange::Reply { status: 200, .. }) => break,
+                Some(_) => return Err(format!("idle connection {i}: no 200 reply")),
+                None => {}
+            }
+            let got = s
+                .read(&mut chunk)
+                .map_err(|e| format!("idle connection {i}: {e}"))?;
+            if got == 0 {
+                return Err(format!("idle connection {i}: closed by the server"));
+            }
+            buf.extend_from_slice(&chunk[..got]);
         }
         held.push(s);
     }

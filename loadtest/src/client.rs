@@ -159,7 +159,7 @@ fn wire(plan: &Plan, req: &Prepared) -> Vec<u8> {
 }
 
 /// How one exchange ended.
-enum Exchange {
+pub enum Exchange {
     /// A complete reply: HTTP status, body range in the buffer, whether it closes.
     Reply {
         status: u16,
@@ -377,7 +377,7 @@ async fn exchange(s: &mut TcpStream, out: &mut Vec<u8>, buf: &mut Vec<u8>) -> Ex
 }
 
 /// A complete reply at the start of `buf`, or `None` while more bytes are needed.
-fn parse(buf: &[u8]) -> Option<Exchange> {
+pub fn parse(buf: &[u8]) -> Option<Exchange> {
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut resp = httparse::Response::new(&mut headers);
     let head = match resp.parse(buf) {
