@@ -235,9 +235,10 @@ async fn connection(
                 let now = Instant::now();
                 if t > now {
                     monoio::time::sleep_until(t.into()).await;
-                } else if now >= end {
-                    // The window closed with slots still unsent: the server (or this
-                    // generator) fell behind the schedule. Each is counted, never dropped.
+                } else if now >= end + plan.timeout {
+                    // Requests due in the window are still sent after it closes (their
+                    // latency counts from when they were due), but only until one timeout
+                    // past it: what is still unsent then is counted, never dropped.
                     if t >= measure_from && t < end {
                         let behind = 1 + ((end - t).as_nanos() / g.as_nanos().max(1)) as u64;
                         let mut st = stats.borrow_mut();

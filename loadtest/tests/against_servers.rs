@@ -308,6 +308,11 @@ fn a_case_starts_stampd_measures_and_reports_its_thresholds() {
     let out = case("good", "max_errors = 0\nmax_rss_mib = 500");
     assert!(
         out.status.success(),
+        "{}",
+        std::fs::read_to_string(dir.path().join("reports/good.md")).unwrap_or_default()
+    );
+    assert!(
+        out.status.success(),
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
