@@ -478,7 +478,14 @@ fn write_report(
     for (what, ok) in checks {
         md += &format!("- {} {what}\n", if *ok { "pass:" } else { "FAIL:" });
     }
-    md += &format!("\n![latency against throughput]({name}.svg)\n");
+    std::fs::write(
+        out.join(format!("{name}-percentiles.svg")),
+        report::percentile_svg(&s.histogram, &format!("case {name}: latency by percentile")),
+    )
+    .map_err(|e| e.to_string())?;
+    md += &format!(
+        "\n![latency against throughput]({name}.svg)\n\n![latency by percentile]({name}-percentiles.svg)\n"
+    );
     std::fs::write(out.join(format!("{name}.md")), md).map_err(|e| e.to_string())?;
     println!(
         "case {name}: {} (report in {})",

@@ -29,6 +29,9 @@ pub struct Summary {
     pub errors_by_kind: BTreeMap<String, u64>,
     /// Latency of correct replies in µs (open loop: from the intended send time).
     pub latency_us: Latency,
+    /// The whole latency distribution (for plots; not in the JSON).
+    #[serde(skip)]
+    pub histogram: Histogram<u64>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -73,6 +76,7 @@ impl Summary {
             errors: stats.error_count(),
             errors_by_kind: stats.errors.clone(),
             latency_us: Latency::of(&stats.latency),
+            histogram: stats.latency.clone(),
         }
     }
 }
@@ -238,6 +242,71 @@ pub fn sweep_svg(points: &[Summary], title: &str) -> String {
     svg + "</svg>\n"
 }
 
+/// The latency distribution of one run as SVG, HdrHistogram style: x = percentile on a
+/// scale that spreads the tail (0, 90, 99, 99.9, 99.99 %), y = latency.
+pub fn percentile_svg(h: &Histogram<u64>, title: &str) -> String {
+    const W: f64 = 720.0;
+    const H: f64 = 400.0;
+    const L: f64 = 70.0;
+    const R: f64 = 20.0;
+    const T: f64 = 40.0;
+    const B: f64 = 50.0;
+    // x: log10(1 / (1 - q)), so each "nine" gets the same width; up to 99.999%.
+    const NINES: f64 = 5.0;
+    let x_of = |q: f64| (1.0 / (1.0 - q.min(0.99999))).log10();
+    let max_y = (h.max().max(1) as f64) * 1.05;
+    let px = |x: f64| L + (W - L - R) * x / NINES;
+    let py = |us: f64| T + (H - T - B) * (1.0 - us / max_y);
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{}\" y=\"22\" text-anchor=\"middle\" font-size=\"14\">{}</text>\n",
+        W / 2.0,
+        escape(title)
+    );
+    for (i, label) in ["0%", "90%", "99%", "99.9%", "99.99%", "99.999%"]
+        .iter()
+        .enumerate()
+    {
+        let x = px(i as f64);
+        svg += &format!(
+            "<line x1=\"{x:.1}\" y1=\"{T}\" x2=\"{x:.1}\" y2=\"{}\" stroke=\"#eee\"/>\
+             <text x=\"{x:.1}\" y=\"{}\" text-anchor=\"middle\">{label}</text>\n",
+            H - B,
+            H - B + 16.0
+        );
+    }
+    for i in 0..=4 {
+        let us = max_y * f64::from(i) / 4.0;
+        let y = py(us);
+        svg += &format!(
+            "<line x1=\"{L}\" y1=\"{y:.1}\" x2=\"{}\" y2=\"{y:.1}\" stroke=\"#ddd\"/>\
+             <text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{:.2} ms</text>\n",
+            W - R,
+            L - 6.0,
+            y + 4.0,
+            us / 1000.0
+        );
+    }
+    svg += &format!(
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">percentile</text>\n",
+        (L + W - R) / 2.0,
+        H - 12.0
+    );
+    let points: Vec<String> = h
+        .iter_quantiles(4)
+        .map(|v| {
+            let q = v.quantile_iterated_to();
+            format!("{:.1},{:.1}", px(x_of(q)), py(v.value_iterated_to() as f64))
+        })
+        .collect();
+    svg += &format!(
+        "<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"2\" points=\"{}\"/>\n",
+        points.join(" ")
+    );
+    svg + "</svg>\n"
+}
+
 fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
@@ -267,7 +336,27 @@ mod tests {
                 max: p99 * 3,
                 mean: p50 as f64,
             },
+            histogram: crate::client::histogram(),
         }
+    }
+
+    #[test]
+    fn the_percentile_plot_runs_from_the_median_to_the_tail() {
+        let mut h = crate::client::histogram();
+        for v in 1..=10_000u64 {
+            h.record(v).unwrap();
+        }
+        let svg = percentile_svg(&h, "run");
+        assert_eq!(svg.matches("<polyline").count(), 1);
+        assert!(svg.contains("99.9%") && svg.contains("ms</text>"));
+        let points = svg
+            .split("points=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        assert!(points.split(' ').count() > 10, "{points}");
     }
 
     #[test]

@@ -329,6 +329,9 @@ fn a_case_starts_stampd_measures_and_reports_its_thresholds() {
     assert!(json["saturation"]["throughput"].as_f64().unwrap() > 0.0);
     assert_eq!(json["summary"]["mode"], "open");
     assert!(dir.path().join("reports/good.svg").exists());
+    let percentiles =
+        std::fs::read_to_string(dir.path().join("reports/good-percentiles.svg")).unwrap();
+    assert!(percentiles.contains("<polyline") && md.contains("good-percentiles.svg"));
 
     // A threshold no server meets: exit 1, and the report says which.
     let out = case("bad", "max_p99_ms = 0.000001");
