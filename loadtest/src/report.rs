@@ -152,15 +152,58 @@ pub fn write_hdr_log(path: &Path, started: SystemTime, stats: &Stats) -> Result<
     std::fs::write(path, file).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// The plots' frame: size and margins (left, right, top, bottom), in SVG units.
+const W: f64 = 720.0;
+const H: f64 = 440.0;
+const L: f64 = 70.0;
+const R: f64 = 20.0;
+const T: f64 = 40.0;
+const B: f64 = 50.0;
+
+/// An SVG document with a white background and `title`.
+fn svg_open(title: &str) -> String {
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" font-family=\"sans-serif\" font-size=\"12\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"{}\" y=\"22\" text-anchor=\"middle\" font-size=\"14\">{}</text>\n",
+        W / 2.0,
+        escape(title)
+    )
+}
+
+/// A horizontal grid line at `y`, labelled on the left.
+fn h_grid(y: f64, label: &str) -> String {
+    format!(
+        "<line x1=\"{L}\" y1=\"{y:.1}\" x2=\"{}\" y2=\"{y:.1}\" stroke=\"#ddd\"/>\
+         <text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{label}</text>\n",
+        W - R,
+        L - 6.0,
+        y + 4.0
+    )
+}
+
+/// A vertical grid line at `x`, labelled below the plot.
+fn v_grid(x: f64, label: &str) -> String {
+    format!(
+        "<line x1=\"{x:.1}\" y1=\"{T}\" x2=\"{x:.1}\" y2=\"{}\" stroke=\"#eee\"/>\
+         <text x=\"{x:.1}\" y=\"{}\" text-anchor=\"middle\">{label}</text>\n",
+        H - B,
+        H - B + 16.0
+    )
+}
+
+/// The x axis's title, under the plot.
+fn x_title(text: &str) -> String {
+    format!(
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{text}</text>\n",
+        (L + W - R) / 2.0,
+        H - 12.0
+    )
+}
+
 /// The throughput–latency curve of a sweep as SVG: x = correct replies/s, y = latency
 /// (log scale), one line per percentile.
 pub fn sweep_svg(points: &[Summary], title: &str) -> String {
-    const W: f64 = 720.0;
-    const H: f64 = 440.0;
-    const L: f64 = 70.0;
-    const R: f64 = 20.0;
-    const T: f64 = 40.0;
-    const B: f64 = 50.0;
     let max_x = points.iter().map(|p| p.throughput).fold(1.0, f64::max) * 1.05;
     let lat = |p: &Summary| [p.latency_us.p50, p.latency_us.p99, p.latency_us.p99_9];
     let lo = points.iter().flat_map(lat).min().unwrap_or(1).max(1) as f64;
@@ -171,13 +214,7 @@ pub fn sweep_svg(points: &[Summary], title: &str) -> String {
     );
     let px = |x: f64| L + (W - L - R) * x / max_x;
     let py = |us: f64| T + (H - T - B) * (1.0 - (us.max(1.0).log10() - y0) / (y1 - y0));
-    let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" font-family=\"sans-serif\" font-size=\"12\">\n\
-         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"{}\" y=\"22\" text-anchor=\"middle\" font-size=\"14\">{}</text>\n",
-        W / 2.0,
-        escape(title)
-    );
+    let mut svg = svg_open(title);
     // Axes and grid: decades of latency, fifths of throughput.
     let mut decade = y0;
     while decade <= y1 {
@@ -186,30 +223,16 @@ pub fn sweep_svg(points: &[Summary], title: &str) -> String {
             v if v >= 1000.0 => format!("{} ms", v / 1000.0),
             v => format!("{v} µs"),
         };
-        svg += &format!(
-            "<line x1=\"{L}\" y1=\"{y:.1}\" x2=\"{}\" y2=\"{y:.1}\" stroke=\"#ddd\"/>\
-             <text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{label}</text>\n",
-            W - R,
-            L - 6.0,
-            y + 4.0
-        );
+        svg += &h_grid(y, &label);
         decade += 1.0;
     }
     for i in 0..=5 {
         let v = max_x * f64::from(i) / 5.0;
-        let x = px(v);
-        svg += &format!(
-            "<line x1=\"{x:.1}\" y1=\"{T}\" x2=\"{x:.1}\" y2=\"{}\" stroke=\"#eee\"/>\
-             <text x=\"{x:.1}\" y=\"{}\" text-anchor=\"middle\">{v:.0}</text>\n",
-            H - B,
-            H - B + 16.0
-        );
+        svg += &v_grid(px(v), &format!("{v:.0}"));
     }
+    svg += &x_title("correct replies/s");
     svg += &format!(
-        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">correct replies/s</text>\n\
-         <text x=\"16\" y=\"{}\" transform=\"rotate(-90 16 {})\" text-anchor=\"middle\">latency (log)</text>\n",
-        (L + W - R) / 2.0,
-        H - 12.0,
+        "<text x=\"16\" y=\"{}\" transform=\"rotate(-90 16 {})\" text-anchor=\"middle\">latency (log)</text>\n",
         (T + H - B) / 2.0,
         (T + H - B) / 2.0
     );
@@ -245,54 +268,24 @@ pub fn sweep_svg(points: &[Summary], title: &str) -> String {
 /// The latency distribution of one run as SVG, HdrHistogram style: x = percentile on a
 /// scale that spreads the tail (0, 90, 99, 99.9, 99.99 %), y = latency.
 pub fn percentile_svg(h: &Histogram<u64>, title: &str) -> String {
-    const W: f64 = 720.0;
-    const H: f64 = 400.0;
-    const L: f64 = 70.0;
-    const R: f64 = 20.0;
-    const T: f64 = 40.0;
-    const B: f64 = 50.0;
     // x: log10(1 / (1 - q)), so each "nine" gets the same width; up to 99.999%.
     const NINES: f64 = 5.0;
     let x_of = |q: f64| (1.0 / (1.0 - q.min(0.99999))).log10();
     let max_y = (h.max().max(1) as f64) * 1.05;
     let px = |x: f64| L + (W - L - R) * x / NINES;
     let py = |us: f64| T + (H - T - B) * (1.0 - us / max_y);
-    let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" font-family=\"sans-serif\" font-size=\"12\">\n\
-         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-         <text x=\"{}\" y=\"22\" text-anchor=\"middle\" font-size=\"14\">{}</text>\n",
-        W / 2.0,
-        escape(title)
-    );
+    let mut svg = svg_open(title);
     for (i, label) in ["0%", "90%", "99%", "99.9%", "99.99%", "99.999%"]
         .iter()
         .enumerate()
     {
-        let x = px(i as f64);
-        svg += &format!(
-            "<line x1=\"{x:.1}\" y1=\"{T}\" x2=\"{x:.1}\" y2=\"{}\" stroke=\"#eee\"/>\
-             <text x=\"{x:.1}\" y=\"{}\" text-anchor=\"middle\">{label}</text>\n",
-            H - B,
-            H - B + 16.0
-        );
+        svg += &v_grid(px(i as f64), label);
     }
     for i in 0..=4 {
         let us = max_y * f64::from(i) / 4.0;
-        let y = py(us);
-        svg += &format!(
-            "<line x1=\"{L}\" y1=\"{y:.1}\" x2=\"{}\" y2=\"{y:.1}\" stroke=\"#ddd\"/>\
-             <text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{:.2} ms</text>\n",
-            W - R,
-            L - 6.0,
-            y + 4.0,
-            us / 1000.0
-        );
+        svg += &h_grid(py(us), &format!("{:.2} ms", us / 1000.0));
     }
-    svg += &format!(
-        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">percentile</text>\n",
-        (L + W - R) / 2.0,
-        H - 12.0
-    );
+    svg += &x_title("percentile");
     let points: Vec<String> = h
         .iter_quantiles(4)
         .map(|v| {

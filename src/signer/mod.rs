@@ -8,8 +8,9 @@ pub mod checks;
 pub mod pkcs11;
 pub mod software;
 
-use crate::protocol::token::SignerTemplate;
-use crate::protocol::Timestamp;
+use crate::protocol::cert::CertView;
+use crate::protocol::token::{EssCertId, SignatureScheme, SignerTemplate};
+use crate::protocol::{HashAlg, Timestamp};
 
 /// A reserved right to sign once. For the software signer it carries nothing; an HSM pool
 /// puts a session index here, which goes back to the pool when the reservation is dropped
@@ -65,15 +66,60 @@ pub enum SignError {
     Failed,
 }
 
+/// A key's checked certificate chain and what tokens need from it, built the same way for
+/// every kind of signer.
+pub struct Certified {
+    template: SignerTemplate,
+    chain: Vec<Vec<u8>>,
+    validity: (Timestamp, Timestamp),
+    key_id: String,
+}
+
+impl Certified {
+    /// Checks the leaf of `chain` (TSA certificate first) against the key's public key bits
+    /// (`checks::check_tsa_certificate`) and encodes the template for `scheme`.
+    pub fn new(
+        scheme: SignatureScheme,
+        chain: Vec<Vec<u8>>,
+        public_key: &[u8],
+        now: Timestamp,
+    ) -> Result<Self, String> {
+        let unparseable = || checks::CertProblem::Unparseable.to_string();
+        let leaf_der = chain.first().ok_or("no CERTIFICATE PEM block found")?;
+        let leaf = CertView::parse(leaf_der).map_err(|_| unparseable())?;
+        checks::check_tsa_certificate(&leaf, public_key, now).map_err(|e| e.to_string())?;
+        let validity = (leaf.not_before, leaf.not_after);
+        let key_id = crate::client::verify::hex(&HashAlg::Sha256.digest(leaf.spki)[..8]);
+        let template = SignerTemplate::new(scheme, &chain, EssCertId::V2(HashAlg::Sha256))
+            .map_err(|_| unparseable())?;
+        Ok(Certified {
+            template,
+            chain,
+            validity,
+            key_id,
+        })
+    }
+}
+
 pub trait TokenSigner: Send + Sync {
+    /// The key's certificate chain and token template.
+    fn certified(&self) -> &Certified;
     /// Constant DER parts for tokens signed by this key.
-    fn template(&self) -> &SignerTemplate;
+    fn template(&self) -> &SignerTemplate {
+        &self.certified().template
+    }
     /// The certificate chain, TSA certificate first (DER each).
-    fn chain(&self) -> &[Vec<u8>];
+    fn chain(&self) -> &[Vec<u8>] {
+        &self.certified().chain
+    }
     /// Validity of the TSA certificate (a token must not claim a time outside it).
-    fn validity(&self) -> (Timestamp, Timestamp);
+    fn validity(&self) -> (Timestamp, Timestamp) {
+        self.certified().validity
+    }
     /// A short identifier of the key for logs and audit (hex of the SPKI SHA-256, 16 chars).
-    fn key_id(&self) -> &str;
+    fn key_id(&self) -> &str {
+        &self.certified().key_id
+    }
     fn reserve(&self) -> Result<Reservation, SignError>;
     /// Signs `message` (the DER signed attributes), consuming the reservation.
     fn sign(&self, reservation: Reservation, message: &[u8]) -> Result<Vec<u8>, SignError>;
@@ -93,17 +139,8 @@ pub trait TokenSigner: Send + Sync {
 pub struct NoSign<S>(pub S);
 
 impl<S: TokenSigner> TokenSigner for NoSign<S> {
-    fn template(&self) -> &SignerTemplate {
-        self.0.template()
-    }
-    fn chain(&self) -> &[Vec<u8>] {
-        self.0.chain()
-    }
-    fn validity(&self) -> (Timestamp, Timestamp) {
-        self.0.validity()
-    }
-    fn key_id(&self) -> &str {
-        self.0.key_id()
+    fn certified(&self) -> &Certified {
+        self.0.certified()
     }
     fn reserve(&self) -> Result<Reservation, SignError> {
         Ok(Reservation::unpooled())

@@ -6,12 +6,10 @@ use std::path::Path;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{self as sig, KeyPair};
 
-use super::checks::{check_tsa_certificate, CertProblem};
-use super::{Reservation, SignError, TokenSigner};
+use super::{Certified, Reservation, SignError, TokenSigner};
 use crate::error::Error;
-use crate::protocol::cert::CertView;
-use crate::protocol::token::{EssCertId, SignatureScheme, SignerTemplate};
-use crate::protocol::{HashAlg, Timestamp};
+use crate::protocol::token::SignatureScheme;
+use crate::protocol::Timestamp;
 
 enum Key {
     Ecdsa(sig::EcdsaKeyPair),
@@ -53,10 +51,7 @@ pub enum RsaPadding {
 pub struct SoftwareSigner {
     key: Key,
     rng: SystemRandom,
-    template: SignerTemplate,
-    chain: Vec<Vec<u8>>,
-    validity: (Timestamp, Timestamp),
-    key_id: String,
+    certified: Certified,
 }
 
 /// Parses a PKCS#8 private key (DER) into a key and its signature scheme.
@@ -154,42 +149,18 @@ impl SoftwareSigner {
         chain: Vec<Vec<u8>>,
         now: Timestamp,
     ) -> Result<Self, String> {
-        let leaf_der = chain.first().ok_or("no CERTIFICATE PEM block found")?;
-        let leaf = CertView::parse(leaf_der).map_err(|_| CertProblem::Unparseable.to_string())?;
-        check_tsa_certificate(&leaf, key.public_key(), now).map_err(|e| e.to_string())?;
-        let validity = (leaf.not_before, leaf.not_after);
-        let key_id = HashAlg::Sha256.digest(leaf.spki)[..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let template = SignerTemplate::new(scheme, &chain, EssCertId::V2(HashAlg::Sha256))
-            .map_err(|_| CertProblem::Unparseable.to_string())?;
+        let certified = Certified::new(scheme, chain, key.public_key(), now)?;
         Ok(SoftwareSigner {
             key,
             rng: SystemRandom::new(),
-            template,
-            chain,
-            validity,
-            key_id,
+            certified,
         })
     }
 }
 
 impl TokenSigner for SoftwareSigner {
-    fn template(&self) -> &SignerTemplate {
-        &self.template
-    }
-
-    fn chain(&self) -> &[Vec<u8>] {
-        &self.chain
-    }
-
-    fn validity(&self) -> (Timestamp, Timestamp) {
-        self.validity
-    }
-
-    fn key_id(&self) -> &str {
-        &self.key_id
+    fn certified(&self) -> &Certified {
+        &self.certified
     }
 
     fn reserve(&self) -> Result<Reservation, SignError> {

@@ -28,12 +28,9 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use cryptoki::object::ObjectHandle;
 
 use self::token::{find_key, read_certificates, Token, TokenSession};
-use super::checks::check_tsa_certificate;
-use super::{Reservation, SignError, TokenSigner};
-use crate::policy::filters::timestamp_token::EssCertId;
-use crate::protocol::cert::CertView;
-use crate::protocol::token::{SignatureScheme, SignerTemplate};
-use crate::protocol::{HashAlg, Timestamp};
+use super::{Certified, Reservation, SignError, TokenSigner};
+use crate::protocol::token::SignatureScheme;
+use crate::protocol::Timestamp;
 
 /// Longest `reserve` waits for a free session while some session works.
 const RESERVE_WAIT: Duration = Duration::from_secs(2);
@@ -106,10 +103,7 @@ pub struct Pkcs11Signer {
     /// Joined on drop, so the pool's sessions close in the dropping thread, never in a
     /// healer racing the process's exit (and the module's own teardown).
     healer: Option<std::thread::JoinHandle<()>>,
-    template: SignerTemplate,
-    chain: Vec<Vec<u8>>,
-    validity: (Timestamp, Timestamp),
-    key_id: String,
+    certified: Certified,
     scheme: SignatureScheme,
 }
 
@@ -148,14 +142,8 @@ impl Pkcs11Signer {
             (Some(chain), _) | (None, Some(chain)) => chain,
             (None, None) => return Err("no certificate".into()),
         };
-        let leaf_der = chain.first().ok_or("no certificate")?;
-        let leaf = CertView::parse(leaf_der).map_err(|_| "unparseable certificate")?;
-        check_tsa_certificate(&leaf, &public.bits, now).map_err(|e| e.to_string())?;
         let scheme = public.scheme(c.rsa_padding);
-        let validity = (leaf.not_before, leaf.not_after);
-        let key_id = crate::client::verify::hex(&HashAlg::Sha256.digest(leaf.spki)[..8]);
-        let template = SignerTemplate::new(scheme, &chain, EssCertId::V2(HashAlg::Sha256))
-            .map_err(|_| "unparseable certificate")?;
+        let certified = Certified::new(scheme, chain, &public.bits, now)?;
 
         for i in 0..sessions {
             let opened = pool.open()?;
@@ -176,10 +164,7 @@ impl Pkcs11Signer {
             free_rx,
             broken_tx: Some(broken_tx),
             healer: Some(healer),
-            template,
-            chain,
-            validity,
-            key_id,
+            certified,
             scheme,
         })
     }
@@ -264,20 +249,8 @@ fn reopen(pool: &Pool, waiting: &mut Vec<usize>) -> Option<String> {
 }
 
 impl TokenSigner for Pkcs11Signer {
-    fn template(&self) -> &SignerTemplate {
-        &self.template
-    }
-
-    fn chain(&self) -> &[Vec<u8>] {
-        &self.chain
-    }
-
-    fn validity(&self) -> (Timestamp, Timestamp) {
-        self.validity
-    }
-
-    fn key_id(&self) -> &str {
-        &self.key_id
+    fn certified(&self) -> &Certified {
+        &self.certified
     }
 
     fn reserve(&self) -> Result<Reservation, SignError> {
@@ -340,9 +313,9 @@ impl TokenSigner for Pkcs11Signer {
                 drop(guard);
                 drop(broken);
                 let up = self.pool.down();
-                tracing::warn!(key_id = %self.key_id, sessions_up = up, error = %e, "PKCS#11 sign failed; reopening the session");
+                tracing::warn!(key_id = %self.key_id(), sessions_up = up, error = %e, "PKCS#11 sign failed; reopening the session");
                 if self.broken_tx.as_ref().is_none_or(|b| b.send(i).is_err()) {
-                    tracing::error!(key_id = %self.key_id, "the PKCS#11 session healer is gone: this session stays closed");
+                    tracing::error!(key_id = %self.key_id(), "the PKCS#11 session healer is gone: this session stays closed");
                 }
                 Err(SignError::Failed)
             }
