@@ -442,37 +442,50 @@ fn migrate_and_query_postgres_from_the_command_line() {
 #[test]
 fn group_commit_holds_the_reply_until_the_batch_is_on_disk_and_async_does_not() {
     let tmp = common::tempdir();
-    // Group commit with a long batch delay: the reply waits for the batch.
+    // Group commit with a long commit interval: the first request finds the writer idle and
+    // is committed at once; the next one waits for the interval, then for its batch.
     let data = tmp.path().join("g");
-    let server = Server::start(&data, Some("[audit.batch]\nmax_delay_us = 600000\n"));
+    let server = Server::start(&data, Some("[audit.batch]\ninterval_us = 600000\n"));
     let started = Instant::now();
-    let (status, serial, _) = issue(&server, [1; 32]);
+    let (status, first, _) = issue(&server, [1; 32]);
+    assert_eq!(status, PkiStatus::Granted);
+    assert!(started.elapsed() < Duration::from_millis(500));
+    let (status, serial, _) = issue(&server, [4; 32]);
     assert_eq!(status, PkiStatus::Granted);
     assert!(started.elapsed() >= Duration::from_millis(600));
-    assert!(export(&data)
-        .iter()
-        .any(|r| r["serial"] == serial.as_deref().unwrap()));
+    let records = export(&data);
+    for s in [&first, &serial] {
+        assert!(records.iter().any(|r| r["serial"] == s.as_deref().unwrap()));
+    }
     drop(server);
 
-    // Async: the reply leaves at once; the record follows when the batch closes.
+    // Async: the reply leaves at once; the record follows with the next commit.
     let data = tmp.path().join("a");
     let server = Server::start(
         &data,
-        Some("[audit]\ndurability = \"async\"\n[audit.batch]\nmax_delay_us = 1000000\n"),
+        Some("[audit]\ndurability = \"async\"\n[audit.batch]\ninterval_us = 1000000\n"),
     );
+    issue(&server, [5; 32]);
+    // The first commit has begun: the next waits a second.
+    while export(&data).is_empty() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let started = Instant::now();
     let (status, serial, _) = issue(&server, [2; 32]);
     assert_eq!(status, PkiStatus::Granted);
-    assert!(started.elapsed() < Duration::from_millis(900));
-    assert!(export(&data).is_empty(), "not yet committed");
+    assert!(started.elapsed() < Duration::from_millis(700));
+    let pending = |records: &[serde_json::Value]| {
+        !records
+            .iter()
+            .any(|r| r["serial"] == serial.as_deref().unwrap())
+    };
+    assert!(pending(&export(&data)), "not yet committed");
     std::thread::sleep(Duration::from_millis(1500));
-    assert!(export(&data)
-        .iter()
-        .any(|r| r["serial"] == serial.as_deref().unwrap()));
+    assert!(!pending(&export(&data)));
     // SIGTERM commits what is queued before exiting.
     let started = Instant::now();
     issue(&server, [3; 32]);
     server.terminate();
     assert!(started.elapsed() < Duration::from_millis(900));
-    assert_eq!(export(&data).len(), 2);
+    assert_eq!(export(&data).len(), 3);
 }

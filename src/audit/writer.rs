@@ -1,7 +1,13 @@
-//! The one audit writer: a thread that takes records from a bounded queue, closes a batch
-//! at `max_records`, `max_bytes` or `max_delay` after its first record (whichever comes
-//! first), commits it to its [`Store`] (journal: one write + one fdatasync; PostgreSQL: one
+//! The one audit writer: a thread that takes records from a bounded queue, commits them in
+//! batches to its [`Store`] (journal: one write + one fdatasync; PostgreSQL: one
 //! transaction), then releases the group-commit waiters of that batch.
+//!
+//! Commits are paced, not delayed: a commit starts at least `interval` after the previous
+//! one started. A record that finds the writer idle and the interval passed is committed at
+//! once (light traffic pays one fdatasync of latency, not a batching delay); records that
+//! arrive sooner, or during a commit, wait for the next one and share it. So fdatasyncs
+//! never exceed one per interval, which is what bounds the trail's CPU and disk cost under
+//! load. A batch also closes at `max_records` or `max_bytes`.
 //!
 //! When the queue is full, [`Writer::submit`] refuses at once (the caller answers 503): a
 //! frontend core never blocks on the audit trail, and no record is dropped silently.
@@ -36,7 +42,8 @@ pub trait Store: Send + 'static {
 pub struct Limits {
     pub max_records: usize,
     pub max_bytes: usize,
-    pub max_delay: Duration,
+    /// Least time between the starts of two commits.
+    pub interval: Duration,
     pub queue_capacity: usize,
 }
 
@@ -44,8 +51,8 @@ pub struct Limits {
 // an allocation per request to save queue memory (capacity × ~250 bytes).
 #[allow(clippy::large_enum_variant)]
 enum Msg {
-    /// A record, its group-commit waiter, and when it was submitted.
-    Record(Record, Option<oneshot::Sender<bool>>, Instant),
+    /// A record and its group-commit waiter.
+    Record(Record, Option<oneshot::Sender<bool>>),
     /// Commit what is queued, then stop and say so.
     Stop(std::sync::mpsc::Sender<()>),
 }
@@ -107,7 +114,7 @@ impl AuditSink for Writer {
             Err(Full)
         } else {
             self.tx
-                .try_send(Msg::Record(record, ack, Instant::now()))
+                .try_send(Msg::Record(record, ack))
                 .map_err(|e| match e {
                     TrySendError::Full(_) | TrySendError::Disconnected(_) => Full,
                 })
@@ -130,7 +137,7 @@ impl AuditSink for Writer {
         let sent = self.tx.send_timeout(Msg::Stop(tx), STOP_DEADLINE).is_ok();
         if let Ok(t) = self.thread.lock() {
             if let Some(t) = t.as_ref() {
-                // Do not wait out a batch delay.
+                // Do not wait out the commit interval.
                 t.thread().unpark();
             }
         }
@@ -177,7 +184,7 @@ fn take(
     stop: &mut Option<std::sync::mpsc::Sender<()>>,
 ) {
     match m {
-        Msg::Record(r, ack, _) => {
+        Msg::Record(r, ack) => {
             *bytes += r.encoded_len();
             batch.push(r);
             acks.extend(ack);
@@ -198,6 +205,9 @@ fn run(
     let mut stop: Option<std::sync::mpsc::Sender<()>> = None;
     // Whether everything queued at the stop was committed.
     let mut stop_ok = true;
+    let mut last_start: Option<Instant> = None;
+    // The previous batch closed full.
+    let mut backlog = false;
     loop {
         // Stopping: drain what is queued, batch by batch, without waiting.
         let first = if stop.is_some() {
@@ -211,11 +221,11 @@ fn run(
                 Err(_) => break,
             }
         };
-        // The delay timer is armed by the batch's first record, when it was submitted: under
-        // load that record has waited through the previous commit already, and the batch
-        // closes at once with everything that queued up meanwhile.
-        let deadline = match &first {
-            Msg::Record(_, _, at) if stop.is_none() => *at + limits.max_delay,
+        // Paced from the previous commit's start: after a quiet spell the deadline has
+        // passed and the batch closes with what is queued now; under load the batch takes
+        // everything that arrives until one interval after the previous commit began.
+        let deadline = match last_start {
+            Some(at) if stop.is_none() && !backlog => at + limits.interval,
             _ => Instant::now(),
         };
         let mut bytes = 0usize;
@@ -232,14 +242,16 @@ fn run(
                     // receiver waiting on the channel costs every submitter a futex wake-up,
                     // and each wake-up of this thread takes a core from the frontends. What
                     // queues meanwhile beyond the batch limits waits for the next batch,
-                    // which then starts at once (its first record's deadline has passed).
-                    // A stop request unparks it early.
+                    // which then starts at once: a full batch means a backlog, and pacing
+                    // it would only grow the queue. A stop request unparks it early.
                     std::thread::park_timeout(deadline - now);
                 }
                 Err(TryRecvError::Disconnected) => break,
             }
         }
+        backlog = batch.len() >= limits.max_records || bytes >= limits.max_bytes;
         if !batch.is_empty() {
+            last_start = Some(Instant::now());
             let ok = commit(&mut store, &mut batch, &mut acks, stats);
             if stop.is_some() {
                 stop_ok &= ok;
@@ -307,10 +319,13 @@ mod tests {
         seen: Arc<Mutex<Vec<usize>>>,
         fail: Arc<std::sync::atomic::AtomicBool>,
         gate: Arc<Mutex<()>>,
+        /// Commits begun (before the gate).
+        entered: Arc<AtomicUsize>,
     }
 
     impl Store for Batches {
         fn commit(&mut self, batch: &[Record]) -> Result<(), String> {
+            self.entered.fetch_add(1, Ordering::SeqCst);
             let _gate = self.gate.lock().unwrap();
             self.seen.lock().unwrap().push(batch.len());
             if self.fail.load(Ordering::SeqCst) {
@@ -320,11 +335,24 @@ mod tests {
         }
     }
 
-    fn limits(records: usize, bytes: usize, delay_ms: u64) -> Limits {
+    impl Batches {
+        /// Holds the writer inside the commit of one record, so what is submitted next
+        /// queues up behind it.
+        fn stall_on_first(&self, w: &Writer) -> (std::sync::MutexGuard<'_, ()>, Durable) {
+            let gate = self.gate.lock().unwrap();
+            let first = w.submit(sample(100), true).unwrap().unwrap();
+            while self.entered.load(Ordering::SeqCst) == 0 {
+                std::thread::yield_now();
+            }
+            (gate, first)
+        }
+    }
+
+    fn limits(records: usize, bytes: usize, interval_ms: u64) -> Limits {
         Limits {
             max_records: records,
             max_bytes: bytes,
-            max_delay: Duration::from_millis(delay_ms),
+            interval: Duration::from_millis(interval_ms),
             queue_capacity: 1024,
         }
     }
@@ -337,51 +365,73 @@ mod tests {
             .block_on(f)
     }
 
-    #[test]
-    fn a_batch_closes_at_max_records() {
+    /// Submits `n` records behind a stalled commit, releases it, and returns the batches.
+    fn batches_behind_a_stall(limits: Limits, n: u64) -> Vec<usize> {
         let store = Batches::default();
-        // A long delay: only the record limit can close these batches.
-        let w = Writer::start(store.clone(), limits(4, 1 << 20, 10_000)).unwrap();
-        let gate = store.gate.lock().unwrap();
-        let waits: Vec<_> = (0..8)
+        let w = Writer::start(store.clone(), limits).unwrap();
+        let (gate, first) = store.stall_on_first(&w);
+        let waits: Vec<_> = (0..n)
             .map(|n| w.submit(sample(n), true).unwrap().unwrap())
             .collect();
         drop(gate);
+        assert_eq!(block_on(first), Ok(true));
         for rx in waits {
             assert_eq!(block_on(rx), Ok(true));
         }
-        assert_eq!(*store.seen.lock().unwrap(), vec![4, 4]);
+        let seen = store.seen.lock().unwrap().clone();
+        seen
+    }
+
+    #[test]
+    fn a_batch_closes_at_max_records_and_a_backlog_is_not_paced() {
+        // A long interval: only the record limit can close these batches, and a batch
+        // closed full lets the next start at once (this would take 20 s otherwise).
+        let started = Instant::now();
+        assert_eq!(
+            batches_behind_a_stall(limits(4, 1 << 20, 10_000), 8),
+            vec![1, 4, 4]
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 
     #[test]
     fn a_batch_closes_at_max_bytes() {
-        let store = Batches::default();
         let one = sample(0).encoded_len();
-        let w = Writer::start(store.clone(), limits(100, 3 * one, 10_000)).unwrap();
-        let gate = store.gate.lock().unwrap();
-        let waits: Vec<_> = (0..6)
-            .map(|n| w.submit(sample(n), true).unwrap().unwrap())
-            .collect();
-        drop(gate);
-        for rx in waits {
-            assert_eq!(block_on(rx), Ok(true));
-        }
-        assert_eq!(*store.seen.lock().unwrap(), vec![3, 3]);
+        assert_eq!(
+            batches_behind_a_stall(limits(100, 3 * one, 10_000), 6),
+            vec![1, 3, 3]
+        );
     }
 
     #[test]
-    fn a_batch_closes_at_max_delay_after_its_first_record() {
+    fn an_idle_writer_commits_at_once_and_commits_are_paced_by_the_interval() {
         let store = Batches::default();
-        let w = Writer::start(store.clone(), limits(100, 1 << 20, 50)).unwrap();
+        let interval = Duration::from_millis(300);
+        let w = Writer::start(store.clone(), limits(100, 1 << 20, 300)).unwrap();
+        // Nothing committed before: at once.
         let started = Instant::now();
-        let rx = w.submit(sample(0), true).unwrap().unwrap();
-        std::thread::sleep(Duration::from_millis(10));
-        let rx2 = w.submit(sample(1), true).unwrap().unwrap();
-        assert_eq!(block_on(rx), Ok(true));
+        assert_eq!(
+            block_on(w.submit(sample(0), true).unwrap().unwrap()),
+            Ok(true)
+        );
+        assert!(started.elapsed() < interval, "{:?}", started.elapsed());
+        // Two more within the interval: one batch, no earlier than one interval after the
+        // first commit began.
+        let rx1 = w.submit(sample(1), true).unwrap().unwrap();
+        let rx2 = w.submit(sample(2), true).unwrap().unwrap();
+        assert_eq!(block_on(rx1), Ok(true));
         assert_eq!(block_on(rx2), Ok(true));
-        // Both in one batch, released no earlier than the delay after the first record.
-        assert!(started.elapsed() >= Duration::from_millis(50));
-        assert_eq!(*store.seen.lock().unwrap(), vec![2]);
+        assert!(started.elapsed() >= interval);
+        assert_eq!(*store.seen.lock().unwrap(), vec![1, 2]);
+        // After a quiet spell longer than the interval: at once again.
+        std::thread::sleep(interval + Duration::from_millis(50));
+        let quiet = Instant::now();
+        assert_eq!(
+            block_on(w.submit(sample(3), true).unwrap().unwrap()),
+            Ok(true)
+        );
+        assert!(quiet.elapsed() < interval, "{:?}", quiet.elapsed());
+        assert_eq!(*store.seen.lock().unwrap(), vec![1, 2, 1]);
     }
 
     #[test]
