@@ -184,9 +184,15 @@ pub struct BatchSettings {
     /// finds the writer idle and this long since the last commit is committed at once;
     /// records arriving sooner share the next commit. Each commit costs one fdatasync (on
     /// the reference VM about 40 µs of CPU and 120 µs of waiting), so this caps their rate
-    /// (2000/s by default) at the cost of up to one interval of latency under load. 0:
-    /// commit whenever the writer is free (lowest latency at moderate load, most fsyncs).
+    /// (2000/s by default; only a backlog of full batches goes faster) at the cost of up to
+    /// one interval of latency under load (plus the commit in progress, when commits take
+    /// longer than the interval). 0: commit whenever the writer is free (lowest latency at
+    /// moderate load, most fsyncs).
     pub interval_us: u64,
+    /// Before `interval_us` there was `max_delay_us` (a delay after a batch's first
+    /// record); it is refused with a message saying so rather than as an unknown key.
+    #[serde(default, skip_serializing)]
+    max_delay_us: Option<serde::de::IgnoredAny>,
     /// Records waiting for the writer; when full, requests are refused with 503. Default
     /// 16384 (about 4 MiB).
     pub queue_capacity: usize,
@@ -198,6 +204,7 @@ impl Default for BatchSettings {
             max_records: 1024,
             max_bytes: 4 << 20,
             interval_us: 500,
+            max_delay_us: None,
             queue_capacity: 16_384,
         }
     }
@@ -211,6 +218,13 @@ impl AuditSettings {
         if b.max_records == 0 || b.max_bytes == 0 || b.queue_capacity == 0 {
             errors.push(
                 "audit.batch: max_records, max_bytes and queue_capacity must be at least 1".into(),
+            );
+        }
+        if b.max_delay_us.is_some() {
+            errors.push(
+                "audit.batch.max_delay_us: replaced by interval_us (least time between the \
+                 starts of two commits; an idle writer commits at once)"
+                    .into(),
             );
         }
         if b.interval_us > 1_000_000 {

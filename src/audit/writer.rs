@@ -5,9 +5,11 @@
 //! Commits are paced, not delayed: a commit starts at least `interval` after the previous
 //! one started. A record that finds the writer idle and the interval passed is committed at
 //! once (light traffic pays one fdatasync of latency, not a batching delay); records that
-//! arrive sooner, or during a commit, wait for the next one and share it. So fdatasyncs
-//! never exceed one per interval, which is what bounds the trail's CPU and disk cost under
-//! load. A batch also closes at `max_records` or `max_bytes`.
+//! arrive sooner, or during a commit, wait for the next one and share it. So there is at
+//! most one fdatasync per interval, which is what bounds the trail's CPU and disk cost
+//! under load. A batch also closes at `max_records` (the submitter that fills it wakes the
+//! writer) or `max_bytes`; while batches fill and more records wait (a backlog), commits
+//! follow each other without pacing, since pacing would only grow the queue.
 //!
 //! When the queue is full, [`Writer::submit`] refuses at once (the caller answers 503): a
 //! frontend core never blocks on the audit trail, and no record is dropped silently.
@@ -74,6 +76,9 @@ pub struct Writer {
     stats: Arc<Stats>,
     store_metrics: Arc<Mutex<String>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// The writer thread, to wake it from its pacing sleep.
+    writer: std::thread::Thread,
+    max_records: usize,
 }
 
 impl Writer {
@@ -94,7 +99,9 @@ impl Writer {
             in_flight: AtomicUsize::new(0),
             stats,
             store_metrics,
+            writer: thread.thread().clone(),
             thread: Mutex::new(Some(thread)),
+            max_records: limits.max_records,
         })
     }
 }
@@ -120,8 +127,13 @@ impl AuditSink for Writer {
                 })
         };
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
-        if sent.is_err() {
-            self.stats.refused.fetch_add(1, Ordering::Relaxed);
+        match sent {
+            // A full batch is waiting: the writer need not sleep out the interval.
+            Ok(()) if self.tx.len() >= self.max_records => self.writer.unpark(),
+            Ok(()) => {}
+            Err(Full) => {
+                self.stats.refused.fetch_add(1, Ordering::Relaxed);
+            }
         }
         sent.map(|()| wait)
     }
@@ -135,12 +147,8 @@ impl AuditSink for Writer {
         }
         let (tx, rx) = std::sync::mpsc::channel();
         let sent = self.tx.send_timeout(Msg::Stop(tx), STOP_DEADLINE).is_ok();
-        if let Ok(t) = self.thread.lock() {
-            if let Some(t) = t.as_ref() {
-                // Do not wait out the commit interval.
-                t.thread().unpark();
-            }
-        }
+        // Do not wait out the commit interval.
+        self.writer.unpark();
         let stopped = sent && rx.recv_timeout(STOP_DEADLINE).is_ok();
         if stopped {
             if let Some(t) = self.thread.lock().ok().and_then(|mut t| t.take()) {
@@ -240,16 +248,16 @@ fn run(
                     }
                     // Sleep until the deadline (thread park, not a wait on the channel): a
                     // receiver waiting on the channel costs every submitter a futex wake-up,
-                    // and each wake-up of this thread takes a core from the frontends. What
-                    // queues meanwhile beyond the batch limits waits for the next batch,
-                    // which then starts at once: a full batch means a backlog, and pacing
-                    // it would only grow the queue. A stop request unparks it early.
+                    // and each wake-up of this thread takes a core from the frontends. A
+                    // submitter that fills a batch, or a stop request, unparks it early.
                     std::thread::park_timeout(deadline - now);
                 }
                 Err(TryRecvError::Disconnected) => break,
             }
         }
-        backlog = batch.len() >= limits.max_records || bytes >= limits.max_bytes;
+        // Full, and more waiting: the next batch starts at once.
+        backlog =
+            (batch.len() >= limits.max_records || bytes >= limits.max_bytes) && !rx.is_empty();
         if !batch.is_empty() {
             last_start = Some(Instant::now());
             let ok = commit(&mut store, &mut batch, &mut acks, stats);
@@ -341,7 +349,9 @@ mod tests {
         fn stall_on_first(&self, w: &Writer) -> (std::sync::MutexGuard<'_, ()>, Durable) {
             let gate = self.gate.lock().unwrap();
             let first = w.submit(sample(100), true).unwrap().unwrap();
+            let deadline = Instant::now() + Duration::from_secs(10);
             while self.entered.load(Ordering::SeqCst) == 0 {
+                assert!(Instant::now() < deadline, "the writer never began a commit");
                 std::thread::yield_now();
             }
             (gate, first)
@@ -384,14 +394,51 @@ mod tests {
 
     #[test]
     fn a_batch_closes_at_max_records_and_a_backlog_is_not_paced() {
-        // A long interval: only the record limit can close these batches, and a batch
-        // closed full lets the next start at once (this would take 20 s otherwise).
+        // A long interval: only the record limit can close the first batch, and a batch
+        // closed full with more waiting lets the next (partial) one start at once: paced, it
+        // would wait 10 s.
         let started = Instant::now();
         assert_eq!(
-            batches_behind_a_stall(limits(4, 1 << 20, 10_000), 8),
-            vec![1, 4, 4]
+            batches_behind_a_stall(limits(4, 1 << 20, 10_000), 6),
+            vec![1, 4, 2]
         );
         assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_filled_batch_wakes_a_pacing_writer() {
+        let store = Batches::default();
+        let w = Writer::start(store.clone(), limits(4, 1 << 20, 10_000)).unwrap();
+        let started = Instant::now();
+        assert_eq!(
+            block_on(w.submit(sample(0), true).unwrap().unwrap()),
+            Ok(true)
+        );
+        // The writer sleeps until 10 s after that commit; the fifth record leaves a full
+        // batch queued behind the one it holds, and wakes it.
+        let waits: Vec<_> = (1..=5)
+            .map(|n| w.submit(sample(n), true).unwrap().unwrap())
+            .collect();
+        for rx in waits {
+            assert_eq!(block_on(rx), Ok(true));
+        }
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(*store.seen.lock().unwrap(), vec![1, 4, 1]);
+    }
+
+    #[test]
+    fn a_stop_does_not_wait_out_the_interval() {
+        let store = Batches::default();
+        let w = Writer::start(store.clone(), limits(100, 1 << 20, 10_000)).unwrap();
+        assert_eq!(
+            block_on(w.submit(sample(0), true).unwrap().unwrap()),
+            Ok(true)
+        );
+        let started = Instant::now();
+        assert!(w.submit(sample(1), false).unwrap().is_none());
+        assert!(w.flush_and_stop());
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(*store.seen.lock().unwrap(), vec![1, 1]);
     }
 
     #[test]
@@ -406,8 +453,8 @@ mod tests {
     #[test]
     fn an_idle_writer_commits_at_once_and_commits_are_paced_by_the_interval() {
         let store = Batches::default();
-        let interval = Duration::from_millis(300);
-        let w = Writer::start(store.clone(), limits(100, 1 << 20, 300)).unwrap();
+        let interval = Duration::from_secs(1);
+        let w = Writer::start(store.clone(), limits(100, 1 << 20, 1000)).unwrap();
         // Nothing committed before: at once.
         let started = Instant::now();
         assert_eq!(

@@ -911,6 +911,8 @@ mod tests {
             e.contains("max_records") && e.contains("segment_mib"),
             "{e}"
         );
+        let e = errors("[audit.batch]\nmax_delay_us = 1000\n");
+        assert!(e.contains("replaced by interval_us"), "{e}");
     }
 
     #[test]
