@@ -70,6 +70,10 @@ pub struct Thresholds {
     pub max_p99_9_ms: Option<f64>,
     /// Peak resident memory of stampd (VmHWM).
     pub max_rss_mib: Option<f64>,
+    /// Replies per server core-second over the raw aws-lc-rs P-256 signatures per
+    /// core-second, both measured in this run (the raw rate right after the load, with
+    /// stampd stopped): the cost of everything around the signature.
+    pub min_raw_sign_ratio: Option<f64>,
 }
 
 struct Server {
@@ -329,8 +333,15 @@ fn run_in(case: &Case, stampd: &Path, out: &Path, work: &Path) -> Result<ExitCod
     let open = still_open(&held);
     drop(held);
     drop(server);
-
     let t = &case.thresholds;
+    let raw_sign_us = match t.min_raw_sign_ratio {
+        Some(_) => Some(raw_p256_sign_us(work)?),
+        None => None,
+    };
+    // Server CPU per reply against one raw signature: replies per server core-second
+    // over signatures per core-second.
+    let ratio = raw_sign_us.zip(cpu_us).map(|(raw, cpu)| raw / cpu);
+
     let l = &summary.latency_us;
     let checks: Vec<(String, bool)> = [
         t.max_errors.map(|m| {
@@ -353,6 +364,17 @@ fn run_in(case: &Case, stampd: &Path, out: &Path, work: &Path) -> Result<ExitCod
             let v = l.p99_9 as f64 / 1000.0;
             (format!("p99.9 {v:.2} ms ≤ {m} ms"), v <= m)
         }),
+        t.min_raw_sign_ratio
+            .map(|m| match (ratio, raw_sign_us, cpu_us) {
+                (Some(r), Some(raw), Some(cpu)) => (
+                    format!(
+                        "server CPU per reply {cpu:.1} µs against {raw:.1} µs per raw P-256 \
+                     signature: {r:.2} × the raw rate per core ≥ {m}"
+                    ),
+                    r >= m,
+                ),
+                _ => ("server CPU per reply unknown (no /proc)".into(), false),
+            }),
         t.max_rss_mib.map(|m| match rss {
             Some(v) => (format!("peak RSS {v:.1} MiB ≤ {m} MiB"), v <= m),
             None => ("peak RSS unknown (no /proc)".into(), false),
@@ -377,6 +399,7 @@ fn run_in(case: &Case, stampd: &Path, out: &Path, work: &Path) -> Result<ExitCod
     let measured = Measured {
         rss,
         cpu_us,
+        raw_sign_us,
         saturation: saturation.as_ref(),
     };
     write_report(case, out, &summary, &measured, &checks, passed)?;
@@ -385,6 +408,45 @@ fn run_in(case: &Case, stampd: &Path, out: &Path, work: &Path) -> Result<ExitCod
     } else {
         ExitCode::from(1)
     })
+}
+
+/// µs per raw aws-lc-rs P-256 signature on one thread (stampd's software signer with a
+/// fresh development key, over a 180-byte message like the signed attributes, as `cargo
+/// bench -- sign/ecdsa-p256`): the median of ten 200 ms rounds.
+fn raw_p256_sign_us(work: &Path) -> Result<f64, String> {
+    use stampd::clock::TimeSource;
+    use stampd::signer::TokenSigner;
+    let pki = stampd::pki::DevPki::in_dir(&work.join("raw-sign"));
+    pki.create(stampd::pki::KeyType::P256)
+        .map_err(|e| format!("raw sign: {e}"))?;
+    let now = stampd::clock::SystemClock
+        .now()
+        .map_err(|e| format!("raw sign: {e:?}"))?;
+    let signer = stampd::signer::software::SoftwareSigner::load(
+        "raw",
+        &pki.tsa_key,
+        &pki.tsa_cert,
+        stampd::signer::software::RsaPadding::Pkcs1,
+        now,
+    )
+    .map_err(|e| format!("raw sign: {e}"))?;
+    let message = [0x31u8; 180];
+    let mut rounds = Vec::new();
+    for _ in 0..10 {
+        let (started, mut n) = (Instant::now(), 0u32);
+        while started.elapsed() < Duration::from_millis(200) {
+            let r = signer.reserve().map_err(|e| format!("raw sign: {e}"))?;
+            std::hint::black_box(
+                signer
+                    .sign(r, &message)
+                    .map_err(|e| format!("raw sign: {e}"))?,
+            );
+            n += 1;
+        }
+        rounds.push(started.elapsed().as_secs_f64() * 1e6 / f64::from(n));
+    }
+    rounds.sort_by(f64::total_cmp);
+    Ok(rounds[rounds.len() / 2])
 }
 
 fn machine() -> String {
@@ -407,6 +469,8 @@ struct Measured<'a> {
     rss: Option<f64>,
     /// stampd's CPU time per correct reply, µs.
     cpu_us: Option<f64>,
+    /// One raw P-256 signature, µs (median), when the case compares with it.
+    raw_sign_us: Option<f64>,
     saturation: Option<&'a Summary>,
 }
 
@@ -431,7 +495,8 @@ fn write_report(
         &out.join(format!("{name}.json")),
         &serde_json::json!({ "case": name, "passed": passed, "summary": s,
                              "saturation": saturation, "peak_rss_mib": rss,
-                             "server_cpu_us_per_reply": m.cpu_us }),
+                             "server_cpu_us_per_reply": m.cpu_us,
+                             "raw_p256_sign_us": m.raw_sign_us }),
     )?;
     let mut md = String::new();
     let l = &s.latency_us;
@@ -464,6 +529,16 @@ fn write_report(
         rss.map_or("-".into(), |r| format!("{r:.1} MiB")),
         m.cpu_us.map_or("-".into(), |c| format!("{c:.1} µs"))
     );
+    if let (Some(raw), Some(cpu)) = (m.raw_sign_us, m.cpu_us) {
+        md += &format!(
+            "Raw aws-lc-rs P-256 signature on this machine, measured right after the load: \
+             {raw:.1} µs ({:.0}/s per core). stampd used {cpu:.1} µs of CPU per reply \
+             ({:.0} replies per core-second): {:.2} × the raw rate.\n\n",
+            1e6 / raw,
+            1e6 / cpu,
+            raw / cpu
+        );
+    }
     md += &format!(
         "Load: {} s measured after {} warm-up; request mix: hash {}, certReq share {}.\n\n",
         s.duration_s,

@@ -305,7 +305,10 @@ fn a_case_starts_stampd_measures_and_reports_its_thresholds() {
             .output()
             .unwrap()
     };
-    let out = case("good", "max_errors = 0\nmax_rss_mib = 500");
+    let out = case(
+        "good",
+        "max_errors = 0\nmax_rss_mib = 500\nmin_raw_sign_ratio = 0.001",
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -327,6 +330,9 @@ fn a_case_starts_stampd_measures_and_reports_its_thresholds() {
     )
     .unwrap();
     assert!(json["saturation"]["throughput"].as_f64().unwrap() > 0.0);
+    // The raw sign rate, measured in the run, and the ratio against it.
+    assert!(json["raw_p256_sign_us"].as_f64().unwrap() > 0.0);
+    assert!(md.contains("pass: server CPU per reply") && md.contains("× the raw rate"));
     assert_eq!(json["summary"]["mode"], "open");
     assert!(dir.path().join("reports/good.svg").exists());
     let percentiles =
@@ -334,10 +340,13 @@ fn a_case_starts_stampd_measures_and_reports_its_thresholds() {
     assert!(percentiles.contains("<polyline") && md.contains("good-percentiles.svg"));
 
     // A threshold no server meets: exit 1, and the report says which.
-    let out = case("bad", "max_p99_ms = 0.000001");
+    let out = case("bad", "max_p99_ms = 0.000001\nmin_raw_sign_ratio = 1000");
     assert_eq!(out.status.code(), Some(1));
     let md = std::fs::read_to_string(dir.path().join("reports/bad.md")).unwrap();
-    assert!(md.contains("FAILED") && md.contains("FAIL: p99"), "{md}");
+    assert!(
+        md.contains("FAILED") && md.contains("FAIL: p99") && md.contains("FAIL: server CPU"),
+        "{md}"
+    );
 }
 
 /// The server stops for 600 ms (SIGSTOP) during an open-loop run: the requests that were
