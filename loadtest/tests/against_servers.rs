@@ -330,9 +330,22 @@ fn a_case_starts_stampd_measures_and_reports_its_thresholds() {
     )
     .unwrap();
     assert!(json["saturation"]["throughput"].as_f64().unwrap() > 0.0);
-    // The raw sign rate, measured in the run, and the ratio against it.
-    assert!(json["raw_p256_sign_us"].as_f64().unwrap() > 0.0);
-    assert!(md.contains("pass: server CPU per reply") && md.contains("× the raw rate"));
+    // The raw sign rate, measured in the run, and the ratio against it: replies per server
+    // core-second over signatures per core-second, below 1 since every reply signs.
+    let raw = json["raw_p256_sign_us"].as_f64().unwrap();
+    let cpu = json["server_cpu_us_per_reply"].as_f64().unwrap();
+    let ratio = json["raw_sign_ratio"].as_f64().unwrap();
+    assert!(
+        raw > 0.0 && cpu > raw && (ratio - raw / cpu).abs() < 1e-9,
+        "{json}"
+    );
+    assert!(
+        md.contains(&format!(
+            "pass: server CPU per reply {cpu:.1} µs against {raw:.1} µs"
+        )) && md.contains(&format!("{ratio:.3} × the raw rate per core ≥ 0.001"))
+            && md.contains(&format!("({:.0} replies per core-second)", 1e6 / cpu)),
+        "{md}"
+    );
     assert_eq!(json["summary"]["mode"], "open");
     assert!(dir.path().join("reports/good.svg").exists());
     let percentiles =
@@ -344,7 +357,9 @@ fn a_case_starts_stampd_measures_and_reports_its_thresholds() {
     assert_eq!(out.status.code(), Some(1));
     let md = std::fs::read_to_string(dir.path().join("reports/bad.md")).unwrap();
     assert!(
-        md.contains("FAILED") && md.contains("FAIL: p99") && md.contains("FAIL: server CPU"),
+        md.contains("FAILED")
+            && md.contains("FAIL: p99")
+            && md.contains("× the raw rate per core ≥ 1000"),
         "{md}"
     );
 }
