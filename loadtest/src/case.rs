@@ -342,10 +342,12 @@ fn run_in(case: &Case, stampd: &Path, out: &Path, work: &Path) -> Result<ExitCod
         .min_raw_sign_ratio
         .and(cpu_us)
         .map(|_| raw_p256_sign_us(work));
-    let raw_sign_us = raw_sign.as_ref().and_then(|r| r.as_ref().ok().copied());
-    // Server CPU per reply against one raw signature: replies per server core-second
-    // over signatures per core-second.
-    let ratio = raw_sign_us.zip(cpu_us).map(|(raw, cpu)| raw / cpu);
+    let measured = Measured {
+        rss,
+        cpu_us,
+        raw_sign_us: raw_sign.as_ref().and_then(|r| r.as_ref().ok().copied()),
+        saturation: saturation.as_ref(),
+    };
 
     let l = &summary.latency_us;
     let checks: Vec<(String, bool)> = [
@@ -370,14 +372,17 @@ fn run_in(case: &Case, stampd: &Path, out: &Path, work: &Path) -> Result<ExitCod
             (format!("p99.9 {v:.2} ms ≤ {m} ms"), v <= m)
         }),
         t.min_raw_sign_ratio
-            .map(|m| match (&raw_sign, ratio, raw_sign_us, cpu_us) {
-                (_, Some(r), Some(raw), Some(cpu)) => (
-                    format!(
-                        "server CPU per reply {cpu:.1} µs against {raw:.1} µs per raw P-256 \
-                     signature: {r:.3} × the raw rate per core ≥ {m}"
-                    ),
-                    r >= m,
-                ),
+            .map(|m| match (&raw_sign, measured.raw_sign_us, cpu_us) {
+                (_, Some(raw), Some(cpu)) => {
+                    let r = raw / cpu;
+                    (
+                        format!(
+                            "server CPU per reply {cpu:.1} µs against {raw:.1} µs per raw \
+                             P-256 signature: {r:.3} × the raw rate per core ≥ {m}"
+                        ),
+                        r >= m,
+                    )
+                }
                 (Some(Err(e)), ..) => (format!("raw signature rate not measured: {e}"), false),
                 _ => (
                     "server CPU per reply unknown (no /proc, no replies, or no CPU tick)".into(),
@@ -405,12 +410,6 @@ fn run_in(case: &Case, stampd: &Path, out: &Path, work: &Path) -> Result<ExitCod
         return Err("the case sets no thresholds: nothing would be checked".into());
     }
     let passed = checks.iter().all(|(_, ok)| *ok);
-    let measured = Measured {
-        rss,
-        cpu_us,
-        raw_sign_us,
-        saturation: saturation.as_ref(),
-    };
     write_report(case, out, &summary, &measured, &checks, passed)?;
     Ok(if passed {
         ExitCode::SUCCESS
@@ -483,6 +482,15 @@ struct Measured<'a> {
     saturation: Option<&'a Summary>,
 }
 
+impl Measured<'_> {
+    /// Replies per server core-second over raw signatures per core-second.
+    fn raw_sign_ratio(&self) -> Option<f64> {
+        self.raw_sign_us
+            .zip(self.cpu_us)
+            .map(|(raw, cpu)| raw / cpu)
+    }
+}
+
 fn write_report(
     case: &Case,
     out: &Path,
@@ -506,7 +514,7 @@ fn write_report(
                              "saturation": saturation, "peak_rss_mib": rss,
                              "server_cpu_us_per_reply": m.cpu_us,
                              "raw_p256_sign_us": m.raw_sign_us,
-                             "raw_sign_ratio": m.raw_sign_us.zip(m.cpu_us).map(|(r, c)| r / c) }),
+                             "raw_sign_ratio": m.raw_sign_ratio() }),
     )?;
     let mut md = String::new();
     let l = &s.latency_us;
@@ -539,14 +547,13 @@ fn write_report(
         rss.map_or("-".into(), |r| format!("{r:.1} MiB")),
         m.cpu_us.map_or("-".into(), |c| format!("{c:.1} µs"))
     );
-    if let (Some(raw), Some(cpu)) = (m.raw_sign_us, m.cpu_us) {
+    if let (Some(raw), Some(cpu), Some(ratio)) = (m.raw_sign_us, m.cpu_us, m.raw_sign_ratio()) {
         md += &format!(
             "Raw aws-lc-rs P-256 signature on this machine, measured right after the load: \
              {raw:.1} µs ({:.0}/s per core). stampd used {cpu:.1} µs of CPU per reply \
-             ({:.0} replies per core-second): {:.2} × the raw rate.\n\n",
+             ({:.0} replies per core-second): {ratio:.2} × the raw rate.\n\n",
             1e6 / raw,
             1e6 / cpu,
-            raw / cpu
         );
     }
     md += &format!(
