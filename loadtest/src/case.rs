@@ -338,10 +338,7 @@ fn run_in(case: &Case, stampd: &Path, out: &Path, work: &Path) -> Result<ExitCod
     drop(server);
     let t = &case.thresholds;
     // Measured only when it can be compared; a failure fails the check, not the report.
-    let raw_sign = t
-        .min_raw_sign_ratio
-        .and(cpu_us)
-        .map(|_| raw_p256_sign_us(work));
+    let raw_sign = t.min_raw_sign_ratio.and(cpu_us).map(|_| raw_p256_sign_us());
     let measured = Measured {
         rss,
         cpu_us,
@@ -421,23 +418,10 @@ fn run_in(case: &Case, stampd: &Path, out: &Path, work: &Path) -> Result<ExitCod
 /// µs per raw aws-lc-rs P-256 signature on one thread (stampd's software signer with a
 /// fresh development key, over a 180-byte message like the signed attributes, as `cargo
 /// bench -- sign/ecdsa-p256`): the median of ten 200 ms rounds.
-fn raw_p256_sign_us(work: &Path) -> Result<f64, String> {
-    use stampd::clock::TimeSource;
+fn raw_p256_sign_us() -> Result<f64, String> {
     use stampd::signer::TokenSigner;
-    let pki = stampd::pki::DevPki::in_dir(&work.join("raw-sign"));
-    pki.create(stampd::pki::KeyType::P256)
-        .map_err(|e| format!("raw sign: {e}"))?;
-    let now = stampd::clock::SystemClock
-        .now()
-        .map_err(|e| format!("raw sign: {e:?}"))?;
-    let signer = stampd::signer::software::SoftwareSigner::load(
-        "raw",
-        &pki.tsa_key,
-        &pki.tsa_cert,
-        stampd::signer::software::RsaPadding::Pkcs1,
-        now,
-    )
-    .map_err(|e| format!("raw sign: {e}"))?;
+    let signer =
+        crate::responder::dev_p256_signer("raw-sign").map_err(|e| format!("raw sign: {e}"))?;
     let message = [0x31u8; 180];
     let mut rounds = Vec::new();
     for _ in 0..10 {

@@ -10,23 +10,32 @@ use std::sync::Arc;
 use stampd::config::build::Listener;
 use stampd::signer::{software::SoftwareSigner, NoSign};
 
-pub fn serve(listen: SocketAddr, cores: usize) -> Result<ExitCode, String> {
-    let dir =
-        std::env::temp_dir().join(format!("stampd-loadtest-responder-{}", std::process::id()));
+/// A software signer with a fresh development P-256 key (made in a temporary directory,
+/// removed once the key is loaded): the responder's, and the case runner's raw sign rate.
+pub fn dev_p256_signer(name: &str) -> Result<SoftwareSigner, String> {
+    let dir = std::env::temp_dir().join(format!("stampd-loadtest-{name}-{}", std::process::id()));
     let pki = stampd::pki::DevPki::in_dir(&dir);
-    pki.create(stampd::pki::KeyType::P256)
-        .map_err(|e| e.to_string())?;
-    let now = stampd::clock::TimeSource::now(&stampd::clock::SystemClock)
-        .map_err(|_| "the system clock is unusable")?;
-    let signer = SoftwareSigner::load(
-        "responder",
-        &pki.tsa_key,
-        &pki.tsa_cert,
-        stampd::signer::software::RsaPadding::Pkcs1,
-        now,
-    );
+    let signer = pki
+        .create(stampd::pki::KeyType::P256)
+        .map_err(|e| e.to_string())
+        .and_then(|()| {
+            let now = stampd::clock::TimeSource::now(&stampd::clock::SystemClock)
+                .map_err(|_| "the system clock is unusable".to_string())?;
+            SoftwareSigner::load(
+                name,
+                &pki.tsa_key,
+                &pki.tsa_cert,
+                stampd::signer::software::RsaPadding::Pkcs1,
+                now,
+            )
+            .map_err(|e| e.to_string())
+        });
     let _ = std::fs::remove_dir_all(&dir);
-    let signer = signer.map_err(|e| e.to_string())?;
+    signer
+}
+
+pub fn serve(listen: SocketAddr, cores: usize) -> Result<ExitCode, String> {
+    let signer = dev_p256_signer("responder")?;
     let issuer = Arc::new(stampd::policy::Issuer::single(
         "responder",
         Arc::new(NoSign(signer)),
