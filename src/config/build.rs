@@ -68,7 +68,7 @@ pub fn build_with_clock(config: &Config, clock: Arc<dyn TimeSource>) -> Result<B
             continue;
         }
         let signer = signer(name, sc, &data_dir, now)?;
-        tracing::info!(signer = %name, key_id = signer.key_id(), scheme = signer.template().scheme.name(), "signer ready");
+        tracing::info!(signer = %name, key_id = %signer.key_id(), scheme = signer.template().scheme.name(), "signer ready");
         signers.insert(name, signer);
     }
 

@@ -8,6 +8,8 @@ pub mod checks;
 pub mod pkcs11;
 pub mod software;
 
+use std::sync::Arc;
+
 use crate::protocol::cert::CertView;
 use crate::protocol::token::{EssCertId, SignatureScheme, SignerTemplate};
 use crate::protocol::{HashAlg, Timestamp};
@@ -72,7 +74,8 @@ pub struct Certified {
     template: SignerTemplate,
     chain: Vec<Vec<u8>>,
     validity: (Timestamp, Timestamp),
-    key_id: String,
+    /// Shared, so each audit record takes a reference rather than a copy.
+    key_id: Arc<str>,
 }
 
 impl Certified {
@@ -89,7 +92,7 @@ impl Certified {
         let leaf = CertView::parse(leaf_der).map_err(|_| unparseable())?;
         checks::check_tsa_certificate(&leaf, public_key, now).map_err(|e| e.to_string())?;
         let validity = (leaf.not_before, leaf.not_after);
-        let key_id = crate::client::verify::hex(&HashAlg::Sha256.digest(leaf.spki)[..8]);
+        let key_id = crate::client::verify::hex(&HashAlg::Sha256.digest(leaf.spki)[..8]).into();
         let template = SignerTemplate::new(scheme, &chain, EssCertId::V2(HashAlg::Sha256))
             .map_err(|_| unparseable())?;
         Ok(Certified {
@@ -117,7 +120,7 @@ pub trait TokenSigner: Send + Sync {
         self.certified().validity
     }
     /// A short identifier of the key for logs and audit (hex of the SPKI SHA-256, 16 chars).
-    fn key_id(&self) -> &str {
+    fn key_id(&self) -> &Arc<str> {
         &self.certified().key_id
     }
     fn reserve(&self) -> Result<Reservation, SignError>;

@@ -83,7 +83,7 @@ impl PreFilter for Audit {
         let granted = matches!(reply.outcome, Outcome::Granted { .. });
         // The signer's key id, for issued tokens only.
         let key_id = || match x.policy.and_then(|p| p.signer.as_ref()) {
-            Some(s) => s.key_id().into(),
+            Some(s) => s.key_id().clone(),
             None => self.key_id.clone(),
         };
         let keep_response = c.response || (granted && x.policy.is_some_and(|p| p.archive));
