@@ -2,6 +2,9 @@
 # The cost of the audit trail, side by side in one run (issue 4):
 #   off           no audit filter, [audit] store = "none"  (the baseline)
 #   group-commit  the embedded default: journal, reply after fdatasync
+#   gc-tmpfs      group commit with the journal on tmpfs (/dev/shm): fdatasync costs nothing,
+#                 so group-commit minus gc-tmpfs is what the disk's writes and syncs cost
+#                 the server's CPU, and gc-tmpfs minus off is what stampd's own code costs
 #   async         journal, reply at once
 #   gc+postgres   group-commit journal shipped to a local PostgreSQL (started here)
 #   pg-only       no journal, group commit waits for the PostgreSQL commit
@@ -22,12 +25,13 @@ command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk;
 cargo build --release -q --bin stampd
 bin=$PWD/target/release/stampd
 tmp=$(mktemp -d); chmod 755 "$tmp"
+shm=$(mktemp -d /dev/shm/stampd-bench.XXXXXX)
 pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 cleanup() {
   kill $(jobs -p) 2>/dev/null || true
   as_pg "$pgbin/pg_ctl" -D "$tmp/pg" -m immediate -w stop >/dev/null 2>&1 || true
-  rm -rf "$tmp"
+  rm -rf "$tmp" "$shm"
 }
 trap cleanup EXIT
 
@@ -50,6 +54,7 @@ config() { # case
   case $1 in
     off) printf '[audit]\nstore = "none"\n[[service]]\npreprocess = ["clock"]\n' ;;
     group-commit) printf '' ;;
+    gc-tmpfs) printf '[audit.journal]\ndir = "%s/journal"\n' "$shm" ;;
     async) printf '[audit]\ndurability = "async"\n' ;;
     gc+postgres) printf '[audit]\npostgres = "%s"\nidentity = "bench"\n' "$dsn" ;;
     pg-only) printf '[audit]\nstore = "postgres"\npostgres = "%s"\nidentity = "bench-pg-only"\n' "$dsn" ;;
@@ -78,7 +83,7 @@ run_case() { # case
   echo "$c $rps $cpu_us $(pct "$out" 50) $(pct "$out" 99) $(pct "$one" 50) $(pct "$one" 99) $non2xx"
 }
 
-cases=${CASES:-"off group-commit async gc+postgres pg-only"}
+cases=${CASES:-"off group-commit gc-tmpfs async gc+postgres pg-only"}
 results=$tmp/results
 for r in $(seq "$rounds"); do
   for c in $cases; do
