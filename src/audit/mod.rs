@@ -183,8 +183,8 @@ pub struct BatchSettings {
     /// Least time in µs between the starts of two commits. Default 500. A record that
     /// finds the writer idle and this long since the last commit is committed at once;
     /// records arriving sooner share the next commit. Each commit costs one fdatasync (on
-    /// the reference VM about 120 µs of waiting and, under load, about 170 µs of CPU with
-    /// its interrupts; README "Performance"), so this caps their rate
+    /// the reference VM about 120 µs of waiting; what commits cost in CPU is in README
+    /// "Performance"), so this caps their rate
     /// (2000/s by default; only a backlog of full batches goes faster) at the cost of up to
     /// one interval of latency under load (plus the commit in progress, when commits take
     /// longer than the interval). 0: commit whenever the writer is free (lowest latency at
