@@ -29,7 +29,8 @@ pub struct Record {
     pub nonce: Option<Vec<u8>>,
     pub cert_req: bool,
     pub client: Option<IpAddr>,
-    /// The signer's key id (hex SHA-1 of the public key) for issued tokens.
+    /// The signer's key id (16 hex digits of the SHA-256 of its SubjectPublicKeyInfo) for
+    /// issued tokens.
     pub key_id: Option<Arc<str>>,
     pub latency_us: u64,
     pub request: Option<Vec<u8>>,

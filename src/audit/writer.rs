@@ -6,9 +6,9 @@
 //! one started. A record that finds the writer idle and the interval passed is committed at
 //! once (light traffic pays one fdatasync of latency, not a batching delay); records that
 //! arrive sooner, or during a commit, wait for the next one and share it. So there is at
-//! most one fdatasync per interval, which is what bounds the trail's CPU and disk cost
-//! under load. A batch also closes at `max_records` (the submitter that fills it wakes the
-//! writer) or `max_bytes`; while batches fill and more records wait (a backlog), commits
+//! most one fdatasync per interval, which bounds the sync rate the disk sees under load. A
+//! batch also closes at `max_records` (the submitter that fills it wakes the writer) or
+//! `max_bytes`; while batches fill and more records wait (a backlog), commits
 //! follow each other without pacing, since pacing would only grow the queue.
 //!
 //! When the queue is full, [`Writer::submit`] refuses at once (the caller answers 503): a
