@@ -368,24 +368,26 @@ fn run_in(case: &Case, stampd: &Path, out: &Path, work: &Path) -> Result<ExitCod
             let v = l.p99_9 as f64 / 1000.0;
             (format!("p99.9 {v:.2} ms ≤ {m} ms"), v <= m)
         }),
-        t.min_raw_sign_ratio
-            .map(|m| match (&raw_sign, measured.raw_sign_us, cpu_us) {
-                (_, Some(raw), Some(cpu)) => {
-                    let r = raw / cpu;
-                    (
-                        format!(
-                            "server CPU per reply {cpu:.1} µs against {raw:.1} µs per raw \
+        t.min_raw_sign_ratio.map(|m| {
+            match (
+                measured.raw_sign_us.zip(cpu_us),
+                measured.raw_sign_ratio(),
+                &raw_sign,
+            ) {
+                (Some((raw, cpu)), Some(r), _) => (
+                    format!(
+                        "server CPU per reply {cpu:.1} µs against {raw:.1} µs per raw \
                              P-256 signature: {r:.3} × the raw rate per core ≥ {m}"
-                        ),
-                        r >= m,
-                    )
-                }
-                (Some(Err(e)), ..) => (format!("raw signature rate not measured: {e}"), false),
+                    ),
+                    r >= m,
+                ),
+                (.., Some(Err(e))) => (format!("raw signature rate not measured: {e}"), false),
                 _ => (
                     "server CPU per reply unknown (no /proc, no replies, or no CPU tick)".into(),
                     false,
                 ),
-            }),
+            }
+        }),
         t.max_rss_mib.map(|m| match rss {
             Some(v) => (format!("peak RSS {v:.1} MiB ≤ {m} MiB"), v <= m),
             None => ("peak RSS unknown (no /proc)".into(), false),

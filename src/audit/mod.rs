@@ -184,11 +184,10 @@ pub struct BatchSettings {
     /// finds the writer idle and this long since the last commit is committed at once;
     /// records arriving sooner share the next commit. Each commit costs one fdatasync (on
     /// the reference VM about 120 µs of waiting; what commits cost in CPU is in README
-    /// "Performance"), so this caps their rate
-    /// (2000/s by default; only a backlog of full batches goes faster) at the cost of up to
-    /// one interval of latency under load (plus the commit in progress, when commits take
-    /// longer than the interval). 0: commit whenever the writer is free (lowest latency at
-    /// moderate load, most fsyncs).
+    /// "Performance"), so this caps their rate (2000/s by default; only a backlog of full
+    /// batches goes faster) at the cost of up to one interval of latency under load (plus
+    /// the commit in progress, when commits take longer than the interval). 0: commit
+    /// whenever the writer is free (lowest latency at moderate load, most fsyncs).
     pub interval_us: u64,
     /// Before `interval_us` there was `max_delay_us` (a delay after a batch's first
     /// record); it is refused with a message saying so rather than as an unknown key.
