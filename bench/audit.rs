@@ -7,7 +7,7 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use stampd::audit::journal::{Journal, Settings};
 use stampd::audit::Record;
-use stampd::policy::Outcome;
+use stampd::outcome::Outcome;
 use stampd::protocol::{HashAlg, Timestamp};
 
 /// A record as the embedded default writes it: the standard chain keeps the response

@@ -10,11 +10,11 @@ use stampd::clock::SystemClock;
 use stampd::clock::TimeSource;
 use stampd::pki::{DevPki, KeyType};
 use stampd::policy::preprocess::clock::Clock;
-use stampd::policy::serial::SerialSpace;
-use stampd::policy::{Issuer, Policy, RequestMeta, Service};
+use stampd::policy::{Policy, RequestMeta, Service, Tsa};
 use stampd::protocol::oid::Oid;
 use stampd::protocol::token::{self, Accuracy, IncludeCerts, PolicyTemplate};
 use stampd::protocol::{request, HashAlg, Precision};
+use stampd::serial::SerialSpace;
 use stampd::signer::software::{RsaPadding, SoftwareSigner};
 use stampd::signer::{NoSign, TokenSigner};
 
@@ -124,9 +124,9 @@ fn bench_sign(c: &mut Criterion) {
 }
 
 /// The standard chain (all filters, clock pre-filter) over `signer`.
-fn standard_issuer(signer: Arc<dyn TokenSigner>) -> Issuer {
+fn standard_tsa(signer: Arc<dyn TokenSigner>) -> Tsa {
     let oid = Oid::parse("2.999.1.1").unwrap();
-    Issuer {
+    Tsa {
         services: vec![Service {
             name: "bench".into(),
             signer,
@@ -150,8 +150,8 @@ fn standard_issuer(signer: Arc<dyn TokenSigner>) -> Issuer {
 fn bench_issue(c: &mut Criterion) {
     let (s, _dir) = signer(KeyType::P256, RsaPadding::Pkcs1);
     let (s2, _dir2) = signer(KeyType::P256, RsaPadding::Pkcs1);
-    let real = standard_issuer(Arc::new(s));
-    let no_sign = standard_issuer(Arc::new(NoSign(s2)));
+    let real = standard_tsa(Arc::new(s));
+    let no_sign = standard_tsa(Arc::new(NoSign(s2)));
     let meta = RequestMeta::local("/tsa");
     for cert_req in [false, true] {
         let body = query(cert_req);
@@ -171,12 +171,12 @@ fn bench_issue(c: &mut Criterion) {
 /// against the same issue inline. The difference is the hand-off's cost per request.
 fn bench_handoff(c: &mut Criterion) {
     let (s, _dir) = signer(KeyType::P256, RsaPadding::Pkcs1);
-    let issuer = Arc::new(standard_issuer(Arc::new(NoSign(s))));
-    let (queue, _workers) = stampd::pipeline::start(Arc::clone(&issuer), 1, 1024).unwrap();
+    let tsa = Arc::new(standard_tsa(Arc::new(NoSign(s))));
+    let (queue, _workers) = stampd::pipeline::start(Arc::clone(&tsa), 1, 1024).unwrap();
     let body = query(false);
     let meta = RequestMeta::local("/tsa");
     c.bench_function("handoff/inline_no_sign", |b| {
-        b.iter(|| black_box(issuer.issue(0, black_box(&body), &meta)))
+        b.iter(|| black_box(tsa.issue(0, black_box(&body), &meta)))
     });
     c.bench_function("handoff/queue_round_trip_no_sign", |b| {
         b.iter(|| {

@@ -9,13 +9,16 @@
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod cli;
 pub mod client;
 pub mod clock;
 pub mod config;
 pub mod error;
 pub mod frontend;
+pub mod outcome;
 pub mod pipeline;
 pub mod pki;
 pub mod policy;
 pub mod protocol;
+pub mod serial;
 pub mod signer;

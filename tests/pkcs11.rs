@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use stampd::clock::SystemClock;
-use stampd::policy::{Issuer, Outcome, RequestMeta};
+use stampd::outcome::Outcome;
+use stampd::policy::{RequestMeta, Tsa};
 use stampd::protocol::{request, FailureInfo, HashAlg};
 use stampd::signer::pkcs11::{Pkcs11Config, Pkcs11Signer};
 use stampd::signer::TokenSigner;
@@ -233,7 +234,7 @@ impl Hsm {
                 .arg(&tsr)
                 .args([
                     "--digest",
-                    &stampd::client::verify::hex(digest),
+                    &stampd::protocol::hex::hex(digest),
                     "--hash",
                     "sha256",
                     "--ca",
@@ -570,12 +571,12 @@ fn the_pool_spreads_requests_and_recovers_from_a_logout() {
     let hsm = Hsm::new();
     hsm.provision("tsa-key", "p256");
     let signer = Arc::new(hsm.signer("tsa-key", 4));
-    let issuer = Arc::new(Issuer::single("hsm", signer.clone()));
+    let tsa = Arc::new(Tsa::single("hsm", signer.clone()));
 
     let run = |tag: u8| {
         let threads: Vec<_> = (0..8u8)
             .map(|t| {
-                let issuer = issuer.clone();
+                let tsa = tsa.clone();
                 std::thread::spawn(move || {
                     (0..25u8)
                         .map(|i| {
@@ -586,7 +587,7 @@ fn the_pool_spreads_requests_and_recovers_from_a_logout() {
                                 Some(&[t + 1, i]),
                                 true,
                             );
-                            let reply = issuer.issue(0, &q, &RequestMeta::local("/tsa"));
+                            let reply = tsa.issue(0, &q, &RequestMeta::local("/tsa"));
                             (q, reply)
                         })
                         .collect::<Vec<_>>()
@@ -644,7 +645,7 @@ fn the_pool_spreads_requests_and_recovers_from_a_logout() {
     assert!(again
         .iter()
         .all(|(_, r)| matches!(r.outcome, Outcome::Granted { .. })));
-    assert!(issuer.ready().is_ok());
+    assert!(tsa.ready().is_ok());
 }
 
 /// The token disappears under a running server (its directory is moved away) and comes

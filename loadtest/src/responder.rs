@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use stampd::config::build::Listener;
+use stampd::frontend::config::Listener;
 use stampd::signer::{software::SoftwareSigner, NoSign};
 
 /// A software signer with a fresh development P-256 key (made in a temporary directory,
@@ -36,23 +36,23 @@ pub fn dev_p256_signer(name: &str) -> Result<SoftwareSigner, String> {
 
 pub fn serve(listen: SocketAddr, cores: usize) -> Result<ExitCode, String> {
     let signer = dev_p256_signer("responder")?;
-    let issuer = Arc::new(stampd::policy::Issuer::single(
+    let tsa = Arc::new(stampd::policy::Tsa::single(
         "responder",
         Arc::new(NoSign(signer)),
     ));
     let running = stampd::frontend::start(
-        issuer,
+        tsa,
         vec![Listener {
             addr: listen,
             routes: vec![("/tsa".to_string(), 0)],
         }],
         stampd::frontend::Settings {
             cores,
-            dispatch: stampd::config::Dispatch::Inline,
+            dispatch: stampd::frontend::config::Dispatch::Inline,
             workers: 0,
             queue_capacity: 1,
-            io_driver: stampd::frontend::IoDriver::Auto,
-            http: stampd::config::HttpConfig::default(),
+            io_driver: stampd::frontend::config::IoDriver::Auto,
+            http: stampd::frontend::config::HttpConfig::default(),
         },
     )
     .map_err(|e| e.to_string())?;

@@ -12,7 +12,6 @@
 //! idempotent on (TSA identity, serial) and (identity, journal, seq): a crash or a database
 //! outage neither loses nor duplicates a record.
 
-pub mod cli;
 pub mod journal;
 pub mod postgres;
 pub mod record;
@@ -273,7 +272,7 @@ impl AuditSettings {
     }
 
     pub fn journal_dir(&self, data_dir: &Path) -> PathBuf {
-        crate::config::build::resolve(data_dir, &self.journal.dir)
+        data_dir.join(&self.journal.dir)
     }
 
     fn journal_settings(&self, data_dir: &Path) -> journal::Settings {
@@ -299,27 +298,25 @@ impl AuditSettings {
         }
     }
 
-    fn target(&self, data_dir: &Path) -> Result<Option<postgres::Target>, Error> {
+    fn target(&self, password: Option<String>) -> Result<Option<postgres::Target>, Error> {
         self.postgres
             .as_deref()
             .map(|dsn| {
-                postgres::Target::new(
-                    dsn,
-                    self.postgres_password_env.as_deref(),
-                    self.postgres_password_file
-                        .as_deref()
-                        .map(|f| crate::config::build::resolve(data_dir, f))
-                        .as_deref(),
-                )
-                .map_err(|e| Error::Config(format!("audit.postgres: {e}")))
+                postgres::Target::new(dsn, password)
+                    .map_err(|e| Error::Config(format!("audit.postgres: {e}")))
             })
             .transpose()
     }
 
     /// Opens the store (repairing a torn journal tail), starts the writer and, with
-    /// `postgres`, the shipper.
-    pub fn start(&self, data_dir: &Path) -> Result<Arc<dyn AuditSink>, Error> {
-        let audit_err = |e: String| Error::Config(format!("audit: {e}"));
+    /// `postgres`, the shipper. `postgres_password`: read by the caller from
+    /// `postgres_password_env` or `postgres_password_file`.
+    pub fn start(
+        &self,
+        data_dir: &Path,
+        postgres_password: Option<String>,
+    ) -> Result<Arc<dyn AuditSink>, Error> {
+        let audit_err = Error::AuditStart;
         match self.store {
             StoreKind::None => {
                 tracing::warn!(
@@ -328,7 +325,7 @@ impl AuditSettings {
                 Ok(Arc::new(Discard))
             }
             StoreKind::Postgres => {
-                let target = self.target(data_dir)?.ok_or_else(|| {
+                let target = self.target(postgres_password)?.ok_or_else(|| {
                     Error::Config("audit.store = \"postgres\" needs audit.postgres".into())
                 })?;
                 let store = postgres::DirectStore::new(target, &self.identity)
@@ -345,7 +342,7 @@ impl AuditSettings {
                 let progress = journal.progress();
                 let (seq, head) = journal.head();
                 tracing::info!(dir = %dir.display(), seq, head = %record::hex(&head), created = report.created, "audit journal open");
-                let target = self.target(data_dir)?;
+                let target = self.target(postgres_password)?;
                 if target.is_some() {
                     // Nothing is shipped until the shipper has read its position.
                     progress.shipped_seq.store(0, Ordering::Release);

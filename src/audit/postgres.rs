@@ -3,7 +3,7 @@
 //! current-thread tokio runtime per thread that needs it; nothing here touches the frontend
 //! cores.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -14,9 +14,9 @@ use tokio_postgres::{Client, NoTls, Statement};
 
 use super::journal::{Kind, Next, Position, Progress, Reader};
 use super::record::Record;
-use crate::policy::serial::SERIAL_LEN;
-use crate::policy::Outcome;
+use crate::outcome::Outcome;
 use crate::protocol::{FailureInfo, HashAlg, Timestamp};
+use crate::serial::SERIAL_LEN;
 
 /// Schema migrations, applied in order under an advisory lock; `stampd_schema` remembers
 /// how many ran.
@@ -116,14 +116,11 @@ pub struct Target {
 }
 
 impl Target {
-    pub fn new(
-        dsn: &str,
-        password_env: Option<&str>,
-        password_file: Option<&Path>,
-    ) -> Result<Target, String> {
+    /// The database named by `dsn` (checked by [`check_dsn`]), with the password already
+    /// read from its env variable or file by the caller: this module reads no secrets.
+    pub fn new(dsn: &str, password: Option<String>) -> Result<Target, String> {
         let mut config = check_dsn(dsn)?;
-        if let Some(pw) = crate::config::secret::read("the password", password_env, password_file)?
-        {
+        if let Some(pw) = password {
             config.password(pw);
         }
         config.connect_timeout(Duration::from_secs(5));

@@ -5,10 +5,10 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-pub use crate::client::verify::{hex, unhex};
-use crate::policy::serial::SERIAL_LEN;
-use crate::policy::Outcome;
+use crate::outcome::Outcome;
+pub use crate::protocol::hex::{hex, unhex};
 use crate::protocol::{FailureInfo, HashAlg, Timestamp};
+use crate::serial::SERIAL_LEN;
 
 const VERSION: u8 = 1;
 
@@ -211,7 +211,7 @@ impl Record {
             "status": self.status(),
             "fail_info": fail_info,
             "http_status": http_status,
-            "gen_time": rfc3339(self.time),
+            "gen_time": self.time.to_rfc3339(),
             "service": &*self.service,
             "policy": self.policy.as_deref(),
             "policy_oid": self.policy_oid.as_deref(),
@@ -226,37 +226,6 @@ impl Record {
             "response": hex_of(&self.response),
         })
     }
-}
-
-/// RFC 3339 in UTC with the record's sub-second digits (none when whole).
-pub fn rfc3339(t: Timestamp) -> String {
-    let Ok(dt) = time::OffsetDateTime::from_unix_timestamp(t.unix_secs) else {
-        return t.unix_secs.to_string();
-    };
-    let base = format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        dt.year(),
-        u8::from(dt.month()),
-        dt.day(),
-        dt.hour(),
-        dt.minute(),
-        dt.second()
-    );
-    if t.nanos == 0 {
-        format!("{base}Z")
-    } else {
-        let frac = format!("{:09}", t.nanos);
-        format!("{base}.{}Z", frac.trim_end_matches('0'))
-    }
-}
-
-/// Parses RFC 3339 (any offset) into a timestamp.
-pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
-    let dt = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
-    Some(Timestamp {
-        unix_secs: dt.unix_timestamp(),
-        nanos: dt.nanosecond(),
-    })
 }
 
 /// A serial number as the value of the token's serialNumber INTEGER: lowercase hex, no
@@ -401,21 +370,5 @@ pub(crate) mod tests {
         assert_eq!(j["status"], "rejection");
         assert_eq!(j["fail_info"], "timeNotAvailable");
         assert!(j["serial"].is_null());
-    }
-
-    #[test]
-    fn rfc3339_round_trips() {
-        let t = Timestamp {
-            unix_secs: 1_795_000_000,
-            nanos: 5_000,
-        };
-        assert_eq!(rfc3339(t), "2026-11-18T11:06:40.000005Z");
-        assert_eq!(parse_rfc3339(&rfc3339(t)), Some(t));
-        assert_eq!(
-            parse_rfc3339("2026-11-18T12:06:40+01:00").map(|t| t.unix_secs),
-            Some(1_795_000_000)
-        );
-        assert_eq!(unhex(&hex(&[0, 1, 254])), Some(vec![0, 1, 254]));
-        assert_eq!(unhex("0g"), None);
     }
 }

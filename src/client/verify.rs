@@ -5,6 +5,7 @@ use aws_lc_rs::signature::{self as sig, UnparsedPublicKey, VerificationAlgorithm
 
 use crate::protocol::cert::CertView;
 use crate::protocol::der::{self, tag, Reader};
+use crate::protocol::hex::hex;
 use crate::protocol::response::{self, SignerInfo, Token};
 use crate::protocol::{oid, HashAlg, PkiStatus, Timestamp};
 
@@ -31,22 +32,6 @@ pub struct Verified {
     pub tsa_certificate_subject_sha256: String,
     pub signature_algorithm: &'static str,
     pub chain_length: usize,
-}
-
-pub fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// The bytes of an even number of hex digits (either case), or `None`.
-pub fn unhex(s: &str) -> Option<Vec<u8>> {
-    // Checked first: from_str_radix would take a sign.
-    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 fn oid_text(bytes: &[u8]) -> String {
@@ -362,105 +347,4 @@ fn verify_signature(
         .verify(message, signature)
         .map(|_| name)
         .map_err(|_| "signature does not verify".to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::protocol::token::{self, Accuracy, IncludeCerts, PolicyTemplate, SignerTemplate};
-    use crate::protocol::{request, Precision};
-    use crate::signer::software::{RsaPadding, SoftwareSigner};
-    use crate::signer::TokenSigner;
-    use rcgen::{BasicConstraints, CertificateParams, CustomExtension, IsCa, Issuer, KeyPair};
-
-    fn now() -> Timestamp {
-        Timestamp {
-            unix_secs: time::OffsetDateTime::now_utc().unix_timestamp(),
-            nanos: 0,
-        }
-    }
-
-    fn tsa_params() -> CertificateParams {
-        let mut p = CertificateParams::new(vec![]).unwrap();
-        let mut eku = CustomExtension::from_oid_content(
-            &[2, 5, 29, 37],
-            vec![0x30, 0x0a, 0x06, 0x08, 0x2b, 6, 1, 5, 5, 7, 3, 8],
-        );
-        eku.set_criticality(true);
-        p.custom_extensions = vec![eku];
-        p
-    }
-
-    /// Issues a token with `chain` (TSA first) and verifies it against `ca`.
-    fn issue_and_verify(
-        tsa_key: &KeyPair,
-        chain: Vec<Vec<u8>>,
-        ca: &[u8],
-    ) -> Result<Verified, String> {
-        let signer =
-            SoftwareSigner::from_der(&tsa_key.serialize_der(), chain, RsaPadding::Pkcs1, now())?;
-        let oid = crate::protocol::oid::Oid::parse("2.999.1.1").unwrap();
-        let policy = PolicyTemplate::new(
-            &oid,
-            Accuracy::default(),
-            Precision::Seconds,
-            crate::protocol::token::TsaName::Omit,
-            IncludeCerts::Chain,
-            false,
-        );
-        let body = request::encode(HashAlg::Sha256, &[3; 32], None, None, true);
-        let req = request::decode(&body).unwrap();
-        let template: &SignerTemplate = signer.template();
-        let prepared = token::prepare(template, &policy, &req, &[1], now()).unwrap();
-        let sig = signer
-            .sign(signer.reserve().unwrap(), &prepared.signed_attrs)
-            .unwrap();
-        let der = token::finish(template, &policy, &prepared, &sig);
-        let expect = Expectation {
-            hash: HashAlg::Sha256,
-            digest: vec![3; 32],
-            nonce: None,
-        };
-        verify(&der, false, &expect, &[ca.to_vec()], &[])
-    }
-
-    #[test]
-    fn chains_through_a_proper_ca_verify() {
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca = CertificateParams::new(vec![]).unwrap();
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca_cert = ca.self_signed(&ca_key).unwrap();
-        let issuer = Issuer::new(ca, &ca_key);
-        let tsa_key = KeyPair::generate().unwrap();
-        let tsa = tsa_params().signed_by(&tsa_key, &issuer).unwrap();
-        let v = issue_and_verify(&tsa_key, vec![tsa.der().to_vec()], ca_cert.der()).unwrap();
-        assert_eq!(v.chain_length, 2);
-    }
-
-    #[test]
-    fn an_end_entity_cannot_issue_a_tsa_certificate() {
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca = CertificateParams::new(vec![]).unwrap();
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca_cert = ca.self_signed(&ca_key).unwrap();
-        let ca_issuer = Issuer::new(ca, &ca_key);
-        // An ordinary end-entity certificate (e.g. a TLS client certificate) under the CA...
-        let ee_key = KeyPair::generate().unwrap();
-        let ee_params = CertificateParams::new(vec!["client.example".into()]).unwrap();
-        let ee = ee_params.signed_by(&ee_key, &ca_issuer).unwrap();
-        let ee_issuer = Issuer::new(
-            CertificateParams::new(vec!["client.example".into()]).unwrap(),
-            &ee_key,
-        );
-        // ...mints itself a "TSA" certificate.
-        let tsa_key = KeyPair::generate().unwrap();
-        let tsa = tsa_params().signed_by(&tsa_key, &ee_issuer).unwrap();
-        let err = issue_and_verify(
-            &tsa_key,
-            vec![tsa.der().to_vec(), ee.der().to_vec()],
-            ca_cert.der(),
-        )
-        .unwrap_err();
-        assert!(err.contains("without being a CA"), "{err}");
-    }
 }

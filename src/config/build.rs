@@ -10,32 +10,25 @@ use super::{parse_oid, Config, SignerKind};
 use crate::audit::AuditSink;
 use crate::clock::{SystemClock, TimeSource};
 use crate::error::Error;
+use crate::frontend::config::Listener;
 use crate::pki::{DevPki, KeyType};
 use crate::policy::chain;
 use crate::policy::filters::timestamp_token::EssCertId;
 use crate::policy::mapper::{Cidr, Rules, StringMatch};
 use crate::policy::preprocess::{PreFilter, PreprocessConfig};
-use crate::policy::serial::SerialSpace;
-use crate::policy::{Issuer, Policy, Service};
+use crate::policy::{Policy, Service, Tsa};
 use crate::protocol::cert::CertView;
 use crate::protocol::token::SignerTemplate;
 use crate::protocol::token::{PolicyTemplate, TsaName};
 use crate::protocol::HashAlg;
+use crate::serial::SerialSpace;
 use crate::signer::software::SoftwareSigner;
 use crate::signer::TokenSigner;
 use regex::bytes::Regex;
 
-/// One listening socket and the paths it serves.
-#[derive(Debug, Clone)]
-pub struct Listener {
-    pub addr: SocketAddr,
-    /// (path, service index).
-    pub routes: Vec<(String, usize)>,
-}
-
 /// Everything `serve` needs.
 pub struct Built {
-    pub issuer: Arc<Issuer>,
+    pub tsa: Arc<Tsa>,
     /// The audit trail, to flush on shutdown.
     pub audit: Arc<dyn AuditSink>,
     pub listeners: Vec<Listener>,
@@ -79,7 +72,9 @@ pub fn build_with_clock(config: &Config, clock: Arc<dyn TimeSource>) -> Result<B
         config.server.node_id,
         u64::try_from(now.unix_secs).unwrap_or(0),
     )?;
-    let audit = config.audit.start(&data_dir)?;
+    let audit = config
+        .audit
+        .start(&data_dir, postgres_password(&config.audit, &data_dir)?)?;
     let mut services = Vec::new();
     let mut listeners: Vec<Listener> = Vec::new();
     for sc in config.service.iter().filter(|s| s.enabled) {
@@ -150,7 +145,7 @@ pub fn build_with_clock(config: &Config, clock: Arc<dyn TimeSource>) -> Result<B
     }
 
     Ok(Built {
-        issuer: Arc::new(Issuer {
+        tsa: Arc::new(Tsa {
             services,
             clock,
             serials,
@@ -164,6 +159,27 @@ pub fn build_with_clock(config: &Config, clock: Arc<dyn TimeSource>) -> Result<B
         listeners,
         data_dir,
     })
+}
+
+/// The PostgreSQL password of `[audit]`, from its env variable or file; `None` without
+/// `audit.postgres` (nothing is read then).
+pub fn postgres_password(
+    audit: &crate::audit::AuditSettings,
+    data_dir: &Path,
+) -> Result<Option<String>, Error> {
+    if audit.postgres.is_none() {
+        return Ok(None);
+    }
+    let file = audit
+        .postgres_password_file
+        .as_deref()
+        .map(|f| resolve(data_dir, f));
+    super::secret::read(
+        "the password",
+        audit.postgres_password_env.as_deref(),
+        file.as_deref(),
+    )
+    .map_err(|e| Error::Config(format!("audit.postgres: {e}")))
 }
 
 /// A signer from its validated config. The embedded default's dev PKI is created on first

@@ -15,7 +15,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+use crate::frontend::config::{Dispatch, HttpConfig, IoDriver};
 use crate::policy::chain::{self, Settings};
+use crate::policy::filters::accuracy::parse_duration_us;
 use crate::policy::filters::timestamp_token::EssCertId;
 use crate::policy::filters::FilterConfig;
 use crate::policy::preprocess::PreprocessConfig;
@@ -93,17 +95,6 @@ fn default_policies() -> BTreeMap<String, PolicyConfig> {
     BTreeMap::from([("default".to_string(), PolicyConfig::default())])
 }
 
-/// How a request travels from the HTTP core to the signer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Dispatch {
-    /// Sign on the core that received the request (no hand-off; fastest for software keys).
-    #[default]
-    Inline,
-    /// Hand requests to backend workers through a bounded queue (for HSM signing).
-    Queue,
-}
-
 /// `[server]`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -126,7 +117,7 @@ pub struct ServerConfig {
     pub queue_capacity: usize,
     /// I/O driver: `auto` (default: io_uring when the kernel allows it, else epoll) or
     /// `epoll`.
-    pub io_driver: crate::frontend::IoDriver,
+    pub io_driver: IoDriver,
     /// HTTP limits.
     pub http: HttpConfig,
 }
@@ -140,40 +131,8 @@ impl Default for ServerConfig {
             dispatch: None,
             workers: 0,
             queue_capacity: 4096,
-            io_driver: crate::frontend::IoDriver::Auto,
+            io_driver: IoDriver::Auto,
             http: HttpConfig::default(),
-        }
-    }
-}
-
-/// `[server.http]`
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HttpConfig {
-    /// Largest request head (request line + headers) in bytes; more → 431. Default 8192.
-    pub max_header_bytes: usize,
-    /// Largest request body in bytes; more → 413 before the body is read. Default 65536.
-    pub max_body_bytes: usize,
-    /// Time allowed to receive a whole request, in ms, counted from its first byte (or from
-    /// the accept, for a connection's first request); then 408 and close (slowloris
-    /// defence). Default 10000.
-    pub request_timeout_ms: u64,
-    /// Time an idle keep-alive connection is kept open between requests, in ms. Default
-    /// 60000.
-    pub idle_timeout_ms: u64,
-    /// Open connections per core; more are answered 503 (Retry-After: 1) and closed.
-    /// Default 16384.
-    pub max_connections_per_core: usize,
-}
-
-impl Default for HttpConfig {
-    fn default() -> Self {
-        HttpConfig {
-            max_header_bytes: 8192,
-            max_body_bytes: 64 * 1024,
-            request_timeout_ms: 10_000,
-            idle_timeout_ms: 60_000,
-            max_connections_per_core: 16_384,
         }
     }
 }
@@ -453,21 +412,6 @@ impl Default for PolicyConfig {
     }
 }
 
-/// Parses `1s`, `500ms`, `100us` (also `µs`) into microseconds.
-pub fn parse_duration_us(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let (num, mul) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 1_000)
-    } else if let Some(n) = s.strip_suffix("us").or_else(|| s.strip_suffix("µs")) {
-        (n, 1)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1_000_000)
-    } else {
-        return None;
-    };
-    num.trim().parse::<u64>().ok()?.checked_mul(mul)
-}
-
 pub fn parse_oid(s: &str) -> Option<Oid> {
     Oid::parse(s)
 }
@@ -608,39 +552,13 @@ impl Config {
                 ));
             }
         }
-        let http = &self.server.http;
         if self.server.cores > 1024 {
             errors.push("server.cores: at most 1024 (0 = all available cores)".to_string());
         }
         if self.server.queue_capacity == 0 {
             errors.push("server.queue_capacity: must be at least 1".into());
         }
-        for (key, v) in [
-            ("max_header_bytes", http.max_header_bytes),
-            ("max_body_bytes", http.max_body_bytes),
-            ("max_connections_per_core", http.max_connections_per_core),
-        ] {
-            if v == 0 {
-                errors.push(format!("server.http.{key}: must be at least 1"));
-            }
-        }
-        if http.max_body_bytes > 1 << 20 {
-            // A TimeStampReq is a few hundred bytes; the audit journal's frames are bounded.
-            errors.push("server.http.max_body_bytes: at most 1048576 (1 MiB)".into());
-        }
-        if http.max_header_bytes < 256 {
-            errors.push("server.http.max_header_bytes: at least 256 bytes".into());
-        }
-        for (key, v) in [
-            ("request_timeout_ms", http.request_timeout_ms),
-            ("idle_timeout_ms", http.idle_timeout_ms),
-        ] {
-            if v == 0 {
-                errors.push(format!(
-                    "server.http.{key}: must be at least 1 (milliseconds)"
-                ));
-            }
-        }
+        errors.extend(self.server.http.validate());
         if self.service.is_empty() {
             errors.push("[[service]]: at least one service is needed".into());
         }
@@ -1088,15 +1006,6 @@ mod tests {
         "#;
         let err = errors(text);
         assert!(err.contains("already served by another service"), "{err}");
-    }
-
-    #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration_us("1s"), Some(1_000_000));
-        assert_eq!(parse_duration_us("500ms"), Some(500_000));
-        assert_eq!(parse_duration_us("100us"), Some(100));
-        assert_eq!(parse_duration_us("0s"), Some(0));
-        assert_eq!(parse_duration_us("1h"), None);
     }
 
     #[test]

@@ -11,9 +11,9 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
+use super::config::HttpConfig;
 use super::http::{self, Action, Parsed};
 use super::Backend;
-use crate::config::HttpConfig;
 use crate::policy::{Reply, RequestMeta};
 
 /// Initial buffer per connection; buffers grow for larger requests and shrink back once
@@ -31,7 +31,7 @@ const LINGER: Duration = Duration::from_millis(500);
 
 pub struct Shared {
     /// For `GET /metrics`.
-    pub issuer: std::sync::Arc<crate::policy::Issuer>,
+    pub tsa: std::sync::Arc<crate::policy::Tsa>,
     pub limits: HttpConfig,
     pub routes: Vec<(String, usize)>,
     pub backend: Backend,
@@ -189,7 +189,7 @@ pub async fn serve(mut stream: TcpStream, peer: std::net::IpAddr, shared: Rc<Sha
                 req.head_len
             }
             Action::Ready { head_only } => {
-                let (status, body) = match shared.issuer.ready() {
+                let (status, body) = match shared.tsa.ready() {
                     Ok(()) => (200, "ready\n".to_string()),
                     Err(why) => (503, format!("{why}\n")),
                 };
@@ -205,7 +205,7 @@ pub async fn serve(mut stream: TcpStream, peer: std::net::IpAddr, shared: Rc<Sha
                 req.head_len
             }
             Action::Metrics => {
-                let text = shared.issuer.metrics();
+                let text = shared.tsa.metrics();
                 http::write_response(
                     &mut out,
                     200,

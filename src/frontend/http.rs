@@ -1,7 +1,7 @@
 //! HTTP/1.1 request heads (RFC 9112) parsed with httparse, and the decision of what to do
 //! with each request. Pure: bytes in, a decision out, so every rule is unit-tested.
 
-use crate::config::HttpConfig;
+use super::config::HttpConfig;
 
 /// What to do with one request.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,6 +2,7 @@
 //! kernel allows it and epoll otherwise, one SO_REUSEPORT listener per core and address.
 //! The only monoio code in stampd.
 
+pub mod config;
 pub mod conn;
 pub mod http;
 
@@ -13,22 +14,10 @@ use std::sync::Arc;
 use futures_channel::oneshot;
 use monoio::net::{ListenerOpts, TcpListener};
 
-use crate::config::build::Listener;
-use crate::config::{Dispatch, HttpConfig};
 use crate::error::Error;
 use crate::pipeline::{self, Envelope, Queue};
-use crate::policy::{Issuer, Reply, RequestMeta};
-
-/// Which I/O driver the runtimes use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum IoDriver {
-    /// io_uring when the kernel allows it, epoll otherwise.
-    #[default]
-    Auto,
-    /// epoll only (containers that forbid io_uring).
-    Epoll,
-}
+use crate::policy::{Reply, RequestMeta, Tsa};
+use config::{Dispatch, HttpConfig, IoDriver, Listener};
 
 /// Longest a core waits for a backend worker's answer.
 const BACKEND_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
@@ -37,7 +26,7 @@ const BACKEND_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30)
 #[derive(Clone)]
 pub enum Backend {
     /// Issue on this core.
-    Inline(Arc<Issuer>),
+    Inline(Arc<Tsa>),
     /// Hand to backend workers.
     Queue(Queue),
 }
@@ -52,7 +41,7 @@ impl Backend {
         meta: &RequestMeta<'_>,
     ) -> Result<Reply, u16> {
         match self {
-            Backend::Inline(issuer) => Ok(issuer.issue(service, body, meta)),
+            Backend::Inline(tsa) => Ok(tsa.issue(service, body, meta)),
             Backend::Queue(queue) => {
                 let (tx, rx) = oneshot::channel();
                 let env = Envelope {
@@ -116,18 +105,18 @@ impl Running {
 }
 
 /// Starts the cores; returns once every listener is bound (or with the first bind error).
-pub fn start(issuer: Arc<Issuer>, listeners: Vec<Listener>, s: Settings) -> Result<Running, Error> {
+pub fn start(tsa: Arc<Tsa>, listeners: Vec<Listener>, s: Settings) -> Result<Running, Error> {
     let cores = if s.cores == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
         s.cores
     };
-    let metrics = issuer.clone();
+    let metrics = tsa.clone();
     let backend = match s.dispatch {
-        Dispatch::Inline => Backend::Inline(issuer),
+        Dispatch::Inline => Backend::Inline(tsa),
         Dispatch::Queue => {
             let workers = if s.workers == 0 { cores } else { s.workers };
-            let (queue, _workers) = pipeline::start(issuer, workers, s.queue_capacity)
+            let (queue, _workers) = pipeline::start(tsa, workers, s.queue_capacity)
                 .map_err(|e| Error::Frontend(format!("cannot start workers: {e}")))?;
             Backend::Queue(queue)
         }
@@ -141,12 +130,12 @@ pub fn start(issuer: Arc<Issuer>, listeners: Vec<Listener>, s: Settings) -> Resu
     for core in 0..cores {
         let listeners_here = listeners.clone();
         let backend = backend.clone();
-        let issuer = metrics.clone();
+        let tsa = metrics.clone();
         let http = s.http.clone();
         let ready = ready_tx.clone();
         let handle = std::thread::Builder::new()
             .name(format!("stampd-core-{core}"))
-            .spawn(move || run_core(listeners_here, issuer, backend, http, uring, ready))
+            .spawn(move || run_core(listeners_here, tsa, backend, http, uring, ready))
             .map_err(|e| Error::Frontend(format!("cannot start core thread: {e}")))?;
         handles.push(handle);
         let bound = ready_rx
@@ -170,7 +159,7 @@ pub fn start(issuer: Arc<Issuer>, listeners: Vec<Listener>, s: Settings) -> Resu
 
 fn run_core(
     listeners: Vec<Listener>,
-    issuer: Arc<Issuer>,
+    tsa: Arc<Tsa>,
     backend: Backend,
     http: HttpConfig,
     uring: bool,
@@ -200,7 +189,7 @@ fn run_core(
         let mut tasks = Vec::new();
         for (listener, routes) in bound {
             let shared = Rc::new(conn::Shared {
-                issuer: issuer.clone(),
+                tsa: tsa.clone(),
                 limits: http.clone(),
                 routes,
                 backend: backend.clone(),

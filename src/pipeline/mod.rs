@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use futures_channel::oneshot;
 
-use crate::policy::{Issuer, Reply, RequestMeta};
+use crate::policy::{Reply, RequestMeta, Tsa};
 
 /// Most requests a worker takes from the queue in one go before it looks again.
 pub const BATCH: usize = 64;
@@ -45,7 +45,7 @@ impl Queue {
 /// Starts `workers` backend threads draining a queue of `capacity` requests. They stop
 /// when every [`Queue`] handle is dropped.
 pub fn start(
-    issuer: Arc<Issuer>,
+    tsa: Arc<Tsa>,
     workers: usize,
     capacity: usize,
 ) -> std::io::Result<(Queue, Vec<JoinHandle<()>>)> {
@@ -53,16 +53,16 @@ pub fn start(
     let handles = (0..workers.max(1))
         .map(|i| {
             let rx = rx.clone();
-            let issuer = issuer.clone();
+            let tsa = tsa.clone();
             std::thread::Builder::new()
                 .name(format!("stampd-worker-{i}"))
-                .spawn(move || work(&issuer, &rx))
+                .spawn(move || work(&tsa, &rx))
         })
         .collect::<std::io::Result<Vec<_>>>()?;
     Ok((Queue { tx }, handles))
 }
 
-fn work(issuer: &Issuer, rx: &Receiver<Envelope>) {
+fn work(tsa: &Tsa, rx: &Receiver<Envelope>) {
     let mut batch = Vec::with_capacity(BATCH);
     while let Ok(first) = rx.recv() {
         batch.push(first);
@@ -73,7 +73,7 @@ fn work(issuer: &Issuer, rx: &Receiver<Envelope>) {
                 path: &env.path,
                 head: &env.head,
             };
-            let reply = issuer.issue(env.service, &env.body, &meta);
+            let reply = tsa.issue(env.service, &env.body, &meta);
             // The requester may have gone; its reply is simply dropped.
             let _ = env.reply.send(reply);
         }

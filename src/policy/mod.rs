@@ -18,22 +18,22 @@ pub mod chain;
 pub mod filters;
 pub mod mapper;
 pub mod preprocess;
-pub mod serial;
 
 use std::sync::Arc;
 
 use crate::audit::{AuditSink, Durable};
 use crate::clock::TimeSource;
 use crate::error::Error;
+use crate::outcome::Outcome;
 use crate::protocol::oid::Oid;
 use crate::protocol::status::rejection_response;
 use crate::protocol::token::{self, PolicyTemplate, SignerTemplate};
 use crate::protocol::{request, FailureInfo, HashAlg, Rejection, TimeStampReq};
+use crate::serial::{self, SerialSpace};
 use crate::signer::TokenSigner;
 pub use mapper::RequestMeta;
 use mapper::Rules;
 use preprocess::{Exchange, PreFilter, Stop};
-use serial::SerialSpace;
 use std::time::Instant;
 
 /// One policy of a service, compiled from its filter chain (see [`chain`]).
@@ -131,18 +131,6 @@ impl Service {
     }
 }
 
-/// What happened to one request, for logs, metrics and (later) the audit trail.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    Granted {
-        serial: [u8; serial::SERIAL_LEN],
-    },
-    Rejected(FailureInfo),
-    /// Refused at the HTTP level with this status (e.g. 429 from the rate limit); `der` is
-    /// empty.
-    Refused(u16),
-}
-
 /// A complete `TimeStampResp` and what it says.
 #[derive(Debug)]
 pub struct Reply {
@@ -181,7 +169,7 @@ impl Reply {
 }
 
 /// Everything needed to issue tokens; shared by every core and worker.
-pub struct Issuer {
+pub struct Tsa {
     pub services: Vec<Service>,
     pub clock: Arc<dyn TimeSource>,
     pub serials: SerialSpace,
@@ -208,11 +196,11 @@ impl From<Error> for Failure {
     }
 }
 
-impl Issuer {
+impl Tsa {
     /// One service over `signer` with one policy (OID 2.999.1.1, SHA-2 family imprints,
     /// 1 s accuracy, milliseconds, the chain on certReq), no pre-filters and no audit
     /// trail: for `stampd hsm selftest` and the load generator's responder.
-    pub fn single(name: &str, signer: Arc<dyn TokenSigner>) -> Issuer {
+    pub fn single(name: &str, signer: Arc<dyn TokenSigner>) -> Tsa {
         use crate::protocol::token::{Accuracy, IncludeCerts, TsaName};
         let oid = Oid::parse("2.999.1.1").expect("a valid OID");
         let template = PolicyTemplate::new(
@@ -224,7 +212,7 @@ impl Issuer {
             false,
         );
         let hashes = vec![HashAlg::Sha256, HashAlg::Sha384, HashAlg::Sha512];
-        Issuer {
+        Tsa {
             services: vec![Service {
                 name: name.into(),
                 signer: Arc::clone(&signer),
@@ -373,7 +361,7 @@ impl Issuer {
                 .into());
             }
         }
-        // From the clock filter's reading; the issuer's own clock when the service has none.
+        // From the clock filter's reading; the TSA's own clock when the service has none.
         let reading = x.time.unwrap_or_else(|| self.clock.now());
         let gen_time = reading.map_err(|_| Error::TimeUnavailable)?;
         let signer = policy.signer.as_ref().unwrap_or(&svc.signer);

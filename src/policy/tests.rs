@@ -3,17 +3,18 @@
 
 use std::sync::Arc;
 
-use super::serial::SerialSpace;
-use super::{Issuer, Outcome, Policy, RequestMeta, Service};
+use super::{Policy, RequestMeta, Service, Tsa};
 use crate::audit::{Discard, Memory};
 use crate::client::verify::{self, Expectation};
 use crate::clock::FixedClock;
+use crate::outcome::Outcome;
 use crate::pki::{DevPki, KeyType};
 use crate::protocol::der::{self, tag};
 use crate::protocol::oid::{self, Oid};
 use crate::protocol::response;
 use crate::protocol::token::{Accuracy, IncludeCerts, PolicyTemplate, TsaName};
 use crate::protocol::{request, FailureInfo, HashAlg, PkiStatus, Precision, Timestamp};
+use crate::serial::SerialSpace;
 use crate::signer::software::{pem_blocks, RsaPadding, SoftwareSigner};
 
 const NOW: Timestamp = Timestamp {
@@ -32,7 +33,7 @@ fn now() -> Timestamp {
 }
 
 struct Fixture {
-    issuer: Issuer,
+    tsa: Tsa,
     ca: Vec<Vec<u8>>,
     _dir: tempfile::TempDir,
 }
@@ -66,7 +67,7 @@ fn fixture(key: KeyType, padding: RsaPadding, clock: Option<Timestamp>) -> Fixtu
     pki.create(key).unwrap();
     let signer = SoftwareSigner::load("t", &pki.tsa_key, &pki.tsa_cert, padding, now()).unwrap();
     let ca = pem_blocks(&std::fs::read(&pki.ca_cert).unwrap(), "CERTIFICATE").unwrap();
-    let issuer = Issuer {
+    let tsa = Tsa {
         services: vec![Service {
             name: "s".into(),
             signer: Arc::new(signer),
@@ -80,11 +81,7 @@ fn fixture(key: KeyType, padding: RsaPadding, clock: Option<Timestamp>) -> Fixtu
         audit: Arc::new(Discard),
         signers: Vec::new(),
     };
-    Fixture {
-        issuer,
-        ca,
-        _dir: dir,
-    }
+    Fixture { tsa, ca, _dir: dir }
 }
 
 fn expect(hash: HashAlg, digest: &[u8], nonce: Option<&[u8]>) -> Expectation {
@@ -109,7 +106,7 @@ fn every_key_type_issues_verifiable_tokens() {
             let digest = vec![0x5a; hash.digest_len()];
             let nonce = [0x80, 0, 0, 0, 0, 0, 0, 1];
             let body = request::encode(hash, &digest, None, Some(&nonce), true);
-            let reply = f.issuer.issue(0, &body, &local());
+            let reply = f.tsa.issue(0, &body, &local());
             assert!(
                 matches!(reply.outcome, Outcome::Granted { .. }),
                 "{key:?} {hash:?}"
@@ -135,7 +132,7 @@ fn nonce_is_echoed_exactly_and_cert_req_controls_certificates() {
     for cert_req in [false, true] {
         let body = request::encode(HashAlg::Sha256, &[1; 32], None, Some(&nonce), cert_req);
         let sent = request::decode(&body).unwrap().nonce.unwrap().to_vec();
-        let reply = f.issuer.issue(0, &body, &local());
+        let reply = f.tsa.issue(0, &body, &local());
         let resp = response::decode(&reply.der).unwrap();
         let token = resp.token.unwrap();
         assert_eq!(token.tst_info.nonce, Some(sent.as_slice()));
@@ -158,7 +155,7 @@ fn nonce_is_echoed_exactly_and_cert_req_controls_certificates() {
 fn token_structure_is_canonical() {
     let f = fixture(KeyType::P256, RsaPadding::Pkcs1, Some(now()));
     let body = request::encode(HashAlg::Sha256, &[7; 32], None, None, false);
-    let reply = f.issuer.issue(0, &body, &local());
+    let reply = f.tsa.issue(0, &body, &local());
     let token = response::decode(&reply.der).unwrap().token.unwrap();
     let tst = &token.tst_info;
     // The imprint is copied byte for byte.
@@ -192,7 +189,7 @@ fn gen_time_precision_and_truncation() {
     };
     let f = fixture(KeyType::P256, RsaPadding::Pkcs1, Some(t));
     let body = request::encode(HashAlg::Sha256, &[7; 32], None, None, false);
-    let der = f.issuer.issue(0, &body, &local()).der;
+    let der = f.tsa.issue(0, &body, &local()).der;
     let token = response::decode(&der).unwrap().token.unwrap();
     assert!(
         token.tst_info.gen_time_text.ends_with(".12Z"),
@@ -202,7 +199,7 @@ fn gen_time_precision_and_truncation() {
 }
 
 fn rejection(f: &Fixture, body: &[u8]) -> (FailureInfo, Vec<String>) {
-    let reply = f.issuer.issue(0, body, &local());
+    let reply = f.tsa.issue(0, body, &local());
     let resp = response::decode(&reply.der).unwrap();
     assert_eq!(resp.status, PkiStatus::Rejection);
     assert!(resp.token.is_none());
@@ -264,7 +261,7 @@ fn serial_numbers_differ_per_token() {
     let f = fixture(KeyType::Ed25519, RsaPadding::Pkcs1, Some(now()));
     let ok = request::encode(HashAlg::Sha256, &[1; 32], None, None, false);
     let serials: std::collections::HashSet<_> = (0..200)
-        .map(|_| match f.issuer.issue(0, &ok, &local()).outcome {
+        .map(|_| match f.tsa.issue(0, &ok, &local()).outcome {
             Outcome::Granted { serial } => serial,
             other => panic!("{other:?}"),
         })
@@ -304,7 +301,7 @@ fn startup_checks_refuse_bad_certificates() {
 fn fallback_policy_answers_only_what_it_may() {
     let mut f = fixture(KeyType::P256, RsaPadding::Pkcs1, Some(now()));
     // The only policy takes SHA-512 imprints; a fallback takes the rest.
-    let svc = &mut f.issuer.services[0];
+    let svc = &mut f.tsa.services[0];
     svc.policies[0].rules.hash_algorithm = Some(vec![HashAlg::Sha512]);
     svc.fallback = Some(policy(
         "2.999.1.9",
@@ -317,9 +314,9 @@ fn fallback_policy_answers_only_what_it_may() {
         crate::protocol::oid::to_dotted(t.tst_info.policy).unwrap()
     };
     let sha512 = request::encode(HashAlg::Sha512, &[1; 64], None, None, false);
-    assert_eq!(policy_of(f.issuer.issue(0, &sha512, &local())), "2.999.1.1");
+    assert_eq!(policy_of(f.tsa.issue(0, &sha512, &local())), "2.999.1.1");
     let sha256 = request::encode(HashAlg::Sha256, &[1; 32], None, None, false);
-    assert_eq!(policy_of(f.issuer.issue(0, &sha256, &local())), "2.999.1.9");
+    assert_eq!(policy_of(f.tsa.issue(0, &sha256, &local())), "2.999.1.9");
     // A request naming another policy is never answered by the fallback (RFC 3161 §2.4.2).
     let other = Oid::parse("2.999.1.5").unwrap();
     let named = request::encode(HashAlg::Sha256, &[1; 32], Some(&other), None, false);
@@ -338,9 +335,9 @@ fn qualified_policies_carry_the_qc_statement() {
         IncludeCerts::Chain,
         true,
     );
-    f.issuer.services[0].policies = vec![Policy::simple("q", oid, vec![HashAlg::Sha256], template)];
+    f.tsa.services[0].policies = vec![Policy::simple("q", oid, vec![HashAlg::Sha256], template)];
     let body = request::encode(HashAlg::Sha256, &[1; 32], None, None, true);
-    let reply = f.issuer.issue(0, &body, &local());
+    let reply = f.tsa.issue(0, &body, &local());
     let token = response::decode(&reply.der).unwrap().token.unwrap();
     assert!(token.tst_info.has_extensions);
     // extensions [1] { Extension { id-pe-qcStatements, OCTET STRING { SEQ { SEQ { esi4-qtstStatement-1 } } } } }
@@ -381,17 +378,16 @@ fn request_with_extension(critical: bool) -> Vec<u8> {
 #[test]
 fn request_validation_allow_list_separates_critical_extensions() {
     let mut f = fixture(KeyType::P256, RsaPadding::Pkcs1, Some(now()));
-    f.issuer.services[0].policies[0].allowed_extensions =
+    f.tsa.services[0].policies[0].allowed_extensions =
         vec![(Oid::parse("1.2.3.4").unwrap(), false)];
-    let granted = f.issuer.issue(0, &request_with_extension(false), &local());
+    let granted = f.tsa.issue(0, &request_with_extension(false), &local());
     assert!(matches!(granted.outcome, Outcome::Granted { .. }));
     assert_eq!(
         rejection(&f, &request_with_extension(true)).0,
         FailureInfo::UnacceptedExtension
     );
-    f.issuer.services[0].policies[0].allowed_extensions =
-        vec![(Oid::parse("1.2.3.4").unwrap(), true)];
-    let granted = f.issuer.issue(0, &request_with_extension(true), &local());
+    f.tsa.services[0].policies[0].allowed_extensions = vec![(Oid::parse("1.2.3.4").unwrap(), true)];
+    let granted = f.tsa.issue(0, &request_with_extension(true), &local());
     assert!(matches!(granted.outcome, Outcome::Granted { .. }));
 }
 
@@ -400,11 +396,11 @@ fn ess_cert_id_v1_and_other_v2_hashes_verify() {
     use crate::protocol::token::{EssCertId, SignerTemplate};
     for ess in [EssCertId::V1, EssCertId::V2(HashAlg::Sha512)] {
         let mut f = fixture(KeyType::P256, RsaPadding::Pkcs1, Some(now()));
-        let signer = f.issuer.services[0].signer.clone();
+        let signer = f.tsa.services[0].signer.clone();
         let template = SignerTemplate::new(signer.template().scheme, signer.chain(), ess).unwrap();
-        f.issuer.services[0].policies[0].signer_template = Some(template);
+        f.tsa.services[0].policies[0].signer_template = Some(template);
         let body = request::encode(HashAlg::Sha256, &[2; 32], None, None, true);
-        let reply = f.issuer.issue(0, &body, &local());
+        let reply = f.tsa.issue(0, &body, &local());
         let token = response::decode(&reply.der).unwrap().token.unwrap();
         let si = &token.signer_infos[0];
         let (v1, v2) = (
@@ -428,7 +424,7 @@ fn audited(f: &mut Fixture, config: super::preprocess::audit::AuditConfig) -> Ar
     use crate::audit::Durability;
     let sink = Arc::new(Memory::default());
     let audit = config.build("audit", "s", "k", Durability::GroupCommit, sink.clone());
-    f.issuer.services[0].preprocess.insert(0, Arc::new(audit));
+    f.tsa.services[0].preprocess.insert(0, Arc::new(audit));
     sink
 }
 
@@ -437,16 +433,16 @@ fn storage_keeps_issued_tokens_in_the_audit_trail() {
     let mut f = fixture(KeyType::P256, RsaPadding::Pkcs1, Some(now()));
     let sink = audited(&mut f, Default::default());
     let body = request::encode(HashAlg::Sha256, &[2; 32], None, None, false);
-    f.issuer.issue(0, &body, &local());
+    f.tsa.issue(0, &body, &local());
     assert_eq!(
         sink.0.lock().unwrap()[0].response,
         None,
         "no response DER without the storage filter"
     );
-    f.issuer.services[0].policies[0].archive = true;
-    let reply = f.issuer.issue(0, &body, &local());
+    f.tsa.services[0].policies[0].archive = true;
+    let reply = f.tsa.issue(0, &body, &local());
     // Rejections are not archived as issued tokens.
-    f.issuer.issue(0, b"junk", &local());
+    f.tsa.issue(0, b"junk", &local());
     let stored = sink.0.lock().unwrap();
     assert_eq!(stored.len(), 3);
     assert_eq!(stored[1].response.as_ref(), Some(&reply.der));
@@ -504,9 +500,9 @@ fn preprocessing_wraps_the_chain_like_an_onion() {
             stop,
         }) as Arc<dyn PreFilter>
     };
-    f.issuer.services[0].preprocess = vec![rec("a", None), rec("b", None), rec("c", None)];
+    f.tsa.services[0].preprocess = vec![rec("a", None), rec("b", None), rec("c", None)];
     let ok = request::encode(HashAlg::Sha256, &[1; 32], None, None, false);
-    f.issuer.issue(0, &ok, &local());
+    f.tsa.issue(0, &ok, &local());
     assert_eq!(
         *log.lock().unwrap(),
         [
@@ -520,7 +516,7 @@ fn preprocessing_wraps_the_chain_like_an_onion() {
     );
     // The after-phase runs on rejections too.
     log.lock().unwrap().clear();
-    f.issuer.issue(0, b"junk", &local());
+    f.tsa.issue(0, b"junk", &local());
     assert_eq!(
         *log.lock().unwrap(),
         [
@@ -535,12 +531,12 @@ fn preprocessing_wraps_the_chain_like_an_onion() {
     // A filter that stops the request: the chain never runs, and only the entered filters
     // unwind.
     log.lock().unwrap().clear();
-    f.issuer.services[0].preprocess = vec![
+    f.tsa.services[0].preprocess = vec![
         rec("a", None),
         rec("b", Some(Stop::Http(429))),
         rec("c", None),
     ];
-    let reply = f.issuer.issue(0, &ok, &local());
+    let reply = f.tsa.issue(0, &ok, &local());
     assert_eq!(reply.outcome, Outcome::Refused(429));
     assert_eq!(
         *log.lock().unwrap(),
@@ -552,12 +548,12 @@ fn preprocessing_wraps_the_chain_like_an_onion() {
 fn the_clock_filter_sets_gen_time_and_audit_records_every_request() {
     use super::preprocess::audit::AuditConfig;
     use super::preprocess::clock::ClockConfig;
-    let mut f = fixture(KeyType::P256, RsaPadding::Pkcs1, None); // issuer clock: no time
+    let mut f = fixture(KeyType::P256, RsaPadding::Pkcs1, None); // tsa clock: no time
     let clock = ClockConfig {
         fixed: Some("2027-03-04T05:06:07Z".into()),
     }
     .build("clock", Arc::new(FixedClock(None)));
-    f.issuer.services[0].preprocess = vec![Arc::new(clock)];
+    f.tsa.services[0].preprocess = vec![Arc::new(clock)];
     let sink = audited(
         &mut f,
         AuditConfig {
@@ -567,12 +563,12 @@ fn the_clock_filter_sets_gen_time_and_audit_records_every_request() {
     );
     let nonce = [0x01, 0x02];
     let ok = request::encode(HashAlg::Sha256, &[1; 32], None, Some(&nonce), true);
-    let reply = f.issuer.issue(0, &ok, &local());
+    let reply = f.tsa.issue(0, &ok, &local());
     // Group commit: the reply carries the wait for its record.
     assert!(reply.durable.is_some());
     let token = response::decode(&reply.der).unwrap().token.unwrap();
     assert_eq!(token.tst_info.gen_time_text, "20270304050607Z");
-    f.issuer.issue(0, b"junk", &local());
+    f.tsa.issue(0, b"junk", &local());
     let records = sink.0.lock().unwrap();
     assert_eq!(records.len(), 2);
     let r = &records[0];
@@ -617,9 +613,9 @@ fn a_full_audit_trail_refuses_instead_of_releasing_a_token() {
         crate::audit::Durability::Async,
         Arc::new(Full),
     );
-    f.issuer.services[0].preprocess = vec![Arc::new(audit)];
+    f.tsa.services[0].preprocess = vec![Arc::new(audit)];
     let ok = request::encode(HashAlg::Sha256, &[1; 32], None, None, false);
-    let reply = f.issuer.issue(0, &ok, &local());
+    let reply = f.tsa.issue(0, &ok, &local());
     assert_eq!(reply.outcome, Outcome::Refused(503));
     assert!(reply.der.is_empty());
 }
@@ -628,7 +624,7 @@ fn a_full_audit_trail_refuses_instead_of_releasing_a_token() {
 fn the_fallback_policy_keeps_its_own_rules() {
     use super::mapper::Cidr;
     let mut f = fixture(KeyType::P256, RsaPadding::Pkcs1, Some(now()));
-    let svc = &mut f.issuer.services[0];
+    let svc = &mut f.tsa.services[0];
     svc.policies[0].rules.hash_algorithm = Some(vec![HashAlg::Sha512]);
     let mut internal = policy("2.999.1.9", Precision::Seconds, IncludeCerts::Signer);
     internal.rules.client = Some(vec![Cidr::parse("10.0.0.0/8").unwrap()]);
@@ -642,6 +638,6 @@ fn the_fallback_policy_keeps_its_own_rules() {
         path: "/tsa",
         head: b"",
     };
-    let reply = f.issuer.issue(0, &sha256, &inside);
+    let reply = f.tsa.issue(0, &sha256, &inside);
     assert!(matches!(reply.outcome, Outcome::Granted { .. }));
 }

@@ -183,7 +183,7 @@ impl<'a> Reader<'a> {
     /// Reads an OBJECT IDENTIFIER whose content is a valid minimal encoding (X.690 §8.19).
     pub fn read_oid(&mut self) -> Result<&'a [u8], DerError> {
         let v = self.read(tag::OID)?.value;
-        if super::oid::is_valid(v) {
+        if oid_content_valid(v) {
             Ok(v)
         } else {
             Err(DerError::InvalidValue)
@@ -328,6 +328,19 @@ pub fn set_of(tag: u8, mut elements: Vec<Vec<u8>>) -> Vec<u8> {
     elements.sort();
     let parts: Vec<&[u8]> = elements.iter().map(Vec::as_slice).collect();
     tlv_of(tag, &parts)
+}
+
+/// True when `bytes` are a valid, minimal OID encoding (non-empty, every sub-identifier
+/// minimal and terminated). Allocation-free, for the request hot path.
+pub fn oid_content_valid(bytes: &[u8]) -> bool {
+    let mut fresh = true;
+    for &b in bytes {
+        if fresh && b == 0x80 {
+            return false;
+        }
+        fresh = b & 0x80 == 0;
+    }
+    !bytes.is_empty() && fresh
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 pub mod cert;
 pub mod der;
+pub mod hex;
 pub mod name;
 pub mod oid;
 pub mod request;

@@ -60,19 +60,6 @@ impl serde::Serialize for Oid {
     }
 }
 
-/// True when `bytes` are a valid, minimal OID encoding (non-empty, every sub-identifier
-/// minimal and terminated). Allocation-free, for the request hot path.
-pub fn is_valid(bytes: &[u8]) -> bool {
-    let mut fresh = true;
-    for &b in bytes {
-        if fresh && b == 0x80 {
-            return false;
-        }
-        fresh = b & 0x80 == 0;
-    }
-    !bytes.is_empty() && fresh
-}
-
 /// Dotted decimal of DER content octets; `None` when they are not a minimal encoding.
 pub fn to_dotted(bytes: &[u8]) -> Option<String> {
     let mut arcs = Vec::new();

@@ -14,6 +14,39 @@ pub struct Timestamp {
 }
 
 impl Timestamp {
+    /// RFC 3339 in UTC with only the sub-second digits the instant has (none when whole),
+    /// e.g. `2026-11-18T11:06:40.000005Z`: the audit trail's and the CLI's text form.
+    pub fn to_rfc3339(self) -> String {
+        let Ok(dt) = time::OffsetDateTime::from_unix_timestamp(self.unix_secs) else {
+            return self.unix_secs.to_string();
+        };
+        let base = format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+            dt.year(),
+            u8::from(dt.month()),
+            dt.day(),
+            dt.hour(),
+            dt.minute(),
+            dt.second()
+        );
+        if self.nanos == 0 {
+            format!("{base}Z")
+        } else {
+            let frac = format!("{:09}", self.nanos);
+            format!("{base}.{}Z", frac.trim_end_matches('0'))
+        }
+    }
+
+    /// Parses RFC 3339 text with any offset into the instant it names.
+    pub fn parse_rfc3339(s: &str) -> Option<Timestamp> {
+        let dt =
+            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+        Some(Timestamp {
+            unix_secs: dt.unix_timestamp(),
+            nanos: dt.nanosecond(),
+        })
+    }
+
     /// Nanoseconds since the Unix epoch.
     pub fn unix_nanos(&self) -> i128 {
         self.unix_secs as i128 * 1_000_000_000 + self.nanos as i128
@@ -228,5 +261,19 @@ mod tests {
         assert!(parse_generalized_time(b"20231114221320.Z").is_none());
         assert!(parse_generalized_time(b"20231114221320.50Z").is_none());
         assert!(parse_generalized_time(b"20231114221320").is_none());
+    }
+
+    #[test]
+    fn rfc3339_round_trips() {
+        let t = Timestamp {
+            unix_secs: 1_795_000_000,
+            nanos: 5_000,
+        };
+        assert_eq!(t.to_rfc3339(), "2026-11-18T11:06:40.000005Z");
+        assert_eq!(Timestamp::parse_rfc3339(&t.to_rfc3339()), Some(t));
+        assert_eq!(
+            Timestamp::parse_rfc3339("2026-11-18T12:06:40+01:00").map(|t| t.unix_secs),
+            Some(1_795_000_000)
+        );
     }
 }

@@ -26,16 +26,6 @@ pub enum CertProblem {
     },
 }
 
-fn rfc3339(t: Timestamp) -> String {
-    time::OffsetDateTime::from_unix_timestamp(t.unix_secs)
-        .ok()
-        .and_then(|d| {
-            d.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| t.unix_secs.to_string())
-}
-
 /// Checks the TSA certificate against the key's public key bytes (the subjectPublicKey BIT
 /// STRING contents: EC point, Ed25519 key, or PKCS#1 RSAPublicKey) and the current time.
 pub fn check_tsa_certificate(
@@ -58,9 +48,9 @@ pub fn check_tsa_certificate(
     }
     if !cert.valid_at(now) {
         return Err(CertProblem::NotValidNow {
-            not_before: rfc3339(cert.not_before),
-            not_after: rfc3339(cert.not_after),
-            now: rfc3339(now),
+            not_before: cert.not_before.to_rfc3339(),
+            not_after: cert.not_after.to_rfc3339(),
+            now: now.to_rfc3339(),
         });
     }
     Ok(())

@@ -10,6 +10,7 @@ pub mod software;
 
 use std::sync::Arc;
 
+pub use crate::error::SignError;
 use crate::protocol::cert::CertView;
 use crate::protocol::token::{EssCertId, SignatureScheme, SignerTemplate};
 use crate::protocol::{HashAlg, Timestamp};
@@ -59,15 +60,6 @@ impl Drop for Reservation {
     }
 }
 
-/// Why signing failed. Never the requester's fault: mapped to `systemFailure`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SignError {
-    #[error("no signing capacity available")]
-    Unavailable,
-    #[error("the signing operation failed")]
-    Failed,
-}
-
 /// A key's checked certificate chain and what tokens need from it, built the same way for
 /// every kind of signer.
 pub struct Certified {
@@ -92,7 +84,7 @@ impl Certified {
         let leaf = CertView::parse(leaf_der).map_err(|_| unparseable())?;
         checks::check_tsa_certificate(&leaf, public_key, now).map_err(|e| e.to_string())?;
         let validity = (leaf.not_before, leaf.not_after);
-        let key_id = crate::client::verify::hex(&HashAlg::Sha256.digest(leaf.spki)[..8]).into();
+        let key_id = crate::protocol::hex::hex(&HashAlg::Sha256.digest(leaf.spki)[..8]).into();
         let template = SignerTemplate::new(scheme, &chain, EssCertId::V2(HashAlg::Sha256))
             .map_err(|_| unparseable())?;
         Ok(Certified {

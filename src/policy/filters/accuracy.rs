@@ -4,7 +4,6 @@
 use serde::{Deserialize, Serialize};
 
 use super::super::chain::Settings;
-use crate::config::parse_duration_us;
 use crate::protocol::token::Accuracy;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -33,9 +32,25 @@ impl AccuracyConfig {
     }
 }
 
+/// Parses `1s`, `500ms`, `100us` (also `µs`) into microseconds.
+pub fn parse_duration_us(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, mul) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 1_000)
+    } else if let Some(n) = s.strip_suffix("us").or_else(|| s.strip_suffix("µs")) {
+        (n, 1)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1_000_000)
+    } else {
+        return None;
+    };
+    num.trim().parse::<u64>().ok()?.checked_mul(mul)
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::test_support::{defaults, filter};
+    use super::parse_duration_us;
     use crate::protocol::token::Accuracy;
 
     #[test]
@@ -46,5 +61,14 @@ mod tests {
         assert!(!filter("kind = \"accuracy\"\naccuracy = \"soon\"")
             .validate()
             .is_empty());
+    }
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration_us("1s"), Some(1_000_000));
+        assert_eq!(parse_duration_us("500ms"), Some(500_000));
+        assert_eq!(parse_duration_us("100us"), Some(100));
+        assert_eq!(parse_duration_us("0s"), Some(0));
+        assert_eq!(parse_duration_us("1h"), None);
     }
 }

@@ -1,6 +1,6 @@
 //! Filters whose part of TSTInfo has no options: `tsa-policy` (the policy OID is the
 //! policy's `oid`, RFC 3161 §2.4.2), `nonce` (echoed byte for byte when the request has one:
-//! a MUST), `serial-number` (see `policy::serial`), `tst-info` (assembles TSTInfo in DER
+//! a MUST), `serial-number` (see `crate::serial`), `tst-info` (assembles TSTInfo in DER
 //! field order). They are required in every chain, so their presence is checked, not
 //! configured.
 

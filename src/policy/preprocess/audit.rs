@@ -7,10 +7,11 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::super::{Outcome, Reply};
+use super::super::Reply;
 use super::{Exchange, PreFilter};
 use crate::audit::{AuditSink, Durability, Record};
 use crate::clock::{SystemClock, TimeSource};
+use crate::outcome::Outcome;
 use crate::protocol::{request, HashAlg, Timestamp};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

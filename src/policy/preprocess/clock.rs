@@ -17,19 +17,10 @@ pub struct ClockConfig {
     pub fixed: Option<String>,
 }
 
-fn parse_rfc3339(s: &str) -> Option<crate::protocol::Timestamp> {
-    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
-    // The instant, whatever offset it was written with.
-    Some(crate::protocol::Timestamp {
-        unix_secs: t.unix_timestamp(),
-        nanos: t.nanosecond(),
-    })
-}
-
 impl ClockConfig {
     pub fn validate(&self) -> Vec<String> {
         match &self.fixed {
-            Some(f) if parse_rfc3339(f).is_none() => {
+            Some(f) if crate::protocol::Timestamp::parse_rfc3339(f).is_none() => {
                 vec![format!(
                     "fixed `{f}` is not an RFC 3339 time such as \"2030-01-01T00:00:00Z\""
                 )]
@@ -39,7 +30,11 @@ impl ClockConfig {
     }
 
     pub fn build(&self, name: &str, system: Arc<dyn TimeSource>) -> Clock {
-        let source: Arc<dyn TimeSource> = match self.fixed.as_deref().and_then(parse_rfc3339) {
+        let source: Arc<dyn TimeSource> = match self
+            .fixed
+            .as_deref()
+            .and_then(crate::protocol::Timestamp::parse_rfc3339)
+        {
             Some(t) => Arc::new(FixedClock(Some(t))),
             None => system,
         };

@@ -9,8 +9,9 @@ use std::sync::Mutex;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use super::super::{Outcome, Reply};
+use super::super::Reply;
 use super::{Exchange, PreFilter};
+use crate::outcome::Outcome;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

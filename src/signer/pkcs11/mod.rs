@@ -17,7 +17,6 @@
 //! ([`token::module`]); its gate keeps that re-initialisation, and shutdown, out while any
 //! thread is inside a call, and sessions of an older generation are never used or closed.
 
-pub mod cli;
 pub mod token;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

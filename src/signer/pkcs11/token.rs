@@ -360,7 +360,7 @@ pub fn find_key(session: &Session, label: &str) -> Result<KeyPair, String> {
                 other => {
                     return Err(format!(
                         "key `{label}`: unsupported curve (CKA_EC_PARAMS {})",
-                        crate::client::verify::hex(other)
+                        crate::protocol::hex::hex(other)
                     ))
                 }
             };
@@ -804,7 +804,7 @@ fn objects(session: &Session) -> Result<Vec<ObjectInfo>, String> {
         out.push(ObjectInfo {
             class,
             label,
-            id: crate::client::verify::hex(&id),
+            id: crate::protocol::hex::hex(&id),
             key_type,
         });
     }

@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use cryptoki::session::Session;
 
-use super::token::{self, KeyPair, Token};
 use crate::pki::{ExternalKey, KeyType};
 use crate::protocol::cert::CertView;
 use crate::protocol::Timestamp;
+use crate::signer::pkcs11::token::{self, KeyPair, Token};
 use crate::signer::software::{pem_blocks, RsaPadding};
 use crate::signer::TokenSigner;
 
@@ -100,7 +100,7 @@ pub fn keygen(
             .ok()
             .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_default(),
-        crate::client::verify::hex(&key.id),
+        crate::protocol::hex::hex(&key.id),
         pem::encode(&pem::Pem::new("PUBLIC KEY", spki))
     )
     .map_err(io)?;
@@ -203,7 +203,7 @@ pub fn selftest(
     use crate::client::verify::{self, Expectation};
     use crate::protocol::{request, HashAlg};
 
-    let issuer = crate::policy::Issuer::single(name, signer);
+    let tsa = crate::policy::Tsa::single(name, signer);
     let mut digest = [0u8; 32];
     let mut nonce = [0u8; 8];
     aws_lc_rs::rand::fill(&mut digest).map_err(|_| "no randomness")?;
@@ -211,7 +211,7 @@ pub fn selftest(
     nonce[0] |= 1; // a nonce with no leading zero octet
     let started = Instant::now();
     let q = request::encode(HashAlg::Sha256, &digest, None, Some(&nonce), true);
-    let reply = issuer.issue(0, &q, &crate::policy::RequestMeta::local("/selftest"));
+    let reply = tsa.issue(0, &q, &crate::policy::RequestMeta::local("/selftest"));
     let elapsed = started.elapsed();
     let verified = verify::verify(
         &reply.der,

@@ -4,10 +4,11 @@
 use std::io::Write;
 use std::path::Path;
 
-use super::journal::{self, Kind, Next, Reader};
-use super::postgres::{self, Query, Target};
-use super::record::{hex, parse_rfc3339, unhex, Record};
-use crate::policy::serial::SERIAL_LEN;
+use crate::audit::journal::{self, Kind, Next, Reader};
+use crate::audit::postgres::{self, Query, Target};
+use crate::audit::record::Record;
+use crate::protocol::hex::{hex, unhex};
+use crate::serial::SERIAL_LEN;
 
 /// A serial number as written by `export` (lowercase hex, no leading zeros) or by other
 /// tools (`0x`, upper case, leading zeros).
@@ -44,7 +45,7 @@ pub fn query_of(
 ) -> Result<Query, String> {
     let time = |flag: &str, v: Option<&str>| {
         v.map(|t| {
-            parse_rfc3339(t).ok_or_else(|| {
+            crate::protocol::Timestamp::parse_rfc3339(t).ok_or_else(|| {
                 format!("{flag} {t}: not an RFC 3339 time (e.g. 2026-11-22T10:00:00Z)")
             })
         })
@@ -188,7 +189,7 @@ pub fn ship(dir: &Path, target: Target, identity: &str, out: &mut dyn Write) -> 
         identity: identity.to_string(),
         dir: dir.to_path_buf(),
         progress: std::sync::Arc::new(progress),
-        batch_rows: super::AuditSettings::default().ship_batch_rows,
+        batch_rows: crate::audit::AuditSettings::default().ship_batch_rows,
     }
     .ship_once()?;
     let secs = started.elapsed().as_secs_f64();

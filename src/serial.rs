@@ -50,7 +50,7 @@ impl SerialSpace {
         let lock_path = state_dir.join("serial.lock");
         let lock = File::create(&lock_path).map_err(|e| Error::io(&lock_path, e))?;
         if lock.try_lock().is_err() {
-            return Err(Error::Config(format!(
+            return Err(Error::State(format!(
                 "{} is locked: another stampd process uses this data directory \
                  (give each process its own --data-dir)",
                 lock_path.display()
@@ -59,7 +59,7 @@ impl SerialSpace {
         let path = state_dir.join("serial-epoch");
         let previous = match std::fs::read_to_string(&path) {
             Ok(s) => s.trim().parse::<u64>().map_err(|_| {
-                Error::Config(format!(
+                Error::State(format!(
                     "{}: not a number; remove it only if you are sure no token was issued \
                      with this data directory",
                     path.display()
@@ -70,7 +70,7 @@ impl SerialSpace {
         };
         let epoch = previous
             .checked_add(1)
-            .ok_or_else(|| Error::Config(format!("{}: epoch exhausted", path.display())))?
+            .ok_or_else(|| Error::State(format!("{}: epoch exhausted", path.display())))?
             .max(now_unix_secs);
         persist(&path, epoch)?;
         Ok(SerialSpace {

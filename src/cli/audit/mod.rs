@@ -1,0 +1,186 @@
+//! `stampd audit ...`: verify, export and query the journal; ship to and migrate PostgreSQL.
+
+mod commands;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+use super::CmdResult;
+
+/// Where the journal is.
+#[derive(clap::Args)]
+pub(super) struct JournalArgs {
+    /// Data directory; the journal is its `journal/` directory. Default ./stampd-data.
+    #[arg(long, default_value = "./stampd-data")]
+    data_dir: PathBuf,
+    /// The journal directory, when not DATA_DIR/journal.
+    #[arg(long)]
+    journal: Option<PathBuf>,
+}
+
+impl JournalArgs {
+    fn dir(&self) -> PathBuf {
+        self.journal
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("journal"))
+    }
+}
+
+/// A PostgreSQL database.
+#[derive(clap::Args)]
+pub(super) struct PostgresArgs {
+    /// Connection string, e.g. "host=/run/postgresql dbname=stampd" (no password in it).
+    #[arg(long = "postgres", value_name = "DSN")]
+    dsn: String,
+    /// Environment variable holding the password.
+    #[arg(long)]
+    password_env: Option<String>,
+    /// File holding the password.
+    #[arg(long, conflicts_with = "password_env")]
+    password_file: Option<PathBuf>,
+}
+
+impl PostgresArgs {
+    fn target(&self) -> Result<crate::audit::postgres::Target, String> {
+        let password = crate::config::secret::read(
+            "the password",
+            self.password_env.as_deref(),
+            self.password_file.as_deref(),
+        )?;
+        crate::audit::postgres::Target::new(&self.dsn, password)
+    }
+}
+
+/// Record filters; every one given must match.
+#[derive(clap::Args)]
+pub(super) struct Filters {
+    /// Records at or after this time (RFC 3339).
+    #[arg(long)]
+    from: Option<String>,
+    /// Records at or before this time (RFC 3339).
+    #[arg(long)]
+    to: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub(super) enum AuditCommand {
+    /// Check every CRC and the hash chain; exit 0 only when the journal is intact.
+    Verify {
+        #[command(flatten)]
+        journal: JournalArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print records as JSON lines (serial, status, gen_time, service, policy, ...).
+    Export {
+        #[command(flatten)]
+        journal: JournalArgs,
+        #[command(flatten)]
+        filters: Filters,
+    },
+    /// Find records by serial, time, message imprint, service or status, in the journal or
+    /// in PostgreSQL (--postgres).
+    Query {
+        #[command(flatten)]
+        journal: JournalArgs,
+        #[command(flatten)]
+        filters: Filters,
+        /// Serial number in hex.
+        #[arg(long)]
+        serial: Option<String>,
+        /// Message imprint (the hashed data's digest) in hex.
+        #[arg(long)]
+        imprint: Option<String>,
+        #[arg(long)]
+        service: Option<String>,
+        /// granted or rejection.
+        #[arg(long)]
+        status: Option<String>,
+        /// Query this PostgreSQL database instead of the journal.
+        #[arg(long = "postgres", value_name = "DSN")]
+        dsn: Option<String>,
+        #[arg(long, requires = "dsn")]
+        password_env: Option<String>,
+        #[arg(long, requires = "dsn", conflicts_with = "password_env")]
+        password_file: Option<PathBuf>,
+        /// Only this TSA identity's records (PostgreSQL).
+        #[arg(long, requires = "dsn")]
+        identity: Option<String>,
+    },
+    /// Ship a journal no server is writing to PostgreSQL until caught up (e.g. the journal
+    /// of a node that is gone). A running server ships its own journal.
+    Ship {
+        #[command(flatten)]
+        journal: JournalArgs,
+        #[command(flatten)]
+        postgres: PostgresArgs,
+        /// The TSA identity the records belong to (`[audit] identity`).
+        #[arg(long, default_value = "stampd")]
+        identity: String,
+    },
+    /// Create or update stampd's schema in PostgreSQL.
+    Migrate {
+        #[command(flatten)]
+        postgres: PostgresArgs,
+    },
+}
+
+pub(super) fn audit(cmd: AuditCommand) -> CmdResult {
+    let mut out = std::io::stdout().lock();
+    let code = match cmd {
+        AuditCommand::Verify { journal, json } => commands::verify(&journal.dir(), json, &mut out)?,
+        AuditCommand::Export { journal, filters } => {
+            let q = commands::query_of(
+                None,
+                filters.from.as_deref(),
+                filters.to.as_deref(),
+                None,
+                None,
+                None,
+            )?;
+            commands::export(&journal.dir(), &q, &mut out)?
+        }
+        AuditCommand::Query {
+            journal,
+            filters,
+            serial,
+            imprint,
+            service,
+            status,
+            dsn,
+            password_env,
+            password_file,
+            identity,
+        } => {
+            let mut q = commands::query_of(
+                serial.as_deref(),
+                filters.from.as_deref(),
+                filters.to.as_deref(),
+                imprint.as_deref(),
+                service,
+                status,
+            )?;
+            match dsn {
+                None => commands::export(&journal.dir(), &q, &mut out)?,
+                Some(dsn) => {
+                    q.identity = identity;
+                    let pg = PostgresArgs {
+                        dsn,
+                        password_env,
+                        password_file,
+                    };
+                    commands::query_postgres(&pg.target()?, &q, &mut out)?
+                }
+            }
+        }
+        AuditCommand::Ship {
+            journal,
+            postgres,
+            identity,
+        } => commands::ship(&journal.dir(), postgres.target()?, &identity, &mut out)?,
+        AuditCommand::Migrate { postgres } => commands::migrate(&postgres.target()?, &mut out)?,
+    };
+    Ok(ExitCode::from(code))
+}

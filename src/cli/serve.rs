@@ -1,0 +1,113 @@
+//! `stampd serve`: build the configured services and run them until a signal stops them.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use super::{load_config, located, say, CmdResult};
+use crate::config::{build, Config};
+use crate::error::Error;
+use crate::pki::DevPki;
+
+pub(super) fn serve(
+    config: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    listen: Option<String>,
+) -> CmdResult {
+    let mut cfg = match &config {
+        Some(p) => load_config(p)?,
+        None => Config::default(),
+    };
+    if let Some(d) = data_dir {
+        cfg.server.data_dir = d;
+    }
+    if let Some(l) = listen {
+        for s in &mut cfg.service {
+            s.listen = crate::config::OneOrMany::One(l.clone());
+        }
+    }
+    let origin = config
+        .as_ref()
+        .map_or("the embedded default".to_string(), |p| {
+            p.display().to_string()
+        });
+    cfg.validate_as(&origin).map_err(|e| match (&config, e) {
+        (Some(p), Error::Config(msg)) => {
+            format!(
+                "invalid configuration:\n  {}",
+                located(p, &msg).join("\n  ")
+            )
+        }
+        (_, e) => format!("invalid configuration:\n{e}"),
+    })?;
+    let built = build::build(&cfg).map_err(|e| e.to_string())?;
+    stop_on_signal(built.audit.clone())?;
+    let settings = crate::frontend::Settings {
+        cores: cfg.server.cores,
+        dispatch: cfg.dispatch(),
+        workers: cfg.workers(),
+        queue_capacity: cfg.server.queue_capacity,
+        io_driver: cfg.server.io_driver,
+        http: cfg.server.http.clone(),
+    };
+    let listeners = built.listeners.clone();
+    let running = crate::frontend::start(built.tsa.clone(), built.listeners, settings)
+        .map_err(|e| e.to_string())?;
+    let pki = DevPki::in_dir(&built.data_dir);
+    for (l, addr) in listeners.iter().zip(&running.addrs) {
+        for (path, _) in &l.routes {
+            say!(
+                "stampd: serving http://{addr}{path} ({} driver)",
+                running.driver
+            );
+        }
+    }
+    if let (Some(addr), Some((path, _))) = (running.addrs.first(), listeners[0].routes.first()) {
+        if pki.ca_cert.exists() {
+            say!(
+                "\nTry it:\n  echo hello > data.txt\n  openssl ts -query -data data.txt -sha256 -cert -out req.tsq\n  \
+                 curl -s -H 'Content-Type: application/timestamp-query' --data-binary @req.tsq http://{addr}{path} -o resp.tsr\n  \
+                 openssl ts -verify -in resp.tsr -queryfile req.tsq -CAfile {}\n",
+                pki.ca_cert.display()
+            );
+        }
+    }
+    running.wait();
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGTERM / SIGINT: commit what the audit writer holds, then exit.
+fn stop_on_signal(audit: std::sync::Arc<dyn crate::audit::AuditSink>) -> Result<(), String> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    std::thread::Builder::new()
+        .name("stampd-signals".into())
+        .spawn(move || {
+            let mut signals = signals.forever();
+            let Some(sig) = signals.next() else { return };
+            tracing::info!(signal = sig, "stopping: committing queued audit records");
+            let stopping = std::thread::spawn(move || {
+                let flushed = audit.flush_and_stop();
+                // No thread may be inside an HSM module while the process tears it down.
+                if !crate::signer::pkcs11::token::close_modules(Duration::from_secs(5)) {
+                    tracing::error!(
+                        "a call into a PKCS#11 module did not return within 5 s; exiting anyway"
+                    );
+                }
+                if flushed {
+                    tracing::info!("stopped");
+                    std::process::exit(0);
+                }
+                tracing::error!("stopped, but queued audit records could not all be committed");
+                std::process::exit(1);
+            });
+            if signals.next().is_some() {
+                tracing::error!("second signal: exiting now, without waiting for the shutdown");
+                std::process::exit(1);
+            }
+            let _ = stopping.join();
+        })
+        .map_err(|e| format!("cannot start the signal thread: {e}"))?;
+    Ok(())
+}
