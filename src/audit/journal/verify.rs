@@ -1,0 +1,249 @@
+//! `stampd audit verify`: walks the whole journal and reports the first break.
+
+use std::path::Path;
+
+use super::super::record::Record;
+use super::frame::parse_segment_header;
+use super::open::dirty_end;
+use super::reader::{Next, Reader};
+use super::segment::{segment_path, segments, writer_running};
+use super::{Hash, Kind};
+
+/// The result of [`verify`].
+#[derive(Debug, Default)]
+pub struct Verified {
+    pub records: u64,
+    pub checkpoints: u64,
+    pub segments: u64,
+    pub first_seq: Option<u64>,
+    pub head: Option<(u64, Hash)>,
+    /// Bytes of an unfinished write at the very end (a torn tail, or a write in progress).
+    pub incomplete_tail: u64,
+    /// The first break, if any.
+    pub broken: Option<String>,
+}
+
+/// Walks the whole journal: CRCs, the hash chain, seq continuity, segment headers.
+pub fn verify(dir: &Path) -> std::io::Result<Verified> {
+    let mut v = Verified::default();
+    let present = segments(dir)?;
+    let Some(&first) = present.first() else {
+        v.broken = Some(format!("no journal segments in {}", dir.display()));
+        return Ok(v);
+    };
+    let mut reader = Reader::open(dir, None)?;
+    let mut journal_id = None;
+    let mut expect_segment = first;
+    loop {
+        let end = reader.position();
+        let frame = match reader.next_settled(dir)? {
+            Next::Frame(f) => f,
+            Next::End { incomplete } => {
+                // Bytes after the last whole frame that are not preallocated zeros: a write
+                // in progress when a server runs, a torn write (cut on the next start) when
+                // none does.
+                let path = segment_path(dir, end.segment);
+                let rest = std::fs::read(&path)?
+                    .get(end.offset as usize..)
+                    .map_or(0, dirty_end) as u64;
+                v.incomplete_tail = incomplete.max(rest);
+                if v.incomplete_tail > 0 && !writer_running(dir) {
+                    v.broken = Some(format!(
+                        "segment {} offset {}: {} bytes after the last whole frame (a torn \
+                         write; the next start cuts it)",
+                        end.segment, end.offset, v.incomplete_tail
+                    ));
+                }
+                // Listed again: a server may have begun a segment meanwhile.
+                let newest = segments(dir)?.last().copied().unwrap_or(first);
+                if end.segment != newest {
+                    v.broken = Some(format!(
+                        "segment {} is missing (the journal ends at segment {})",
+                        end.segment + 1,
+                        end.segment
+                    ));
+                }
+                break;
+            }
+            Next::Corrupt { at, reason } => {
+                v.broken = Some(format!(
+                    "segment {} offset {}: {reason}",
+                    at.segment, at.offset
+                ));
+                break;
+            }
+        };
+        let at = reader.frame_start();
+        let place = format!(
+            "segment {} offset {} (seq {})",
+            at.segment, at.offset, frame.seq
+        );
+        let fail = |why: &str| Some(format!("{place}: {why}"));
+        if at.offset == 0 {
+            let header = parse_segment_header(&frame.body).filter(|_| frame.kind == Kind::Segment);
+            match header {
+                None => v.broken = fail("no segment header"),
+                Some((id, seg)) if seg != expect_segment || journal_id.is_some_and(|j| j != id) => {
+                    v.broken = fail("segment header names another segment or journal")
+                }
+                Some((id, _)) => journal_id = Some(id),
+            }
+            expect_segment += 1;
+            v.segments += 1;
+        } else if frame.kind == Kind::Segment {
+            v.broken = fail("segment header inside a segment");
+        }
+        if v.broken.is_none() {
+            match v.head {
+                None if (frame.seq == 0 || at.segment == 1) && frame.prev != [0; 32] => {
+                    v.broken = fail("the first frame does not start the chain")
+                }
+                None if at.segment == 1 && frame.seq != 0 => {
+                    v.broken = fail("segment 1 does not start at seq 0")
+                }
+                None if frame.seq == 0 => {}
+                // The first segment left after retention: the chain before it is gone.
+                None => v.first_seq = Some(frame.seq),
+                Some((seq, _)) if frame.seq != seq + 1 => {
+                    v.broken = fail(&format!("seq jumps from {seq}"))
+                }
+                Some((_, hash)) if frame.prev != hash => {
+                    v.broken = fail("hash chain broken: the previous frame was changed or removed")
+                }
+                Some(_) => {}
+            }
+        }
+        if v.broken.is_none() && frame.kind == Kind::Record {
+            if let Err(e) = Record::decode(&frame.body) {
+                v.broken = fail(&format!("record does not decode: {e}"));
+            }
+        }
+        if v.broken.is_some() {
+            break;
+        }
+        match frame.kind {
+            Kind::Record => v.records += 1,
+            Kind::Checkpoint => v.checkpoints += 1,
+            Kind::Segment => {}
+        }
+        v.head = Some((frame.seq, frame.hash));
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::frame::BATCH_END;
+    use super::super::tests::settings;
+    use super::super::Journal;
+    use super::*;
+    use crate::audit::record::tests::sample;
+
+    #[test]
+    fn bytes_after_the_preallocated_zeros_are_a_torn_write_unless_a_writer_runs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open(settings(tmp.path())).unwrap();
+        j.append(&[sample(1)]).unwrap();
+        let seg = segment_path(tmp.path(), 1);
+        let mut bytes = std::fs::read(&seg).unwrap();
+        assert!(bytes.len() as u64 > j.offset, "preallocated");
+        assert!(verify(tmp.path()).unwrap().broken.is_none());
+        // A later sector of a torn batch reached the disk, the first did not.
+        let at = j.offset as usize + 600;
+        bytes[at..at + 4].copy_from_slice(b"junk");
+        std::fs::write(&seg, &bytes).unwrap();
+        // While the writer holds the journal, that is a write in progress...
+        let v = verify(tmp.path()).unwrap();
+        assert!(v.broken.is_none() && v.incomplete_tail == 604, "{v:?}");
+        drop(j);
+        // ... without it, a torn write, which the next start cuts.
+        let v = verify(tmp.path()).unwrap();
+        assert!(
+            v.broken.as_deref().is_some_and(|b| b.contains("torn")),
+            "{v:?}"
+        );
+        let (_j, report) = Journal::open(settings(tmp.path())).unwrap();
+        assert_eq!(report.torn_bytes, 604);
+        assert!(verify(tmp.path()).unwrap().broken.is_none());
+    }
+
+    #[test]
+    fn an_edited_record_is_reported_even_with_a_fixed_crc() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open(settings(tmp.path())).unwrap();
+        j.append(&(0..6).map(sample).collect::<Vec<_>>()).unwrap();
+        drop(j);
+        let seg = segment_path(tmp.path(), 1);
+        let mut bytes = std::fs::read(&seg).unwrap();
+        // Find the third record frame and change its latency, then fix its CRC.
+        let mut at = 0;
+        let mut n = 0;
+        loop {
+            let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+            if bytes[at + 8] == Kind::Record as u8 {
+                n += 1;
+                if n == 3 {
+                    let end = at + 8 + len;
+                    bytes[end - 21] ^= 1; // latency_us, still a valid record
+                    let crc = crc32fast::hash(&bytes[at + 8..end]);
+                    bytes[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
+                    break;
+                }
+            }
+            at += 8 + len;
+        }
+        std::fs::write(&seg, &bytes).unwrap();
+        let v = verify(tmp.path()).unwrap();
+        let broken = v.broken.expect("the edit is found");
+        assert!(broken.contains("hash chain broken"), "{broken}");
+        // Without the CRC fix the CRC check finds it first.
+        let tmp2 = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open(settings(tmp2.path())).unwrap();
+        // One batch each: the damage hits acknowledged batches, with batch ends after it.
+        for n in 0..6 {
+            j.append(&[sample(n)]).unwrap();
+        }
+        drop(j);
+        let seg2 = segment_path(tmp2.path(), 1);
+        let mut bytes = std::fs::read(&seg2).unwrap();
+        // A byte inside the third record frame (whole frames follow it; the file's zero
+        // padding after the last frame is left alone).
+        let (mut at, mut n) = (0, 0);
+        loop {
+            let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+            if bytes[at + 8] & !BATCH_END == Kind::Record as u8 {
+                n += 1;
+                if n == 3 {
+                    bytes[at + 8 + len / 2] ^= 0x40;
+                    break;
+                }
+            }
+            at += 8 + len;
+        }
+        std::fs::write(&seg2, &bytes).unwrap();
+        let v = verify(tmp2.path()).unwrap();
+        assert!(v.broken.is_some());
+        // Damage in the middle is not a torn tail (whole frames follow it): the journal
+        // refuses to open, however short the rest.
+        let err = Journal::open(settings(tmp2.path())).err().expect("refused");
+        assert!(err.contains("not a torn write"), "{err}");
+    }
+
+    #[test]
+    fn a_removed_record_is_reported() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open(settings(tmp.path())).unwrap();
+        j.append(&(0..3).map(sample).collect::<Vec<_>>()).unwrap();
+        drop(j);
+        let seg = segment_path(tmp.path(), 1);
+        let bytes = std::fs::read(&seg).unwrap();
+        // Header, then record 0: remove record 0.
+        let hlen = 8 + u32::from_le_bytes(bytes[0..4].try_into().unwrap()) as usize;
+        let rlen = 8 + u32::from_le_bytes(bytes[hlen..hlen + 4].try_into().unwrap()) as usize;
+        let mut cut = bytes[..hlen].to_vec();
+        cut.extend_from_slice(&bytes[hlen + rlen..]);
+        std::fs::write(&seg, &cut).unwrap();
+        let broken = verify(tmp.path()).unwrap().broken.expect("found");
+        assert!(broken.contains("seq jumps"), "{broken}");
+    }
+}
