@@ -14,8 +14,40 @@ pub struct Trust {
     pub extra: Vec<Vec<u8>>,
 }
 
+/// Why a reply is wrong.
+#[derive(Debug, PartialEq)]
+pub enum Failure {
+    /// An error of this kind, e.g. `imprint-mismatch`, `http-503`.
+    Kind(String),
+    /// A `verification-failed` token that carries no certificate, with no untrusted
+    /// certificate given to complete the chain: it cannot verify, and the summary says why.
+    Uncertified,
+}
+
+impl Failure {
+    /// The error kind it is counted under.
+    pub fn kind(&self) -> &str {
+        match self {
+            Failure::Kind(kind) => kind,
+            Failure::Uncertified => "verification-failed",
+        }
+    }
+}
+
+impl From<String> for Failure {
+    fn from(kind: String) -> Failure {
+        Failure::Kind(kind)
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(kind: &str) -> Failure {
+        Failure::Kind(kind.to_string())
+    }
+}
+
 /// Checks a reply body (HTTP status 200 already seen). `trust`: verify the token fully.
-pub fn reply(body: &[u8], sent: &Prepared, trust: Option<&Trust>) -> Result<(), String> {
+pub fn reply(body: &[u8], sent: &Prepared, trust: Option<&Trust>) -> Result<(), Failure> {
     let resp = response::decode(body).map_err(|_| "undecodable-reply".to_string())?;
     if resp.status != PkiStatus::Granted && resp.status != PkiStatus::GrantedWithMods {
         // e.g. "rejection:systemFailure", "waiting"
@@ -24,7 +56,7 @@ pub fn reply(body: &[u8], sent: &Prepared, trust: Option<&Trust>) -> Result<(), 
             .first()
             .map(|f| format!(":{}", f.name()))
             .unwrap_or_default();
-        return Err(format!("{}{fail}", resp.status.name()));
+        return Err(format!("{}{fail}", resp.status.name()).into());
     }
     let token = resp.token.ok_or("granted-without-token")?;
     let tst = &token.tst_info;
@@ -45,8 +77,13 @@ pub fn reply(body: &[u8], sent: &Prepared, trust: Option<&Trust>) -> Result<(), 
             digest: sent.digest.clone(),
             nonce: sent.nonce.clone(),
         };
-        verify::verify(body, false, &expect, &trust.anchors, &trust.extra)
-            .map_err(|_| "verification-failed".to_string())?;
+        verify::verify(body, false, &expect, &trust.anchors, &trust.extra).map_err(|_| {
+            if token.certificates.is_empty() && trust.extra.is_empty() {
+                Failure::Uncertified
+            } else {
+                Failure::from("verification-failed")
+            }
+        })?;
     }
     Ok(())
 }

@@ -16,7 +16,7 @@ use hdrhistogram::Histogram;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
-use crate::check::{self, Trust};
+use crate::check::{self, Failure, Trust};
 use crate::mix::{Mix, Prepared};
 
 /// Requests made ahead per connection (they repeat after this many).
@@ -59,6 +59,9 @@ pub struct Stats {
     /// Correct replies that arrived before the window closed (throughput counts these).
     pub ok_in_window: u64,
     pub errors: BTreeMap<String, u64>,
+    /// Of the `verification-failed` errors: sampled tokens that carried no certificate,
+    /// with no untrusted certificate to complete the chain.
+    pub uncertified: u64,
 }
 
 pub fn histogram() -> Histogram<u64> {
@@ -73,6 +76,7 @@ impl Stats {
             ok: 0,
             ok_in_window: 0,
             errors: BTreeMap::new(),
+            uncertified: 0,
         }
     }
 
@@ -89,6 +93,7 @@ impl Stats {
         for (k, v) in other.errors {
             *self.errors.entry(k).or_default() += v;
         }
+        self.uncertified += other.uncertified;
     }
 
     pub fn error_count(&self) -> u64 {
@@ -179,7 +184,7 @@ const MAX_REPLY: usize = 1 << 20;
 fn record(
     stats: &RefCell<Stats>,
     progress: &Progress,
-    result: Result<(Duration, bool), &str>,
+    result: Result<(Duration, bool), &Failure>,
     second: usize,
 ) {
     let mut st = stats.borrow_mut();
@@ -195,8 +200,9 @@ fn record(
             let _ = st.intervals[second].record(us);
             progress.ok.fetch_add(1, Ordering::Relaxed);
         }
-        Err(kind) => {
-            *st.errors.entry(kind.to_string()).or_default() += 1;
+        Err(failure) => {
+            *st.errors.entry(failure.kind().to_string()).or_default() += 1;
+            st.uncertified += u64::from(*failure == Failure::Uncertified);
             progress.errors.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -303,7 +309,7 @@ async fn connection(
             }
         };
         let done = Instant::now();
-        let verdict: Result<(), String> = match outcome {
+        let verdict: Result<(), Failure> = match outcome {
             Ok(Exchange::Reply {
                 status,
                 body,
@@ -311,7 +317,7 @@ async fn connection(
                 close,
             }) => {
                 let verdict = if status != 200 {
-                    Err(format!("http-{status}"))
+                    Err(format!("http-{status}").into())
                 } else if buf.len() > consumed {
                     // Bytes nobody asked for: the connection's framing is lost.
                     Err("unexpected-bytes".into())
@@ -330,17 +336,14 @@ async fn connection(
             }
             Ok(Exchange::Failed(kind)) | Err(kind) => {
                 stream = None;
-                Err(kind.to_string())
+                Err(kind.into())
             }
         };
         if counted {
             record(
                 stats,
                 progress,
-                verdict
-                    .as_ref()
-                    .map(|()| (done - from, done < end))
-                    .map_err(String::as_str),
+                verdict.as_ref().map(|()| (done - from, done < end)),
                 second,
             );
         }

@@ -27,6 +27,9 @@ pub struct Summary {
     /// Requests that failed, any kind.
     pub errors: u64,
     pub errors_by_kind: BTreeMap<String, u64>,
+    /// Why sampled tokens failed verification, when the run can tell: they carried no
+    /// certificate and no `--untrusted` one completed the chain. Null otherwise.
+    pub verification_hint: Option<String>,
     /// Latency of correct replies in µs (open loop: from the intended send time).
     pub latency_us: Latency,
     /// The whole latency distribution (for plots; not in the JSON).
@@ -75,10 +78,24 @@ impl Summary {
             throughput: stats.ok_in_window as f64 / duration.as_secs_f64(),
             errors: stats.error_count(),
             errors_by_kind: stats.errors.clone(),
+            verification_hint: uncertified_hint(stats.uncertified),
             latency_us: Latency::of(&stats.latency),
             histogram: stats.latency.clone(),
         }
     }
+}
+
+/// What to do about `n` sampled tokens that could not verify for want of a certificate.
+fn uncertified_hint(n: u64) -> Option<String> {
+    let tokens = match n {
+        0 => return None,
+        1 => "1 sampled token".to_string(),
+        n => format!("{n} sampled tokens"),
+    };
+    Some(format!(
+        "{tokens} carried no certificate (the requests had certReq false) and failed \
+         verification: pass --untrusted TSA.pem or --cert-req 1 so they can be verified"
+    ))
 }
 
 fn ms(us: u64) -> String {
@@ -115,6 +132,9 @@ pub fn table(s: &Summary, out: &mut dyn Write) -> std::io::Result<()> {
     )?;
     for (kind, n) in &s.errors_by_kind {
         writeln!(out, "  error {kind}: {n}")?;
+    }
+    if let Some(hint) = &s.verification_hint {
+        writeln!(out, "  note: {hint}")?;
     }
     Ok(())
 }
@@ -321,6 +341,7 @@ mod tests {
             throughput,
             errors: 0,
             errors_by_kind: BTreeMap::new(),
+            verification_hint: None,
             latency_us: Latency {
                 p50,
                 p90: p99,
@@ -331,6 +352,32 @@ mod tests {
             },
             histogram: crate::client::histogram(),
         }
+    }
+
+    #[test]
+    fn the_table_explains_tokens_without_a_certificate_once() {
+        let table_of = |s: &Summary| {
+            let mut out = Vec::new();
+            table(s, &mut out).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let mut s = point(10.0, 90, 400);
+        assert!(uncertified_hint(0).is_none());
+        assert!(!table_of(&s).contains("note:"));
+        s.verification_hint = uncertified_hint(1);
+        let hint = s.verification_hint.clone().unwrap();
+        assert!(
+            hint.starts_with("1 sampled token carried no certificate"),
+            "{hint}"
+        );
+        s.verification_hint = uncertified_hint(7);
+        let hint = s.verification_hint.clone().unwrap();
+        assert!(
+            hint.starts_with("7 sampled tokens carried no certificate")
+                && hint.contains("--untrusted TSA.pem or --cert-req 1"),
+            "{hint}"
+        );
+        assert_eq!(table_of(&s).matches(&hint).count(), 1);
     }
 
     #[test]

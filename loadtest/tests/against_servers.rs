@@ -65,6 +65,12 @@ fn stampd(data: &Path) -> Running {
 
 /// Runs the load generator; returns (exit code, JSON summary).
 fn load(url: &str, args: &[&str], dir: &Path) -> (i32, serde_json::Value) {
+    let (code, summary, _) = load_printing(url, args, dir);
+    (code, summary)
+}
+
+/// Runs the load generator; returns (exit code, JSON summary, what it printed on stdout).
+fn load_printing(url: &str, args: &[&str], dir: &Path) -> (i32, serde_json::Value, String) {
     let json = dir.join(format!(
         "summary-{}.json",
         args.join("_").replace(['/', '.'], "-")
@@ -84,7 +90,11 @@ fn load(url: &str, args: &[&str], dir: &Path) -> (i32, serde_json::Value) {
                 String::from_utf8_lossy(&out.stderr)
             )
         });
-    (out.status.code().unwrap_or(-1), summary)
+    (
+        out.status.code().unwrap_or(-1),
+        summary,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 #[test]
@@ -180,6 +190,56 @@ fn closed_and_open_loop_against_stampd_with_every_reply_checked() {
     );
     assert_eq!(code, 1);
     assert!(s["errors_by_kind"]["http-404"].as_u64().unwrap() > 0, "{s}");
+}
+
+/// Tokens requested without certReq carry no certificate: with only --ca they cannot
+/// verify. They still count as `verification-failed`, and the summary says why, once.
+#[test]
+fn sampled_tokens_without_a_certificate_are_explained_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = stampd(&data);
+    let ca = data.join("pki/ca.pem");
+    let tsa = data.join("pki/tsa.pem");
+    let base = [
+        "--connections",
+        "2",
+        "--duration",
+        "500ms",
+        "--verify-sample",
+        "1",
+        "--ca",
+        ca.to_str().unwrap(),
+    ];
+
+    let (code, s, stdout) = load_printing(&server.url, &base, dir.path());
+    assert_eq!(code, 1, "{s}");
+    let failed = s["errors_by_kind"]["verification-failed"].as_u64().unwrap();
+    assert!(
+        failed > 0 && s["errors"] == failed && s["replies"] == 0,
+        "{s}"
+    );
+    let hint = s["verification_hint"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{s}"));
+    assert!(
+        hint.starts_with(&format!("{failed} sampled tokens carried no certificate"))
+            && hint.contains("certReq false")
+            && hint.contains("--untrusted TSA.pem")
+            && hint.contains("--cert-req 1"),
+        "{hint}"
+    );
+    assert_eq!(stdout.matches(hint).count(), 1, "{stdout}");
+
+    // The TSA certificate given, or requested in every token: they verify, no hint.
+    let tsa = ["--untrusted", tsa.to_str().unwrap()];
+    for extra in [&tsa[..], &["--cert-req", "1"]] {
+        let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+        let (code, s, stdout) = load_printing(&server.url, &args, dir.path());
+        assert_eq!(code, 0, "{extra:?}: {s}");
+        assert!(s["verification_hint"].is_null(), "{s}");
+        assert!(!stdout.contains("carried no certificate"), "{stdout}");
+    }
 }
 
 #[test]
