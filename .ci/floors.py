@@ -17,7 +17,7 @@ import sys
 # Bottom to top. Modules on one floor may import each other as long as no circle forms.
 FLOORS = [
     ["protocol"],
-    ["error", "clock", "serial", "outcome", "pki", "client"],
+    ["error", "backoff", "clock", "serial", "outcome", "pki", "client"],
     ["signer"],
     ["audit"],
     ["policy"],

@@ -14,6 +14,7 @@ use tokio_postgres::{Client, NoTls, Statement};
 
 use super::journal::{Kind, Next, Position, Progress, Reader};
 use super::record::Record;
+use crate::backoff::Backoff;
 use crate::outcome::Outcome;
 use crate::protocol::{FailureInfo, HashAlg, Timestamp};
 use crate::serial::SERIAL_LEN;
@@ -503,8 +504,6 @@ impl ShipperHandle {
     }
 }
 
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Longest one shipping transaction may take.
 const SHIP_DEADLINE: Duration = Duration::from_secs(30);
 /// How often an idle shipper looks at the journal without being woken.
@@ -525,21 +524,22 @@ impl Shipper {
     }
 
     async fn run(self, stats: &ShipStats) {
-        let mut backoff = BACKOFF_MIN;
+        let mut backoff = Backoff::new();
         loop {
             let mut shipped_any = false;
             let failure = self.session(stats, &mut shipped_any).await;
             stats.up.store(0, Ordering::Relaxed);
             stats.failures.fetch_add(1, Ordering::Relaxed);
             if shipped_any {
-                backoff = BACKOFF_MIN;
+                backoff.reset();
             }
             let lag = self
                 .progress
                 .committed_seq
                 .load(Ordering::Acquire)
                 .saturating_sub(self.progress.shipped_seq.load(Ordering::Acquire));
-            let retry_ms = backoff.as_millis() as u64;
+            let wait = backoff.advance();
+            let retry_ms = wait.as_millis() as u64;
             match failure {
                 ShipError::Database(e) => {
                     tracing::warn!(error = %e, lag_frames = lag, retry_ms, "audit shipper: PostgreSQL unavailable; the journal keeps the backlog")
@@ -548,8 +548,7 @@ impl Shipper {
                     tracing::error!(error = %e, lag_frames = lag, retry_ms, "audit shipper: cannot read the journal; nothing more is shipped until this is fixed")
                 }
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(BACKOFF_MAX);
+            tokio::time::sleep(wait).await;
         }
     }
 

@@ -28,14 +28,12 @@ use cryptoki::object::ObjectHandle;
 
 use self::token::{find_key, read_certificates, Token, TokenSession};
 use super::{Certified, Reservation, SignError, TokenSigner};
+use crate::backoff::Backoff;
 use crate::protocol::token::SignatureScheme;
 use crate::protocol::Timestamp;
 
 /// Longest `reserve` waits for a free session while some session works.
 const RESERVE_WAIT: Duration = Duration::from_secs(2);
-/// Reopening a failed session: first retry after this, doubling up to `BACKOFF_MAX`.
-const BACKOFF_MIN: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// Where the key is.
 pub struct Pkcs11Config<'a> {
@@ -183,7 +181,7 @@ impl Drop for Pkcs11Signer {
 /// dropped. A reopened session goes back on the free list.
 fn heal(pool: &Pool, broken: &Receiver<usize>, signer: &str) {
     let mut waiting: Vec<usize> = Vec::new();
-    let mut backoff = BACKOFF_MIN;
+    let mut backoff = Backoff::new();
     let mut next_try = Instant::now();
     loop {
         let got = if waiting.is_empty() {
@@ -196,8 +194,8 @@ fn heal(pool: &Pool, broken: &Receiver<usize>, signer: &str) {
                 if waiting.is_empty() {
                     // A first failure: retry soon (the token may be back at once, e.g.
                     // after a logout elsewhere).
-                    backoff = BACKOFF_MIN;
-                    next_try = Instant::now() + BACKOFF_MIN;
+                    backoff.reset();
+                    next_try = Instant::now() + backoff.current();
                 }
                 waiting.push(i);
                 continue;
@@ -219,9 +217,9 @@ fn heal(pool: &Pool, broken: &Receiver<usize>, signer: &str) {
         }
         let up = pool.up.load(Ordering::Acquire);
         if let Some(e) = last_error {
-            tracing::warn!(signer, sessions_up = up, retry_in_ms = backoff.as_millis() as u64, error = %e, "cannot reopen PKCS#11 sessions");
-            next_try = Instant::now() + backoff;
-            backoff = (backoff * 2).min(BACKOFF_MAX);
+            let wait = backoff.advance();
+            tracing::warn!(signer, sessions_up = up, retry_in_ms = wait.as_millis() as u64, error = %e, "cannot reopen PKCS#11 sessions");
+            next_try = Instant::now() + wait;
         } else {
             tracing::info!(signer, sessions_up = up, "PKCS#11 sessions reopened");
         }
