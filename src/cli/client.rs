@@ -186,7 +186,7 @@ pub(super) fn verify_cmd(
                     say!("  nonce       {n}");
                 }
                 if let Some(a) = v.accuracy_us {
-                    say!("  accuracy    {a} µs");
+                    say!("  accuracy    {}", duration_text(a));
                 }
                 say!(
                     "  signature   {} (chain of {})",
@@ -210,4 +210,38 @@ pub(super) fn verify_cmd(
 fn decode_hex(s: &str) -> Result<Vec<u8>, String> {
     crate::protocol::hex::unhex(s.trim())
         .ok_or_else(|| "--digest must be an even number of hex digits".into())
+}
+
+/// A duration in µs as people write it: in the largest unit it reaches, with only the
+/// decimals it needs (`1 s`, `500 ms`, `1.5 ms`, `100 µs`).
+fn duration_text(us: u64) -> String {
+    let (unit, per) = match us {
+        1_000_000.. => ("s", 1_000_000),
+        1_000.. => ("ms", 1_000),
+        _ => ("µs", 1),
+    };
+    let whole = us / per;
+    let frac = us % per;
+    if frac == 0 {
+        return format!("{whole} {unit}");
+    }
+    let digits = per.ilog10() as usize;
+    let frac = format!("{frac:0digits$}");
+    format!("{whole}.{} {unit}", frac.trim_end_matches('0'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::duration_text;
+
+    #[test]
+    fn accuracy_reads_as_people_write_it() {
+        assert_eq!(duration_text(1_000_000), "1 s");
+        assert_eq!(duration_text(500_000), "500 ms");
+        assert_eq!(duration_text(1_500_000), "1.5 s");
+        assert_eq!(duration_text(1_500), "1.5 ms");
+        assert_eq!(duration_text(100), "100 µs");
+        assert_eq!(duration_text(0), "0 µs");
+        assert_eq!(duration_text(2_000_001), "2.000001 s");
+    }
 }

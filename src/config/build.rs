@@ -354,7 +354,7 @@ fn build_policy(
         },
         signer,
         signer_template,
-        status_text: s.status_text,
+        status_text_override: s.status_text,
         archive: s.archive,
     })
 }

@@ -82,11 +82,11 @@ async fn flush(stream: &mut TcpStream, out: &mut Vec<u8>, deadline: Instant) -> 
     }
 }
 
-/// Writes the held answers, in order, once each may leave (see [`Backend::settle`]).
-async fn settle(pending: &mut Vec<(Result<Reply, u16>, bool)>, out: &mut Vec<u8>) {
+/// Writes the held answers, in order, once each may leave (see [`Backend::answer`]).
+async fn write_answers(pending: &mut Vec<(Result<Reply, u16>, bool)>, out: &mut Vec<u8>) {
     for (reply, keep_alive) in pending.drain(..) {
         let answer = match reply {
-            Ok(reply) => Backend::settle(reply).await,
+            Ok(reply) => Backend::answer(reply).await,
             Err(status) => Err(status),
         };
         match answer {
@@ -131,14 +131,14 @@ pub async fn serve(mut stream: TcpStream, peer: std::net::IpAddr, shared: Rc<Sha
         let req = match parsed {
             Parsed::Complete(req) => req,
             Parsed::Invalid { status } => {
-                settle(&mut pending, &mut out).await;
+                write_answers(&mut pending, &mut out).await;
                 http::write_error(&mut out, status, false, None, false);
                 linger = true;
                 break;
             }
             Parsed::Partial => {
                 // Send what pipelined requests produced before waiting for more input.
-                settle(&mut pending, &mut out).await;
+                write_answers(&mut pending, &mut out).await;
                 if !flush(&mut stream, &mut out, write_deadline()).await {
                     return;
                 }
@@ -173,7 +173,7 @@ pub async fn serve(mut stream: TcpStream, peer: std::net::IpAddr, shared: Rc<Sha
         let mut keep_alive = req.keep_alive;
         if !matches!(req.action, Action::Timestamp { .. }) {
             // Answers leave in request order.
-            settle(&mut pending, &mut out).await;
+            write_answers(&mut pending, &mut out).await;
         }
         let consumed = match req.action {
             Action::Health { head_only } => {
@@ -236,7 +236,7 @@ pub async fn serve(mut stream: TcpStream, peer: std::net::IpAddr, shared: Rc<Sha
             } => {
                 let need = req.head_len + body_len;
                 if buf.len() < need {
-                    settle(&mut pending, &mut out).await;
+                    write_answers(&mut pending, &mut out).await;
                 }
                 if buf.len() < need && expect_continue {
                     out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
@@ -281,14 +281,14 @@ pub async fn serve(mut stream: TcpStream, peer: std::net::IpAddr, shared: Rc<Sha
         batch += 1;
         if out.len() >= OUT_HIGH_WATER || batch >= MAX_BATCH {
             // Write what we have (this also lets other connections on the core run).
-            settle(&mut pending, &mut out).await;
+            write_answers(&mut pending, &mut out).await;
             if !flush(&mut stream, &mut out, write_deadline()).await {
                 return;
             }
             batch = 0;
         }
     }
-    settle(&mut pending, &mut out).await;
+    write_answers(&mut pending, &mut out).await;
     if !flush(&mut stream, &mut out, write_deadline()).await {
         return;
     }

@@ -33,7 +33,7 @@ pub enum Backend {
 
 impl Backend {
     /// The reply for one body, or an HTTP status when the backend is overloaded. It may
-    /// not leave before [`Backend::settle`] says so.
+    /// not leave before [`Backend::answer`] says so.
     pub async fn reply(
         &self,
         service: usize,
@@ -59,7 +59,7 @@ impl Backend {
                 // answer 503 rather than hold the connection for ever.
                 match monoio::time::timeout(BACKEND_DEADLINE, rx).await {
                     Ok(Ok(reply)) => Ok(reply),
-                    _ => Err(Error::Overloaded.http_status()),
+                    _ => Err(Error::BackendGone.http_status()),
                 }
             }
         }
@@ -67,13 +67,13 @@ impl Backend {
 
     /// The 200 body or HTTP status of a reply, once its audit record is durable (group
     /// commit), waiting at most [`BACKEND_DEADLINE`].
-    pub async fn settle(reply: Reply) -> Result<Vec<u8>, u16> {
+    pub async fn answer(reply: Reply) -> Result<Vec<u8>, u16> {
         if reply.durable.is_none() {
-            return reply.settle().await;
+            return reply.release().await;
         }
-        monoio::time::timeout(BACKEND_DEADLINE, reply.settle())
+        monoio::time::timeout(BACKEND_DEADLINE, reply.release())
             .await
-            .unwrap_or(Err(Error::Overloaded.http_status()))
+            .unwrap_or(Err(Error::AuditStalled.http_status()))
     }
 }
 

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use crate::audit::{AuditSink, Durable};
 use crate::clock::TimeSource;
-use crate::error::Error;
+use crate::error::{Error, Refusal};
 use crate::outcome::Outcome;
 use crate::protocol::oid::Oid;
 use crate::protocol::status::rejection_response;
@@ -60,8 +60,9 @@ pub struct Policy {
     /// timestamp-token: token constants when they differ from the signer's own (ESSCertID
     /// v1, another ESSCertIDv2 hash, another signer).
     pub signer_template: Option<SignerTemplate>,
-    /// timestamp-response: statusString on rejections (`None`: the service's setting).
-    pub status_text: Option<bool>,
+    /// timestamp-response: send a statusString with rejections, overriding the service's
+    /// `status_text` (`None`: the service decides).
+    pub status_text_override: Option<bool>,
     /// storage: keep each issued token (the response DER) in its audit record.
     pub archive: bool,
 }
@@ -90,7 +91,7 @@ impl Policy {
             validity_margin_us: 0,
             signer: None,
             signer_template: None,
-            status_text: None,
+            status_text_override: None,
             archive: false,
         }
     }
@@ -141,6 +142,7 @@ pub struct Reply {
 }
 
 impl Reply {
+    /// A reply with nothing to wait for.
     pub fn new(der: Vec<u8>, outcome: Outcome) -> Reply {
         Reply {
             der,
@@ -149,16 +151,31 @@ impl Reply {
         }
     }
 
+    /// The `TimeStampResp` of a rejection; `with_text`: with its statusString.
+    pub fn rejected(r: &Rejection, with_text: bool) -> Reply {
+        Reply::new(rejection_response(r, with_text), Outcome::Rejected(r.fail))
+    }
+
+    /// The answer to a request stopped by `e`, as [`Error::refusal`] maps it: a rejection,
+    /// or an HTTP status with no `TimeStampResp`.
+    pub fn refused(e: &Error, with_text: bool) -> Reply {
+        match e.refusal() {
+            Refusal::Reject(r) => Reply::rejected(&r, with_text),
+            Refusal::Http(status) => Reply::new(Vec::new(), Outcome::Refused(status)),
+        }
+    }
+
     /// The body of a 200 answer, or the HTTP status to answer instead, once the audit
     /// record is durable (group commit). When its batch could not be committed, the token
     /// is withheld: a token missing from the audit trail is never released, and the
     /// requester gets `systemFailure` instead.
-    pub async fn settle(self) -> Result<Vec<u8>, u16> {
+    pub async fn release(self) -> Result<Vec<u8>, u16> {
         if let Some(durable) = self.durable {
             if durable.await != Ok(true) {
-                let r =
-                    Rejection::new(FailureInfo::SystemFailure, "the audit trail is unavailable");
-                return Ok(rejection_response(&r, true));
+                return match Error::AuditFailed.refusal() {
+                    Refusal::Reject(r) => Ok(rejection_response(&r, true)),
+                    Refusal::Http(status) => Err(status),
+                };
             }
         }
         match self.outcome {
@@ -235,7 +252,7 @@ impl Tsa {
     /// chain, then `after` in reverse order for every filter whose `before` ran.
     pub fn issue(&self, service: usize, body: &[u8], meta: &RequestMeta<'_>) -> Reply {
         let Some(svc) = self.services.get(service) else {
-            return self.reject_error(true, &Error::Config("unknown service".into()));
+            return Reply::refused(&Error::UnknownService, true);
         };
         let mut x = Exchange {
             meta,
@@ -256,10 +273,7 @@ impl Tsa {
         }
         let mut reply = match stopped {
             Some(Stop::Http(status)) => Reply::new(Vec::new(), Outcome::Refused(status)),
-            Some(Stop::Reject(r)) => Reply::new(
-                rejection_response(&r, svc.status_text),
-                Outcome::Rejected(r.fail),
-            ),
+            Some(Stop::Reject(r)) => Reply::rejected(&r, svc.status_text),
             None => self.run_chain(svc, &mut x),
         };
         for f in svc.preprocess[..entered].iter().rev() {
@@ -273,19 +287,17 @@ impl Tsa {
         let mut status_text = svc.status_text;
         match self.try_issue(svc, x, &mut status_text) {
             Ok(reply) => reply,
-            Err(Failure::Client(r)) => Reply::new(
-                rejection_response(&r, status_text),
-                Outcome::Rejected(r.fail),
-            ),
+            Err(Failure::Client(r)) => Reply::rejected(&r, status_text),
             Err(Failure::Server(e)) => {
+                let origin = e.origin().name();
                 if matches!(e, Error::Sign(crate::signer::SignError::Unavailable)) {
                     // Every request during an HSM outage or overload: the signer logs the
                     // outage itself, and /metrics counts; one line per request would flood.
-                    tracing::debug!(service = %svc.name, error = %e, "request failed");
+                    tracing::debug!(service = %svc.name, origin, error = %e, "request failed");
                 } else {
-                    tracing::error!(service = %svc.name, error = %e, "request failed");
+                    tracing::error!(service = %svc.name, origin, error = %e, "request failed");
                 }
-                self.reject_error(status_text, &e)
+                Reply::refused(&e, status_text)
             }
         }
     }
@@ -326,11 +338,6 @@ impl Tsa {
         }
     }
 
-    fn reject_error(&self, with_text: bool, e: &Error) -> Reply {
-        let r = Rejection::new(e.failure_info(), e.status_text());
-        Reply::new(rejection_response(&r, with_text), Outcome::Rejected(r.fail))
-    }
-
     fn try_issue<'a>(
         &self,
         svc: &'a Service,
@@ -345,7 +352,7 @@ impl Tsa {
             "the requested policy is not offered here",
         ))?;
         x.policy = Some(policy);
-        *status_text = policy.status_text.unwrap_or(svc.status_text);
+        *status_text = policy.status_text_override.unwrap_or(svc.status_text);
         if !policy.hash_algorithms.contains(&alg) {
             return Err(Rejection::new(FailureInfo::BadAlg, "hash algorithm not accepted").into());
         }

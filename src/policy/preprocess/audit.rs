@@ -11,6 +11,7 @@ use super::super::Reply;
 use super::{Exchange, PreFilter};
 use crate::audit::{AuditSink, Durability, Record};
 use crate::clock::{SystemClock, TimeSource};
+use crate::error::Error;
 use crate::outcome::Outcome;
 use crate::protocol::{request, HashAlg, Timestamp};
 
@@ -127,7 +128,7 @@ impl PreFilter for Audit {
             Err(_) => {
                 // The trail cannot take the record: nothing leaves without one. (Counted in
                 // stampd_audit_refused_total; not logged per request on the frontend core.)
-                *reply = Reply::new(Vec::new(), Outcome::Refused(503));
+                *reply = Reply::refused(&Error::AuditFull, false);
             }
         }
     }

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::mapper::RequestMeta;
 use super::{Policy, Reply};
 use crate::clock::ClockError;
+use crate::error::{Error, Refusal};
 use crate::protocol::{Rejection, TimeStampReq, Timestamp};
 
 /// One request on its way through the onion.
@@ -36,6 +37,16 @@ pub enum Stop {
     Reject(Rejection),
     /// Answer at the HTTP level (e.g. 429), with no TimeStampResp.
     Http(u16),
+}
+
+impl From<Error> for Stop {
+    /// The one mapping of [`Error::refusal`], for a filter that stops a request.
+    fn from(e: Error) -> Self {
+        match e.refusal() {
+            Refusal::Reject(r) => Stop::Reject(r),
+            Refusal::Http(status) => Stop::Http(status),
+        }
+    }
 }
 
 pub trait PreFilter: Send + Sync {

@@ -13,7 +13,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::{Exchange, PreFilter, Stop};
-use crate::protocol::{FailureInfo, Rejection};
+use crate::error::Error;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -190,13 +190,12 @@ impl PreFilter for RateLimit {
         if self.allow_client(x.meta.client, now) && self.allow_service(now) {
             return Ok(());
         }
-        Err(match self.config.answer {
-            Answer::TooManyRequests => Stop::Http(429),
-            Answer::SystemFailure => Stop::Reject(Rejection::new(
-                FailureInfo::SystemFailure,
-                "request rate limit exceeded, retry later",
-            )),
-        })
+        Err(Stop::from(Error::RateLimited {
+            http: match self.config.answer {
+                Answer::TooManyRequests => true,
+                Answer::SystemFailure => false,
+            },
+        }))
     }
 }
 
@@ -204,6 +203,7 @@ impl PreFilter for RateLimit {
 mod tests {
     use super::*;
     use crate::policy::mapper::RequestMeta;
+    use crate::protocol::FailureInfo;
 
     fn meta_for(ip: IpAddr) -> RequestMeta<'static> {
         RequestMeta {
