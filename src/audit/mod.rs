@@ -107,7 +107,7 @@ pub enum StoreKind {
 /// `[audit]`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct AuditSettings {
+pub struct AuditConfig {
     /// `journal` (default), `postgres` or `none`.
     pub store: StoreKind,
     /// Default durability of services' audit filters: `group-commit` (default) or `async`.
@@ -124,13 +124,13 @@ pub struct AuditSettings {
     pub postgres_password_file: Option<PathBuf>,
     /// Rows per shipping transaction (one binary COPY + the journal position). Default 5000.
     pub ship_batch_rows: usize,
-    pub journal: JournalSettings,
-    pub batch: BatchSettings,
+    pub journal: JournalConfig,
+    pub batch: BatchConfig,
 }
 
-impl Default for AuditSettings {
+impl Default for AuditConfig {
     fn default() -> Self {
-        AuditSettings {
+        AuditConfig {
             store: StoreKind::Journal,
             durability: Durability::GroupCommit,
             identity: "stampd".into(),
@@ -138,8 +138,8 @@ impl Default for AuditSettings {
             postgres_password_env: None,
             postgres_password_file: None,
             ship_batch_rows: 5000,
-            journal: JournalSettings::default(),
-            batch: BatchSettings::default(),
+            journal: JournalConfig::default(),
+            batch: BatchConfig::default(),
         }
     }
 }
@@ -147,7 +147,7 @@ impl Default for AuditSettings {
 /// `[audit.journal]`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct JournalSettings {
+pub struct JournalConfig {
     /// Directory of the segment files, relative to the data directory. Default `journal`.
     pub dir: PathBuf,
     /// A new segment is begun once one reaches this size, in MiB. Default 64.
@@ -160,9 +160,9 @@ pub struct JournalSettings {
     pub checkpoint_every: u64,
 }
 
-impl Default for JournalSettings {
+impl Default for JournalConfig {
     fn default() -> Self {
-        JournalSettings {
+        JournalConfig {
             dir: PathBuf::from("journal"),
             segment_mib: 64,
             retention_days: 0,
@@ -174,7 +174,7 @@ impl Default for JournalSettings {
 /// `[audit.batch]`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct BatchSettings {
+pub struct BatchConfig {
     /// A batch closes at this many records. Default 1024.
     pub max_records: usize,
     /// ... or this many bytes. Default 4 MiB.
@@ -197,9 +197,9 @@ pub struct BatchSettings {
     pub queue_capacity: usize,
 }
 
-impl Default for BatchSettings {
+impl Default for BatchConfig {
     fn default() -> Self {
-        BatchSettings {
+        BatchConfig {
             max_records: 1024,
             max_bytes: 4 << 20,
             interval_us: 500,
@@ -209,7 +209,7 @@ impl Default for BatchSettings {
     }
 }
 
-impl AuditSettings {
+impl AuditConfig {
     /// Pure checks, messages naming the key.
     pub fn validate(&self) -> Vec<String> {
         let mut errors = Vec::new();

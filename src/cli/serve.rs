@@ -23,7 +23,7 @@ pub(super) fn serve(
     }
     if let Some(l) = listen {
         for s in &mut cfg.service {
-            s.listen = crate::config::OneOrMany::One(l.clone());
+            s.listen = crate::policy::config::OneOrMany::One(l.clone());
         }
     }
     let origin = config

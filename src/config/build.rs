@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{parse_oid, Config, SignerKind};
+use super::{parse_oid, Config};
 use crate::audit::AuditSink;
 use crate::clock::{SystemClock, TimeSource};
 use crate::error::Error;
@@ -22,6 +22,7 @@ use crate::protocol::token::SignerTemplate;
 use crate::protocol::token::{PolicyTemplate, TsaName};
 use crate::protocol::HashAlg;
 use crate::serial::SerialSpace;
+use crate::signer::config::{SignerConfig, SignerKind};
 use crate::signer::software::SoftwareSigner;
 use crate::signer::TokenSigner;
 use regex::bytes::Regex;
@@ -164,7 +165,7 @@ pub fn build_with_clock(config: &Config, clock: Arc<dyn TimeSource>) -> Result<B
 /// The PostgreSQL password of `[audit]`, from its env variable or file; `None` without
 /// `audit.postgres` (nothing is read then).
 pub fn postgres_password(
-    audit: &crate::audit::AuditSettings,
+    audit: &crate::audit::AuditConfig,
     data_dir: &Path,
 ) -> Result<Option<String>, Error> {
     if audit.postgres.is_none() {
@@ -186,7 +187,7 @@ pub fn postgres_password(
 /// start when a file signer points at its (missing) files.
 pub fn signer(
     name: &str,
-    sc: &super::SignerConfig,
+    sc: &SignerConfig,
     data_dir: &Path,
     now: crate::protocol::Timestamp,
 ) -> Result<Arc<dyn TokenSigner>, Error> {

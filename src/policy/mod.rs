@@ -15,6 +15,7 @@
 //! 7. serial number, reserve the signer, encode, sign → `systemFailure` on failure.
 
 pub mod chain;
+pub mod config;
 pub mod filters;
 pub mod mapper;
 pub mod preprocess;

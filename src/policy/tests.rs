@@ -420,7 +420,7 @@ fn ess_cert_id_v1_and_other_v2_hashes_verify() {
 }
 
 /// An audit filter over an in-memory trail, outermost in service 0.
-fn audited(f: &mut Fixture, config: super::preprocess::audit::AuditConfig) -> Arc<Memory> {
+fn audited(f: &mut Fixture, config: super::preprocess::audit::AuditFilterConfig) -> Arc<Memory> {
     use crate::audit::Durability;
     let sink = Arc::new(Memory::default());
     let audit = config.build("audit", "s", "k", Durability::GroupCommit, sink.clone());
@@ -546,7 +546,7 @@ fn preprocessing_wraps_the_chain_like_an_onion() {
 
 #[test]
 fn the_clock_filter_sets_gen_time_and_audit_records_every_request() {
-    use super::preprocess::audit::AuditConfig;
+    use super::preprocess::audit::AuditFilterConfig;
     use super::preprocess::clock::ClockConfig;
     let mut f = fixture(KeyType::P256, RsaPadding::Pkcs1, None); // tsa clock: no time
     let clock = ClockConfig {
@@ -556,7 +556,7 @@ fn the_clock_filter_sets_gen_time_and_audit_records_every_request() {
     f.tsa.services[0].preprocess = vec![Arc::new(clock)];
     let sink = audited(
         &mut f,
-        AuditConfig {
+        AuditFilterConfig {
             request: true,
             ..Default::default()
         },
@@ -606,7 +606,7 @@ fn a_full_audit_trail_refuses_instead_of_releasing_a_token() {
         }
     }
     let mut f = fixture(KeyType::P256, RsaPadding::Pkcs1, Some(now()));
-    let audit = super::preprocess::audit::AuditConfig::default().build(
+    let audit = super::preprocess::audit::AuditFilterConfig::default().build(
         "audit",
         "s",
         "k",

@@ -5,6 +5,7 @@
 //! reservation is a session, taken before any expensive work so overload is refused early.
 
 pub mod checks;
+pub mod config;
 pub mod pkcs11;
 pub mod software;
 

@@ -189,7 +189,7 @@ pub fn ship(dir: &Path, target: Target, identity: &str, out: &mut dyn Write) -> 
         identity: identity.to_string(),
         dir: dir.to_path_buf(),
         progress: std::sync::Arc::new(progress),
-        batch_rows: crate::audit::AuditSettings::default().ship_batch_rows,
+        batch_rows: crate::audit::AuditConfig::default().ship_batch_rows,
     }
     .ship_once()?;
     let secs = started.elapsed().as_secs_f64();

@@ -198,8 +198,8 @@ pub(super) fn hsm(cmd: HsmCommand) -> CmdResult {
                     (signer, sc, cfg.server.data_dir)
                 }
                 (None, Some(module), Some(key_label)) => {
-                    let sc = crate::config::SignerConfig {
-                        kind: crate::config::SignerKind::Pkcs11,
+                    let sc = crate::signer::config::SignerConfig {
+                        kind: crate::signer::config::SignerKind::Pkcs11,
                         module: Some(module),
                         token_label,
                         pin_env,
@@ -213,7 +213,7 @@ pub(super) fn hsm(cmd: HsmCommand) -> CmdResult {
                 }
                 _ => return Err("give --config FILE, or the token flags and --key-label".into()),
             };
-            if sc.kind != crate::config::SignerKind::Pkcs11 {
+            if sc.kind != crate::signer::config::SignerKind::Pkcs11 {
                 return Err(format!("signer `{name}` is not a PKCS#11 signer"));
             }
             let signer = build::signer(&name, &sc, &data_dir, now()?).map_err(|e| e.to_string())?;

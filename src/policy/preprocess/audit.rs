@@ -17,7 +17,7 @@ use crate::protocol::{request, HashAlg, Timestamp};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct AuditConfig {
+pub struct AuditFilterConfig {
     /// Keep the request DER. Default false.
     pub request: bool,
     /// Keep the response DER. Default false (the storage filter keeps issued tokens).
@@ -28,9 +28,9 @@ pub struct AuditConfig {
     pub durability: Option<Durability>,
 }
 
-impl Default for AuditConfig {
+impl Default for AuditFilterConfig {
     fn default() -> Self {
-        AuditConfig {
+        AuditFilterConfig {
             request: false,
             response: false,
             client_ip: true,
@@ -39,7 +39,7 @@ impl Default for AuditConfig {
     }
 }
 
-impl AuditConfig {
+impl AuditFilterConfig {
     /// The filter of service `service` (signed by `key_id`), with the trail's default
     /// durability `durability`.
     pub fn build(
@@ -65,7 +65,7 @@ pub struct Audit {
     name: String,
     service: Arc<str>,
     key_id: Arc<str>,
-    config: AuditConfig,
+    config: AuditFilterConfig,
     group_commit: bool,
     sink: Arc<dyn AuditSink>,
 }

@@ -68,7 +68,7 @@ pub enum PreprocessConfig {
     Clock(clock::ClockConfig),
     RateLimit(rate_limit::RateLimitConfig),
     TransactionMonitor(monitor::MonitorConfig),
-    Audit(audit::AuditConfig),
+    Audit(audit::AuditFilterConfig),
 }
 
 impl PreprocessConfig {

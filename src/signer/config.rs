@@ -1,0 +1,69 @@
+//! `[signer.NAME]`: a signer's configuration and its pure checks. The assembler
+//! (`crate::config`) resolves its paths and builds the signer.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::software::RsaPadding;
+
+/// `[signer.NAME]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignerConfig {
+    /// `file` (default): a PKCS#8 PEM key file signed in software.
+    pub kind: SignerKind,
+    /// Private key (PKCS#8 PEM), relative to the data directory. Default `pki/tsa.key`.
+    pub key: PathBuf,
+    /// Certificate chain (PEM, TSA certificate first), relative to the data directory.
+    /// Default `pki/tsa.pem` for `kind = "file"`; for `kind = "pkcs11"` left out means the
+    /// chain stored on the token with the key (`stampd hsm import-cert`).
+    pub cert: Option<PathBuf>,
+    /// RSA keys only: `pkcs1` (default) or `pss`.
+    pub rsa_padding: RsaPadding,
+    /// `kind = "pkcs11"`: the PKCS#11 module (shared library).
+    pub module: Option<PathBuf>,
+    /// `kind = "pkcs11"`: the label of the token holding the key.
+    pub token_label: Option<String>,
+    /// `kind = "pkcs11"`: the environment variable holding the user PIN.
+    pub pin_env: Option<String>,
+    /// `kind = "pkcs11"`: the file holding the user PIN (relative to the data directory).
+    pub pin_file: Option<PathBuf>,
+    /// `kind = "pkcs11"`: the label of the key pair on the token.
+    pub key_label: Option<String>,
+    /// `kind = "pkcs11"`: sessions in the pool. Default 4.
+    pub sessions: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignerKind {
+    /// A PKCS#8 key file, signed in software.
+    File,
+    /// A key in an HSM, signed through PKCS#11.
+    Pkcs11,
+}
+
+impl SignerConfig {
+    /// The certificate file (for `kind = "pkcs11"` only meaningful when `cert` is set).
+    pub fn cert_path(&self) -> &Path {
+        self.cert.as_deref().unwrap_or(Path::new("pki/tsa.pem"))
+    }
+}
+
+impl Default for SignerConfig {
+    fn default() -> Self {
+        SignerConfig {
+            kind: SignerKind::File,
+            key: PathBuf::from("pki/tsa.key"),
+            cert: None,
+            rsa_padding: RsaPadding::Pkcs1,
+            module: None,
+            token_label: None,
+            pin_env: None,
+            pin_file: None,
+            key_label: None,
+            sessions: 4,
+        }
+    }
+}
