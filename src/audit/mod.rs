@@ -271,14 +271,10 @@ impl AuditConfig {
         errors
     }
 
-    pub fn journal_dir(&self, data_dir: &Path) -> PathBuf {
-        data_dir.join(&self.journal.dir)
-    }
-
-    fn journal_settings(&self, data_dir: &Path) -> journal::Settings {
+    fn journal_settings(&self, journal_dir: &Path) -> journal::Settings {
         let j = &self.journal;
         journal::Settings {
-            dir: self.journal_dir(data_dir),
+            dir: journal_dir.to_path_buf(),
             segment_bytes: j.segment_mib << 20,
             retention: (j.retention_days > 0)
                 .then(|| Duration::from_secs(j.retention_days * 86_400)),
@@ -308,12 +304,13 @@ impl AuditConfig {
             .transpose()
     }
 
-    /// Opens the store (repairing a torn journal tail), starts the writer and, with
-    /// `postgres`, the shipper. `postgres_password`: read by the caller from
-    /// `postgres_password_env` or `postgres_password_file`.
+    /// Opens the store (repairing a torn journal tail) in `journal_dir` (`journal.dir`
+    /// resolved by the caller), starts the writer and, with `postgres`, the shipper.
+    /// `postgres_password`: read by the caller from `postgres_password_env` or
+    /// `postgres_password_file`.
     pub fn start(
         &self,
-        data_dir: &Path,
+        journal_dir: &Path,
         postgres_password: Option<String>,
     ) -> Result<Arc<dyn AuditSink>, Error> {
         let audit_err = Error::AuditStart;
@@ -336,7 +333,7 @@ impl AuditConfig {
                 Ok(Arc::new(writer))
             }
             StoreKind::Journal => {
-                let settings = self.journal_settings(data_dir);
+                let settings = self.journal_settings(journal_dir);
                 let dir = settings.dir.clone();
                 let (journal, report) = Journal::open(settings).map_err(audit_err)?;
                 let progress = journal.progress();

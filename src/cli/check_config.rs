@@ -9,7 +9,7 @@ use crate::error::Error;
 pub(super) fn check_config(path: &Path, json: bool) -> CmdResult {
     let mut cfg = load_config(path)?;
     match cfg.validate_as(&path.display().to_string()) {
-        Ok(()) => {
+        Ok(_) => {
             // Effective: the defaults that depend on other settings, resolved.
             cfg.server.dispatch = Some(cfg.dispatch());
             if json {

@@ -50,7 +50,9 @@ pub(super) fn request_cmd(
     let alg = parse_hash(hash)?;
     let digest = hash_file(file, alg)?;
     let policy = policy
-        .map(|p| crate::config::parse_oid(p).ok_or_else(|| format!("`{p}` is not a dotted OID")))
+        .map(|p| {
+            crate::protocol::oid::Oid::parse(p).ok_or_else(|| format!("`{p}` is not a dotted OID"))
+        })
         .transpose()?;
     let nonce = if no_nonce {
         None

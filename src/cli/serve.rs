@@ -31,7 +31,7 @@ pub(super) fn serve(
         .map_or("the embedded default".to_string(), |p| {
             p.display().to_string()
         });
-    cfg.validate_as(&origin).map_err(|e| match (&config, e) {
+    let valid = cfg.validate_as(&origin).map_err(|e| match (&config, e) {
         (Some(p), Error::Config(msg)) => {
             format!(
                 "invalid configuration:\n  {}",
@@ -40,7 +40,7 @@ pub(super) fn serve(
         }
         (_, e) => format!("invalid configuration:\n{e}"),
     })?;
-    let built = build::build(&cfg).map_err(|e| e.to_string())?;
+    let built = build::build(&valid).map_err(|e| e.to_string())?;
     stop_on_signal(built.audit.clone())?;
     let settings = crate::frontend::Settings {
         cores: cfg.server.cores,

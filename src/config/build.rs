@@ -2,19 +2,16 @@
 //! loaded and the serial epoch is advanced.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{parse_oid, Config};
+use super::ValidatedConfig;
 use crate::audit::AuditSink;
 use crate::clock::{SystemClock, TimeSource};
 use crate::error::Error;
 use crate::frontend::config::Listener;
 use crate::pki::{DevPki, KeyType};
-use crate::policy::chain;
 use crate::policy::filters::timestamp_token::EssCertId;
-use crate::policy::mapper::{Cidr, Rules, StringMatch};
 use crate::policy::preprocess::{PreFilter, PreprocessConfig};
 use crate::policy::{Policy, Service, Tsa};
 use crate::protocol::cert::CertView;
@@ -25,7 +22,6 @@ use crate::serial::SerialSpace;
 use crate::signer::config::{SignerConfig, SignerKind};
 use crate::signer::software::SoftwareSigner;
 use crate::signer::TokenSigner;
-use regex::bytes::Regex;
 
 /// Everything `serve` needs.
 pub struct Built {
@@ -36,28 +32,23 @@ pub struct Built {
     pub data_dir: PathBuf,
 }
 
-/// Resolves `p` against the data directory unless it is absolute.
-pub fn resolve(data_dir: &Path, p: &Path) -> PathBuf {
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        data_dir.join(p)
-    }
-}
-
-/// Builds the runtime parts from a configuration, with the system clock.
-pub fn build(config: &Config) -> Result<Built, Error> {
+/// Builds the runtime parts from a validated configuration, with the system clock.
+pub fn build(config: &ValidatedConfig) -> Result<Built, Error> {
     build_with_clock(config, Arc::new(SystemClock))
 }
 
-pub fn build_with_clock(config: &Config, clock: Arc<dyn TimeSource>) -> Result<Built, Error> {
-    config.validate()?;
-    let data_dir = config.server.data_dir.clone();
+/// [`build`] with `clock` as the source of genTime.
+pub fn build_with_clock(
+    valid: &ValidatedConfig,
+    clock: Arc<dyn TimeSource>,
+) -> Result<Built, Error> {
+    let config = &valid.config;
+    let data_dir = valid.data_dir.clone();
     std::fs::create_dir_all(&data_dir).map_err(|e| Error::io(&data_dir, e))?;
     let now = clock.now().map_err(|_| Error::TimeUnavailable)?;
 
     let mut signers: BTreeMap<&str, Arc<dyn TokenSigner>> = BTreeMap::new();
-    for (name, sc) in &config.signer {
+    for (name, sc) in &valid.signers {
         if !config.signer_in_use(name) {
             continue;
         }
@@ -73,50 +64,39 @@ pub fn build_with_clock(config: &Config, clock: Arc<dyn TimeSource>) -> Result<B
         config.server.node_id,
         u64::try_from(now.unix_secs).unwrap_or(0),
     )?;
-    let audit = config
-        .audit
-        .start(&data_dir, postgres_password(&config.audit, &data_dir)?)?;
+    let password = postgres_password(&config.audit, valid.postgres_password_file.as_deref())?;
+    let audit = config.audit.start(&valid.journal_dir, password)?;
     let mut services = Vec::new();
-    let mut listeners: Vec<Listener> = Vec::new();
-    for sc in config.service.iter().filter(|s| s.enabled) {
-        let index = services.len();
+    for sc in &valid.services {
         let signer = signers
             .get(sc.signer.as_str())
             .cloned()
             .ok_or_else(|| Error::Config(format!("signer `{}` is not defined", sc.signer)))?;
-        let policies = config
-            .policies_of(sc)
-            .into_iter()
-            .map(|name| build_policy(name, config, &signers, &signer))
+        let policy = |name: &String| build_policy(name, valid, &signers, &signer);
+        let policies = sc
+            .policies
+            .iter()
+            .map(policy)
             .collect::<Result<Vec<_>, _>>()?;
-        let fallback = sc
-            .fallback_policy
-            .as_ref()
-            .map(|name| build_policy(name, config, &signers, &signer))
-            .transpose()?;
+        let fallback = sc.fallback.as_ref().map(policy).transpose()?;
         let preprocess = sc
             .preprocess
             .iter()
-            .map(|name| {
-                let pc = config
-                    .preprocess_config(name)
-                    .ok_or_else(|| Error::Config(format!("preprocess `{name}` is not defined")))?;
-                Ok(match pc {
-                    PreprocessConfig::Clock(c) => {
-                        Arc::new(c.build(name, clock.clone())) as Arc<dyn PreFilter>
-                    }
-                    PreprocessConfig::RateLimit(c) => Arc::new(c.build(name)),
-                    PreprocessConfig::TransactionMonitor(c) => Arc::new(c.build(name, &sc.name)),
-                    PreprocessConfig::Audit(c) => Arc::new(c.build(
-                        name,
-                        &sc.name,
-                        signer.key_id(),
-                        config.audit.durability,
-                        audit.clone(),
-                    )),
-                })
+            .map(|(name, pc)| match pc {
+                PreprocessConfig::Clock(c) => {
+                    Arc::new(c.build(name, clock.clone())) as Arc<dyn PreFilter>
+                }
+                PreprocessConfig::RateLimit(c) => Arc::new(c.build(name)),
+                PreprocessConfig::TransactionMonitor(c) => Arc::new(c.build(name, &sc.name)),
+                PreprocessConfig::Audit(c) => Arc::new(c.build(
+                    name,
+                    &sc.name,
+                    signer.key_id(),
+                    config.audit.durability,
+                    audit.clone(),
+                )),
             })
-            .collect::<Result<Vec<_>, Error>>()?;
+            .collect();
         services.push(Service {
             name: sc.name.clone(),
             preprocess,
@@ -125,19 +105,6 @@ pub fn build_with_clock(config: &Config, clock: Arc<dyn TimeSource>) -> Result<B
             fallback,
             status_text: sc.status_text,
         });
-        for listen in sc.listen.values() {
-            let addr: SocketAddr = listen
-                .parse()
-                .map_err(|_| Error::Config(format!("listen `{listen}` is not an address")))?;
-            let routes = sc.path.values().iter().map(|p| (p.clone(), index));
-            match listeners.iter_mut().find(|l| l.addr == addr) {
-                Some(l) => l.routes.extend(routes),
-                None => listeners.push(Listener {
-                    addr,
-                    routes: routes.collect(),
-                }),
-            }
-        }
     }
     if services.is_empty() {
         return Err(Error::Config(
@@ -157,52 +124,49 @@ pub fn build_with_clock(config: &Config, clock: Arc<dyn TimeSource>) -> Result<B
                 .collect(),
         }),
         audit,
-        listeners,
+        listeners: valid.listeners.clone(),
         data_dir,
     })
 }
 
-/// The PostgreSQL password of `[audit]`, from its env variable or file; `None` without
-/// `audit.postgres` (nothing is read then).
-pub fn postgres_password(
+/// The PostgreSQL password of `[audit]`, from its env variable or `password_file` (resolved);
+/// `None` without `audit.postgres` (nothing is read then).
+fn postgres_password(
     audit: &crate::audit::AuditConfig,
-    data_dir: &Path,
+    password_file: Option<&Path>,
 ) -> Result<Option<String>, Error> {
     if audit.postgres.is_none() {
         return Ok(None);
     }
-    let file = audit
-        .postgres_password_file
-        .as_deref()
-        .map(|f| resolve(data_dir, f));
     super::secret::read(
         "the password",
         audit.postgres_password_env.as_deref(),
-        file.as_deref(),
+        password_file,
     )
     .map_err(|e| Error::Config(format!("audit.postgres: {e}")))
 }
 
-/// A signer from its validated config. The embedded default's dev PKI is created on first
-/// start when a file signer points at its (missing) files.
+/// A signer from its validated config (paths resolved, see `SignerConfig::resolved`). The
+/// embedded default's dev PKI is created in `data_dir` on first start when a file signer
+/// points at its (missing) files.
 pub fn signer(
     name: &str,
     sc: &SignerConfig,
     data_dir: &Path,
     now: crate::protocol::Timestamp,
 ) -> Result<Arc<dyn TokenSigner>, Error> {
-    let cert = resolve(data_dir, sc.cert_path());
+    let cert = sc.cert_path();
     if sc.kind == SignerKind::File {
-        let key = resolve(data_dir, &sc.key);
+        let key = &sc.key;
         let dev = DevPki::in_dir(data_dir);
-        if key == dev.tsa_key && cert == dev.tsa_cert && !key.exists() && !cert.exists() {
+        if *key == dev.tsa_key && cert == dev.tsa_cert && !key.exists() && !cert.exists() {
             dev.create(KeyType::P256)?;
             tracing::info!(dir = %data_dir.join("pki").display(), "created development PKI (not for production)");
         }
         return Ok(Arc::new(SoftwareSigner::load(
             name,
-            &key,
-            &cert,
+            key,
+            cert,
             sc.rsa_padding,
             now,
         )?));
@@ -211,14 +175,13 @@ pub fn signer(
         name: name.to_string(),
         reason,
     };
-    let pin_file = sc.pin_file.as_deref().map(|f| resolve(data_dir, f));
-    let pin = super::secret::read("the PIN", sc.pin_env.as_deref(), pin_file.as_deref())
+    let pin = super::secret::read("the PIN", sc.pin_env.as_deref(), sc.pin_file.as_deref())
         .map_err(fail)?
         .ok_or_else(|| fail("no PIN: set pin_env or pin_file".into()))?;
     // No `cert`: the chain stored on the token with the key (`stampd hsm import-cert`).
     let chain = match &sc.cert {
         Some(_) => {
-            let pem = std::fs::read(&cert).map_err(|e| Error::io(&cert, e))?;
+            let pem = std::fs::read(cert).map_err(|e| Error::io(cert, e))?;
             Some(
                 crate::signer::software::pem_blocks(&pem, "CERTIFICATE")
                     .map_err(|e| fail(format!("{}: {e}", cert.display())))?,
@@ -242,62 +205,17 @@ pub fn signer(
 
 fn build_policy(
     name: &str,
-    config: &Config,
+    valid: &ValidatedConfig,
     signers: &BTreeMap<&str, Arc<dyn TokenSigner>>,
     service_signer: &Arc<dyn TokenSigner>,
 ) -> Result<Policy, Error> {
     let name_of_policy = name;
-    let pc = &config
-        .policy_config(name)
+    let vp = valid
+        .policies
+        .get(name)
         .ok_or_else(|| Error::Config(format!("policy `{name}` is not defined")))?;
     let bad = |what: &str| Error::Config(format!("policy.{name}: invalid {what}"));
-    let oid = parse_oid(&pc.oid).ok_or_else(|| bad("oid"))?;
-    let m = &pc.match_;
-    let requested_policy = match &m.requested_policy {
-        None => (true, vec![oid.clone()]),
-        Some(list) => {
-            let oids = list
-                .iter()
-                .filter(|s| s.as_str() != "absent")
-                .map(|s| parse_oid(s).ok_or_else(|| bad("match.requested_policy")))
-                .collect::<Result<Vec<_>, _>>()?;
-            (list.iter().any(|s| s == "absent"), oids)
-        }
-    };
-    let regex = |r: &str| Regex::new(r).map_err(|_| bad("regular expression"));
-    let path = match (&m.path, &m.path_regex) {
-        (Some(list), _) => Some(StringMatch::Exact(list.clone())),
-        (None, Some(r)) => Some(StringMatch::Regex(regex(r)?)),
-        (None, None) => None,
-    };
-    let header = match &m.header {
-        None => None,
-        Some(h) => Some((
-            h.name.clone(),
-            match (&h.value, &h.regex) {
-                (Some(v), _) => StringMatch::Exact(v.clone()),
-                (None, Some(r)) => StringMatch::Regex(regex(r)?),
-                (None, None) => return Err(bad("match.header")),
-            },
-        )),
-    };
-    let client = match &m.client {
-        None => None,
-        Some(list) => Some(
-            list.iter()
-                .map(|c| Cidr::parse(c).ok_or_else(|| bad("match.client")))
-                .collect::<Result<Vec<_>, _>>()?,
-        ),
-    };
-    let rules = Rules {
-        requested_policy: Some(requested_policy),
-        hash_algorithm: m.hash_algorithm.clone(),
-        client,
-        path,
-        header,
-    };
-    let defaults = config.policy_defaults(pc).ok_or_else(|| bad("settings"))?;
-    let s = chain::compile(defaults, &config.chain_of(pc), &config.filter);
+    let s = vp.settings.clone();
     let template = PolicyTemplate::new(
         &s.oid,
         s.accuracy,
@@ -342,9 +260,9 @@ fn build_policy(
     };
     Ok(Policy {
         name: name.into(),
-        oid_text: oid.to_string().into(),
-        oid,
-        rules,
+        oid_text: vp.oid.to_string().into(),
+        oid: vp.oid.clone(),
+        rules: vp.rules.clone(),
         hash_algorithms: s.hash_algorithms,
         allowed_extensions: s.allowed_extensions,
         template,

@@ -7,25 +7,21 @@
 pub mod build;
 pub mod locate;
 pub mod secret;
+pub mod validate;
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::frontend::config::{Dispatch, HttpConfig, IoDriver};
-use crate::policy::chain::{self, Settings};
+use crate::policy::chain;
 use crate::policy::config::{ChainConfig, PolicyConfig, ServiceConfig};
-use crate::policy::filters::accuracy::parse_duration_us;
-use crate::policy::filters::timestamp_token::EssCertId;
 use crate::policy::filters::FilterConfig;
 use crate::policy::preprocess::PreprocessConfig;
-use crate::protocol::oid::Oid;
-use crate::protocol::token::{Accuracy, TsaName};
-use crate::protocol::HashAlg;
 use crate::signer::config::{SignerConfig, SignerKind};
+pub use validate::{ValidPolicy, ValidService, ValidatedConfig};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -169,38 +165,10 @@ impl Config {
     }
 }
 
-pub fn parse_oid(s: &str) -> Option<Oid> {
-    Oid::parse(s)
-}
-
 impl Config {
     /// Parses TOML text. Errors carry the line and column.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, Error> {
         toml::from_str(text).map_err(|e| Error::Config(format!("{origin}: {e}")))
-    }
-
-    /// The policy-level settings a chain starts from (pure; `None` when the policy's own
-    /// values are invalid, which [`Config::validate`] reports).
-    pub fn policy_defaults(&self, p: &PolicyConfig) -> Option<Settings> {
-        Some(Settings {
-            oid: parse_oid(&p.oid)?,
-            hash_algorithms: p.hash_algorithms.clone(),
-            allowed_extensions: Vec::new(),
-            precision: p.gen_time_precision,
-            accuracy: Accuracy::from_micros(parse_duration_us(&p.accuracy)?),
-            tsa_name: if p.tsa_name {
-                TsaName::Subject
-            } else {
-                TsaName::Omit
-            },
-            qualified: p.qualified,
-            check_validity: false,
-            signer: None,
-            certs: p.certs,
-            ess: EssCertId::V2(HashAlg::Sha256),
-            status_text: None,
-            archive: false,
-        })
     }
 
     /// The policies a service uses: its list, or `default` when the list is empty.
@@ -235,307 +203,6 @@ impl Config {
         match self.chain.get(&p.chain) {
             Some(c) => c.filters.clone(),
             None => chain::standard_chain(p.qualified),
-        }
-    }
-
-    /// Checks everything that can be checked without I/O. Each message names the key and
-    /// says what to write instead.
-    pub fn validate(&self) -> Result<(), Error> {
-        self.validate_as("configuration")
-    }
-
-    /// [`Config::validate`], naming the file `origin` in chain messages.
-    pub fn validate_as(&self, origin: &str) -> Result<(), Error> {
-        let mut errors = Vec::new();
-        if self.chain.contains_key("standard") {
-            errors.push(
-                "[chain.standard]: `standard` is the built-in chain; give yours another name"
-                    .to_string(),
-            );
-        }
-        for (name, c) in &self.chain {
-            errors.extend(chain::validate_chain(
-                origin,
-                name,
-                &c.filters,
-                &self.filter,
-            ));
-        }
-        errors.extend(self.audit.validate());
-        for (name, sc) in &self.signer {
-            if sc.kind == SignerKind::Pkcs11 {
-                for (key, missing) in [
-                    ("module", sc.module.is_none()),
-                    ("token_label", sc.token_label.is_none()),
-                    ("key_label", sc.key_label.is_none()),
-                ] {
-                    if missing {
-                        errors.push(format!(
-                            "signer.{name}.{key}: required for kind = \"pkcs11\""
-                        ));
-                    }
-                }
-                if sc.pin_env.is_some() == sc.pin_file.is_some() {
-                    errors.push(format!(
-                        "signer.{name}: set exactly one of pin_env and pin_file (the PIN never goes in this file)"
-                    ));
-                }
-                if sc.sessions == 0 || sc.sessions > 1024 {
-                    errors.push(format!("signer.{name}.sessions: 1 to 1024"));
-                }
-            }
-        }
-        for (name, p) in &self.preprocess {
-            for e in p.validate() {
-                errors.push(format!("preprocess.{name}: {e}"));
-            }
-        }
-        for (name, f) in &self.filter {
-            for e in f.validate() {
-                errors.push(format!("filter.{name}: {e}"));
-            }
-            if let Some(s) = f.signer() {
-                if !self.signer.contains_key(s) {
-                    errors.push(format!(
-                        "filter.{name}.signer: `{s}` is not defined; add a [signer.{s}] table"
-                    ));
-                }
-            }
-            if chain::FilterKind::from_name(name).is_some() {
-                // Otherwise it would silently replace the built-in filter in every chain,
-                // the standard chain included.
-                errors.push(format!(
-                    "filter.{name}: `{name}` is a built-in filter name; give this filter another name"
-                ));
-            }
-        }
-        if self.server.cores > 1024 {
-            errors.push("server.cores: at most 1024 (0 = all available cores)".to_string());
-        }
-        if self.server.queue_capacity == 0 {
-            errors.push("server.queue_capacity: must be at least 1".into());
-        }
-        errors.extend(self.server.http.validate());
-        if self.service.is_empty() {
-            errors.push("[[service]]: at least one service is needed".into());
-        }
-        let mut endpoints = std::collections::HashSet::new();
-        let mut names = std::collections::HashSet::new();
-        for (i, s) in self.service.iter().enumerate() {
-            let at = format!("service[{i}] ({})", s.name);
-            if !names.insert(&s.name) {
-                errors.push(format!(
-                    "{at}: name `{}` is used twice; names must be unique",
-                    s.name
-                ));
-            }
-            if s.listen.values().is_empty() || s.path.values().is_empty() {
-                errors.push(format!(
-                    "{at}: listen and path need at least one value each"
-                ));
-            }
-            for listen in s.listen.values() {
-                if listen.parse::<SocketAddr>().is_err() {
-                    errors.push(format!(
-                        "{at}.listen: `{listen}` is not an address; write e.g. \"127.0.0.1:3180\" or \"[::1]:3180\""
-                    ));
-                }
-            }
-            for path in s.path.values() {
-                if !path.starts_with('/') || path.contains('?') || path.contains(' ') {
-                    errors.push(format!(
-                        "{at}.path: `{path}` must start with `/`, e.g. \"/tsa\""
-                    ));
-                }
-                if path == "/health" || path == "/ready" || path == "/metrics" {
-                    errors.push(format!(
-                        "{at}.path: `{path}` is reserved (health, readiness and metrics)"
-                    ));
-                }
-                for listen in s.listen.values() {
-                    let addr = listen.parse::<SocketAddr>().ok();
-                    if s.enabled && addr.is_some() && !endpoints.insert((addr, path.clone())) {
-                        errors.push(format!(
-                            "{at}: {listen}{path} is already served by another service"
-                        ));
-                    }
-                }
-            }
-            let (mut clocks, mut audits) = (0, 0);
-            let mut limited_before_audit = false;
-            for (pos, name) in s.preprocess.iter().enumerate() {
-                match self.preprocess_config(name) {
-                    None => errors.push(format!(
-                        "{at}.preprocess[{pos}]: `{name}` is not defined; add a [preprocess.{name}] table or use clock, rate-limit, transaction-monitor, audit"
-                    )),
-                    Some(p) => {
-                        clocks += usize::from(p.is_clock());
-                        audits += usize::from(p.is_audit());
-                        limited_before_audit |= audits == 0 && p.is_rate_limit();
-                    }
-                }
-            }
-            if limited_before_audit && audits > 0 {
-                errors.push(format!(
-                    "{at}.preprocess: put `audit` before every rate-limit filter, so the requests it refuses are recorded too"
-                ));
-            }
-            if clocks != 1 {
-                errors.push(format!(
-                    "{at}.preprocess: needs exactly one clock filter (the source of genTime), has {clocks}"
-                ));
-            }
-            let audit_off = self.audit.store == crate::audit::StoreKind::None;
-            if audits > 1 || (audits == 0 && !audit_off) {
-                errors.push(format!(
-                    "{at}.preprocess: needs exactly one audit filter (every issued token is recorded in the audit trail), has {audits}"
-                ));
-            }
-            if let Some(f) = &s.fallback_policy {
-                if self.policy_config(f).is_none() {
-                    errors.push(format!(
-                        "{at}: fallback_policy `{f}` is not defined; add a [policy.{f}] table"
-                    ));
-                }
-            }
-            if !self.signer.contains_key(&s.signer) {
-                errors.push(format!(
-                    "{at}: signer `{}` is not defined; add a [signer.{}] table or use one of: {}",
-                    s.signer,
-                    s.signer,
-                    self.signer.keys().cloned().collect::<Vec<_>>().join(", ")
-                ));
-            }
-            for p in &s.policies {
-                if self.policy_config(p).is_none() {
-                    errors.push(format!(
-                        "{at}: policy `{p}` is not defined; add a [policy.{p}] table or use one of: {}",
-                        self.policy.keys().cloned().collect::<Vec<_>>().join(", ")
-                    ));
-                }
-            }
-        }
-        for (name, p) in &self.policy {
-            let at = format!("policy.{name}");
-            if parse_oid(&p.oid).is_none() {
-                errors.push(format!(
-                    "{at}.oid: `{}` is not a dotted OID such as \"2.999.1.1\"",
-                    p.oid
-                ));
-            }
-            for r in p.match_.requested_policy.iter().flatten() {
-                if r == "absent" {
-                    continue;
-                }
-                match (parse_oid(r), parse_oid(&p.oid)) {
-                    (None, _) => errors.push(format!(
-                        "{at}.match.requested_policy: `{r}` is neither \"absent\" nor a dotted OID"
-                    )),
-                    // RFC 3161 §2.4.2: when reqPolicy is present the token's policy MUST
-                    // equal it, so a policy can only answer requests for its own OID.
-                    (Some(req), Some(own)) if req != own => errors.push(format!(
-                        "{at}.match.requested_policy: `{r}` differs from this policy's oid `{}`; \
-                         a token must carry the requested policy (RFC 3161 §2.4.2), so list only \
-                         \"absent\" and \"{}\" here, and define a separate policy for `{r}`",
-                        p.oid, p.oid
-                    )),
-                    _ => {}
-                }
-            }
-            let m = &p.match_;
-            for c in m.client.iter().flatten() {
-                if crate::policy::mapper::Cidr::parse(c).is_none() {
-                    errors.push(format!(
-                        "{at}.match.client: `{c}` is not an address or network; write e.g. \"10.0.0.0/8\" or \"::1\""
-                    ));
-                }
-            }
-            if m.path.is_some() && m.path_regex.is_some() {
-                errors.push(format!("{at}.match: give `path` or `path_regex`, not both"));
-            }
-            if let Some(r) = &m.path_regex {
-                if let Err(e) = regex::bytes::Regex::new(r) {
-                    errors.push(format!(
-                        "{at}.match.path_regex: invalid regular expression: {e}"
-                    ));
-                }
-            }
-            if let Some(h) = &m.header {
-                match (&h.value, &h.regex) {
-                    (Some(_), None) => {}
-                    (None, Some(r)) => {
-                        if let Err(e) = regex::bytes::Regex::new(r) {
-                            errors.push(format!("{at}.match.header.regex: invalid regular expression: {e}"));
-                        }
-                    }
-                    _ => errors.push(format!(
-                        "{at}.match.header: give exactly one of `value = [...]` or `regex = \"...\"`"
-                    )),
-                }
-            }
-            if m.hash_algorithm.as_ref().is_some_and(|h| h.is_empty()) {
-                errors.push(format!("{at}.match.hash_algorithm: empty list matches nothing; remove it or list algorithms"));
-            }
-            if p.chain != "standard" && !self.chain.contains_key(&p.chain) {
-                errors.push(format!(
-                    "{at}.chain: `{}` is not defined; add a [chain.{}] table or use \"standard\"",
-                    p.chain, p.chain
-                ));
-            } else if let Some(defaults) = self.policy_defaults(p) {
-                let names = self.chain_of(p);
-                let has_qs = names.iter().any(|n| {
-                    chain::kind_of(n, &self.filter) == Some(chain::FilterKind::QualifiedStatement)
-                });
-                if p.qualified && !has_qs {
-                    errors.push(format!(
-                        "{at}.qualified: chain `{}` has no qualified-statement filter; add it before tst-info",
-                        p.chain
-                    ));
-                }
-                if !p.qualified && has_qs {
-                    // A qualified statement has legal meaning: never by accident.
-                    errors.push(format!(
-                        "{at}.qualified: chain `{}` marks tokens qualified but this policy is not; \
-                         set qualified = true (only for a qualified TSA) or use another chain",
-                        p.chain
-                    ));
-                }
-                // The accuracy and precision in effect, after the chain's filters.
-                let s = chain::compile(defaults, &names, &self.filter);
-                let acc = s.accuracy.total_micros();
-                if acc > 3_600_000_000 {
-                    errors.push(format!(
-                        "{at}.accuracy: the accuracy in effect (chain `{}`) is over one hour",
-                        p.chain
-                    ));
-                }
-                // genTime is truncated to its precision, so a finer accuracy would be a lie.
-                if acc != 0 && acc < s.precision.unit_us() {
-                    errors.push(format!(
-                        "{at}.accuracy: the accuracy in effect ({acc} µs) is finer than the genTime \
-                         precision `{}` in effect (chain `{}`); raise the accuracy or use a finer \
-                         gen_time_precision",
-                        s.precision.name(),
-                        p.chain
-                    ));
-                }
-            }
-            if p.hash_algorithms.is_empty() {
-                errors.push(format!(
-                    "{at}.hash_algorithms: list at least one, e.g. [\"sha256\"]"
-                ));
-            }
-            if parse_duration_us(&p.accuracy).is_none() {
-                errors.push(format!(
-                    "{at}.accuracy: `{}` is not a duration; write e.g. \"1s\", \"500ms\" or \"100us\"",
-                    p.accuracy
-                ));
-            }
-        }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::Config(errors.join("\n")))
         }
     }
 }

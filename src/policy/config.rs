@@ -1,9 +1,15 @@
 //! `[[service]]`, `[policy.NAME]` and `[chain.NAME]`: the policy layer's configuration and
 //! its pure checks. The assembler (`crate::config`) checks what spans sections and builds.
 
+use regex::bytes::Regex;
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::token::IncludeCerts;
+use super::chain::Settings;
+use super::filters::accuracy::parse_duration_us;
+use super::filters::timestamp_token::EssCertId;
+use super::mapper::{Cidr, Rules, StringMatch};
+use crate::protocol::oid::Oid;
+use crate::protocol::token::{Accuracy, IncludeCerts, TsaName};
 use crate::protocol::{HashAlg, Precision};
 
 /// `[chain.NAME]`
@@ -185,5 +191,143 @@ impl Default for PolicyConfig {
             qualified: false,
             chain: standard(),
         }
+    }
+}
+/// A policy's own values, parsed: what [`PolicyConfig::parse`] gives the assembler, which
+/// then compiles the chain over [`ParsedPolicy::defaults`].
+#[derive(Debug, Clone)]
+pub struct ParsedPolicy {
+    /// The policy OID stamped into tokens.
+    pub oid: Oid,
+    /// The compiled `match`.
+    pub rules: Rules,
+    /// The policy-level settings the chain's filters start from.
+    pub defaults: Settings,
+}
+
+impl PolicyConfig {
+    /// Checks and parses the policy's own keys (pure): its OID, `match` rules (requested
+    /// policies, networks, paths, regular expressions, header rule), hash algorithms and
+    /// accuracy. Every message starts with `policy.NAME`.
+    pub fn parse(&self, name: &str) -> Result<ParsedPolicy, Vec<String>> {
+        let at = format!("policy.{name}");
+        let mut errors = Vec::new();
+        let oid = Oid::parse(&self.oid);
+        if oid.is_none() {
+            errors.push(format!(
+                "{at}.oid: `{}` is not a dotted OID such as \"2.999.1.1\"",
+                self.oid
+            ));
+        }
+        let m = &self.match_;
+        let mut requested = Vec::new();
+        for r in m.requested_policy.iter().flatten() {
+            if r == "absent" {
+                continue;
+            }
+            match (Oid::parse(r), &oid) {
+                (None, _) => errors.push(format!(
+                    "{at}.match.requested_policy: `{r}` is neither \"absent\" nor a dotted OID"
+                )),
+                // RFC 3161 §2.4.2: when reqPolicy is present the token's policy MUST
+                // equal it, so a policy can only answer requests for its own OID.
+                (Some(req), Some(own)) if req != *own => errors.push(format!(
+                    "{at}.match.requested_policy: `{r}` differs from this policy's oid `{}`; \
+                     a token must carry the requested policy (RFC 3161 §2.4.2), so list only \
+                     \"absent\" and \"{}\" here, and define a separate policy for `{r}`",
+                    self.oid, self.oid
+                )),
+                (Some(req), _) => requested.push(req),
+            }
+        }
+        let mut client = Vec::new();
+        for c in m.client.iter().flatten() {
+            match Cidr::parse(c) {
+                Some(net) => client.push(net),
+                None => errors.push(format!(
+                    "{at}.match.client: `{c}` is not an address or network; write e.g. \"10.0.0.0/8\" or \"::1\""
+                )),
+            }
+        }
+        if m.path.is_some() && m.path_regex.is_some() {
+            errors.push(format!("{at}.match: give `path` or `path_regex`, not both"));
+        }
+        let mut path = m.path.clone().map(StringMatch::Exact);
+        if let Some(r) = &m.path_regex {
+            match Regex::new(r) {
+                Ok(re) => path = path.or(Some(StringMatch::Regex(re))),
+                Err(e) => errors.push(format!(
+                    "{at}.match.path_regex: invalid regular expression: {e}"
+                )),
+            }
+        }
+        let mut header = None;
+        if let Some(h) = &m.header {
+            match (&h.value, &h.regex) {
+                (Some(v), None) => header = Some((h.name.clone(), StringMatch::Exact(v.clone()))),
+                (None, Some(r)) => match Regex::new(r) {
+                    Ok(re) => header = Some((h.name.clone(), StringMatch::Regex(re))),
+                    Err(e) => errors.push(format!(
+                        "{at}.match.header.regex: invalid regular expression: {e}"
+                    )),
+                },
+                _ => errors.push(format!(
+                    "{at}.match.header: give exactly one of `value = [...]` or `regex = \"...\"`"
+                )),
+            }
+        }
+        if m.hash_algorithm.as_ref().is_some_and(|h| h.is_empty()) {
+            errors.push(format!("{at}.match.hash_algorithm: empty list matches nothing; remove it or list algorithms"));
+        }
+        if self.hash_algorithms.is_empty() {
+            errors.push(format!(
+                "{at}.hash_algorithms: list at least one, e.g. [\"sha256\"]"
+            ));
+        }
+        let accuracy = parse_duration_us(&self.accuracy);
+        if accuracy.is_none() {
+            errors.push(format!(
+                "{at}.accuracy: `{}` is not a duration; write e.g. \"1s\", \"500ms\" or \"100us\"",
+                self.accuracy
+            ));
+        }
+        let (Some(oid), Some(accuracy), true) = (oid, accuracy, errors.is_empty()) else {
+            return Err(errors);
+        };
+        let requested_policy = match &m.requested_policy {
+            None => (true, vec![oid.clone()]),
+            Some(list) => (list.iter().any(|s| s == "absent"), requested),
+        };
+        let rules = Rules {
+            requested_policy: Some(requested_policy),
+            hash_algorithm: m.hash_algorithm.clone(),
+            client: m.client.as_ref().map(|_| client),
+            path,
+            header,
+        };
+        let defaults = Settings {
+            oid: oid.clone(),
+            hash_algorithms: self.hash_algorithms.clone(),
+            allowed_extensions: Vec::new(),
+            precision: self.gen_time_precision,
+            accuracy: Accuracy::from_micros(accuracy),
+            tsa_name: if self.tsa_name {
+                TsaName::Subject
+            } else {
+                TsaName::Omit
+            },
+            qualified: self.qualified,
+            check_validity: false,
+            signer: None,
+            certs: self.certs,
+            ess: EssCertId::V2(HashAlg::Sha256),
+            status_text: None,
+            archive: false,
+        };
+        Ok(ParsedPolicy {
+            oid,
+            rules,
+            defaults,
+        })
     }
 }

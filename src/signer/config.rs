@@ -44,13 +44,6 @@ pub enum SignerKind {
     Pkcs11,
 }
 
-impl SignerConfig {
-    /// The certificate file (for `kind = "pkcs11"` only meaningful when `cert` is set).
-    pub fn cert_path(&self) -> &Path {
-        self.cert.as_deref().unwrap_or(Path::new("pki/tsa.pem"))
-    }
-}
-
 impl Default for SignerConfig {
     fn default() -> Self {
         SignerConfig {
@@ -64,6 +57,56 @@ impl Default for SignerConfig {
             pin_file: None,
             key_label: None,
             sessions: 4,
+        }
+    }
+}
+impl SignerConfig {
+    /// The certificate file (for `kind = "pkcs11"` only meaningful when `cert` is set).
+    pub fn cert_path(&self) -> &Path {
+        self.cert.as_deref().unwrap_or(Path::new("pki/tsa.pem"))
+    }
+
+    /// Checks the keys a `kind` needs (pure). Every message starts with `signer.NAME`.
+    pub fn validate(&self, name: &str) -> Vec<String> {
+        let mut errors = Vec::new();
+        if self.kind == SignerKind::Pkcs11 {
+            for (key, missing) in [
+                ("module", self.module.is_none()),
+                ("token_label", self.token_label.is_none()),
+                ("key_label", self.key_label.is_none()),
+            ] {
+                if missing {
+                    errors.push(format!(
+                        "signer.{name}.{key}: required for kind = \"pkcs11\""
+                    ));
+                }
+            }
+            if self.pin_env.is_some() == self.pin_file.is_some() {
+                errors.push(format!(
+                    "signer.{name}: set exactly one of pin_env and pin_file (the PIN never goes in this file)"
+                ));
+            }
+            if self.sessions == 0 || self.sessions > 1024 {
+                errors.push(format!("signer.{name}.sessions: 1 to 1024"));
+            }
+        }
+        errors
+    }
+
+    /// This config with its file paths resolved against the data directory (an absolute
+    /// path stays as it is); `cert` is set to the effective certificate file for
+    /// `kind = "file"`.
+    pub fn resolved(&self, data_dir: &Path) -> SignerConfig {
+        let cert = match (self.kind, &self.cert) {
+            (SignerKind::File, _) => Some(data_dir.join(self.cert_path())),
+            (SignerKind::Pkcs11, c) => c.as_deref().map(|c| data_dir.join(c)),
+        };
+        SignerConfig {
+            key: data_dir.join(&self.key),
+            cert,
+            module: self.module.clone(),
+            pin_file: self.pin_file.as_deref().map(|f| data_dir.join(f)),
+            ..self.clone()
         }
     }
 }

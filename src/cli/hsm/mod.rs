@@ -216,6 +216,7 @@ pub(super) fn hsm(cmd: HsmCommand) -> CmdResult {
             if sc.kind != crate::signer::config::SignerKind::Pkcs11 {
                 return Err(format!("signer `{name}` is not a PKCS#11 signer"));
             }
+            let sc = sc.resolved(&data_dir);
             let signer = build::signer(&name, &sc, &data_dir, now()?).map_err(|e| e.to_string())?;
             let trusted = match ca {
                 Some(ca) => read_pem_certs(&ca)?,
