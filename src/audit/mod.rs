@@ -14,6 +14,7 @@
 
 pub mod journal;
 pub mod postgres;
+pub mod query;
 pub mod record;
 pub mod writer;
 

@@ -4,70 +4,10 @@
 use std::io::Write;
 use std::path::Path;
 
-use crate::audit::journal::{self, Kind, Next, Reader};
-use crate::audit::postgres::{self, Query, Target};
-use crate::audit::record::Record;
-use crate::protocol::hex::{hex, unhex};
-use crate::serial::SERIAL_LEN;
-
-/// A serial number as written by `export` (lowercase hex, no leading zeros) or by other
-/// tools (`0x`, upper case, leading zeros).
-pub fn parse_serial(s: &str) -> Result<Vec<u8>, String> {
-    let digits = s.trim_start_matches("0x").trim_start_matches("0X");
-    if digits.is_empty() {
-        return Err(format!("--serial {s:?}: no digits"));
-    }
-    let digits = if digits.len() % 2 == 1 {
-        format!("0{digits}")
-    } else {
-        digits.to_string()
-    };
-    let bytes = unhex(&digits.to_ascii_lowercase())
-        .ok_or_else(|| format!("--serial {s}: not hexadecimal"))?;
-    let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
-    let significant = &bytes[start..];
-    if significant.len() > SERIAL_LEN {
-        return Err(format!("--serial {s}: longer than stampd's serial numbers"));
-    }
-    let mut out = vec![0u8; SERIAL_LEN - significant.len()];
-    out.extend_from_slice(significant);
-    Ok(out)
-}
-
-/// Builds a query from the command-line filters.
-pub fn query_of(
-    serial: Option<&str>,
-    from: Option<&str>,
-    to: Option<&str>,
-    imprint: Option<&str>,
-    service: Option<String>,
-    status: Option<String>,
-) -> Result<Query, String> {
-    let time = |flag: &str, v: Option<&str>| {
-        v.map(|t| {
-            crate::protocol::Timestamp::parse_rfc3339(t).ok_or_else(|| {
-                format!("{flag} {t}: not an RFC 3339 time (e.g. 2026-11-22T10:00:00Z)")
-            })
-        })
-        .transpose()
-    };
-    if let Some(s) = status.as_deref() {
-        if s != "granted" && s != "rejection" {
-            return Err(format!("--status {s}: granted or rejection"));
-        }
-    }
-    Ok(Query {
-        identity: None,
-        serial: serial.map(parse_serial).transpose()?,
-        from: time("--from", from)?,
-        to: time("--to", to)?,
-        imprint: imprint
-            .map(|i| unhex(&i.to_ascii_lowercase()).ok_or(format!("--imprint {i}: not hex")))
-            .transpose()?,
-        service,
-        status,
-    })
-}
+use crate::audit::journal;
+use crate::audit::postgres::{self, Target};
+use crate::audit::query::{Damage, Query};
+use crate::protocol::hex::hex;
 
 /// `audit verify`: exit 0 only when every CRC and the whole hash chain hold.
 pub fn verify(dir: &Path, json: bool, out: &mut dyn Write) -> Result<u8, String> {
@@ -128,37 +68,24 @@ pub fn verify(dir: &Path, json: bool, out: &mut dyn Write) -> Result<u8, String>
 /// Every record of the journal matching `query`, as JSON lines. Exit 1 when the journal is
 /// damaged (what came before the damage is written).
 pub fn export(dir: &Path, query: &Query, out: &mut dyn Write) -> Result<u8, String> {
-    if journal::segments(dir).map_or(true, |s| s.is_empty()) {
-        return Err(format!("{}: no audit journal here", dir.display()));
-    }
-    let mut reader = Reader::open(dir, None).map_err(|e| e.to_string())?;
-    loop {
-        match reader.next_settled(dir).map_err(|e| e.to_string())? {
-            Next::Frame(f) if f.kind == Kind::Record => {
-                let r = match Record::decode(&f.body) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        eprintln!(
-                            "stampd: journal frame {} does not decode: {e}; run `stampd audit verify`",
-                            f.seq
-                        );
-                        return Ok(1);
-                    }
-                };
-                if query.matches(&r) && writeln!(out, "{}", r.to_json(Some(f.seq))).is_err() {
-                    // The reader went away (e.g. `| head`).
-                    return Ok(0);
-                }
-            }
-            Next::Frame(_) => {}
-            Next::End { .. } => return Ok(0),
-            Next::Corrupt { at, reason } => {
-                eprintln!(
-                    "stampd: journal damaged at segment {} offset {}: {reason}; run `stampd audit verify`",
-                    at.segment, at.offset
-                );
-                return Ok(1);
-            }
+    // A failed write stops the export: the reader went away (e.g. `| head`).
+    let damage = query.in_journal(dir, |seq, r| {
+        writeln!(out, "{}", r.to_json(Some(seq))).is_ok()
+    })?;
+    match damage {
+        None => Ok(0),
+        Some(Damage::Undecodable { seq, error }) => {
+            eprintln!(
+                "stampd: journal frame {seq} does not decode: {error}; run `stampd audit verify`"
+            );
+            Ok(1)
+        }
+        Some(Damage::Corrupt { at, reason }) => {
+            eprintln!(
+                "stampd: journal damaged at segment {} offset {}: {reason}; run `stampd audit verify`",
+                at.segment, at.offset
+            );
+            Ok(1)
         }
     }
 }
@@ -168,7 +95,7 @@ pub fn query_postgres(target: &Target, query: &Query, out: &mut dyn Write) -> Re
     let rt = postgres::runtime().map_err(|e| e.to_string())?;
     let rows = rt.block_on(async {
         let client = target.connect().await.map_err(|e| e.to_string())?;
-        query.run(&client).await
+        postgres::select(&client, query).await
     })?;
     for (seq, r) in rows {
         if writeln!(out, "{}", r.to_json(Some(seq))).is_err() {
@@ -215,39 +142,4 @@ pub fn migrate(target: &Target, out: &mut dyn Write) -> Result<u8, String> {
         "audit schema up to date ({applied} migration(s) applied)"
     );
     Ok(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn serials_are_read_as_other_tools_write_them() {
-        let canonical = parse_serial(&format!("{:036x}", 0x1234)).unwrap();
-        assert_eq!(canonical.len(), SERIAL_LEN);
-        for s in ["0x1234", "1234", "0X1234", "001234", "0x01234"] {
-            assert_eq!(parse_serial(s).unwrap(), canonical, "{s}");
-        }
-        assert!(parse_serial("xyz").is_err());
-        assert!(parse_serial("").is_err() && parse_serial("0x").is_err());
-        assert!(parse_serial(&"ff".repeat(19)).is_err());
-    }
-
-    #[test]
-    fn query_flags_are_checked() {
-        assert!(query_of(None, Some("yesterday"), None, None, None, None).is_err());
-        assert!(query_of(None, None, None, Some("zz"), None, None).is_err());
-        assert!(query_of(None, None, None, None, None, Some("ok".into())).is_err());
-        let q = query_of(
-            Some("ff"),
-            Some("2026-01-01T00:00:00Z"),
-            None,
-            Some("AB"),
-            Some("s".into()),
-            Some("granted".into()),
-        )
-        .unwrap();
-        assert_eq!(q.imprint, Some(vec![0xab]));
-        assert_eq!(q.from.map(|t| t.unix_secs), Some(1_767_225_600));
-    }
 }

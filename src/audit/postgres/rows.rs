@@ -1,0 +1,194 @@
+//! Records as rows: [`Rows`], the column arrays of one binary COPY or multi-row insert.
+
+use std::time::Duration;
+
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Statement;
+
+use super::schema::COPY;
+use crate::audit::record::Record;
+use crate::protocol::HashAlg;
+
+/// Column arrays for one multi-row insert or COPY, borrowed from the records.
+#[derive(Default)]
+pub(super) struct Rows<'a> {
+    seq: Vec<i64>,
+    serial: Vec<Option<&'a [u8]>>,
+    ns: Vec<i64>,
+    status: Vec<&'static str>,
+    fail_info: Vec<Option<&'static str>>,
+    http_status: Vec<i32>,
+    service: Vec<&'a str>,
+    policy: Vec<Option<&'a str>>,
+    policy_oid: Vec<Option<&'a str>>,
+    hash: Vec<Option<&'static str>>,
+    imprint: Vec<Option<&'a [u8]>>,
+    nonce: Vec<Option<&'a [u8]>>,
+    cert_req: Vec<bool>,
+    client: Vec<Option<std::net::IpAddr>>,
+    key_id: Vec<Option<&'a str>>,
+    latency: Vec<i64>,
+    request: Vec<Option<&'a [u8]>>,
+    response: Vec<Option<&'a [u8]>>,
+}
+
+impl<'a> Rows<'a> {
+    pub(super) fn of(records: impl Iterator<Item = (u64, &'a Record)>) -> Rows<'a> {
+        let mut rows = Rows::default();
+        for (seq, r) in records {
+            let (fail_info, http_status) = r.fail_info_and_http_status();
+            rows.seq.push(seq as i64);
+            rows.serial.push(r.serial().map(|s| &s[..]));
+            rows.ns
+                .push(i64::try_from(r.time.unix_nanos()).unwrap_or(i64::MAX));
+            rows.status.push(r.status());
+            rows.fail_info.push(fail_info);
+            rows.http_status.push(i32::from(http_status));
+            rows.service.push(&r.service);
+            rows.policy.push(r.policy.as_deref());
+            rows.policy_oid.push(r.policy_oid.as_deref());
+            rows.hash.push(r.hash.map(HashAlg::name));
+            rows.imprint.push(r.imprint.as_deref());
+            rows.nonce.push(r.nonce.as_deref());
+            rows.cert_req.push(r.cert_req);
+            rows.client.push(r.client);
+            rows.key_id.push(r.key_id.as_deref());
+            rows.latency
+                .push(i64::try_from(r.latency_us).unwrap_or(i64::MAX));
+            rows.request.push(r.request.as_deref());
+            rows.response.push(r.response.as_deref());
+        }
+        rows
+    }
+
+    /// Writes every row with COPY (binary), the fastest bulk path. COPY cannot skip rows:
+    /// any unique violation fails it ([`CopyError::Unique`]), and the caller then ships the
+    /// batch again with [`Rows::insert`], which skips rows already there. The shipper stores
+    /// its position in the same transaction as the rows, so that only happens when a
+    /// position was lost or reset.
+    pub(super) async fn copy(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        identity: &str,
+        journal: i64,
+    ) -> Result<u64, CopyError> {
+        use tokio_postgres::types::Type;
+        let failed = |e: tokio_postgres::Error| CopyError::Failed(e.to_string());
+        let sink = tx.copy_in(COPY).await.map_err(failed)?;
+        let types = [
+            Type::TEXT,
+            Type::INT8,
+            Type::INT8,
+            Type::BYTEA,
+            Type::TIMESTAMPTZ,
+            Type::INT8,
+            Type::TEXT,
+            Type::TEXT,
+            Type::INT4,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::BYTEA,
+            Type::BYTEA,
+            Type::BOOL,
+            Type::INET,
+            Type::TEXT,
+            Type::INT8,
+            Type::BYTEA,
+            Type::BYTEA,
+        ];
+        let writer = tokio_postgres::binary_copy::BinaryCopyInWriter::new(sink, &types);
+        let mut writer = std::pin::pin!(writer);
+        for i in 0..self.seq.len() {
+            let ns = self.ns[i];
+            let gen_time =
+                std::time::UNIX_EPOCH + Duration::from_nanos(u64::try_from(ns).unwrap_or(0));
+            let row: [&(dyn ToSql + Sync); 21] = [
+                &identity,
+                &journal,
+                &self.seq[i],
+                &self.serial[i],
+                &gen_time,
+                &ns,
+                &self.status[i],
+                &self.fail_info[i],
+                &self.http_status[i],
+                &self.service[i],
+                &self.policy[i],
+                &self.policy_oid[i],
+                &self.hash[i],
+                &self.imprint[i],
+                &self.nonce[i],
+                &self.cert_req[i],
+                &self.client[i],
+                &self.key_id[i],
+                &self.latency[i],
+                &self.request[i],
+                &self.response[i],
+            ];
+            writer.as_mut().write(&row).await.map_err(failed)?;
+        }
+        writer.finish().await.map_err(|e| {
+            if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) {
+                CopyError::Unique
+            } else {
+                failed(e)
+            }
+        })
+    }
+
+    /// Inserts every row. Rows already present (same identity, journal and seq: shipped
+    /// before a crash) are skipped; a serial already present under another journal is an
+    /// error, never skipped: it means two TSAs share one identity.
+    pub(super) async fn insert(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        stmt: &Statement,
+        identity: &str,
+        journal: i64,
+    ) -> Result<u64, String> {
+        let params: [&(dyn ToSql + Sync); 20] = [
+            &identity,
+            &journal,
+            &self.seq,
+            &self.serial,
+            &self.ns,
+            &self.status,
+            &self.fail_info,
+            &self.http_status,
+            &self.service,
+            &self.policy,
+            &self.policy_oid,
+            &self.hash,
+            &self.imprint,
+            &self.nonce,
+            &self.cert_req,
+            &self.client,
+            &self.key_id,
+            &self.latency,
+            &self.request,
+            &self.response,
+        ];
+        tx.execute(stmt, &params).await.map_err(|e| {
+            let serial_clash = e
+                .as_db_error()
+                .is_some_and(|d| d.constraint() == Some("audit_record_serial"));
+            if serial_clash {
+                format!(
+                    "a serial number is already in PostgreSQL under identity `{identity}` from \
+                     another journal: two TSAs share this identity or node_id ({e})"
+                )
+            } else {
+                e.to_string()
+            }
+        })
+    }
+}
+
+/// Why a COPY failed.
+pub(super) enum CopyError {
+    /// A row is there already (see [`Rows::copy`]).
+    Unique,
+    Failed(String),
+}

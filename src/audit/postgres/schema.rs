@@ -1,0 +1,105 @@
+//! The schema: its migrations, the SQL texts the writers run, and [`migrate`].
+
+use tokio_postgres::Client;
+
+/// Schema migrations, applied in order under an advisory lock; `stampd_schema` remembers
+/// how many ran.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE audit_record (
+    tsa             text        NOT NULL,
+    journal         bigint      NOT NULL,
+    seq             bigint      NOT NULL,
+    serial          bytea,
+    gen_time        timestamptz NOT NULL,
+    gen_time_ns     bigint      NOT NULL,
+    status          text        NOT NULL,
+    fail_info       text,
+    http_status     integer     NOT NULL,
+    service         text        NOT NULL,
+    policy          text,
+    policy_oid      text,
+    hash_algorithm  text,
+    message_imprint bytea,
+    nonce           bytea,
+    cert_req        boolean     NOT NULL,
+    client_ip       inet,
+    key_id          text,
+    latency_us      bigint      NOT NULL,
+    request         bytea,
+    response        bytea,
+    PRIMARY KEY (tsa, journal, seq)
+);
+CREATE UNIQUE INDEX audit_record_serial ON audit_record (tsa, serial) WHERE serial IS NOT NULL;
+CREATE INDEX audit_record_gen_time ON audit_record (gen_time);
+CREATE INDEX audit_record_imprint ON audit_record (message_imprint);
+CREATE TABLE audit_position (
+    tsa      text        NOT NULL,
+    journal  bigint      NOT NULL,
+    segment  bigint      NOT NULL,
+    "offset" bigint      NOT NULL,
+    seq      bigint      NOT NULL,
+    hash     bytea       NOT NULL,
+    updated  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tsa, journal)
+);
+"#];
+
+/// A row shipped before (a crash between the commit and its acknowledgement) is skipped; a
+/// serial seen before under another journal fails the insert (see
+/// [`Rows::insert`](super::rows::Rows::insert)).
+pub(super) const INSERT: &str = r#"
+INSERT INTO audit_record (tsa, journal, seq, serial, gen_time, gen_time_ns, status, fail_info,
+    http_status, service, policy, policy_oid, hash_algorithm, message_imprint, nonce, cert_req,
+    client_ip, key_id, latency_us, request, response)
+SELECT $1, $2, u.seq, u.serial, timestamptz 'epoch' + (u.ns / 1000) * interval '1 microsecond',
+    u.ns, u.status, u.fail_info, u.http_status, u.service, u.policy, u.policy_oid, u.hash,
+    u.imprint, u.nonce, u.cert_req, u.client, u.key_id, u.latency, u.request, u.response
+FROM unnest($3::bigint[], $4::bytea[], $5::bigint[], $6::text[], $7::text[], $8::int[],
+    $9::text[], $10::text[], $11::text[], $12::text[], $13::bytea[], $14::bytea[], $15::bool[],
+    $16::inet[], $17::text[], $18::bigint[], $19::bytea[], $20::bytea[])
+    AS u(seq, serial, ns, status, fail_info, http_status, service, policy, policy_oid, hash,
+         imprint, nonce, cert_req, client, key_id, latency, request, response)
+ON CONFLICT (tsa, journal, seq) DO NOTHING
+"#;
+
+/// The shipper's bulk path: binary COPY, columns in table order.
+pub(super) const COPY: &str =
+    "COPY audit_record (tsa, journal, seq, serial, gen_time, gen_time_ns, status, \
+    fail_info, http_status, service, policy, policy_oid, hash_algorithm, message_imprint, nonce, \
+    cert_req, client_ip, key_id, latency_us, request, response) FROM STDIN (FORMAT binary)";
+
+/// The position only moves forward.
+pub(super) const SET_POSITION: &str = r#"
+INSERT INTO audit_position (tsa, journal, segment, "offset", seq, hash)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (tsa, journal) DO UPDATE
+SET segment = excluded.segment, "offset" = excluded."offset", seq = excluded.seq,
+    hash = excluded.hash, updated = now()
+WHERE audit_position.seq < excluded.seq
+"#;
+
+/// Brings the schema up to date; returns how many migrations ran.
+pub async fn migrate(client: &mut Client) -> Result<usize, tokio_postgres::Error> {
+    let tx = client.transaction().await?;
+    // One migrator at a time, across every node sharing the database.
+    tx.batch_execute(
+        "SELECT pg_advisory_xact_lock(7305761350); \
+         CREATE TABLE IF NOT EXISTS stampd_schema (version integer NOT NULL)",
+    )
+    .await?;
+    let done: Option<i32> = tx
+        .query_one("SELECT max(version) FROM stampd_schema", &[])
+        .await?
+        .get(0);
+    let done = usize::try_from(done.unwrap_or(0)).unwrap_or(0);
+    for (i, m) in MIGRATIONS.iter().enumerate().skip(done) {
+        tx.batch_execute(m).await?;
+        tx.execute(
+            "INSERT INTO stampd_schema (version) VALUES ($1)",
+            &[&(i as i32 + 1)],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(MIGRATIONS.len().saturating_sub(done))
+}

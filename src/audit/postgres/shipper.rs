@@ -1,0 +1,287 @@
+//! The shipper: [`Shipper`] feeds PostgreSQL from the journal, on its own thread, from the
+//! position stored in the database; [`ShipperHandle`] holds its metrics.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Client;
+
+use super::rows::{CopyError, Rows};
+use super::schema::{migrate, INSERT, SET_POSITION};
+use super::target::{runtime, Target};
+use crate::audit::journal::{Kind, Next, Position, Progress, Reader};
+use crate::audit::record::Record;
+use crate::backoff::Backoff;
+
+/// Ships the journal to PostgreSQL from its last committed position.
+pub struct Shipper {
+    pub target: Target,
+    pub identity: String,
+    pub dir: PathBuf,
+    pub progress: Arc<Progress>,
+    pub batch_rows: usize,
+}
+
+#[derive(Debug, Default)]
+struct ShipStats {
+    up: AtomicU64,
+    rows: AtomicU64,
+    failures: AtomicU64,
+}
+
+/// The running shipper's metrics.
+pub struct ShipperHandle {
+    stats: Arc<ShipStats>,
+    progress: Arc<Progress>,
+}
+
+impl ShipperHandle {
+    pub fn metrics(&self, out: &mut String) {
+        use std::fmt::Write;
+        let committed = self.progress.committed_seq.load(Ordering::Acquire);
+        let shipped = self.progress.shipped_seq.load(Ordering::Acquire);
+        let s = &self.stats;
+        let _ = write!(
+            out,
+            "# TYPE stampd_audit_shipper_up gauge\nstampd_audit_shipper_up {}\n\
+             # TYPE stampd_audit_shipped_rows_total counter\nstampd_audit_shipped_rows_total {}\n\
+             # TYPE stampd_audit_shipper_failures_total counter\nstampd_audit_shipper_failures_total {}\n\
+             # HELP stampd_audit_shipper_lag_frames Journal frames not yet in PostgreSQL.\n\
+             # TYPE stampd_audit_shipper_lag_frames gauge\nstampd_audit_shipper_lag_frames {}\n",
+            s.up.load(Ordering::Relaxed),
+            s.rows.load(Ordering::Relaxed),
+            s.failures.load(Ordering::Relaxed),
+            committed.saturating_sub(shipped),
+        );
+    }
+}
+
+/// Longest one shipping transaction may take.
+const SHIP_DEADLINE: Duration = Duration::from_secs(30);
+/// How often an idle shipper looks at the journal without being woken.
+const IDLE_POLL: Duration = Duration::from_millis(100);
+
+impl Shipper {
+    pub fn spawn(self) -> std::io::Result<ShipperHandle> {
+        let stats = Arc::new(ShipStats::default());
+        let handle = ShipperHandle {
+            stats: stats.clone(),
+            progress: self.progress.clone(),
+        };
+        let rt = runtime()?;
+        std::thread::Builder::new()
+            .name("stampd-shipper".into())
+            .spawn(move || rt.block_on(self.run(&stats)))?;
+        Ok(handle)
+    }
+
+    async fn run(self, stats: &ShipStats) {
+        let mut backoff = Backoff::new();
+        loop {
+            let mut shipped_any = false;
+            let failure = self.session(stats, &mut shipped_any).await;
+            stats.up.store(0, Ordering::Relaxed);
+            stats.failures.fetch_add(1, Ordering::Relaxed);
+            if shipped_any {
+                backoff.reset();
+            }
+            let lag = self
+                .progress
+                .committed_seq
+                .load(Ordering::Acquire)
+                .saturating_sub(self.progress.shipped_seq.load(Ordering::Acquire));
+            let wait = backoff.advance();
+            let retry_ms = wait.as_millis() as u64;
+            match failure {
+                ShipError::Database(e) => {
+                    tracing::warn!(error = %e, lag_frames = lag, retry_ms, "audit shipper: PostgreSQL unavailable; the journal keeps the backlog")
+                }
+                ShipError::Journal(e) => {
+                    tracing::error!(error = %e, lag_frames = lag, retry_ms, "audit shipper: cannot read the journal; nothing more is shipped until this is fixed")
+                }
+            }
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// Ships until something fails; returns what failed.
+    async fn session(&self, stats: &ShipStats, shipped_any: &mut bool) -> ShipError {
+        let mut client = match self.target.connect().await {
+            Ok(c) => c,
+            Err(e) => return ShipError::Database(e.to_string()),
+        };
+        match self.ship(&mut client, stats, shipped_any, false).await {
+            Ok(()) => ShipError::Database("shipper stopped".into()),
+            Err(e) => e,
+        }
+    }
+
+    /// Ships what the journal holds now, once, and returns the rows shipped (`stampd audit
+    /// ship`: a journal whose server is gone, or a benchmark).
+    pub fn ship_once(self) -> Result<u64, String> {
+        let rt = runtime().map_err(|e| e.to_string())?;
+        let stats = ShipStats::default();
+        rt.block_on(async {
+            let mut client = self.target.connect().await.map_err(|e| e.to_string())?;
+            self.ship(&mut client, &stats, &mut false, true)
+                .await
+                .map_err(|e| e.to_string())
+        })?;
+        Ok(stats.rows.load(Ordering::Relaxed))
+    }
+
+    /// Ships batches from the stored position; with `once`, returns when caught up. Every
+    /// frame must continue the chain from the last one shipped (seq + 1, prev = its hash), so
+    /// a journal that changed under a stored position is never shipped from the wrong place.
+    async fn ship(
+        &self,
+        client: &mut Client,
+        stats: &ShipStats,
+        shipped_any: &mut bool,
+        once: bool,
+    ) -> Result<(), ShipError> {
+        let db = |e: tokio_postgres::Error| ShipError::Database(e.to_string());
+        let journal_err = |e: std::io::Error| ShipError::Journal(e.to_string());
+        migrate(client).await.map_err(db)?;
+        let journal = self.progress.journal_id as i64;
+        let row = client
+            .query_opt(
+                "SELECT segment, \"offset\", seq, hash FROM audit_position WHERE tsa = $1 AND journal = $2",
+                &[&self.identity, &journal],
+            )
+            .await
+            .map_err(db)?;
+        let (from, mut last) = match row {
+            Some(r) => {
+                let hash: Vec<u8> = r.try_get(3).map_err(db)?;
+                let pos = Position {
+                    segment: r.try_get::<_, i64>(0).map_err(db)? as u64,
+                    offset: r.try_get::<_, i64>(1).map_err(db)? as u64,
+                };
+                let seq = r.try_get::<_, i64>(2).map_err(db)? as u64;
+                let hash = <[u8; 32]>::try_from(hash.as_slice()).map_err(|_| {
+                    ShipError::Database("audit_position.hash is not 32 bytes".into())
+                })?;
+                (Some(pos), Some((seq, hash)))
+            }
+            None => (None, None),
+        };
+        self.progress
+            .shipped_seq
+            .store(last.map_or(0, |(s, _)| s), Ordering::Release);
+        let mut reader = Reader::open(&self.dir, from).map_err(journal_err)?;
+        let set_position = client.prepare(SET_POSITION).await.map_err(db)?;
+        stats.up.store(1, Ordering::Relaxed);
+        tracing::info!(seq = last.map_or(0, |(s, _)| s), "audit shipper connected");
+        loop {
+            let limit = self
+                .progress
+                .committed_at
+                .lock()
+                .map_or(Position::default(), |at| *at);
+            let mut records = Vec::new();
+            let mut advanced = false;
+            while records.len() < self.batch_rows {
+                let frame = match reader.next(limit).map_err(journal_err)? {
+                    Next::Frame(f) => f,
+                    Next::End { .. } => break,
+                    Next::Corrupt { at, reason } => {
+                        return Err(ShipError::Journal(format!(
+                            "segment {} offset {}: {reason}; run `stampd audit verify`",
+                            at.segment, at.offset
+                        )))
+                    }
+                };
+                if let Some((seq, hash)) = last {
+                    if frame.seq != seq + 1 || frame.prev != hash {
+                        return Err(ShipError::Journal(format!(
+                            "frame {} does not continue the chain from frame {seq} shipped \
+                             before; run `stampd audit verify`",
+                            frame.seq
+                        )));
+                    }
+                }
+                advanced = true;
+                last = Some((frame.seq, frame.hash));
+                if frame.kind == Kind::Record {
+                    let r = Record::decode(&frame.body).map_err(|e| {
+                        ShipError::Journal(format!("frame {} does not decode: {e}", frame.seq))
+                    })?;
+                    records.push((frame.seq, r));
+                }
+            }
+            let Some((last_seq, last_hash)) = last.filter(|_| advanced) else {
+                if once {
+                    return Ok(());
+                }
+                let _ = tokio::time::timeout(IDLE_POLL, self.progress.wake.notified()).await;
+                continue;
+            };
+            let pos = reader.position();
+            let rows = Rows::of(records.iter().map(|(seq, r)| (*seq, r)));
+            let position: [&(dyn ToSql + Sync); 6] = [
+                &self.identity,
+                &journal,
+                &(pos.segment as i64),
+                &(pos.offset as i64),
+                &(last_seq as i64),
+                &&last_hash[..],
+            ];
+            let mut bulk = !records.is_empty();
+            loop {
+                let commit = async {
+                    let tx = client.transaction().await.map_err(db)?;
+                    if bulk {
+                        match rows.copy(&tx, &self.identity, journal).await {
+                            Ok(_) => {}
+                            Err(CopyError::Unique) => return Ok(false),
+                            Err(CopyError::Failed(e)) => return Err(ShipError::Database(e)),
+                        }
+                    } else if !records.is_empty() {
+                        let insert = tx.prepare(INSERT).await.map_err(db)?;
+                        rows.insert(&tx, &insert, &self.identity, journal)
+                            .await
+                            .map_err(ShipError::Database)?;
+                    }
+                    tx.execute(&set_position, &position).await.map_err(db)?;
+                    tx.commit().await.map_err(db)?;
+                    Ok(true)
+                };
+                let done = tokio::time::timeout(SHIP_DEADLINE, commit)
+                    .await
+                    .map_err(|_| ShipError::Database("no answer within 30 s".into()))??;
+                if done {
+                    break;
+                }
+                // Some rows are there already (a position lost or reset): ship this batch
+                // again row by row, skipping them.
+                tracing::warn!(seq = last_seq, "audit shipper: rows already in PostgreSQL; shipping the batch again, skipping them");
+                bulk = false;
+            }
+            stats
+                .rows
+                .fetch_add(records.len() as u64, Ordering::Relaxed);
+            *shipped_any = true;
+            self.progress.shipped_seq.store(last_seq, Ordering::Release);
+        }
+    }
+}
+
+/// Why shipping stopped.
+#[derive(Debug)]
+enum ShipError {
+    Database(String),
+    Journal(String),
+}
+
+impl std::fmt::Display for ShipError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ShipError::Database(e) => write!(f, "PostgreSQL: {e}"),
+            ShipError::Journal(e) => write!(f, "journal: {e}"),
+        }
+    }
+}

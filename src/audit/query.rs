@@ -1,0 +1,80 @@
+//! What `stampd audit export` and `query` look for, and where: a [`Query`] is matched against
+//! the journal's records here ([`Query::in_journal`]) or run against PostgreSQL
+//! ([`postgres::select`](super::postgres::select)).
+
+use std::path::Path;
+
+use super::journal::{self, Kind, Next, Position, Reader};
+use super::record::Record;
+use crate::protocol::Timestamp;
+
+/// What `stampd audit query` looks for; every field set must match.
+#[derive(Debug, Default, Clone)]
+pub struct Query {
+    /// Only this TSA identity's records. PostgreSQL only: a journal holds one TSA's records.
+    pub identity: Option<String>,
+    pub serial: Option<Vec<u8>>,
+    pub from: Option<Timestamp>,
+    pub to: Option<Timestamp>,
+    pub imprint: Option<Vec<u8>>,
+    pub service: Option<String>,
+    pub status: Option<String>,
+}
+
+/// Where reading the journal stopped before its end.
+#[derive(Debug)]
+pub enum Damage {
+    /// A record frame whose body does not decode.
+    Undecodable { seq: u64, error: &'static str },
+    /// A frame that cannot be read where it lies ([`Next::Corrupt`]).
+    Corrupt { at: Position, reason: String },
+}
+
+impl Query {
+    pub fn matches(&self, r: &Record) -> bool {
+        let t = r.time.unix_nanos();
+        self.serial
+            .as_ref()
+            .is_none_or(|s| r.serial().is_some_and(|rs| rs[..] == s[..]))
+            && self.from.is_none_or(|f| t >= f.unix_nanos())
+            && self.to.is_none_or(|to| t <= to.unix_nanos())
+            && self
+                .imprint
+                .as_ref()
+                .is_none_or(|i| r.imprint.as_ref() == Some(i))
+            && self.service.as_deref().is_none_or(|s| *r.service == *s)
+            && self.status.as_deref().is_none_or(|s| r.status() == s)
+    }
+
+    /// Hands every record of the journal in `dir` that matches, in order and with its seq,
+    /// to `each` until `each` returns false. `Some` when the journal is damaged: the records
+    /// before the damage have been handed over.
+    pub fn in_journal(
+        &self,
+        dir: &Path,
+        mut each: impl FnMut(u64, Record) -> bool,
+    ) -> Result<Option<Damage>, String> {
+        if journal::segments(dir).map_or(true, |s| s.is_empty()) {
+            return Err(format!("{}: no audit journal here", dir.display()));
+        }
+        let mut reader = Reader::open(dir, None).map_err(|e| e.to_string())?;
+        loop {
+            match reader.next_settled(dir).map_err(|e| e.to_string())? {
+                Next::Frame(f) if f.kind == Kind::Record => {
+                    let r = match Record::decode(&f.body) {
+                        Ok(r) => r,
+                        Err(error) => {
+                            return Ok(Some(Damage::Undecodable { seq: f.seq, error }));
+                        }
+                    };
+                    if self.matches(&r) && !each(f.seq, r) {
+                        return Ok(None);
+                    }
+                }
+                Next::Frame(_) => {}
+                Next::End { .. } => return Ok(None),
+                Next::Corrupt { at, reason } => return Ok(Some(Damage::Corrupt { at, reason })),
+            }
+        }
+    }
+}
