@@ -478,10 +478,14 @@ fn group_commit_holds_the_reply_until_the_batch_is_on_disk_and_async_does_not() 
             std::thread::sleep(Duration::from_millis(20));
         }
     };
-    // Before the first commit begins: the next one cannot begin within the interval.
+    // The first record is committed at once (the writer is idle); the next commit cannot
+    // begin within the interval of that one's start. Wait for the first commit before
+    // sending the second, so that the two never share it (on a loaded machine the writer
+    // may not have taken the first record yet when the second arrives).
     let before = Instant::now();
     let (status, first, _) = issue(&server, [5; 32]);
     assert_eq!(status, PkiStatus::Granted);
+    wait_for(&first);
     let (status, serial, _) = issue(&server, [2; 32]);
     assert_eq!(status, PkiStatus::Granted);
     let pending = !committed(&serial);
