@@ -296,7 +296,10 @@ fn build_policy(
         header,
     };
     let defaults = config.policy_defaults(pc).ok_or_else(|| bad("settings"))?;
-    let s = chain::compile(defaults, &config.chain_of(pc), &config.filter);
+    let names = config.chain_of(pc);
+    let s = chain::compile(defaults, &names, &config.filter);
+    let request_filters = chain::request_filters(&names, &config.filter, &config.server.data_dir)
+        .map_err(Error::Config)?;
     let template = PolicyTemplate::new(
         &s.oid,
         s.accuracy,
@@ -356,5 +359,6 @@ fn build_policy(
         signer_template,
         status_text: s.status_text,
         archive: s.archive,
+        request_filters,
     })
 }
