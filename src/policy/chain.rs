@@ -306,6 +306,34 @@ mod tests {
     }
 
     #[test]
+    fn imprint_list_only_as_a_filter_table_before_tst_info() {
+        assert!(!standard_chain(true).contains(&"imprint-list".to_string()));
+        let mut list = standard_chain(false);
+        list.insert(2, "imprint-list".into());
+        let errs = validate_chain("f.toml", "c", &list, &BTreeMap::new());
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].contains("`imprint-list` is not defined: add a [filter.imprint-list]"));
+        let builtins = errs[0].split("use a built-in filter: ").nth(1).unwrap();
+        assert!(!builtins.contains("imprint-list"), "{builtins}");
+
+        let filters = BTreeMap::from([(
+            "deny".to_string(),
+            toml::from_str("kind = \"imprint-list\"\nfile = \"revoked.txt\"").unwrap(),
+        )]);
+        let mut list = standard_chain(false);
+        list.insert(2, "deny".into());
+        assert!(validate_chain("f", "c", &list, &filters).is_empty());
+        let late = list.iter().position(|n| n == "timestamp-token").unwrap();
+        list.retain(|n| n != "deny");
+        list.insert(late, "deny".into());
+        let errs = validate_chain("f", "c", &list, &filters);
+        assert!(
+            errs.iter().any(|e| e.contains("`deny` is misplaced")),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
     fn required_filters_must_be_present() {
         let list: Vec<String> = standard_chain(false)
             .into_iter()
