@@ -44,12 +44,12 @@ impl ChainFilter for ImprintListConfig {
     const BUILTIN: bool = false;
 
     fn validate(&self) -> Vec<String> {
-        match self.file {
-            None => vec![
+        match &self.file {
+            Some(f) if !f.as_os_str().is_empty() => Vec::new(),
+            _ => vec![
                 "file: required, a file of hex message imprints, one per line (relative to the data directory)"
                     .into(),
             ],
-            Some(_) => Vec::new(),
         }
     }
 
@@ -198,6 +198,8 @@ mod tests {
     fn validation_needs_a_file_and_the_build_reads_it() {
         let none = filter("kind = \"imprint-list\"");
         assert!(none.validate()[0].starts_with("file: required"));
+        let empty = filter("kind = \"imprint-list\"\nfile = \"\"");
+        assert!(empty.validate()[0].starts_with("file: required"));
         assert!(toml::from_str::<FilterConfig>(
             "kind = \"imprint-list\"\nfile = \"x\"\nmode = \"block\""
         )
