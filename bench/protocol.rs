@@ -66,13 +66,16 @@ fn bench_encode(c: &mut Criterion) {
     let policy = policy_template();
     let now = SystemClock.now().unwrap();
     let fake_signature = [0x30u8; 71];
+    // No extensions of a request's own, as with the standard chain.
+    let none = token::Extensions::default();
     for cert_req in [false, true] {
         let body = query(cert_req);
         let req = request::decode(&body).unwrap();
         let serial = [0x12u8; 18];
         c.bench_function(&format!("token_encode_no_sign/cert_req={cert_req}"), |b| {
             b.iter(|| {
-                let p = token::prepare(template, &policy, black_box(&req), &serial, now).unwrap();
+                let p = token::prepare(template, &policy, black_box(&req), &serial, now, &none)
+                    .unwrap();
                 black_box(token::finish(template, &policy, &p, &fake_signature));
             })
         });
@@ -86,10 +89,11 @@ fn bench_encode(c: &mut Criterion) {
                     black_box(&req),
                     &serial,
                     now,
+                    &none,
                 ))
             })
         });
-        let p = token::prepare(template, &policy, &req, &serial, now).unwrap();
+        let p = token::prepare(template, &policy, &req, &serial, now, &none).unwrap();
         c.bench_function(&format!("response_envelope/cert_req={cert_req}"), |b| {
             b.iter(|| {
                 black_box(token::finish(

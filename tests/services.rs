@@ -354,3 +354,101 @@ filters = ["request-validation", "tst-info", "timestamp-token", "timestamp-respo
         assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
     }
 }
+
+#[test]
+fn imprint_list_refuses_listed_imprints_or_all_others() {
+    let tmp = common::tempdir();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    let listed = [0xab; 32];
+    let list = format!("# revoked documents\n{}\n", "ab".repeat(32));
+    std::fs::write(data.join("imprints.txt"), list).unwrap();
+    let chain = |filter: &str| {
+        format!(
+            r#"filters = ["request-validation", "message-imprint", "{filter}", "tsa-policy",
+                          "gen-time", "accuracy", "nonce", "serial-number", "tst-info",
+                          "timestamp-token", "timestamp-response"]"#
+        )
+    };
+    let config = format!(
+        r#"
+        [[service]]
+        name = "deny"
+        path = "/deny"
+        policies = ["deny"]
+
+        [[service]]
+        name = "allow"
+        path = "/allow"
+        policies = ["allow"]
+
+        [policy.deny]
+        oid = "2.999.1.1"
+        chain = "deny"
+
+        [policy.allow]
+        oid = "2.999.1.1"
+        chain = "allow"
+
+        [chain.deny]
+        {}
+
+        [chain.allow]
+        {}
+
+        [filter.revoked]
+        kind = "imprint-list"
+        file = "imprints.txt"
+
+        [filter.only-listed]
+        kind = "imprint-list"
+        file = "imprints.txt"
+        mode = "allow"
+    "#,
+        chain("revoked"),
+        chain("only-listed")
+    );
+    let server = Server::start(&data, Some(&config));
+    let answer = |path: &str, digest: &[u8]| {
+        let body = request::encode(HashAlg::Sha256, digest, None, None, false);
+        let resp = exchange(&server, &post_bytes(path, &body, "")).unwrap();
+        assert_eq!(resp.status, 200, "{path}");
+        let r = response::decode(&resp.body).unwrap();
+        match r.token {
+            Some(t) => {
+                assert_eq!(t.tst_info.digest, digest);
+                Ok(())
+            }
+            None => Err((r.fail_info, r.status_text)),
+        }
+    };
+    let refused = Err((
+        vec![FailureInfo::BadRequest],
+        vec!["message imprint refused by policy".to_string()],
+    ));
+    assert_eq!(answer("/deny", &listed), refused);
+    assert_eq!(answer("/deny", &[5; 32]), Ok(()));
+    assert_eq!(answer("/allow", &listed), Ok(()));
+    assert_eq!(answer("/allow", &[5; 32]), refused);
+    drop(server);
+
+    // The list is read at start: `check-config` (no file I/O) passes, `serve` stops and says
+    // which file it could not read.
+    let file = tmp.path().join("missing.toml");
+    std::fs::write(&file, config.replace("imprints.txt", "missing.txt")).unwrap();
+    let (ok, out) = run(Command::new(common::BIN).arg("check-config").arg(&file));
+    assert!(ok, "{out}");
+    let (ok, out) = run(Command::new(common::BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(&data));
+    let missing = data.join("missing.txt");
+    assert!(
+        !ok && out.contains(&format!(
+            "filter.revoked: file: cannot read {}",
+            missing.display()
+        )),
+        "{out}"
+    );
+}

@@ -42,7 +42,8 @@ fn issue_and_verify(tsa_key: &KeyPair, chain: Vec<Vec<u8>>, ca: &[u8]) -> Result
     let body = request::encode(HashAlg::Sha256, &[3; 32], None, None, true);
     let req = request::decode(&body).unwrap();
     let template: &SignerTemplate = signer.template();
-    let prepared = token::prepare(template, &policy, &req, &[1], now()).unwrap();
+    let prepared =
+        token::prepare(template, &policy, &req, &[1], now(), &Default::default()).unwrap();
     let sig = signer
         .sign(signer.reserve().unwrap(), &prepared.signed_attrs)
         .unwrap();

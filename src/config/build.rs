@@ -11,6 +11,7 @@ use crate::clock::{SystemClock, TimeSource};
 use crate::error::Error;
 use crate::frontend::config::Listener;
 use crate::pki::{DevPki, KeyType};
+use crate::policy::chain;
 use crate::policy::filters::timestamp_token::EssCertId;
 use crate::policy::preprocess::{PreFilter, PreprocessConfig};
 use crate::policy::{Policy, Service, Tsa};
@@ -216,6 +217,8 @@ fn build_policy(
         .ok_or_else(|| Error::Config(format!("policy `{name}` is not defined")))?;
     let bad = |what: &str| Error::Config(format!("policy.{name}: invalid {what}"));
     let s = vp.settings.clone();
+    let request_filters = chain::request_filters(&vp.chain, &valid.config.filter, &valid.data_dir)
+        .map_err(Error::Config)?;
     let template = PolicyTemplate::new(
         &s.oid,
         s.accuracy,
@@ -275,5 +278,6 @@ fn build_policy(
         signer_template,
         status_text_override: s.status_text,
         archive: s.archive,
+        request_filters,
     })
 }

@@ -47,6 +47,8 @@ pub struct ValidPolicy {
     pub oid: Oid,
     /// Which requests it takes.
     pub rules: Rules,
+    /// Its chain's filter names, in order.
+    pub chain: Vec<String>,
     /// What its chain's filters decided.
     pub settings: Settings,
 }
@@ -364,6 +366,7 @@ impl Config {
                 ValidPolicy {
                     oid: parsed.oid,
                     rules: parsed.rules,
+                    chain: filters,
                     settings,
                 },
             );

@@ -3,7 +3,10 @@
 //!
 //! A filter is one step of building the response. At run time nothing iterates over the
 //! filters: each one contributed its part (a check, a constant DER part, a token option) to
-//! the compiled policy, and the issuing path runs those parts in RFC 3161 order.
+//! the compiled policy, and the issuing path runs those parts in RFC 3161 order. The one
+//! exception is a filter with a per-request part ([`super::filters::RequestFilter`], e.g.
+//! `imprint-list`): [`request_filters`] builds those in chain order, and they run at one fixed
+//! point of the issuing path, whatever their position before `tst-info`.
 //!
 //! Placement rules, checked with messages naming the file, the chain and the position:
 //! * every filter is defined (a built-in kind name, or a `[filter.NAME]`);
@@ -13,97 +16,24 @@
 //! * the filters RFC 3161 requires are present (request validation, message imprint,
 //!   policy, genTime, nonce echo, serial number, and the three closing ones).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
 
 use crate::protocol::oid::Oid;
 use crate::protocol::token::{Accuracy, IncludeCerts, TsaName};
 use crate::protocol::{HashAlg, Precision};
 
-use super::filters::FilterConfig;
-
-/// Every kind of chain filter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum FilterKind {
-    RequestValidation,
-    MessageImprint,
-    TsaPolicy,
-    GenTime,
-    Accuracy,
-    Nonce,
-    SerialNumber,
-    TsaName,
-    QualifiedStatement,
-    CertificateVerifier,
-    TstInfo,
-    TimestampToken,
-    TimestampResponse,
-    Storage,
-}
-
-impl FilterKind {
-    pub const ALL: [FilterKind; 14] = [
-        FilterKind::RequestValidation,
-        FilterKind::MessageImprint,
-        FilterKind::TsaPolicy,
-        FilterKind::GenTime,
-        FilterKind::Accuracy,
-        FilterKind::Nonce,
-        FilterKind::SerialNumber,
-        FilterKind::TsaName,
-        FilterKind::QualifiedStatement,
-        FilterKind::CertificateVerifier,
-        FilterKind::TstInfo,
-        FilterKind::TimestampToken,
-        FilterKind::TimestampResponse,
-        FilterKind::Storage,
-    ];
-
-    /// The name used in configuration files.
-    pub fn name(self) -> &'static str {
-        match self {
-            FilterKind::RequestValidation => "request-validation",
-            FilterKind::MessageImprint => "message-imprint",
-            FilterKind::TsaPolicy => "tsa-policy",
-            FilterKind::GenTime => "gen-time",
-            FilterKind::Accuracy => "accuracy",
-            FilterKind::Nonce => "nonce",
-            FilterKind::SerialNumber => "serial-number",
-            FilterKind::TsaName => "tsa-name",
-            FilterKind::QualifiedStatement => "qualified-statement",
-            FilterKind::CertificateVerifier => "certificate-verifier",
-            FilterKind::TstInfo => "tst-info",
-            FilterKind::TimestampToken => "timestamp-token",
-            FilterKind::TimestampResponse => "timestamp-response",
-            FilterKind::Storage => "storage",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.name() == name)
-    }
-
-    /// Why a chain cannot do without this filter, if it cannot.
-    fn required_because(self) -> Option<&'static str> {
-        Some(match self {
-            FilterKind::RequestValidation => "requests must be checked (version, extensions)",
-            FilterKind::MessageImprint => "the imprint's hash and length must be checked",
-            FilterKind::TsaPolicy => "TSTInfo needs a policy (RFC 3161 §2.4.2)",
-            FilterKind::GenTime => "TSTInfo needs genTime (RFC 3161 §2.4.2)",
-            FilterKind::Nonce => "a request's nonce MUST be echoed (RFC 3161 §2.4.2)",
-            FilterKind::SerialNumber => "TSTInfo needs a unique serialNumber (RFC 3161 §2.4.2)",
-            FilterKind::TstInfo | FilterKind::TimestampToken | FilterKind::TimestampResponse => {
-                "it builds the response"
-            }
-            _ => return None,
-        })
-    }
-}
+pub use super::filters::FilterKind;
+use super::filters::{FilterConfig, RequestFilter};
 
 /// The built-in standard chain. `qualified` adds the qualified statement.
 pub fn standard_chain(qualified: bool) -> Vec<String> {
     FilterKind::ALL
-        .into_iter()
-        .filter(|k| qualified || *k != FilterKind::QualifiedStatement)
+        .iter()
+        .copied()
+        .filter(|k| k.is_builtin() && (qualified || *k != FilterKind::QualifiedStatement))
         .map(|k| k.name().to_string())
         .collect()
 }
@@ -140,10 +70,18 @@ fn at(origin: &str, chain: &str, pos: Option<usize>) -> String {
 
 /// Resolves a filter name to its kind: a `[filter.NAME]` or a built-in kind name.
 pub fn kind_of(name: &str, filters: &BTreeMap<String, FilterConfig>) -> Option<FilterKind> {
-    filters
-        .get(name)
-        .map(FilterConfig::kind)
-        .or_else(|| FilterKind::from_name(name))
+    resolve(name, filters).map(|c| c.kind())
+}
+
+/// The filter a chain names: a `[filter.NAME]`, or a built-in kind with default options.
+fn resolve<'f>(
+    name: &str,
+    filters: &'f BTreeMap<String, FilterConfig>,
+) -> Option<Cow<'f, FilterConfig>> {
+    match filters.get(name) {
+        Some(c) => Some(Cow::Borrowed(c)),
+        None => FilterKind::from_name(name).map(|k| Cow::Owned(FilterConfig::builtin(k))),
+    }
 }
 
 /// Checks one chain (pure). `origin` is the configuration file's name.
@@ -157,7 +95,11 @@ pub fn validate_chain(
     let mut kinds: Vec<FilterKind> = Vec::new();
     for (pos, name) in names.iter().enumerate() {
         let Some(kind) = kind_of(name, filters) else {
-            let builtins: Vec<_> = FilterKind::ALL.iter().map(|k| k.name()).collect();
+            let builtins: Vec<_> = FilterKind::ALL
+                .iter()
+                .filter(|k| k.is_builtin())
+                .map(|k| k.name())
+                .collect();
             errors.push(format!(
                 "{}`{name}` is not defined: add a [filter.{name}] table or use a built-in filter: {}",
                 at(origin, chain, Some(pos)),
@@ -211,7 +153,7 @@ pub fn validate_chain(
             }
         }
     }
-    for kind in FilterKind::ALL {
+    for &kind in FilterKind::ALL {
         if let (None, Some(why)) = (pos_of(kind), kind.required_because()) {
             errors.push(format!(
                 "{}lacks `{}`: {why}",
@@ -236,14 +178,7 @@ pub fn compile(
     s.archive = false;
     let mut has_accuracy = false;
     let mut has_tsa_name = false;
-    for name in names {
-        let config = match filters.get(name) {
-            Some(c) => c.clone(),
-            None => match FilterKind::from_name(name) {
-                Some(kind) => FilterConfig::builtin(kind),
-                None => continue,
-            },
-        };
+    for config in names.iter().filter_map(|name| resolve(name, filters)) {
         has_accuracy |= config.kind() == FilterKind::Accuracy;
         has_tsa_name |= config.kind() == FilterKind::TsaName;
         config.apply(&mut s);
@@ -255,6 +190,26 @@ pub fn compile(
         s.tsa_name = TsaName::Omit;
     }
     s
+}
+
+/// Builds the per-request parts of a valid chain, in chain order (empty for the standard
+/// chain). This is I/O: a filter may read its files, relative paths resolving against
+/// `data_dir`. `Err` names the filter.
+pub fn request_filters(
+    names: &[String],
+    filters: &BTreeMap<String, FilterConfig>,
+    data_dir: &Path,
+) -> Result<Vec<Arc<dyn RequestFilter>>, String> {
+    names
+        .iter()
+        .filter_map(|name| {
+            let config = resolve(name, filters)?;
+            config
+                .request_filter(data_dir)
+                .map_err(|e| format!("filter.{name}: {e}"))
+                .transpose()
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -348,6 +303,34 @@ mod tests {
             "storage",
         ]);
         assert!(check(&ok).is_empty(), "{:?}", check(&ok));
+    }
+
+    #[test]
+    fn imprint_list_only_as_a_filter_table_before_tst_info() {
+        assert!(!standard_chain(true).contains(&"imprint-list".to_string()));
+        let mut list = standard_chain(false);
+        list.insert(2, "imprint-list".into());
+        let errs = validate_chain("f.toml", "c", &list, &BTreeMap::new());
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].contains("`imprint-list` is not defined: add a [filter.imprint-list]"));
+        let builtins = errs[0].split("use a built-in filter: ").nth(1).unwrap();
+        assert!(!builtins.contains("imprint-list"), "{builtins}");
+
+        let filters = BTreeMap::from([(
+            "deny".to_string(),
+            toml::from_str("kind = \"imprint-list\"\nfile = \"revoked.txt\"").unwrap(),
+        )]);
+        let mut list = standard_chain(false);
+        list.insert(2, "deny".into());
+        assert!(validate_chain("f", "c", &list, &filters).is_empty());
+        let late = list.iter().position(|n| n == "timestamp-token").unwrap();
+        list.retain(|n| n != "deny");
+        list.insert(late, "deny".into());
+        let errs = validate_chain("f", "c", &list, &filters);
+        assert!(
+            errs.iter().any(|e| e.contains("`deny` is misplaced")),
+            "{errs:?}"
+        );
     }
 
     #[test]

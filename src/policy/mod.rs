@@ -10,9 +10,11 @@
 //! 4. hash algorithm on the policy's allow-list → else `badAlg`;
 //! 5. extensions: none are supported → `unacceptedExtension` (RFC 3161 §2.4.2: an
 //!    unrecognised extension, critical or not, is refused);
-//! 6. genTime from the time source → `timeNotAvailable`; inside the TSA certificate's
+//! 6. the chain's request filters ([`filters::RequestFilter`]), in chain order → their
+//!    rejection (`imprint-list`: `badRequest`); they may add TSTInfo extensions;
+//! 7. genTime from the time source → `timeNotAvailable`; inside the TSA certificate's
 //!    validity → else `systemFailure` (logged);
-//! 7. serial number, reserve the signer, encode, sign → `systemFailure` on failure.
+//! 8. serial number, reserve the signer, encode, sign → `systemFailure` on failure.
 
 pub mod chain;
 pub mod config;
@@ -66,6 +68,8 @@ pub struct Policy {
     pub status_text_override: Option<bool>,
     /// storage: keep each issued token (the response DER) in its audit record.
     pub archive: bool,
+    /// The chain's per-request filters, in chain order; empty for the standard chain.
+    pub request_filters: Vec<Arc<dyn filters::RequestFilter>>,
 }
 
 impl Policy {
@@ -94,6 +98,7 @@ impl Policy {
             signer_template: None,
             status_text_override: None,
             archive: false,
+            request_filters: Vec::new(),
         }
     }
 
@@ -369,6 +374,8 @@ impl Tsa {
                 .into());
             }
         }
+        // The seam: every check above has passed; nothing of the token exists yet.
+        let extensions = filters::filter_request(policy, &req, x.meta)?;
         // From the clock filter's reading; the TSA's own clock when the service has none.
         let reading = x.time.unwrap_or_else(|| self.clock.now());
         let gen_time = reading.map_err(|_| Error::TimeUnavailable)?;
@@ -383,8 +390,15 @@ impl Tsa {
         let serial = self.serials.next();
         let reservation = signer.reserve().map_err(Error::from)?;
         let template = policy.signer_template.as_ref().unwrap_or(signer.template());
-        let prepared = token::prepare(template, &policy.template, &req, &serial, gen_time)
-            .map_err(|_| Error::CertificateNotValidAtGenTime)?;
+        let prepared = token::prepare(
+            template,
+            &policy.template,
+            &req,
+            &serial,
+            gen_time,
+            &extensions,
+        )
+        .map_err(|_| Error::CertificateNotValidAtGenTime)?;
         let signature = signer
             .sign(reservation, &prepared.signed_attrs)
             .map_err(Error::from)?;

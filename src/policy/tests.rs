@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::filters::{RequestContext, RequestFilter};
 use super::{Policy, RequestMeta, Service, Tsa};
 use crate::audit::{Discard, Memory};
 use crate::client::verify::{self, Expectation};
@@ -13,7 +14,7 @@ use crate::protocol::der::{self, tag};
 use crate::protocol::oid::{self, Oid};
 use crate::protocol::response;
 use crate::protocol::token::{Accuracy, IncludeCerts, PolicyTemplate, TsaName};
-use crate::protocol::{request, FailureInfo, HashAlg, PkiStatus, Precision, Timestamp};
+use crate::protocol::{request, FailureInfo, HashAlg, PkiStatus, Precision, Rejection, Timestamp};
 use crate::serial::SerialSpace;
 use crate::signer::software::{pem_blocks, RsaPadding, SoftwareSigner};
 
@@ -350,6 +351,73 @@ fn qualified_policies_carry_the_qc_statement() {
             0x01
         ]
     );
+    verify::verify(
+        &reply.der,
+        false,
+        &expect(HashAlg::Sha256, &[1; 32], None),
+        &f.ca,
+        &[],
+    )
+    .unwrap();
+}
+
+/// A request filter that refuses digests starting with 0xee and stamps every other token
+/// with extension 1.2.3.4 = NULL.
+struct Stamp;
+
+impl RequestFilter for Stamp {
+    fn on_request(&self, cx: &mut RequestContext<'_>) -> Result<(), Rejection> {
+        if cx.request.digest[0] == 0xee {
+            return Err(Rejection::new(
+                FailureInfo::BadDataFormat,
+                "refused by the test filter",
+            ));
+        }
+        cx.add_extension(&Oid::parse("1.2.3.4").unwrap(), &[0x05, 0x00]);
+        Ok(())
+    }
+}
+
+#[test]
+fn request_filters_run_after_the_policy_checks_and_refuse_or_add_extensions() {
+    let mut f = fixture(KeyType::P256, RsaPadding::Pkcs1, Some(now()));
+    let oid = Oid::parse("2.999.1.2").unwrap();
+    let qualified = PolicyTemplate::new(
+        &oid,
+        Accuracy::from_micros(500_000),
+        Precision::Millis,
+        TsaName::Subject,
+        IncludeCerts::Chain,
+        true,
+    );
+    let mut p = Policy::simple("q", oid, vec![HashAlg::Sha256], qualified);
+    p.request_filters.push(Arc::new(Stamp));
+    f.tsa.services[0].policies = vec![p];
+
+    // Its refusal is the answer, with its failInfo and statusString...
+    let refused = request::encode(HashAlg::Sha256, &[0xee; 32], None, None, false);
+    let (fail, text) = rejection(&f, &refused);
+    assert_eq!(fail, FailureInfo::BadDataFormat);
+    assert_eq!(text, vec!["refused by the test filter".to_string()]);
+    // ...but only once the policy's own checks passed (SHA-1 is not on its allow-list).
+    let sha1 = request::encode(HashAlg::Sha1, &[0xee; 20], None, None, false);
+    assert_eq!(rejection(&f, &sha1).0, FailureInfo::BadAlg);
+
+    // Its extension follows the policy's qcStatements in the one extensions [1].
+    let body = request::encode(HashAlg::Sha256, &[1; 32], None, None, true);
+    let reply = f.tsa.issue(0, &body, &local());
+    let token = response::decode(&reply.der).unwrap().token.unwrap();
+    let der = token.tst_info_der;
+    let qc_statements = [
+        0x30, 0x19, 0x06, 0x08, 0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x01, 0x03, 0x04, 0x0d, 0x30,
+        0x0b, 0x30, 0x09, 0x06, 0x07, 0x04, 0x00, 0x81, 0x97, 0x5e, 0x01, 0x01,
+    ];
+    // Extension { 1.2.3.4, OCTET STRING { NULL } }, critical absent (DEFAULT FALSE).
+    let stamp = [
+        0x30, 0x09, 0x06, 0x03, 0x2a, 0x03, 0x04, 0x04, 0x02, 0x05, 0x00,
+    ];
+    let want = [&[0xa1, 0x26][..], &qc_statements, &stamp].concat();
+    assert_eq!(&der[der.len() - want.len()..], &want[..]);
     verify::verify(
         &reply.der,
         false,

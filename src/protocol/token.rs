@@ -298,14 +298,34 @@ pub enum TsaName {
     Explicit(Vec<u8>),
 }
 
+/// TSTInfo extensions (RFC 3161 §2.4.2 `extensions [1] IMPLICIT Extensions OPTIONAL`): the
+/// DER of each `Extension`, in the order pushed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Extensions(Vec<u8>);
+
+impl Extensions {
+    /// Appends `Extension ::= SEQUENCE { extnID OID, critical BOOLEAN DEFAULT FALSE,
+    /// extnValue OCTET STRING }` (RFC 5280 §4.1). `oid` is the OID's content octets, `value`
+    /// the DER that extnValue wraps. `critical` is never written: DER leaves out a DEFAULT
+    /// value (X.690 §11.5), and ETSI EN 319 422 §5.2 allows no critical extension in a token.
+    pub fn push(&mut self, oid: &[u8], value: &[u8]) {
+        let oid = oid::oid_tlv(oid);
+        let value_len = tlv_len(value.len());
+        write_header(&mut self.0, tag::SEQUENCE, oid.len() + value_len);
+        self.0.extend_from_slice(&oid);
+        der::write_tlv(&mut self.0, tag::OCTET_STRING, value);
+    }
+}
+
 /// Constant parts of TSTInfo for one policy.
 #[derive(Debug, Clone)]
 pub struct PolicyTemplate {
     /// `version 1` followed by the policy OID TLV.
     head: Vec<u8>,
     accuracy: Vec<u8>,
-    /// TSTInfo `extensions [1]` (qcStatements for qualified stamps), or empty.
-    extensions: Vec<u8>,
+    /// The policy's own extensions (qcStatements for qualified stamps), before any a
+    /// request's filters add.
+    extensions: Extensions,
     pub precision: Precision,
     pub tsa_name: TsaName,
     pub include_certs: IncludeCerts,
@@ -320,22 +340,13 @@ impl PolicyTemplate {
         include_certs: IncludeCerts,
         qualified: bool,
     ) -> Self {
-        let extensions = if qualified {
+        let mut extensions = Extensions::default();
+        if qualified {
             // ETSI EN 319 422 §9.1: TSTInfo extensions [1] IMPLICIT Extensions holding
             // qcStatements (RFC 3739) with QCStatement { esi4-qtstStatement-1 }.
             let statement = der::tlv(tag::SEQUENCE, &oid::oid_tlv(oid::ESI4_QTST_STATEMENT_1));
-            let statements = der::tlv(tag::SEQUENCE, &statement);
-            let ext = der::tlv_of(
-                tag::SEQUENCE,
-                &[
-                    &oid::oid_tlv(oid::PE_QC_STATEMENTS),
-                    &der::tlv(tag::OCTET_STRING, &statements),
-                ],
-            );
-            der::tlv(tag::ctx_cons(1), &ext)
-        } else {
-            Vec::new()
-        };
+            extensions.push(oid::PE_QC_STATEMENTS, &der::tlv(tag::SEQUENCE, &statement));
+        }
         PolicyTemplate {
             head: [der::uint(1), oid::oid_tlv(policy.as_bytes())].concat(),
             accuracy: accuracy.encode(),
@@ -378,13 +389,15 @@ pub enum PrepareError {
 /// Builds TSTInfo and the signed attributes for one request.
 ///
 /// `serial` is the big-endian magnitude of a positive serial number (RFC 3161 §2.4.2: at
-/// most 160 bits); it is encoded as a minimal INTEGER here.
+/// most 160 bits); it is encoded as a minimal INTEGER here. `extensions` are this request's
+/// own, after the policy's.
 pub fn prepare(
     signer: &SignerTemplate,
     policy: &PolicyTemplate,
     req: &TimeStampReq<'_>,
     serial: &[u8],
     gen_time: Timestamp,
+    extensions: &Extensions,
 ) -> Result<Prepared, PrepareError> {
     // --- TSTInfo
     let mut gen = Vec::with_capacity(24);
@@ -397,6 +410,12 @@ pub fn prepare(
         TsaName::Subject => &signer.tsa_name,
         TsaName::Explicit(encoded) => encoded,
     };
+    // `Extensions ::= SEQUENCE SIZE (1..MAX) OF Extension`: with none, the field is absent.
+    let extensions_len = policy.extensions.0.len() + extensions.0.len();
+    let extensions_tlv_len = match extensions_len {
+        0 => 0,
+        n => tlv_len(n),
+    };
     let body_len = policy.head.len()
         + req.message_imprint.len()
         + tlv_len(serial.len())
@@ -404,7 +423,7 @@ pub fn prepare(
         + policy.accuracy.len()
         + req.nonce.map_or(0, |n| tlv_len(n.len()))
         + tsa_name.len()
-        + policy.extensions.len();
+        + extensions_tlv_len;
     let mut tst = Vec::with_capacity(tlv_len(body_len));
     write_header(&mut tst, tag::SEQUENCE, body_len);
     tst.extend_from_slice(&policy.head);
@@ -417,7 +436,11 @@ pub fn prepare(
         der::write_tlv(&mut tst, tag::INTEGER, nonce);
     }
     tst.extend_from_slice(tsa_name);
-    tst.extend_from_slice(&policy.extensions);
+    if extensions_len > 0 {
+        write_header(&mut tst, tag::ctx_cons(1), extensions_len);
+        tst.extend_from_slice(&policy.extensions.0);
+        tst.extend_from_slice(&extensions.0);
+    }
 
     // --- signed attributes, in the DER order fixed by the template
     let md_attr = message_digest_attr(&signer.scheme.digest().digest(&tst));
@@ -495,4 +518,22 @@ pub fn finish(
     der::write_tlv(&mut out, tag::OCTET_STRING, signature);
     debug_assert_eq!(out.len(), out.capacity());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extensions_are_der_and_never_critical() {
+        let mut e = Extensions::default();
+        e.push(&[0x2a, 0x03], &[0x05, 0x00]);
+        e.push(&[0x2a, 0x04], b"");
+        // SEQUENCE { OID 1.2.3, OCTET STRING { NULL } }, SEQUENCE { OID 1.2.4, OCTET STRING {} }
+        let want = [
+            0x30, 0x08, 0x06, 0x02, 0x2a, 0x03, 0x04, 0x02, 0x05, 0x00, //
+            0x30, 0x06, 0x06, 0x02, 0x2a, 0x04, 0x04, 0x00,
+        ];
+        assert_eq!(e.0, want);
+    }
 }

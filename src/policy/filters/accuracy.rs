@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::super::chain::Settings;
+use super::ChainFilter;
 use crate::protocol::token::Accuracy;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -13,8 +14,8 @@ pub struct AccuracyConfig {
     pub accuracy: Option<String>,
 }
 
-impl AccuracyConfig {
-    pub fn validate(&self) -> Vec<String> {
+impl ChainFilter for AccuracyConfig {
+    fn validate(&self) -> Vec<String> {
         match &self.accuracy {
             Some(a) if parse_duration_us(a).is_none() => {
                 vec![format!(
@@ -25,7 +26,7 @@ impl AccuracyConfig {
         }
     }
 
-    pub fn apply(&self, s: &mut Settings) {
+    fn apply(&self, s: &mut Settings) {
         if let Some(us) = self.accuracy.as_deref().and_then(parse_duration_us) {
             s.accuracy = Accuracy::from_micros(us);
         }

@@ -5,13 +5,14 @@
 use serde::{Deserialize, Serialize};
 
 use super::super::chain::Settings;
+use super::ChainFilter;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CertificateVerifierConfig {}
 
-impl CertificateVerifierConfig {
-    pub fn apply(&self, s: &mut Settings) {
+impl ChainFilter for CertificateVerifierConfig {
+    fn apply(&self, s: &mut Settings) {
         s.check_validity = true;
     }
 }

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::super::chain::Settings;
+use super::ChainFilter;
 use crate::protocol::Precision;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -14,8 +15,10 @@ pub struct GenTimeConfig {
     pub precision: Option<Precision>,
 }
 
-impl GenTimeConfig {
-    pub fn apply(&self, s: &mut Settings) {
+impl ChainFilter for GenTimeConfig {
+    const REQUIRED: Option<&'static str> = Some("TSTInfo needs genTime (RFC 3161 §2.4.2)");
+
+    fn apply(&self, s: &mut Settings) {
         if let Some(p) = self.precision {
             s.precision = p;
         }

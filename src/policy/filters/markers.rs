@@ -6,25 +6,45 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::ChainFilter;
+
 /// `kind = "tsa-policy"`: no options; the OID is the policy's `oid`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TsaPolicyConfig {}
+
+impl ChainFilter for TsaPolicyConfig {
+    const REQUIRED: Option<&'static str> = Some("TSTInfo needs a policy (RFC 3161 §2.4.2)");
+}
 
 /// `kind = "nonce"`: no options.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NonceConfig {}
 
+impl ChainFilter for NonceConfig {
+    const REQUIRED: Option<&'static str> =
+        Some("a request's nonce MUST be echoed (RFC 3161 §2.4.2)");
+}
+
 /// `kind = "serial-number"`: no options (the layout is `server.node_id` and the epoch).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SerialNumberConfig {}
 
+impl ChainFilter for SerialNumberConfig {
+    const REQUIRED: Option<&'static str> =
+        Some("TSTInfo needs a unique serialNumber (RFC 3161 §2.4.2)");
+}
+
 /// `kind = "tst-info"`: no options.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TstInfoConfig {}
+
+impl ChainFilter for TstInfoConfig {
+    const REQUIRED: Option<&'static str> = Some(super::BUILDS_THE_RESPONSE);
+}
 
 #[cfg(test)]
 mod tests {

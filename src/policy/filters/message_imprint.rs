@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::super::chain::Settings;
+use super::ChainFilter;
 use crate::protocol::HashAlg;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -13,15 +14,17 @@ pub struct MessageImprintConfig {
     pub hash_algorithms: Option<Vec<HashAlg>>,
 }
 
-impl MessageImprintConfig {
-    pub fn validate(&self) -> Vec<String> {
+impl ChainFilter for MessageImprintConfig {
+    const REQUIRED: Option<&'static str> = Some("the imprint's hash and length must be checked");
+
+    fn validate(&self) -> Vec<String> {
         match &self.hash_algorithms {
             Some(h) if h.is_empty() => vec!["hash_algorithms: list at least one".into()],
             _ => Vec::new(),
         }
     }
 
-    pub fn apply(&self, s: &mut Settings) {
+    fn apply(&self, s: &mut Settings) {
         if let Some(h) = &self.hash_algorithms {
             s.hash_algorithms = h.clone();
         }

@@ -5,13 +5,14 @@
 use serde::{Deserialize, Serialize};
 
 use super::super::chain::Settings;
+use super::ChainFilter;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QualifiedStatementConfig {}
 
-impl QualifiedStatementConfig {
-    pub fn apply(&self, s: &mut Settings) {
+impl ChainFilter for QualifiedStatementConfig {
+    fn apply(&self, s: &mut Settings) {
         s.qualified = true;
     }
 }

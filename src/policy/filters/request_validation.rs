@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::super::chain::Settings;
+use super::ChainFilter;
 use crate::protocol::oid::Oid;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -18,8 +19,10 @@ pub struct RequestValidationConfig {
     pub critical_extensions: Vec<String>,
 }
 
-impl RequestValidationConfig {
-    pub fn validate(&self) -> Vec<String> {
+impl ChainFilter for RequestValidationConfig {
+    const REQUIRED: Option<&'static str> = Some("requests must be checked (version, extensions)");
+
+    fn validate(&self) -> Vec<String> {
         self.extensions
             .iter()
             .chain(&self.critical_extensions)
@@ -28,7 +31,7 @@ impl RequestValidationConfig {
             .collect()
     }
 
-    pub fn apply(&self, s: &mut Settings) {
+    fn apply(&self, s: &mut Settings) {
         let parse = |o: &String| Oid::parse(o);
         s.allowed_extensions
             .extend(self.extensions.iter().filter_map(parse).map(|o| (o, false)));

@@ -4,13 +4,14 @@
 use serde::{Deserialize, Serialize};
 
 use super::super::chain::Settings;
+use super::ChainFilter;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {}
 
-impl StorageConfig {
-    pub fn apply(&self, s: &mut Settings) {
+impl ChainFilter for StorageConfig {
+    fn apply(&self, s: &mut Settings) {
         s.archive = true;
     }
 }

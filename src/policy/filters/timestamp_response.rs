@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::super::chain::Settings;
+use super::ChainFilter;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -12,8 +13,10 @@ pub struct TimestampResponseConfig {
     pub status_text: Option<bool>,
 }
 
-impl TimestampResponseConfig {
-    pub fn apply(&self, s: &mut Settings) {
+impl ChainFilter for TimestampResponseConfig {
+    const REQUIRED: Option<&'static str> = Some(super::BUILDS_THE_RESPONSE);
+
+    fn apply(&self, s: &mut Settings) {
         if self.status_text.is_some() {
             s.status_text = self.status_text;
         }

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::super::chain::Settings;
+use super::ChainFilter;
 use crate::protocol::token::IncludeCerts;
 use crate::protocol::HashAlg;
 
@@ -31,8 +32,10 @@ pub struct TimestampTokenConfig {
     pub ess_hash: Option<HashAlg>,
 }
 
-impl TimestampTokenConfig {
-    pub fn validate(&self) -> Vec<String> {
+impl ChainFilter for TimestampTokenConfig {
+    const REQUIRED: Option<&'static str> = Some(super::BUILDS_THE_RESPONSE);
+
+    fn validate(&self) -> Vec<String> {
         let mut e = Vec::new();
         if self
             .ess_hash
@@ -48,7 +51,11 @@ impl TimestampTokenConfig {
         e
     }
 
-    pub fn apply(&self, s: &mut Settings) {
+    fn signer(&self) -> Option<&str> {
+        self.signer.as_deref()
+    }
+
+    fn apply(&self, s: &mut Settings) {
         if let Some(name) = &self.signer {
             s.signer = Some(name.clone());
         }

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::super::chain::Settings;
+use super::ChainFilter;
 use crate::protocol::name;
 use crate::protocol::token::TsaName;
 
@@ -18,15 +19,15 @@ pub struct TsaNameConfig {
     pub name: Option<String>,
 }
 
-impl TsaNameConfig {
-    pub fn validate(&self) -> Vec<String> {
+impl ChainFilter for TsaNameConfig {
+    fn validate(&self) -> Vec<String> {
         match self.name.as_deref().map(name::from_slash_string) {
             Some(Err(e)) => vec![format!("name: {e}")],
             _ => Vec::new(),
         }
     }
 
-    pub fn apply(&self, s: &mut Settings) {
+    fn apply(&self, s: &mut Settings) {
         let explicit = self
             .name
             .as_deref()
