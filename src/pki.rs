@@ -83,7 +83,7 @@ impl DevPki {
                 )));
             }
         }
-        let now = time::OffsetDateTime::now_utc();
+        let now = time::OffsetDateTime::from(crate::clock::wall_now());
 
         let ca_key = key_type.generate().map_err(pki_err)?;
         let ca = ca_params(now);
@@ -220,8 +220,11 @@ impl DevPki {
         let ca_key = KeyPair::from_pem(&key_pem).map_err(pki_err)?;
         // Issuing needs the CA's name and key only (the authority key identifier comes from
         // the key): the dev CA's parameters are rebuilt rather than parsed.
-        let issuer = Issuer::new(ca_params(time::OffsetDateTime::now_utc()), ca_key);
-        let cert = tsa_params(time::OffsetDateTime::now_utc())
+        let issuer = Issuer::new(
+            ca_params(time::OffsetDateTime::from(crate::clock::wall_now())),
+            ca_key,
+        );
+        let cert = tsa_params(time::OffsetDateTime::from(crate::clock::wall_now()))
             .signed_by(key, &issuer)
             .map_err(pki_err)?;
         Ok(format!("{}{}", cert.pem(), ca_pem))

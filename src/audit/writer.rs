@@ -51,7 +51,10 @@ pub struct Limits {
 
 // Records travel by value through the channel's preallocated slots: boxing them would add
 // an allocation per request to save queue memory (capacity × ~250 bytes).
-#[allow(clippy::large_enum_variant)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "records travel by value; boxing adds an allocation per request"
+)]
 enum Msg {
     /// A record and its group-commit waiter.
     Record(Record, Option<oneshot::Sender<bool>>),

@@ -80,7 +80,7 @@ mod tests {
         let (der, public) = cert_with_eku(eku);
         let view = CertView::parse(&der).unwrap();
         let now = Timestamp {
-            unix_secs: time::OffsetDateTime::now_utc().unix_timestamp(),
+            unix_secs: time::OffsetDateTime::from(crate::clock::wall_now()).unix_timestamp(),
             nanos: 0,
         };
         check_tsa_certificate(&view, &public, now)
@@ -107,7 +107,7 @@ mod tests {
         let (der, _) = cert_with_eku(Some((TIME_STAMPING.to_vec(), true)));
         let view = CertView::parse(&der).unwrap();
         let now = Timestamp {
-            unix_secs: time::OffsetDateTime::now_utc().unix_timestamp(),
+            unix_secs: time::OffsetDateTime::from(crate::clock::wall_now()).unix_timestamp(),
             nanos: 0,
         };
         assert_eq!(

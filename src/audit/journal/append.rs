@@ -178,7 +178,7 @@ impl Journal {
             let old = std::fs::metadata(&path)
                 .and_then(|m| m.modified())
                 .ok()
-                .and_then(|t| t.elapsed().ok())
+                .and_then(|t| crate::clock::wall_now().duration_since(t).ok())
                 .is_some_and(|age| age > keep);
             // The segment's last frame is the one before the next segment's header.
             let last = segment_header(&segment_path(dir, next)).map(|h| h.seq.saturating_sub(1));

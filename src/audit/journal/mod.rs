@@ -150,8 +150,9 @@ pub struct Journal {
     buf: Vec<u8>,
 }
 
+/// Wall-clock Unix seconds for checkpoint bodies and torn-tail file names (not genTime).
 fn unix_now() -> u64 {
-    SystemTime::now()
+    crate::clock::wall_now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }
