@@ -67,6 +67,9 @@ pub enum Refusal {
     Http(u16),
 }
 
+/// Everything that stops a request or the server and is not the requester's mistake.
+/// [`Error::origin`] classifies it for logs and metrics; [`Error::refusal`] decides the
+/// answer on the wire. The `Display` text is for logs and the CLI, never for statusString.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
