@@ -18,10 +18,12 @@ use super::{unix_now, Hash, Journal, Kind, Position, Progress};
 const PREFILL: u64 = 256 << 10;
 
 impl Journal {
+    /// The durability and shipping progress, shared with the shipper and readers.
     pub fn progress(&self) -> Arc<Progress> {
         self.progress.clone()
     }
 
+    /// The last frame written: its seq and hash (the chain head).
     pub fn head(&self) -> (u64, Hash) {
         (self.next_seq - 1, self.head)
     }

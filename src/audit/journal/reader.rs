@@ -13,13 +13,19 @@ use super::Position;
 /// What a [`Reader`] found next.
 #[derive(Debug)]
 pub enum Next {
+    /// The next whole frame, its CRC and chain checked.
     Frame(Frame),
     /// Nothing more yet (or `Incomplete` bytes of an unfinished write at the end).
     End {
+        /// Bytes after the last whole frame: a write in progress, or a torn tail.
         incomplete: u64,
     },
+    /// A frame that is not what it must be (bad CRC, broken chain, wrong seq) where no
+    /// write can be in progress.
     Corrupt {
+        /// Where the bad frame starts.
         at: Position,
+        /// What is wrong with it.
         reason: String,
     },
 }
