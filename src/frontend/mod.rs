@@ -66,7 +66,7 @@ impl Backend {
     }
 
     /// The 200 body or HTTP status of a reply, once its audit record is durable (group
-    /// commit), waiting at most [`BACKEND_DEADLINE`].
+    /// commit), waiting at most 30 s (then 503).
     pub async fn answer(reply: Reply) -> Result<Vec<u8>, u16> {
         if reply.durable.is_none() {
             return reply.release().await;
