@@ -15,15 +15,15 @@ use crate::error::Error;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KeyType {
-    /// ECDSA on NIST P-256, signing with SHA-256.
+    /// ECDSA on NIST P-256 (tokens signed with SHA-256).
     P256,
-    /// ECDSA on NIST P-384, signing with SHA-384.
+    /// ECDSA on NIST P-384 (tokens signed with SHA-384).
     P384,
     /// Ed25519 (RFC 8032).
     Ed25519,
-    /// RSA, 2048-bit modulus, PKCS#1 v1.5 with SHA-256.
+    /// RSA with a 2048-bit modulus.
     Rsa2048,
-    /// RSA, 3072-bit modulus, PKCS#1 v1.5 with SHA-256.
+    /// RSA with a 3072-bit modulus.
     Rsa3072,
 }
 

@@ -30,8 +30,8 @@ pub const SERIAL_LEN: usize = 18;
 const _: () = assert!(SERIAL_LEN * 8 <= 160);
 
 /// The serial-number space of one process: the epoch and node id fixed at start, and one
-/// counter every core and worker draws from (one relaxed atomic add per token). Holds the
-/// lock on `DATA_DIR/state/serial.lock` while it lives.
+/// counter every core and worker draws from (one relaxed atomic add per token). Opened from
+/// a data directory, it holds the lock on `DATA_DIR/state/serial.lock` while it lives.
 #[derive(Debug)]
 pub struct SerialSpace {
     prefix: [u8; 10],

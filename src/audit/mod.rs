@@ -50,7 +50,8 @@ pub struct Full;
 ///   `stampd-worker-N` (queue dispatch) concurrently, on the request path: it must never
 ///   block and never do I/O. It hands the record over (the real writer: one `try_send` on
 ///   a bounded channel) and returns. `metrics` runs on a core and must not block either;
-///   `flush_and_stop` runs on its own thread and may block (at most 30 s for the writer).
+///   `flush_and_stop` runs on its own thread and may block while the queued records are
+///   committed (the writer's two waits are bounded by 30 s each).
 /// * **Durability.** With `durable`, `Ok(Some(d))`: `d` fires `true` once the record is
 ///   committed, `false` when its batch failed; the frontend withholds the token unless it
 ///   gets `true`. A dropped sender (the writer gone) counts as not committed. Without

@@ -39,8 +39,8 @@ pub struct Record {
     /// The signer's key id (16 hex digits of the SHA-256 of its SubjectPublicKeyInfo) for
     /// issued tokens.
     pub key_id: Option<Arc<str>>,
-    /// Microseconds from the start of the pre-filters to the end of the chain (before the
-    /// audit commit and the write to the socket).
+    /// Microseconds from the start of the pre-filters until the audit filter built this
+    /// record (so without the audit commit and the write to the socket).
     pub latency_us: u64,
     /// The request DER, with the audit filter's `request = true`.
     pub request: Option<Vec<u8>>,
@@ -93,8 +93,8 @@ impl Record {
     }
 
     /// Appends the binary form (version 1) to `out`: the body of a journal record frame.
-    /// Integers little-endian, variable fields length-prefixed (u32), [`Record::decode`]
-    /// reads it back exactly.
+    /// Integers little-endian; variable fields are prefixed with their length as a u32
+    /// (`u32::MAX`: absent). [`Record::decode`] reads it back exactly.
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.push(VERSION);
         out.extend_from_slice(&self.time.unix_secs.to_le_bytes());
@@ -140,7 +140,7 @@ impl Record {
     }
 
     /// Reads a record written by [`Record::encode`]; the error names what is wrong (an
-    /// unknown version, a truncated field, an invalid tag). Never panics on any input.
+    /// unknown version, outcome or address family, truncation, trailing bytes).
     pub fn decode(bytes: &[u8]) -> Result<Record, &'static str> {
         let mut r = Cursor(bytes);
         if r.u8()? != VERSION {

@@ -7,7 +7,7 @@ use super::oid;
 use super::time::{parse_generalized_time, Timestamp};
 
 /// The parts of one DER certificate, borrowed from its bytes. Parsing checks the structure,
-/// not the signature or the chain (that is [`crate::client::verify`]'s and the signer's job).
+/// not the signature or the chain (that is [`crate::client::verify`]'s job).
 #[derive(Debug, Clone)]
 pub struct CertView<'a> {
     /// The whole certificate encoding.

@@ -57,7 +57,8 @@ impl HashAlg {
         HashAlg::Sha3_512,
     ];
 
-    /// The algorithm's OID content octets (RFC 5754 §2, NIST CSOR for SHA-3).
+    /// The algorithm's OID content octets (RFC 3279 for SHA-1, RFC 5754 §2 for SHA-2,
+    /// NIST's CSOR arc for SHA-3).
     pub fn oid(self) -> &'static [u8] {
         match self {
             HashAlg::Sha1 => oid::SHA1,

@@ -32,8 +32,8 @@ pub struct Token<'a> {
     pub tst_info_der: &'a [u8],
     /// The decoded `TSTInfo`.
     pub tst_info: TstInfo<'a>,
-    /// Each certificate TLV of `SignedData.certificates`, in order; empty when the request
-    /// did not set certReq.
+    /// Each certificate TLV of `SignedData.certificates`, in order; empty when absent (a
+    /// request without certReq).
     pub certificates: Vec<&'a [u8]>,
     /// Every `SignerInfo`, in order (a stampd token has exactly one).
     pub signer_infos: Vec<SignerInfo<'a>>,
@@ -54,7 +54,8 @@ pub struct SignerInfo<'a> {
     pub signed_attrs: &'a [u8],
     /// signatureAlgorithm AlgorithmIdentifier TLV.
     pub signature_alg: &'a [u8],
-    /// The signature value (OCTET STRING content): raw RSA, or a DER ECDSA-Sig-Value.
+    /// The signature value (OCTET STRING content): RSA or Ed25519 bytes, or a DER
+    /// ECDSA-Sig-Value.
     pub signature: &'a [u8],
 }
 

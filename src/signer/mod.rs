@@ -106,7 +106,7 @@ impl Certified {
 ///   the request passed every check and got its serial, then [`sign`](TokenSigner::sign)
 ///   once with that reservation over the DER signed attributes. `Tsa::ready` (`GET /ready`)
 ///   and `Tsa::metrics` (`GET /metrics`) call [`ready`](TokenSigner::ready) and
-///   [`metrics`](TokenSigner::metrics); `stampd hsm selftest`, benches and tests sign
+///   [`metrics`](TokenSigner::metrics); benches, tests and the load generator also sign
 ///   directly. The accessors (`template`, `chain`, `validity`, `key_id`) are read on every
 ///   request and must be plain field reads.
 /// * **Threads.** One signer (`Arc<dyn TokenSigner>`) is shared by every `stampd-core-N`
@@ -146,7 +146,7 @@ pub trait TokenSigner: Send + Sync {
     /// waiting a bounded time at most. `Unavailable` when there is none.
     fn reserve(&self) -> Result<Reservation, SignError>;
     /// Signs `message` (the DER signed attributes, RFC 5652 §5.4) with the scheme of the
-    /// template: raw RSA, or a DER ECDSA-Sig-Value. Consumes the reservation.
+    /// template: RSA or Ed25519 bytes, or a DER ECDSA-Sig-Value. Consumes the reservation.
     fn sign(&self, reservation: Reservation, message: &[u8]) -> Result<Vec<u8>, SignError>;
     /// Whether the signer can sign now (readiness). A key in memory always can; an HSM pool
     /// cannot while none of its sessions works.

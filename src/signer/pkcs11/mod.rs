@@ -42,7 +42,7 @@ pub struct Pkcs11Config<'a> {
     pub module: &'a std::path::Path,
     /// RSA keys: PKCS#1 v1.5 or PSS.
     pub rsa_padding: super::software::RsaPadding,
-    /// The label of the token (CKA_LABEL of its slot's token info) holding the key.
+    /// The label of the token holding the key (the `label` of its CK_TOKEN_INFO).
     pub token_label: &'a str,
     /// The user PIN, from `pin_env` or `pin_file`; never from the config text, never logged.
     pub pin: String,
