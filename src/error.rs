@@ -1,7 +1,7 @@
 //! The one error type of stampd, and its one mapping to the wire.
 //!
 //! A requester's malformed request is never an `Error`: it is a
-//! [`Rejection`](crate::protocol::Rejection) value answered with HTTP 200. `Error` is for
+//! [`Rejection`] value answered with HTTP 200. `Error` is for
 //! everything else that stops a request or the server: the TSA's own trouble (configuration,
 //! files, the key, the clock, the audit store, overload) and the refusals a service decides
 //! on (rate limits). [`Error::origin`] says where it came from, so logs and metrics can tell
@@ -67,6 +67,9 @@ pub enum Refusal {
     Http(u16),
 }
 
+/// Everything that stops a request or the server and is not the requester's mistake.
+/// [`Error::origin`] classifies it for logs and metrics; [`Error::refusal`] decides the
+/// answer on the wire. The `Display` text is for logs and the CLI, never for statusString.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

@@ -6,6 +6,27 @@
 //! constant DER parts pre-encoded; [`signer`] holds the key; [`protocol`] is the DER/CMS
 //! core and does no I/O; [`clock`] is the only source of genTime; [`audit`] records every
 //! request in a group-committed, hash-chained journal shipped to PostgreSQL.
+//!
+//! # Floors
+//!
+//! The modules stand on floors, bottom to top:
+//!
+//! 1. [`protocol`]: DER/CMS encode and decode; no I/O, no clock, no socket.
+//! 2. The small leaves: [`error`], [`backoff`], [`clock`], [`serial`], [`outcome`], [`pki`],
+//!    [`client`].
+//! 3. [`signer`]: the `TokenSigner` trait, the software signer, the PKCS#11 pool.
+//! 4. [`audit`]: records, the `AuditSink` trait, the journal, the writer, the shipper.
+//! 5. [`policy`]: services, the policy mapper, chains, filters, pre-processing filters.
+//! 6. [`pipeline`], then [`frontend`] above it: the queue to backend workers, and the
+//!    per-core HTTP/1.1 servers.
+//! 7. [`config`], the assembler: the root `Config`, its validation, and `build`.
+//! 8. [`cli`]: one file per command group (with `main.rs`).
+//!
+//! **The one rule: imports only point down** (or sideways within a floor, without a
+//! circle), and no runtime module imports `config`: only the assembler and the CLI see
+//! every component. A plain-data type two floors need lives on the lower one.
+//! `python3 .ci/floors.py` checks it in CI; docs/architecture.md describes each floor, the
+//! threads, where values cross between them, and the request path step by step.
 #![forbid(unsafe_code)]
 
 pub mod audit;

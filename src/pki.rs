@@ -10,14 +10,20 @@ use rcgen::{
 
 use crate::error::Error;
 
-/// Key types `stampd init` can create.
+/// Key types `stampd init` and `stampd hsm generate` can create (the command-line value is
+/// the lower-case name).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KeyType {
+    /// ECDSA on NIST P-256 (tokens signed with SHA-256).
     P256,
+    /// ECDSA on NIST P-384 (tokens signed with SHA-384).
     P384,
+    /// Ed25519 (RFC 8032).
     Ed25519,
+    /// RSA with a 2048-bit modulus.
     Rsa2048,
+    /// RSA with a 3072-bit modulus.
     Rsa3072,
 }
 
@@ -48,16 +54,22 @@ impl KeyType {
     }
 }
 
-/// Paths of the dev PKI inside a data directory.
+/// Paths of the dev PKI inside a data directory. The CA is valid for 10 years and the TSA
+/// certificate for 3, both from an hour before creation (to tolerate clock skew).
 #[derive(Debug, Clone)]
 pub struct DevPki {
+    /// `DATA_DIR/pki/ca.pem`: the CA certificate, to give verifiers as their trust anchor.
     pub ca_cert: PathBuf,
+    /// `DATA_DIR/pki/ca.key`: the CA's private key (PKCS#8 PEM, mode 0600).
     pub ca_key: PathBuf,
+    /// `DATA_DIR/pki/tsa.pem`: the TSA certificate, then the CA certificate.
     pub tsa_cert: PathBuf,
+    /// `DATA_DIR/pki/tsa.key`: the TSA's private key (PKCS#8 PEM, mode 0600).
     pub tsa_key: PathBuf,
 }
 
 impl DevPki {
+    /// The paths under `data_dir/pki/`; nothing is read or created.
     pub fn in_dir(data_dir: &Path) -> Self {
         let pki = data_dir.join("pki");
         DevPki {
@@ -68,6 +80,8 @@ impl DevPki {
         }
     }
 
+    /// Whether the TSA certificate and key are present (the CA files are not needed to
+    /// serve).
     pub fn exists(&self) -> bool {
         self.tsa_cert.exists() && self.tsa_key.exists()
     }
@@ -83,7 +97,7 @@ impl DevPki {
                 )));
             }
         }
-        let now = time::OffsetDateTime::now_utc();
+        let now = time::OffsetDateTime::from(crate::clock::wall_now());
 
         let ca_key = key_type.generate().map_err(pki_err)?;
         let ca = ca_params(now);
@@ -220,8 +234,11 @@ impl DevPki {
         let ca_key = KeyPair::from_pem(&key_pem).map_err(pki_err)?;
         // Issuing needs the CA's name and key only (the authority key identifier comes from
         // the key): the dev CA's parameters are rebuilt rather than parsed.
-        let issuer = Issuer::new(ca_params(time::OffsetDateTime::now_utc()), ca_key);
-        let cert = tsa_params(time::OffsetDateTime::now_utc())
+        let issuer = Issuer::new(
+            ca_params(time::OffsetDateTime::from(crate::clock::wall_now())),
+            ca_key,
+        );
+        let cert = tsa_params(time::OffsetDateTime::from(crate::clock::wall_now()))
             .signed_by(key, &issuer)
             .map_err(pki_err)?;
         Ok(format!("{}{}", cert.pem(), ca_pem))
@@ -232,6 +249,7 @@ impl DevPki {
 pub struct ExternalKey {
     /// The subjectPublicKey bits: an EC point (04 ‖ X ‖ Y) or an RSAPublicKey (DER).
     pub point: Vec<u8>,
+    /// The key's type, which picks the request's signature algorithm.
     pub key_type: KeyType,
 }
 

@@ -23,10 +23,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::Error;
 
+/// Octets in every serial number stampd issues: epoch (8), node id (2), counter (8). Fixed,
+/// so the audit trail stores serials as fixed-size keys.
 pub const SERIAL_LEN: usize = 18;
 // RFC 3161 §2.4.2: serialNumber is at most 160 bits.
 const _: () = assert!(SERIAL_LEN * 8 <= 160);
 
+/// The serial-number space of one process: the epoch and node id fixed at start, and one
+/// counter every core and worker draws from (one relaxed atomic add per token). Opened from
+/// a data directory, it holds the lock on `DATA_DIR/state/serial.lock` while it lives.
 #[derive(Debug)]
 pub struct SerialSpace {
     prefix: [u8; 10],

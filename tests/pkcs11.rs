@@ -170,7 +170,7 @@ impl Hsm {
                 t.second()
             )
         };
-        let now = time::OffsetDateTime::now_utc();
+        let now = time::OffsetDateTime::from(stampd::clock::wall_now());
         let (ok, out) = common::run(
             Command::new("openssl")
                 .args(["ca", "-batch", "-notext", "-config"])

@@ -10,7 +10,7 @@ use stampd::signer::TokenSigner;
 
 fn now() -> Timestamp {
     Timestamp {
-        unix_secs: time::OffsetDateTime::now_utc().unix_timestamp(),
+        unix_secs: time::OffsetDateTime::from(stampd::clock::wall_now()).unix_timestamp(),
         nanos: 0,
     }
 }

@@ -574,6 +574,6 @@ fn write_report(
 }
 
 fn time_now() -> String {
-    let d = time::OffsetDateTime::now_utc();
+    let d = time::OffsetDateTime::from(stampd::clock::wall_now());
     format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
 }

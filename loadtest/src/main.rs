@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 
@@ -247,7 +247,7 @@ fn plan(a: &LoadArgs, rate: Option<f64>) -> Result<client::Plan, String> {
 fn measure(a: &LoadArgs, rate: Option<f64>) -> Result<report::Summary, String> {
     let plan = Arc::new(plan(a, rate)?);
     let progress = Arc::new(client::Progress::default());
-    let started = SystemTime::now();
+    let started = stampd::clock::wall_now();
     let start = Instant::now();
     let total = plan.warmup + plan.duration;
     let warmup = plan.warmup;

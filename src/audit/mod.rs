@@ -37,7 +37,31 @@ pub type Durable = futures_channel::oneshot::Receiver<bool>;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Full;
 
-/// Where the audit pre-filter hands records.
+/// Where the audit pre-filter hands records: the audit trail as the request path sees it.
+///
+/// Contract:
+/// * **Callers.** `policy::preprocess::audit::Audit::after` calls
+///   [`submit`](AuditSink::submit) once per request that reached the filter, issued or not
+///   (step 15 of the request path in docs/architecture.md). The CLI's signal thread calls
+///   [`flush_and_stop`](AuditSink::flush_and_stop) once, at SIGTERM/SIGINT;
+///   `Tsa::metrics` calls [`metrics`](AuditSink::metrics) for `GET /metrics`. One sink
+///   (`Arc<dyn AuditSink>`) is shared by every service's audit filter.
+/// * **Threads.** `submit` runs on every `stampd-core-N` (inline dispatch) and
+///   `stampd-worker-N` (queue dispatch) concurrently, on the request path: it must never
+///   block and never do I/O. It hands the record over (the real writer: one `try_send` on
+///   a bounded channel) and returns. `metrics` runs on a core and must not block either;
+///   `flush_and_stop` runs on its own thread and may block while the queued records are
+///   committed (the writer's two waits are bounded by 30 s each).
+/// * **Durability.** With `durable`, `Ok(Some(d))`: `d` fires `true` once the record is
+///   committed, `false` when its batch failed; the frontend withholds the token unless it
+///   gets `true`. A dropped sender (the writer gone) counts as not committed. Without
+///   `durable` (async), `Ok(None)`: the record is queued and the reply leaves at once. A
+///   sink that makes records durable at once (or discards them) may answer `Ok(None)` or
+///   an already-fired `Durable`.
+/// * **Errors.** `Err(Full)` means "cannot take this record now" (the queue is full, or
+///   the trail is stopping or gone). It is never waited on: the request is answered 503
+///   and no token leaves without its record. A sink must not lose a record it accepted
+///   with `durable` without firing `false`.
 pub trait AuditSink: Send + Sync {
     /// Takes one record. With `durable`, the answer is a [`Durable`] that fires once the
     /// record is committed (group commit); without, the record is queued (async).
@@ -125,7 +149,9 @@ pub struct AuditConfig {
     pub postgres_password_file: Option<PathBuf>,
     /// Rows per shipping transaction (one binary COPY + the journal position). Default 5000.
     pub ship_batch_rows: usize,
+    /// `[audit.journal]`: where the journal lives, segment size, retention, checkpoints.
     pub journal: JournalConfig,
+    /// `[audit.batch]`: the writer's batch limits, commit pacing and queue.
     pub batch: BatchConfig,
 }
 

@@ -13,11 +13,17 @@ use crate::protocol::Timestamp;
 pub struct Query {
     /// Only this TSA identity's records. PostgreSQL only: a journal holds one TSA's records.
     pub identity: Option<String>,
+    /// The token's serial number, padded to the full 18 octets (`--serial`, hex).
     pub serial: Option<Vec<u8>>,
+    /// Records at or after this time (`--from`, inclusive).
     pub from: Option<Timestamp>,
+    /// Records at or before this time (`--to`, inclusive).
     pub to: Option<Timestamp>,
+    /// The imprint's digest, exactly (`--imprint`, hex).
     pub imprint: Option<Vec<u8>>,
+    /// The `[[service]] name` that answered.
     pub service: Option<String>,
+    /// The outcome as [`Record::status`] names it: `granted` or `rejection`.
     pub status: Option<String>,
 }
 
@@ -25,12 +31,24 @@ pub struct Query {
 #[derive(Debug)]
 pub enum Damage {
     /// A record frame whose body does not decode.
-    Undecodable { seq: u64, error: &'static str },
+    Undecodable {
+        /// The frame's sequence number.
+        seq: u64,
+        /// What [`Record::decode`] said.
+        error: &'static str,
+    },
     /// A frame that cannot be read where it lies ([`Next::Corrupt`]).
-    Corrupt { at: Position, reason: String },
+    Corrupt {
+        /// Where the damage starts.
+        at: Position,
+        /// What is wrong there.
+        reason: String,
+    },
 }
 
 impl Query {
+    /// Whether `r` matches every field set (`identity` is not checked here: a journal
+    /// holds one TSA's records).
     pub fn matches(&self, r: &Record) -> bool {
         let t = r.time.unix_nanos();
         self.serial

@@ -18,26 +18,39 @@ pub struct Record {
     /// genTime of an issued token; the trusted time (or, when it was unavailable, the system
     /// time) at which any other request was answered.
     pub time: Timestamp,
+    /// Issued (with its serial), rejected (with its failInfo) or refused (HTTP status).
     pub outcome: Outcome,
+    /// The `[[service]] name` that answered.
     pub service: Arc<str>,
-    /// The policy that took the request (name and OID), once one did.
+    /// The name of the policy that took the request, once one did.
     pub policy: Option<Arc<str>>,
+    /// That policy's OID, dotted.
     pub policy_oid: Option<Arc<str>>,
-    /// From the request, when it decoded.
+    /// The imprint's hash algorithm, when the request decoded and stampd knows it.
     pub hash: Option<HashAlg>,
+    /// The imprint's digest (hashedMessage), when the request decoded.
     pub imprint: Option<Vec<u8>>,
+    /// The request's nonce (INTEGER content octets), when it had one.
     pub nonce: Option<Vec<u8>>,
+    /// The request's certReq (false when it did not decode).
     pub cert_req: bool,
+    /// The requester's IP address, unless the audit filter has `client_ip = false`.
     pub client: Option<IpAddr>,
     /// The signer's key id (16 hex digits of the SHA-256 of its SubjectPublicKeyInfo) for
     /// issued tokens.
     pub key_id: Option<Arc<str>>,
+    /// Microseconds from the start of the pre-filters until the audit filter built this
+    /// record (so without the audit commit and the write to the socket).
     pub latency_us: u64,
+    /// The request DER, with the audit filter's `request = true`.
     pub request: Option<Vec<u8>>,
+    /// The response DER, with the audit filter's `response = true`, or the issued token's
+    /// response under a policy with the storage filter.
     pub response: Option<Vec<u8>>,
 }
 
 impl Record {
+    /// The serial number of the issued token; `None` unless the outcome is `Granted`.
     pub fn serial(&self) -> Option<&[u8; SERIAL_LEN]> {
         match &self.outcome {
             Outcome::Granted { serial } => Some(serial),
@@ -79,6 +92,9 @@ impl Record {
             + bytes(&self.response)
     }
 
+    /// Appends the binary form (version 1) to `out`: the body of a journal record frame.
+    /// Integers little-endian; variable fields are prefixed with their length as a u32
+    /// (`u32::MAX`: absent). [`Record::decode`] reads it back exactly.
     pub fn encode(&self, out: &mut Vec<u8>) {
         out.push(VERSION);
         out.extend_from_slice(&self.time.unix_secs.to_le_bytes());
@@ -123,6 +139,8 @@ impl Record {
         put_opt(out, self.response.as_deref());
     }
 
+    /// Reads a record written by [`Record::encode`]; the error names what is wrong (an
+    /// unknown version, outcome or address family, truncation, trailing bytes).
     pub fn decode(bytes: &[u8]) -> Result<Record, &'static str> {
         let mut r = Cursor(bytes);
         if r.u8()? != VERSION {

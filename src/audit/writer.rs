@@ -28,7 +28,26 @@ use super::{AuditSink, Durable, Full};
 /// Longest a shutdown waits for the writer to commit what is queued.
 const STOP_DEADLINE: Duration = Duration::from_secs(30);
 
-/// Where a batch goes.
+/// Where a batch goes: the journal ([`Journal`](super::journal::Journal)), or PostgreSQL
+/// directly ([`DirectStore`](super::postgres::DirectStore)).
+///
+/// Contract:
+/// * **Callers and thread.** [`Writer::start`] moves the store into the `stampd-audit`
+///   thread, which owns it alone (`&mut self`, no lock): every method runs there, one call
+///   at a time, never on a frontend core or worker. So a store may block: on the disk (one
+///   write and one `fdatasync` per batch) or on the database (one transaction, with its own
+///   deadline: `DirectStore` gives up after 10 s). While it blocks, records queue up to
+///   `queue_capacity` and further requests are refused with 503.
+/// * **commit.** Called once per batch, in order, with at least one record. `Ok` means the
+///   whole batch is durable: the writer then releases its group-commit waiters with `true`.
+///   `Err` means none of it may be counted on: the waiters get `false` (their tokens are
+///   withheld, the requesters get `systemFailure`), async records of the batch are lost and
+///   the error is logged. The writer goes on with the next batch, so a store decides
+///   whether it can recover (the journal fails every later batch once a file is in an
+///   unknown state; PostgreSQL reconnects).
+/// * **after_commit / metrics.** `after_commit` runs after the waiters are released, for
+///   work that must fail no batch; `metrics` runs after each commit and its text is served
+///   as is by `GET /metrics` until the next one.
 pub trait Store: Send + 'static {
     /// Makes the whole batch durable, or none of it.
     fn commit(&mut self, batch: &[Record]) -> Result<(), String>;
@@ -42,16 +61,23 @@ pub trait Store: Send + 'static {
 /// Batch limits (`[audit.batch]`).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
+    /// A batch closes at this many records (`max_records`, default 1024).
     pub max_records: usize,
+    /// ... or once its records' encoded size reaches this many bytes (`max_bytes`, default
+    /// 4 MiB).
     pub max_bytes: usize,
     /// Least time between the starts of two commits.
     pub interval: Duration,
+    /// Records the queue holds before `submit` refuses (`queue_capacity`, default 16,384).
     pub queue_capacity: usize,
 }
 
 // Records travel by value through the channel's preallocated slots: boxing them would add
 // an allocation per request to save queue memory (capacity × ~250 bytes).
-#[allow(clippy::large_enum_variant)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "records travel by value; boxing adds an allocation per request"
+)]
 enum Msg {
     /// A record and its group-commit waiter.
     Record(Record, Option<oneshot::Sender<bool>>),
@@ -68,6 +94,9 @@ struct Stats {
     refused: AtomicU64,
 }
 
+/// The handle to the audit writer: submissions go through a bounded channel to the
+/// `stampd-audit` thread, which batches and commits them to its [`Store`]. Cheap to call
+/// from any thread; dropping it ends the thread once the queue drains.
 pub struct Writer {
     tx: Sender<Msg>,
     stopped: AtomicBool,
@@ -82,6 +111,8 @@ pub struct Writer {
 }
 
 impl Writer {
+    /// Starts the `stampd-audit` thread over `store` with `limits`; fails only when the
+    /// thread cannot be spawned.
     pub fn start(store: impl Store, limits: Limits) -> std::io::Result<Writer> {
         let (tx, rx) = crossbeam_channel::bounded(limits.queue_capacity.max(1));
         let stats = Arc::new(Stats::default());

@@ -6,6 +6,10 @@ use std::process::ExitCode;
 use super::{load_config, located, say, CmdResult};
 use crate::error::Error;
 
+#[allow(
+    clippy::print_stderr,
+    reason = "an invalid file's messages go to stderr, the effective configuration to stdout"
+)]
 pub(super) fn check_config(path: &Path, json: bool) -> CmdResult {
     let mut cfg = load_config(path)?;
     match cfg.validate_as(&path.display().to_string()) {

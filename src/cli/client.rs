@@ -36,7 +36,10 @@ fn hash_file(path: &Path, alg: HashAlg) -> Result<Vec<u8>, String> {
     Ok(ctx.finish().as_ref().to_vec())
 }
 
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one argument per command-line flag, passed straight from clap"
+)]
 pub(super) fn request_cmd(
     file: &Path,
     url: &str,
@@ -134,7 +137,10 @@ pub(super) fn read_pem_certs(path: &Path) -> Result<Vec<Vec<u8>>, String> {
     Ok(certs)
 }
 
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one argument per command-line flag, passed straight from clap"
+)]
 pub(super) fn verify_cmd(
     reply: &Path,
     data: Option<&Path>,

@@ -122,6 +122,10 @@ enum Command {
 
 /// Runs the command line: parses the arguments, runs the command, and gives its exit code
 /// (2 with a message on stderr when the command failed).
+#[allow(
+    clippy::print_stderr,
+    reason = "a failed command's message is for the person at the terminal"
+)]
 pub fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(

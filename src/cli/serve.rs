@@ -77,6 +77,11 @@ pub(super) fn serve(
 }
 
 /// SIGTERM / SIGINT: commit what the audit writer holds, then exit.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "cli/ may exit: the cores never return, so the signal thread ends the process \
+              once the audit writer has flushed"
+)]
 fn stop_on_signal(audit: std::sync::Arc<dyn crate::audit::AuditSink>) -> Result<(), String> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])

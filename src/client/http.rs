@@ -7,8 +7,11 @@ use std::time::Duration;
 /// A reply: status, Content-Type and body.
 #[derive(Debug)]
 pub struct HttpReply {
+    /// The HTTP status code.
     pub status: u16,
+    /// The `Content-Type` header's value; empty when absent.
     pub content_type: String,
+    /// The whole body (by Content-Length, or up to the connection's close).
     pub body: Vec<u8>,
 }
 

@@ -12,25 +12,40 @@ use crate::protocol::{oid, HashAlg, PkiStatus, Timestamp};
 /// What the token must be about.
 #[derive(Debug, Clone)]
 pub struct Expectation {
+    /// The imprint's hash algorithm the token must name.
     pub hash: HashAlg,
+    /// The digest of the timestamped data the token's imprint must carry.
     pub digest: Vec<u8>,
     /// Nonce magnitude (big-endian) the request carried, if the caller knows it.
     pub nonce: Option<Vec<u8>>,
 }
 
-/// A verified token's facts.
+/// A verified token's facts, as `stampd verify` prints them (its `--json` keys are these
+/// field names, which scripts read).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Verified {
+    /// Always `granted` (anything else fails verification).
     pub status: &'static str,
+    /// serialNumber, hex, without leading zero octets.
     pub serial: String,
+    /// genTime exactly as the token writes it (GeneralizedTime, e.g. `20300101000000.5Z`).
     pub gen_time: String,
+    /// The policy OID, dotted.
     pub policy: String,
+    /// The imprint's hash algorithm (config name, e.g. `sha256`).
     pub hash_algorithm: &'static str,
+    /// The imprint's digest, hex.
     pub digest: String,
+    /// The nonce, hex without leading zero octets; `None` when the token has none.
     pub nonce: Option<String>,
+    /// The declared accuracy in microseconds; `None` when the token states none.
     pub accuracy_us: Option<u64>,
+    /// The first 8 octets of SHA-256 over the TSA certificate's subject Name, hex: a short
+    /// fingerprint to tell TSA identities apart.
     pub tsa_certificate_subject_sha256: String,
+    /// The token signature's scheme, e.g. `ecdsa-p256-sha256`.
     pub signature_algorithm: &'static str,
+    /// Certificates in the verified path, TSA certificate and trust anchor included.
     pub chain_length: usize,
 }
 

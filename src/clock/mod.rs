@@ -1,4 +1,12 @@
 //! The only source of genTime.
+//!
+//! genTime is read through a [`TimeSource`], which refuses to answer when the time cannot be
+//! trusted (ETSI EN 319 421: stop issuing when out of sync). Everything else that needs the
+//! wall clock (file names, the development PKI's validity, load-test reports) reads
+//! [`wall_now`], which makes no such promise. clippy.toml forbids `SystemTime::now` and
+//! `OffsetDateTime::now_utc` everywhere but here.
+
+use std::time::SystemTime;
 
 use crate::protocol::Timestamp;
 
@@ -6,22 +14,58 @@ use crate::protocol::Timestamp;
 /// never with a wrong time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum ClockError {
+    /// The source does not know the time within its declared accuracy: the system clock is
+    /// before 1970, or a test clock was built without a time.
     #[error("the clock is not synchronised")]
     NotSynchronised,
 }
 
+/// A source of genTime: the time stamped into every token.
+///
+/// Contract:
+/// * **Callers.** The pre-processing clock filter (`policy::preprocess::clock::Clock::before`)
+///   reads it once per request, before policy selection; `policy::Tsa::issue` reads
+///   `Tsa::clock` itself when a service has no clock filter; the audit filter reads
+///   [`SystemClock`] for the time of a record whose request got no reading. One value is
+///   shared (`Arc<dyn TimeSource>`) by every core and worker.
+/// * **Threads.** `now` is called concurrently from every `stampd-core-N` (inline dispatch)
+///   and `stampd-worker-N` (queue dispatch), on the request path, so it must be cheap
+///   (a system call, or one atomic read of a published verdict) and must never block: no
+///   lock held across I/O, no network round trip. A sync monitor, where there is one, runs
+///   on its own thread and publishes a verdict with an expiry; `now` only reads it.
+/// * **Errors.** `Err` means "the time cannot be trusted now": the request is answered with
+///   a `timeNotAvailable` rejection and no token. An implementation must return `Err` rather
+///   than a time it cannot vouch for.
 pub trait TimeSource: Send + Sync {
+    /// The current UTC time, to nanoseconds (cut to the policy's precision later), or why it
+    /// cannot be trusted.
     fn now(&self) -> Result<Timestamp, ClockError>;
 }
 
-/// The operating system's real-time clock.
+/// The operating system's wall-clock time, for everything that is **not** genTime: journal
+/// segment and checkpoint times, file ages for retention, the development PKI's validity,
+/// certificates made by tests, load-test reports.
+///
+/// It carries no sync verdict, so it must never be stamped into a token: genTime comes only
+/// from a [`TimeSource`]. This is the one place that reads `SystemTime::now` for the crate
+/// (clippy.toml's `disallowed-methods` points everything else here).
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the one wall-clock reading, documented as not for genTime"
+)]
+pub fn wall_now() -> SystemTime {
+    SystemTime::now()
+}
+
+/// The operating system's real-time clock, trusted as it is (no sync monitor yet): the
+/// production [`TimeSource`] and the default of the `clock` pre-filter.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;
 
 impl TimeSource for SystemClock {
     fn now(&self) -> Result<Timestamp, ClockError> {
         // A system clock set before 1970 is certainly not synchronised.
-        let d = std::time::SystemTime::now()
+        let d = wall_now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_err(|_| ClockError::NotSynchronised)?;
         Ok(Timestamp {
@@ -31,7 +75,8 @@ impl TimeSource for SystemClock {
     }
 }
 
-/// A clock for tests: a fixed time, or no time at all.
+/// A clock for tests: a fixed time, or no time at all (`FixedClock(None)` answers every
+/// request with `timeNotAvailable`).
 #[derive(Debug, Clone, Copy)]
 pub struct FixedClock(pub Option<Timestamp>);
 

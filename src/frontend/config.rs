@@ -97,6 +97,7 @@ impl HttpConfig {
 /// One listening socket and the paths it serves.
 #[derive(Debug, Clone)]
 pub struct Listener {
+    /// The address to bind (port 0: any free port, the same on every core).
     pub addr: SocketAddr,
     /// (path, service index).
     pub routes: Vec<(String, usize)>,

@@ -29,11 +29,15 @@ const MAX_BATCH: usize = 32;
 /// read the error (a "lingering close").
 const LINGER: Duration = Duration::from_millis(500);
 
+/// What every connection of one core's listener shares (an `Rc`: it never leaves the core).
 pub struct Shared {
     /// For `GET /metrics`.
     pub tsa: std::sync::Arc<crate::policy::Tsa>,
+    /// `[server.http]`: size limits and timeouts.
     pub limits: HttpConfig,
+    /// The listener's routes: (path, service index).
     pub routes: Vec<(String, usize)>,
+    /// Where requests are issued: on this core, or through the queue.
     pub backend: Backend,
 }
 
@@ -104,6 +108,9 @@ async fn write_answers(pending: &mut Vec<(Result<Reply, u16>, bool)>, out: &mut 
     }
 }
 
+/// Serves one connection until it closes, fails or times out: parses each head, answers
+/// health, readiness and metrics itself, issues timestamp requests through the backend,
+/// and writes the answers in request order (pipelining).
 pub async fn serve(mut stream: TcpStream, peer: std::net::IpAddr, shared: Rc<Shared>) {
     let _ = stream.set_nodelay(true);
     let limits = &shared.limits;

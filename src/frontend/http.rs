@@ -9,24 +9,38 @@ pub enum Action {
     /// A timestamp request for `service`, received on `routes[route]`, whose body is
     /// `body_len` bytes after the head.
     Timestamp {
+        /// The service index the route maps to.
         service: usize,
+        /// The index of the matched route in `routes`.
         route: usize,
+        /// The body length from Content-Length, within `max_body_bytes`.
         body_len: usize,
+        /// `Expect: 100-continue`: send `100 Continue` before reading the body.
         expect_continue: bool,
     },
     /// `GET /health` (or HEAD): liveness, the process answers.
-    Health { head_only: bool },
+    Health {
+        /// HEAD: the answer carries no body.
+        head_only: bool,
+    },
     /// `GET /ready` (or HEAD): readiness, every signer can sign.
-    Ready { head_only: bool },
+    Ready {
+        /// HEAD: the answer carries no body.
+        head_only: bool,
+    },
     /// `GET /metrics`: Prometheus text from the transaction monitors.
     Metrics,
     /// Answer with an error status. `close`: the framing is lost or the body is unread, so
     /// the connection must close after the answer. `head_only`: the request was HEAD, so
     /// the answer carries no body (RFC 9110 §9.3.2).
     Error {
+        /// The status to answer (400, 404, 405, 411, 413, 415, 417, 431...).
         status: u16,
+        /// Close the connection after the answer.
         close: bool,
+        /// The `Allow` header of a 405.
         allow: Option<&'static str>,
+        /// HEAD: the answer carries no body.
         head_only: bool,
     },
 }
@@ -34,8 +48,11 @@ pub enum Action {
 /// A parsed request head: the action, where the body starts, and keep-alive.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
+    /// What to do with it.
     pub action: Action,
+    /// Bytes of the head, request line to the blank line: the body starts here.
     pub head_len: usize,
+    /// Keep the connection open after the answer (HTTP/1.1 default, `Connection` header).
     pub keep_alive: bool,
     /// HTTP/1.x minor version.
     pub minor: u8,
@@ -44,12 +61,12 @@ pub struct Request {
 /// Not a complete head yet, or a head we must refuse before reading more.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Parsed {
+    /// The head is not complete yet: read more.
     Partial,
+    /// A whole head.
     Complete(Request),
     /// The head is unusable; answer `status` and close.
-    Invalid {
-        status: u16,
-    },
+    Invalid { status: u16 },
 }
 
 const MAX_HEADERS: usize = 48;
@@ -219,6 +236,7 @@ fn is_timestamp_query(v: &[u8]) -> bool {
     media.eq_ignore_ascii_case(b"application/timestamp-query")
 }
 
+/// The reason phrase of a status stampd sends (RFC 9110 §15); `Error` for any other.
 pub fn reason(status: u16) -> &'static str {
     match status {
         100 => "Continue",

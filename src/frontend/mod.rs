@@ -3,8 +3,8 @@
 //! The only monoio code in stampd.
 
 pub mod config;
-pub mod conn;
-pub mod http;
+mod conn;
+mod http;
 
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -66,7 +66,7 @@ impl Backend {
     }
 
     /// The 200 body or HTTP status of a reply, once its audit record is durable (group
-    /// commit), waiting at most [`BACKEND_DEADLINE`].
+    /// commit), waiting at most 30 s (then 503).
     pub async fn answer(reply: Reply) -> Result<Vec<u8>, u16> {
         if reply.durable.is_none() {
             return reply.release().await;
@@ -77,20 +77,28 @@ impl Backend {
     }
 }
 
-/// Frontend settings.
+/// Frontend settings, filled in from `[server]` by the assembler.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// Frontend cores (`stampd-core-N` threads, one monoio runtime each); 0 = one per CPU.
     pub cores: usize,
+    /// Where requests are issued: on the core (`inline`) or by backend workers (`queue`).
     pub dispatch: Dispatch,
+    /// Backend workers with queue dispatch; 0 = one per core.
     pub workers: usize,
+    /// Envelopes the backend queue holds (queue dispatch); when full, requests get 503.
     pub queue_capacity: usize,
+    /// io_uring when available (`auto`), or epoll.
     pub io_driver: IoDriver,
+    /// `[server.http]`: size limits, timeouts, connections per core.
     pub http: HttpConfig,
 }
 
 /// A running server: its bound addresses; dropping it does not stop it.
 pub struct Running {
+    /// The bound address of each listener, in the order given (port 0 resolved).
     pub addrs: Vec<SocketAddr>,
+    /// The I/O driver in use: `io_uring` or `epoll`.
     pub driver: &'static str,
     cores: Vec<std::thread::JoinHandle<()>>,
 }

@@ -17,11 +17,15 @@ pub const BATCH: usize = 64;
 
 /// One request on its way to a backend worker. Only `Send` values.
 pub struct Envelope {
+    /// The index of the service in `Tsa::services` (from the listener's route).
     pub service: usize,
+    /// The request body (DER `TimeStampReq`), copied out of the connection's buffer.
     pub body: Vec<u8>,
     /// The request context the policy mapper may look at.
     pub client: std::net::IpAddr,
+    /// The URL path the request was POSTed to.
     pub path: String,
+    /// The raw HTTP request head, for header rules.
     pub head: Vec<u8>,
     /// The reply; the frontend waits for its audit record (group commit), not the worker.
     pub reply: oneshot::Sender<Reply>,

@@ -117,11 +117,14 @@ pub struct PolicyConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum OneOrMany {
+    /// `key = "value"`.
     One(String),
+    /// `key = ["a", "b"]`.
     Many(Vec<String>),
 }
 
 impl OneOrMany {
+    /// The values, one or many alike.
     pub fn values(&self) -> &[String] {
         match self {
             OneOrMany::One(s) => std::slice::from_ref(s),

@@ -80,6 +80,7 @@ impl Cidr {
         Some(Cidr { addr, prefix })
     }
 
+    /// Whether `ip` lies in this network; an IPv4-mapped IPv6 address counts as IPv4.
     pub fn contains(&self, ip: IpAddr) -> bool {
         // An IPv4 client seen through an IPv6 socket (::ffff:a.b.c.d) is an IPv4 client.
         let ip = match ip {
@@ -109,7 +110,9 @@ fn masked(net: u128, addr: u128, prefix: u8, bits: u8) -> bool {
 /// A string rule: exact values or a regular expression.
 #[derive(Debug, Clone)]
 pub enum StringMatch {
+    /// Any of these values, byte for byte.
     Exact(Vec<String>),
+    /// A regular expression, unanchored (add `^...$` to match the whole value).
     Regex(Regex),
 }
 
@@ -127,14 +130,18 @@ impl StringMatch {
 pub struct Rules {
     /// Accepted reqPolicy: `absent`, and OIDs.
     pub requested_policy: Option<(bool, Vec<Oid>)>,
+    /// Accepted imprint hash algorithms.
     pub hash_algorithm: Option<Vec<HashAlg>>,
+    /// Accepted client networks.
     pub client: Option<Vec<Cidr>>,
+    /// Accepted URL paths.
     pub path: Option<StringMatch>,
     /// (header name, value rule).
     pub header: Option<(String, StringMatch)>,
 }
 
 impl Rules {
+    /// Whether every rule present accepts the request (no rule: every request).
     pub fn matches(&self, req: &TimeStampReq<'_>, meta: &RequestMeta<'_>) -> bool {
         let policy_ok = match &self.requested_policy {
             None => true,

@@ -41,7 +41,9 @@ use std::time::Instant;
 
 /// One policy of a service, compiled from its filter chain (see [`chain`]).
 pub struct Policy {
+    /// The `[policy.NAME]` name, for logs, metrics and the audit trail.
     pub name: Arc<str>,
+    /// The policy OID stamped into every token (TSTInfo.policy).
     pub oid: Oid,
     /// `oid` in dotted form, for the audit trail.
     pub oid_text: Arc<str>,
@@ -111,8 +113,11 @@ impl Policy {
 
 /// A timestamp service: its signer, its policies and how it answers.
 pub struct Service {
+    /// The `[[service]] name`, for logs, metrics and the audit trail.
     pub name: String,
+    /// The service's `signer`, used unless a policy's timestamp-token filter names another.
     pub signer: Arc<dyn TokenSigner>,
+    /// The policies, tried in order ([`Service::select`]).
     pub policies: Vec<Policy>,
     /// Used when no policy matches and the request's reqPolicy allows it.
     pub fallback: Option<Policy>,
@@ -141,7 +146,9 @@ impl Service {
 /// A complete `TimeStampResp` and what it says.
 #[derive(Debug)]
 pub struct Reply {
+    /// The `TimeStampResp` DER; empty when the outcome is an HTTP refusal.
     pub der: Vec<u8>,
+    /// What happened, for the audit trail, metrics and the HTTP status.
     pub outcome: Outcome,
     /// Group commit: the reply may leave only once this fires with `true`.
     pub durable: Option<Durable>,
@@ -193,8 +200,12 @@ impl Reply {
 
 /// Everything needed to issue tokens; shared by every core and worker.
 pub struct Tsa {
+    /// Every service, indexed by the frontend's routes.
     pub services: Vec<Service>,
+    /// The TSA's clock: the clock filters' default source, and genTime for a service
+    /// without a clock filter.
     pub clock: Arc<dyn TimeSource>,
+    /// The serial-number space shared by every service.
     pub serials: SerialSpace,
     /// The audit trail (for its metrics; services' audit filters hold it too).
     pub audit: Arc<dyn AuditSink>,

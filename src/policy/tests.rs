@@ -24,7 +24,7 @@ const NOW: Timestamp = Timestamp {
 };
 
 fn now() -> Timestamp {
-    let d = std::time::SystemTime::now()
+    let d = crate::clock::wall_now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap();
     Timestamp {

@@ -6,6 +6,8 @@ use super::der::{tag, DerError, Reader};
 use super::oid;
 use super::time::{parse_generalized_time, Timestamp};
 
+/// The parts of one DER certificate, borrowed from its bytes. Parsing checks the structure,
+/// not the signature or the chain (that is [`crate::client::verify`]'s job).
 #[derive(Debug, Clone)]
 pub struct CertView<'a> {
     /// The whole certificate encoding.
@@ -18,7 +20,9 @@ pub struct CertView<'a> {
     pub issuer: &'a [u8],
     /// subject Name TLV.
     pub subject: &'a [u8],
+    /// `validity.notBefore` (UTCTime or GeneralizedTime), inclusive.
     pub not_before: Timestamp,
+    /// `validity.notAfter`, inclusive (RFC 5280 §4.1.2.5).
     pub not_after: Timestamp,
     /// SubjectPublicKeyInfo TLV.
     pub spki: &'a [u8],
@@ -39,6 +43,7 @@ pub struct CertView<'a> {
 /// The extendedKeyUsage extension (RFC 5280 §4.2.1.12).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExtendedKeyUsage<'a> {
+    /// Marked critical (RFC 3161 §2.3 requires it for a TSA certificate).
     pub critical: bool,
     /// KeyPurposeId OIDs as content octets.
     pub purposes: Vec<&'a [u8]>,
@@ -49,7 +54,9 @@ pub struct ExtendedKeyUsage<'a> {
 pub struct Extension<'a> {
     /// OID content octets.
     pub oid: &'a [u8],
+    /// The `critical` flag (DEFAULT FALSE).
     pub critical: bool,
+    /// The `extnValue` OCTET STRING content (the DER of the extension's own value).
     pub value: &'a [u8],
 }
 
@@ -80,6 +87,8 @@ fn bit_string_bytes(v: &[u8]) -> Result<&[u8], DerError> {
 }
 
 impl<'a> CertView<'a> {
+    /// Parses one DER certificate spanning the whole of `raw`, extensions included; the
+    /// signature is not checked.
     pub fn parse(raw: &'a [u8]) -> Result<Self, DerError> {
         let mut cert = Reader::new(super::der::read_single(raw, tag::SEQUENCE)?.value);
         let tbs_tlv = cert.read(tag::SEQUENCE)?;
@@ -138,6 +147,7 @@ impl<'a> CertView<'a> {
         Ok(view)
     }
 
+    /// The certificate's extensions in order (already validated by [`CertView::parse`]).
     pub fn extensions(&self) -> impl Iterator<Item = Extension<'a>> + 'a {
         let mut r = Reader::new(self.extensions);
         std::iter::from_fn(move || {
@@ -149,6 +159,7 @@ impl<'a> CertView<'a> {
         })
     }
 
+    /// The first extension whose OID content octets are `id`.
     pub fn extension(&self, id: &[u8]) -> Option<Extension<'a>> {
         self.extensions().find(|e| e.oid == id)
     }
@@ -223,6 +234,7 @@ impl<'a> CertView<'a> {
         false
     }
 
+    /// Whether `t` lies within the validity period, both ends included.
     pub fn valid_at(&self, t: Timestamp) -> bool {
         self.not_before <= t && t <= self.not_after
     }

@@ -18,7 +18,12 @@ pub enum DerError {
     /// High-tag-number form; nothing in RFC 3161 uses it.
     UnsupportedTag,
     /// A different tag than the schema requires at this position.
-    UnexpectedTag { expected: u8, found: u8 },
+    UnexpectedTag {
+        /// The tag the schema requires.
+        expected: u8,
+        /// The tag in the input.
+        found: u8,
+    },
     /// An INTEGER with redundant leading octets, or empty (X.690 §8.3.2).
     NonMinimalInteger,
     /// A BOOLEAN that is not a single 0x00 or 0xFF octet (X.690 §11.1).
@@ -47,16 +52,28 @@ impl std::fmt::Display for DerError {
     }
 }
 
+/// The identifier octets RFC 3161 and CMS use (X.680 universal tags; X.690 §8.1.2: bit 6
+/// set for constructed encodings).
 pub mod tag {
+    /// UNIVERSAL 1.
     pub const BOOLEAN: u8 = 0x01;
+    /// UNIVERSAL 2.
     pub const INTEGER: u8 = 0x02;
+    /// UNIVERSAL 3 (primitive: DER forbids the constructed form).
     pub const BIT_STRING: u8 = 0x03;
+    /// UNIVERSAL 4 (primitive).
     pub const OCTET_STRING: u8 = 0x04;
+    /// UNIVERSAL 5.
     pub const NULL: u8 = 0x05;
+    /// UNIVERSAL 6, OBJECT IDENTIFIER.
     pub const OID: u8 = 0x06;
+    /// UNIVERSAL 12.
     pub const UTF8_STRING: u8 = 0x0c;
+    /// UNIVERSAL 24.
     pub const GENERALIZED_TIME: u8 = 0x18;
+    /// UNIVERSAL 16, constructed (SEQUENCE and SEQUENCE OF).
     pub const SEQUENCE: u8 = 0x30;
+    /// UNIVERSAL 17, constructed (SET and SET OF).
     pub const SET: u8 = 0x31;
     /// `[n]` constructed, context-specific.
     pub const fn ctx_cons(n: u8) -> u8 {
@@ -71,8 +88,11 @@ pub mod tag {
 /// One decoded TLV: the tag, the content octets, and the whole encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tlv<'a> {
+    /// The identifier octet (single-byte tags only).
     pub tag: u8,
+    /// The content octets.
     pub value: &'a [u8],
+    /// The whole encoding: identifier, length and content octets.
     pub raw: &'a [u8],
 }
 
@@ -83,10 +103,12 @@ pub struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    /// A reader at the start of `buf` (typically the content octets of a constructed TLV).
     pub fn new(buf: &'a [u8]) -> Self {
         Reader { buf }
     }
 
+    /// True when every TLV has been read.
     pub fn is_empty(&self) -> bool {
         self.buf.is_empty()
     }
@@ -218,6 +240,8 @@ pub fn read_single(input: &[u8], tag: u8) -> Result<Tlv<'_>, DerError> {
     Ok(tlv)
 }
 
+/// Checks INTEGER content octets are minimal (X.690 §8.3.2): not empty, and no redundant
+/// leading 0x00 or 0xFF octet.
 pub fn check_minimal_integer(v: &[u8]) -> Result<(), DerError> {
     match v {
         [] => Err(DerError::NonMinimalInteger),
@@ -232,6 +256,8 @@ pub fn integer_is_negative(v: &[u8]) -> bool {
     v.first().is_some_and(|b| b & 0x80 != 0)
 }
 
+/// The value of non-negative INTEGER content octets that fits in 64 bits; `InvalidValue`
+/// when negative or larger.
 pub fn integer_to_u64(v: &[u8]) -> Result<u64, DerError> {
     if integer_is_negative(v) {
         return Err(DerError::InvalidValue);

@@ -19,6 +19,8 @@ pub use time::{Precision, Timestamp};
 
 /// Entry points for fuzz targets: each must never panic on any input.
 pub mod fuzzing {
+    /// Decodes `data` as a `TimeStampReq`, then checks its imprint and walks its extensions,
+    /// as the request path does.
     pub fn decode_request(data: &[u8]) {
         if let Ok(req) = super::request::decode(data) {
             let _ = super::request::check_imprint(&req);
@@ -26,10 +28,13 @@ pub mod fuzzing {
         }
     }
 
+    /// Decodes `data` as a `TimeStampResp` and any token inside it, as `stampd verify` does.
     pub fn decode_response(data: &[u8]) {
         let _ = super::response::decode(data);
     }
 
+    /// Parses `data` as a certificate and reads its extendedKeyUsage, as the signer's
+    /// startup checks do.
     pub fn parse_certificate(data: &[u8]) {
         if let Ok(c) = super::cert::CertView::parse(data) {
             let _ = c.extended_key_usage();

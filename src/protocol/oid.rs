@@ -43,6 +43,7 @@ impl Oid {
         Some(Oid(out))
     }
 
+    /// The content octets (without tag and length), as the decoders report OIDs.
     pub fn as_bytes(&self) -> &[u8] {
         &self.0
     }

@@ -24,19 +24,29 @@ pub const MAX_NONCE_OCTETS: usize = 64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum HashAlg {
+    /// SHA-1 (FIPS 180-4), 20 octets. Broken for collisions: accept it only for legacy
+    /// clients.
     Sha1,
+    /// SHA-256 (FIPS 180-4), 32 octets.
     Sha256,
+    /// SHA-384 (FIPS 180-4), 48 octets.
     Sha384,
+    /// SHA-512 (FIPS 180-4), 64 octets.
     Sha512,
+    /// SHA3-256 (FIPS 202), 32 octets.
     #[serde(rename = "sha3-256")]
     Sha3_256,
+    /// SHA3-384 (FIPS 202), 48 octets.
     #[serde(rename = "sha3-384")]
     Sha3_384,
+    /// SHA3-512 (FIPS 202), 64 octets.
     #[serde(rename = "sha3-512")]
     Sha3_512,
 }
 
 impl HashAlg {
+    /// Every algorithm, in a fixed order. Append only: an audit record stores its hash
+    /// algorithm as the index here plus one, so reordering would misread old journals.
     pub const ALL: [HashAlg; 7] = [
         HashAlg::Sha1,
         HashAlg::Sha256,
@@ -47,6 +57,8 @@ impl HashAlg {
         HashAlg::Sha3_512,
     ];
 
+    /// The algorithm's OID content octets (RFC 3279 for SHA-1, RFC 5754 §2 for SHA-2,
+    /// NIST's CSOR arc for SHA-3).
     pub fn oid(self) -> &'static [u8] {
         match self {
             HashAlg::Sha1 => oid::SHA1,
@@ -59,16 +71,22 @@ impl HashAlg {
         }
     }
 
+    /// The algorithm whose OID content octets are `bytes`; `None` when stampd does not know
+    /// it (answered with `badAlg`).
     pub fn from_oid_bytes(bytes: &[u8]) -> Option<Self> {
         Self::ALL.into_iter().find(|h| h.oid() == bytes)
     }
 
+    /// The algorithm named `name` as in config and on the command line (`sha256`,
+    /// `sha3-256`...), ignoring ASCII case.
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL
             .into_iter()
             .find(|h| h.name().eq_ignore_ascii_case(name))
     }
 
+    /// The digest length in octets; a request's hashedMessage must have exactly this length
+    /// (`badDataFormat` otherwise).
     pub fn digest_len(self) -> usize {
         match self {
             HashAlg::Sha1 => 20,
@@ -78,6 +96,7 @@ impl HashAlg {
         }
     }
 
+    /// The config and command-line name, lower case (the serde name).
     pub fn name(self) -> &'static str {
         match self {
             HashAlg::Sha1 => "sha1",
@@ -125,6 +144,7 @@ impl HashAlg {
 /// A decoded request. Slices point into the request body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TimeStampReq<'a> {
+    /// `version`; only 1 is accepted, by [`check_imprint`] (`badRequest`).
     pub version: u64,
     /// The whole MessageImprint TLV, copied into TSTInfo byte for byte (RFC 3161 §2.4.2).
     pub message_imprint: &'a [u8],
@@ -132,11 +152,13 @@ pub struct TimeStampReq<'a> {
     pub hash_oid: &'a [u8],
     /// True when hashAlgorithm carried parameters other than absent or NULL.
     pub hash_params_invalid: bool,
+    /// The hashedMessage octets (the digest of the requester's data).
     pub digest: &'a [u8],
     /// reqPolicy OID content octets.
     pub req_policy: Option<&'a [u8]>,
     /// Nonce INTEGER content octets, echoed exactly.
     pub nonce: Option<&'a [u8]>,
+    /// certReq: put the TSA certificate (and, per policy, its chain) into the token.
     pub cert_req: bool,
     extensions: &'a [u8],
 }
@@ -159,6 +181,7 @@ impl<'a> TimeStampReq<'a> {
         })
     }
 
+    /// True when the request carries `extensions [0]`.
     pub fn has_extensions(&self) -> bool {
         !self.extensions.is_empty()
     }

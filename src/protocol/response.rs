@@ -6,32 +6,47 @@ use super::oid;
 use super::status::{FailureInfo, PkiStatus};
 use super::time::{parse_generalized_time, Timestamp};
 
+/// A decoded `TimeStampResp` (RFC 3161 §2.4.2), borrowing from the input bytes.
 #[derive(Debug, Clone)]
 pub struct Response<'a> {
+    /// `PKIStatusInfo.status`: granted, rejection, waiting...
     pub status: PkiStatus,
+    /// `PKIStatusInfo.statusString`, one entry per UTF8String (invalid UTF-8 replaced);
+    /// empty when absent.
     pub status_text: Vec<String>,
     /// Named failure bits that were set, lowest first.
     pub fail_info: Vec<FailureInfo>,
+    /// `timeStampToken`: present when granted, absent on a rejection.
     pub token: Option<Token<'a>>,
 }
 
+/// A decoded timestamp token: a CMS `ContentInfo` holding `SignedData` over a `TSTInfo`
+/// (RFC 3161 §2.4.2, RFC 5652 §5). Fields borrow from the input bytes.
 #[derive(Debug, Clone)]
 pub struct Token<'a> {
     /// The whole ContentInfo TLV.
     pub raw: &'a [u8],
+    /// `SignedData.version` (3 for tokens with an eContentType other than id-data).
     pub signed_data_version: u64,
     /// DER TSTInfo (eContent octets).
     pub tst_info_der: &'a [u8],
+    /// The decoded `TSTInfo`.
     pub tst_info: TstInfo<'a>,
+    /// Each certificate TLV of `SignedData.certificates`, in order; empty when absent (a
+    /// request without certReq).
     pub certificates: Vec<&'a [u8]>,
+    /// Every `SignerInfo`, in order (a stampd token has exactly one).
     pub signer_infos: Vec<SignerInfo<'a>>,
 }
 
+/// One CMS `SignerInfo` (RFC 5652 §5.3) whose `sid` is an `IssuerAndSerialNumber`.
 #[derive(Debug, Clone)]
 pub struct SignerInfo<'a> {
+    /// `SignerInfo.version` (1 with IssuerAndSerialNumber).
     pub version: u64,
-    /// issuer Name TLV and serialNumber INTEGER TLV of IssuerAndSerialNumber.
+    /// The issuer Name TLV of IssuerAndSerialNumber.
     pub sid_issuer: &'a [u8],
+    /// The serialNumber INTEGER TLV of IssuerAndSerialNumber.
     pub sid_serial: &'a [u8],
     /// digestAlgorithm OID content octets.
     pub digest_alg: &'a [u8],
@@ -39,6 +54,8 @@ pub struct SignerInfo<'a> {
     pub signed_attrs: &'a [u8],
     /// signatureAlgorithm AlgorithmIdentifier TLV.
     pub signature_alg: &'a [u8],
+    /// The signature value (OCTET STRING content): RSA or Ed25519 bytes, or a DER
+    /// ECDSA-Sig-Value.
     pub signature: &'a [u8],
 }
 
@@ -63,26 +80,40 @@ impl<'a> SignerInfo<'a> {
     }
 }
 
+/// A decoded `TSTInfo` (RFC 3161 §2.4.2), borrowing from the input bytes.
 #[derive(Debug, Clone)]
 pub struct TstInfo<'a> {
+    /// `version` (1).
     pub version: u64,
+    /// The policy OID's content octets.
     pub policy: &'a [u8],
+    /// The whole `messageImprint` SEQUENCE TLV, to compare with the request's.
     pub message_imprint: &'a [u8],
+    /// The imprint's hash algorithm OID content octets.
     pub hash_oid: &'a [u8],
+    /// The imprint's digest (`hashedMessage` content).
     pub digest: &'a [u8],
     /// serialNumber INTEGER content octets.
     pub serial: &'a [u8],
+    /// `genTime`, parsed.
     pub gen_time: Timestamp,
+    /// `genTime` as written, e.g. `20300101000000.123Z`, to check its form (RFC 3161
+    /// §2.4.2: no trailing zeros in the fraction).
     pub gen_time_text: &'a str,
-    /// (seconds, millis, micros).
+    /// `accuracy` as (seconds, millis, micros), absent parts 0; `None` when absent.
     pub accuracy: Option<(u64, u64, u64)>,
+    /// `ordering` (DEFAULT FALSE; ETSI EN 319 422 requires false).
     pub ordering: bool,
+    /// The `nonce` INTEGER's content octets, echoed from the request.
     pub nonce: Option<&'a [u8]>,
     /// The GeneralName TLV inside `tsa [0]`.
     pub tsa: Option<&'a [u8]>,
+    /// Whether `extensions [1]` is present (its contents are not decoded).
     pub has_extensions: bool,
 }
 
+/// Decodes a DER `TimeStampResp`, and the token inside it when there is one. Strict DER:
+/// trailing bytes, indefinite lengths and unknown fields are errors.
 pub fn decode(input: &[u8]) -> Result<Response<'_>, DerError> {
     let mut resp = Reader::new(der::read_single(input, tag::SEQUENCE)?.value);
     let mut si = resp.read_nested(tag::SEQUENCE)?;
@@ -185,6 +216,7 @@ pub fn decode_token(raw: &[u8]) -> Result<Token<'_>, DerError> {
     })
 }
 
+/// Decodes a DER `TSTInfo` (the eContent of a token), strictly.
 pub fn decode_tst_info(input: &[u8]) -> Result<TstInfo<'_>, DerError> {
     let mut t = Reader::new(der::read_single(input, tag::SEQUENCE)?.value);
     let version = t.read_u64()?;

@@ -23,6 +23,8 @@ pub enum FailureInfo {
 }
 
 impl FailureInfo {
+    /// The ASN.1 name of the bit (`badAlg`...), as logs, the audit trail and `stampd verify`
+    /// write it.
     pub fn name(self) -> &'static str {
         match self {
             FailureInfo::BadAlg => "badAlg",
@@ -35,6 +37,8 @@ impl FailureInfo {
         }
     }
 
+    /// The bit number in PKIFailureInfo (bit 0 is the most significant bit of the first
+    /// octet).
     pub fn bit(self) -> u8 {
         self as u8
     }
@@ -73,15 +77,22 @@ impl FailureInfo {
 /// PKIStatus values (RFC 3161 §2.4.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PkiStatus {
+    /// A token is included, exactly as requested.
     Granted = 0,
+    /// A token is included, with modifications (stampd never sends it).
     GrantedWithMods = 1,
+    /// No token; failInfo says why.
     Rejection = 2,
+    /// Not yet processed; the requester should ask again later (stampd never sends it).
     Waiting = 3,
+    /// The TSA's certificate is about to be revoked (stampd never sends it).
     RevocationWarning = 4,
+    /// The TSA's certificate has been revoked (stampd never sends it).
     RevocationNotification = 5,
 }
 
 impl PkiStatus {
+    /// The status with this INTEGER value; `None` for a value RFC 3161 does not define.
     pub fn from_u64(v: u64) -> Option<Self> {
         Some(match v {
             0 => PkiStatus::Granted,
@@ -94,6 +105,7 @@ impl PkiStatus {
         })
     }
 
+    /// The ASN.1 name (`granted`, `rejection`...), for `stampd verify` and logs.
     pub fn name(self) -> &'static str {
         match self {
             PkiStatus::Granted => "granted",
@@ -111,11 +123,14 @@ impl PkiStatus {
 /// (Debug output, paths, library messages) can never reach the wire through it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rejection {
+    /// The single failInfo bit the response carries.
     pub fail: FailureInfo,
+    /// The statusString text, sent when the service's (or policy's) `status_text` is on.
     pub text: &'static str,
 }
 
 impl Rejection {
+    /// A rejection with failure info `fail` and statusString `text`.
     pub const fn new(fail: FailureInfo, text: &'static str) -> Self {
         Rejection { fail, text }
     }

@@ -9,7 +9,10 @@ use super::der::tag;
 /// A point in time: whole seconds since the Unix epoch plus nanoseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Timestamp {
+    /// Seconds since 1970-01-01T00:00:00Z, ignoring leap seconds (Unix time); negative
+    /// before 1970.
     pub unix_secs: i64,
+    /// Nanoseconds within the second, 0 to 999,999,999.
     pub nanos: u32,
 }
 
@@ -79,6 +82,7 @@ impl Precision {
         }
     }
 
+    /// The config name: `s`, `ms` or `us`.
     pub fn name(self) -> &'static str {
         match self {
             Precision::Seconds => "s",

@@ -6,22 +6,31 @@ use crate::protocol::{oid, Timestamp};
 /// What is wrong with a TSA certificate. Each message says what to fix.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CertProblem {
+    /// The leaf is not DER X.509 (or its chain could not be encoded into the template).
     #[error("the certificate could not be parsed as DER X.509")]
     Unparseable,
+    /// The certificate is for another key.
     #[error("the certificate's public key does not match the private key")]
     KeyMismatch,
+    /// No extendedKeyUsage extension (RFC 3161 §2.3 requires one).
     #[error("the certificate has no extendedKeyUsage extension; a TSA certificate needs a critical EKU with only id-kp-timeStamping (RFC 3161 §2.3)")]
     EkuMissing,
+    /// extendedKeyUsage is present but not critical (RFC 3161 §2.3).
     #[error("the certificate's extendedKeyUsage is not marked critical (RFC 3161 §2.3 requires critical)")]
     EkuNotCritical,
+    /// extendedKeyUsage names another purpose than id-kp-timeStamping, or more than it.
     #[error("the certificate's extendedKeyUsage must hold exactly id-kp-timeStamping (1.3.6.1.5.5.7.3.8) and nothing else")]
     EkuWrongPurpose,
+    /// The current time lies outside the certificate's validity.
     #[error(
         "the certificate is not valid now (valid from {not_before} to {not_after}, now {now})"
     )]
     NotValidNow {
+        /// The certificate's notBefore, RFC 3339.
         not_before: String,
+        /// The certificate's notAfter, RFC 3339.
         not_after: String,
+        /// The time checked, RFC 3339.
         now: String,
     },
 }
@@ -80,7 +89,7 @@ mod tests {
         let (der, public) = cert_with_eku(eku);
         let view = CertView::parse(&der).unwrap();
         let now = Timestamp {
-            unix_secs: time::OffsetDateTime::now_utc().unix_timestamp(),
+            unix_secs: time::OffsetDateTime::from(crate::clock::wall_now()).unix_timestamp(),
             nanos: 0,
         };
         check_tsa_certificate(&view, &public, now)
@@ -107,7 +116,7 @@ mod tests {
         let (der, _) = cert_with_eku(Some((TIME_STAMPING.to_vec(), true)));
         let view = CertView::parse(&der).unwrap();
         let now = Timestamp {
-            unix_secs: time::OffsetDateTime::now_utc().unix_timestamp(),
+            unix_secs: time::OffsetDateTime::from(crate::clock::wall_now()).unix_timestamp(),
             nanos: 0,
         };
         assert_eq!(

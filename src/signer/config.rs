@@ -35,6 +35,7 @@ pub struct SignerConfig {
     pub sessions: usize,
 }
 
+/// `kind` of a `[signer.NAME]`: where the private key lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SignerKind {

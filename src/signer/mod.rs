@@ -42,6 +42,7 @@ impl Reservation {
         }
     }
 
+    /// The session index this reservation holds (0 when unpooled).
     pub fn slot(&self) -> usize {
         self.slot
     }
@@ -97,6 +98,31 @@ impl Certified {
     }
 }
 
+/// A private key that signs tokens, with its checked certificate chain.
+///
+/// Contract:
+/// * **Callers.** `policy::Tsa::issue` (step 11 and 13 of the request path in
+///   docs/architecture.md) calls [`reserve`](TokenSigner::reserve) once per request after
+///   the request passed every check and got its serial, then [`sign`](TokenSigner::sign)
+///   once with that reservation over the DER signed attributes. `Tsa::ready` (`GET /ready`)
+///   and `Tsa::metrics` (`GET /metrics`) call [`ready`](TokenSigner::ready) and
+///   [`metrics`](TokenSigner::metrics); benches, tests and the load generator also sign
+///   directly. The accessors (`template`, `chain`, `validity`, `key_id`) are read on every
+///   request and must be plain field reads.
+/// * **Threads.** One signer (`Arc<dyn TokenSigner>`) is shared by every `stampd-core-N`
+///   (inline dispatch) and `stampd-worker-N` (queue dispatch), which call it concurrently.
+///   With inline dispatch `reserve` and `sign` run on a core's event loop, so they must
+///   return promptly: `reserve` may block only for a bounded time waiting for capacity (the
+///   PKCS#11 pool waits at most 2 s for a free session, and not at all while no session
+///   works); `sign` may block for one signature (an HSM round trip). `ready` and `metrics`
+///   run on a core and must never block (atomics only).
+/// * **Errors.** `Err(SignError::Unavailable)` from `reserve` means "no capacity now"
+///   (overload or an outage); `Err(SignError::Failed)` from `sign` means this signature
+///   failed. Both are the TSA's trouble, never the requester's: the request is answered with
+///   a `systemFailure` rejection and nothing is retried. A signer recovers by itself (the
+///   PKCS#11 healer thread); it must not panic, and it must never reveal key material.
+/// * **Reservations.** Dropping a [`Reservation`] unused gives its capacity back, so a
+///   request that fails between `reserve` and `sign` loses nothing.
 pub trait TokenSigner: Send + Sync {
     /// The key's certificate chain and token template.
     fn certified(&self) -> &Certified;
@@ -116,8 +142,11 @@ pub trait TokenSigner: Send + Sync {
     fn key_id(&self) -> &Arc<str> {
         &self.certified().key_id
     }
+    /// Takes the capacity for one signature (an HSM session; nothing for a key in memory),
+    /// waiting a bounded time at most. `Unavailable` when there is none.
     fn reserve(&self) -> Result<Reservation, SignError>;
-    /// Signs `message` (the DER signed attributes), consuming the reservation.
+    /// Signs `message` (the DER signed attributes, RFC 5652 §5.4) with the scheme of the
+    /// template: RSA or Ed25519 bytes, or a DER ECDSA-Sig-Value. Consumes the reservation.
     fn sign(&self, reservation: Reservation, message: &[u8]) -> Result<Vec<u8>, SignError>;
     /// Whether the signer can sign now (readiness). A key in memory always can; an HSM pool
     /// cannot while none of its sessions works.

@@ -48,6 +48,10 @@ pub enum RsaPadding {
     Pss,
 }
 
+/// `kind = "file"`: a PKCS#8 private key held in this process's memory (ECDSA P-256/P-384,
+/// Ed25519, RSA 2048-4096), signed with aws-lc-rs. `reserve` never waits and `sign` takes
+/// one signature's CPU time on the calling thread. For development and for keys that need
+/// no HSM; the key is read once at start and never written anywhere.
 pub struct SoftwareSigner {
     key: Key,
     rng: SystemRandom,

@@ -1,6 +1,9 @@
 //! The shared harness: starts the real `stampd` binary on a loopback port and talks to it
 //! over real sockets. Every test owns its server; dropping it kills the process.
-#![allow(dead_code)] // each test binary uses a different part of the harness
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the harness"
+)]
 
 pub mod pg;
 

@@ -18,10 +18,12 @@ use super::{unix_now, Hash, Journal, Kind, Position, Progress};
 const PREFILL: u64 = 256 << 10;
 
 impl Journal {
+    /// The durability and shipping progress, shared with the shipper and readers.
     pub fn progress(&self) -> Arc<Progress> {
         self.progress.clone()
     }
 
+    /// The last frame written: its seq and hash (the chain head).
     pub fn head(&self) -> (u64, Hash) {
         (self.next_seq - 1, self.head)
     }
@@ -178,7 +180,7 @@ impl Journal {
             let old = std::fs::metadata(&path)
                 .and_then(|m| m.modified())
                 .ok()
-                .and_then(|t| t.elapsed().ok())
+                .and_then(|t| crate::clock::wall_now().duration_since(t).ok())
                 .is_some_and(|age| age > keep);
             // The segment's last frame is the one before the next segment's header.
             let last = segment_header(&segment_path(dir, next)).map(|h| h.seq.saturating_sub(1));

@@ -21,12 +21,17 @@ const MAX_FRAME: usize = 16 << 20;
 /// One decoded frame.
 #[derive(Debug, Clone)]
 pub struct Frame {
+    /// What the body holds.
     pub kind: Kind,
     /// The last frame of one write (one batch).
     pub batch_end: bool,
+    /// The frame's number, counted over the whole journal from 0.
     pub seq: u64,
+    /// The previous frame's hash (zeros for the journal's first frame).
     pub prev: Hash,
+    /// SHA-256 of this frame's payload: what the next frame must name as `prev`.
     pub hash: Hash,
+    /// The body: a segment header, an encoded record, or a checkpoint time.
     pub body: Vec<u8>,
 }
 

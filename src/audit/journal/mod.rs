@@ -43,12 +43,17 @@ pub use verify::{verify, Verified};
 
 use segment::segment_header;
 
+/// A SHA-256 digest: a frame's hash (of its payload), which the next frame names as `prev`.
 pub type Hash = [u8; 32];
 
+/// What a frame holds (the low 7 bits of its kind byte; values are on disk, never reuse one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// A segment header: first frame of every segment file (magic, journal id, number).
     Segment = 0,
+    /// An audit [`Record`](super::Record) in its binary form.
     Record = 1,
+    /// A checkpoint: its wall-clock time (Unix seconds, u64 LE); its hash is logged.
     Checkpoint = 2,
 }
 
@@ -63,7 +68,9 @@ impl Kind {
 /// A place in the journal: the segment number and a byte offset in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Position {
+    /// The segment number (the file `NNNNNNNNNNNNNNNNNNNN.seg`).
     pub segment: u64,
+    /// Bytes from the start of that segment file.
     pub offset: u64,
 }
 
@@ -78,6 +85,7 @@ impl Position {
 /// Journal settings (`[audit.journal]`).
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// The directory of the segment files (`[audit.journal] dir`, resolved).
     pub dir: PathBuf,
     /// A segment is closed and a new one begun once it reaches this size.
     pub segment_bytes: u64,
@@ -92,6 +100,8 @@ pub struct Settings {
 /// How far the journal is durable and how far it has been shipped, shared with the shipper.
 #[derive(Debug)]
 pub struct Progress {
+    /// This journal's random id, written in every segment header (the shipper's rows name
+    /// it, so two journals never collide in PostgreSQL).
     pub journal_id: u64,
     /// The last frame known to be on disk.
     pub committed_seq: AtomicU64,
@@ -101,6 +111,8 @@ pub struct Progress {
     /// The last frame shipped to PostgreSQL (`u64::MAX` without a shipper: retention may
     /// delete any closed segment).
     pub shipped_seq: AtomicU64,
+    /// Poked by the writer after each commit, so the shipper ships at once rather than at
+    /// its next poll.
     pub wake: tokio::sync::Notify,
 }
 
@@ -150,8 +162,9 @@ pub struct Journal {
     buf: Vec<u8>,
 }
 
+/// Wall-clock Unix seconds for checkpoint bodies and torn-tail file names (not genTime).
 fn unix_now() -> u64 {
-    SystemTime::now()
+    crate::clock::wall_now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
 }

@@ -15,6 +15,7 @@ use super::{unix_now, Hash, Journal, Kind, Position, Progress, Settings};
 /// What [`Journal::open`] found.
 #[derive(Debug, Default)]
 pub struct OpenReport {
+    /// The directory held no segment: a new journal (with a new random id) was begun.
     pub created: bool,
     /// Bytes of a torn tail that were cut (and kept in a `.torn-*` file).
     pub torn_bytes: u64,

@@ -13,13 +13,20 @@ use super::Position;
 /// What a [`Reader`] found next.
 #[derive(Debug)]
 pub enum Next {
+    /// The next whole frame, its length, CRC and kind checked.
     Frame(Frame),
     /// Nothing more yet (or `Incomplete` bytes of an unfinished write at the end).
     End {
+        /// Bytes after the last whole frame: a write in progress, or a torn tail.
         incomplete: u64,
     },
+    /// A frame that cannot be read where it lies: an impossible length, a CRC mismatch, an
+    /// unknown kind, or an incomplete frame in a closed segment. ([`Reader::next_settled`]
+    /// reads it again while a writer may still be finishing it.)
     Corrupt {
+        /// Where the bad frame starts.
         at: Position,
+        /// What is wrong with it.
         reason: String,
     },
 }

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use super::frame::{parse_frame, push_frame, Frame, Parse, FRAME_HEAD, MAGIC, PAYLOAD_HEAD};
 use super::{Hash, Kind};
 
+/// The file of segment `segment` in `dir`: its number in 20 digits, `.seg`, so names sort
+/// in order.
 pub fn segment_path(dir: &Path, segment: u64) -> PathBuf {
     dir.join(format!("{segment:020}.seg"))
 }

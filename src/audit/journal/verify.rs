@@ -12,10 +12,16 @@ use super::{Hash, Kind};
 /// The result of [`verify`].
 #[derive(Debug, Default)]
 pub struct Verified {
+    /// Record frames read before the end or the first break.
     pub records: u64,
+    /// Checkpoint frames read.
     pub checkpoints: u64,
+    /// Segment files read.
     pub segments: u64,
+    /// The seq of the first frame present (above 0 once retention removed segments).
     pub first_seq: Option<u64>,
+    /// The last whole frame: its seq and hash (the value to compare with a logged
+    /// checkpoint).
     pub head: Option<(u64, Hash)>,
     /// Bytes of an unfinished write at the very end (a torn tail, or a write in progress).
     pub incomplete_tail: u64,

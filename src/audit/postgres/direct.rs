@@ -26,6 +26,9 @@ pub struct DirectStore {
 const DB_DEADLINE: Duration = Duration::from_secs(10);
 
 impl DirectStore {
+    /// A store writing as `identity` to `target`, with its own current-thread runtime. It
+    /// tries to connect (and migrate the schema) at once, but a database that is down only
+    /// logs a warning: batches fail (`systemFailure`) until it is reachable.
     pub fn new(target: Target, identity: &str) -> std::io::Result<DirectStore> {
         let mut id = [0u8; 8];
         aws_lc_rs::rand::fill(&mut id).map_err(|_| std::io::Error::other("no randomness"))?;

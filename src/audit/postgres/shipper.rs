@@ -18,10 +18,15 @@ use crate::backoff::Backoff;
 
 /// Ships the journal to PostgreSQL from its last committed position.
 pub struct Shipper {
+    /// The database (`[audit] postgres` and its password).
     pub target: Target,
+    /// This TSA's `[audit] identity`: rows are unique per (identity, serial).
     pub identity: String,
+    /// The journal directory.
     pub dir: PathBuf,
+    /// How far the journal is durable (never read past it) and where shipping stands.
     pub progress: Arc<Progress>,
+    /// Rows per transaction (`ship_batch_rows`, default 5000).
     pub batch_rows: usize,
 }
 
@@ -39,6 +44,7 @@ pub struct ShipperHandle {
 }
 
 impl ShipperHandle {
+    /// Appends the shipper's Prometheus lines (up, rows shipped, failures, lag in frames).
     pub fn metrics(&self, out: &mut String) {
         use std::fmt::Write;
         let committed = self.progress.committed_seq.load(Ordering::Acquire);
@@ -65,6 +71,9 @@ const SHIP_DEADLINE: Duration = Duration::from_secs(30);
 const IDLE_POLL: Duration = Duration::from_millis(100);
 
 impl Shipper {
+    /// Starts the `stampd-shipper` thread (its own current-thread tokio runtime). It ships
+    /// for ever, reconnecting with backoff (100 ms doubling to 5 s) after any failure;
+    /// serving never waits for it.
     pub fn spawn(self) -> std::io::Result<ShipperHandle> {
         let stats = Arc::new(ShipStats::default());
         let handle = ShipperHandle {

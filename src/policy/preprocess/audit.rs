@@ -15,6 +15,8 @@ use crate::error::Error;
 use crate::outcome::Outcome;
 use crate::protocol::{request, HashAlg, Timestamp};
 
+/// `[preprocess.NAME]` with `kind = "audit"`: what each record keeps, and when a reply may
+/// leave.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditFilterConfig {
@@ -61,6 +63,8 @@ impl AuditFilterConfig {
     }
 }
 
+/// The audit filter: in `after`, builds one [`Record`] per request and submits it to the
+/// [`AuditSink`]; with group commit the reply carries the wait for durability.
 pub struct Audit {
     name: String,
     service: Arc<str>,

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::{Exchange, PreFilter, Stop};
 use crate::clock::{FixedClock, SystemClock, TimeSource};
 
+/// `[preprocess.NAME]` with `kind = "clock"`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClockConfig {
@@ -18,6 +19,7 @@ pub struct ClockConfig {
 }
 
 impl ClockConfig {
+    /// Pure checks: `fixed`, when set, must be an RFC 3339 time.
     pub fn validate(&self) -> Vec<String> {
         match &self.fixed {
             Some(f) if crate::protocol::Timestamp::parse_rfc3339(f).is_none() => {
@@ -29,6 +31,7 @@ impl ClockConfig {
         }
     }
 
+    /// The filter `name`, reading `system` (the TSA's clock) unless `fixed` is set.
     pub fn build(&self, name: &str, system: Arc<dyn TimeSource>) -> Clock {
         let source: Arc<dyn TimeSource> = match self
             .fixed
@@ -45,6 +48,8 @@ impl ClockConfig {
     }
 }
 
+/// The clock filter: reads its [`TimeSource`] once per request, in `before`, into
+/// [`Exchange::time`]; genTime and the audit record's time come from that one reading.
 pub struct Clock {
     name: String,
     source: Arc<dyn TimeSource>,

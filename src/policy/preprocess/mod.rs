@@ -19,8 +19,11 @@ use crate::protocol::{Rejection, TimeStampReq, Timestamp};
 
 /// One request on its way through the onion.
 pub struct Exchange<'a> {
+    /// The request's context: client address, path, HTTP head.
     pub meta: &'a RequestMeta<'a>,
+    /// The request body (DER `TimeStampReq`, not yet decoded).
     pub body: &'a [u8],
+    /// When `Tsa::issue` began, for the audit record's latency.
     pub started: Instant,
     /// genTime's source reading, set by the clock filter.
     pub time: Option<Result<Timestamp, ClockError>>,
@@ -49,8 +52,33 @@ impl From<Error> for Stop {
     }
 }
 
+/// A pre-processing filter (`[preprocess.NAME]`): one layer of the onion around a service's
+/// chain.
+///
+/// Contract:
+/// * **Callers.** `policy::Tsa::issue`, once per request of a service that lists the
+///   filter: [`before`](PreFilter::before) in the service's `preprocess` order, then the
+///   chain, then [`after`](PreFilter::after) in reverse order for every filter whose
+///   `before` was called, the one that stopped the request included, and whatever the
+///   outcome (issued, rejected, refused). `Tsa::metrics` calls
+///   [`metrics`](PreFilter::metrics) for `GET /metrics`. Built once at start; one
+///   instance (`Arc<dyn PreFilter>`) serves every core and worker.
+/// * **Threads.** Every method runs on the backend thread of the request, a
+///   `stampd-core-N` with inline dispatch or a `stampd-worker-N` with queue dispatch,
+///   concurrently with the same filter on the others; `metrics` runs on a core. So a filter
+///   must never block: no I/O, no waiting on another thread, no lock held for more than a
+///   few field updates (the rate limit's shard mutex, the monitor's counters). The audit
+///   filter hands its record over without waiting; the wait for durability happens later,
+///   on the core, outside the filter.
+/// * **Errors.** `before` returning `Err(Stop)` ends the request there: the filters after
+///   it and the chain do not run, and the reply is the `Stop`'s rejection or HTTP status.
+///   `after` cannot fail but may replace the reply (the audit filter answers 503 when the
+///   trail cannot take the record). A filter must not panic on any request.
 pub trait PreFilter: Send + Sync {
+    /// The filter's `[preprocess.NAME]` (or built-in kind) name, for logs and metrics.
     fn name(&self) -> &str;
+    /// Runs before policy selection; may record into `x` (the clock filter's reading) or
+    /// stop the request.
     fn before(&self, _x: &mut Exchange<'_>) -> Result<(), Stop> {
         Ok(())
     }
@@ -65,9 +93,13 @@ pub trait PreFilter: Send + Sync {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum PreprocessConfig {
+    /// `kind = "clock"`: reads genTime's source once per request.
     Clock(clock::ClockConfig),
+    /// `kind = "rate-limit"`: token buckets per client IP and per service.
     RateLimit(rate_limit::RateLimitConfig),
+    /// `kind = "transaction-monitor"`: counts outcomes and latencies for `/metrics`.
     TransactionMonitor(monitor::MonitorConfig),
+    /// `kind = "audit"`: one audit record per request.
     Audit(audit::AuditFilterConfig),
 }
 
@@ -83,18 +115,22 @@ impl PreprocessConfig {
         })
     }
 
+    /// `kind = "clock"` (every service lists exactly one: the source of genTime).
     pub fn is_clock(&self) -> bool {
         matches!(self, PreprocessConfig::Clock(_))
     }
 
+    /// `kind = "audit"` (every service lists exactly one, unless `[audit] store = "none"`).
     pub fn is_audit(&self) -> bool {
         matches!(self, PreprocessConfig::Audit(_))
     }
 
+    /// `kind = "rate-limit"` (it must come after the audit filter, so refusals are audited).
     pub fn is_rate_limit(&self) -> bool {
         matches!(self, PreprocessConfig::RateLimit(_))
     }
 
+    /// Pure checks of the filter's options; each message names the key.
     pub fn validate(&self) -> Vec<String> {
         match self {
             PreprocessConfig::Clock(c) => c.validate(),

@@ -13,11 +13,14 @@ use super::super::Reply;
 use super::{Exchange, PreFilter};
 use crate::outcome::Outcome;
 
+/// `[preprocess.NAME]` with `kind = "transaction-monitor"`: no options yet.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MonitorConfig {}
 
 impl MonitorConfig {
+    /// The monitor `name` of service `service` (both become metric labels), with empty
+    /// counters.
     pub fn build(&self, name: &str, service: &str) -> Monitor {
         Monitor {
             name: name.to_string(),
@@ -44,6 +47,8 @@ fn escape(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// A transaction monitor: counts each request by (policy, outcome) and records its latency
+/// in µs (1 µs to 60 s, 3 significant digits), behind one mutex taken once per request.
 pub struct Monitor {
     name: String,
     service: String,
@@ -52,16 +57,21 @@ pub struct Monitor {
 
 /// A point-in-time copy of a monitor's figures.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Snapshot {
-    pub outcomes: BTreeMap<(String, String), u64>,
-    pub count: u64,
-    pub p50_us: u64,
-    pub p99_us: u64,
-    pub max_us: u64,
+struct Snapshot {
+    /// (policy or "-", outcome) → count, as in `Stats`.
+    outcomes: BTreeMap<(String, String), u64>,
+    /// Requests recorded.
+    count: u64,
+    /// Median latency, µs.
+    p50_us: u64,
+    /// 99th percentile latency, µs.
+    p99_us: u64,
+    /// Highest latency, µs.
+    max_us: u64,
 }
 
 impl Monitor {
-    pub fn snapshot(&self) -> Option<Snapshot> {
+    fn snapshot(&self) -> Option<Snapshot> {
         let s = self.stats.lock().ok()?;
         let h = s.latency.as_ref()?;
         Some(Snapshot {

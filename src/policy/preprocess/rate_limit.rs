@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::{Exchange, PreFilter, Stop};
 use crate::error::Error;
 
+/// How a request over the limit is answered (`answer`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Answer {
@@ -26,6 +27,7 @@ pub enum Answer {
     SystemFailure,
 }
 
+/// `[preprocess.NAME]` with `kind = "rate-limit"`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitConfig {
@@ -57,6 +59,7 @@ impl Default for RateLimitConfig {
 }
 
 impl RateLimitConfig {
+    /// Pure checks; each message names the key.
     pub fn validate(&self) -> Vec<String> {
         let mut e = Vec::new();
         if self.per_client > 0 && self.client_burst == 0 {
@@ -68,6 +71,7 @@ impl RateLimitConfig {
         e
     }
 
+    /// The filter `name` with full buckets.
     pub fn build(&self, name: &str) -> RateLimit {
         RateLimit {
             name: name.to_string(),
@@ -120,6 +124,8 @@ impl Bucket {
     }
 }
 
+/// A rate-limit filter: a token bucket per client IP (in 64 mutex-guarded shards) and one
+/// for the whole service, each refilled continuously at its rate.
 pub struct RateLimit {
     name: String,
     config: RateLimitConfig,

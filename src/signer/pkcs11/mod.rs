@@ -35,16 +35,23 @@ use crate::protocol::Timestamp;
 /// Longest `reserve` waits for a free session while some session works.
 const RESERVE_WAIT: Duration = Duration::from_secs(2);
 
-/// Where the key is.
+/// Where the key is: a `[signer.NAME]` with `kind = "pkcs11"`, its paths resolved and its PIN
+/// read by the assembler.
 pub struct Pkcs11Config<'a> {
+    /// The PKCS#11 module (shared library), e.g. `/usr/lib/softhsm/libsofthsm2.so`.
     pub module: &'a std::path::Path,
     /// RSA keys: PKCS#1 v1.5 or PSS.
     pub rsa_padding: super::software::RsaPadding,
+    /// The label of the token holding the key (the `label` of its CK_TOKEN_INFO).
     pub token_label: &'a str,
+    /// The user PIN, from `pin_env` or `pin_file`; never from the config text, never logged.
     pub pin: String,
+    /// The CKA_LABEL of the key pair on the token.
     pub key_label: &'a str,
     /// The certificate chain (leaf first, DER); `None` reads it from the token.
     pub chain: Option<Vec<Vec<u8>>>,
+    /// Sessions in the pool (at least 1; config default 4): how many signatures can run at
+    /// once.
     pub sessions: usize,
 }
 
@@ -92,6 +99,8 @@ impl Pool {
     }
 }
 
+/// `kind = "pkcs11"`: a key in an HSM, signed over a pool of logged-in sessions with a
+/// healer thread (`pkcs11-NAME`) that reopens broken ones (see the module documentation).
 pub struct Pkcs11Signer {
     pool: Arc<Pool>,
     free_rx: Receiver<usize>,

@@ -89,26 +89,40 @@ pub fn generate(session: &Session, label: &str, key_type: KeyType) -> Result<Key
 /// One object on a token, for `stampd hsm list`.
 #[derive(Debug, serde::Serialize)]
 pub struct ObjectInfo {
+    /// `private-key`, `public-key`, `certificate`, or the module's name for another class.
     pub class: String,
+    /// CKA_LABEL (invalid UTF-8 replaced).
     pub label: String,
+    /// CKA_ID, hex.
     pub id: String,
+    /// CKA_KEY_TYPE as cryptoki names it (e.g. `CKK_EC`), for keys only.
     pub key_type: Option<String>,
 }
 
 /// A slot and its token, for `stampd hsm list`.
 #[derive(Debug, serde::Serialize)]
 pub struct SlotInfo {
+    /// The module's slot id.
     pub slot: u64,
+    /// The slot description, trailing blanks trimmed.
     pub description: String,
+    /// The token in the slot; `None` when the slot is empty.
     pub token: Option<TokenInfo>,
 }
 
+/// A token in a slot, for `stampd hsm list` (the `--json` keys are these field names).
 #[derive(Debug, serde::Serialize)]
 pub struct TokenInfo {
+    /// The token label (what `token_label` names), trailing blanks trimmed.
     pub label: String,
+    /// The manufacturer id, trimmed.
     pub manufacturer: String,
+    /// The model, trimmed.
     pub model: String,
+    /// The token's serial number, trimmed.
     pub serial: String,
+    /// Whether the token has been initialised (C_InitToken); an uninitialised one lists no
+    /// objects.
     pub initialized: bool,
     /// Objects visible in a session: public ones, and private ones when logged in.
     pub objects: Vec<ObjectInfo>,

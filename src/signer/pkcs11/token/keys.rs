@@ -27,6 +27,8 @@ const ED25519_PRINTABLE: &[u8] = b"\x13\x0cedwards25519";
 /// A key pair's public half, in the form a certificate holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublicKey {
+    /// The key's type, from CKA_KEY_TYPE and the curve in CKA_EC_PARAMS or the RSA modulus
+    /// length.
     pub key_type: KeyType,
     /// The subjectPublicKey BIT STRING contents: an uncompressed EC point, the Ed25519 key
     /// or an RSAPublicKey (DER).
@@ -60,7 +62,9 @@ impl From<&PublicKey> for crate::pki::ExternalKey {
 
 /// The handles of a key pair on the token, found by label.
 pub struct KeyPair {
+    /// The private key's handle, valid in the session it was found in.
     pub private: ObjectHandle,
+    /// The public half, read from the public key object.
     pub public: PublicKey,
     /// CKA_ID shared by the key pair and its certificates.
     pub id: Vec<u8>,

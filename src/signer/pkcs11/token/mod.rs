@@ -17,7 +17,7 @@ mod session;
 
 use cryptoki::error::Error as P11Error;
 
-pub use admin::{generate, list, ObjectInfo, SlotInfo, TokenInfo};
+pub(crate) use admin::{generate, list};
 pub use certificates::{read_certificates, store_certificates};
 pub use keys::{find_key, key_protection, sign, KeyPair, PublicKey};
 pub use registry::{close_modules, module, Module};

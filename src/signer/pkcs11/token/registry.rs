@@ -82,6 +82,8 @@ impl Module {
         self.gate.read().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// How many times the module has been re-initialised; a session opened in an older
+    /// generation is dead and must not be used or closed.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }

@@ -69,6 +69,8 @@ impl Drop for TokenSession {
 }
 
 impl Token {
+    /// Loads (once per process) the module at `module_path` and finds the slot whose token
+    /// is labelled `label`; `pin` is kept to log in each new session. Opens no session.
     pub fn open(module_path: &Path, label: &str, pin: Option<String>) -> Result<Token, String> {
         let module = module(module_path)?;
         let slot = {
@@ -85,6 +87,7 @@ impl Token {
         })
     }
 
+    /// The module this token is reached through (its gate and generation).
     pub fn module(&self) -> &Arc<Module> {
         &self.module
     }
