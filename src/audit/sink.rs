@@ -1,0 +1,77 @@
+//! The audit trail as the request path sees it: the [`AuditSink`] trait, the [`Durable`]
+//! answer of a group-commit submission, and the two sinks with no store behind them
+//! ([`Discard`], [`Memory`]).
+
+use std::sync::Mutex;
+
+use super::Record;
+
+/// Fires with `true` once the record is durable, `false` when its batch failed.
+pub type Durable = futures_channel::oneshot::Receiver<bool>;
+
+/// The trail cannot take the record now (queue full or writer gone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Full;
+
+/// Where the audit pre-filter hands records: the audit trail as the request path sees it.
+///
+/// Contract:
+/// * **Callers.** `policy::preprocess::audit::Audit::after` calls
+///   [`submit`](AuditSink::submit) once per request that reached the filter, issued or not
+///   (step 15 of the request path in docs/architecture.md). The CLI's signal thread calls
+///   [`flush_and_stop`](AuditSink::flush_and_stop) once, at SIGTERM/SIGINT;
+///   `Tsa::metrics` calls [`metrics`](AuditSink::metrics) for `GET /metrics`. One sink
+///   (`Arc<dyn AuditSink>`) is shared by every service's audit filter.
+/// * **Threads.** `submit` runs on every `stampd-core-N` (inline dispatch) and
+///   `stampd-worker-N` (queue dispatch) concurrently, on the request path: it must never
+///   block and never do I/O. It hands the record over (the real writer: one `try_send` on
+///   a bounded channel) and returns. `metrics` runs on a core and must not block either;
+///   `flush_and_stop` runs on its own thread and may block while the queued records are
+///   committed (the writer's two waits are bounded by 30 s each).
+/// * **Durability.** With `durable`, `Ok(Some(d))`: `d` fires `true` once the record is
+///   committed, `false` when its batch failed; the frontend withholds the token unless it
+///   gets `true`. A dropped sender (the writer gone) counts as not committed. Without
+///   `durable` (async), `Ok(None)`: the record is queued and the reply leaves at once. A
+///   sink that makes records durable at once (or discards them) may answer `Ok(None)` or
+///   an already-fired `Durable`.
+/// * **Errors.** `Err(Full)` means "cannot take this record now" (the queue is full, or
+///   the trail is stopping or gone). It is never waited on: the request is answered 503
+///   and no token leaves without its record. A sink must not lose a record it accepted
+///   with `durable` without firing `false`.
+pub trait AuditSink: Send + Sync {
+    /// Takes one record. With `durable`, the answer is a [`Durable`] that fires once the
+    /// record is committed (group commit); without, the record is queued (async).
+    fn submit(&self, record: Record, durable: bool) -> Result<Option<Durable>, Full>;
+    /// Refuses new records, commits what is queued and stops (graceful shutdown); false
+    /// when something could not be committed.
+    fn flush_and_stop(&self) -> bool {
+        true
+    }
+    /// Appends Prometheus text for `GET /metrics`.
+    fn metrics(&self, _out: &mut String) {}
+}
+
+/// Drops every record (`store = "none"`, for benchmarks only).
+#[derive(Debug, Default)]
+pub struct Discard;
+
+impl AuditSink for Discard {
+    fn submit(&self, _record: Record, _durable: bool) -> Result<Option<Durable>, Full> {
+        Ok(None)
+    }
+}
+
+/// Keeps every record in memory, durable at once (unit tests).
+#[derive(Debug, Default)]
+pub struct Memory(pub Mutex<Vec<Record>>);
+
+impl AuditSink for Memory {
+    fn submit(&self, record: Record, durable: bool) -> Result<Option<Durable>, Full> {
+        self.0.lock().map_err(|_| Full)?.push(record);
+        Ok(durable.then(|| {
+            let (tx, rx) = futures_channel::oneshot::channel();
+            let _ = tx.send(true);
+            rx
+        }))
+    }
+}
