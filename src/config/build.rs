@@ -26,10 +26,14 @@ use crate::signer::TokenSigner;
 
 /// Everything `serve` needs.
 pub struct Built {
+    /// The enabled services with their compiled policies, signers, clock and serial
+    /// space: what every frontend core and backend worker issues tokens from.
     pub tsa: Arc<Tsa>,
     /// The audit trail, to flush on shutdown.
     pub audit: Arc<dyn AuditSink>,
+    /// The sockets to bind, each with the paths it routes to services.
     pub listeners: Vec<Listener>,
+    /// `server.data_dir`, created if it was missing; holds the dev PKI and the state.
     pub data_dir: PathBuf,
 }
 

@@ -27,6 +27,8 @@ pub use validate::{ValidPolicy, ValidService, ValidatedConfig};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// `[server]`: data directory, cores, node id, dispatch, HTTP limits. Every key has a
+    /// default, so the table may be left out.
     #[serde(default)]
     pub server: ServerConfig,
     /// Signers by name.

@@ -15,17 +15,27 @@ use super::time::{write_generalized_time, Precision, Timestamp};
 /// How the TSA key signs. The digest algorithm follows the key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SignatureScheme {
+    /// ECDSA on P-256 with SHA-256 (RFC 5758 §3.2); the signature is a DER
+    /// `ECDSA-Sig-Value` (RFC 5753 §2.1.1).
     EcdsaP256Sha256,
+    /// ECDSA on P-384 with SHA-384 (RFC 5758 §3.2); the signature is a DER
+    /// `ECDSA-Sig-Value` (RFC 5753 §2.1.1).
     EcdsaP384Sha384,
     /// Pure Ed25519 over the signed attributes; RFC 8419 §3.1 requires SHA-512 as the
     /// digest algorithm when signed attributes are present.
     Ed25519,
+    /// RSASSA-PKCS1-v1_5 with SHA-256 (RFC 4055 §5), the scheme every RFC 3161 verifier
+    /// knows; RSA keys use it unless the signer asks for PSS.
     RsaPkcs1Sha256,
     /// RSASSA-PSS, SHA-256, MGF1-SHA-256, salt length 32 (RFC 4056).
     RsaPssSha256,
 }
 
 impl SignatureScheme {
+    /// The digest algorithm that goes with the key: SignedData's `digestAlgorithms`, the
+    /// SignerInfo's `digestAlgorithm` and the hash of the `messageDigest` attribute over
+    /// TSTInfo (RFC 5652 §5.4). SHA-512 for Ed25519 (RFC 8419 §3.1), else the hash the
+    /// signature algorithm names.
     pub fn digest(self) -> HashAlg {
         match self {
             SignatureScheme::EcdsaP256Sha256
@@ -36,6 +46,8 @@ impl SignatureScheme {
         }
     }
 
+    /// A stable lower-case label (`ecdsa-p256-sha256`, `rsa-pss-sha256`, ...) for logs;
+    /// never parsed back.
     pub fn name(self) -> &'static str {
         match self {
             SignatureScheme::EcdsaP256Sha256 => "ecdsa-p256-sha256",
@@ -105,6 +117,9 @@ pub enum EssCertId {
 /// Constant parts of every token signed by one key, derived from its certificate.
 #[derive(Debug, Clone)]
 pub struct SignerTemplate {
+    /// The key's signature scheme: it fixes the digest algorithm and the
+    /// signatureAlgorithm encoded here, and tells the signer how to sign
+    /// [`Prepared::signed_attrs`].
     pub scheme: SignatureScheme,
     /// `SET OF DigestAlgorithmIdentifier` of SignedData.
     digest_algorithms: Vec<u8>,
@@ -235,12 +250,17 @@ fn message_digest_attr(digest: &[u8]) -> Vec<u8> {
 /// microseconds (each part 0 = absent; millis and micros 0..=999).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Accuracy {
+    /// Whole seconds; 0 leaves `seconds` out.
     pub seconds: u64,
+    /// Milliseconds, 0..=999; 0 leaves `millis [0]` out (the ASN.1 range is 1..999).
     pub millis: u16,
+    /// Microseconds, 0..=999; 0 leaves `micros [1]` out (the ASN.1 range is 1..999).
     pub micros: u16,
 }
 
 impl Accuracy {
+    /// Splits a total in microseconds into seconds, millis and micros (`1_500` → 1 ms
+    /// 500 µs). 0 is no accuracy at all: the field is left out of TSTInfo.
     pub fn from_micros(total: u64) -> Self {
         Accuracy {
             seconds: total / 1_000_000,
@@ -249,10 +269,14 @@ impl Accuracy {
         }
     }
 
+    /// The whole accuracy in microseconds: the margin genTime may be off by either way
+    /// (RFC 3161 §2.4.2: the time is genTime ± accuracy).
     pub fn total_micros(&self) -> u64 {
         self.seconds * 1_000_000 + self.millis as u64 * 1_000 + self.micros as u64
     }
 
+    /// No accuracy declared: TSTInfo carries no `accuracy` field. RFC 3161 §2.4.2 makes it
+    /// OPTIONAL; ETSI EN 319 422 wants one, so the default policy declares 1 s.
     pub fn is_zero(&self) -> bool {
         self.seconds == 0 && self.millis == 0 && self.micros == 0
     }
@@ -291,6 +315,7 @@ impl Accuracy {
 /// TSTInfo's `tsa` field (RFC 3161 §2.4.2).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TsaName {
+    /// No `tsa` field (RFC 3161 §2.4.2: OPTIONAL).
     Omit,
     /// directoryName(subject of the TSA certificate).
     Subject,
@@ -326,12 +351,22 @@ pub struct PolicyTemplate {
     /// The policy's own extensions (qcStatements for qualified stamps), before any a
     /// request's filters add.
     extensions: Extensions,
+    /// How many digits of a second genTime keeps (RFC 3161 §2.4.2: the fraction has no
+    /// trailing zeros).
     pub precision: Precision,
+    /// TSTInfo's `tsa` field. After [`PolicyTemplate::new`], `Explicit` holds the
+    /// complete `[0] EXPLICIT GeneralName` TLV, ready to copy into TSTInfo.
     pub tsa_name: TsaName,
+    /// Which certificates a token carries when the request sets certReq (RFC 3161 §2.4.1:
+    /// without certReq, none).
     pub include_certs: IncludeCerts,
 }
 
 impl PolicyTemplate {
+    /// Encodes the constant parts of TSTInfo for `policy` (TSTInfo.policy, RFC 3161
+    /// §2.4.2). A zero `accuracy` leaves the field out. `qualified` adds the qcStatements
+    /// extension with esi4-qtstStatement-1 (ETSI EN 319 422 §9.1) to every token; set it
+    /// only for a qualified TSA.
     pub fn new(
         policy: &oid::Oid,
         accuracy: Accuracy,

@@ -7,6 +7,8 @@ use super::super::chain::Settings;
 use super::ChainFilter;
 use crate::protocol::token::Accuracy;
 
+/// `kind = "accuracy"`: TSTInfo carries an accuracy, the policy's or this one. `0s` omits
+/// the field after all; validation refuses one over an hour or finer than genTime's precision.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccuracyConfig {

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::super::chain::Settings;
 use super::ChainFilter;
 
+/// `kind = "certificate-verifier"`: no options; its presence switches the validity check on.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CertificateVerifierConfig {}

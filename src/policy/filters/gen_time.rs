@@ -8,6 +8,7 @@ use super::super::chain::Settings;
 use super::ChainFilter;
 use crate::protocol::Precision;
 
+/// `kind = "gen-time"`: the precision of genTime, overriding the policy's.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GenTimeConfig {

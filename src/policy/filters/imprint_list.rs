@@ -17,6 +17,7 @@ use super::{ChainFilter, RequestContext, RequestFilter};
 use crate::protocol::hex::unhex;
 use crate::protocol::{FailureInfo, HashAlg, Rejection};
 
+/// `kind = "imprint-list"`: the list file and what a listed imprint means.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImprintListConfig {

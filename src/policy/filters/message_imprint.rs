@@ -7,6 +7,7 @@ use super::super::chain::Settings;
 use super::ChainFilter;
 use crate::protocol::HashAlg;
 
+/// `kind = "message-imprint"`: the hash algorithm allow-list, overriding the policy's.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MessageImprintConfig {

@@ -69,14 +69,16 @@ pub trait ChainFilter {
 /// Why the three closing filters are required.
 const BUILDS_THE_RESPONSE: &str = "it builds the response";
 
-/// Writes [`FilterKind`] and [`FilterConfig`] from one list of `Kind = "name" => Config`, in
-/// the standard chain's order.
+/// Writes [`FilterKind`] and [`FilterConfig`] from one list of `Kind = "name" => Config`,
+/// each with its doc comment, in the standard chain's order. The doc is required (the
+/// pattern matches no kind without one); it documents the [`FilterKind`] variant, and the
+/// [`FilterConfig`] variant links to it.
 macro_rules! filter_kinds {
-    ($($kind:ident = $name:literal => $config:ty,)+) => {
+    ($($(#[doc = $doc:literal])+ $kind:ident = $name:literal => $config:ty,)+) => {
         /// Every kind of chain filter.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub enum FilterKind {
-            $($kind,)+
+            $($(#[doc = $doc])+ $kind,)+
         }
 
         impl FilterKind {
@@ -117,10 +119,16 @@ macro_rules! filter_kinds {
         #[derive(Debug, Clone, Serialize, Deserialize)]
         #[serde(tag = "kind")]
         pub enum FilterConfig {
-            $(#[serde(rename = $name)] $kind($config),)+
+            $(
+                #[doc = concat!("`kind = \"", $name, "\"`: the options of [`FilterKind::",
+                    stringify!($kind), "`].")]
+                #[serde(rename = $name)]
+                $kind($config),
+            )+
         }
 
         impl FilterConfig {
+            /// The kind this table configures (its `kind = "..."`).
             pub fn kind(&self) -> FilterKind {
                 match self {
                     $(FilterConfig::$kind(_) => FilterKind::$kind,)+
@@ -169,20 +177,45 @@ macro_rules! filter_kinds {
 }
 
 filter_kinds! {
+    /// `request-validation`: the request's version (v1, else `badRequest`) and its
+    /// extensions, an unrecognised one refused with `unacceptedExtension` (RFC 3161 §2.4.2).
     RequestValidation = "request-validation" => request_validation::RequestValidationConfig,
+    /// `message-imprint`: the imprint's hash algorithm on the allow-list (`badAlg`) and its
+    /// digest of that algorithm's length (`badDataFormat`).
     MessageImprint = "message-imprint" => message_imprint::MessageImprintConfig,
+    /// `tsa-policy`: TSTInfo.policy, the policy's OID (RFC 3161 §2.4.2).
     TsaPolicy = "tsa-policy" => markers::TsaPolicyConfig,
+    /// `gen-time`: genTime from the time source at the policy's precision (RFC 3161 §2.4.2);
+    /// `timeNotAvailable` without a trusted time.
     GenTime = "gen-time" => gen_time::GenTimeConfig,
+    /// `accuracy`: TSTInfo.accuracy, the declared accuracy of genTime; absent without it.
     Accuracy = "accuracy" => accuracy::AccuracyConfig,
+    /// `nonce`: echoes the request's nonce byte for byte (RFC 3161 §2.4.2: a MUST).
     Nonce = "nonce" => markers::NonceConfig,
+    /// `serial-number`: a serialNumber unique for every token of this TSA (RFC 3161 §2.4.2),
+    /// laid out from `server.node_id` and the epoch.
     SerialNumber = "serial-number" => markers::SerialNumberConfig,
+    /// `tsa-name`: TSTInfo.tsa, the TSA certificate's subject or an explicit name; absent
+    /// without it.
     TsaName = "tsa-name" => tsa_name::TsaNameConfig,
+    /// `qualified-statement`: qcStatements with esi4-qtstStatement-1 in every token, which
+    /// makes it a qualified electronic time stamp (ETSI EN 319 422 §9.1).
     QualifiedStatement = "qualified-statement" => qualified_statement::QualifiedStatementConfig,
+    /// `certificate-verifier`: refuses to sign (`systemFailure`) when genTime ± accuracy falls
+    /// outside the TSA certificate's validity.
     CertificateVerifier = "certificate-verifier" => certificate_verifier::CertificateVerifierConfig,
+    /// `imprint-list`: refuses requests by message imprint against a deny or allow list
+    /// (`badRequest`); only as a `[filter.NAME]` with its `file`.
     ImprintList = "imprint-list" => imprint_list::ImprintListConfig,
+    /// `tst-info`: assembles TSTInfo in DER field order (RFC 3161 §2.4.2).
     TstInfo = "tst-info" => markers::TstInfoConfig,
+    /// `timestamp-token`: the CMS SignedData around TSTInfo (RFC 3161 §2.4.2): signer,
+    /// certificates with certReq, ESS signing-certificate attribute (RFC 5816).
     TimestampToken = "timestamp-token" => timestamp_token::TimestampTokenConfig,
+    /// `timestamp-response`: the TimeStampResp around the token, and statusString on
+    /// rejections (RFC 3161 §2.4.2).
     TimestampResponse = "timestamp-response" => timestamp_response::TimestampResponseConfig,
+    /// `storage`: keeps each issued token (the response DER) in its audit record.
     Storage = "storage" => storage::StorageConfig,
 }
 
@@ -216,8 +249,12 @@ pub trait RequestFilter: Send + Sync {
 /// One request as a [`RequestFilter`] sees it, and the TSTInfo extensions filters add to
 /// its token.
 pub struct RequestContext<'r> {
+    /// The decoded request, already checked: version, imprint, hash algorithm on the
+    /// policy's allow-list, every extension recognised.
     pub request: &'r TimeStampReq<'r>,
+    /// Where it came from: client address, URL path, HTTP head.
     pub meta: &'r RequestMeta<'r>,
+    /// The policy chosen for it, whose chain holds this filter.
     pub policy: &'r Policy,
     extensions: Extensions,
 }

@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 use super::super::chain::Settings;
 use super::ChainFilter;
 
+/// `kind = "qualified-statement"`: no options; its presence makes every token qualified, so
+/// validation requires the policy to say `qualified = true` too.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QualifiedStatementConfig {}

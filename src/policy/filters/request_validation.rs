@@ -8,6 +8,7 @@ use super::super::chain::Settings;
 use super::ChainFilter;
 use crate::protocol::oid::Oid;
 
+/// `kind = "request-validation"`: the request extensions this chain recognises, by OID.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RequestValidationConfig {

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::super::chain::Settings;
 use super::ChainFilter;
 
+/// `kind = "storage"`: no options; its presence switches archiving on.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {}

@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 use super::super::chain::Settings;
 use super::ChainFilter;
 
+/// `kind = "timestamp-response"`: whether rejections carry a statusString, overriding the
+/// service's `status_text`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TimestampResponseConfig {

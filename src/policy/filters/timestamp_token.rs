@@ -12,13 +12,20 @@ use crate::protocol::HashAlg;
 
 pub use crate::protocol::token::EssCertId;
 
+/// `ess_cert_id`: which ESS signing-certificate attribute the token's SignerInfo carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EssVersion {
+    /// signingCertificate with ESSCertID (RFC 2634 §5.4): the certificate hash is SHA-1, so
+    /// `ess_hash` is refused. Only for verifiers that know no v2 (LibreSSL).
     V1,
+    /// signingCertificateV2 with ESSCertIDv2 (RFC 5035, allowed in tokens by RFC 5816),
+    /// hashing the certificate with `ess_hash`.
     V2,
 }
 
+/// `kind = "timestamp-token"`: the signer, the certificates sent with certReq and the ESS
+/// signing-certificate attribute, each overriding the service's or the policy's setting.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TimestampTokenConfig {

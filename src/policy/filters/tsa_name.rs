@@ -9,6 +9,7 @@ use super::ChainFilter;
 use crate::protocol::name;
 use crate::protocol::token::TsaName;
 
+/// `kind = "tsa-name"`: whether TSTInfo carries the `tsa` field, and which name.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TsaNameConfig {
