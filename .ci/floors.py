@@ -3,8 +3,9 @@
 
 Reads every `crate::` path in src/ (use lines, `use crate::{a, b::c}` groups spanning
 lines, and inline paths such as `crate::protocol::hex::hex(..)`), test modules included,
-and fails when a module imports one on a higher floor, or when two modules of one floor
-import each other (a circle). The floors are those of src/lib.rs and docs/architecture.md.
+and fails when a module imports one on a higher floor, when two modules of one floor import
+each other (a circle), or when the submodules of one module do (e.g. protocol/der.rs and
+protocol/oid.rs). The floors are those of src/lib.rs and docs/architecture.md.
 
     python3 .ci/floors.py          # check; exit 1 with every offending import listed
     python3 .ci/floors.py --graph  # also print the module graph
@@ -105,6 +106,74 @@ def imports(path):
     return found
 
 
+def circles(graph):
+    """The strongly connected components of more than one node (Tarjan)."""
+    index, low, stack, on, found, counter = {}, {}, [], set(), [], [0]
+
+    def strongconnect(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on.add(v)
+        for w in graph[v]:
+            if w not in index:
+                strongconnect(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                found.append(comp)
+
+    for v in list(graph):
+        if v not in index:
+            strongconnect(v)
+    return found
+
+
+def submodule_edges():
+    """{top: {(child, sibling): [file:line]}}: imports between the direct submodules of each
+    top-level module, through `crate::top::sibling` or, in the child's own root file,
+    `super::sibling` (the parent's mod.rs is not a child)."""
+    result = {}
+    for top in sorted(os.listdir(ROOT)):
+        d = os.path.join(ROOT, top)
+        if not os.path.isdir(d):
+            continue
+        kids = {}
+        for name in os.listdir(d):
+            path = os.path.join(d, name)
+            if name.endswith(".rs") and name != "mod.rs":
+                kids[name[:-3]] = [path]
+            elif os.path.isdir(path):
+                kids[name] = [os.path.join(dp, f) for dp, _, fs in os.walk(path) for f in fs
+                              if f.endswith(".rs")]
+        edges = collections.defaultdict(list)
+        for kid, files in kids.items():
+            own_roots = {os.path.join(d, kid + ".rs"), os.path.join(d, kid, "mod.rs")}
+            for path in files:
+                with open(path, encoding="utf-8") as f:
+                    for n, raw in enumerate(f, 1):
+                        line = code_of(raw)
+                        names = re.findall(rf"\bcrate::{top}::([a-z_][a-z0-9_]*)", line)
+                        if path in own_roots:
+                            names += re.findall(r"(?<![:\w])super::([a-z_][a-z0-9_]*)", line)
+                            for group in re.findall(r"(?<![:\w])super::\{([^}]*)\}", line):
+                                names += re.findall(r"(?:^|,)\s*([a-z_][a-z0-9_]*)", group)
+                        for name in names:
+                            if name in kids and name != kid:
+                                edges[(kid, name)].append(f"{os.path.relpath(path, os.path.join(ROOT, '..'))}:{n}")
+        result[top] = edges
+    return result
+
+
 def main():
     edges = collections.defaultdict(list)  # (from, to) -> [file:line]
     for d, _, files in os.walk(ROOT):
@@ -131,35 +200,18 @@ def main():
     graph = collections.defaultdict(set)
     for a, b in edges:
         graph[a].add(b)
-    index, low, stack, on, counter = {}, {}, [], set(), [0]
-
-    def strongconnect(v):
-        index[v] = low[v] = counter[0]
-        counter[0] += 1
-        stack.append(v)
-        on.add(v)
-        for w in graph[v]:
-            if w not in index:
-                strongconnect(w)
-                low[v] = min(low[v], low[w])
-            elif w in on:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            comp = []
-            while True:
-                w = stack.pop()
-                on.discard(w)
-                comp.append(w)
-                if w == v:
-                    break
-            if len(comp) > 1:
-                problems.append("circle between " + ", ".join(sorted(comp)) + ": " + "; ".join(
-                    f"{a} -> {b} at {edges[(a, b)][0]}" for a in comp for b in comp
-                    if (a, b) in edges))
-
-    for v in list(graph):
-        if v not in index:
-            strongconnect(v)
+    for comp in circles(graph):
+        problems.append("circle between " + ", ".join(sorted(comp)) + ": " + "; ".join(
+            f"{a} -> {b} at {edges[(a, b)][0]}" for a in comp for b in comp if (a, b) in edges))
+    # Circles between the submodules of one module (e.g. protocol/der.rs <-> protocol/oid.rs).
+    for top, sub_edges in sorted(submodule_edges().items()):
+        sub_graph = collections.defaultdict(set)
+        for a, b in sub_edges:
+            sub_graph[a].add(b)
+        for comp in circles(sub_graph):
+            problems.append(f"circle inside {top}/ between " + ", ".join(sorted(comp)) + ": " +
+                            "; ".join(f"{a} -> {b} at {sub_edges[(a, b)][0]}"
+                                      for a in comp for b in comp if (a, b) in sub_edges))
     if "--graph" in sys.argv:
         for a in sorted(graph, key=lambda m: FLOOR.get(m, 99)):
             print(f"{a:9} -> {', '.join(sorted(graph[a], key=lambda m: FLOOR.get(m, 99)))}")
@@ -168,7 +220,8 @@ def main():
         for p in problems:
             print("  " + p, file=sys.stderr)
         return 1
-    print(f"floors: {len(edges)} module imports, all pointing down, no circle")
+    print(f"floors: {len(edges)} module imports, all pointing down, no circle (nor between "
+          "the submodules of one module)")
     return 0
 
 

@@ -12,9 +12,10 @@ use std::path::PathBuf;
 use super::Config;
 use crate::error::Error;
 use crate::frontend::config::Listener;
-use crate::policy::chain::{self, FilterKind, Settings};
+use crate::policy::chain::{self, FilterKind};
 use crate::policy::mapper::Rules;
 use crate::policy::preprocess::PreprocessConfig;
+use crate::policy::settings::Settings;
 use crate::protocol::oid::Oid;
 use crate::signer::config::SignerConfig;
 

@@ -4,11 +4,11 @@
 use regex::bytes::Regex;
 use serde::{Deserialize, Serialize};
 
-use super::chain::Settings;
 use super::filters::accuracy::parse_duration_us;
-use super::filters::timestamp_token::EssCertId;
 use super::mapper::{Cidr, Rules, StringMatch};
+use super::settings::Settings;
 use crate::protocol::oid::Oid;
+use crate::protocol::token::EssCertId;
 use crate::protocol::token::{Accuracy, IncludeCerts, TsaName};
 use crate::protocol::{HashAlg, Precision};
 

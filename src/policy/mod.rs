@@ -21,6 +21,7 @@ pub mod config;
 pub mod filters;
 pub mod mapper;
 pub mod preprocess;
+pub mod settings;
 
 use std::sync::Arc;
 

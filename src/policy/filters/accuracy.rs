@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::super::chain::Settings;
+use super::super::settings::Settings;
 use super::ChainFilter;
 use crate::protocol::token::Accuracy;
 

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::super::chain::Settings;
+use super::super::settings::Settings;
 use super::ChainFilter;
 
 /// `kind = "certificate-verifier"`: no options; its presence switches the validity check on.

@@ -28,8 +28,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::chain::Settings;
 use super::mapper::RequestMeta;
+use super::settings::Settings;
 use super::Policy;
 use crate::protocol::oid::Oid;
 use crate::protocol::token::Extensions;
@@ -291,9 +291,9 @@ pub fn filter_request(
 
 #[cfg(test)]
 pub(crate) mod test_support {
-    use super::super::chain::Settings;
-    use super::timestamp_token::EssCertId;
+    use super::super::settings::Settings;
     use crate::protocol::oid::Oid;
+    use crate::protocol::token::EssCertId;
     use crate::protocol::token::{Accuracy, IncludeCerts, TsaName};
     use crate::protocol::{HashAlg, Precision};
 

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::super::chain::Settings;
+use super::super::settings::Settings;
 use super::ChainFilter;
 
 /// `kind = "qualified-statement"`: no options; its presence makes every token qualified, so

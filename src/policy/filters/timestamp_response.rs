@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::super::chain::Settings;
+use super::super::settings::Settings;
 use super::ChainFilter;
 
 /// `kind = "timestamp-response"`: whether rejections carry a statusString, overriding the

@@ -5,12 +5,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::super::chain::Settings;
+use super::super::settings::Settings;
 use super::ChainFilter;
 use crate::protocol::token::IncludeCerts;
 use crate::protocol::HashAlg;
 
-pub use crate::protocol::token::EssCertId;
+use crate::protocol::token::EssCertId;
 
 /// `ess_cert_id`: which ESS signing-certificate attribute the token's SignerInfo carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
