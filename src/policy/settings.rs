@@ -22,11 +22,11 @@ pub struct Settings {
     /// `gen_time_precision`.
     pub precision: Precision,
     /// accuracy: the declared accuracy of genTime. Default: the policy's `accuracy`;
-    /// [`compile`] clears it when the chain has no `accuracy` filter, and TSTInfo then
+    /// [`compile`](super::chain::compile) clears it when the chain has no `accuracy` filter, and TSTInfo then
     /// carries none.
     pub accuracy: Accuracy,
     /// tsa-name: TSTInfo's `tsa` field. Default: the certificate subject when the policy's
-    /// `tsa_name` is true; [`compile`] sets [`TsaName::Omit`] when the chain has no
+    /// `tsa_name` is true; [`compile`](super::chain::compile) sets [`TsaName::Omit`] when the chain has no
     /// `tsa-name` filter.
     pub tsa_name: TsaName,
     /// qualified-statement: every token carries qcStatements with esi4-qtstStatement-1
