@@ -4,6 +4,7 @@
 mod common;
 
 use std::collections::{HashMap, HashSet};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
@@ -501,4 +502,58 @@ fn group_commit_holds_the_reply_until_the_batch_is_on_disk_and_async_does_not() 
     server.terminate();
     assert!(started.elapsed() < Duration::from_millis(900));
     assert_eq!(export(&data).len(), 3);
+}
+
+/// Bytes of every file in the journal directory (segments grow in 256 KiB prefill steps).
+fn journal_bytes(data_dir: &Path) -> u64 {
+    std::fs::read_dir(data_dir.join("journal"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum()
+}
+
+#[test]
+fn refused_requests_leave_bounded_records_even_when_requests_are_kept() {
+    // A SHA-256 AlgorithmIdentifier with a 65,000-byte digest is valid DER under the 64 KiB
+    // body limit and refused (badDataFormat): its record must not keep the 65 KB, neither
+    // as the imprint nor as the kept request.
+    let tmp = common::tempdir();
+    let data = tmp.path().join("d");
+    let config = "[preprocess.keep]\nkind = \"audit\"\nrequest = true\n\
+                  [[service]]\npreprocess = [\"clock\", \"keep\"]\n";
+    let server = Server::start(&data, Some(config));
+    issue(&server, [9; 32]); // the journal exists, with its first prefill
+    let before = journal_bytes(&data);
+    let body = request::encode(HashAlg::Sha256, &[7; 65_000], None, None, false);
+    let raw = common::post_bytes(&server.path, &body, "");
+    let mut s = server.connect();
+    let mut pending = Vec::new();
+    const FLOOD: u64 = 2_000;
+    for _ in 0..FLOOD {
+        s.write_all(&raw).unwrap();
+        let r = common::read_response(&mut s, &mut pending).expect("a reply");
+        assert_eq!(r.status, 200);
+        let resp = response::decode(&r.body).unwrap();
+        assert_eq!(resp.status, PkiStatus::Rejection);
+        assert_eq!(resp.fail_info, [FailureInfo::BadDataFormat]);
+    }
+    drop(s);
+    assert!(server.terminate().is_some_and(|s| s.success()));
+    // At most 1 KiB per refused record, plus one prefill step of slack.
+    let grown = journal_bytes(&data) - before;
+    assert!(
+        grown <= FLOOD * 1024 + (256 << 10),
+        "the journal grew by {grown} bytes for {FLOOD} refused requests"
+    );
+    let records = export(&data);
+    let refused: Vec<_> = records
+        .iter()
+        .filter(|r| r["status"] == "rejection")
+        .collect();
+    assert_eq!(refused.len() as u64, FLOOD);
+    for r in refused {
+        assert!(r["message_imprint"].is_null(), "{r}");
+        // The kept request is its first 256 bytes, in hex.
+        assert_eq!(r["request"].as_str().map(str::len), Some(512), "{r}");
+    }
 }

@@ -15,13 +15,20 @@ use crate::error::Error;
 use crate::outcome::Outcome;
 use crate::protocol::{request, HashAlg, Timestamp};
 
+/// The most of a refused request's body a record may keep, in bytes.
+const MAX_REFUSED_REQUEST_BYTES: usize = 4096;
+
 /// `[preprocess.NAME]` with `kind = "audit"`: what each record keeps, and when a reply may
 /// leave.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditFilterConfig {
-    /// Keep the request DER. Default false.
+    /// Keep the request DER. Default false. Of a request that got no token, only its first
+    /// `refused_request_bytes` bytes are kept, so refused requests cannot fill the journal.
     pub request: bool,
+    /// With `request = true`: how many bytes of a refused request's body a record keeps
+    /// (0 to 4096). Default 256.
+    pub refused_request_bytes: usize,
     /// Keep the response DER. Default false (the storage filter keeps issued tokens).
     pub response: bool,
     /// Keep the client's IP address. Default true.
@@ -34,6 +41,7 @@ impl Default for AuditFilterConfig {
     fn default() -> Self {
         AuditFilterConfig {
             request: false,
+            refused_request_bytes: 256,
             response: false,
             client_ip: true,
             durability: None,
@@ -42,6 +50,17 @@ impl Default for AuditFilterConfig {
 }
 
 impl AuditFilterConfig {
+    /// Checks the options (pure).
+    pub fn validate(&self) -> Vec<String> {
+        if self.refused_request_bytes > MAX_REFUSED_REQUEST_BYTES {
+            vec![format!(
+                "refused_request_bytes: at most {MAX_REFUSED_REQUEST_BYTES} (a refused request's record is bounded)"
+            )]
+        } else {
+            Vec::new()
+        }
+    }
+
     /// The filter of service `service` (signed by `key_id`), with the trail's default
     /// durability `durability`.
     pub fn build(
@@ -118,13 +137,28 @@ impl PreFilter for Audit {
             hash: req
                 .as_ref()
                 .and_then(|r| HashAlg::from_oid_bytes(r.hash_oid)),
-            imprint: req.as_ref().map(|r| r.digest.to_vec()),
+            // Only an imprint of its algorithm's length: a refused request's digest can be
+            // as long as the body (a 65,000-byte "SHA-256" digest is valid DER).
+            imprint: req
+                .as_ref()
+                .filter(|r| {
+                    HashAlg::from_oid_bytes(r.hash_oid)
+                        .is_some_and(|h| h.digest_len() == r.digest.len())
+                })
+                .map(|r| r.digest.to_vec()),
             nonce: req.as_ref().and_then(|r| r.nonce.map(<[u8]>::to_vec)),
             cert_req: req.as_ref().is_some_and(|r| r.cert_req),
             client: c.client_ip.then_some(x.meta.client),
             key_id: granted.then(key_id),
             latency_us: u64::try_from(x.started.elapsed().as_micros()).unwrap_or(u64::MAX),
-            request: c.request.then(|| x.body.to_vec()),
+            request: c.request.then(|| {
+                let keep = if granted {
+                    x.body.len()
+                } else {
+                    x.body.len().min(c.refused_request_bytes)
+                };
+                x.body[..keep].to_vec()
+            }),
             response: keep_response.then(|| reply.der.clone()),
         };
         match self.sink.submit(record, self.group_commit) {
@@ -135,5 +169,20 @@ impl PreFilter for Audit {
                 *reply = Reply::refused(&Error::AuditFull, false);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_refused_request_prefix_is_bounded() {
+        assert!(AuditFilterConfig::default().validate().is_empty());
+        let big = AuditFilterConfig {
+            refused_request_bytes: MAX_REFUSED_REQUEST_BYTES + 1,
+            ..AuditFilterConfig::default()
+        };
+        assert!(big.validate()[0].contains("refused_request_bytes: at most 4096"));
     }
 }

@@ -135,6 +135,7 @@ impl PreprocessConfig {
         match self {
             PreprocessConfig::Clock(c) => c.validate(),
             PreprocessConfig::RateLimit(c) => c.validate(),
+            PreprocessConfig::Audit(c) => c.validate(),
             _ => Vec::new(),
         }
     }
