@@ -57,6 +57,8 @@ fn bench(c: &mut Criterion) {
         retention: None,
         checkpoint_every: 10_000,
         max_torn_tail: 16 << 20,
+        max_bytes: None,
+        min_free_bytes: 0,
     })
     .unwrap();
     let mut g = c.benchmark_group("audit/journal_commit");

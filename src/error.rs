@@ -126,6 +126,10 @@ pub enum Error {
     /// The audit batch holding the record could not be committed: the token is withheld.
     #[error("audit batch not committed")]
     AuditFailed,
+    /// The journal's disk budget is used up (`[audit.journal] max_mib`, `min_free_mib`):
+    /// requests are refused before they are signed until space is freed.
+    #[error("audit journal disk budget reached")]
+    AuditNoSpace,
     /// The audit record did not become durable in time.
     #[error("audit commit did not finish in time")]
     AuditStalled,
@@ -164,9 +168,11 @@ impl Error {
             Error::Signer { .. } | Error::Sign(_) | Error::CertificateNotValidAtGenTime => {
                 Origin::Signer
             }
-            Error::AuditStart(_) | Error::AuditFull | Error::AuditFailed | Error::AuditStalled => {
-                Origin::Audit
-            }
+            Error::AuditStart(_)
+            | Error::AuditFull
+            | Error::AuditFailed
+            | Error::AuditNoSpace
+            | Error::AuditStalled => Origin::Audit,
             Error::TimeUnavailable => Origin::Clock,
             Error::Overloaded => Origin::Capacity,
         }
@@ -187,7 +193,7 @@ impl Error {
             Error::TimeUnavailable => "trusted time is not available",
             Error::Overloaded => "server busy, retry later",
             Error::RateLimited { .. } => "request rate limit exceeded, retry later",
-            Error::AuditFailed => "the audit trail is unavailable",
+            Error::AuditFailed | Error::AuditNoSpace => "the audit trail is unavailable",
             _ => "the TSA could not issue a token",
         }
     }

@@ -557,3 +557,133 @@ fn refused_requests_leave_bounded_records_even_when_requests_are_kept() {
         assert_eq!(r["request"].as_str().map(str::len), Some(512), "{r}");
     }
 }
+
+/// A small tmpfs, unmounted when dropped; `None` where mounting is not allowed (not root).
+struct SmallFs(std::path::PathBuf);
+
+impl SmallFs {
+    fn mount(at: &Path, size: &str) -> Option<SmallFs> {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| SmallFs(at.to_path_buf()))
+    }
+
+    /// Bytes free, as `df` reports them.
+    fn free(&self) -> u64 {
+        let out = Command::new("df")
+            .args(["--output=avail", "-B1"])
+            .arg(&self.0)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines().nth(1).unwrap().trim().parse().unwrap()
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+#[allow(
+    clippy::print_stderr,
+    reason = "a test skipped for lack of root says so in the test output"
+)]
+fn a_full_journal_disk_refuses_requests_before_it_tears_and_recovers_by_itself() {
+    let tmp = common::tempdir();
+    let Some(fs) = SmallFs::mount(&tmp.path().join("small"), "8m") else {
+        eprintln!("skipped: cannot mount a tmpfs here (the test needs root)");
+        return;
+    };
+    // 8 MiB with a 5 MiB filler: about 3 MiB free, 2 of them reserved, so the journal has
+    // room for less than 1 MiB of records before the budget is reached.
+    let filler = fs.0.join("filler");
+    std::fs::write(&filler, vec![1u8; 5 << 20]).unwrap();
+    let journal = fs.0.join("journal");
+    let data = tmp.path().join("d");
+    let config = format!(
+        "[audit.journal]\ndir = \"{}\"\nmin_free_mib = 2\n\
+         [preprocess.keep]\nkind = \"audit\"\nrequest = true\nresponse = true\n\
+         [[service]]\npreprocess = [\"clock\", \"keep\"]\n",
+        journal.display()
+    );
+    let server = Server::start(&data, Some(&config));
+    let ready = |server: &Server| {
+        common::exchange(server, b"GET /ready HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap()
+            .status
+    };
+    assert_eq!(ready(&server), 200);
+    let mut s = server.connect();
+    let mut pending = Vec::new();
+    let mut granted = 0u32;
+    let mut refused = false;
+    for i in 0u32..20_000 {
+        let mut digest = [0u8; 32];
+        digest[..4].copy_from_slice(&i.to_be_bytes());
+        let body = request::encode(HashAlg::Sha256, &digest, None, None, false);
+        s.write_all(&common::post_bytes(&server.path, &body, ""))
+            .unwrap();
+        let r = common::read_response(&mut s, &mut pending).expect("a reply");
+        assert_eq!(r.status, 200);
+        let resp = response::decode(&r.body).unwrap();
+        if resp.status == PkiStatus::Granted {
+            assert!(!refused, "granted after the budget was reached");
+            granted += 1;
+            continue;
+        }
+        assert_eq!(resp.fail_info, [FailureInfo::SystemFailure]);
+        refused = true;
+        if i > granted + 10 {
+            break;
+        }
+    }
+    assert!(
+        refused && granted > 100,
+        "granted {granted}, refused {refused}"
+    );
+    // Refused before the reserve was touched: the filesystem is far from full.
+    assert!(fs.free() >= 1 << 20, "free {}", fs.free());
+    assert_eq!(ready(&server), 503);
+    let metrics = common::exchange(&server, b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let metrics = String::from_utf8_lossy(&metrics.body).into_owned();
+    assert!(
+        metrics.contains("stampd_audit_disk_budget_state 2\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("stampd_audit_disk_free_bytes "),
+        "{metrics}"
+    );
+    // Space comes back: within the writer's idle tick the service resumes by itself.
+    std::fs::remove_file(&filler).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ready(&server) != 200 {
+        assert!(Instant::now() < deadline, "never ready again");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, _, _) = issue(&server, [0xee; 32]);
+    assert_eq!(status, PkiStatus::Granted);
+    drop(s);
+    assert!(server.terminate().is_some_and(|s| s.success()));
+    let (ok, out) = run(Command::new(BIN)
+        .args(["audit", "verify", "--journal"])
+        .arg(&journal));
+    assert!(ok, "{out}");
+    let granted_records = Command::new(BIN)
+        .args(["audit", "export", "--journal"])
+        .arg(&journal)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&granted_records.stdout);
+    let issued = text.lines().filter(|l| l.contains("\"granted\"")).count();
+    // Every issued token is in the journal: the ones before the budget and the one after.
+    assert_eq!(issued as u32, granted + 1);
+}

@@ -93,6 +93,12 @@ pub struct JournalConfig {
     /// A checkpoint (logged with its chain hash) whenever the frame count reaches a
     /// multiple of this. Default 10000.
     pub checkpoint_every: u64,
+    /// Largest the journal's files may grow, in MiB; 0 = no cap. Default 0.
+    pub max_mib: u64,
+    /// Free space to leave on the journal's filesystem, in MiB: once the next 256 KiB
+    /// extension would cut into it, requests are refused with `systemFailure` and `/ready`
+    /// answers 503 until space is freed. Default 64.
+    pub min_free_mib: u64,
 }
 
 impl Default for JournalConfig {
@@ -102,6 +108,8 @@ impl Default for JournalConfig {
             segment_mib: 64,
             retention_days: 0,
             checkpoint_every: 10_000,
+            max_mib: 0,
+            min_free_mib: 64,
         }
     }
 }

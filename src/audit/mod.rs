@@ -30,6 +30,7 @@ pub use record::Record;
 pub use sink::{AuditSink, Discard, Durable, Full, Memory};
 
 use crate::error::Error;
+use journal::budget::{DiskBudget, State as BudgetState};
 use journal::Journal;
 
 impl AuditConfig {
@@ -44,6 +45,8 @@ impl AuditConfig {
             // One batch is one write: a torn write is at most one batch (its records may
             // pass the byte limit by one record, bounded by the HTTP body limit).
             max_torn_tail: 2 * (self.batch.max_bytes as u64) + (4 << 20),
+            max_bytes: (j.max_mib > 0).then_some(j.max_mib << 20),
+            min_free_bytes: j.min_free_mib << 20,
         }
     }
 
@@ -99,6 +102,7 @@ impl AuditConfig {
                 let dir = settings.dir.clone();
                 let (journal, report) = Journal::open(settings).map_err(audit_err)?;
                 let progress = journal.progress();
+                let budget = journal.budget();
                 let (seq, head) = journal.head();
                 tracing::info!(dir = %dir.display(), seq, head = %record::hex(&head), created = report.created, "audit journal open");
                 let target = self.target(postgres_password)?;
@@ -122,7 +126,11 @@ impl AuditConfig {
                         .map_err(|e| audit_err(e.to_string()))?,
                     ),
                 };
-                Ok(Arc::new(Trail { writer, shipper }))
+                Ok(Arc::new(Trail {
+                    writer,
+                    shipper,
+                    budget,
+                }))
             }
         }
     }
@@ -132,11 +140,19 @@ impl AuditConfig {
 struct Trail {
     writer: writer::Writer,
     shipper: Option<postgres::ShipperHandle>,
+    budget: Arc<DiskBudget>,
 }
 
 impl AuditSink for Trail {
     fn submit(&self, record: Record, durable: bool) -> Result<Option<Durable>, Full> {
         self.writer.submit(record, durable)
+    }
+
+    fn writable(&self) -> Result<(), Error> {
+        match self.budget.state() {
+            BudgetState::Full => Err(Error::AuditNoSpace),
+            BudgetState::Ok | BudgetState::Warning => Ok(()),
+        }
     }
 
     fn flush_and_stop(&self) -> bool {
@@ -160,6 +176,10 @@ impl writer::Store for Journal {
         self.rotate_if_full();
     }
 
+    fn idle(&mut self) {
+        self.reclaim();
+    }
+
     fn metrics(&self, out: &mut String) {
         use std::fmt::Write;
         let (seq, _) = self.head();
@@ -167,5 +187,6 @@ impl writer::Store for Journal {
             out,
             "# TYPE stampd_audit_journal_seq gauge\nstampd_audit_journal_seq {seq}\n"
         );
+        self.budget().metrics(out);
     }
 }

@@ -5,6 +5,7 @@
 use std::sync::Mutex;
 
 use super::Record;
+use crate::error::Error;
 
 /// Fires with `true` once the record is durable, `false` when its batch failed.
 pub type Durable = futures_channel::oneshot::Receiver<bool>;
@@ -42,6 +43,13 @@ pub trait AuditSink: Send + Sync {
     /// Takes one record. With `durable`, the answer is a [`Durable`] that fires once the
     /// record is committed (group commit); without, the record is queued (async).
     fn submit(&self, record: Record, durable: bool) -> Result<Option<Durable>, Full>;
+    /// Whether the trail can take records now: `Err` (e.g. [`Error::AuditNoSpace`] when the
+    /// journal's disk budget is used up) makes the audit filter refuse requests before they
+    /// are signed and `/ready` answer 503. Called on every request thread: one atomic read,
+    /// never blocking.
+    fn writable(&self) -> Result<(), Error> {
+        Ok(())
+    }
     /// Refuses new records, commits what is queued and stops (graceful shutdown); false
     /// when something could not be committed.
     fn flush_and_stop(&self) -> bool {

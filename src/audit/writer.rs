@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError};
 use futures_channel::oneshot;
 
 use super::record::Record;
@@ -56,7 +56,13 @@ pub trait Store: Send + 'static {
     fn after_commit(&mut self) {}
     /// What the store adds to `GET /metrics`.
     fn metrics(&self, _out: &mut String) {}
+    /// Housekeeping when no record has arrived for [`IDLE_TICK`] (the journal measures
+    /// its disk budget again while it is full, so freed space is noticed without traffic).
+    fn idle(&mut self) {}
 }
+
+/// How long an idle writer waits before it calls [`Store::idle`].
+pub const IDLE_TICK: Duration = Duration::from_secs(1);
 
 /// Batch limits (`[audit.batch]`).
 #[derive(Debug, Clone, Copy)]
@@ -255,9 +261,17 @@ fn run(
                 Err(_) => break,
             }
         } else {
-            match rx.recv() {
+            match rx.recv_timeout(IDLE_TICK) {
                 Ok(m) => m,
-                Err(_) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    store.idle();
+                    if let Ok(mut m) = store_metrics.lock() {
+                        m.clear();
+                        store.metrics(&mut m);
+                    }
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
             }
         };
         // Paced from the previous commit's start: after a quiet spell the deadline has

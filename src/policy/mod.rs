@@ -341,7 +341,8 @@ impl Tsa {
         out
     }
 
-    /// Readiness: `Err` names the signers that cannot sign now.
+    /// Readiness: every part a token needs can work now. `Err` names the signers that
+    /// cannot sign and an audit trail that cannot take records (its disk budget used up).
     pub fn ready(&self) -> Result<(), String> {
         let down: Vec<&str> = self
             .signers
@@ -349,10 +350,17 @@ impl Tsa {
             .filter(|(_, s)| !s.ready())
             .map(|(n, _)| n.as_str())
             .collect();
-        if down.is_empty() {
+        let mut problems = Vec::new();
+        if !down.is_empty() {
+            problems.push(format!("signer down: {}", down.join(", ")));
+        }
+        if let Err(e) = self.audit.writable() {
+            problems.push(e.to_string());
+        }
+        if problems.is_empty() {
             Ok(())
         } else {
-            Err(format!("signer down: {}", down.join(", ")))
+            Err(problems.join("; "))
         }
     }
 

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::super::record::{self, Record};
+use super::budget::{DiskBudget, State};
 use super::frame::push_frame;
 use super::segment::{create_segment, segment_header, segment_path, segments};
 use super::{unix_now, Hash, Journal, Kind, Position, Progress};
@@ -15,12 +16,29 @@ use super::{unix_now, Hash, Journal, Kind, Position, Progress};
 /// and its sync run inside a batch's commit: 4 MiB stalled a batch for about 10 ms on the
 /// VM's disk (p99 12 ms at half load); 256 KiB costs about 1 ms, with one more metadata
 /// commit per 256 KiB of records.
-const PREFILL: u64 = 256 << 10;
+pub(super) const PREFILL: u64 = 256 << 10;
 
 impl Journal {
     /// The durability and shipping progress, shared with the shipper and readers.
     pub fn progress(&self) -> Arc<Progress> {
         self.progress.clone()
+    }
+
+    /// The disk budget, for the request path's check and `/ready`.
+    pub fn budget(&self) -> Arc<DiskBudget> {
+        self.budget.clone()
+    }
+
+    /// While the budget is not `Ok`: deletes what retention allows, then measures again (the
+    /// writer calls this when idle, so a full journal notices freed space by itself).
+    pub fn reclaim(&mut self) {
+        if self.budget.state() == State::Ok {
+            return;
+        }
+        self.prune();
+        if let Err(e) = self.budget.measure(&self.settings.dir, PREFILL) {
+            tracing::warn!(error = %e, "cannot measure the journal's disk budget");
+        }
     }
 
     /// The last frame written: its seq and hash (the chain head).
@@ -113,6 +131,17 @@ impl Journal {
             return Ok(());
         }
         let target = end + PREFILL;
+        // The disk budget (budget.rs): refused before any byte is written, so the batch
+        // fails whole and the journal stays as it was.
+        if !self
+            .budget
+            .measure(&self.settings.dir, target - self.zeroed_to)?
+        {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                "journal disk budget reached",
+            ));
+        }
         let zeros = vec![0u8; 1 << 20];
         let mut at = self.zeroed_to;
         while at < target {

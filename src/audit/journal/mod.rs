@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 mod append;
+pub mod budget;
 mod frame;
 mod open;
 mod reader;
@@ -95,6 +96,10 @@ pub struct Settings {
     pub checkpoint_every: u64,
     /// The longest damaged tail that is treated as a torn batch write and cut on open.
     pub max_torn_tail: u64,
+    /// Largest the journal's files may grow, in bytes (`None`: no cap).
+    pub max_bytes: Option<u64>,
+    /// Free space to leave on the journal's filesystem, in bytes.
+    pub min_free_bytes: u64,
 }
 
 /// How far the journal is durable and how far it has been shipped, shared with the shipper.
@@ -159,6 +164,8 @@ pub struct Journal {
     /// The last rotation failed (logged once until one succeeds).
     rotate_failed: bool,
     progress: Arc<Progress>,
+    /// The disk budget, measured when a segment is extended and while the journal is full.
+    budget: Arc<budget::DiskBudget>,
     buf: Vec<u8>,
 }
 
@@ -180,6 +187,8 @@ mod tests {
             retention: None,
             checkpoint_every: 4,
             max_torn_tail: 1 << 20,
+            max_bytes: None,
+            min_free_bytes: 0,
         }
     }
 

@@ -8,6 +8,8 @@ use std::path::Path;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
+use super::append::PREFILL;
+use super::budget::DiskBudget;
 use super::frame::{parse_frame, parse_segment_header, Parse, BATCH_END, FRAME_HEAD, PAYLOAD_HEAD};
 use super::segment::{create_segment, lock_journal, segment_path, segments};
 use super::{unix_now, Hash, Journal, Kind, Position, Progress, Settings};
@@ -148,6 +150,11 @@ impl Journal {
         tail: (u64, u64, u64, Hash),
     ) -> Journal {
         let (segment, offset, last_seq, head) = tail;
+        let budget = Arc::new(DiskBudget::new(settings.max_bytes, settings.min_free_bytes));
+        // Measured at once: a journal opened on a full disk takes no records.
+        if let Err(e) = budget.measure(&settings.dir, PREFILL) {
+            tracing::warn!(dir = %settings.dir.display(), error = %e, "cannot measure the journal's disk budget");
+        }
         Journal {
             settings,
             _lock: lock,
@@ -159,6 +166,7 @@ impl Journal {
             head,
             failed: None,
             rotate_failed: false,
+            budget,
             progress: Arc::new(Progress {
                 journal_id,
                 committed_seq: AtomicU64::new(last_seq),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::super::Reply;
-use super::{Exchange, PreFilter};
+use super::{Exchange, PreFilter, Stop};
 use crate::audit::{AuditSink, Durability, Record};
 use crate::clock::{SystemClock, TimeSource};
 use crate::error::Error;
@@ -98,6 +98,12 @@ impl PreFilter for Audit {
         &self.name
     }
 
+    /// Refuses the request before anything is signed while the trail cannot take records
+    /// (the journal's disk budget is used up): `systemFailure`, never a token without one.
+    fn before(&self, _x: &mut Exchange<'_>) -> Result<(), Stop> {
+        self.sink.writable().map_err(Stop::from)
+    }
+
     fn after(&self, x: &Exchange<'_>, reply: &mut Reply) {
         let c = &self.config;
         // Decoded by the chain; decoded here when a pre-filter stopped the request first.
@@ -106,6 +112,11 @@ impl PreFilter for Audit {
             None => request::decode(x.body).ok(),
         };
         let granted = matches!(reply.outcome, Outcome::Granted { .. });
+        if !granted && self.sink.writable().is_err() {
+            // Out of disk budget: a refusal's record is kept only within the budget (an
+            // issued token's record is always submitted; its batch fails if there is no room).
+            return;
+        }
         // The signer's key id, for issued tokens only.
         let key_id = || match x.policy.and_then(|p| p.signer.as_ref()) {
             Some(s) => s.key_id().clone(),
