@@ -66,12 +66,12 @@ fn http_errors_have_the_right_status() {
     let cases: Vec<(Vec<u8>, u16)> = vec![
         (b"GET /tsa HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(), 405),
         (post_bytes("/nope", &q, ""), 404),
-        (b"POST /tsa HTTP/1.1\r\nContent-Type: application/timestamp-query\r\n\r\n".to_vec(), 411),
-        (b"POST /tsa HTTP/1.1\r\nContent-Type: application/timestamp-query\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n".to_vec(), 411),
-        (b"POST /tsa HTTP/1.1\r\nContent-Type: application/timestamp-query\r\nContent-Length: abc\r\n\r\n".to_vec(), 400),
-        (b"POST /tsa HTTP/1.1\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi".to_vec(), 415),
+        (b"POST /tsa HTTP/1.1\r\nHost: t\r\nContent-Type: application/timestamp-query\r\n\r\n".to_vec(), 411),
+        (b"POST /tsa HTTP/1.1\r\nHost: t\r\nContent-Type: application/timestamp-query\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n".to_vec(), 411),
+        (b"POST /tsa HTTP/1.1\r\nHost: t\r\nContent-Type: application/timestamp-query\r\nContent-Length: abc\r\n\r\n".to_vec(), 400),
+        (b"POST /tsa HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi".to_vec(), 415),
         (b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03garbage\r\n\r\n".to_vec(), 400),
-        (format!("GET /health HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(10_000)).into_bytes(), 431),
+        (format!("GET /health HTTP/1.1\r\nHost: t\r\nX: {}\r\n\r\n", "a".repeat(10_000)).into_bytes(), 431),
     ];
     for (raw, want) in cases {
         let resp = exchange(&server, &raw).unwrap_or_else(|| panic!("no reply for {want}"));
@@ -85,7 +85,7 @@ fn http_errors_have_the_right_status() {
             assert_eq!(resp.header("allow"), Some("POST"));
         }
     }
-    let health = exchange(&server, b"GET /health HTTP/1.1\r\n\r\n").unwrap();
+    let health = exchange(&server, b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     assert_eq!((health.status, health.body.as_slice()), (200, &b"ok\n"[..]));
 }
 
@@ -94,7 +94,7 @@ fn oversized_body_is_413_before_the_body_is_sent() {
     let tmp = common::tempdir();
     let server = Server::start(&tmp.path().join("d"), None);
     let mut s = server.connect();
-    s.write_all(b"POST /tsa HTTP/1.1\r\nContent-Type: application/timestamp-query\r\nContent-Length: 10000000\r\n\r\n").unwrap();
+    s.write_all(b"POST /tsa HTTP/1.1\r\nHost: t\r\nContent-Type: application/timestamp-query\r\nContent-Length: 10000000\r\n\r\n").unwrap();
     let resp = read_response(&mut s, &mut Vec::new()).unwrap();
     assert_eq!(resp.status, 413);
     assert_eq!(resp.header("connection"), Some("close"));
@@ -122,10 +122,10 @@ fn keep_alive_and_pipelined_requests_are_answered_in_order() {
     for n in 100..120u64 {
         batch.extend(post_bytes("/tsa", &query(n), ""));
         if n == 105 {
-            batch.extend_from_slice(b"GET /health HTTP/1.1\r\n\r\n");
+            batch.extend_from_slice(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n");
         }
         if n == 110 {
-            batch.extend_from_slice(b"GET /missing HTTP/1.1\r\n\r\n");
+            batch.extend_from_slice(b"GET /missing HTTP/1.1\r\nHost: t\r\n\r\n");
         }
     }
     s.write_all(&batch).unwrap();
@@ -170,7 +170,7 @@ fn http_10_and_expect_continue() {
 
     // Expect: 100-continue: the interim response comes before we send the body.
     let mut s = server.connect();
-    s.write_all(format!("POST /tsa HTTP/1.1\r\nContent-Type: application/timestamp-query\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n", q.len()).as_bytes()).unwrap();
+    s.write_all(format!("POST /tsa HTTP/1.1\r\nHost: t\r\nContent-Type: application/timestamp-query\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n", q.len()).as_bytes()).unwrap();
     let mut pending = Vec::new();
     let interim = read_response(&mut s, &mut pending).unwrap();
     assert_eq!(interim.status, 100);
@@ -218,7 +218,7 @@ fn slow_clients_never_delay_others_and_are_cut_off() {
     }
     // A body that never completes is cut off too.
     let mut s = server.connect();
-    s.write_all(b"POST /tsa HTTP/1.1\r\nContent-Type: application/timestamp-query\r\nContent-Length: 50\r\n\r\n0123").unwrap();
+    s.write_all(b"POST /tsa HTTP/1.1\r\nHost: t\r\nContent-Type: application/timestamp-query\r\nContent-Length: 50\r\n\r\n0123").unwrap();
     let resp = read_response(&mut s, &mut Vec::new()).unwrap();
     assert_eq!(resp.status, 408);
 }
@@ -286,12 +286,12 @@ fn connections_over_the_per_core_limit_get_503() {
     let server = Server::start(&tmp.path().join("d"), Some(config));
     let held: Vec<_> = (0..3).map(|_| server.connect()).collect();
     std::thread::sleep(Duration::from_millis(200));
-    let resp = exchange(&server, b"GET /health HTTP/1.1\r\n\r\n").unwrap();
+    let resp = exchange(&server, b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     assert_eq!(resp.status, 503);
     drop(held);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(
-        exchange(&server, b"GET /health HTTP/1.1\r\n\r\n")
+        exchange(&server, b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
             .unwrap()
             .status,
         200
@@ -386,7 +386,7 @@ fn head_requests_get_no_body_and_health_bodies_are_refused() {
     let server = Server::start(&tmp.path().join("d"), None);
     let mut s = server.connect();
     s.write_all(
-        b"HEAD /tsa HTTP/1.1\r\n\r\nHEAD /health HTTP/1.1\r\n\r\nGET /health HTTP/1.1\r\n\r\n",
+        b"HEAD /tsa HTTP/1.1\r\nHost: t\r\n\r\nHEAD /health HTTP/1.1\r\nHost: t\r\n\r\nGET /health HTTP/1.1\r\nHost: t\r\n\r\n",
     )
     .unwrap();
     // HEAD answers carry Content-Length but no body: the next response parses cleanly.
@@ -405,7 +405,7 @@ fn head_requests_get_no_body_and_health_bodies_are_refused() {
         "HEAD answer had a body: {text}"
     );
     // A body on /health is refused and the connection closed (no request smuggling).
-    let smuggle = b"GET /health HTTP/1.1\r\nContent-Length: 60\r\n\r\nPOST /tsa HTTP/1.1\r\nContent-Length: 0\r\n\r\n";
+    let smuggle = b"GET /health HTTP/1.1\r\nHost: t\r\nContent-Length: 60\r\n\r\nPOST /tsa HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n";
     let resp = exchange(&server, smuggle).unwrap();
     assert_eq!(resp.status, 400);
     assert_eq!(resp.header("connection"), Some("close"));

@@ -301,7 +301,7 @@ fn preprocessing_rate_limit_and_metrics_over_http() {
     assert_eq!(r.fail_info, vec![FailureInfo::SystemFailure]);
 
     // The monitor counted what the limit let through and what it refused.
-    let metrics = exchange(&server, b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+    let metrics = exchange(&server, b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     assert_eq!(metrics.status, 200);
     let text = String::from_utf8(metrics.body).unwrap();
     assert!(

@@ -97,9 +97,12 @@ pub fn parse(buf: &[u8], limits: &HttpConfig, routes: &[(String, usize)]) -> Par
     let mut content_type: Option<&[u8]> = None;
     let mut expect: Option<&[u8]> = None;
     let (mut close, mut keep_alive) = (false, false);
+    let mut hosts = 0usize;
     for h in req.headers.iter() {
         let name = h.name;
-        if name.eq_ignore_ascii_case("content-length") {
+        if name.eq_ignore_ascii_case("host") {
+            hosts += 1;
+        } else if name.eq_ignore_ascii_case("content-length") {
             let Some(v) = parse_content_length(h.value) else {
                 return Parsed::Invalid { status: 400 };
             };
@@ -162,6 +165,11 @@ pub fn parse(buf: &[u8], limits: &HttpConfig, routes: &[(String, usize)]) -> Par
     if transfer_encoding && content_length.is_some() {
         // RFC 9112 §6.1: both present is a smuggling vector.
         return Parsed::Invalid { status: 400 };
+    }
+    // RFC 9112 §3.2: a server must answer 400 to an HTTP/1.1 request without a Host header,
+    // and to any request with more than one.
+    if hosts > 1 || (minor >= 1 && hosts == 0) {
+        return error(400, None);
     }
     if path == "/health" || path == "/ready" {
         if has_body {
@@ -347,7 +355,7 @@ mod tests {
                 expect_continue: false
             }
         );
-        let r = action("POST /other?x=1 HTTP/1.1\r\nContent-Type: Application/Timestamp-Query; charset=binary\r\nContent-Length: 3\r\n\r\n");
+        let r = action("POST /other?x=1 HTTP/1.1\r\nHost: t\r\nContent-Type: Application/Timestamp-Query; charset=binary\r\nContent-Length: 3\r\n\r\n");
         assert_eq!(
             r,
             Action::Timestamp {
@@ -362,7 +370,10 @@ mod tests {
     #[test]
     fn partial_heads_wait_and_oversized_heads_are_431() {
         assert_eq!(p("POST /tsa HTTP/1.1\r\nHost"), Parsed::Partial);
-        let big = format!("POST /tsa HTTP/1.1\r\nX: {}\r\n", "a".repeat(9000));
+        let big = format!(
+            "POST /tsa HTTP/1.1\r\nHost: t\r\nX: {}\r\n",
+            "a".repeat(9000)
+        );
         assert_eq!(p(&big), Parsed::Invalid { status: 431 });
     }
 
@@ -377,7 +388,7 @@ mod tests {
     #[test]
     fn wrong_method_path_and_type() {
         assert_eq!(
-            action("GET /tsa HTTP/1.1\r\n\r\n"),
+            action("GET /tsa HTTP/1.1\r\nHost: t\r\n\r\n"),
             Action::Error {
                 status: 405,
                 close: false,
@@ -386,7 +397,7 @@ mod tests {
             }
         );
         assert_eq!(
-            action("GET /nope HTTP/1.1\r\n\r\n"),
+            action("GET /nope HTTP/1.1\r\nHost: t\r\n\r\n"),
             Action::Error {
                 status: 404,
                 close: false,
@@ -395,7 +406,7 @@ mod tests {
             }
         );
         assert_eq!(
-            action("POST /tsa HTTP/1.1\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n"),
+            action("POST /tsa HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n"),
             Action::Error {
                 status: 415,
                 close: true,
@@ -404,15 +415,15 @@ mod tests {
             }
         );
         assert_eq!(
-            action("GET /health HTTP/1.1\r\n\r\n"),
+            action("GET /health HTTP/1.1\r\nHost: t\r\n\r\n"),
             Action::Health { head_only: false }
         );
         assert_eq!(
-            action("HEAD /ready HTTP/1.1\r\n\r\n"),
+            action("HEAD /ready HTTP/1.1\r\nHost: t\r\n\r\n"),
             Action::Ready { head_only: true }
         );
         assert_eq!(
-            action("POST /ready HTTP/1.1\r\nContent-Length: 0\r\n\r\n"),
+            action("POST /ready HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"),
             Action::Error {
                 status: 405,
                 close: false,
@@ -423,8 +434,43 @@ mod tests {
     }
 
     #[test]
+    fn http_1_1_needs_exactly_one_host() {
+        let refused = Action::Error {
+            status: 400,
+            close: false,
+            allow: None,
+            head_only: false,
+        };
+        assert_eq!(action("GET /health HTTP/1.1\r\n\r\n"), refused);
+        assert_eq!(
+            action("GET /health HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
+            refused
+        );
+        assert_eq!(
+            action("GET /health HTTP/1.0\r\nHost: a\r\nhost: b\r\n\r\n"),
+            refused
+        );
+        // HTTP/1.0 may leave it out.
+        assert_eq!(
+            action("GET /health HTTP/1.0\r\n\r\n"),
+            Action::Health { head_only: false }
+        );
+        // A refused request with a body we do not read closes the connection.
+        assert_eq!(
+            action("POST /tsa HTTP/1.1\r\nContent-Type: application/timestamp-query\r\nContent-Length: 3\r\n\r\n"),
+            Action::Error {
+                status: 400,
+                close: true,
+                allow: None,
+                head_only: false,
+            }
+        );
+    }
+
+    #[test]
     fn body_framing_rules() {
-        let no_len = "POST /tsa HTTP/1.1\r\nContent-Type: application/timestamp-query\r\n\r\n";
+        let no_len =
+            "POST /tsa HTTP/1.1\r\nHost: t\r\nContent-Type: application/timestamp-query\r\n\r\n";
         assert_eq!(
             action(no_len),
             Action::Error {
@@ -434,7 +480,7 @@ mod tests {
                 head_only: false,
             }
         );
-        let chunked = "POST /tsa HTTP/1.1\r\nContent-Type: application/timestamp-query\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let chunked = "POST /tsa HTTP/1.1\r\nHost: t\r\nContent-Type: application/timestamp-query\r\nTransfer-Encoding: chunked\r\n\r\n";
         assert_eq!(
             action(chunked),
             Action::Error {
@@ -444,13 +490,13 @@ mod tests {
                 head_only: false,
             }
         );
-        let bad_len = "POST /tsa HTTP/1.1\r\nContent-Length: -1\r\n\r\n";
+        let bad_len = "POST /tsa HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\n";
         assert_eq!(p(bad_len), Parsed::Invalid { status: 400 });
-        let two = "POST /tsa HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n";
+        let two = "POST /tsa HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n";
         assert_eq!(p(two), Parsed::Invalid { status: 400 });
-        let both = "POST /tsa HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let both = "POST /tsa HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
         assert_eq!(p(both), Parsed::Invalid { status: 400 });
-        let huge = "POST /tsa HTTP/1.1\r\nContent-Type: application/timestamp-query\r\nContent-Length: 65537\r\n\r\n";
+        let huge = "POST /tsa HTTP/1.1\r\nHost: t\r\nContent-Type: application/timestamp-query\r\nContent-Length: 65537\r\n\r\n";
         assert_eq!(
             action(huge),
             Action::Error {
@@ -468,8 +514,10 @@ mod tests {
             Parsed::Complete(r) => r.keep_alive,
             other => panic!("{other:?}"),
         };
-        assert!(get("GET /health HTTP/1.1\r\n\r\n"));
-        assert!(!get("GET /health HTTP/1.1\r\nConnection: close\r\n\r\n"));
+        assert!(get("GET /health HTTP/1.1\r\nHost: t\r\n\r\n"));
+        assert!(!get(
+            "GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        ));
         assert!(!get("GET /health HTTP/1.0\r\n\r\n"));
         assert!(get(
             "GET /health HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"
@@ -478,7 +526,7 @@ mod tests {
 
     #[test]
     fn expect_continue() {
-        let s = "POST /tsa HTTP/1.1\r\nContent-Type: application/timestamp-query\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n";
+        let s = "POST /tsa HTTP/1.1\r\nHost: t\r\nContent-Type: application/timestamp-query\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n";
         assert_eq!(
             action(s),
             Action::Timestamp {
@@ -488,7 +536,7 @@ mod tests {
                 expect_continue: true
             }
         );
-        let s = "POST /tsa HTTP/1.1\r\nContent-Type: application/timestamp-query\r\nContent-Length: 5\r\nExpect: magic\r\n\r\n";
+        let s = "POST /tsa HTTP/1.1\r\nHost: t\r\nContent-Type: application/timestamp-query\r\nContent-Length: 5\r\nExpect: magic\r\n\r\n";
         assert_eq!(
             action(s),
             Action::Error {
