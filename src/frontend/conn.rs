@@ -211,7 +211,7 @@ pub async fn serve(mut stream: TcpStream, peer: std::net::IpAddr, shared: Rc<Sha
                 );
                 req.head_len
             }
-            Action::Metrics => {
+            Action::Metrics { head_only } => {
                 let text = shared.tsa.metrics();
                 http::write_response(
                     &mut out,
@@ -220,7 +220,7 @@ pub async fn serve(mut stream: TcpStream, peer: std::net::IpAddr, shared: Rc<Sha
                     text.as_bytes(),
                     keep_alive,
                     &[],
-                    false,
+                    head_only,
                 );
                 req.head_len
             }

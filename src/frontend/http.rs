@@ -28,8 +28,12 @@ pub enum Action {
         /// HEAD: the answer carries no body.
         head_only: bool,
     },
-    /// `GET /metrics`: Prometheus text from the transaction monitors.
-    Metrics,
+    /// `GET /metrics` (or HEAD): Prometheus text from the monitors, the audit trail and
+    /// the signers.
+    Metrics {
+        /// HEAD: the answer carries no body.
+        head_only: bool,
+    },
     /// Answer with an error status. `close`: the framing is lost or the body is unread, so
     /// the connection must close after the answer. `head_only`: the request was HEAD, so
     /// the answer carries no body (RFC 9110 §9.3.2).
@@ -171,7 +175,7 @@ pub fn parse(buf: &[u8], limits: &HttpConfig, routes: &[(String, usize)]) -> Par
     if hosts > 1 || (minor >= 1 && hosts == 0) {
         return error(400, None);
     }
-    if path == "/health" || path == "/ready" {
+    if path == "/health" || path == "/ready" || path == "/metrics" {
         if has_body {
             // A body here would be left unread and parsed as the next request (a smuggling
             // vector behind a proxy): refuse and close.
@@ -182,20 +186,11 @@ pub fn parse(buf: &[u8], limits: &HttpConfig, routes: &[(String, usize)]) -> Par
             "HEAD" => true,
             _ => return error(405, Some("GET, HEAD")),
         };
-        return done(if path == "/health" {
-            Action::Health { head_only }
-        } else {
-            Action::Ready { head_only }
+        return done(match path {
+            "/health" => Action::Health { head_only },
+            "/ready" => Action::Ready { head_only },
+            _ => Action::Metrics { head_only },
         });
-    }
-    if path == "/metrics" {
-        if has_body {
-            return fatal(400);
-        }
-        return match method {
-            "GET" => done(Action::Metrics),
-            _ => error(405, Some("GET")),
-        };
     }
     let Some((route, &(_, service))) = routes.iter().enumerate().find(|(_, (p, _))| p == path)
     else {
@@ -424,6 +419,27 @@ mod tests {
         );
         assert_eq!(
             action("POST /ready HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n"),
+            Action::Error {
+                status: 405,
+                close: false,
+                allow: Some("GET, HEAD"),
+                head_only: false,
+            }
+        );
+    }
+
+    #[test]
+    fn the_operational_paths_answer_get_and_head_alike() {
+        assert_eq!(
+            action("HEAD /metrics HTTP/1.1\r\nHost: t\r\n\r\n"),
+            Action::Metrics { head_only: true }
+        );
+        assert_eq!(
+            action("GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n"),
+            Action::Metrics { head_only: false }
+        );
+        assert_eq!(
+            action("POST /metrics HTTP/1.1\r\nHost: t\r\n\r\n"),
             Action::Error {
                 status: 405,
                 close: false,

@@ -196,10 +196,32 @@ const BAD_FORMAT: Rejection = Rejection::new(
 /// Semantic checks that depend on configuration (hash allow-list, policy, extensions) are
 /// left to [`crate::policy`]; [`check_imprint`] does the ones that do not.
 pub fn decode(input: &[u8]) -> Result<TimeStampReq<'_>, Rejection> {
-    decode_der(input).map_err(|_| BAD_FORMAT)
+    decode_der(input).map_err(|e| match e {
+        Malformed::Der => BAD_FORMAT,
+        Malformed::NonceTooLong => NONCE_TOO_LONG,
+    })
 }
 
-fn decode_der(input: &[u8]) -> Result<TimeStampReq<'_>, DerError> {
+/// The nonce is valid DER but longer than [`MAX_NONCE_OCTETS`]: said precisely, since RFC
+/// 3161 itself sets no bound.
+const NONCE_TOO_LONG: Rejection =
+    Rejection::new(FailureInfo::BadDataFormat, "nonce longer than 64 octets");
+
+/// Why a request does not decode.
+enum Malformed {
+    /// Not DER, or not a TimeStampReq (which rule broke is not told to the requester).
+    Der,
+    /// A nonce over [`MAX_NONCE_OCTETS`].
+    NonceTooLong,
+}
+
+impl From<DerError> for Malformed {
+    fn from(_: DerError) -> Self {
+        Malformed::Der
+    }
+}
+
+fn decode_der(input: &[u8]) -> Result<TimeStampReq<'_>, Malformed> {
     let mut req = Reader::new(der::read_single(input, tag::SEQUENCE)?.value);
     let version = req.read_u64()?;
 
@@ -226,15 +248,21 @@ fn decode_der(input: &[u8]) -> Result<TimeStampReq<'_>, DerError> {
     let nonce = match req.read_optional(tag::INTEGER)? {
         Some(t) => {
             der::check_minimal_integer(t.value)?;
-            if der::integer_is_negative(t.value) || t.value.len() > MAX_NONCE_OCTETS {
-                return Err(DerError::InvalidValue);
+            if der::integer_is_negative(t.value) {
+                return Err(DerError::InvalidValue.into());
+            }
+            if t.value.len() > MAX_NONCE_OCTETS {
+                return Err(Malformed::NonceTooLong);
             }
             Some(t.value)
         }
         None => None,
     };
-    // An explicit certReq FALSE is a DER violation (X.690 §11.5: DEFAULT values are
-    // omitted), but widely deployed clients send it; we accept it rather than refuse them.
+    // The one rule for DEFAULT fields: an explicitly encoded DEFAULT value (certReq FALSE)
+    // is a DER violation (X.690 §11.5: DEFAULT values are omitted), but deployed clients
+    // send it, so it is accepted, as the only DER leniency of this decoder; the value
+    // itself must still be canonical (X.690 §11.1: FALSE 0x00, TRUE 0xFF; anything else
+    // is badDataFormat).
     let cert_req = if req.peek_tag() == Some(tag::BOOLEAN) {
         req.read_bool()?
     } else {
@@ -245,7 +273,7 @@ fn decode_der(input: &[u8]) -> Result<TimeStampReq<'_>, DerError> {
             let mut r = Reader::new(t.value);
             if r.is_empty() {
                 // Extensions ::= SEQUENCE SIZE (1..MAX) OF Extension
-                return Err(DerError::InvalidValue);
+                return Err(DerError::InvalidValue.into());
             }
             while !r.is_empty() {
                 read_extension(&mut r)?;
@@ -414,6 +442,25 @@ mod tests {
     }
 
     #[test]
+    fn an_explicit_default_cert_req_is_accepted_but_must_be_canonical() {
+        // SEQUENCE { version, imprint, BOOLEAN }: certReq written out, as some clients do.
+        let with = |boolean: &[u8]| {
+            let plain = sha256_req(None, false);
+            let mut content = plain[2..].to_vec();
+            content.extend_from_slice(boolean);
+            let mut v = vec![0x30, content.len() as u8];
+            v.extend_from_slice(&content);
+            v
+        };
+        assert!(!decode(&with(&[0x01, 0x01, 0x00])).unwrap().cert_req);
+        assert!(decode(&with(&[0x01, 0x01, 0xff])).unwrap().cert_req);
+        assert_eq!(
+            decode(&with(&[0x01, 0x01, 0x01])).unwrap_err().fail,
+            FailureInfo::BadDataFormat
+        );
+    }
+
+    #[test]
     fn long_nonces_echo_up_to_the_limit() {
         let n160 = [0x7fu8; 20];
         let req_bytes = sha256_req(Some(&n160), false);
@@ -423,6 +470,10 @@ mod tests {
         assert_eq!(
             decode(&req_bytes).unwrap_err().fail,
             FailureInfo::BadDataFormat
+        );
+        assert_eq!(
+            decode(&req_bytes).unwrap_err().text,
+            "nonce longer than 64 octets"
         );
     }
 

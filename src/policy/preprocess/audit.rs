@@ -126,20 +126,24 @@ impl PreFilter for Audit {
         let record = Record {
             // genTime for issued tokens (the clock filter's reading); otherwise the trusted
             // time, or the system time when there was none.
-            time: match (x.time, x.policy) {
-                // Exactly the token's genTime: the reading cut to the policy's precision.
-                (Some(Ok(t)), Some(p)) if granted => {
-                    let unit = (p.template.precision.unit_us() * 1_000) as u32;
-                    Timestamp {
-                        nanos: t.nanos - t.nanos % unit,
-                        ..t
-                    }
+            //
+            // Every record's time is cut to the precision of the policy that took the request
+            // (for an issued token exactly its genTime), or to milliseconds (the default
+            // gen_time_precision) before one did, so records of grants and refusals compare.
+            time: {
+                let t = match x.time {
+                    Some(Ok(t)) => t,
+                    _ => SystemClock.now().unwrap_or(Timestamp {
+                        unix_secs: 0,
+                        nanos: 0,
+                    }),
+                };
+                let unit_us = x.policy.map_or(1_000, |p| p.template.precision.unit_us());
+                let unit = (unit_us * 1_000) as u32;
+                Timestamp {
+                    nanos: t.nanos - t.nanos % unit,
+                    ..t
                 }
-                (Some(Ok(t)), _) => t,
-                _ => SystemClock.now().unwrap_or(Timestamp {
-                    unix_secs: 0,
-                    nanos: 0,
-                }),
             },
             outcome: reply.outcome.clone(),
             service: self.service.clone(),
