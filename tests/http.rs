@@ -87,6 +87,21 @@ fn http_errors_have_the_right_status() {
     }
     let health = exchange(&server, b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     assert_eq!((health.status, health.body.as_slice()), (200, &b"ok\n"[..]));
+    // Refusals leave no audit record; /metrics counts them by status.
+    let metrics = exchange(&server, b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let text = String::from_utf8_lossy(&metrics.body);
+    for (status, n) in [
+        (400, 2),
+        (404, 1),
+        (405, 1),
+        (411, 2),
+        (415, 1),
+        (431, 1),
+        (503, 0),
+    ] {
+        let line = format!("stampd_http_refusals_total{{status=\"{status}\"}} {n}\n");
+        assert!(text.contains(&line), "{line} in\n{text}");
+    }
 }
 
 #[test]

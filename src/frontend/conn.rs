@@ -212,7 +212,8 @@ pub async fn serve(mut stream: TcpStream, peer: std::net::IpAddr, shared: Rc<Sha
                 req.head_len
             }
             Action::Metrics { head_only } => {
-                let text = shared.tsa.metrics();
+                let mut text = shared.tsa.metrics();
+                http::refusal_metrics(&mut text);
                 http::write_response(
                     &mut out,
                     200,

@@ -1,6 +1,8 @@
 //! HTTP/1.1 request heads (RFC 9112) parsed with httparse, and the decision of what to do
 //! with each request. Pure: bytes in, a decision out, so every rule is unit-tested.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use super::config::HttpConfig;
 
 /// What to do with one request.
@@ -290,7 +292,29 @@ pub fn write_response(
     }
 }
 
-/// Appends a short plain-text error response.
+/// The statuses counted in `stampd_http_refusals_total`: every error stampd answers at the
+/// HTTP level (a refusal leaves no audit record, so this is where it is seen). Any other
+/// status is counted as `other`.
+const COUNTED: [u16; 12] = [400, 404, 405, 408, 411, 413, 415, 417, 429, 431, 500, 503];
+
+/// HTTP-level refusals by status since start, for every core (one relaxed atomic add each).
+static REFUSALS: [AtomicU64; COUNTED.len() + 1] = [const { AtomicU64::new(0) }; COUNTED.len() + 1];
+
+/// Appends `stampd_http_refusals_total` by status for `GET /metrics`.
+pub fn refusal_metrics(out: &mut String) {
+    use std::fmt::Write;
+    let _ = writeln!(out, "# TYPE stampd_http_refusals_total counter");
+    for (i, n) in REFUSALS.iter().enumerate() {
+        let status = COUNTED.get(i).map_or("other".to_string(), u16::to_string);
+        let _ = writeln!(
+            out,
+            "stampd_http_refusals_total{{status=\"{status}\"}} {}",
+            n.load(Ordering::Relaxed)
+        );
+    }
+}
+
+/// Appends a short plain-text error response, and counts it.
 pub fn write_error(
     out: &mut Vec<u8>,
     status: u16,
@@ -298,6 +322,11 @@ pub fn write_error(
     allow: Option<&str>,
     head_only: bool,
 ) {
+    let slot = COUNTED
+        .iter()
+        .position(|&s| s == status)
+        .unwrap_or(COUNTED.len());
+    REFUSALS[slot].fetch_add(1, Ordering::Relaxed);
     let mut body = reason(status).as_bytes().to_vec();
     body.push(b'\n');
     let mut extra = Vec::new();
