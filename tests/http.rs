@@ -314,6 +314,47 @@ fn connections_over_the_per_core_limit_get_503() {
 }
 
 #[test]
+fn connections_are_capped_by_the_open_file_limit_and_the_extra_ones_get_503_at_once() {
+    // 512 descriptors, 256 of them reserved: one core holds at most 256 connections, far
+    // under the configured 16,384, and accept never meets EMFILE.
+    let tmp = common::tempdir();
+    let config = "[server]\ncores = 1\n";
+    let server = Server::start_with_nofile(&tmp.path().join("d"), Some(config), 512);
+    let health = b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n";
+    let mut held = Vec::new();
+    let (mut served, mut refused) = (0, 0);
+    for _ in 0..356 {
+        let mut s = server.connect();
+        s.write_all(health).unwrap();
+        match read_response(&mut s, &mut Vec::new()).map(|r| r.status) {
+            Some(200) => {
+                served += 1;
+                held.push(s);
+            }
+            Some(503) => refused += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((served, refused), (256, 100));
+    let started = Instant::now();
+    let resp = exchange(&server, health).unwrap();
+    assert_eq!(resp.status, 503);
+    assert!(started.elapsed() < Duration::from_millis(100));
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let resp = exchange(&server, b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        if resp.status == 200 {
+            let text = String::from_utf8_lossy(&resp.body).into_owned();
+            assert!(text.contains("stampd_accept_errors_total 0\n"), "{text}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "not served again");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
 fn random_garbage_never_kills_the_server() {
     let tmp = common::tempdir();
     let server = Server::start(&tmp.path().join("d"), None);

@@ -44,7 +44,7 @@ pub struct HttpConfig {
     /// 60000.
     pub idle_timeout_ms: u64,
     /// Open connections per core; more are answered 503 (Retry-After: 1) and closed.
-    /// Default 16384.
+    /// Default 16384; clamped at start to what the open-file limit allows (`fd_budget`).
     pub max_connections_per_core: usize,
 }
 

@@ -214,6 +214,7 @@ pub async fn serve(mut stream: TcpStream, peer: std::net::IpAddr, shared: Rc<Sha
             Action::Metrics { head_only } => {
                 let mut text = shared.tsa.metrics();
                 http::refusal_metrics(&mut text);
+                super::accept_metrics(&mut text);
                 http::write_response(
                     &mut out,
                     200,

@@ -4,11 +4,13 @@
 
 pub mod config;
 mod conn;
+mod fd_budget;
 mod http;
 
 use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use futures_channel::oneshot;
@@ -113,12 +115,28 @@ impl Running {
 }
 
 /// Starts the cores; returns once every listener is bound (or with the first bind error).
-pub fn start(tsa: Arc<Tsa>, listeners: Vec<Listener>, s: Settings) -> Result<Running, Error> {
+pub fn start(tsa: Arc<Tsa>, listeners: Vec<Listener>, mut s: Settings) -> Result<Running, Error> {
     let cores = if s.cores == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
         s.cores
     };
+    // The connection cap follows the descriptors the process really has (fd_budget.rs): a
+    // configured cap above them is clamped, with a warning, rather than refused, so the
+    // same configuration runs on hosts with different limits.
+    let nofile = fd_budget::raise_nofile_limit();
+    let per_core = fd_budget::per_core_connections(s.http.max_connections_per_core, cores, nofile);
+    if per_core < s.http.max_connections_per_core {
+        tracing::warn!(
+            configured = s.http.max_connections_per_core,
+            per_core,
+            cores,
+            nofile,
+            reserve = fd_budget::RESERVE,
+            "server.http.max_connections_per_core is more than the open-file limit allows; clamped"
+        );
+        s.http.max_connections_per_core = per_core;
+    }
     let metrics = tsa.clone();
     let backend = match s.dispatch {
         Dispatch::Inline => Backend::Inline(tsa),
@@ -224,14 +242,45 @@ fn run_core(
     }
 }
 
+/// Failed `accept` calls since start, on every core.
+static ACCEPT_ERRORS: AtomicU64 = AtomicU64::new(0);
+/// At most one "accept failed" line per core this often.
+const ACCEPT_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// The first wait after a failed accept, doubling up to [`ACCEPT_BACKOFF_MAX`].
+const ACCEPT_BACKOFF_MIN: std::time::Duration = std::time::Duration::from_millis(10);
+/// The longest wait between accepts while they fail.
+const ACCEPT_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Appends `stampd_accept_errors_total` for `GET /metrics`.
+pub fn accept_metrics(out: &mut String) {
+    use std::fmt::Write;
+    let _ = write!(
+        out,
+        "# TYPE stampd_accept_errors_total counter\nstampd_accept_errors_total {}\n",
+        ACCEPT_ERRORS.load(Ordering::Relaxed)
+    );
+}
+
 async fn accept_loop(listener: TcpListener, shared: Rc<conn::Shared>, open: Rc<Cell<usize>>) {
+    let mut last_log: Option<std::time::Instant> = None;
+    let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
         let (stream, peer) = match listener.accept().await {
-            Ok(s) => s,
+            Ok(s) => {
+                backoff = ACCEPT_BACKOFF_MIN;
+                s
+            }
             Err(e) => {
-                // EMFILE and friends: back off briefly instead of spinning.
-                tracing::warn!(error = %e, "accept failed");
-                monoio::time::sleep(std::time::Duration::from_millis(10)).await;
+                // EMFILE and friends (the descriptor budget should keep them away): back off
+                // instead of spinning, count them, and log at most once a second per core.
+                let n = ACCEPT_ERRORS.fetch_add(1, Ordering::Relaxed) + 1;
+                let now = std::time::Instant::now();
+                if last_log.is_none_or(|t| now.duration_since(t) >= ACCEPT_LOG_EVERY) {
+                    tracing::warn!(error = %e, accept_errors_total = n, "accept failed");
+                    last_log = Some(now);
+                }
+                monoio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                 continue;
             }
         };

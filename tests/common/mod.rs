@@ -28,7 +28,18 @@ pub struct Server {
 impl Server {
     /// `stampd serve --data-dir DIR --listen 127.0.0.1:0 [--config FILE]`.
     pub fn start(data_dir: &Path, config: Option<&str>) -> Server {
-        let mut cmd = Command::new(BIN);
+        Server::spawn(Command::new(BIN), data_dir, config)
+    }
+
+    /// [`Server::start`] with at most `nofile` open files (hard and soft limit, by
+    /// util-linux `prlimit`).
+    pub fn start_with_nofile(data_dir: &Path, config: Option<&str>, nofile: u64) -> Server {
+        let mut cmd = Command::new("prlimit");
+        cmd.arg(format!("--nofile={nofile}")).arg("--").arg(BIN);
+        Server::spawn(cmd, data_dir, config)
+    }
+
+    fn spawn(mut cmd: Command, data_dir: &Path, config: Option<&str>) -> Server {
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(data_dir)
