@@ -70,15 +70,15 @@ impl HttpConfig {
             ("max_connections_per_core", self.max_connections_per_core),
         ] {
             if v == 0 {
-                errors.push(format!("server.self.{key}: must be at least 1"));
+                errors.push(format!("server.http.{key}: must be at least 1"));
             }
         }
         if self.max_body_bytes > 1 << 20 {
             // A TimeStampReq is a few hundred bytes; the audit journal's frames are bounded.
-            errors.push("server.self.max_body_bytes: at most 1048576 (1 MiB)".into());
+            errors.push("server.http.max_body_bytes: at most 1048576 (1 MiB)".into());
         }
         if self.max_header_bytes < 256 {
-            errors.push("server.self.max_header_bytes: at least 256 bytes".into());
+            errors.push("server.http.max_header_bytes: at least 256 bytes".into());
         }
         for (key, v) in [
             ("request_timeout_ms", self.request_timeout_ms),
@@ -86,7 +86,7 @@ impl HttpConfig {
         ] {
             if v == 0 {
                 errors.push(format!(
-                    "server.self.{key}: must be at least 1 (milliseconds)"
+                    "server.http.{key}: must be at least 1 (milliseconds)"
                 ));
             }
         }
@@ -101,4 +101,25 @@ pub struct Listener {
     pub addr: SocketAddr,
     /// (path, service index).
     pub routes: Vec<(String, usize)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limit_messages_name_their_keys_under_server_http() {
+        let c = HttpConfig {
+            max_body_bytes: 2 << 20,
+            idle_timeout_ms: 0,
+            ..HttpConfig::default()
+        };
+        assert_eq!(
+            c.validate(),
+            [
+                "server.http.max_body_bytes: at most 1048576 (1 MiB)",
+                "server.http.idle_timeout_ms: must be at least 1 (milliseconds)",
+            ]
+        );
+    }
 }
