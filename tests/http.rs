@@ -355,6 +355,49 @@ fn connections_are_capped_by_the_open_file_limit_and_the_extra_ones_get_503_at_o
 }
 
 #[test]
+fn stalled_bodies_are_bounded_by_the_buffered_bytes_budget_and_others_are_served() {
+    // 400 clients each send the head of a 65,000-byte request and all but its last byte,
+    // then stall: 25 MB of bodies against a 4 MiB budget.
+    let tmp = common::tempdir();
+    let config = "[server]\ncores = 1\n[server.http]\nmax_buffered_mib = 4\n";
+    let server = Server::start(&tmp.path().join("d"), Some(config));
+    let body = vec![0x30u8; 65_000];
+    let head = format!(
+        "POST {} HTTP/1.1\r\nHost: t\r\nContent-Type: application/timestamp-query\r\nContent-Length: {}\r\n\r\n",
+        server.path,
+        body.len()
+    );
+    let before = server.rss();
+    let mut stalled = Vec::new();
+    for _ in 0..400 {
+        let mut s = server.connect();
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(&body[..body.len() - 1]).unwrap();
+        stalled.push(s);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let grown = server.rss().saturating_sub(before);
+    assert!(grown < 12 << 20, "RSS grew by {grown} bytes");
+    // A normal client is served meanwhile (its body came with its head).
+    let ok = exchange(&server, &post_bytes(&server.path, &query(7), "")).unwrap();
+    assert_eq!(ok.status, 200);
+    granted(&ok.body);
+    // The stalled ones over the budget were refused at once with 503.
+    let mut refused = 0;
+    for s in &mut stalled {
+        s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        let mut b = [0u8; 64];
+        if let Ok(n) = s.read(&mut b) {
+            if b[..n].starts_with(b"HTTP/1.1 503") {
+                refused += 1;
+            }
+        }
+    }
+    // 4 MiB holds 64 bodies of 65,000 bytes (less what arrived with each head).
+    assert!(refused >= 300, "only {refused} of 400 refused");
+}
+
+#[test]
 fn random_garbage_never_kills_the_server() {
     let tmp = common::tempdir();
     let server = Server::start(&tmp.path().join("d"), None);

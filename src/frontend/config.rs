@@ -46,6 +46,10 @@ pub struct HttpConfig {
     /// Open connections per core; more are answered 503 (Retry-After: 1) and closed.
     /// Default 16384; clamped at start to what the open-file limit allows (`fd_budget`).
     pub max_connections_per_core: usize,
+    /// Request bodies being received, at most this many MiB on all cores together; a body
+    /// that would pass it is answered 503 (and the connection closed) without being read.
+    /// 0: an eighth of the machine's memory. Default 0.
+    pub max_buffered_mib: u64,
 }
 
 impl Default for HttpConfig {
@@ -56,6 +60,7 @@ impl Default for HttpConfig {
             request_timeout_ms: 10_000,
             idle_timeout_ms: 60_000,
             max_connections_per_core: 16_384,
+            max_buffered_mib: 0,
         }
     }
 }

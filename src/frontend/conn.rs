@@ -5,12 +5,14 @@
 //! answers (`request_timeout_ms`, so a client that never reads cannot pin memory).
 
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
+use super::body_budget::BodyBudget;
 use super::config::HttpConfig;
 use super::http::{self, Action, Parsed};
 use super::Backend;
@@ -39,6 +41,8 @@ pub struct Shared {
     pub routes: Vec<(String, usize)>,
     /// Where requests are issued: on this core, or through the queue.
     pub backend: Backend,
+    /// Bytes of bodies being received, on every core.
+    pub bodies: Arc<BodyBudget>,
 }
 
 enum ReadOutcome {
@@ -215,6 +219,7 @@ pub async fn serve(mut stream: TcpStream, peer: std::net::IpAddr, shared: Rc<Sha
                 let mut text = shared.tsa.metrics();
                 http::refusal_metrics(&mut text);
                 super::accept_metrics(&mut text);
+                shared.bodies.metrics(&mut text);
                 http::write_response(
                     &mut out,
                     200,
@@ -244,7 +249,18 @@ pub async fn serve(mut stream: TcpStream, peer: std::net::IpAddr, shared: Rc<Sha
                 expect_continue,
             } => {
                 let need = req.head_len + body_len;
+                // What is still to arrive reserves its bytes first (body_budget.rs); the
+                // buffer is grown to exactly the request, not doubled past it.
+                let mut _reserved = None;
                 if buf.len() < need {
+                    let Some(r) = shared.bodies.reserve(need - buf.len()) else {
+                        write_answers(&mut pending, &mut out).await;
+                        http::write_error(&mut out, 503, false, None, false);
+                        linger = true;
+                        break;
+                    };
+                    _reserved = Some(r);
+                    buf.reserve_exact(need - buf.len());
                     write_answers(&mut pending, &mut out).await;
                 }
                 if buf.len() < need && expect_continue {

@@ -2,6 +2,7 @@
 //! kernel allows it and epoll otherwise, one SO_REUSEPORT listener per core and address.
 //! The only monoio code in stampd.
 
+mod body_budget;
 pub mod config;
 mod conn;
 mod fd_budget;
@@ -19,6 +20,7 @@ use monoio::net::{ListenerOpts, TcpListener};
 use crate::error::Error;
 use crate::pipeline::{self, Envelope, Queue};
 use crate::policy::{Reply, RequestMeta, Tsa};
+use body_budget::BodyBudget;
 use config::{Dispatch, HttpConfig, IoDriver, Listener};
 
 /// Longest a core waits for a backend worker's answer.
@@ -153,15 +155,17 @@ pub fn start(tsa: Arc<Tsa>, listeners: Vec<Listener>, mut s: Settings) -> Result
     let mut listeners = listeners;
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<Vec<SocketAddr>, String>>();
     let mut handles = Vec::new();
+    let bodies = BodyBudget::new(BodyBudget::limit_for(s.http.max_buffered_mib));
     for core in 0..cores {
         let listeners_here = listeners.clone();
+        let bodies = bodies.clone();
         let backend = backend.clone();
         let tsa = metrics.clone();
         let http = s.http.clone();
         let ready = ready_tx.clone();
         let handle = std::thread::Builder::new()
             .name(format!("stampd-core-{core}"))
-            .spawn(move || run_core(listeners_here, tsa, backend, http, uring, ready))
+            .spawn(move || run_core(listeners_here, tsa, backend, http, bodies, uring, ready))
             .map_err(|e| Error::Frontend(format!("cannot start core thread: {e}")))?;
         handles.push(handle);
         let bound = ready_rx
@@ -188,6 +192,7 @@ fn run_core(
     tsa: Arc<Tsa>,
     backend: Backend,
     http: HttpConfig,
+    bodies: Arc<BodyBudget>,
     uring: bool,
     ready: std::sync::mpsc::Sender<Result<Vec<SocketAddr>, String>>,
 ) {
@@ -219,6 +224,7 @@ fn run_core(
                 limits: http.clone(),
                 routes,
                 backend: backend.clone(),
+                bodies: bodies.clone(),
             });
             tasks.push(monoio::spawn(accept_loop(listener, shared, open.clone())));
         }
