@@ -15,6 +15,7 @@ use monoio::net::TcpStream;
 use super::body_budget::BodyBudget;
 use super::config::HttpConfig;
 use super::http::{self, Action, Parsed};
+use super::idle::{race, IdleConnections};
 use super::Backend;
 use crate::policy::{Reply, RequestMeta};
 
@@ -43,6 +44,8 @@ pub struct Shared {
     pub backend: Backend,
     /// Bytes of bodies being received, on every core.
     pub bodies: Arc<BodyBudget>,
+    /// This core's connections, for closing the longest idle first.
+    pub idle: Rc<IdleConnections>,
 }
 
 enum ReadOutcome {
@@ -117,6 +120,7 @@ async fn write_answers(pending: &mut Vec<(Result<Reply, u16>, bool)>, out: &mut 
 /// and writes the answers in request order (pipelining).
 pub async fn serve(mut stream: TcpStream, peer: std::net::IpAddr, shared: Rc<Shared>) {
     let _ = stream.set_nodelay(true);
+    let registered = shared.idle.register();
     let limits = &shared.limits;
     let request_timeout = Duration::from_millis(limits.request_timeout_ms);
     let idle_timeout = Duration::from_millis(limits.idle_timeout_ms);
@@ -163,7 +167,22 @@ pub async fn serve(mut stream: TcpStream, peer: std::net::IpAddr, shared: Rc<Sha
                 };
                 // Decided before reading: a timed-out read drops the buffer it owned.
                 let begun = !buf.is_empty();
-                match read_more(&mut stream, &mut buf, deadline).await {
+                // Between requests the connection is idle: the accept loop may ask it to
+                // close when the core's cap is nearly used (idle.rs).
+                let idle = !begun && started.is_none();
+                registered.slot.set_idle(idle);
+                let read = read_more(&mut stream, &mut buf, deadline);
+                let outcome = if idle {
+                    race(read, registered.slot.closing()).await
+                } else {
+                    Ok(read.await)
+                };
+                registered.slot.set_idle(false);
+                let Ok(outcome) = outcome else {
+                    // Asked to close while idle: close quietly, as at the idle timeout.
+                    break;
+                };
+                match outcome {
                     ReadOutcome::Data => {
                         started.get_or_insert_with(Instant::now);
                         continue;

@@ -7,6 +7,7 @@ pub mod config;
 mod conn;
 mod fd_budget;
 mod http;
+mod idle;
 
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -217,6 +218,7 @@ fn run_core(
         }
         let _ = ready.send(Ok(addrs));
         let open = Rc::new(Cell::new(0usize));
+        let idle = Rc::new(idle::IdleConnections::default());
         let mut tasks = Vec::new();
         for (listener, routes) in bound {
             let shared = Rc::new(conn::Shared {
@@ -225,6 +227,7 @@ fn run_core(
                 routes,
                 backend: backend.clone(),
                 bodies: bodies.clone(),
+                idle: idle.clone(),
             });
             tasks.push(monoio::spawn(accept_loop(listener, shared, open.clone())));
         }
@@ -291,7 +294,14 @@ async fn accept_loop(listener: TcpListener, shared: Rc<conn::Shared>, open: Rc<C
             }
         };
         let shared = shared.clone();
-        if open.get() >= shared.limits.max_connections_per_core {
+        let cap = shared.limits.max_connections_per_core;
+        // Near the cap, the connection idle the longest makes room (idle.rs): a flood of
+        // idle keep-alive connections gives way to clients that send requests. At the cap,
+        // with none idle, the new one is refused at once.
+        if open.get() + (cap / 32).max(1) >= cap {
+            shared.idle.close_oldest();
+        }
+        if open.get() >= cap {
             monoio::spawn(refuse(stream));
             continue;
         }
