@@ -170,14 +170,14 @@ pub async fn serve(mut stream: TcpStream, peer: std::net::IpAddr, shared: Rc<Sha
                 // Between requests the connection is idle: the accept loop may ask it to
                 // close when the core's cap is nearly used (idle.rs).
                 let idle = !begun && started.is_none();
-                registered.slot.set_idle(idle);
+                registered.set_idle(idle);
                 let read = read_more(&mut stream, &mut buf, deadline);
                 let outcome = if idle {
                     race(read, registered.slot.closing()).await
                 } else {
                     Ok(read.await)
                 };
-                registered.slot.set_idle(false);
+                registered.set_idle(false);
                 let Ok(outcome) = outcome else {
                     // Asked to close while idle: close quietly, as at the idle timeout.
                     break;

@@ -9,13 +9,14 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
-use std::time::Instant;
 
 /// One connection's entry.
 #[derive(Debug, Default)]
 pub struct Slot {
-    /// Since when it waits for its next request (`None`: it is busy).
-    idle_since: Cell<Option<Instant>>,
+    /// When it began to wait for its next request, as a number of the core's idle
+    /// transitions (smaller: idle longer; `None`: it is busy). A counter, not a clock read:
+    /// this is set twice per request.
+    idle_since: Cell<Option<u64>>,
     /// It was asked to close.
     close: Cell<bool>,
     /// Its task, to wake when asked to close.
@@ -23,11 +24,6 @@ pub struct Slot {
 }
 
 impl Slot {
-    /// Marks the connection idle from now, or busy (`false`).
-    pub fn set_idle(&self, idle: bool) {
-        self.idle_since.set(idle.then(Instant::now));
-    }
-
     /// Resolves once the connection is asked to close.
     pub fn closing(self: &Rc<Self>) -> Closing {
         Closing(self.clone())
@@ -44,7 +40,10 @@ impl Future for Closing {
         if self.0.close.get() {
             return Poll::Ready(());
         }
-        *self.0.waker.borrow_mut() = Some(cx.waker().clone());
+        let mut waker = self.0.waker.borrow_mut();
+        if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            *waker = Some(cx.waker().clone());
+        }
         Poll::Pending
     }
 }
@@ -53,6 +52,8 @@ impl Future for Closing {
 #[derive(Debug, Default)]
 pub struct IdleConnections {
     next_id: Cell<u64>,
+    /// Idle transitions so far: the clock of [`Slot::idle_since`].
+    transitions: Cell<u64>,
     slots: RefCell<HashMap<u64, Rc<Slot>>>,
 }
 
@@ -62,6 +63,18 @@ pub struct Registered {
     id: u64,
     /// The connection's entry.
     pub slot: Rc<Slot>,
+}
+
+impl Registered {
+    /// Marks the connection idle from now, or busy (`false`).
+    pub fn set_idle(&self, idle: bool) {
+        let since = idle.then(|| {
+            let t = self.set.transitions.get();
+            self.set.transitions.set(t + 1);
+            t
+        });
+        self.slot.idle_since.set(since);
+    }
 }
 
 impl Drop for Registered {
@@ -131,9 +144,8 @@ mod tests {
         let busy = set.register();
         let old = set.register();
         let young = set.register();
-        old.slot.set_idle(true);
-        std::thread::sleep(std::time::Duration::from_millis(2));
-        young.slot.set_idle(true);
+        old.set_idle(true);
+        young.set_idle(true);
         assert!(set.close_oldest());
         assert!(old.slot.close.get() && !young.slot.close.get() && !busy.slot.close.get());
         assert!(set.close_oldest());
