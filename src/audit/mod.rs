@@ -104,7 +104,7 @@ impl AuditConfig {
                 let progress = journal.progress();
                 let budget = journal.budget();
                 let (seq, head) = journal.head();
-                tracing::info!(dir = %dir.display(), seq, head = %record::hex(&head), created = report.created, "audit journal open");
+                tracing::info!(dir = %dir.display(), seq, head = %crate::protocol::hex::hex(&head), created = report.created, "audit journal open");
                 let target = self.target(postgres_password)?;
                 if target.is_some() {
                     // Nothing is shipped until the shipper has read its position.

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::outcome::Outcome;
-pub use crate::protocol::hex::{hex, unhex};
+use crate::protocol::hex::hex;
 use crate::protocol::{FailureInfo, HashAlg, Timestamp};
 use crate::serial::SERIAL_LEN;
 

@@ -6,7 +6,8 @@ use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::super::record::{self, Record};
+use super::super::record::Record;
+use crate::protocol::hex::hex;
 use super::budget::{DiskBudget, State};
 use super::frame::push_frame;
 use super::segment::{create_segment, segment_header, segment_path, segments};
@@ -102,7 +103,7 @@ impl Journal {
         self.offset += buf.len() as u64;
         self.buf = buf;
         for (seq, hash) in checkpoints {
-            tracing::info!(seq, hash = %record::hex(&hash), "journal checkpoint");
+            tracing::info!(seq, hash = %hex(&hash), "journal checkpoint");
         }
         self.next_seq = seq;
         self.head = head;
