@@ -1,12 +1,11 @@
 //! [`Config`] → [`ValidatedConfig`]: every check that needs no file, socket or key, run once
 //! per load. Each section checks its own keys (`SignerConfig::validate`,
-//! `PolicyConfig::parse`, `HttpConfig::validate`, `AuditConfig::validate`, the filters' and
+//! `PolicyConfig::parse`, `ServiceConfig::check_endpoints`, `HttpConfig::validate`, `AuditConfig::validate`, the filters' and
 //! pre-filters' `validate`); this file adds the checks that span sections (references between
 //! services, policies, chains, filters and signers; endpoints used twice; the pre-processing
 //! onion) and keeps what was parsed, so [`super::build`] never parses again.
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use super::Config;
@@ -373,47 +372,5 @@ impl Config {
             );
         }
         valid
-    }
-}
-
-/// The addresses of a service's `listen` values, `None` where one is not an address.
-type Addrs = Vec<Option<SocketAddr>>;
-
-impl crate::policy::config::ServiceConfig {
-    /// Checks `listen` and `path` (pure): at least one of each, addresses, paths that start
-    /// with `/` and are not reserved. Gives each listen value's address.
-    fn check_endpoints(&self, at: &str, errors: &mut Vec<String>) -> Addrs {
-        if self.listen.values().is_empty() || self.path.values().is_empty() {
-            errors.push(format!(
-                "{at}: listen and path need at least one value each"
-            ));
-        }
-        let addrs = self
-            .listen
-            .values()
-            .iter()
-            .map(|listen| {
-                let addr = listen.parse::<SocketAddr>().ok();
-                if addr.is_none() {
-                    errors.push(format!(
-                        "{at}.listen: `{listen}` is not an address; write e.g. \"127.0.0.1:3180\" or \"[::1]:3180\""
-                    ));
-                }
-                addr
-            })
-            .collect();
-        for path in self.path.values() {
-            if !path.starts_with('/') || path.contains('?') || path.contains(' ') {
-                errors.push(format!(
-                    "{at}.path: `{path}` must start with `/`, e.g. \"/tsa\""
-                ));
-            }
-            if path == "/health" || path == "/ready" || path == "/metrics" {
-                errors.push(format!(
-                    "{at}.path: `{path}` is reserved (health, readiness and metrics)"
-                ));
-            }
-        }
-        addrs
     }
 }

@@ -1,6 +1,8 @@
 //! `[[service]]`, `[policy.NAME]` and `[chain.NAME]`: the policy layer's configuration and
 //! its pure checks. The assembler (`crate::config`) checks what spans sections and builds.
 
+use std::net::SocketAddr;
+
 use regex::bytes::Regex;
 use serde::{Deserialize, Serialize};
 
@@ -332,5 +334,47 @@ impl PolicyConfig {
             rules,
             defaults,
         })
+    }
+}
+
+/// The addresses of a service's `listen` values, `None` where one is not an address.
+pub type Addrs = Vec<Option<SocketAddr>>;
+
+impl ServiceConfig {
+    /// Checks `listen` and `path` (pure): at least one of each, addresses, paths that start
+    /// with `/` and are not reserved. Gives each listen value's address.
+    pub fn check_endpoints(&self, at: &str, errors: &mut Vec<String>) -> Addrs {
+        if self.listen.values().is_empty() || self.path.values().is_empty() {
+            errors.push(format!(
+                "{at}: listen and path need at least one value each"
+            ));
+        }
+        let addrs = self
+            .listen
+            .values()
+            .iter()
+            .map(|listen| {
+                let addr = listen.parse::<SocketAddr>().ok();
+                if addr.is_none() {
+                    errors.push(format!(
+                        "{at}.listen: `{listen}` is not an address; write e.g. \"127.0.0.1:3180\" or \"[::1]:3180\""
+                    ));
+                }
+                addr
+            })
+            .collect();
+        for path in self.path.values() {
+            if !path.starts_with('/') || path.contains('?') || path.contains(' ') {
+                errors.push(format!(
+                    "{at}.path: `{path}` must start with `/`, e.g. \"/tsa\""
+                ));
+            }
+            if path == "/health" || path == "/ready" || path == "/metrics" {
+                errors.push(format!(
+                    "{at}.path: `{path}` is reserved (health, readiness and metrics)"
+                ));
+            }
+        }
+        addrs
     }
 }

@@ -7,11 +7,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::super::record::Record;
-use crate::protocol::hex::hex;
 use super::budget::{DiskBudget, State};
 use super::frame::push_frame;
 use super::segment::{create_segment, segment_header, segment_path, segments};
 use super::{unix_now, Hash, Journal, Kind, Position, Progress};
+use crate::protocol::hex::hex;
 
 /// How far ahead of the write position a segment is allocated and zero-filled. The fill
 /// and its sync run inside a batch's commit: 4 MiB stalled a batch for about 10 ms on the
