@@ -324,18 +324,23 @@ fn fallback_policy_answers_only_what_it_may() {
     assert_eq!(rejection(&f, &named).0, FailureInfo::UnacceptedPolicy);
 }
 
-#[test]
-fn qualified_policies_carry_the_qc_statement() {
-    let mut f = fixture(KeyType::P256, RsaPadding::Pkcs1, Some(now()));
-    let oid = Oid::parse("2.999.1.2").unwrap();
-    let template = PolicyTemplate::new(
-        &oid,
+/// A qualified policy's constants: 500 ms accuracy, milliseconds, the chain on certReq.
+fn qualified_template(oid: &Oid) -> PolicyTemplate {
+    PolicyTemplate::new(
+        oid,
         Accuracy::from_micros(500_000),
         Precision::Millis,
         TsaName::Subject,
         IncludeCerts::Chain,
         true,
-    );
+    )
+}
+
+#[test]
+fn qualified_policies_carry_the_qc_statement() {
+    let mut f = fixture(KeyType::P256, RsaPadding::Pkcs1, Some(now()));
+    let oid = Oid::parse("2.999.1.2").unwrap();
+    let template = qualified_template(&oid);
     f.tsa.services[0].policies = vec![Policy::simple("q", oid, vec![HashAlg::Sha256], template)];
     let body = request::encode(HashAlg::Sha256, &[1; 32], None, None, true);
     let reply = f.tsa.issue(0, &body, &local());
@@ -382,14 +387,7 @@ impl RequestFilter for Stamp {
 fn request_filters_run_after_the_policy_checks_and_refuse_or_add_extensions() {
     let mut f = fixture(KeyType::P256, RsaPadding::Pkcs1, Some(now()));
     let oid = Oid::parse("2.999.1.2").unwrap();
-    let qualified = PolicyTemplate::new(
-        &oid,
-        Accuracy::from_micros(500_000),
-        Precision::Millis,
-        TsaName::Subject,
-        IncludeCerts::Chain,
-        true,
-    );
+    let qualified = qualified_template(&oid);
     let mut p = Policy::simple("q", oid, vec![HashAlg::Sha256], qualified);
     p.request_filters.push(Arc::new(Stamp));
     f.tsa.services[0].policies = vec![p];
