@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::pg::Postgres;
 use common::{export, load, run, Load, Server, BIN};
+use stampd::protocol::hex::hex;
 use stampd::protocol::{request, response, FailureInfo, HashAlg, PkiStatus};
 
 /// Issues one request over a fresh connection; the decoded reply's status, serial text and
@@ -367,9 +368,17 @@ fn migrate_and_query_postgres_from_the_command_line() {
     let dsn = pg.dsn();
     let migrate = || run(Command::new(BIN).args(["audit", "migrate", "--postgres", &dsn]));
     let (ok, out) = migrate();
-    assert!(ok && out.contains("1 migration(s) applied"), "{out}");
+    assert!(ok && out.contains("2 migration(s) applied"), "{out}");
     let (ok, out) = migrate();
     assert!(ok && out.contains("0 migration(s) applied"), "{out}");
+    // A database at schema version 1 (before the request digest columns) is brought up to
+    // date.
+    pg.sql(
+        "ALTER TABLE audit_record DROP COLUMN request_sha256, DROP COLUMN request_length; \
+         DELETE FROM stampd_schema WHERE version = 2",
+    );
+    let (ok, out) = migrate();
+    assert!(ok && out.contains("1 migration(s) applied"), "{out}");
     // A password in the connection string is refused: secrets come from env or files.
     let (ok, out) = run(Command::new(BIN).args([
         "audit",
@@ -388,6 +397,13 @@ fn migrate_and_query_postgres_from_the_command_line() {
     let server = Server::start(&data, Some(&config));
     let (_, serial, _) = issue(&server, [5; 32]);
     issue(&server, [6; 32]);
+    // A rejection (a 20-byte "SHA-256" digest): its record carries the request's digest.
+    let bad = request::encode(HashAlg::Sha256, &[1; 20], None, None, false);
+    let r = common::exchange(&server, &common::post_bytes(&server.path, &bad, "")).unwrap();
+    assert_eq!(
+        response::decode(&r.body).unwrap().status,
+        PkiStatus::Rejection
+    );
     let serial = serial.unwrap();
     wait_shipped(&pg, &data);
     let query = |args: &[&str]| {
@@ -413,6 +429,18 @@ fn migrate_and_query_postgres_from_the_command_line() {
     );
     assert_eq!(query(&["--identity", "tsa-b"]).len(), 0);
     assert_eq!(query(&["--imprint", &"06".repeat(32)]).len(), 1);
+    let rejected = query(&["--status", "rejection"]);
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(
+        rejected[0]["request_sha256"],
+        hex(&stampd::protocol::request::sha256(&bad))
+    );
+    assert_eq!(rejected[0]["request_length"], bad.len());
+    let journal_rejected: Vec<_> = export(&data)
+        .into_iter()
+        .filter(|r| r["status"] == "rejection")
+        .collect();
+    assert_eq!(rejected, journal_rejected);
 
     // A lost position: shipping again skips what is there and duplicates nothing.
     let (ok, out) = run(Command::new(BIN)
@@ -436,7 +464,7 @@ fn migrate_and_query_postgres_from_the_command_line() {
         ])
         .arg(&data));
     assert!(ok, "{out}");
-    assert_eq!(pg.sql("SELECT count(*) FROM audit_record"), "2");
+    assert_eq!(pg.sql("SELECT count(*) FROM audit_record"), "3");
     assert_eq!(query(&["--serial", &serial]), journal);
 }
 
@@ -553,8 +581,14 @@ fn refused_requests_leave_bounded_records_even_when_requests_are_kept() {
     assert_eq!(refused.len() as u64, FLOOD);
     for r in refused {
         assert!(r["message_imprint"].is_null(), "{r}");
-        // The kept request is its first 256 bytes, in hex.
+        // The kept request is its first 256 bytes, in hex; the digest and length are the
+        // whole body's.
         assert_eq!(r["request"].as_str().map(str::len), Some(512), "{r}");
+        assert_eq!(r["request_length"], body.len(), "{r}");
+        assert_eq!(
+            r["request_sha256"],
+            hex(&stampd::protocol::request::sha256(&body))
+        );
     }
 }
 

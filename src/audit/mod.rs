@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use config::{AuditConfig, BatchConfig, Durability, JournalConfig, StoreKind};
-pub use record::Record;
+pub use record::{Record, RequestDigest};
 pub use sink::{AuditSink, Discard, Durable, Full, Memory};
 
 use crate::error::Error;

@@ -10,7 +10,18 @@ use crate::protocol::hex::hex;
 use crate::protocol::{FailureInfo, HashAlg, Timestamp};
 use crate::serial::SERIAL_LEN;
 
-const VERSION: u8 = 1;
+/// Version 2 added [`Record::request_digest`]; version 1 records (without it) still decode.
+const VERSION: u8 = 2;
+
+/// The SHA-256 and length of a request body that got no token: its record keeps at most a
+/// prefix of the body, and these identify the whole of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestDigest {
+    /// The body's length in bytes.
+    pub len: u32,
+    /// SHA-256 of the whole body.
+    pub sha256: [u8; 32],
+}
 
 /// One audited request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +58,10 @@ pub struct Record {
     /// The response DER, with the audit filter's `response = true`, or the issued token's
     /// response under a policy with the storage filter.
     pub response: Option<Vec<u8>>,
+    /// The whole request body's SHA-256 and length, for requests that got no token (their
+    /// `request` is at most a prefix of the body). `None` for issued tokens and in records
+    /// written before version 2.
+    pub request_digest: Option<RequestDigest>,
 }
 
 impl Record {
@@ -90,9 +105,11 @@ impl Record {
             + 8
             + bytes(&self.request)
             + bytes(&self.response)
+            + 1
+            + self.request_digest.map_or(0, |_| 4 + 32)
     }
 
-    /// Appends the binary form (version 1) to `out`: the body of a journal record frame.
+    /// Appends the binary form (version 2) to `out`: the body of a journal record frame.
     /// Integers little-endian; variable fields are prefixed with their length as a u32
     /// (`u32::MAX`: absent). [`Record::decode`] reads it back exactly.
     pub fn encode(&self, out: &mut Vec<u8>) {
@@ -137,13 +154,22 @@ impl Record {
         out.extend_from_slice(&self.latency_us.to_le_bytes());
         put_opt(out, self.request.as_deref());
         put_opt(out, self.response.as_deref());
+        match self.request_digest {
+            None => out.push(0),
+            Some(d) => {
+                out.push(1);
+                out.extend_from_slice(&d.len.to_le_bytes());
+                out.extend_from_slice(&d.sha256);
+            }
+        }
     }
 
     /// Reads a record written by [`Record::encode`]; the error names what is wrong (an
     /// unknown version, outcome or address family, truncation, trailing bytes).
     pub fn decode(bytes: &[u8]) -> Result<Record, &'static str> {
         let mut r = Cursor(bytes);
-        if r.u8()? != VERSION {
+        let version = r.u8()?;
+        if !(1..=VERSION).contains(&version) {
             return Err("unknown record version");
         }
         let time = Timestamp {
@@ -180,6 +206,17 @@ impl Record {
         let latency_us = u64::from_le_bytes(r.array()?);
         let request = r.opt()?;
         let response = r.opt()?;
+        let request_digest = match version {
+            1 => None,
+            _ => match r.u8()? {
+                0 => None,
+                1 => Some(RequestDigest {
+                    len: u32::from_le_bytes(r.array()?),
+                    sha256: r.array()?,
+                }),
+                _ => return Err("unknown request digest flag"),
+            },
+        };
         if !r.0.is_empty() {
             return Err("trailing bytes after the record");
         }
@@ -198,6 +235,7 @@ impl Record {
             latency_us,
             request,
             response,
+            request_digest,
         })
     }
 
@@ -242,6 +280,8 @@ impl Record {
             "latency_us": self.latency_us,
             "request": hex_of(&self.request),
             "response": hex_of(&self.response),
+            "request_sha256": self.request_digest.map(|d| hex(&d.sha256)),
+            "request_length": self.request_digest.map(|d| d.len),
         })
     }
 }
@@ -338,6 +378,7 @@ pub(crate) mod tests {
             latency_us: 40,
             request: None,
             response: Some(vec![0x30, 0x03, 2, 1, 0]),
+            request_digest: None,
         }
     }
 
@@ -356,6 +397,10 @@ pub(crate) mod tests {
         r.imprint = None;
         r.nonce = Some(Vec::new());
         r.request = Some(vec![1, 2, 3]);
+        r.request_digest = Some(RequestDigest {
+            len: 65_000,
+            sha256: [0x5a; 32],
+        });
         records.push(r);
         for r in records {
             let mut out = Vec::new();
@@ -369,6 +414,19 @@ pub(crate) mod tests {
             out.push(0);
             assert!(Record::decode(&out).is_err());
         }
+    }
+
+    #[test]
+    fn version_1_records_still_decode() {
+        // A version 1 record is a version 2 record without the request digest's flag byte.
+        let r = sample(4);
+        let mut out = Vec::new();
+        r.encode(&mut out);
+        assert_eq!(out.pop(), Some(0));
+        out[0] = 1;
+        assert_eq!(Record::decode(&out).unwrap(), r);
+        out[0] = 3;
+        assert_eq!(Record::decode(&out), Err("unknown record version"));
     }
 
     #[test]
@@ -388,5 +446,13 @@ pub(crate) mod tests {
         assert_eq!(j["status"], "rejection");
         assert_eq!(j["fail_info"], "timeNotAvailable");
         assert!(j["serial"].is_null());
+        assert!(j["request_sha256"].is_null());
+        r.request_digest = Some(RequestDigest {
+            len: 5,
+            sha256: [0xab; 32],
+        });
+        let j = r.to_json(None);
+        assert_eq!(j["request_sha256"], "ab".repeat(32));
+        assert_eq!(j["request_length"], 5);
     }
 }

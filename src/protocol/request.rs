@@ -44,6 +44,13 @@ pub enum HashAlg {
     Sha3_512,
 }
 
+/// SHA-256 of `data` as a fixed array (journal frame hashes, audit request digests).
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data).as_ref());
+    out
+}
+
 impl HashAlg {
     /// Every algorithm, in a fixed order. Append only: an audit record stores its hash
     /// algorithm as the index here plus one, so reordering would misread old journals.

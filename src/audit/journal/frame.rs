@@ -2,9 +2,8 @@
 //! payload`, the payload `kind (u8) | seq (u64 LE) | prev (32 bytes) | body`, and the body
 //! of a segment header (magic, journal id, segment number).
 
-use aws_lc_rs::digest::{digest, SHA256};
-
 use super::{Hash, Kind};
+use crate::protocol::request::sha256;
 
 pub(super) const MAGIC: &[u8; 8] = b"STAMPDJ1";
 /// Set in the kind byte of the last frame of each write: torn-tail repair uses it to tell a
@@ -52,8 +51,7 @@ pub(super) fn push_frame(
     let payload = &out[start + FRAME_HEAD..];
     let len = payload.len() as u32;
     let crc = crc32fast::hash(payload);
-    let mut hash = [0u8; 32];
-    hash.copy_from_slice(digest(&SHA256, payload).as_ref());
+    let hash = sha256(payload);
     out[start..start + 4].copy_from_slice(&len.to_le_bytes());
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
     hash
@@ -95,8 +93,7 @@ pub(super) fn parse_frame(buf: &[u8]) -> Parse {
     seq.copy_from_slice(&payload[1..9]);
     let mut prev = [0u8; 32];
     prev.copy_from_slice(&payload[9..41]);
-    let mut hash = [0u8; 32];
-    hash.copy_from_slice(digest(&SHA256, payload).as_ref());
+    let hash = sha256(payload);
     Parse::Whole(
         Frame {
             kind,

@@ -30,6 +30,8 @@ pub(super) struct Rows<'a> {
     latency: Vec<i64>,
     request: Vec<Option<&'a [u8]>>,
     response: Vec<Option<&'a [u8]>>,
+    request_sha256: Vec<Option<&'a [u8]>>,
+    request_length: Vec<Option<i32>>,
 }
 
 impl<'a> Rows<'a> {
@@ -57,6 +59,10 @@ impl<'a> Rows<'a> {
                 .push(i64::try_from(r.latency_us).unwrap_or(i64::MAX));
             rows.request.push(r.request.as_deref());
             rows.response.push(r.response.as_deref());
+            let digest = r.request_digest.as_ref();
+            rows.request_sha256.push(digest.map(|d| &d.sha256[..]));
+            rows.request_length
+                .push(digest.map(|d| i32::try_from(d.len).unwrap_or(i32::MAX)));
         }
         rows
     }
@@ -97,6 +103,8 @@ impl<'a> Rows<'a> {
             Type::INT8,
             Type::BYTEA,
             Type::BYTEA,
+            Type::BYTEA,
+            Type::INT4,
         ];
         let writer = tokio_postgres::binary_copy::BinaryCopyInWriter::new(sink, &types);
         let mut writer = std::pin::pin!(writer);
@@ -104,7 +112,7 @@ impl<'a> Rows<'a> {
             let ns = self.ns[i];
             let gen_time =
                 std::time::UNIX_EPOCH + Duration::from_nanos(u64::try_from(ns).unwrap_or(0));
-            let row: [&(dyn ToSql + Sync); 21] = [
+            let row: [&(dyn ToSql + Sync); 23] = [
                 &identity,
                 &journal,
                 &self.seq[i],
@@ -126,6 +134,8 @@ impl<'a> Rows<'a> {
                 &self.latency[i],
                 &self.request[i],
                 &self.response[i],
+                &self.request_sha256[i],
+                &self.request_length[i],
             ];
             writer.as_mut().write(&row).await.map_err(failed)?;
         }
@@ -148,7 +158,7 @@ impl<'a> Rows<'a> {
         identity: &str,
         journal: i64,
     ) -> Result<u64, String> {
-        let params: [&(dyn ToSql + Sync); 20] = [
+        let params: [&(dyn ToSql + Sync); 22] = [
             &identity,
             &journal,
             &self.seq,
@@ -169,6 +179,8 @@ impl<'a> Rows<'a> {
             &self.latency,
             &self.request,
             &self.response,
+            &self.request_sha256,
+            &self.request_length,
         ];
         tx.execute(stmt, &params).await.map_err(|e| {
             let serial_clash = e

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tokio_postgres::Client;
 
 use crate::audit::query::Query;
-use crate::audit::record::Record;
+use crate::audit::record::{Record, RequestDigest};
 use crate::outcome::Outcome;
 use crate::protocol::{FailureInfo, HashAlg, Timestamp};
 use crate::serial::SERIAL_LEN;
@@ -17,7 +17,7 @@ pub async fn select(client: &Client, query: &Query) -> Result<Vec<(u64, Record)>
         .query(
             "SELECT seq, serial, gen_time_ns, status, fail_info, http_status, service, policy, \
              policy_oid, hash_algorithm, message_imprint, nonce, cert_req, client_ip, key_id, \
-             latency_us, request, response FROM audit_record \
+             latency_us, request, response, request_sha256, request_length FROM audit_record \
              WHERE ($1::text IS NULL OR tsa = $1) AND ($2::bytea IS NULL OR serial = $2) \
              AND ($3::bigint IS NULL OR gen_time_ns >= $3) \
              AND ($4::bigint IS NULL OR gen_time_ns <= $4) \
@@ -82,6 +82,18 @@ fn record_of_row(row: &tokio_postgres::Row) -> Result<(u64, Record), String> {
         latency_us: row.try_get::<_, i64>(15).map_err(col)? as u64,
         request: row.try_get(16).map_err(col)?,
         response: row.try_get(17).map_err(col)?,
+        request_digest: {
+            let sha256: Option<Vec<u8>> = row.try_get(18).map_err(col)?;
+            let len: Option<i32> = row.try_get(19).map_err(col)?;
+            match (sha256, len) {
+                (Some(d), Some(len)) => Some(RequestDigest {
+                    len: u32::try_from(len).map_err(|_| bad("request_length"))?,
+                    sha256: d.try_into().map_err(|_| bad("request_sha256"))?,
+                }),
+                (None, None) => None,
+                _ => return Err(bad("request_sha256 and request_length pair")),
+            }
+        },
     };
     Ok((row.try_get::<_, i64>(0).map_err(col)? as u64, record))
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::super::Reply;
 use super::{Exchange, PreFilter, Stop};
-use crate::audit::{AuditSink, Durability, Record};
+use crate::audit::{AuditSink, Durability, Record, RequestDigest};
 use crate::clock::{SystemClock, TimeSource};
 use crate::error::Error;
 use crate::outcome::Outcome;
@@ -175,6 +175,12 @@ impl PreFilter for Audit {
                 x.body[..keep].to_vec()
             }),
             response: keep_response.then(|| reply.der.clone()),
+            // A refusal keeps at most a prefix of its body: the digest and length identify
+            // the whole of it (an issued token's record has the imprint and serial instead).
+            request_digest: (!granted).then(|| RequestDigest {
+                len: u32::try_from(x.body.len()).unwrap_or(u32::MAX),
+                sha256: request::sha256(x.body),
+            }),
         };
         match self.sink.submit(record, self.group_commit) {
             Ok(durable) => reply.durable = durable,
