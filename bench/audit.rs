@@ -33,6 +33,7 @@ fn record(n: u64) -> Record {
         latency_us: 40,
         request: None,
         response: Some(vec![0x5a; 650]),
+        request_digest: None,
     }
 }
 
