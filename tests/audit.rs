@@ -696,6 +696,12 @@ fn a_full_journal_disk_refuses_requests_before_it_tears_and_recovers_by_itself()
         metrics.contains("stampd_audit_disk_free_bytes "),
         "{metrics}"
     );
+    // One log line for the state change, however many requests were refused after it.
+    assert_eq!(server.log_count("audit journal disk budget reached"), 1);
+    // (The batch that met the budget failed and says so; the requests after it were refused
+    // before signing, without a line each.)
+    assert!(server.log_count("audit batch not committed") <= 1);
+    assert!(server.log_count("audit") <= 3, "one line per state change");
     // Space comes back: within the writer's idle tick the service resumes by itself.
     std::fs::remove_file(&filler).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -351,6 +351,9 @@ fn connections_are_capped_by_the_open_file_limit_and_the_extra_ones_get_503_at_o
         assert!(Instant::now() < deadline, "not served again");
         std::thread::sleep(Duration::from_millis(20));
     }
+    // The clamp is said once at start; no accept error was logged.
+    assert_eq!(server.log_count("max_connections_per_core is more than"), 1);
+    assert_eq!(server.log_count("accept failed"), 0);
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_stampd");
@@ -23,6 +23,9 @@ pub struct Server {
     pub data_dir: PathBuf,
     /// The line the server printed when it started ("... (io_uring driver)").
     pub banner: String,
+    /// Every line the server wrote to stderr (its log, at `warn`), also passed on to the
+    /// test's stderr.
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -52,8 +55,17 @@ impl Server {
         }
         cmd.env("STAMPD_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn stampd");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        let lines = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = writeln!(std::io::stderr(), "{line}");
+                lines.lock().unwrap().push(line);
+            }
+        });
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -75,6 +87,7 @@ impl Server {
                             path: url[slash..].to_string(),
                             data_dir: data_dir.to_path_buf(),
                             banner: line.clone(),
+                            log,
                         };
                     }
                 }
@@ -84,6 +97,16 @@ impl Server {
                 }
             }
         }
+    }
+
+    /// How many lines of the server's log so far contain `text`.
+    pub fn log_count(&self, text: &str) -> usize {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(text))
+            .count()
     }
 
     /// The server's process id.
