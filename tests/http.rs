@@ -392,7 +392,8 @@ fn stalled_bodies_are_bounded_by_the_buffered_bytes_budget_and_others_are_served
     // 400 clients each send the head of a 65,000-byte request and all but its last byte,
     // then stall: 25 MB of bodies against a 4 MiB budget.
     let tmp = common::tempdir();
-    let config = "[server]\ncores = 1\n[server.http]\nmax_buffered_mib = 4\n";
+    let config =
+        "[server]\ncores = 1\n[server.http]\nmax_buffered_mib = 4\nrequest_timeout_ms = 30000\n";
     let server = Server::start(&tmp.path().join("d"), Some(config));
     let body = vec![0x30u8; 65_000];
     let head = format!(
@@ -401,6 +402,7 @@ fn stalled_bodies_are_bounded_by_the_buffered_bytes_budget_and_others_are_served
         body.len()
     );
     let before = server.rss();
+    let started = Instant::now();
     let mut stalled = Vec::new();
     for _ in 0..400 {
         let mut s = server.connect();
@@ -428,6 +430,51 @@ fn stalled_bodies_are_bounded_by_the_buffered_bytes_budget_and_others_are_served
     }
     // 4 MiB holds 64 bodies of 65,000 bytes (less what arrived with each head).
     assert!(refused >= 300, "only {refused} of 400 refused");
+    // The budget is under pressure: stalled bodies holding it are cut with 408 (a window with
+    // too little progress) until the pressure is gone, long before the 30 s request timeout.
+    let limit = 4usize << 20;
+    let gauge = |text: &str, name: &str| -> usize {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap()
+    };
+    let (cut, held) = loop {
+        let metrics = exchange(&server, b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        let text = String::from_utf8_lossy(&metrics.body).into_owned();
+        let cut = gauge(&text, "stampd_http_slow_bodies_cut_total");
+        let held = gauge(&text, "stampd_http_buffered_body_bytes");
+        if cut > 0 && held * 4 < limit * 3 {
+            break (cut, held);
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "{text}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut answered_408 = 0;
+    for s in &mut stalled {
+        s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        let mut b = [0u8; 64];
+        if let Ok(n) = s.read(&mut b) {
+            if b[..n].starts_with(b"HTTP/1.1 408") {
+                answered_408 += 1;
+            }
+        }
+    }
+    assert_eq!(answered_408, cut);
+    // The few left (under the pressure mark) are still waiting for their last byte.
+    let left = 400 - refused - cut;
+    assert!(
+        (left * 60_000..=left * 65_000).contains(&held),
+        "{refused} refused, {cut} cut, {held} bytes held"
+    );
+    // A body that arrives in parts, each within a second, is served.
+    let raw = post_bytes(&server.path, &query(8), "");
+    let mut s = server.connect();
+    s.write_all(&raw[..raw.len() - 10]).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    s.write_all(&raw[raw.len() - 10..]).unwrap();
+    let ok = read_response(&mut s, &mut Vec::new()).unwrap();
+    assert_eq!(ok.status, 200);
+    granted(&ok.body);
 }
 
 #[test]

@@ -12,7 +12,7 @@ use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 
-use super::body_budget::BodyBudget;
+use super::body_budget::{BodyBudget, Progress};
 use super::config::HttpConfig;
 use super::http::{self, Action, Parsed};
 use super::idle::{race, IdleConnections};
@@ -286,18 +286,38 @@ pub async fn serve(mut stream: TcpStream, peer: std::net::IpAddr, shared: Rc<Sha
                     out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
                 }
                 let deadline = started.unwrap_or_else(Instant::now) + request_timeout;
+                // Under memory pressure a body that makes too little progress is cut
+                // (body_budget.rs): checked as data arrives, and by a timer while none does.
+                let mut progress = Progress::starting(Instant::now());
+                let mut cut = false;
                 while buf.len() < need {
                     if !flush(&mut stream, &mut out, write_deadline()).await {
                         return;
                     }
-                    match read_more(&mut stream, &mut buf, deadline).await {
-                        ReadOutcome::Data => {}
-                        ReadOutcome::Closed => return,
-                        ReadOutcome::TimedOut => break,
+                    let had = buf.len();
+                    let read = read_more(&mut stream, &mut buf, deadline);
+                    match race(read, shared.bodies.stalled(progress)).await {
+                        Ok(ReadOutcome::Data) => {}
+                        Ok(ReadOutcome::Closed) => return,
+                        Ok(ReadOutcome::TimedOut) => break,
+                        // The read (and the buffer it owned) is dropped: the body is cut.
+                        Err(()) => {
+                            cut = true;
+                            break;
+                        }
+                    }
+                    let got = buf.len() - had;
+                    if !shared.bodies.advance(&mut progress, got, Instant::now()) {
+                        cut = true;
+                        break;
                     }
                 }
-                if buf.len() < need {
+                if cut || buf.len() < need {
+                    if cut {
+                        shared.bodies.count_cut();
+                    }
                     http::write_error(&mut out, 408, false, None, false);
+                    linger |= cut;
                     break;
                 }
                 let body = &buf[req.head_len..need];
