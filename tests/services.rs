@@ -323,6 +323,78 @@ fn preprocessing_rate_limit_and_metrics_over_http() {
 }
 
 #[test]
+fn http_level_refusals_reach_the_service_rate_limit_monitor_and_audit_trail() {
+    let tmp = common::tempdir();
+    let data = tmp.path().join("data");
+    let config = r#"
+        [[service]]
+        path = "/tsa"
+        preprocess = ["transaction-monitor", "clock", "audit", "limit"]
+
+        [preprocess.limit]
+        kind = "rate-limit"
+        per_client = 1
+        client_burst = 5
+    "#;
+    let server = Server::start(&data, Some(config));
+    let head = |method: &str, extra: &str| {
+        format!("{method} /tsa HTTP/1.1\r\nHost: t\r\n{extra}\r\n").into_bytes()
+    };
+    let wrong_type = head("POST", "Content-Type: text/plain\r\nContent-Length: 1\r\n");
+    let too_big = head(
+        "POST",
+        "Content-Type: application/timestamp-query\r\nContent-Length: 100000\r\n",
+    );
+    let statuses: Vec<u16> = [
+        &wrong_type[..],
+        &wrong_type,
+        &too_big,
+        &head("GET", ""),
+        &head("POST", "Content-Type: application/timestamp-query\r\n"),
+        // The client's bucket (5) is used up by its refusals: from now on, 429.
+        &wrong_type,
+        &post_bytes(
+            "/tsa",
+            &request::encode(HashAlg::Sha256, &[1; 32], None, None, false),
+            "",
+        ),
+    ]
+    .iter()
+    .map(|raw| exchange(&server, raw).unwrap().status)
+    .collect();
+    assert_eq!(statuses, [415, 415, 413, 405, 411, 429, 429]);
+    // An unknown path concerns no service: answered, counted, not recorded.
+    let other = b"GET /nowhere HTTP/1.1\r\nHost: t\r\n\r\n";
+    assert_eq!(exchange(&server, other).unwrap().status, 404);
+    let metrics = exchange(&server, b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let text = String::from_utf8(metrics.body).unwrap();
+    assert!(
+        text.contains("outcome=\"http_415\"} 2") && text.contains("outcome=\"http_429\"} 2"),
+        "{text}"
+    );
+    assert!(server.terminate().is_some_and(|s| s.success()));
+    let records = common::export(&data);
+    let statuses: Vec<u64> = records
+        .iter()
+        .map(|r| r["http_status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [415, 415, 413, 405, 411, 429, 429]);
+    for r in &records {
+        assert_eq!(r["status"], "rejection", "{r}");
+        assert_eq!(r["service"], "default", "{r}");
+        assert_eq!(r["client_ip"], "127.0.0.1", "{r}");
+    }
+    // Nothing of a body the server did not read; the rate-limited request's is identified.
+    for r in &records[..6] {
+        assert!(
+            r["request_sha256"].is_null() && r["message_imprint"].is_null(),
+            "{r}"
+        );
+    }
+    assert_eq!(records[6]["message_imprint"], "01".repeat(32));
+}
+
+#[test]
 fn check_config_explains_preprocess_and_chain_errors() {
     let tmp = common::tempdir();
     let file = tmp.path().join("bad.toml");

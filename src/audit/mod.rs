@@ -155,6 +155,10 @@ impl AuditSink for Trail {
         }
     }
 
+    fn roomy(&self) -> bool {
+        self.budget.state() == BudgetState::Ok
+    }
+
     fn flush_and_stop(&self) -> bool {
         self.writer.flush_and_stop()
     }

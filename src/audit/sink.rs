@@ -50,6 +50,12 @@ pub trait AuditSink: Send + Sync {
     fn writable(&self) -> Result<(), Error> {
         Ok(())
     }
+    /// Whether the trail is below its disk budget's warning watermark. Records no token
+    /// depends on (HTTP-level refusals) are written only then, so a flood of them cannot
+    /// bring the journal to the point where requests are refused. One atomic read.
+    fn roomy(&self) -> bool {
+        true
+    }
     /// Refuses new records, commits what is queued and stops (graceful shutdown); false
     /// when something could not be committed.
     fn flush_and_stop(&self) -> bool {

@@ -17,6 +17,7 @@ use super::config::HttpConfig;
 use super::http::{self, Action, Parsed};
 use super::idle::{race, IdleConnections};
 use super::Backend;
+use crate::error::Error;
 use crate::policy::{Reply, RequestMeta};
 
 /// Initial buffer per connection; buffers grow for larger requests and shrink back once
@@ -113,6 +114,18 @@ async fn write_answers(pending: &mut Vec<(Result<Reply, u16>, bool)>, out: &mut 
             Err(status) => http::write_error(out, status, keep_alive, None, false),
         }
     }
+}
+
+/// Tells the service of `route` that its request is refused at the HTTP level with
+/// `status` ([`Tsa::refuse`](crate::policy::Tsa::refuse)); returns the status to answer.
+fn refuse(shared: &Shared, route: usize, peer: std::net::IpAddr, head: &[u8], status: u16) -> u16 {
+    let (path, service) = &shared.routes[route];
+    let meta = RequestMeta {
+        client: peer,
+        path,
+        head,
+    };
+    shared.tsa.refuse(*service, &meta, status)
 }
 
 /// Serves one connection until it closes, fails or times out: parses each head, answers
@@ -255,7 +268,12 @@ pub async fn serve(mut stream: TcpStream, peer: std::net::IpAddr, shared: Rc<Sha
                 close,
                 allow,
                 head_only,
+                route,
             } => {
+                let status = match route {
+                    Some(route) => refuse(&shared, route, peer, &buf[..req.head_len], status),
+                    None => status,
+                };
                 keep_alive &= !close;
                 linger |= close;
                 http::write_error(&mut out, status, keep_alive, allow, head_only);
@@ -274,7 +292,8 @@ pub async fn serve(mut stream: TcpStream, peer: std::net::IpAddr, shared: Rc<Sha
                 if buf.len() < need {
                     let Some(r) = shared.bodies.reserve(need - buf.len()) else {
                         write_answers(&mut pending, &mut out).await;
-                        http::write_error(&mut out, 503, false, None, false);
+                        let status = refuse(&shared, route, peer, &buf[..req.head_len], 503);
+                        http::write_error(&mut out, status, false, None, false);
                         linger = true;
                         break;
                     };
@@ -316,7 +335,10 @@ pub async fn serve(mut stream: TcpStream, peer: std::net::IpAddr, shared: Rc<Sha
                     if cut {
                         shared.bodies.count_cut();
                     }
-                    http::write_error(&mut out, 408, false, None, false);
+                    // A cut body's buffer went with the read it was cut in.
+                    let head = buf.get(..req.head_len).unwrap_or_default();
+                    let status = refuse(&shared, route, peer, head, 408);
+                    http::write_error(&mut out, status, false, None, false);
                     linger |= cut;
                     break;
                 }
@@ -329,7 +351,15 @@ pub async fn serve(mut stream: TcpStream, peer: std::net::IpAddr, shared: Rc<Sha
                 // The answer is held until its audit record is durable (group commit), but
                 // the next pipelined request is issued meanwhile: their records share a
                 // batch instead of waiting for one commit each.
-                pending.push((shared.backend.reply(service, body, &meta).await, keep_alive));
+                let reply = match shared.backend.reply(service, body, &meta).await {
+                    Ok(reply) => Ok(reply),
+                    // The queue was full: the request never reached the service, which is
+                    // told now. (A worker that took it and did not answer in time may still
+                    // record it: that one is not told twice.)
+                    Err(Error::Overloaded) => Err(shared.tsa.refuse(service, &meta, 503)),
+                    Err(e) => Err(e.http_status()),
+                };
+                pending.push((reply, keep_alive));
                 need
             }
         };

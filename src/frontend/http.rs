@@ -48,6 +48,10 @@ pub enum Action {
         allow: Option<&'static str>,
         /// HEAD: the answer carries no body.
         head_only: bool,
+        /// The route (index into the listener's routes) of a request refused after its
+        /// path matched a timestamp service: the service hears of the refusal
+        /// (`Tsa::refuse`).
+        route: Option<usize>,
     },
 }
 
@@ -157,6 +161,7 @@ pub fn parse(buf: &[u8], limits: &HttpConfig, routes: &[(String, usize)]) -> Par
             close: has_body,
             allow,
             head_only,
+            route: None,
         })
     };
     let fatal = |status: u16| {
@@ -165,6 +170,7 @@ pub fn parse(buf: &[u8], limits: &HttpConfig, routes: &[(String, usize)]) -> Par
             close: true,
             allow: None,
             head_only,
+            route: None,
         })
     };
 
@@ -198,26 +204,36 @@ pub fn parse(buf: &[u8], limits: &HttpConfig, routes: &[(String, usize)]) -> Par
     else {
         return error(404, None);
     };
+    // From here on a refusal concerns the service: it is told (rate limit, monitors, audit).
+    let refuse = |status: u16, close: bool, allow| {
+        done(Action::Error {
+            status,
+            close,
+            allow,
+            head_only,
+            route: Some(route),
+        })
+    };
     if method != "POST" {
-        return error(405, Some("POST"));
+        return refuse(405, has_body, Some("POST"));
     }
     if transfer_encoding {
         // Chunked bodies are not supported: a timestamp query is small and has a length.
-        return fatal(411);
+        return refuse(411, true, None);
     }
     let Some(body_len) = content_length else {
-        return fatal(411);
+        return refuse(411, true, None);
     };
     if body_len > limits.max_body_bytes {
-        return fatal(413);
+        return refuse(413, true, None);
     }
     if !content_type.is_some_and(is_timestamp_query) {
-        return error(415, None);
+        return refuse(415, has_body, None);
     }
     let expect_continue = match expect {
         None => false,
         Some(v) if v.trim_ascii().eq_ignore_ascii_case(b"100-continue") => minor >= 1,
-        Some(_) => return error(417, None),
+        Some(_) => return refuse(417, has_body, None),
     };
     done(Action::Timestamp {
         service,
@@ -418,6 +434,7 @@ mod tests {
                 close: false,
                 allow: Some("POST"),
                 head_only: false,
+                route: Some(0),
             }
         );
         assert_eq!(
@@ -427,6 +444,7 @@ mod tests {
                 close: false,
                 allow: None,
                 head_only: false,
+                route: None,
             }
         );
         assert_eq!(
@@ -436,6 +454,7 @@ mod tests {
                 close: true,
                 allow: None,
                 head_only: false,
+                route: Some(0),
             }
         );
         assert_eq!(
@@ -453,6 +472,7 @@ mod tests {
                 close: false,
                 allow: Some("GET, HEAD"),
                 head_only: false,
+                route: None,
             }
         );
     }
@@ -474,6 +494,7 @@ mod tests {
                 close: false,
                 allow: Some("GET, HEAD"),
                 head_only: false,
+                route: None,
             }
         );
     }
@@ -485,6 +506,7 @@ mod tests {
             close: false,
             allow: None,
             head_only: false,
+            route: None,
         };
         assert_eq!(action("GET /health HTTP/1.1\r\n\r\n"), refused);
         assert_eq!(
@@ -508,6 +530,7 @@ mod tests {
                 close: true,
                 allow: None,
                 head_only: false,
+                route: None,
             }
         );
     }
@@ -523,6 +546,7 @@ mod tests {
                 close: true,
                 allow: None,
                 head_only: false,
+                route: Some(0),
             }
         );
         let chunked = "POST /tsa HTTP/1.1\r\nHost: t\r\nContent-Type: application/timestamp-query\r\nTransfer-Encoding: chunked\r\n\r\n";
@@ -533,6 +557,7 @@ mod tests {
                 close: true,
                 allow: None,
                 head_only: false,
+                route: Some(0),
             }
         );
         let bad_len = "POST /tsa HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\n";
@@ -549,6 +574,7 @@ mod tests {
                 close: true,
                 allow: None,
                 head_only: false,
+                route: Some(0),
             }
         );
     }
@@ -589,6 +615,7 @@ mod tests {
                 close: true,
                 allow: None,
                 head_only: false,
+                route: Some(0),
             }
         );
     }

@@ -44,7 +44,7 @@ impl Backend {
         service: usize,
         body: &[u8],
         meta: &RequestMeta<'_>,
-    ) -> Result<Reply, u16> {
+    ) -> Result<Reply, Error> {
         match self {
             Backend::Inline(tsa) => Ok(tsa.issue(service, body, meta)),
             Backend::Queue(queue) => {
@@ -58,13 +58,13 @@ impl Backend {
                     reply: tx,
                 };
                 if queue.try_submit(env).is_err() {
-                    return Err(Error::Overloaded.http_status());
+                    return Err(Error::Overloaded);
                 }
                 // A worker that vanished or hangs is a server failure, not a requester's:
                 // answer 503 rather than hold the connection for ever.
                 match monoio::time::timeout(BACKEND_DEADLINE, rx).await {
                     Ok(Ok(reply)) => Ok(reply),
-                    _ => Err(Error::BackendGone.http_status()),
+                    _ => Err(Error::BackendGone),
                 }
             }
         }

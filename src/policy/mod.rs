@@ -214,6 +214,30 @@ pub struct Tsa {
     pub signers: Vec<(String, Arc<dyn TokenSigner>)>,
 }
 
+/// The pre-processing onion around `inner`: `before` in the service's order until one stops
+/// the request, then `inner` (given that stop, if any) makes the reply, then `after` in
+/// reverse order for every filter whose `before` ran.
+fn onion<'a>(
+    svc: &'a Service,
+    x: &mut Exchange<'a>,
+    inner: impl FnOnce(Option<Stop>, &mut Exchange<'a>) -> Reply,
+) -> Reply {
+    let mut entered = 0;
+    let mut stopped = None;
+    for f in &svc.preprocess {
+        entered += 1;
+        if let Err(stop) = f.before(x) {
+            stopped = Some(stop);
+            break;
+        }
+    }
+    let mut reply = inner(stopped, x);
+    for f in svc.preprocess[..entered].iter().rev() {
+        f.after(x, &mut reply);
+    }
+    reply
+}
+
 enum Failure {
     Client(Rejection),
     Server(Error),
@@ -279,25 +303,45 @@ impl Tsa {
             time: None,
             policy: None,
             request: None,
+            http_refusal: false,
         };
-        let mut entered = 0;
-        let mut stopped = None;
-        for f in &svc.preprocess {
-            entered += 1;
-            if let Err(stop) = f.before(&mut x) {
-                stopped = Some(stop);
-                break;
-            }
-        }
-        let mut reply = match stopped {
+        onion(svc, &mut x, |stopped, x| match stopped {
             Some(Stop::Http(status)) => Reply::new(Vec::new(), Outcome::Refused(status)),
             Some(Stop::Reject(r)) => Reply::rejected(&r, svc.status_text),
-            None => self.run_chain(svc, &mut x),
+            None => self.run_chain(svc, x),
+        })
+    }
+
+    /// Passes a request of service `service` that the frontend refuses at the HTTP level
+    /// (`status`: 405, 411, 413, 415 or 417 for its head, 503 for a body over the
+    /// buffered-bodies budget or a full queue, 408 for a body not received in time) through
+    /// the service's pre-filters, without its body: the rate limit counts it against the
+    /// client, the transaction monitors count it, and the audit filter records it while the
+    /// journal is below its disk budget's warning watermark. Returns the status to answer:
+    /// `status`, or 429 when the client is over its rate limit.
+    pub fn refuse(&self, service: usize, meta: &RequestMeta<'_>, status: u16) -> u16 {
+        let Some(svc) = self.services.get(service) else {
+            return status;
         };
-        for f in svc.preprocess[..entered].iter().rev() {
-            f.after(&x, &mut reply);
+        let mut x = Exchange {
+            meta,
+            body: b"",
+            started: Instant::now(),
+            time: None,
+            policy: None,
+            request: None,
+            http_refusal: true,
+        };
+        // A rejection needs a request to answer: a filter that would reject (the audit
+        // trail out of budget) leaves the HTTP status as it is.
+        let reply = onion(svc, &mut x, |stopped, _| match stopped {
+            Some(Stop::Http(limited)) => Reply::new(Vec::new(), Outcome::Refused(limited)),
+            _ => Reply::new(Vec::new(), Outcome::Refused(status)),
+        });
+        match reply.outcome {
+            Outcome::Refused(answer) => answer,
+            _ => status,
         }
-        reply
     }
 
     fn run_chain<'a>(&self, svc: &'a Service, x: &mut Exchange<'a>) -> Reply {

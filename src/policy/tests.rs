@@ -519,6 +519,58 @@ fn storage_keeps_issued_tokens_in_the_audit_trail() {
     assert_eq!(stored[2].response, None);
 }
 
+/// An in-memory trail past its disk budget's warning watermark (still writable).
+#[derive(Default)]
+struct NearlyFull(Memory);
+
+impl crate::audit::AuditSink for NearlyFull {
+    fn submit(
+        &self,
+        record: crate::audit::Record,
+        durable: bool,
+    ) -> Result<Option<crate::audit::Durable>, crate::audit::Full> {
+        self.0.submit(record, durable)
+    }
+    fn roomy(&self) -> bool {
+        false
+    }
+}
+
+#[test]
+fn http_refusals_are_recorded_without_a_body_and_only_while_the_trail_is_roomy() {
+    use crate::audit::Durability;
+    let mut f = fixture(KeyType::P256, RsaPadding::Pkcs1, Some(now()));
+    let sink = audited(&mut f, Default::default());
+    assert_eq!(f.tsa.refuse(0, &local(), 413), 413);
+    let records = sink.0.lock().unwrap().clone();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].outcome, Outcome::Refused(413));
+    assert_eq!(
+        (records[0].request_digest, records[0].policy.as_ref()),
+        (None, None)
+    );
+    // Past the warning watermark: answered as before, not recorded; a rejected request
+    // still is (its record is the only trace of it).
+    let tight = Arc::new(NearlyFull::default());
+    let audit = super::preprocess::audit::AuditFilterConfig::default().build(
+        "audit",
+        "s",
+        "k",
+        Durability::GroupCommit,
+        tight.clone(),
+    );
+    f.tsa.services[0].preprocess[0] = Arc::new(audit);
+    assert_eq!(f.tsa.refuse(0, &local(), 415), 415);
+    f.tsa.issue(0, b"junk", &local());
+    let kept = tight.0 .0.lock().unwrap();
+    assert_eq!(kept.len(), 1);
+    assert_eq!(
+        kept[0].outcome,
+        Outcome::Rejected(FailureInfo::BadDataFormat)
+    );
+    assert_eq!(kept[0].request_digest.map(|d| d.len), Some(4));
+}
+
 /// A pre-processing filter that writes down when it runs, and may stop requests.
 struct Recorder {
     name: &'static str,

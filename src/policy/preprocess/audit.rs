@@ -117,6 +117,12 @@ impl PreFilter for Audit {
             // issued token's record is always submitted; its batch fails if there is no room).
             return;
         }
+        if x.http_refusal && !self.sink.roomy() {
+            // An HTTP-level refusal is recorded only below the warning watermark: garbage
+            // cannot use up the room that tokens' records need. (It is still counted in
+            // stampd_http_refusals_total.)
+            return;
+        }
         // The signer's key id, for issued tokens only.
         let key_id = || match x.policy.and_then(|p| p.signer.as_ref()) {
             Some(s) => s.key_id().clone(),
@@ -166,7 +172,7 @@ impl PreFilter for Audit {
             client: c.client_ip.then_some(x.meta.client),
             key_id: granted.then(key_id),
             latency_us: u64::try_from(x.started.elapsed().as_micros()).unwrap_or(u64::MAX),
-            request: c.request.then(|| {
+            request: (c.request && !x.http_refusal).then(|| {
                 let keep = if granted {
                     x.body.len()
                 } else {
@@ -177,7 +183,7 @@ impl PreFilter for Audit {
             response: keep_response.then(|| reply.der.clone()),
             // A refusal keeps at most a prefix of its body: the digest and length identify
             // the whole of it (an issued token's record has the imprint and serial instead).
-            request_digest: (!granted).then(|| RequestDigest {
+            request_digest: (!granted && !x.http_refusal).then(|| RequestDigest {
                 len: u32::try_from(x.body.len()).unwrap_or(u32::MAX),
                 sha256: request::sha256(x.body),
             }),

@@ -31,6 +31,9 @@ pub struct Exchange<'a> {
     pub policy: Option<&'a Policy>,
     /// The decoded request, once the chain has decoded it.
     pub request: Option<TimeStampReq<'a>>,
+    /// The frontend refused the request at the HTTP level before the service saw its body
+    /// (`Tsa::refuse`): `body` is empty and the reply is that refusal.
+    pub http_refusal: bool,
 }
 
 /// Why a pre-processing filter stops a request before the chain.

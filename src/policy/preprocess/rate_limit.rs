@@ -231,6 +231,7 @@ mod tests {
             time: None,
             policy: None,
             request: None,
+            http_refusal: false,
         }
     }
 
