@@ -398,6 +398,10 @@ impl Tsa {
         if !down.is_empty() {
             problems.push(format!("signer down: {}", down.join(", ")));
         }
+        if let Err(e) = self.clock.now() {
+            // genTime would be refused with timeNotAvailable.
+            problems.push(format!("clock: {e}"));
+        }
         if let Err(e) = self.audit.writable() {
             problems.push(e.to_string());
         }

@@ -519,6 +519,15 @@ fn storage_keeps_issued_tokens_in_the_audit_trail() {
     assert_eq!(stored[2].response, None);
 }
 
+#[test]
+fn ready_names_a_clock_that_cannot_give_the_time() {
+    let f = fixture(KeyType::P256, RsaPadding::Pkcs1, Some(now()));
+    assert_eq!(f.tsa.ready(), Ok(()));
+    let f = fixture(KeyType::P256, RsaPadding::Pkcs1, None);
+    let why = f.tsa.ready().unwrap_err();
+    assert!(why.starts_with("clock: "), "{why}");
+}
+
 /// An in-memory trail past its disk budget's warning watermark (still writable).
 #[derive(Default)]
 struct NearlyFull(Memory);
