@@ -334,7 +334,7 @@ fn http_level_refusals_reach_the_service_rate_limit_monitor_and_audit_trail() {
         [preprocess.limit]
         kind = "rate-limit"
         per_client = 1
-        client_burst = 5
+        client_burst = 6
     "#;
     let server = Server::start(&data, Some(config));
     let head = |method: &str, extra: &str| {
@@ -351,7 +351,9 @@ fn http_level_refusals_reach_the_service_rate_limit_monitor_and_audit_trail() {
         &too_big,
         &head("GET", ""),
         &head("POST", "Content-Type: application/timestamp-query\r\n"),
-        // The client's bucket (5) is used up by its refusals: from now on, 429.
+        // Rejections count too.
+        &post_bytes("/tsa", b"junk", ""),
+        // The client's bucket (6) is used up by its refusals: from now on, 429.
         &wrong_type,
         &post_bytes(
             "/tsa",
@@ -362,7 +364,7 @@ fn http_level_refusals_reach_the_service_rate_limit_monitor_and_audit_trail() {
     .iter()
     .map(|raw| exchange(&server, raw).unwrap().status)
     .collect();
-    assert_eq!(statuses, [415, 415, 413, 405, 411, 429, 429]);
+    assert_eq!(statuses, [415, 415, 413, 405, 411, 200, 429, 429]);
     // An unknown path concerns no service: answered, counted, not recorded.
     let other = b"GET /nowhere HTTP/1.1\r\nHost: t\r\n\r\n";
     assert_eq!(exchange(&server, other).unwrap().status, 404);
@@ -378,20 +380,22 @@ fn http_level_refusals_reach_the_service_rate_limit_monitor_and_audit_trail() {
         .iter()
         .map(|r| r["http_status"].as_u64().unwrap())
         .collect();
-    assert_eq!(statuses, [415, 415, 413, 405, 411, 429, 429]);
+    assert_eq!(statuses, [415, 415, 413, 405, 411, 200, 429, 429]);
     for r in &records {
         assert_eq!(r["status"], "rejection", "{r}");
         assert_eq!(r["service"], "default", "{r}");
         assert_eq!(r["client_ip"], "127.0.0.1", "{r}");
     }
-    // Nothing of a body the server did not read; the rate-limited request's is identified.
-    for r in &records[..6] {
+    // Nothing of a body the server did not read; the bodies it read are identified.
+    for r in records[..5].iter().chain(&records[6..7]) {
         assert!(
             r["request_sha256"].is_null() && r["message_imprint"].is_null(),
             "{r}"
         );
     }
-    assert_eq!(records[6]["message_imprint"], "01".repeat(32));
+    assert_eq!(records[5]["fail_info"], "badDataFormat");
+    assert_eq!(records[5]["request_length"], 4);
+    assert_eq!(records[7]["message_imprint"], "01".repeat(32));
 }
 
 #[test]
