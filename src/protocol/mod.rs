@@ -1,6 +1,7 @@
 //! RFC 3161 / CMS encoding and decoding. No I/O, no clock, no sockets: bytes in, bytes out.
 //! Tested and fuzzed on bytes alone (see [`fuzzing`]).
 
+pub mod asn1;
 pub mod cert;
 pub mod der;
 pub mod hex;

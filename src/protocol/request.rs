@@ -11,8 +11,9 @@
 //! MessageImprint ::= SEQUENCE { hashAlgorithm AlgorithmIdentifier, hashedMessage OCTET STRING }
 //! ```
 
-use super::cert::{read_extension, Extension};
-use super::der::{self, tag, DerError, Reader};
+use super::asn1::{self, ExtensionsRef, MessageImprintRef, OidRef};
+use super::cert::Extension;
+use super::der::{self, tag};
 use super::oid;
 use super::status::{FailureInfo, Rejection};
 
@@ -167,7 +168,7 @@ pub struct TimeStampReq<'a> {
     pub nonce: Option<&'a [u8]>,
     /// certReq: put the TSA certificate (and, per policy, its chain) into the token.
     pub cert_req: bool,
-    extensions: &'a [u8],
+    extensions: ExtensionsRef<'a>,
 }
 
 impl<'a> TimeStampReq<'a> {
@@ -178,13 +179,10 @@ impl<'a> TimeStampReq<'a> {
 
     /// The request extensions (structure already validated by [`decode`]).
     pub fn extensions(&self) -> impl Iterator<Item = Extension<'a>> + 'a {
-        let mut r = Reader::new(self.extensions);
-        std::iter::from_fn(move || {
-            if r.is_empty() {
-                None
-            } else {
-                read_extension(&mut r).ok()
-            }
+        self.extensions.iter().map(|e| Extension {
+            oid: e.extn_id.0,
+            critical: e.critical == Some(true),
+            value: e.extn_value.as_bytes(),
         })
     }
 
@@ -206,6 +204,7 @@ pub fn decode(input: &[u8]) -> Result<TimeStampReq<'_>, Rejection> {
     decode_der(input).map_err(|e| match e {
         Malformed::Der => BAD_FORMAT,
         Malformed::NonceTooLong => NONCE_TOO_LONG,
+        Malformed::ExplicitDefault => EXPLICIT_DEFAULT,
     })
 }
 
@@ -214,89 +213,86 @@ pub fn decode(input: &[u8]) -> Result<TimeStampReq<'_>, Rejection> {
 const NONCE_TOO_LONG: Rejection =
     Rejection::new(FailureInfo::BadDataFormat, "nonce longer than 64 octets");
 
+/// `certReq FALSE` written out: DER omits a DEFAULT value (X.690 §11.5), so the request is
+/// not DER. Said precisely, since the fix on the client's side is simple.
+const EXPLICIT_DEFAULT: Rejection = Rejection::new(
+    FailureInfo::BadDataFormat,
+    "certReq FALSE is encoded; DER omits DEFAULT values",
+);
+
 /// Why a request does not decode.
 enum Malformed {
     /// Not DER, or not a TimeStampReq (which rule broke is not told to the requester).
     Der,
     /// A nonce over [`MAX_NONCE_OCTETS`].
     NonceTooLong,
+    /// `certReq` encoded with its DEFAULT value.
+    ExplicitDefault,
 }
 
-impl From<DerError> for Malformed {
-    fn from(_: DerError) -> Self {
+impl From<::der::Error> for Malformed {
+    fn from(_: ::der::Error) -> Self {
         Malformed::Der
     }
 }
 
 fn decode_der(input: &[u8]) -> Result<TimeStampReq<'_>, Malformed> {
-    let mut req = Reader::new(der::read_single(input, tag::SEQUENCE)?.value);
-    let version = req.read_u64()?;
-
-    let imprint = req.read(tag::SEQUENCE)?;
-    let mut mi = Reader::new(imprint.value);
-    let mut alg = mi.read_nested(tag::SEQUENCE)?;
-    let hash_oid = alg.read_oid()?;
-    let hash_params_invalid = match alg.peek_tag() {
-        None => false,
-        Some(tag::NULL) => !alg.read(tag::NULL)?.value.is_empty(),
-        Some(_) => {
-            alg.read_any()?;
-            true
+    use ::der::asn1::IntRef;
+    use ::der::{Decode, Reader, SliceReader, TagMode, TagNumber};
+    let mut outer = SliceReader::new(input)?;
+    let req = outer.sequence(|r| {
+        let version = IntRef::decode(r)?;
+        // The whole MessageImprint TLV is copied into TSTInfo as it came.
+        let message_imprint = r.tlv_bytes()?;
+        let imprint = MessageImprintRef::from_der(message_imprint)?;
+        let req_policy = Option::<OidRef<'_>>::decode(r)?;
+        let nonce = Option::<IntRef<'_>>::decode(r)?;
+        let cert_req = Option::<bool>::decode(r)?;
+        let extensions = r
+            .context_specific::<ExtensionsRef<'_>>(TagNumber::N0, TagMode::Implicit)?
+            .unwrap_or(ExtensionsRef::EMPTY);
+        Ok((
+            version,
+            message_imprint,
+            imprint,
+            req_policy,
+            nonce,
+            cert_req,
+            extensions,
+        ))
+    })?;
+    let (version, message_imprint, imprint, req_policy, nonce, cert_req, extensions) =
+        outer.finish(req)?;
+    // INTEGER content octets, minimal (checked by `der`); version and nonce are never
+    // negative.
+    fn non_negative(i: IntRef<'_>) -> Result<&[u8], Malformed> {
+        match i.as_bytes() {
+            [b, ..] if b & 0x80 != 0 => Err(Malformed::Der),
+            bytes => Ok(bytes),
         }
-    };
-    alg.finish()?;
-    let digest = mi.read(tag::OCTET_STRING)?.value;
-    mi.finish()?;
-
-    let req_policy = match req.peek_tag() {
-        Some(tag::OID) => Some(req.read_oid()?),
-        _ => None,
-    };
-    let nonce = match req.read_optional(tag::INTEGER)? {
-        Some(t) => {
-            der::check_minimal_integer(t.value)?;
-            if der::integer_is_negative(t.value) {
-                return Err(DerError::InvalidValue.into());
-            }
-            if t.value.len() > MAX_NONCE_OCTETS {
-                return Err(Malformed::NonceTooLong);
-            }
-            Some(t.value)
-        }
-        None => None,
-    };
-    // The one rule for DEFAULT fields: an explicitly encoded DEFAULT value (certReq FALSE)
-    // is a DER violation (X.690 §11.5: DEFAULT values are omitted), but deployed clients
-    // send it, so it is accepted, as the only DER leniency of this decoder; the value
-    // itself must still be canonical (X.690 §11.1: FALSE 0x00, TRUE 0xFF; anything else
-    // is badDataFormat).
-    let cert_req = if req.peek_tag() == Some(tag::BOOLEAN) {
-        req.read_bool()?
-    } else {
-        false
-    };
-    let extensions = match req.read_optional(tag::ctx_cons(0))? {
-        Some(t) => {
-            let mut r = Reader::new(t.value);
-            if r.is_empty() {
-                // Extensions ::= SEQUENCE SIZE (1..MAX) OF Extension
-                return Err(DerError::InvalidValue.into());
-            }
-            while !r.is_empty() {
-                read_extension(&mut r)?;
-            }
-            t.value
-        }
-        None => &[],
-    };
-    req.finish()?;
+    }
+    let version = non_negative(version)?;
+    if version.len() > 9 || (version.len() == 9 && version[0] != 0) {
+        return Err(Malformed::Der);
+    }
+    let version = version.iter().fold(0u64, |v, &b| (v << 8) | u64::from(b));
+    let nonce = nonce.map(non_negative).transpose()?;
+    let cert_req = asn1::no_explicit_default(cert_req).map_err(|_| Malformed::ExplicitDefault)?;
+    if nonce.is_some_and(|n| n.len() > MAX_NONCE_OCTETS) {
+        return Err(Malformed::NonceTooLong);
+    }
+    // Parameters absent or NULL (RFC 5754 §2); anything else is refused by check_imprint.
+    let hash_params_invalid = imprint
+        .hash_algorithm
+        .parameters
+        .is_some_and(|p| ::der::Tagged::tag(&p) != ::der::Tag::Null || !p.value().is_empty());
     Ok(TimeStampReq {
         version,
-        message_imprint: imprint.raw,
-        hash_oid,
+        message_imprint,
+        hash_oid: imprint.hash_algorithm.algorithm.0,
         hash_params_invalid,
-        digest,
-        req_policy,
+        digest: imprint.hashed_message.as_bytes(),
+        req_policy: req_policy.map(|p| p.0),
         nonce,
         cert_req,
         extensions,
@@ -449,8 +445,9 @@ mod tests {
     }
 
     #[test]
-    fn an_explicit_default_cert_req_is_accepted_but_must_be_canonical() {
-        // SEQUENCE { version, imprint, BOOLEAN }: certReq written out, as some clients do.
+    fn an_explicit_default_cert_req_is_bad_data_format() {
+        // SEQUENCE { version, imprint, BOOLEAN }: certReq written out. DER omits a DEFAULT
+        // value (X.690 §11.5), so FALSE is refused; TRUE is not the default and is fine.
         let with = |boolean: &[u8]| {
             let plain = sha256_req(None, false);
             let mut content = plain[2..].to_vec();
@@ -459,12 +456,63 @@ mod tests {
             v.extend_from_slice(&content);
             v
         };
-        assert!(!decode(&with(&[0x01, 0x01, 0x00])).unwrap().cert_req);
+        let explicit_false = decode(&with(&[0x01, 0x01, 0x00])).unwrap_err();
+        assert_eq!(explicit_false.fail, FailureInfo::BadDataFormat);
+        assert_eq!(
+            explicit_false.text,
+            "certReq FALSE is encoded; DER omits DEFAULT values"
+        );
         assert!(decode(&with(&[0x01, 0x01, 0xff])).unwrap().cert_req);
         assert_eq!(
             decode(&with(&[0x01, 0x01, 0x01])).unwrap_err().fail,
             FailureInfo::BadDataFormat
         );
+    }
+
+    #[test]
+    fn other_der_violations_inside_the_request_are_bad_data_format() {
+        let seq = der::read_single(&sha256_req(None, false), tag::SEQUENCE)
+            .unwrap()
+            .value
+            .to_vec();
+        let ext_oid = oid::oid_tlv(oid::Oid::parse("1.2.3.4").unwrap().as_bytes());
+        // An extension with critical FALSE written out.
+        let e = der::tlv_of(
+            tag::SEQUENCE,
+            &[
+                &ext_oid,
+                &[0x01, 0x01, 0x00],
+                &der::tlv(tag::OCTET_STRING, b"v"),
+            ],
+        );
+        let bytes = der::tlv_of(tag::SEQUENCE, &[&seq, &der::tlv(tag::ctx_cons(0), &e)]);
+        assert_eq!(decode(&bytes).unwrap_err().fail, FailureInfo::BadDataFormat);
+        // An AlgorithmIdentifier with a third element.
+        let alg = der::tlv_of(
+            tag::SEQUENCE,
+            &[&oid::oid_tlv(oid::SHA256), &[0x05, 0x00], &[0x05, 0x00]],
+        );
+        let imprint = der::tlv_of(
+            tag::SEQUENCE,
+            &[&alg, &der::tlv(tag::OCTET_STRING, &[0; 32])],
+        );
+        let bytes = der::tlv_of(tag::SEQUENCE, &[&der::uint(1), &imprint]);
+        assert_eq!(decode(&bytes).unwrap_err().fail, FailureInfo::BadDataFormat);
+        // An empty INTEGER as the version, and a version past u64.
+        let imprint = &seq[3..];
+        for version in [
+            &[0x02, 0x00][..],
+            &[0x02, 0x09, 0x01, 0, 0, 0, 0, 0, 0, 0, 0],
+        ] {
+            let bytes = der::tlv_of(tag::SEQUENCE, &[version, imprint]);
+            assert_eq!(decode(&bytes).unwrap_err().fail, FailureInfo::BadDataFormat);
+        }
+        // The largest version that fits is decoded (and refused later with badRequest).
+        let max = [
+            0x02, 0x09, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        ];
+        let bytes = der::tlv_of(tag::SEQUENCE, &[&max, imprint]);
+        assert_eq!(decode(&bytes).unwrap().version, u64::MAX);
     }
 
     #[test]
