@@ -223,7 +223,9 @@ fn check_signing_certificate(si: &SignerInfo<'_>, cert: &CertView<'_>) -> Result
 fn check_eku(cert: &CertView<'_>) -> Result<(), String> {
     match cert.extended_key_usage() {
         Ok(Some(eku)) if eku.critical && eku.purposes == [oid::KP_TIME_STAMPING] => Ok(()),
-        Ok(Some(eku)) if eku.critical && eku.purposes.contains(&oid::KP_TIME_STAMPING) => {
+        Ok(Some(eku))
+            if eku.critical && eku.purposes.iter().any(|p| p == oid::KP_TIME_STAMPING) =>
+        {
             Err("TSA certificate EKU holds purposes besides timeStamping".into())
         }
         _ => Err("TSA certificate lacks a critical extendedKeyUsage with timeStamping".into()),

@@ -1,13 +1,45 @@
-//! A minimal, zero-copy view of an X.509 certificate (RFC 5280 §4.1): the raw parts a TSA
-//! needs to build tokens (issuer, serial, subject) and to check its own certificate
-//! (validity, extended key usage, public key).
+//! The parts of an X.509 certificate (RFC 5280 §4.1) a TSA needs: to build tokens (issuer,
+//! serial, subject, the key), and to check its own certificate and the chains of tokens it
+//! verifies (validity, extended key usage, basic constraints, key usage, subjectAltName).
+//!
+//! The certificate is decoded, strictly, by the RustCrypto `x509-cert` crate; [`CertView`]
+//! adds the raw DER of the parts that tokens copy byte for byte (issuer Name and serial for
+//! ESSCertID and `sid`, the subject for the TSA name, the TBSCertificate a signature covers),
+//! found by walking the same bytes with `der`'s reader.
 
-use super::der::{tag, DerError, Reader};
+use ::der::asn1::BitStringRef;
+use ::der::{Decode, Encode, Reader, SliceReader, Tag, TagNumber};
+use x509_cert::ext::pkix::name::GeneralName;
+use x509_cert::ext::pkix::{
+    BasicConstraints, ExtendedKeyUsage as Eku, KeyUsage, KeyUsages, SubjectAltName,
+};
+use x509_cert::time::Time;
+use x509_cert::Certificate;
+
 use super::oid;
-use super::time::{parse_generalized_time, Timestamp};
+use super::time::Timestamp;
 
-/// The parts of one DER certificate, borrowed from its bytes. Parsing checks the structure,
-/// not the signature or the chain (that is [`crate::client::verify`]'s job).
+/// Why a certificate does not parse: what `der` / `x509-cert` said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertError(pub String);
+
+impl std::fmt::Display for CertError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "not a DER X.509 certificate: {}", self.0)
+    }
+}
+
+impl std::error::Error for CertError {}
+
+impl From<::der::Error> for CertError {
+    fn from(e: ::der::Error) -> Self {
+        CertError(e.to_string())
+    }
+}
+
+/// One DER certificate: decoded by `x509-cert`, with the raw parts borrowed from its bytes.
+/// Parsing checks the structure, not the signature or the chain (that is
+/// [`crate::client::verify`]'s job).
 #[derive(Debug, Clone)]
 pub struct CertView<'a> {
     /// The whole certificate encoding.
@@ -32,21 +64,20 @@ pub struct CertView<'a> {
     pub key_params: Option<&'a [u8]>,
     /// subjectPublicKey BIT STRING contents without the unused-bits octet.
     pub public_key: &'a [u8],
-    /// Extensions TLVs content (`SEQUENCE OF Extension` contents), empty when absent.
-    extensions: &'a [u8],
     /// signatureAlgorithm TLV of the outer certificate.
     pub signature_alg: &'a [u8],
     /// signature BIT STRING contents without the unused-bits octet.
     pub signature: &'a [u8],
+    cert: Certificate,
 }
 
 /// The extendedKeyUsage extension (RFC 5280 §4.2.1.12).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExtendedKeyUsage<'a> {
+pub struct ExtendedKeyUsage {
     /// Marked critical (RFC 3161 §2.3 requires it for a TSA certificate).
     pub critical: bool,
     /// KeyPurposeId OIDs as content octets.
-    pub purposes: Vec<&'a [u8]>,
+    pub purposes: Vec<Vec<u8>>,
 }
 
 /// One extension (RFC 5280 §4.1, the same shape in certificates and in RFC 3161 requests).
@@ -60,156 +91,131 @@ pub struct Extension<'a> {
     pub value: &'a [u8],
 }
 
-fn read_time(r: &mut Reader<'_>) -> Result<Timestamp, DerError> {
-    const UTC_TIME: u8 = 0x17;
-    let t = r.read_any()?;
-    match t.tag {
-        // RFC 5280 §4.1.2.5.1: YYMMDDHHMMSSZ, YY >= 50 means 19YY.
-        UTC_TIME => {
-            let yy = t.value.get(..2).ok_or(DerError::InvalidValue)?;
-            let century: &[u8] = if yy < b"50".as_slice() { b"20" } else { b"19" };
-            let full = [century, t.value].concat();
-            parse_generalized_time(&full).ok_or(DerError::InvalidValue)
-        }
-        tag::GENERALIZED_TIME => parse_generalized_time(t.value).ok_or(DerError::InvalidValue),
-        found => Err(DerError::UnexpectedTag {
-            expected: tag::GENERALIZED_TIME,
-            found,
-        }),
+fn timestamp(t: Time) -> Timestamp {
+    let d = t.to_unix_duration();
+    Timestamp {
+        unix_secs: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        nanos: d.subsec_nanos(),
     }
 }
 
-fn bit_string_bytes(v: &[u8]) -> Result<&[u8], DerError> {
-    match v.split_first() {
-        Some((0, rest)) => Ok(rest),
-        _ => Err(DerError::InvalidValue),
-    }
+/// A BIT STRING's bytes; certificates' keys and signatures are whole octets.
+fn whole_octets(b: BitStringRef<'_>) -> Result<&[u8], CertError> {
+    b.as_bytes()
+        .ok_or_else(|| CertError("a BIT STRING with unused bits".into()))
 }
 
 impl<'a> CertView<'a> {
     /// Parses one DER certificate spanning the whole of `raw`, extensions included; the
     /// signature is not checked.
-    pub fn parse(raw: &'a [u8]) -> Result<Self, DerError> {
-        let mut cert = Reader::new(super::der::read_single(raw, tag::SEQUENCE)?.value);
-        let tbs_tlv = cert.read(tag::SEQUENCE)?;
-        let signature_alg = cert.read(tag::SEQUENCE)?.raw;
-        let signature = bit_string_bytes(cert.read(tag::BIT_STRING)?.value)?;
-        cert.finish()?;
-
-        let mut tbs = Reader::new(tbs_tlv.value);
-        tbs.read_optional(tag::ctx_cons(0))?; // version
-        let serial = tbs.read(tag::INTEGER)?.raw;
-        tbs.read(tag::SEQUENCE)?; // signature
-        let issuer = tbs.read(tag::SEQUENCE)?.raw;
-        let mut validity = tbs.read_nested(tag::SEQUENCE)?;
-        let not_before = read_time(&mut validity)?;
-        let not_after = read_time(&mut validity)?;
-        validity.finish()?;
-        let subject = tbs.read(tag::SEQUENCE)?.raw;
-        let spki_tlv = tbs.read(tag::SEQUENCE)?;
-        let mut spki = Reader::new(spki_tlv.value);
-        let mut alg = spki.read_nested(tag::SEQUENCE)?;
-        let key_alg = alg.read(tag::OID)?.value;
-        let key_params = if alg.is_empty() {
-            None
-        } else {
-            Some(alg.read_any()?.raw)
-        };
-        let public_key = bit_string_bytes(spki.read(tag::BIT_STRING)?.value)?;
-        tbs.read_optional(tag::ctx_prim(1))?; // issuerUniqueID
-        tbs.read_optional(tag::ctx_prim(2))?; // subjectUniqueID
-        let extensions = match tbs.read_optional(tag::ctx_cons(3))? {
-            Some(t) => Reader::new(t.value).read(tag::SEQUENCE)?.value,
-            None => &[],
-        };
-        tbs.finish()?;
-        let view = CertView {
+    pub fn parse(raw: &'a [u8]) -> Result<Self, CertError> {
+        let cert = Certificate::from_der(raw)?;
+        // The raw parts, from the same bytes (x509-cert has just checked their structure).
+        let mut outer = SliceReader::new(raw)?;
+        let (tbs, signature_alg, signature) =
+            outer.sequence(|r| Ok((r.tlv_bytes()?, r.tlv_bytes()?, BitStringRef::decode(r)?)))?;
+        let mut t = SliceReader::new(tbs)?;
+        let (serial, issuer, subject, spki) = t.sequence(|r| {
+            let version = Tag::ContextSpecific {
+                constructed: true,
+                number: TagNumber::N0,
+            };
+            if r.peek_tag()? == version {
+                r.tlv_bytes()?; // version
+            }
+            let serial = r.tlv_bytes()?;
+            r.tlv_bytes()?; // signature
+            let issuer = r.tlv_bytes()?;
+            r.tlv_bytes()?; // validity
+            let subject = r.tlv_bytes()?;
+            let spki = r.tlv_bytes()?;
+            // issuerUniqueID, subjectUniqueID, extensions: decoded by x509-cert.
+            while !r.is_finished() {
+                r.tlv_bytes()?;
+            }
+            Ok((serial, issuer, subject, spki))
+        })?;
+        let mut k = SliceReader::new(spki)?;
+        let (key_alg, key_params, public_key) = k.sequence(|r| {
+            let (alg, params) = r.sequence(|a| {
+                let alg = super::asn1::OidRef::decode(a)?;
+                let params = if a.is_finished() {
+                    None
+                } else {
+                    Some(a.tlv_bytes()?)
+                };
+                Ok((alg, params))
+            })?;
+            Ok((alg.0, params, BitStringRef::decode(r)?))
+        })?;
+        let validity = &cert.tbs_certificate.validity;
+        Ok(CertView {
             raw,
-            tbs: tbs_tlv.raw,
+            tbs,
             serial,
             issuer,
             subject,
-            not_before,
-            not_after,
-            spki: spki_tlv.raw,
+            not_before: timestamp(validity.not_before),
+            not_after: timestamp(validity.not_after),
+            spki,
             key_alg,
             key_params,
-            public_key,
-            extensions,
+            public_key: whole_octets(public_key)?,
             signature_alg,
-            signature,
-        };
-        // Validate the extension list once so the iterator below can skip error handling.
-        let mut r = Reader::new(extensions);
-        while !r.is_empty() {
-            read_extension(&mut r)?;
-        }
-        Ok(view)
+            signature: whole_octets(signature)?,
+            cert,
+        })
     }
 
-    /// The certificate's extensions in order (already validated by [`CertView::parse`]).
-    pub fn extensions(&self) -> impl Iterator<Item = Extension<'a>> + 'a {
-        let mut r = Reader::new(self.extensions);
-        std::iter::from_fn(move || {
-            if r.is_empty() {
-                None
-            } else {
-                read_extension(&mut r).ok()
-            }
+    /// The certificate's extensions in order.
+    pub fn extensions(&self) -> impl Iterator<Item = Extension<'_>> + '_ {
+        let list = self.cert.tbs_certificate.extensions.as_deref();
+        list.unwrap_or_default().iter().map(|e| Extension {
+            oid: e.extn_id.as_bytes(),
+            critical: e.critical,
+            value: e.extn_value.as_bytes(),
         })
     }
 
     /// The first extension whose OID content octets are `id`.
-    pub fn extension(&self, id: &[u8]) -> Option<Extension<'a>> {
+    pub fn extension(&self, id: &[u8]) -> Option<Extension<'_>> {
         self.extensions().find(|e| e.oid == id)
     }
 
-    /// The extendedKeyUsage extension; `None` when the certificate has none.
-    pub fn extended_key_usage(&self) -> Result<Option<ExtendedKeyUsage<'a>>, DerError> {
-        let Some(ext) = self.extension(oid::EXT_EXTENDED_KEY_USAGE) else {
-            return Ok(None);
-        };
-        let mut seq = Reader::new(super::der::read_single(ext.value, tag::SEQUENCE)?.value);
-        let mut purposes = Vec::new();
-        while !seq.is_empty() {
-            purposes.push(seq.read(tag::OID)?.value);
+    /// The extension `id` decoded as `T`; `None` when the certificate has none.
+    fn decoded<T: for<'d> Decode<'d>>(&self, id: &[u8]) -> Result<Option<(bool, T)>, CertError> {
+        match self.extension(id) {
+            None => Ok(None),
+            Some(e) => Ok(Some((e.critical, T::from_der(e.value)?))),
         }
-        Ok(Some(ExtendedKeyUsage {
-            critical: ext.critical,
-            purposes,
-        }))
+    }
+
+    /// The extendedKeyUsage extension; `None` when the certificate has none.
+    pub fn extended_key_usage(&self) -> Result<Option<ExtendedKeyUsage>, CertError> {
+        Ok(self
+            .decoded::<Eku>(oid::EXT_EXTENDED_KEY_USAGE)?
+            .map(|(critical, eku)| ExtendedKeyUsage {
+                critical,
+                purposes: eku.0.iter().map(|p| p.as_bytes().to_vec()).collect(),
+            }))
     }
 
     /// May this certificate issue certificates? basicConstraints cA must be TRUE
     /// (RFC 5280 §4.2.1.9) and keyUsage, when present, must allow keyCertSign (§4.2.1.3).
     /// Returns the pathLenConstraint (`None` = unlimited) when it may.
-    pub fn ca_path_len(&self) -> Result<Option<Option<u64>>, DerError> {
-        let Some(bc) = self.extension(oid::EXT_BASIC_CONSTRAINTS) else {
+    pub fn ca_path_len(&self) -> Result<Option<Option<u64>>, CertError> {
+        let Some((_, bc)) = self.decoded::<BasicConstraints>(oid::EXT_BASIC_CONSTRAINTS)? else {
             return Ok(None);
         };
-        let mut r = Reader::new(super::der::read_single(bc.value, tag::SEQUENCE)?.value);
-        let ca = if r.peek_tag() == Some(tag::BOOLEAN) {
-            r.read_bool()?
-        } else {
-            false
-        };
-        let path_len = if r.is_empty() {
-            None
-        } else {
-            Some(r.read_u64()?)
-        };
-        r.finish()?;
-        if !ca {
+        if !bc.ca {
             return Ok(None);
         }
-        if let Some(ku) = self.extension(oid::EXT_KEY_USAGE) {
-            let bits = super::der::read_single(ku.value, tag::BIT_STRING)?.value;
-            // keyCertSign is bit 5: the first content octet after the unused-bits count.
-            if bits.get(1).is_none_or(|b| b & 0x04 == 0) {
+        if let Some((_, ku)) = self.decoded::<KeyUsage>(oid::EXT_KEY_USAGE)? {
+            if !ku.0.contains(KeyUsages::KeyCertSign) {
                 return Ok(None);
             }
         }
-        Ok(Some(path_len))
+        Ok(Some(bc.path_len_constraint.map(u64::from)))
     }
 
     /// Is `name` (a DER Name) this certificate's subject or a directoryName of its
@@ -219,42 +225,17 @@ impl<'a> CertView<'a> {
         if self.subject == name {
             return true;
         }
-        let Some(san) = self.extension(oid::EXT_SUBJECT_ALT_NAME) else {
+        let Ok(Some((_, san))) = self.decoded::<SubjectAltName>(oid::EXT_SUBJECT_ALT_NAME) else {
             return false;
         };
-        let Ok(seq) = super::der::read_single(san.value, tag::SEQUENCE) else {
-            return false;
-        };
-        let mut r = Reader::new(seq.value);
-        while let Ok(general_name) = r.read_any() {
-            if general_name.tag == tag::ctx_cons(4) && general_name.value == name {
-                return true;
-            }
-        }
-        false
+        san.0.iter().any(|g| match g {
+            GeneralName::DirectoryName(n) => n.to_der().is_ok_and(|d| d == name),
+            _ => false,
+        })
     }
 
     /// Whether `t` lies within the validity period, both ends included.
     pub fn valid_at(&self, t: Timestamp) -> bool {
         self.not_before <= t && t <= self.not_after
     }
-}
-
-/// Reads one `Extension ::= SEQUENCE { extnID OID, critical BOOLEAN DEFAULT FALSE,
-/// extnValue OCTET STRING }`.
-pub fn read_extension<'a>(r: &mut Reader<'a>) -> Result<Extension<'a>, DerError> {
-    let mut e = r.read_nested(tag::SEQUENCE)?;
-    let oid = e.read_oid()?;
-    let critical = if e.peek_tag() == Some(tag::BOOLEAN) {
-        e.read_bool()?
-    } else {
-        false
-    };
-    let value = e.read(tag::OCTET_STRING)?.value;
-    e.finish()?;
-    Ok(Extension {
-        oid,
-        critical,
-        value,
-    })
 }

@@ -6,8 +6,8 @@
 //! and the assembly of the envelope around the signature. Signing itself is outside this
 //! module: [`prepare`] yields the bytes to sign, [`finish`] wraps the signature.
 
-use super::cert::CertView;
-use super::der::{self, header_len, tag, tlv_len, write_header, DerError};
+use super::cert::{CertError, CertView};
+use super::der::{self, header_len, tag, tlv_len, write_header};
 use super::oid;
 use super::request::{HashAlg, TimeStampReq};
 use super::time::{write_generalized_time, Precision, Timestamp};
@@ -143,8 +143,10 @@ impl SignerTemplate {
         scheme: SignatureScheme,
         chain: &[Vec<u8>],
         ess: EssCertId,
-    ) -> Result<Self, DerError> {
-        let leaf_der = chain.first().ok_or(DerError::Truncated)?;
+    ) -> Result<Self, CertError> {
+        let leaf_der = chain
+            .first()
+            .ok_or_else(|| CertError("an empty certificate chain".into()))?;
         let leaf = CertView::parse(leaf_der)?;
         let digest = scheme.digest();
         let digest_alg_id = digest.algorithm_identifier();
