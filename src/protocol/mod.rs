@@ -6,7 +6,6 @@ pub mod cert;
 pub mod der;
 pub mod hex;
 pub mod keys;
-pub mod name;
 pub mod oid;
 pub mod request;
 pub mod response;

@@ -2,11 +2,12 @@
 //! an explicit directoryName. Without this filter in the chain (or with `include = false`)
 //! the field is omitted.
 
+mod slash_name;
+
 use serde::{Deserialize, Serialize};
 
 use super::super::settings::Settings;
 use super::ChainFilter;
-use crate::protocol::name;
 use crate::protocol::token::TsaName;
 
 /// `kind = "tsa-name"`: whether TSTInfo carries the `tsa` field, and which name.
@@ -22,7 +23,7 @@ pub struct TsaNameConfig {
 
 impl ChainFilter for TsaNameConfig {
     fn validate(&self) -> Vec<String> {
-        match self.name.as_deref().map(name::from_slash_string) {
+        match self.name.as_deref().map(slash_name::from_slash_string) {
             Some(Err(e)) => vec![format!("name: {e}")],
             _ => Vec::new(),
         }
@@ -32,7 +33,7 @@ impl ChainFilter for TsaNameConfig {
         let explicit = self
             .name
             .as_deref()
-            .and_then(|n| name::from_slash_string(n).ok());
+            .and_then(|n| slash_name::from_slash_string(n).ok());
         s.tsa_name = match (self.include, explicit) {
             (Some(false), _) => TsaName::Omit,
             (_, Some(der)) => TsaName::Explicit(der),

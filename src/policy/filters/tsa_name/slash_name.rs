@@ -1,33 +1,24 @@
-//! X.501 Names from OpenSSL-style slash strings (`/C=DE/O=Example/CN=Example TSA`), for
-//! an explicit TSA name. The order is the DER order (most significant first), as in
-//! `openssl req -subj`.
+//! The explicit TSA name: an X.501 Name from an OpenSSL-style slash string
+//! (`/C=DE/O=Example/CN=Example TSA`). The order is the DER order (most significant first),
+//! as in `openssl req -subj`.
 
-use super::der::{self, tag};
-use super::oid;
+use x509_cert::attr::AttributeTypeAndValue;
+use x509_cert::der::asn1::{Any, SetOfVec};
+use x509_cert::der::oid::ObjectIdentifier;
+use x509_cert::der::{Encode, Tag};
+use x509_cert::name::{RdnSequence, RelativeDistinguishedName};
 
-const PRINTABLE_STRING: u8 = 0x13;
-const IA5_STRING: u8 = 0x16;
-
-/// (short name, attribute OID content, string type): the X.520 / PKCS#9 types OpenSSL
-/// writes.
-const ATTRIBUTES: [(&str, &[u8], u8); 9] = [
-    ("C", &[0x55, 0x04, 0x06], PRINTABLE_STRING),
-    ("ST", &[0x55, 0x04, 0x08], tag::UTF8_STRING),
-    ("L", &[0x55, 0x04, 0x07], tag::UTF8_STRING),
-    ("O", &[0x55, 0x04, 0x0a], tag::UTF8_STRING),
-    ("OU", &[0x55, 0x04, 0x0b], tag::UTF8_STRING),
-    ("CN", &[0x55, 0x04, 0x03], tag::UTF8_STRING),
-    ("SERIALNUMBER", &[0x55, 0x04, 0x05], PRINTABLE_STRING),
-    (
-        "organizationIdentifier",
-        &[0x55, 0x04, 0x61],
-        tag::UTF8_STRING,
-    ),
-    (
-        "emailAddress",
-        &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x01],
-        IA5_STRING,
-    ),
+/// (short name, attribute type, string type): the X.520 / PKCS#9 types OpenSSL writes.
+const ATTRIBUTES: [(&str, &str, Tag); 9] = [
+    ("C", "2.5.4.6", Tag::PrintableString),
+    ("ST", "2.5.4.8", Tag::Utf8String),
+    ("L", "2.5.4.7", Tag::Utf8String),
+    ("O", "2.5.4.10", Tag::Utf8String),
+    ("OU", "2.5.4.11", Tag::Utf8String),
+    ("CN", "2.5.4.3", Tag::Utf8String),
+    ("SERIALNUMBER", "2.5.4.5", Tag::PrintableString),
+    ("organizationIdentifier", "2.5.4.97", Tag::Utf8String),
+    ("emailAddress", "1.2.840.113549.1.9.1", Tag::Ia5String),
 ];
 
 fn printable(s: &str) -> bool {
@@ -35,8 +26,8 @@ fn printable(s: &str) -> bool {
         .all(|b| b.is_ascii_alphanumeric() || b" '()+,-./:=?".contains(&b))
 }
 
-/// Encodes `/KEY=value/KEY=value...` as a DER Name (one attribute per RDN). `\/` escapes a
-/// slash inside a value.
+/// Encodes `/KEY=value/KEY=value...` as a DER Name (one attribute per RDN, built and encoded
+/// with `x509-cert`). `\/` escapes a slash inside a value.
 pub fn from_slash_string(s: &str) -> Result<Vec<u8>, String> {
     let body = s
         .strip_prefix('/')
@@ -68,8 +59,8 @@ pub fn from_slash_string(s: &str) -> Result<Vec<u8>, String> {
             return Err(format!("`{key}` needs a value of 1 to 256 characters"));
         }
         let ok = match *string_tag {
-            PRINTABLE_STRING => printable(value),
-            IA5_STRING => value.is_ascii(),
+            Tag::PrintableString => printable(value),
+            Tag::Ia5String => value.is_ascii(),
             _ => true,
         };
         let country = key.eq_ignore_ascii_case("C");
@@ -79,17 +70,14 @@ pub fn from_slash_string(s: &str) -> Result<Vec<u8>, String> {
                 "`{key}={value}` has characters its type cannot hold (C: two letters)"
             ));
         }
-        let atv = der::tlv_of(
-            tag::SEQUENCE,
-            &[
-                &oid::oid_tlv(attr),
-                &der::tlv(*string_tag, value.as_bytes()),
-            ],
-        );
-        rdns.push(der::tlv(tag::SET, &atv));
+        let atv = AttributeTypeAndValue {
+            oid: ObjectIdentifier::new_unwrap(attr),
+            value: Any::new(*string_tag, value.as_bytes()).map_err(|e| format!("`{key}`: {e}"))?,
+        };
+        let rdn = SetOfVec::try_from(vec![atv]).map_err(|e| format!("`{key}`: {e}"))?;
+        rdns.push(RelativeDistinguishedName(rdn));
     }
-    let parts: Vec<&[u8]> = rdns.iter().map(Vec::as_slice).collect();
-    Ok(der::tlv_of(tag::SEQUENCE, &parts))
+    RdnSequence(rdns).to_der().map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
