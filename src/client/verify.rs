@@ -4,7 +4,12 @@
 use aws_lc_rs::signature::{self as sig, UnparsedPublicKey, VerificationAlgorithm};
 
 use crate::protocol::cert::CertView;
-use crate::protocol::der::{self, tag, Reader};
+use ::der::asn1::OctetStringRef;
+use ::der::Decode;
+
+use crate::protocol::asn1::{
+    AlgorithmIdentifierRef, OidRef, SigningCertificateRef, SigningCertificateV2Ref,
+};
 use crate::protocol::hex::hex;
 use crate::protocol::response::{self, SignerInfo, Token};
 use crate::protocol::{oid, HashAlg, PkiStatus, Timestamp};
@@ -130,15 +135,15 @@ fn verify_token(
     let ct = si
         .attribute(oid::ATTR_CONTENT_TYPE)
         .ok_or("no content-type attribute")?;
-    if der::read_single(ct, tag::OID).map(|t| t.value) != Ok(oid::CT_TST_INFO) {
+    if OidRef::from_der(ct).map(|o| o.0) != Ok(oid::CT_TST_INFO) {
         return Err("content-type attribute is not id-ct-TSTInfo".into());
     }
     let md = si
         .attribute(oid::ATTR_MESSAGE_DIGEST)
         .ok_or("no message-digest attribute")?;
-    let md = der::read_single(md, tag::OCTET_STRING)
+    let md = OctetStringRef::from_der(md)
         .map_err(|_| "bad message-digest")?
-        .value;
+        .as_bytes();
     if md != digest_alg.digest(token.tst_info_der).as_slice() {
         return Err("message-digest attribute does not match TSTInfo".into());
     }
@@ -201,19 +206,21 @@ fn check_signing_certificate(si: &SignerInfo<'_>, cert: &CertView<'_>) -> Result
         ),
     };
     let bad = |_| "malformed ESS signing-certificate attribute".to_string();
-    let mut sc = Reader::new(der::read_single(attr, tag::SEQUENCE).map_err(bad)?.value);
-    let mut certs = sc.read_nested(tag::SEQUENCE).map_err(bad)?;
-    let mut id = certs.read_nested(tag::SEQUENCE).map_err(bad)?;
-    let hash = if v2 && id.peek_tag() == Some(tag::SEQUENCE) {
-        let mut alg = id.read_nested(tag::SEQUENCE).map_err(bad)?;
-        let o = alg.read(tag::OID).map_err(bad)?.value;
-        HashAlg::from_oid_bytes(o).ok_or("unsupported ESSCertIDv2 hash")?
-    } else if v2 {
-        HashAlg::Sha256
+    let (hash, cert_hash) = if v2 {
+        let sc = SigningCertificateV2Ref::from_der(attr).map_err(bad)?;
+        let id = sc.certs.first().ok_or("an empty ESS certificate list")?;
+        let hash = match id.hash_algorithm {
+            None => HashAlg::Sha256,
+            Some(a) => {
+                HashAlg::from_oid_bytes(a.algorithm.0).ok_or("unsupported ESSCertIDv2 hash")?
+            }
+        };
+        (hash, id.cert_hash.as_bytes())
     } else {
-        HashAlg::Sha1
+        let sc = SigningCertificateRef::from_der(attr).map_err(bad)?;
+        let id = sc.certs.first().ok_or("an empty ESS certificate list")?;
+        (HashAlg::Sha1, id.cert_hash.as_bytes())
     };
-    let cert_hash = id.read(tag::OCTET_STRING).map_err(bad)?.value;
     if cert_hash != hash.digest(cert.raw).as_slice() {
         return Err("ESS signing certificate hash does not match the TSA certificate".into());
     }
@@ -309,21 +316,13 @@ fn verify_signature(
     message: &[u8],
     signature: &[u8],
 ) -> Result<&'static str, String> {
-    let mut alg = Reader::new(
-        der::read_single(alg_tlv, tag::SEQUENCE)
-            .map_err(|e| e.to_string())?
-            .value,
-    );
-    let alg_oid = alg.read(tag::OID).map_err(|e| e.to_string())?.value;
-    let params = if alg.is_empty() {
-        &[][..]
-    } else {
-        alg.read_any().map_err(|e| e.to_string())?.raw
-    };
+    let alg = AlgorithmIdentifierRef::from_der(alg_tlv).map_err(|e| e.to_string())?;
+    let alg_oid = alg.algorithm.0;
+    let params = alg.parameters.map_or(&[][..], |p| p.value());
     let curve = signer_cert
         .key_params
-        .and_then(|p| der::read_single(p, tag::OID).ok())
-        .map(|t| t.value);
+        .and_then(|p| OidRef::from_der(p).ok())
+        .map(|o| o.0);
     let is = |o: &[u8]| alg_oid == o;
     let p256 = curve == Some(oid::SECP256R1);
     let p384 = curve == Some(oid::SECP384R1);

@@ -7,6 +7,9 @@
 //!   second arc above 47 under arc 2, so test and private policy OIDs such as `2.999.1.1`
 //!   would not decode. [`OidRef`] keeps the content octets and checks that every
 //!   sub-identifier is minimal and terminated (X.690 §8.19).
+//! * **Fractional genTime.** `der` 0.7's `GeneralizedTime` has whole seconds only; tokens
+//!   carry milliseconds and microseconds. [`GeneralizedTimeRef`] reads the RFC 3161 §2.4.2
+//!   form (`YYYYMMDDhhmmss[.f*]Z`, no trailing zeros).
 //! * **DEFAULT values must not be encoded** (X.690 §11.5). The derive accepts an explicit
 //!   `FALSE` for a `BOOLEAN DEFAULT FALSE`; such fields are read as `Option<bool>` and
 //!   [`no_explicit_default`] refuses `Some(false)`.
@@ -18,6 +21,7 @@ use der::{
 };
 
 use super::der::oid_content_valid;
+use super::time::{parse_generalized_time, Timestamp};
 
 /// An OBJECT IDENTIFIER's content octets, validated, borrowed from the input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,4 +146,75 @@ pub fn no_explicit_default(field: Option<bool>) -> der::Result<bool> {
         Some(true) => Ok(true),
         Some(false) => Err(Tag::Boolean.non_canonical_error()),
     }
+}
+
+/// A GeneralizedTime in the RFC 3161 §2.4.2 form, fraction included: the time and the text
+/// as written (the client checks its form).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GeneralizedTimeRef<'a> {
+    /// The time.
+    pub time: Timestamp,
+    /// As written, e.g. `20300101000000.123Z`.
+    pub text: &'a str,
+}
+
+impl<'a> DecodeValue<'a> for GeneralizedTimeRef<'a> {
+    fn decode_value<R: Reader<'a>>(reader: &mut R, header: Header) -> der::Result<Self> {
+        let bytes = reader.read_slice(header.length)?;
+        let bad = || der::Error::from(ErrorKind::DateTime);
+        let text = std::str::from_utf8(bytes).map_err(|_| bad())?;
+        let time = parse_generalized_time(bytes).ok_or_else(bad)?;
+        Ok(GeneralizedTimeRef { time, text })
+    }
+}
+
+impl FixedTag for GeneralizedTimeRef<'_> {
+    const TAG: Tag = Tag::GeneralizedTime;
+}
+
+/// RFC 5035 §4 `IssuerSerial` (`issuer` is `GeneralNames`, left undecoded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Sequence)]
+pub struct IssuerSerialRef<'a> {
+    /// The issuer's GeneralNames.
+    pub issuer: AnyRef<'a>,
+    /// The certificate's serial number.
+    pub serial_number: der::asn1::IntRef<'a>,
+}
+
+/// RFC 5035 §5.4.1 `ESSCertIDv2`; `hashAlgorithm` is `DEFAULT id-sha256`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Sequence)]
+pub struct EssCertIdV2Ref<'a> {
+    /// The hash algorithm of `cert_hash` (absent: SHA-256).
+    pub hash_algorithm: Option<AlgorithmIdentifierRef<'a>>,
+    /// The hash of the whole certificate.
+    pub cert_hash: OctetStringRef<'a>,
+    /// The certificate's issuer and serial.
+    pub issuer_serial: Option<IssuerSerialRef<'a>>,
+}
+
+/// RFC 2634 §5.4.1 `ESSCertID` (SHA-1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Sequence)]
+pub struct EssCertIdRef<'a> {
+    /// SHA-1 of the whole certificate.
+    pub cert_hash: OctetStringRef<'a>,
+    /// The certificate's issuer and serial.
+    pub issuer_serial: Option<IssuerSerialRef<'a>>,
+}
+
+/// RFC 5035 §5.4 `SigningCertificateV2`.
+#[derive(Debug, Clone, PartialEq, Eq, Sequence)]
+pub struct SigningCertificateV2Ref<'a> {
+    /// The signing certificate first.
+    pub certs: Vec<EssCertIdV2Ref<'a>>,
+    /// Certificate policies, when present (not checked).
+    pub policies: Option<AnyRef<'a>>,
+}
+
+/// RFC 2634 §5.4 `SigningCertificate`.
+#[derive(Debug, Clone, PartialEq, Eq, Sequence)]
+pub struct SigningCertificateRef<'a> {
+    /// The signing certificate first.
+    pub certs: Vec<EssCertIdRef<'a>>,
+    /// Certificate policies, when present (not checked).
+    pub policies: Option<AnyRef<'a>>,
 }

@@ -471,10 +471,7 @@ mod tests {
 
     #[test]
     fn other_der_violations_inside_the_request_are_bad_data_format() {
-        let seq = der::read_single(&sha256_req(None, false), tag::SEQUENCE)
-            .unwrap()
-            .value
-            .to_vec();
+        let seq = sha256_req(None, false)[2..].to_vec();
         let ext_oid = oid::oid_tlv(oid::Oid::parse("1.2.3.4").unwrap().as_bytes());
         // An extension with critical FALSE written out.
         let e = der::tlv_of(
@@ -587,10 +584,7 @@ mod tests {
             &[&ext_oid, &der::tlv(tag::OCTET_STRING, b"w")],
         );
         let exts = der::tlv_of(tag::ctx_cons(0), &[&e1, &e2]);
-        let seq = der::read_single(&sha256_req(None, false), tag::SEQUENCE)
-            .unwrap()
-            .value
-            .to_vec();
+        let seq = sha256_req(None, false)[2..].to_vec();
         let bytes = der::tlv_of(tag::SEQUENCE, &[&seq, &exts]);
         let req = decode(&bytes).unwrap();
         let got: Vec<_> = req
@@ -615,10 +609,7 @@ mod tests {
     #[test]
     fn fields_out_of_order_are_rejected() {
         // certReq before nonce.
-        let seq = der::read_single(&sha256_req(None, false), tag::SEQUENCE)
-            .unwrap()
-            .value
-            .to_vec();
+        let seq = sha256_req(None, false)[2..].to_vec();
         let bytes = der::tlv_of(tag::SEQUENCE, &[&seq, &[0x01, 0x01, 0xff], &der::uint(5)]);
         assert_eq!(decode(&bytes).unwrap_err().fail, FailureInfo::BadDataFormat);
     }

@@ -1,10 +1,43 @@
 //! Decoding of `TimeStampResp` and the token inside it, for clients (`stampd verify`,
 //! the load generator) and tests. Strict DER, zero-copy.
+//!
+//! The token's CMS structure is decoded and checked by the RustCrypto `cms` crate (RFC
+//! 5652); the fields the client checks byte for byte are then borrowed from the same bytes
+//! with `der`'s reader, and `TSTInfo` is decoded here with `der` (its policy OID and
+//! fractional genTime are what the crates' types cannot hold: see [`super::asn1`]).
 
-use super::der::{self, tag, DerError, Reader};
+use ::der::asn1::{BitStringRef, IntRef, OctetStringRef, Utf8StringRef};
+use ::der::{Decode, Reader, SliceReader, Tag, TagMode, TagNumber};
+use cms::content_info::ContentInfo;
+use cms::signed_data::{SignedData, SignerIdentifier};
+
+use super::asn1::{GeneralizedTimeRef, MessageImprintRef, OidRef};
 use super::oid;
 use super::status::{FailureInfo, PkiStatus};
-use super::time::{parse_generalized_time, Timestamp};
+use super::time::Timestamp;
+
+/// Why a response or token does not decode: what `der` or `cms` said, or which RFC 3161
+/// rule broke.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError(pub String);
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+impl From<::der::Error> for DecodeError {
+    fn from(e: ::der::Error) -> Self {
+        DecodeError(e.to_string())
+    }
+}
+
+fn invalid(what: &str) -> DecodeError {
+    DecodeError(what.to_string())
+}
 
 /// A decoded `TimeStampResp` (RFC 3161 §2.4.2), borrowing from the input bytes.
 #[derive(Debug, Clone)]
@@ -59,27 +92,6 @@ pub struct SignerInfo<'a> {
     pub signature: &'a [u8],
 }
 
-impl<'a> SignerInfo<'a> {
-    /// The bytes the signature covers: signedAttrs re-tagged as `SET OF` (RFC 5652 §5.4).
-    pub fn signed_attrs_der(&self) -> Vec<u8> {
-        der::tlv(tag::SET, self.signed_attrs)
-    }
-
-    /// The single value of the signed attribute `id`, as a TLV.
-    pub fn attribute(&self, id: &[u8]) -> Option<&'a [u8]> {
-        let mut r = Reader::new(self.signed_attrs);
-        while let Ok(mut a) = r.read_nested(tag::SEQUENCE) {
-            let Ok(t) = a.read(tag::OID) else { return None };
-            if t.value == id {
-                let mut values = a.read_nested(tag::SET).ok()?;
-                let v = values.read_any().ok()?;
-                return values.is_empty().then_some(v.raw);
-            }
-        }
-        None
-    }
-}
-
 /// A decoded `TSTInfo` (RFC 3161 §2.4.2), borrowing from the input bytes.
 #[derive(Debug, Clone)]
 pub struct TstInfo<'a> {
@@ -112,169 +124,260 @@ pub struct TstInfo<'a> {
     pub has_extensions: bool,
 }
 
+impl<'a> SignerInfo<'a> {
+    /// The bytes the signature covers: signedAttrs re-tagged as `SET OF` (RFC 5652 §5.4).
+    pub fn signed_attrs_der(&self) -> Vec<u8> {
+        super::der::tlv(super::der::tag::SET, self.signed_attrs)
+    }
+
+    /// The single value of the signed attribute `id`, as a TLV.
+    pub fn attribute(&self, id: &[u8]) -> Option<&'a [u8]> {
+        let mut r = SliceReader::new(self.signed_attrs).ok()?;
+        while !r.is_finished() {
+            let (oid, values) = r
+                .sequence(|a| Ok((OidRef::decode(a)?, a.tlv_bytes()?)))
+                .ok()?;
+            if oid.0 == id {
+                let mut set = SliceReader::new(content(values, Tag::Set).ok()?).ok()?;
+                let value = set.tlv_bytes().ok()?;
+                return set.is_finished().then_some(value);
+            }
+        }
+        None
+    }
+}
+
+/// The content octets of the single TLV `tlv`, which must carry `tag`.
+fn content(tlv: &[u8], tag: Tag) -> ::der::Result<&[u8]> {
+    let mut r = SliceReader::new(tlv)?;
+    let header = ::der::Header::decode(&mut r)?;
+    header.tag.assert_eq(tag)?;
+    let value = r.read_slice(header.length)?;
+    r.finish(value)
+}
+
 /// Decodes a DER `TimeStampResp`, and the token inside it when there is one. Strict DER:
 /// trailing bytes, indefinite lengths and unknown fields are errors.
-pub fn decode(input: &[u8]) -> Result<Response<'_>, DerError> {
-    let mut resp = Reader::new(der::read_single(input, tag::SEQUENCE)?.value);
-    let mut si = resp.read_nested(tag::SEQUENCE)?;
-    let status = PkiStatus::from_u64(si.read_u64()?).ok_or(DerError::InvalidValue)?;
-    let mut status_text = Vec::new();
-    if let Some(t) = si.read_optional(tag::SEQUENCE)? {
-        let mut r = Reader::new(t.value);
-        while !r.is_empty() {
-            let s = r.read(tag::UTF8_STRING)?.value;
-            status_text.push(String::from_utf8_lossy(s).into_owned());
-        }
+pub fn decode(input: &[u8]) -> Result<Response<'_>, DecodeError> {
+    let mut outer = SliceReader::new(input)?;
+    let (status, texts, bits, token) = outer.sequence(|r| {
+        let (status, texts, bits) = r.sequence(|si| {
+            let status = IntRef::decode(si)?;
+            let texts = Option::<Vec<Utf8StringRef<'_>>>::decode(si)?;
+            let bits = Option::<BitStringRef<'_>>::decode(si)?;
+            Ok((status, texts, bits))
+        })?;
+        let token = if r.is_finished() {
+            None
+        } else {
+            Some(r.tlv_bytes()?)
+        };
+        Ok((status, texts, bits, token))
+    })?;
+    outer.finish(())?;
+    let status = match status.as_bytes() {
+        [n] => PkiStatus::from_u64(u64::from(*n)),
+        _ => None,
     }
+    .ok_or_else(|| invalid("unknown PKIStatus"))?;
+    let status_text = texts
+        .unwrap_or_default()
+        .iter()
+        .map(|t| t.as_str().to_string())
+        .collect();
     let mut fail_info = Vec::new();
-    if let Some(t) = si.read_optional(tag::BIT_STRING)? {
-        let (_, bits) = t.value.split_first().ok_or(DerError::InvalidValue)?;
-        for (i, byte) in bits.iter().enumerate() {
-            for b in 0..8 {
-                if byte & (0x80 >> b) != 0 {
-                    let bit = u8::try_from(i * 8 + b).map_err(|_| DerError::InvalidValue)?;
-                    fail_info.extend(FailureInfo::from_bit(bit));
-                }
+    if let Some(bits) = bits {
+        for (i, set) in bits.bits().enumerate() {
+            if set {
+                let bit = u8::try_from(i).map_err(|_| invalid("failInfo too long"))?;
+                fail_info.extend(FailureInfo::from_bit(bit));
             }
         }
     }
-    si.finish()?;
-    let token = match resp.peek_tag() {
-        Some(_) => Some(decode_token(resp.read(tag::SEQUENCE)?.raw)?),
-        None => None,
-    };
-    resp.finish()?;
     Ok(Response {
         status,
         status_text,
         fail_info,
-        token,
+        token: token.map(decode_token).transpose()?,
     })
 }
 
 /// Decodes a token (ContentInfo with SignedData over TSTInfo).
-pub fn decode_token(raw: &[u8]) -> Result<Token<'_>, DerError> {
-    let mut ci = Reader::new(der::read_single(raw, tag::SEQUENCE)?.value);
-    if ci.read(tag::OID)?.value != oid::SIGNED_DATA {
-        return Err(DerError::InvalidValue);
+pub fn decode_token(raw: &[u8]) -> Result<Token<'_>, DecodeError> {
+    // The whole CMS structure, typed and checked by `cms`.
+    let ci = ContentInfo::from_der(raw)?;
+    if ci.content_type.as_bytes() != oid::SIGNED_DATA {
+        return Err(invalid("the token is not SignedData"));
     }
-    let mut explicit = ci.read_nested(tag::ctx_cons(0))?;
-    ci.finish()?;
-    let mut sd = explicit.read_nested(tag::SEQUENCE)?;
-    explicit.finish()?;
-    let signed_data_version = sd.read_u64()?;
-    sd.read(tag::SET)?; // digestAlgorithms
-    let mut encap = sd.read_nested(tag::SEQUENCE)?;
-    if encap.read(tag::OID)?.value != oid::CT_TST_INFO {
-        return Err(DerError::InvalidValue);
+    let sd: SignedData = ci.content.decode_as()?;
+    if sd.encap_content_info.econtent_type.as_bytes() != oid::CT_TST_INFO {
+        return Err(invalid("the token's eContentType is not id-ct-TSTInfo"));
     }
-    let mut econtent = encap.read_nested(tag::ctx_cons(0))?;
-    let tst_info_der = econtent.read(tag::OCTET_STRING)?.value;
-    econtent.finish()?;
-    encap.finish()?;
-    let mut certificates = Vec::new();
-    if let Some(t) = sd.read_optional(tag::ctx_cons(0))? {
-        let mut r = Reader::new(t.value);
-        while !r.is_empty() {
-            certificates.push(r.read(tag::SEQUENCE)?.raw);
-        }
+    if sd
+        .signer_infos
+        .0
+        .iter()
+        .any(|si| !matches!(si.sid, SignerIdentifier::IssuerAndSerialNumber(_)))
+    {
+        return Err(invalid("a SignerInfo without IssuerAndSerialNumber"));
     }
-    sd.read_optional(tag::ctx_cons(1))?; // crls
-    let mut sis = sd.read_nested(tag::SET)?;
-    sd.finish()?;
-    let mut signer_infos = Vec::new();
-    while !sis.is_empty() {
-        let mut s = sis.read_nested(tag::SEQUENCE)?;
-        let version = s.read_u64()?;
-        let mut sid = s.read_nested(tag::SEQUENCE)?;
-        let sid_issuer = sid.read(tag::SEQUENCE)?.raw;
-        let sid_serial = sid.read_integer()?.raw;
-        sid.finish()?;
-        let digest_alg = s.read_nested(tag::SEQUENCE)?.read(tag::OID)?.value;
-        let signed_attrs = s.read(tag::ctx_cons(0))?.value;
-        let signature_alg = s.read(tag::SEQUENCE)?.raw;
-        let signature = s.read(tag::OCTET_STRING)?.value;
-        s.read_optional(tag::ctx_cons(1))?; // unsignedAttrs
-        s.finish()?;
-        signer_infos.push(SignerInfo {
-            version,
-            sid_issuer,
-            sid_serial,
-            digest_alg,
-            signed_attrs,
-            signature_alg,
-            signature,
-        });
-    }
+    // The parts the client compares byte for byte, borrowed from the same bytes.
+    let mut r = SliceReader::new(raw)?;
+    let (tst_info_der, certificates, infos) = r.sequence(|ci| {
+        OidRef::decode(ci)?;
+        let explicit = Tag::ContextSpecific {
+            constructed: true,
+            number: TagNumber::N0,
+        };
+        let sd = content(ci.tlv_bytes()?, explicit)?;
+        SliceReader::new(sd)?.sequence(|sd| {
+            IntRef::decode(sd)?;
+            sd.tlv_bytes()?; // digestAlgorithms
+            let econtent = sd.sequence(|encap| {
+                OidRef::decode(encap)?;
+                let inner = content(encap.tlv_bytes()?, explicit)?;
+                Ok(OctetStringRef::from_der(inner)?.as_bytes())
+            })?;
+            let mut certificates = Vec::new();
+            let certs =
+                sd.context_specific::<ImplicitSetRef<'_>>(TagNumber::N0, TagMode::Implicit)?;
+            if let Some(set) = certs {
+                let mut c = SliceReader::new(set.0)?;
+                while !c.is_finished() {
+                    certificates.push(c.tlv_bytes()?);
+                }
+            }
+            sd.context_specific::<ImplicitSetRef<'_>>(TagNumber::N1, TagMode::Implicit)?; // crls
+            let sis = content(sd.tlv_bytes()?, Tag::Set)?;
+            let mut infos = Vec::new();
+            let mut s = SliceReader::new(sis)?;
+            while !s.is_finished() {
+                infos.push(s.sequence(|si| {
+                    let version = IntRef::decode(si)?;
+                    let (issuer, serial) =
+                        si.sequence(|sid| Ok((sid.tlv_bytes()?, sid.tlv_bytes()?)))?;
+                    let digest_alg = si.sequence(|a| {
+                        let alg = OidRef::decode(a)?;
+                        while !a.is_finished() {
+                            a.tlv_bytes()?;
+                        }
+                        Ok(alg)
+                    })?;
+                    let signed_attrs = si
+                        .context_specific::<ImplicitSetRef<'_>>(TagNumber::N0, TagMode::Implicit)?
+                        .map(|s| s.0)
+                        .unwrap_or_default();
+                    let signature_alg = si.tlv_bytes()?;
+                    let signature = OctetStringRef::decode(si)?.as_bytes();
+                    while !si.is_finished() {
+                        si.tlv_bytes()?; // unsignedAttrs
+                    }
+                    Ok(SignerInfo {
+                        version: small_uint(version)?,
+                        sid_issuer: issuer,
+                        sid_serial: serial,
+                        digest_alg: digest_alg.0,
+                        signed_attrs,
+                        signature_alg,
+                        signature,
+                    })
+                })?);
+            }
+            Ok((econtent, certificates, infos))
+        })
+    })?;
+    r.finish(())?;
     Ok(Token {
         raw,
-        signed_data_version,
+        signed_data_version: sd.version as u64,
         tst_info_der,
         tst_info: decode_tst_info(tst_info_der)?,
         certificates,
-        signer_infos,
+        signer_infos: infos,
     })
 }
 
+/// An IMPLICIT `[n] SET OF ...` kept as its content octets (certificates, crls,
+/// signedAttrs): `cms` has checked what is inside.
+struct ImplicitSetRef<'a>(&'a [u8]);
+
+impl<'a> ::der::DecodeValue<'a> for ImplicitSetRef<'a> {
+    fn decode_value<R: Reader<'a>>(reader: &mut R, header: ::der::Header) -> ::der::Result<Self> {
+        Ok(ImplicitSetRef(reader.read_slice(header.length)?))
+    }
+}
+
+impl ::der::FixedTag for ImplicitSetRef<'_> {
+    const TAG: Tag = Tag::Set;
+}
+
+/// A non-negative INTEGER that fits in a u64.
+fn small_uint(i: IntRef<'_>) -> ::der::Result<u64> {
+    match i.as_bytes() {
+        [b, ..] if b & 0x80 != 0 => Err(Tag::Integer.value_error()),
+        b if b.len() > 9 || (b.len() == 9 && b[0] != 0) => Err(Tag::Integer.value_error()),
+        b => Ok(b.iter().fold(0u64, |v, &x| (v << 8) | u64::from(x))),
+    }
+}
+
 /// Decodes a DER `TSTInfo` (the eContent of a token), strictly.
-pub fn decode_tst_info(input: &[u8]) -> Result<TstInfo<'_>, DerError> {
-    let mut t = Reader::new(der::read_single(input, tag::SEQUENCE)?.value);
-    let version = t.read_u64()?;
-    let policy = t.read(tag::OID)?.value;
-    let mi = t.read(tag::SEQUENCE)?;
-    let mut mir = Reader::new(mi.value);
-    let hash_oid = mir.read_nested(tag::SEQUENCE)?.read(tag::OID)?.value;
-    let digest = mir.read(tag::OCTET_STRING)?.value;
-    let serial = t.read_integer()?.value;
-    let gt = t.read(tag::GENERALIZED_TIME)?;
-    let gen_time = parse_generalized_time(gt.value).ok_or(DerError::InvalidValue)?;
-    let gen_time_text = std::str::from_utf8(gt.value).map_err(|_| DerError::InvalidValue)?;
-    let accuracy = match t.read_optional(tag::SEQUENCE)? {
-        Some(a) => {
-            let mut r = Reader::new(a.value);
-            let seconds = if r.peek_tag() == Some(tag::INTEGER) {
-                r.read_u64()?
-            } else {
-                0
-            };
-            let mut small = |tg: u8| -> Result<u64, DerError> {
-                match r.read_optional(tg)? {
-                    Some(v) => der::integer_to_u64(v.value),
-                    None => Ok(0),
-                }
-            };
-            let millis = small(tag::ctx_prim(0))?;
-            let micros = small(tag::ctx_prim(1))?;
-            r.finish()?;
-            Some((seconds, millis, micros))
-        }
-        None => None,
-    };
-    let ordering = if t.peek_tag() == Some(tag::BOOLEAN) {
-        t.read_bool()?
-    } else {
-        false
-    };
-    let nonce = t.read_optional(tag::INTEGER)?.map(|n| n.value);
-    let tsa = match t.read_optional(tag::ctx_cons(0))? {
-        Some(n) => Some(der::read_single(n.value, n.value.first().copied().unwrap_or(0))?.raw),
-        None => None,
-    };
-    let has_extensions = t.read_optional(tag::ctx_cons(1))?.is_some();
-    t.finish()?;
-    Ok(TstInfo {
-        version,
-        policy,
-        message_imprint: mi.raw,
-        hash_oid,
-        digest,
-        serial,
-        gen_time,
-        gen_time_text,
-        accuracy,
-        ordering,
-        nonce,
-        tsa,
-        has_extensions,
-    })
+pub fn decode_tst_info(input: &[u8]) -> Result<TstInfo<'_>, DecodeError> {
+    let mut outer = SliceReader::new(input)?;
+    let t = outer.sequence(|t| {
+        let version = small_uint(IntRef::decode(t)?)?;
+        let policy = OidRef::decode(t)?.0;
+        let message_imprint = t.tlv_bytes()?;
+        let mi = MessageImprintRef::from_der(message_imprint)?;
+        let serial = IntRef::decode(t)?.as_bytes();
+        let gen_time = GeneralizedTimeRef::decode(t)?;
+        let accuracy = Option::<AccuracyRef<'_>>::decode(t)?
+            .map(|a| -> ::der::Result<(u64, u64, u64)> {
+                let part = |v: Option<IntRef<'_>>| v.map_or(Ok(0), small_uint);
+                Ok((part(a.seconds)?, part(a.millis)?, part(a.micros)?))
+            })
+            .transpose()?;
+        let ordering = super::asn1::no_explicit_default(Option::<bool>::decode(t)?)?;
+        let nonce = Option::<IntRef<'_>>::decode(t)?.map(|n| n.as_bytes());
+        let explicit = |n| Tag::ContextSpecific {
+            constructed: true,
+            number: n,
+        };
+        // `[0]` around a CHOICE is explicit: it holds exactly one GeneralName TLV.
+        let tsa = if t.peek_tag().ok() == Some(explicit(TagNumber::N0)) {
+            let mut name = SliceReader::new(content(t.tlv_bytes()?, explicit(TagNumber::N0))?)?;
+            let general_name = name.tlv_bytes()?;
+            Some(name.finish(general_name)?)
+        } else {
+            None
+        };
+        let has_extensions = t
+            .context_specific::<ImplicitSetRef<'_>>(TagNumber::N1, TagMode::Implicit)?
+            .is_some();
+        Ok(TstInfo {
+            version,
+            policy,
+            message_imprint,
+            hash_oid: mi.hash_algorithm.algorithm.0,
+            digest: mi.hashed_message.as_bytes(),
+            serial,
+            gen_time: gen_time.time,
+            gen_time_text: gen_time.text,
+            accuracy,
+            ordering,
+            nonce,
+            tsa,
+            has_extensions,
+        })
+    })?;
+    Ok(outer.finish(t)?)
+}
+
+/// RFC 3161 §2.4.2 `Accuracy`: seconds, `[0]` millis, `[1]` micros, each optional.
+#[derive(::der::Sequence)]
+struct AccuracyRef<'a> {
+    seconds: Option<IntRef<'a>>,
+    #[asn1(context_specific = "0", tag_mode = "IMPLICIT", optional = "true")]
+    millis: Option<IntRef<'a>>,
+    #[asn1(context_specific = "1", tag_mode = "IMPLICIT", optional = "true")]
+    micros: Option<IntRef<'a>>,
 }

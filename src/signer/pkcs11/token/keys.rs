@@ -12,7 +12,6 @@ use cryptoki::session::Session;
 
 use super::p11;
 use crate::pki::KeyType;
-use crate::protocol::der::{self, tag};
 use crate::protocol::keys::{ecdsa_sig_value, rsa_public_key};
 use crate::protocol::token::SignatureScheme;
 
@@ -175,8 +174,11 @@ fn public_point(raw: &[u8], key_type: KeyType) -> Option<Vec<u8>> {
         KeyType::Ed25519 => p.len() == 32,
         KeyType::Rsa2048 | KeyType::Rsa3072 => false,
     };
-    match der::read_single(raw, tag::OCTET_STRING) {
-        Ok(t) if fits(t.value) => Some(t.value.to_vec()),
+    // CKA_EC_POINT is a DER OCTET STRING around the point (PKCS#11 3.0 §2.3.6); some
+    // tokens store the bare point.
+    use ::der::Decode;
+    match ::der::asn1::OctetStringRef::from_der(raw).map(|o| o.as_bytes()) {
+        Ok(point) if fits(point) => Some(point.to_vec()),
         _ if fits(raw) => Some(raw.to_vec()),
         _ => None,
     }
