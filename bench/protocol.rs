@@ -48,6 +48,7 @@ fn policy_template() -> PolicyTemplate {
         IncludeCerts::Chain,
         false,
     )
+    .unwrap()
 }
 
 fn bench_decode(c: &mut Criterion) {

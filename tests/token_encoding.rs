@@ -3,7 +3,8 @@
 //! from typed values with the RustCrypto `cms`, `x509-cert` and `der` crates (their own
 //! SET OF sorting, INTEGER and length encodings), and the two must be byte for byte equal:
 //! every key type, certReq on and off, ESSCertID v1 and v2, with and without TSA name,
-//! accuracy and qcStatements, nonces of 1 to 64 octets, and random values.
+//! accuracy and qcStatements, nonces of 1 to 64 octets, and random values. (The schemas of
+//! the constant parts are `protocol::tsp`'s; everything per token is typed here.)
 
 use std::sync::Arc;
 
@@ -26,6 +27,10 @@ use stampd::protocol::request;
 use stampd::protocol::token::{
     self, Accuracy, EssCertId, Extensions, IncludeCerts, PolicyTemplate, SignatureScheme,
     SignerTemplate, TsaName,
+};
+use stampd::protocol::tsp::{
+    AccuracyDer, EssCertId as EssCertIdV1, EssCertIdV2, IssuerSerial, PssParams, QcStatement,
+    SigningCertificate, SigningCertificateV2,
 };
 use stampd::protocol::{HashAlg, Precision, Timestamp};
 use stampd::signer::software::{RsaPadding, SoftwareSigner};
@@ -55,17 +60,6 @@ fn hash_oid(h: HashAlg) -> &'static str {
     }
 }
 
-/// RFC 4055 §3.1 RSASSA-PSS-params with SHA-256, MGF1-SHA-256 and a 32-octet salt.
-#[derive(Sequence)]
-struct PssParams {
-    #[asn1(context_specific = "0", tag_mode = "EXPLICIT")]
-    hash: AlgorithmIdentifierOwned,
-    #[asn1(context_specific = "1", tag_mode = "EXPLICIT")]
-    mgf: AlgorithmIdentifierOwned,
-    #[asn1(context_specific = "2", tag_mode = "EXPLICIT")]
-    salt: u8,
-}
-
 fn signature_alg(scheme: SignatureScheme) -> AlgorithmIdentifierOwned {
     match scheme {
         SignatureScheme::EcdsaP256Sha256 => alg("1.2.840.10045.4.3.2", false),
@@ -76,11 +70,11 @@ fn signature_alg(scheme: SignatureScheme) -> AlgorithmIdentifierOwned {
             let sha256 = alg(hash_oid(HashAlg::Sha256), true);
             let params = PssParams {
                 hash: sha256.clone(),
-                mgf: AlgorithmIdentifierOwned {
+                mask_gen: AlgorithmIdentifierOwned {
                     oid: oid("1.2.840.113549.1.1.8"),
                     parameters: Some(Any::encode_from(&sha256).unwrap()),
                 },
-                salt: 32,
+                salt_length: 32,
             };
             AlgorithmIdentifierOwned {
                 oid: oid("1.2.840.113549.1.1.10"),
@@ -88,16 +82,6 @@ fn signature_alg(scheme: SignatureScheme) -> AlgorithmIdentifierOwned {
             }
         }
     }
-}
-
-/// RFC 3161 §2.4.2 Accuracy.
-#[derive(Sequence)]
-struct AccuracyT {
-    seconds: Option<u64>,
-    #[asn1(context_specific = "0", tag_mode = "IMPLICIT", optional = "true")]
-    millis: Option<u16>,
-    #[asn1(context_specific = "1", tag_mode = "IMPLICIT", optional = "true")]
-    micros: Option<u16>,
 }
 
 /// RFC 5280 Extension with critical left at its DEFAULT (absent).
@@ -115,42 +99,12 @@ struct TstInfoT<'a> {
     message_imprint: MessageImprintRef<'a>,
     serial_number: UintRef<'a>,
     gen_time: AnyRef<'a>,
-    accuracy: Option<AccuracyT>,
+    accuracy: Option<AccuracyDer>,
     nonce: Option<IntRef<'a>>,
     #[asn1(context_specific = "0", tag_mode = "EXPLICIT", optional = "true")]
     tsa: Option<GeneralName>,
     #[asn1(context_specific = "1", tag_mode = "IMPLICIT", optional = "true")]
     extensions: Option<Vec<ExtensionT>>,
-}
-
-/// RFC 5035 / RFC 2634 IssuerSerial.
-#[derive(Sequence)]
-struct IssuerSerialT {
-    issuer: Vec<GeneralName>,
-    serial_number: x509_cert::serial_number::SerialNumber,
-}
-
-#[derive(Sequence)]
-struct EssCertIdV2T {
-    hash_algorithm: Option<AlgorithmIdentifierOwned>,
-    cert_hash: OctetString,
-    issuer_serial: Option<IssuerSerialT>,
-}
-
-#[derive(Sequence)]
-struct EssCertIdT {
-    cert_hash: OctetString,
-    issuer_serial: Option<IssuerSerialT>,
-}
-
-#[derive(Sequence)]
-struct SigningCertificateV2T {
-    certs: Vec<EssCertIdV2T>,
-}
-
-#[derive(Sequence)]
-struct SigningCertificateT {
-    certs: Vec<EssCertIdT>,
 }
 
 #[derive(Sequence)]
@@ -245,7 +199,8 @@ fn spliced(key: &Key, case: &Case) -> Vec<u8> {
         case.tsa_name.clone(),
         case.include,
         case.qualified,
-    );
+    )
+    .unwrap();
     let body = request::encode(
         case.hash,
         &case.digest,
@@ -288,7 +243,7 @@ fn typed(key: &Key, case: &Case) -> Vec<u8> {
     let req = request::decode(&request_body).unwrap();
     let imprint = MessageImprintRef::from_der(req.message_imprint).unwrap();
     let time_text = gen_time_text(case.time, case.precision);
-    let accuracy = (!case.accuracy.is_zero()).then(|| AccuracyT {
+    let accuracy = (!case.accuracy.is_zero()).then(|| AccuracyDer {
         seconds: (case.accuracy.seconds > 0).then_some(case.accuracy.seconds),
         millis: (case.accuracy.millis > 0).then_some(case.accuracy.millis),
         micros: (case.accuracy.micros > 0).then_some(case.accuracy.micros),
@@ -303,10 +258,6 @@ fn typed(key: &Key, case: &Case) -> Vec<u8> {
     };
     let extensions = case.qualified.then(|| {
         // qcStatements { QCStatement { esi4-qtstStatement-1 } } (ETSI EN 319 422 §9.1)
-        #[derive(Sequence)]
-        struct QcStatement {
-            statement_id: ObjectIdentifier,
-        }
         let statements = vec![QcStatement {
             statement_id: oid("0.4.0.19422.1.1"),
         }];
@@ -332,30 +283,32 @@ fn typed(key: &Key, case: &Case) -> Vec<u8> {
 
     // Signed attributes: SetOfVec sorts them in DER order itself.
     let cert_hash = |h: HashAlg| OctetString::new(h.digest(&key.chain[0])).unwrap();
-    let issuer_serial = || IssuerSerialT {
+    let issuer_serial = || IssuerSerial {
         issuer: vec![GeneralName::DirectoryName(tbs.issuer.clone())],
         serial_number: tbs.serial_number.clone(),
     };
     let signing_cert = match case.ess {
         EssCertId::V1 => attribute(
             "1.2.840.113549.1.9.16.2.12",
-            Any::encode_from(&SigningCertificateT {
-                certs: vec![EssCertIdT {
+            Any::encode_from(&SigningCertificate {
+                certs: vec![EssCertIdV1 {
                     cert_hash: cert_hash(HashAlg::Sha1),
                     issuer_serial: Some(issuer_serial()),
                 }],
+                policies: None,
             })
             .unwrap(),
         ),
         EssCertId::V2(h) => attribute(
             "1.2.840.113549.1.9.16.2.47",
-            Any::encode_from(&SigningCertificateV2T {
-                certs: vec![EssCertIdV2T {
+            Any::encode_from(&SigningCertificateV2 {
+                certs: vec![EssCertIdV2 {
                     // DEFAULT id-sha256: left out for SHA-256 (X.690 §11.5).
                     hash_algorithm: (h != HashAlg::Sha256).then(|| alg(hash_oid(h), false)),
                     cert_hash: cert_hash(h),
                     issuer_serial: Some(issuer_serial()),
                 }],
+                policies: None,
             })
             .unwrap(),
         ),

@@ -38,7 +38,8 @@ fn issue_and_verify(tsa_key: &KeyPair, chain: Vec<Vec<u8>>, ca: &[u8]) -> Result
         stampd::protocol::token::TsaName::Omit,
         IncludeCerts::Chain,
         false,
-    );
+    )
+    .unwrap();
     let body = request::encode(HashAlg::Sha256, &[3; 32], None, None, true);
     let req = request::decode(&body).unwrap();
     let template: &SignerTemplate = signer.template();

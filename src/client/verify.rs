@@ -7,11 +7,10 @@ use crate::protocol::cert::CertView;
 use ::der::asn1::OctetStringRef;
 use ::der::Decode;
 
-use crate::protocol::asn1::{
-    AlgorithmIdentifierRef, OidRef, SigningCertificateRef, SigningCertificateV2Ref,
-};
+use crate::protocol::asn1::{AlgorithmIdentifierRef, OidRef};
 use crate::protocol::hex::hex;
 use crate::protocol::response::{self, SignerInfo, Token};
+use crate::protocol::tsp::{SigningCertificate, SigningCertificateV2};
 use crate::protocol::{oid, HashAlg, PkiStatus, Timestamp};
 
 /// What the token must be about.
@@ -207,19 +206,19 @@ fn check_signing_certificate(si: &SignerInfo<'_>, cert: &CertView<'_>) -> Result
     };
     let bad = |_| "malformed ESS signing-certificate attribute".to_string();
     let (hash, cert_hash) = if v2 {
-        let sc = SigningCertificateV2Ref::from_der(attr).map_err(bad)?;
+        let sc = SigningCertificateV2::from_der(attr).map_err(bad)?;
         let id = sc.certs.first().ok_or("an empty ESS certificate list")?;
-        let hash = match id.hash_algorithm {
+        let hash = match &id.hash_algorithm {
             None => HashAlg::Sha256,
             Some(a) => {
-                HashAlg::from_oid_bytes(a.algorithm.0).ok_or("unsupported ESSCertIDv2 hash")?
+                HashAlg::from_oid_bytes(a.oid.as_bytes()).ok_or("unsupported ESSCertIDv2 hash")?
             }
         };
-        (hash, id.cert_hash.as_bytes())
+        (hash, id.cert_hash.as_bytes().to_vec())
     } else {
-        let sc = SigningCertificateRef::from_der(attr).map_err(bad)?;
+        let sc = SigningCertificate::from_der(attr).map_err(bad)?;
         let id = sc.certs.first().ok_or("an empty ESS certificate list")?;
-        (HashAlg::Sha1, id.cert_hash.as_bytes())
+        (HashAlg::Sha1, id.cert_hash.as_bytes().to_vec())
     };
     if cert_hash != hash.digest(cert.raw).as_slice() {
         return Err("ESS signing certificate hash does not match the TSA certificate".into());

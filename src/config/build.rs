@@ -230,7 +230,8 @@ fn build_policy(
         s.tsa_name.clone(),
         s.certs,
         s.qualified,
-    );
+    )
+    .map_err(|e| bad(&format!("TSTInfo template ({e})")))?;
     let signer = match &s.signer {
         Some(n) => Some(
             signers

@@ -269,7 +269,8 @@ impl Tsa {
             TsaName::Subject,
             IncludeCerts::Chain,
             false,
-        );
+        )
+        .expect("the fixed policy encodes");
         let hashes = vec![HashAlg::Sha256, HashAlg::Sha384, HashAlg::Sha512];
         Tsa {
             services: vec![Service {

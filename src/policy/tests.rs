@@ -48,7 +48,8 @@ fn policy(oid_s: &str, precision: Precision, certs: IncludeCerts) -> Policy {
         TsaName::Subject,
         certs,
         false,
-    );
+    )
+    .unwrap();
     let hashes = vec![
         HashAlg::Sha256,
         HashAlg::Sha384,
@@ -333,6 +334,7 @@ fn qualified_template(oid: &Oid) -> PolicyTemplate {
         IncludeCerts::Chain,
         true,
     )
+    .unwrap()
 }
 
 #[test]

@@ -31,6 +31,12 @@ impl std::fmt::Display for CertError {
 
 impl std::error::Error for CertError {}
 
+impl From<::der::oid::Error> for CertError {
+    fn from(e: ::der::oid::Error) -> Self {
+        CertError(e.to_string())
+    }
+}
+
 impl From<::der::Error> for CertError {
     fn from(e: ::der::Error) -> Self {
         CertError(e.to_string())
@@ -165,6 +171,11 @@ impl<'a> CertView<'a> {
             signature: whole_octets(signature)?,
             cert,
         })
+    }
+
+    /// The certificate as `x509-cert` decoded it.
+    pub fn certificate(&self) -> &Certificate {
+        &self.cert
     }
 
     /// The certificate's extensions in order.

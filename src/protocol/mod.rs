@@ -12,6 +12,7 @@ pub mod response;
 pub mod status;
 pub mod time;
 pub mod token;
+pub mod tsp;
 
 pub use request::{HashAlg, TimeStampReq};
 pub use status::{FailureInfo, PkiStatus, Rejection};

@@ -6,11 +6,26 @@
 //! and the assembly of the envelope around the signature. Signing itself is outside this
 //! module: [`prepare`] yields the bytes to sign, [`finish`] wraps the signature.
 
+use ::der::asn1::{Any, ContextSpecific, Null, ObjectIdentifier, OctetString, SetOfVec};
+use ::der::{Decode, Encode, TagMode, TagNumber};
+use cms::cert::{CertificateChoices, IssuerAndSerialNumber};
+use cms::signed_data::CertificateSet;
+use x509_cert::attr::Attribute;
+use x509_cert::ext::pkix::name::GeneralName;
+use x509_cert::name::Name;
+use x509_cert::spki::AlgorithmIdentifierOwned;
+use x509_cert::Certificate;
+
+use super::asn1::OidRef;
 use super::cert::{CertError, CertView};
 use super::der::{self, header_len, tag, tlv_len, write_header};
 use super::oid;
 use super::request::{HashAlg, TimeStampReq};
 use super::time::{write_generalized_time, Precision, Timestamp};
+use super::tsp::{
+    self, AccuracyDer, EssCertIdV2, IssuerSerial, PssParams, QcStatement, SigningCertificate,
+    SigningCertificateV2,
+};
 
 /// How the TSA key signs. The digest algorithm follows the key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,38 +74,61 @@ impl SignatureScheme {
     }
 
     /// signatureAlgorithm AlgorithmIdentifier for the SignerInfo.
-    pub fn algorithm_identifier(self) -> Vec<u8> {
-        let null: &[u8] = &[tag::NULL, 0];
+    pub fn algorithm_identifier(self) -> AlgorithmIdentifierOwned {
+        let bare = |oid| AlgorithmIdentifierOwned {
+            oid,
+            parameters: None,
+        };
+        // RFC 4055 §2.1: SHA-256 inside RSA parameters carries NULL.
+        let sha256_null = || AlgorithmIdentifierOwned {
+            oid: typed_oid::SHA256,
+            parameters: Some(Any::from(Null)),
+        };
         match self {
             // RFC 5758 §3.2: ECDSA parameters are absent.
-            SignatureScheme::EcdsaP256Sha256 => {
-                der::tlv(tag::SEQUENCE, &oid::oid_tlv(oid::ECDSA_WITH_SHA256))
-            }
-            SignatureScheme::EcdsaP384Sha384 => {
-                der::tlv(tag::SEQUENCE, &oid::oid_tlv(oid::ECDSA_WITH_SHA384))
-            }
+            SignatureScheme::EcdsaP256Sha256 => bare(typed_oid::ECDSA_WITH_SHA256),
+            SignatureScheme::EcdsaP384Sha384 => bare(typed_oid::ECDSA_WITH_SHA384),
             // RFC 8410 §3: parameters absent.
-            SignatureScheme::Ed25519 => der::tlv(tag::SEQUENCE, &oid::oid_tlv(oid::ED25519)),
+            SignatureScheme::Ed25519 => bare(typed_oid::ED25519),
             // RFC 4055 §5: parameters NULL.
-            SignatureScheme::RsaPkcs1Sha256 => {
-                der::tlv_of(tag::SEQUENCE, &[&oid::oid_tlv(oid::SHA256_WITH_RSA), null])
-            }
+            SignatureScheme::RsaPkcs1Sha256 => AlgorithmIdentifierOwned {
+                oid: typed_oid::SHA256_WITH_RSA,
+                parameters: Some(Any::from(Null)),
+            },
+            // RSASSA-PSS-params (RFC 4055 §3.1) with SHA-256 everywhere, salt 32.
             SignatureScheme::RsaPssSha256 => {
-                // RSASSA-PSS-params (RFC 4055 §3.1) with SHA-256 everywhere, salt 32.
-                let sha256 = der::tlv_of(tag::SEQUENCE, &[&oid::oid_tlv(oid::SHA256), null]);
-                let mgf = der::tlv_of(tag::SEQUENCE, &[&oid::oid_tlv(oid::MGF1), &sha256]);
-                let params = der::tlv_of(
-                    tag::SEQUENCE,
-                    &[
-                        &der::tlv(tag::ctx_cons(0), &sha256),
-                        &der::tlv(tag::ctx_cons(1), &mgf),
-                        &der::tlv(tag::ctx_cons(2), &der::uint(32)),
-                    ],
-                );
-                der::tlv_of(tag::SEQUENCE, &[&oid::oid_tlv(oid::RSASSA_PSS), &params])
+                let params = PssParams {
+                    hash: sha256_null(),
+                    mask_gen: AlgorithmIdentifierOwned {
+                        oid: typed_oid::MGF1,
+                        parameters: Any::encode_from(&sha256_null()).ok(),
+                    },
+                    salt_length: 32,
+                };
+                AlgorithmIdentifierOwned {
+                    oid: typed_oid::RSASSA_PSS,
+                    parameters: Any::encode_from(&params).ok(),
+                }
             }
         }
     }
+}
+
+/// The standard OIDs of the templates, as const-oid values (checked at compile time).
+mod typed_oid {
+    use ::der::asn1::ObjectIdentifier as O;
+    pub const SHA256: O = O::new_unwrap("2.16.840.1.101.3.4.2.1");
+    pub const ECDSA_WITH_SHA256: O = O::new_unwrap("1.2.840.10045.4.3.2");
+    pub const ECDSA_WITH_SHA384: O = O::new_unwrap("1.2.840.10045.4.3.3");
+    pub const ED25519: O = O::new_unwrap("1.3.101.112");
+    pub const SHA256_WITH_RSA: O = O::new_unwrap("1.2.840.113549.1.1.11");
+    pub const RSASSA_PSS: O = O::new_unwrap("1.2.840.113549.1.1.10");
+    pub const MGF1: O = O::new_unwrap("1.2.840.113549.1.1.8");
+    pub const ATTR_CONTENT_TYPE: O = O::new_unwrap("1.2.840.113549.1.9.3");
+    pub const CT_TST_INFO: O = O::new_unwrap("1.2.840.113549.1.9.16.1.4");
+    pub const ATTR_SIGNING_CERTIFICATE: O = O::new_unwrap("1.2.840.113549.1.9.16.2.12");
+    pub const ATTR_SIGNING_CERTIFICATE_V2: O = O::new_unwrap("1.2.840.113549.1.9.16.2.47");
+    pub const ESI4_QTST_STATEMENT_1: O = O::new_unwrap("0.4.0.19422.1.1");
 }
 
 /// Which certificates a token carries when the requester asks for them (certReq).
@@ -148,54 +186,68 @@ impl SignerTemplate {
             .first()
             .ok_or_else(|| CertError("an empty certificate chain".into()))?;
         let leaf = CertView::parse(leaf_der)?;
+        let tbs = &leaf.certificate().tbs_certificate;
         let digest = scheme.digest();
-        let digest_alg_id = digest.algorithm_identifier();
+        let digest_alg = AlgorithmIdentifierOwned {
+            oid: ObjectIdentifier::from_bytes(digest.oid())?,
+            parameters: None,
+        };
 
-        // IssuerAndSerialNumber (RFC 5652 §10.2.4), the sid pyHanko and others expect.
-        let sid = der::tlv_of(tag::SEQUENCE, &[leaf.issuer, leaf.serial]);
-        let signer_info_head = [der::uint(1), sid, digest_alg_id.clone()].concat();
+        // version 1, sid IssuerAndSerialNumber (RFC 5652 §10.2.4, the sid pyHanko and
+        // others expect), digestAlgorithm.
+        let sid = IssuerAndSerialNumber {
+            issuer: tbs.issuer.clone(),
+            serial_number: tbs.serial_number.clone(),
+        };
+        let signer_info_head = [1u8.to_der()?, sid.to_der()?, digest_alg.to_der()?].concat();
 
-        let content_type_attr = der::tlv_of(
-            tag::SEQUENCE,
-            &[
-                &oid::oid_tlv(oid::ATTR_CONTENT_TYPE),
-                &der::tlv(tag::SET, &oid::oid_tlv(oid::CT_TST_INFO)),
-            ],
-        );
+        let content_type_attr = Attribute {
+            oid: typed_oid::ATTR_CONTENT_TYPE,
+            values: SetOfVec::try_from(vec![Any::encode_from(&typed_oid::CT_TST_INFO)?])?,
+        }
+        .to_der()?;
 
-        // RFC 5035 §5.4: SigningCertificateV2 { certs SEQUENCE OF ESSCertIDv2 }.
-        // ESSCertIDv2 { hashAlgorithm DEFAULT sha256 (omitted when SHA-256), certHash,
-        // issuerSerial }. RFC 2634 §5.4: ESSCertID { certHash (SHA-1), issuerSerial }.
-        // IssuerSerial { issuer GeneralNames = { directoryName [4] Name }, serialNumber }.
-        let (attr_oid, hash, hash_alg_id) = match ess {
-            EssCertId::V1 => (oid::ATTR_SIGNING_CERTIFICATE, HashAlg::Sha1, Vec::new()),
-            EssCertId::V2(HashAlg::Sha256) => (
-                oid::ATTR_SIGNING_CERTIFICATE_V2,
-                HashAlg::Sha256,
-                Vec::new(),
+        // RFC 5035 §5.4 SigningCertificateV2 / RFC 2634 §5.4 SigningCertificate, naming the
+        // TSA certificate by hash and IssuerSerial { directoryName(issuer), serial }.
+        let issuer_serial = Some(IssuerSerial {
+            issuer: vec![GeneralName::DirectoryName(tbs.issuer.clone())],
+            serial_number: tbs.serial_number.clone(),
+        });
+        let (attr_oid, value) = match ess {
+            EssCertId::V1 => (
+                typed_oid::ATTR_SIGNING_CERTIFICATE,
+                Any::encode_from(&SigningCertificate {
+                    certs: vec![tsp::EssCertId {
+                        cert_hash: OctetString::new(HashAlg::Sha1.digest(leaf_der))?,
+                        issuer_serial,
+                    }],
+                    policies: None,
+                })?,
             ),
             EssCertId::V2(h) => (
-                oid::ATTR_SIGNING_CERTIFICATE_V2,
-                h,
-                h.algorithm_identifier(),
+                typed_oid::ATTR_SIGNING_CERTIFICATE_V2,
+                Any::encode_from(&SigningCertificateV2 {
+                    certs: vec![EssCertIdV2 {
+                        // DEFAULT id-sha256: written only for another hash (X.690 §11.5).
+                        hash_algorithm: match h {
+                            HashAlg::Sha256 => None,
+                            other => Some(AlgorithmIdentifierOwned {
+                                oid: ObjectIdentifier::from_bytes(other.oid())?,
+                                parameters: None,
+                            }),
+                        },
+                        cert_hash: OctetString::new(h.digest(leaf_der))?,
+                        issuer_serial,
+                    }],
+                    policies: None,
+                })?,
             ),
         };
-        let cert_hash = hash.digest(leaf_der);
-        let general_names = der::tlv(tag::SEQUENCE, &der::tlv(tag::ctx_cons(4), leaf.issuer));
-        let issuer_serial = der::tlv_of(tag::SEQUENCE, &[&general_names, leaf.serial]);
-        let ess_cert_id = der::tlv_of(
-            tag::SEQUENCE,
-            &[
-                &hash_alg_id,
-                &der::tlv(tag::OCTET_STRING, &cert_hash),
-                &issuer_serial,
-            ],
-        );
-        let signing_cert = der::tlv(tag::SEQUENCE, &der::tlv(tag::SEQUENCE, &ess_cert_id));
-        let signing_cert_attr = der::tlv_of(
-            tag::SEQUENCE,
-            &[&oid::oid_tlv(attr_oid), &der::tlv(tag::SET, &signing_cert)],
-        );
+        let signing_cert_attr = Attribute {
+            oid: attr_oid,
+            values: SetOfVec::try_from(vec![value])?,
+        }
+        .to_der()?;
 
         // The attributes' order in the DER SET depends only on their headers and OIDs, never
         // on the digest bytes (the OIDs differ before the digest starts), so it is fixed here.
@@ -211,15 +263,30 @@ impl SignerTemplate {
             Attr::SigningCertificate => &signing_cert_attr,
         });
 
-        let certs_signer = der::tlv(tag::ctx_cons(0), leaf_der);
-        let certs_chain = der::set_of(tag::ctx_cons(0), chain.to_vec());
-        let tsa_name = der::tlv(tag::ctx_cons(0), &der::tlv(tag::ctx_cons(4), leaf.subject));
+        // SignedData `certificates [0] IMPLICIT CertificateSet`: SetOfVec sorts the chain
+        // into DER order.
+        let certificate_set = |certs: &[Vec<u8>]| -> Result<Vec<u8>, CertError> {
+            let choices = certs
+                .iter()
+                .map(|c| Certificate::from_der(c).map(CertificateChoices::Certificate))
+                .collect::<Result<Vec<_>, _>>()?;
+            let set = CertificateSet(SetOfVec::try_from(choices)?);
+            Ok(ContextSpecific {
+                tag_number: TagNumber::N0,
+                tag_mode: TagMode::Implicit,
+                value: set,
+            }
+            .to_der()?)
+        };
+        let certs_signer = certificate_set(&chain[..1])?;
+        let certs_chain = certificate_set(chain)?;
+        let tsa_name = explicit_directory_name(tbs.subject.clone())?;
 
         Ok(SignerTemplate {
             scheme,
-            digest_algorithms: der::tlv(tag::SET, &digest_alg_id),
+            digest_algorithms: SetOfVec::try_from(vec![digest_alg])?.to_der()?,
             signer_info_head,
-            signature_alg: scheme.algorithm_identifier(),
+            signature_alg: scheme.algorithm_identifier().to_der()?,
             content_type_attr,
             signing_cert_attr,
             certs_signer,
@@ -228,6 +295,16 @@ impl SignerTemplate {
             attr_order,
         })
     }
+}
+
+/// TSTInfo `tsa [0] EXPLICIT GeneralName` holding directoryName(`name`) (RFC 3161 §2.4.2).
+fn explicit_directory_name(name: x509_cert::name::Name) -> ::der::Result<Vec<u8>> {
+    ContextSpecific {
+        tag_number: TagNumber::N0,
+        tag_mode: TagMode::Explicit,
+        value: GeneralName::DirectoryName(name),
+    }
+    .to_der()
 }
 
 /// The three signed attributes of every token.
@@ -284,33 +361,18 @@ impl Accuracy {
     }
 
     /// `Accuracy ::= SEQUENCE { seconds INTEGER OPTIONAL, millis [0] INTEGER (1..999)
-    /// OPTIONAL, micros [1] INTEGER (1..999) OPTIONAL }`; zero parts are omitted.
-    fn encode(&self) -> Vec<u8> {
+    /// OPTIONAL, micros [1] INTEGER (1..999) OPTIONAL }`; zero parts are omitted, and a
+    /// zero accuracy is no field at all.
+    fn encode(&self) -> ::der::Result<Vec<u8>> {
         if self.is_zero() {
-            return Vec::new();
+            return Ok(Vec::new());
         }
-        let seconds = if self.seconds > 0 {
-            der::uint(self.seconds)
-        } else {
-            Vec::new()
-        };
-        let small = |t: u8, v: u16| {
-            if v > 0 {
-                let mut i = der::uint(v as u64);
-                i[0] = t;
-                i
-            } else {
-                Vec::new()
-            }
-        };
-        der::tlv_of(
-            tag::SEQUENCE,
-            &[
-                &seconds,
-                &small(tag::ctx_prim(0), self.millis),
-                &small(tag::ctx_prim(1), self.micros),
-            ],
-        )
+        AccuracyDer {
+            seconds: (self.seconds > 0).then_some(self.seconds),
+            millis: (self.millis > 0).then_some(self.millis),
+            micros: (self.micros > 0).then_some(self.micros),
+        }
+        .to_der()
     }
 }
 
@@ -376,31 +438,30 @@ impl PolicyTemplate {
         tsa_name: TsaName,
         include_certs: IncludeCerts,
         qualified: bool,
-    ) -> Self {
+    ) -> ::der::Result<Self> {
         let mut extensions = Extensions::default();
         if qualified {
             // ETSI EN 319 422 §9.1: TSTInfo extensions [1] IMPLICIT Extensions holding
             // qcStatements (RFC 3739) with QCStatement { esi4-qtstStatement-1 }.
-            let statement = der::tlv(tag::SEQUENCE, &oid::oid_tlv(oid::ESI4_QTST_STATEMENT_1));
-            extensions.push(oid::PE_QC_STATEMENTS, &der::tlv(tag::SEQUENCE, &statement));
+            let statements = vec![QcStatement {
+                statement_id: typed_oid::ESI4_QTST_STATEMENT_1,
+            }];
+            extensions.push(oid::PE_QC_STATEMENTS, &statements.to_der()?);
         }
-        PolicyTemplate {
-            head: [der::uint(1), oid::oid_tlv(policy.as_bytes())].concat(),
-            accuracy: accuracy.encode(),
+        Ok(PolicyTemplate {
+            // version 1, then the policy OID (kept as bytes: see asn1.rs).
+            head: [1u8.to_der()?, OidRef(policy.as_bytes()).to_der()?].concat(),
+            accuracy: accuracy.encode()?,
             extensions,
             precision,
             tsa_name: match tsa_name {
                 TsaName::Explicit(name) => {
-                    // tsa [0] EXPLICIT GeneralName, directoryName [4] EXPLICIT Name
-                    TsaName::Explicit(der::tlv(
-                        tag::ctx_cons(0),
-                        &der::tlv(tag::ctx_cons(4), &name),
-                    ))
+                    TsaName::Explicit(explicit_directory_name(Name::from_der(&name)?)?)
                 }
                 other => other,
             },
             include_certs,
-        }
+        })
     }
 }
 
@@ -560,6 +621,32 @@ pub fn finish(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_typed_oids_are_the_byte_constants() {
+        for (typed, bytes) in [
+            (typed_oid::SHA256, oid::SHA256),
+            (typed_oid::ECDSA_WITH_SHA256, oid::ECDSA_WITH_SHA256),
+            (typed_oid::ECDSA_WITH_SHA384, oid::ECDSA_WITH_SHA384),
+            (typed_oid::ED25519, oid::ED25519),
+            (typed_oid::SHA256_WITH_RSA, oid::SHA256_WITH_RSA),
+            (typed_oid::RSASSA_PSS, oid::RSASSA_PSS),
+            (typed_oid::MGF1, oid::MGF1),
+            (typed_oid::ATTR_CONTENT_TYPE, oid::ATTR_CONTENT_TYPE),
+            (typed_oid::CT_TST_INFO, oid::CT_TST_INFO),
+            (
+                typed_oid::ATTR_SIGNING_CERTIFICATE,
+                oid::ATTR_SIGNING_CERTIFICATE,
+            ),
+            (
+                typed_oid::ATTR_SIGNING_CERTIFICATE_V2,
+                oid::ATTR_SIGNING_CERTIFICATE_V2,
+            ),
+            (typed_oid::ESI4_QTST_STATEMENT_1, oid::ESI4_QTST_STATEMENT_1),
+        ] {
+            assert_eq!(typed.as_bytes(), bytes, "{typed}");
+        }
+    }
 
     #[test]
     fn extensions_are_der_and_never_critical() {

@@ -141,7 +141,8 @@ mod tests {
             TsaName::Omit,
             IncludeCerts::Chain,
             false,
-        );
+        )
+        .unwrap();
         let mut policy = Policy::simple("p", oid, vec![HashAlg::Sha256], template);
         policy.request_filters.push(f);
         let body = request::encode(HashAlg::Sha256, digest, None, None, false);
