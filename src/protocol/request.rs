@@ -238,13 +238,18 @@ impl From<::der::Error> for Malformed {
 
 fn decode_der(input: &[u8]) -> Result<TimeStampReq<'_>, Malformed> {
     use ::der::asn1::IntRef;
-    use ::der::{Decode, Reader, SliceReader, TagMode, TagNumber};
+    use ::der::{Decode, Encode, Reader, SliceReader, TagMode, TagNumber};
     let mut outer = SliceReader::new(input)?;
+    // A nested reader's positions count from the start of the SEQUENCE's content.
+    let base = usize::try_from(outer.peek_header()?.encoded_len()?)?;
     let req = outer.sequence(|r| {
         let version = IntRef::decode(r)?;
-        // The whole MessageImprint TLV is copied into TSTInfo as it came.
-        let message_imprint = r.tlv_bytes()?;
-        let imprint = MessageImprintRef::from_der(message_imprint)?;
+        // The whole MessageImprint TLV is copied into TSTInfo as it came: its span of the
+        // input, by the reader's positions.
+        let start = base + usize::try_from(r.position())?;
+        let imprint = MessageImprintRef::decode(r)?;
+        let end = base + usize::try_from(r.position())?;
+        let message_imprint = input.get(start..end).ok_or(::der::ErrorKind::Failed)?;
         let req_policy = Option::<OidRef<'_>>::decode(r)?;
         let nonce = Option::<IntRef<'_>>::decode(r)?;
         let cert_req = Option::<bool>::decode(r)?;
@@ -379,6 +384,17 @@ mod tests {
         assert_eq!(req.version, 1);
         assert_eq!(req.hash_alg(), Some(HashAlg::Sha384));
         assert_eq!(req.digest, &[1; 48]);
+        // The imprint is its whole TLV, exactly as it came: after the SEQUENCE header and
+        // `02 01 01`.
+        let imprint = der::tlv_of(
+            tag::SEQUENCE,
+            &[
+                &HashAlg::Sha384.algorithm_identifier(),
+                &der::tlv(tag::OCTET_STRING, &[1; 48]),
+            ],
+        );
+        assert_eq!(req.message_imprint, &imprint[..]);
+        assert_eq!(&bytes[2 + 3..2 + 3 + imprint.len()], &imprint[..]);
         assert_eq!(req.req_policy, Some(policy.as_bytes()));
         assert_eq!(req.nonce, Some(&[0x00, 0x80, 0x01][..]));
         assert!(req.cert_req);
