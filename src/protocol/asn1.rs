@@ -23,6 +23,26 @@ use der::{
 use super::der::oid_content_valid;
 use super::time::{parse_generalized_time, Timestamp};
 
+/// The tag of a newtype over already validated content octets, and its encoding: those
+/// octets as they are.
+macro_rules! content_bytes {
+    ($name:ident, $tag:expr) => {
+        impl EncodeValue for $name<'_> {
+            fn value_len(&self) -> der::Result<Length> {
+                Length::try_from(self.0.len())
+            }
+
+            fn encode_value(&self, writer: &mut impl Writer) -> der::Result<()> {
+                writer.write(self.0)
+            }
+        }
+
+        impl FixedTag for $name<'_> {
+            const TAG: Tag = $tag;
+        }
+    };
+}
+
 /// An OBJECT IDENTIFIER's content octets, validated, borrowed from the input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OidRef<'a>(pub &'a [u8]);
@@ -38,19 +58,7 @@ impl<'a> DecodeValue<'a> for OidRef<'a> {
     }
 }
 
-impl EncodeValue for OidRef<'_> {
-    fn value_len(&self) -> der::Result<Length> {
-        Length::try_from(self.0.len())
-    }
-
-    fn encode_value(&self, writer: &mut impl Writer) -> der::Result<()> {
-        writer.write(self.0)
-    }
-}
-
-impl FixedTag for OidRef<'_> {
-    const TAG: Tag = Tag::ObjectIdentifier;
-}
+content_bytes!(OidRef, Tag::ObjectIdentifier);
 
 /// RFC 5280 §4.1.1.2 `AlgorithmIdentifier`, parameters left undecoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Sequence)]
@@ -124,19 +132,7 @@ impl<'a> DecodeValue<'a> for ExtensionsRef<'a> {
     }
 }
 
-impl EncodeValue for ExtensionsRef<'_> {
-    fn value_len(&self) -> der::Result<Length> {
-        Length::try_from(self.0.len())
-    }
-
-    fn encode_value(&self, writer: &mut impl Writer) -> der::Result<()> {
-        writer.write(self.0)
-    }
-}
-
-impl FixedTag for ExtensionsRef<'_> {
-    const TAG: Tag = Tag::Sequence;
-}
+content_bytes!(ExtensionsRef, Tag::Sequence);
 
 /// A `BOOLEAN DEFAULT FALSE` as read (`Option<bool>`): absent is FALSE, an encoded TRUE is
 /// TRUE, and an encoded FALSE is not DER (X.690 §11.5).
