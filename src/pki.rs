@@ -165,28 +165,9 @@ pub fn certificate_request(subject: &str, key: &impl rcgen::SigningKey) -> Resul
 /// `\` inside a value is escaped with `\`.
 pub fn parse_subject(text: &str) -> Result<DistinguishedName, Error> {
     let bad = |why: &str| Error::Pki(format!("subject `{text}`: {why}"));
-    let rest = text
-        .strip_prefix('/')
-        .ok_or_else(|| bad("must start with /"))?;
-    let (mut parts, mut part) = (Vec::new(), String::new());
-    let mut chars = rest.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => part.push(chars.next().ok_or_else(|| bad("ends in \\"))?),
-            '/' => parts.push(std::mem::take(&mut part)),
-            c => part.push(c),
-        }
-    }
-    parts.push(part);
     let mut dn = DistinguishedName::new();
-    for part in parts {
-        let (key, value) = part
-            .split_once('=')
-            .ok_or_else(|| bad("each part is KEY=VALUE"))?;
-        if value.is_empty() {
-            return Err(bad("empty value"));
-        }
-        let kind = match key {
+    for (key, value) in crate::protocol::slash_dn::split(text).map_err(|e| bad(&e))? {
+        let kind = match key.as_str() {
             "CN" => DnType::CommonName,
             "O" => DnType::OrganizationName,
             "OU" => DnType::OrganizationalUnitName,

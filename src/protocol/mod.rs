@@ -9,6 +9,7 @@ pub mod keys;
 pub mod oid;
 pub mod request;
 pub mod response;
+pub mod slash_dn;
 pub mod status;
 pub mod time;
 pub mod token;

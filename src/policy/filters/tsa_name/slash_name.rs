@@ -29,25 +29,9 @@ fn printable(s: &str) -> bool {
 /// Encodes `/KEY=value/KEY=value...` as a DER Name (one attribute per RDN, built and encoded
 /// with `x509-cert`). `\/` escapes a slash inside a value.
 pub fn from_slash_string(s: &str) -> Result<Vec<u8>, String> {
-    let body = s
-        .strip_prefix('/')
-        .ok_or("a name starts with `/`, e.g. \"/C=DE/O=Example/CN=Example TSA\"")?;
-    let mut parts = Vec::new();
-    let mut current = String::new();
-    let mut chars = body.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => current.extend(chars.next()),
-            '/' => parts.push(std::mem::take(&mut current)),
-            c => current.push(c),
-        }
-    }
-    parts.push(current);
     let mut rdns = Vec::new();
-    for part in parts {
-        let (key, value) = part
-            .split_once('=')
-            .ok_or_else(|| format!("`{part}` is not KEY=value"))?;
+    for (key, value) in crate::protocol::slash_dn::split(s)? {
+        let value = value.as_str();
         let (_, attr, string_tag) = ATTRIBUTES
             .iter()
             .find(|(k, _, _)| k.eq_ignore_ascii_case(key.trim()))
@@ -55,7 +39,7 @@ pub fn from_slash_string(s: &str) -> Result<Vec<u8>, String> {
                 let known: Vec<_> = ATTRIBUTES.iter().map(|a| a.0).collect();
                 format!("unknown attribute `{key}`; use one of {}", known.join(", "))
             })?;
-        if value.is_empty() || value.len() > 256 {
+        if value.len() > 256 {
             return Err(format!("`{key}` needs a value of 1 to 256 characters"));
         }
         let ok = match *string_tag {
