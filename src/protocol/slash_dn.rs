@@ -8,7 +8,7 @@
 pub fn split(text: &str) -> Result<Vec<(String, String)>, String> {
     let body = text
         .strip_prefix('/')
-        .ok_or("a name starts with `/`, e.g. \"/C=DE/O=Example/CN=Example TSA\"")?;
+        .ok_or("a name must start with /, e.g. \"/C=DE/O=Example/CN=Example TSA\"")?;
     let (mut parts, mut part) = (Vec::new(), String::new());
     let mut chars = body.chars();
     while let Some(c) = chars.next() {
