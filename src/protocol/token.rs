@@ -146,6 +146,16 @@ impl SignerTemplate {
     ) -> Result<Self, DerError> {
         let leaf_der = chain.first().ok_or(DerError::Truncated)?;
         let leaf = CertView::parse(leaf_der)?;
+        // The rest of the chain goes into tokens as it is (`certificates [0]`): one entry
+        // that is not a DER certificate would make every token carrying the chain
+        // undecodable, so it is refused here, when the signer loads its chain.
+        for cert in &chain[1..] {
+            CertView::parse(cert)?;
+        }
+        // Tokens name the certificate by its serialNumber (sid, ESS issuerSerial) and must
+        // be DER: a serial that is not a minimal INTEGER (X.690 §8.3.2), which `CertView`
+        // lets through, would make every token undecodable.
+        der::check_minimal_integer(der::read_single(leaf.serial, tag::INTEGER)?.value)?;
         let digest = scheme.digest();
         let digest_alg_id = digest.algorithm_identifier();
 
@@ -558,6 +568,52 @@ pub fn finish(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn self_signed() -> Vec<u8> {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let params = rcgen::CertificateParams::new(vec!["tsa".to_string()]).unwrap();
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn a_chain_entry_that_is_not_a_certificate_is_refused() {
+        let leaf = self_signed();
+        let v2 = EssCertId::V2(HashAlg::Sha256);
+        let scheme = SignatureScheme::EcdsaP256Sha256;
+        assert!(SignerTemplate::new(scheme, &[leaf.clone(), self_signed()], v2).is_ok());
+        // Found by the certificate fuzz target: a second PEM block that is not DER X.509
+        // (here PEM text itself, and a SEQUENCE that is no certificate) went into every
+        // token's certificates and made the token undecodable.
+        for bad in [b"-----BEGIN".to_vec(), vec![0x30, 0x03, 0x02, 0x01, 0x01]] {
+            assert!(SignerTemplate::new(scheme, &[leaf.clone(), bad], v2).is_err());
+        }
+    }
+
+    #[test]
+    fn a_certificate_whose_serial_is_not_a_minimal_integer_is_refused() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["tsa".to_string()]).unwrap();
+        params.serial_number = Some(rcgen::SerialNumber::from_slice(&[0x12, 0x34, 0x56]));
+        let mut der = params.self_signed(&key).unwrap().der().to_vec();
+        let v2 = EssCertId::V2(HashAlg::Sha256);
+        let scheme = SignatureScheme::EcdsaP256Sha256;
+        assert!(SignerTemplate::new(scheme, std::slice::from_ref(&der), v2).is_ok());
+        // Found by the certificate fuzz target: 02 03 00 34 56 (a redundant leading zero)
+        // went into sid and issuerSerial, and the token did not decode.
+        let at = der
+            .windows(5)
+            .position(|w| w == [0x02, 0x03, 0x12, 0x34, 0x56])
+            .unwrap();
+        der[at + 2] = 0x00;
+        assert_eq!(
+            CertView::parse(&der).unwrap().serial,
+            [0x02, 0x03, 0x00, 0x34, 0x56]
+        );
+        assert_eq!(
+            SignerTemplate::new(scheme, &[der], v2).err(),
+            Some(DerError::NonMinimalInteger)
+        );
+    }
 
     #[test]
     fn extensions_are_der_and_never_critical() {
