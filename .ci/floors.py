@@ -25,7 +25,7 @@ FLOORS = [
     ["pipeline"],
     ["frontend"],
     ["config"],
-    ["cli"],
+    ["cli", "fuzzing"],
 ]
 # As docs/architecture.md numbers them: pipeline and frontend share floor 6, pipeline below.
 LABELS = ["1", "2", "3", "4", "5", "6 (below frontend)", "6", "7", "8"]

@@ -20,7 +20,8 @@
 //! 6. [`pipeline`], then [`frontend`] above it: the queue to backend workers, and the
 //!    per-core HTTP/1.1 servers.
 //! 7. [`config`], the assembler: the root `Config`, its validation, and `build`.
-//! 8. [`cli`]: one file per command group (with `main.rs`).
+//! 8. [`cli`]: one file per command group (with `main.rs`); beside it [`fuzzing`], the
+//!    entry points of the fuzz targets, which reach down into every floor they fuzz.
 //!
 //! **The one rule: imports only point down** (or sideways within a floor, without a
 //! circle), and no runtime module imports `config`: only the assembler and the CLI see
@@ -37,6 +38,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod frontend;
+pub mod fuzzing;
 pub mod outcome;
 pub mod pipeline;
 pub mod pki;

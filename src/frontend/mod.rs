@@ -24,6 +24,60 @@ use crate::policy::{Reply, RequestMeta, Tsa};
 use body_budget::BodyBudget;
 use config::{Dispatch, HttpConfig, IoDriver, Listener};
 
+/// Entry points for fuzz targets, on bytes alone (no socket).
+pub mod fuzzing {
+    use std::sync::OnceLock;
+
+    use super::config::HttpConfig;
+    use super::http::{self, Action, Parsed};
+
+    /// Parses the request heads in `data` as a connection reads them: with the default
+    /// limits and two routes (`/tsa` to service 0, `/tsa/v2` to service 1), each head after
+    /// the previous one's body while the connection is kept alive. Checks what `conn.rs`
+    /// relies on when it slices its buffer: a head never claims more bytes than were read,
+    /// a body it admits is within `max_body_bytes`, and a route index is one of the routes.
+    pub fn http_heads(data: &[u8]) {
+        static SETUP: OnceLock<(HttpConfig, Vec<(String, usize)>)> = OnceLock::new();
+        let (limits, routes) = SETUP.get_or_init(|| {
+            let routes = vec![("/tsa".to_string(), 0), ("/tsa/v2".to_string(), 1)];
+            (HttpConfig::default(), routes)
+        });
+        let mut rest = data;
+        while let Parsed::Complete(req) = http::parse(rest, limits, routes) {
+            assert!(
+                req.head_len > 0 && req.head_len <= rest.len(),
+                "head_len {} of {} bytes",
+                req.head_len,
+                rest.len()
+            );
+            let body_len = match req.action {
+                Action::Timestamp {
+                    service,
+                    route,
+                    body_len,
+                    ..
+                } => {
+                    assert!(body_len <= limits.max_body_bytes, "body_len {body_len}");
+                    assert_eq!(routes.get(route).map(|r| r.1), Some(service), "route");
+                    body_len
+                }
+                Action::Error { close: true, .. } => return,
+                Action::Error {
+                    route: Some(route), ..
+                } => {
+                    assert!(route < routes.len(), "route {route}");
+                    0
+                }
+                _ => 0,
+            };
+            match rest.get(req.head_len + body_len..) {
+                Some(next) if req.keep_alive && !next.is_empty() => rest = next,
+                _ => return,
+            }
+        }
+    }
+}
+
 /// Longest a core waits for a backend worker's answer.
 const BACKEND_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 

@@ -622,6 +622,48 @@ pub fn finish(
 mod tests {
     use super::*;
 
+    fn self_signed() -> Vec<u8> {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let params = rcgen::CertificateParams::new(vec!["tsa".to_string()]).unwrap();
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn a_chain_entry_that_is_not_a_certificate_is_refused() {
+        let leaf = self_signed();
+        let v2 = EssCertId::V2(HashAlg::Sha256);
+        let scheme = SignatureScheme::EcdsaP256Sha256;
+        assert!(SignerTemplate::new(scheme, &[leaf.clone(), self_signed()], v2).is_ok());
+        // Found by the certificate fuzz target: a second PEM block that is not DER X.509
+        // (here PEM text itself, and a SEQUENCE that is no certificate) went into every
+        // token's certificates and made the token undecodable.
+        for bad in [b"-----BEGIN".to_vec(), vec![0x30, 0x03, 0x02, 0x01, 0x01]] {
+            assert!(SignerTemplate::new(scheme, &[leaf.clone(), bad], v2).is_err());
+        }
+    }
+
+    #[test]
+    fn a_certificate_whose_serial_is_not_a_minimal_integer_is_refused() {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["tsa".to_string()]).unwrap();
+        params.serial_number = Some(rcgen::SerialNumber::from_slice(&[0x12, 0x34, 0x56]));
+        let mut der = params.self_signed(&key).unwrap().der().to_vec();
+        let v2 = EssCertId::V2(HashAlg::Sha256);
+        let scheme = SignatureScheme::EcdsaP256Sha256;
+        assert!(SignerTemplate::new(scheme, std::slice::from_ref(&der), v2).is_ok());
+        // Found by the certificate fuzz target (on the earlier private reader): 02 03 00 34
+        // 56 (a redundant leading zero) went into sid and issuerSerial, and the token did
+        // not decode.
+        let at = der
+            .windows(5)
+            .position(|w| w == [0x02, 0x03, 0x12, 0x34, 0x56])
+            .unwrap();
+        der[at + 2] = 0x00;
+        // x509-cert refuses the non-minimal INTEGER when the certificate is parsed.
+        assert!(CertView::parse(&der).is_err());
+        assert!(SignerTemplate::new(scheme, &[der], v2).is_err());
+    }
+
     #[test]
     fn the_typed_oids_are_the_byte_constants() {
         for (typed, bytes) in [

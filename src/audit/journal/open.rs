@@ -75,6 +75,48 @@ fn scan_tail(path: &Path, bytes: &[u8]) -> Result<Tail, String> {
     })
 }
 
+/// The torn tail of a last segment that [`scan_tail`] read: `None` when it ends clean,
+/// `Some((cut, dirty))` for the bytes `cut..dirty` to move aside (the segment is cut back to
+/// `cut`), or an error when the damage is not a torn write: more than `max_torn_tail` bytes,
+/// or an acknowledged batch after it. Pure, so the decision is fuzzed on bytes alone.
+fn torn_tail(
+    path: &Path,
+    bytes: &[u8],
+    tail: &Tail,
+    max_torn_tail: u64,
+) -> Result<Option<(usize, usize)>, String> {
+    let Some(cut) = tail.bad_at else {
+        return Ok(None);
+    };
+    // What a torn write left: up to the last byte that is not preallocated zero.
+    let dirty = dirty_end(bytes).max(cut);
+    let len = (dirty - cut) as u64;
+    if len > max_torn_tail || later_batch_after(bytes, cut, tail.last_seq) {
+        return Err(format!(
+            "{}: damaged at byte {cut} with {len} bytes after it; that is not a torn \
+             write. Run `stampd audit verify --data-dir DIR` and restore the journal",
+            path.display()
+        ));
+    }
+    Ok(Some((cut, dirty)))
+}
+
+/// [`scan_tail`] and [`torn_tail`] over the bytes of a last segment, as
+/// [`Journal::open`] runs them, for the fuzz target: `Ok(None)` for a clean end, the torn
+/// tail's range, or why the segment cannot be opened.
+pub(super) fn open_decision(
+    bytes: &[u8],
+    max_torn_tail: u64,
+) -> Result<Option<(usize, usize)>, String> {
+    let path = Path::new("fuzz.seg");
+    let tail = scan_tail(path, bytes)?;
+    assert!(
+        tail.whole <= bytes.len(),
+        "whole frames end past the segment"
+    );
+    torn_tail(path, bytes, &tail, max_torn_tail)
+}
+
 impl Journal {
     /// Opens the journal in `settings.dir`, creating it when absent and cutting a torn tail.
     pub fn open(settings: Settings) -> Result<(Journal, OpenReport), String> {
@@ -107,17 +149,8 @@ impl Journal {
         let path = segment_path(dir, last);
         let bytes = std::fs::read(&path).map_err(err)?;
         let tail = scan_tail(&path, &bytes)?;
-        if let Some(cut) = tail.bad_at {
-            // What a torn write left: up to the last byte that is not preallocated zero.
-            let dirty = dirty_end(&bytes).max(cut);
+        if let Some((cut, dirty)) = torn_tail(&path, &bytes, &tail, settings.max_torn_tail)? {
             let len = (dirty - cut) as u64;
-            if len > settings.max_torn_tail || later_batch_after(&bytes, cut, tail.last_seq) {
-                return Err(format!(
-                    "{}: damaged at byte {cut} with {len} bytes after it; that is not a torn \
-                     write. Run `stampd audit verify --data-dir DIR` and restore the journal",
-                    path.display()
-                ));
-            }
             let aside = path.with_extension(format!("seg.torn-{cut}-{}", unix_now()));
             let mut keep = File::create(&aside).map_err(err)?;
             keep.write_all(&bytes[cut..dirty])
