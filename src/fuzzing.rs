@@ -6,12 +6,13 @@
 //!
 //! This module stands on the top floor (beside `cli`) because it reaches every floor it
 //! fuzzes: `protocol` (through [`crate::protocol::fuzzing`]), `signer`, `audit`,
-//! `frontend` and `config`. Nothing but fuzz targets and tests calls it.
+//! `frontend`. The configuration's entry point is `config::fuzzing::config`, in the
+//! assembler itself, so that no runtime module imports `config`. Nothing but fuzz targets
+//! and tests calls these.
 
 use std::sync::OnceLock;
 
 use crate::audit::journal;
-use crate::config::Config;
 use crate::protocol::cert::CertView;
 use crate::protocol::token::{
     self, Accuracy, EssCertId, Extensions, IncludeCerts, PolicyTemplate, SignatureScheme,
@@ -19,9 +20,6 @@ use crate::protocol::token::{
 };
 use crate::protocol::{oid, request, response, HashAlg, Precision, TimeStampReq, Timestamp};
 use crate::signer::{checks, software, Certified};
-
-/// The name config messages are given, as `stampd check-config FILE` names its file.
-const CONFIG_ORIGIN: &str = "fuzz.toml";
 
 /// A fixed genTime for the tokens built here: 2030-03-17T17:46:40.123456789Z, truncated to
 /// milliseconds by the policy template.
@@ -152,38 +150,6 @@ fn tlv_len_at(b: &[u8]) -> Option<usize> {
 /// [`crate::frontend::fuzzing::http_heads`]).
 pub fn http_head(data: &[u8]) {
     crate::frontend::fuzzing::http_heads(data);
-}
-
-/// A configuration file's text: parsed into [`Config`] and validated (pure: no file,
-/// socket or key), as `stampd check-config` does. Each message of an invalid file is
-/// located (`FILE:LINE`); a valid file's effective configuration is printed as TOML and
-/// JSON, and that TOML must read back into a configuration that is valid too.
-pub fn config(data: &[u8]) {
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
-    };
-    let Ok(mut cfg) = Config::from_toml(text, CONFIG_ORIGIN) else {
-        return;
-    };
-    match cfg.validate_as(CONFIG_ORIGIN) {
-        Ok(_) => {
-            cfg.server.dispatch = Some(cfg.dispatch());
-            let _ = serde_json::to_string_pretty(&cfg);
-            if let Ok(effective) = toml::to_string_pretty(&cfg) {
-                let again = Config::from_toml(&effective, CONFIG_ORIGIN)
-                    .and_then(|c| c.validate_as(CONFIG_ORIGIN));
-                if let Err(e) = again {
-                    panic!("the effective configuration does not load again: {e}\n{effective}");
-                }
-            }
-        }
-        Err(crate::error::Error::Config(msg)) => {
-            for m in msg.lines() {
-                let _ = crate::config::locate::line_of(text, CONFIG_ORIGIN, m);
-            }
-        }
-        Err(_) => {}
-    }
 }
 
 /// The bytes of a journal segment file, damaged or not: read as `Journal::open` reads the

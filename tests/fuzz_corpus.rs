@@ -19,7 +19,7 @@ const TARGETS: [(&str, EntryPoint); 6] = [
     ("response", stampd::fuzzing::response),
     ("certificate", stampd::fuzzing::certificate),
     ("http_head", stampd::fuzzing::http_head),
-    ("config", stampd::fuzzing::config),
+    ("config", stampd::config::fuzzing::config),
     ("journal", stampd::fuzzing::journal),
 ];
 

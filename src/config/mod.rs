@@ -5,6 +5,7 @@
 //! Every field's default and unit is documented here and in `config/stampd.example.toml`.
 
 pub mod build;
+pub mod fuzzing;
 pub mod locate;
 pub mod secret;
 pub mod validate;
