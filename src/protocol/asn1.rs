@@ -167,3 +167,19 @@ impl<'a> DecodeValue<'a> for GeneralizedTimeRef<'a> {
 impl FixedTag for GeneralizedTimeRef<'_> {
     const TAG: Tag = Tag::GeneralizedTime;
 }
+
+/// The content octets of an INTEGER that must not be negative (versions, nonces, serials).
+pub fn non_negative(i: der::asn1::IntRef<'_>) -> der::Result<&[u8]> {
+    match i.as_bytes() {
+        [b, ..] if b & 0x80 != 0 => Err(Tag::Integer.value_error()),
+        bytes => Ok(bytes),
+    }
+}
+
+/// A non-negative INTEGER that fits in a u64 (versions, accuracy parts).
+pub fn small_uint(i: der::asn1::IntRef<'_>) -> der::Result<u64> {
+    match non_negative(i)? {
+        b if b.len() > 9 || (b.len() == 9 && b[0] != 0) => Err(Tag::Integer.value_error()),
+        b => Ok(b.iter().fold(0u64, |v, &x| (v << 8) | u64::from(x))),
+    }
+}

@@ -270,18 +270,8 @@ fn decode_der(input: &[u8]) -> Result<TimeStampReq<'_>, Malformed> {
         outer.finish(req)?;
     // INTEGER content octets, minimal (checked by `der`); version and nonce are never
     // negative.
-    fn non_negative(i: IntRef<'_>) -> Result<&[u8], Malformed> {
-        match i.as_bytes() {
-            [b, ..] if b & 0x80 != 0 => Err(Malformed::Der),
-            bytes => Ok(bytes),
-        }
-    }
-    let version = non_negative(version)?;
-    if version.len() > 9 || (version.len() == 9 && version[0] != 0) {
-        return Err(Malformed::Der);
-    }
-    let version = version.iter().fold(0u64, |v, &b| (v << 8) | u64::from(b));
-    let nonce = nonce.map(non_negative).transpose()?;
+    let version = asn1::small_uint(version)?;
+    let nonce = nonce.map(asn1::non_negative).transpose()?;
     let cert_req = asn1::no_explicit_default(cert_req).map_err(|_| Malformed::ExplicitDefault)?;
     if nonce.is_some_and(|n| n.len() > MAX_NONCE_OCTETS) {
         return Err(Malformed::NonceTooLong);

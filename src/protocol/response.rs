@@ -11,7 +11,7 @@ use ::der::{Decode, Reader, SliceReader, Tag, TagMode, TagNumber};
 use cms::content_info::ContentInfo;
 use cms::signed_data::{SignedData, SignerIdentifier};
 
-use super::asn1::{GeneralizedTimeRef, MessageImprintRef, OidRef};
+use super::asn1::{small_uint, GeneralizedTimeRef, MessageImprintRef, OidRef};
 use super::oid;
 use super::status::{FailureInfo, PkiStatus};
 use super::time::Timestamp;
@@ -309,15 +309,6 @@ impl<'a> ::der::DecodeValue<'a> for ImplicitSetRef<'a> {
 
 impl ::der::FixedTag for ImplicitSetRef<'_> {
     const TAG: Tag = Tag::Set;
-}
-
-/// A non-negative INTEGER that fits in a u64.
-fn small_uint(i: IntRef<'_>) -> ::der::Result<u64> {
-    match i.as_bytes() {
-        [b, ..] if b & 0x80 != 0 => Err(Tag::Integer.value_error()),
-        b if b.len() > 9 || (b.len() == 9 && b[0] != 0) => Err(Tag::Integer.value_error()),
-        b => Ok(b.iter().fold(0u64, |v, &x| (v << 8) | u64::from(x))),
-    }
 }
 
 /// Decodes a DER `TSTInfo` (the eContent of a token), strictly.
