@@ -110,39 +110,18 @@ pub fn certificate(data: &[u8]) {
     }
 }
 
-/// The DER TLVs at the start of `data`, back to back, up to the first whose header does not
-/// read or whose value is cut short. Only splits: each certificate is parsed strictly later.
-/// (Its own reader, not `protocol`'s, so that it does not follow that floor's internals.)
+/// The DER TLVs at the start of `data`, back to back, up to the first that does not read
+/// whole (`der`'s reader). Only splits: each certificate is parsed strictly later.
 fn der_sequence(data: &[u8]) -> Vec<Vec<u8>> {
+    use ::der::Reader;
+    let Ok(mut r) = ::der::SliceReader::new(data) else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
-    let mut rest = data;
-    while let Some(len) = tlv_len_at(rest) {
-        let (tlv, next) = rest.split_at(len);
+    while let Ok(tlv) = r.tlv_bytes() {
         out.push(tlv.to_vec());
-        rest = next;
     }
     out
-}
-
-/// The whole length of the TLV at the start of `b` (a one-octet tag; a definite length,
-/// short or long form with up to 4 octets, X.690 §8.1.3), when all of it is there.
-fn tlv_len_at(b: &[u8]) -> Option<usize> {
-    let first = *b.get(1)?;
-    let (header, len) = if first < 0x80 {
-        (2, usize::from(first))
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 {
-            return None;
-        }
-        let octets = b.get(2..2 + n)?;
-        let len = octets
-            .iter()
-            .fold(0usize, |acc, &o| acc << 8 | usize::from(o));
-        (2 + n, len)
-    };
-    let total = len.checked_add(header)?;
-    (total <= b.len()).then_some(total)
 }
 
 /// Bytes received on a connection: request heads parsed with the default HTTP limits and
