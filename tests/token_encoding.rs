@@ -189,6 +189,17 @@ fn key(kind: KeyType, padding: RsaPadding) -> Key {
     }
 }
 
+/// The request of `case`, as a client encodes it.
+fn request_body(case: &Case) -> Vec<u8> {
+    request::encode(
+        case.hash,
+        &case.digest,
+        None,
+        case.nonce.as_deref(),
+        case.cert_req,
+    )
+}
+
 /// The response `protocol::token` splices for `case`.
 fn spliced(key: &Key, case: &Case) -> Vec<u8> {
     let signer = SignerTemplate::new(key.scheme, &key.chain, case.ess).unwrap();
@@ -201,13 +212,7 @@ fn spliced(key: &Key, case: &Case) -> Vec<u8> {
         case.qualified,
     )
     .unwrap();
-    let body = request::encode(
-        case.hash,
-        &case.digest,
-        None,
-        case.nonce.as_deref(),
-        case.cert_req,
-    );
+    let body = request_body(case);
     let req = request::decode(&body).unwrap();
     let prepared = token::prepare(
         &signer,
@@ -233,14 +238,8 @@ fn typed(key: &Key, case: &Case) -> Vec<u8> {
     let digest_alg = key.scheme.digest();
 
     // TSTInfo
-    let request_body = request::encode(
-        case.hash,
-        &case.digest,
-        None,
-        case.nonce.as_deref(),
-        case.cert_req,
-    );
-    let req = request::decode(&request_body).unwrap();
+    let body = request_body(case);
+    let req = request::decode(&body).unwrap();
     let imprint = MessageImprintRef::from_der(req.message_imprint).unwrap();
     let time_text = gen_time_text(case.time, case.precision);
     let accuracy = (!case.accuracy.is_zero()).then(|| AccuracyDer {
