@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use config::{AuditConfig, BatchConfig, Durability, JournalConfig, StoreKind};
-pub use record::{Record, RequestDigest};
+pub use record::{Entry, Event, Record, RequestDigest};
 pub use sink::{AuditSink, Discard, Durable, Full, Memory};
 
 use crate::error::Error;
@@ -148,6 +148,10 @@ impl AuditSink for Trail {
         self.writer.submit(record, durable)
     }
 
+    fn event(&self, event: Event) -> Result<(), Full> {
+        self.writer.event(event)
+    }
+
     fn writable(&self) -> Result<(), Error> {
         match self.budget.state() {
             BudgetState::Full => Err(Error::AuditNoSpace),
@@ -172,7 +176,7 @@ impl AuditSink for Trail {
 }
 
 impl writer::Store for Journal {
-    fn commit(&mut self, batch: &[Record]) -> Result<(), String> {
+    fn commit(&mut self, batch: &[Entry]) -> Result<(), String> {
         self.append(batch).map_err(|e| format!("journal: {e}"))
     }
 

@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use super::journal::{self, Kind, Next, Position, Reader};
-use super::record::Record;
+use super::journal::{self, Next, Position, Reader};
+use super::record::{Entry, Record};
 use crate::protocol::Timestamp;
 
 /// What `stampd audit query` looks for; every field set must match.
@@ -25,12 +25,15 @@ pub struct Query {
     pub service: Option<String>,
     /// The outcome as [`Record::status`] names it: `granted` or `rejection`.
     pub status: Option<String>,
+    /// The entry's kind (`--kind`): `request`, or an event kind such as `clock`. Without
+    /// it, requests and events both match (an event only when no request field is asked).
+    pub kind: Option<String>,
 }
 
 /// Where reading the journal stopped before its end.
 #[derive(Debug)]
 pub enum Damage {
-    /// A record frame whose body does not decode.
+    /// A record or event frame whose body does not decode.
     Undecodable {
         /// The frame's sequence number.
         seq: u64,
@@ -47,15 +50,36 @@ pub enum Damage {
 }
 
 impl Query {
-    /// Whether `r` matches every field set (`identity` is not checked here: a journal
+    /// Whether `e` matches every field set (`identity` is not checked here: a journal
     /// holds one TSA's records).
-    pub fn matches(&self, r: &Record) -> bool {
-        let t = r.time.unix_nanos();
+    pub fn matches(&self, e: &Entry) -> bool {
+        let t = e.time().unix_nanos();
+        let in_time = self.from.is_none_or(|f| t >= f.unix_nanos())
+            && self.to.is_none_or(|to| t <= to.unix_nanos());
+        match e {
+            Entry::Request(r) => {
+                in_time && self.kind.as_deref().is_none_or(|k| k == "request") && self.matches_request(r)
+            }
+            Entry::Event(ev) => {
+                in_time
+                    && self.kind.as_deref().is_none_or(|k| k == &*ev.kind)
+                    && !self.asks_request_fields()
+            }
+        }
+    }
+
+    /// Whether a field only requests have is asked for (events never match those).
+    pub fn asks_request_fields(&self) -> bool {
+        self.serial.is_some()
+            || self.imprint.is_some()
+            || self.service.is_some()
+            || self.status.is_some()
+    }
+
+    fn matches_request(&self, r: &Record) -> bool {
         self.serial
             .as_ref()
             .is_none_or(|s| r.serial().is_some_and(|rs| rs[..] == s[..]))
-            && self.from.is_none_or(|f| t >= f.unix_nanos())
-            && self.to.is_none_or(|to| t <= to.unix_nanos())
             && self
                 .imprint
                 .as_ref()
@@ -70,7 +94,7 @@ impl Query {
     pub fn in_journal(
         &self,
         dir: &Path,
-        mut each: impl FnMut(u64, Record) -> bool,
+        mut each: impl FnMut(u64, Entry) -> bool,
     ) -> Result<Option<Damage>, String> {
         if journal::segments(dir).map_or(true, |s| s.is_empty()) {
             return Err(format!("{}: no audit journal here", dir.display()));
@@ -78,18 +102,17 @@ impl Query {
         let mut reader = Reader::open(dir, None).map_err(|e| e.to_string())?;
         loop {
             match reader.next_settled(dir).map_err(|e| e.to_string())? {
-                Next::Frame(f) if f.kind == Kind::Record => {
-                    let r = match Record::decode(&f.body) {
-                        Ok(r) => r,
-                        Err(error) => {
-                            return Ok(Some(Damage::Undecodable { seq: f.seq, error }));
-                        }
-                    };
-                    if self.matches(&r) && !each(f.seq, r) {
-                        return Ok(None);
+                Next::Frame(f) => match journal::entry(&f) {
+                    None => {}
+                    Some(Err(error)) => {
+                        return Ok(Some(Damage::Undecodable { seq: f.seq, error }));
                     }
-                }
-                Next::Frame(_) => {}
+                    Some(Ok(e)) => {
+                        if self.matches(&e) && !each(f.seq, e) {
+                            return Ok(None);
+                        }
+                    }
+                },
                 Next::End { .. } => return Ok(None),
                 Next::Corrupt { at, reason } => return Ok(Some(Damage::Corrupt { at, reason })),
             }

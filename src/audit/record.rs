@@ -1,6 +1,8 @@
-//! One audit record: what happened to one request, and its compact binary form in the
-//! journal. The encoding is ours and versioned (first byte); every length is explicit, so a
-//! record decodes without trusting anything but its own bytes.
+//! One audit entry: a [`Record`] of what happened to one request, or an [`Event`] of the
+//! TSA itself (a clock synchronisation event), and their compact binary forms in the
+//! journal (each in a frame of its own kind). The encodings are ours and versioned (first
+//! byte); every length is explicit, so an entry decodes without trusting anything but its
+//! own bytes.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -263,6 +265,7 @@ impl Record {
         let (fail_info, http_status) = self.fail_info_and_http_status();
         serde_json::json!({
             "seq": seq,
+            "kind": "request",
             "serial": self.serial().map(|s| serial_hex(s)),
             "status": self.status(),
             "fail_info": fail_info,
@@ -283,6 +286,125 @@ impl Record {
             "request_sha256": self.request_digest.map(|d| hex(&d.sha256)),
             "request_length": self.request_digest.map(|d| d.len),
         })
+    }
+}
+
+/// Version of the [`Event`] encoding.
+const EVENT_VERSION: u8 = 1;
+
+/// Something that happened to the TSA rather than to a request: a clock synchronisation
+/// event (ETSI EN 319 421 asks for every one to be recorded). Kept in the same hash chain as
+/// the requests' records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// When it happened (the system time: the event may be that the clock is not trusted).
+    pub time: Timestamp,
+    /// What it is about: `clock`.
+    pub kind: Arc<str>,
+    /// What happened, e.g. `out-of-sync`, `back-in-sync`, `falseticker`.
+    pub name: Arc<str>,
+    /// One line for people.
+    pub message: String,
+    /// The particulars, a JSON object (text).
+    pub detail: String,
+}
+
+impl Event {
+    /// Exactly the length of [`Event::encode`]'s output.
+    pub fn encoded_len(&self) -> usize {
+        1 + 12 + 4 * 4 + self.kind.len() + self.name.len() + self.message.len() + self.detail.len()
+    }
+
+    /// Appends the binary form: the body of a journal event frame.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        out.push(EVENT_VERSION);
+        out.extend_from_slice(&self.time.unix_secs.to_le_bytes());
+        out.extend_from_slice(&self.time.nanos.to_le_bytes());
+        for text in [&*self.kind, &*self.name, &self.message, &self.detail] {
+            put_bytes(out, text.as_bytes());
+        }
+    }
+
+    /// Reads an event written by [`Event::encode`].
+    pub fn decode(bytes: &[u8]) -> Result<Event, &'static str> {
+        let mut r = Cursor(bytes);
+        if r.u8()? != EVENT_VERSION {
+            return Err("unknown event version");
+        }
+        let time = Timestamp {
+            unix_secs: i64::from_le_bytes(r.array()?),
+            nanos: u32::from_le_bytes(r.array()?),
+        };
+        let mut text = || r.string()?.ok_or("event without text");
+        let (kind, name) = (text()?, text()?);
+        let (message, detail) = (text()?.to_string(), text()?.to_string());
+        if !r.0.is_empty() {
+            return Err("trailing bytes after the event");
+        }
+        Ok(Event {
+            time,
+            kind,
+            name,
+            message,
+            detail,
+        })
+    }
+
+    /// The JSON object of `stampd audit export` and `query`: `kind` (e.g. `clock`),
+    /// `event`, `time`, `message`, `detail`.
+    pub fn to_json(&self, seq: Option<u64>) -> serde_json::Value {
+        serde_json::json!({
+            "seq": seq,
+            "kind": &*self.kind,
+            "event": &*self.name,
+            "time": self.time.to_rfc3339(),
+            "message": self.message,
+            "detail": serde_json::from_str::<serde_json::Value>(&self.detail)
+                .unwrap_or(serde_json::Value::String(self.detail.clone())),
+        })
+    }
+}
+
+/// One entry of the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    /// A request and what happened to it.
+    Request(Record),
+    /// An event of the TSA itself.
+    Event(Event),
+}
+
+impl Entry {
+    /// Its time: genTime or answer time of a request, the time of an event.
+    pub fn time(&self) -> Timestamp {
+        match self {
+            Entry::Request(r) => r.time,
+            Entry::Event(e) => e.time,
+        }
+    }
+
+    /// Exactly the length of [`Entry::encode`]'s output.
+    pub fn encoded_len(&self) -> usize {
+        match self {
+            Entry::Request(r) => r.encoded_len(),
+            Entry::Event(e) => e.encoded_len(),
+        }
+    }
+
+    /// The frame body.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Entry::Request(r) => r.encode(out),
+            Entry::Event(e) => e.encode(out),
+        }
+    }
+
+    /// The JSON object of `export` and `query`.
+    pub fn to_json(&self, seq: Option<u64>) -> serde_json::Value {
+        match self {
+            Entry::Request(r) => r.to_json(seq),
+            Entry::Event(e) => e.to_json(seq),
+        }
     }
 }
 
@@ -427,6 +549,33 @@ pub(crate) mod tests {
         assert_eq!(Record::decode(&out).unwrap(), r);
         out[0] = 3;
         assert_eq!(Record::decode(&out), Err("unknown record version"));
+    }
+
+    #[test]
+    fn events_round_trip_and_show_their_kind() {
+        let e = Event {
+            time: Timestamp {
+                unix_secs: 1_795_000_000,
+                nanos: 5,
+            },
+            kind: "clock".into(),
+            name: "out-of-sync".into(),
+            message: "clock out-of-sync: 1 of 3 servers agree".into(),
+            detail: r#"{"offset_ms":1.5}"#.into(),
+        };
+        let mut out = Vec::new();
+        e.encode(&mut out);
+        assert_eq!(out.len(), e.encoded_len());
+        assert_eq!(Event::decode(&out).unwrap(), e);
+        for n in 0..out.len() {
+            assert!(Event::decode(&out[..n]).is_err(), "prefix {n}");
+        }
+        let j = Entry::Event(e).to_json(Some(3));
+        assert_eq!(j["kind"], "clock");
+        assert_eq!(j["event"], "out-of-sync");
+        assert_eq!(j["detail"]["offset_ms"], 1.5);
+        assert_eq!(j["time"], "2026-11-18T11:06:40.000000005Z");
+        assert_eq!(Entry::Request(sample(1)).to_json(None)["kind"], "request");
     }
 
     #[test]

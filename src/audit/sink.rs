@@ -4,7 +4,7 @@
 
 use std::sync::Mutex;
 
-use super::Record;
+use super::{Event, Record};
 use crate::error::Error;
 
 /// Fires with `true` once the record is durable, `false` when its batch failed.
@@ -43,6 +43,10 @@ pub trait AuditSink: Send + Sync {
     /// Takes one record. With `durable`, the answer is a [`Durable`] that fires once the
     /// record is committed (group commit); without, the record is queued (async).
     fn submit(&self, record: Record, durable: bool) -> Result<Option<Durable>, Full>;
+    /// Takes one event of the TSA itself (a clock synchronisation event), in the same
+    /// chain as the records, without a durability wait. Called by the `stampd-clock`
+    /// thread; never blocks. `Err(Full)`: the caller keeps it and offers it again.
+    fn event(&self, event: Event) -> Result<(), Full>;
     /// Whether the trail can take records now: `Err` (e.g. [`Error::AuditNoSpace`] when the
     /// journal's disk budget is used up) makes the audit filter refuse requests before they
     /// are signed and `/ready` answer 503. Called on every request thread: one atomic read,
@@ -73,11 +77,15 @@ impl AuditSink for Discard {
     fn submit(&self, _record: Record, _durable: bool) -> Result<Option<Durable>, Full> {
         Ok(None)
     }
+
+    fn event(&self, _event: Event) -> Result<(), Full> {
+        Ok(())
+    }
 }
 
-/// Keeps every record in memory, durable at once (unit tests).
+/// Keeps every record (and, apart, every event) in memory, durable at once (unit tests).
 #[derive(Debug, Default)]
-pub struct Memory(pub Mutex<Vec<Record>>);
+pub struct Memory(pub Mutex<Vec<Record>>, pub Mutex<Vec<Event>>);
 
 impl AuditSink for Memory {
     fn submit(&self, record: Record, durable: bool) -> Result<Option<Durable>, Full> {
@@ -87,5 +95,10 @@ impl AuditSink for Memory {
             let _ = tx.send(true);
             rx
         }))
+    }
+
+    fn event(&self, event: Event) -> Result<(), Full> {
+        self.1.lock().map_err(|_| Full)?.push(event);
+        Ok(())
     }
 }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError};
 use futures_channel::oneshot;
 
-use super::record::Record;
+use super::record::{Entry, Event, Record};
 use super::{AuditSink, Durable, Full};
 
 /// Longest a shutdown waits for the writer to commit what is queued.
@@ -50,7 +50,7 @@ const STOP_DEADLINE: Duration = Duration::from_secs(30);
 ///   as is by `GET /metrics` until the next one.
 pub trait Store: Send + 'static {
     /// Makes the whole batch durable, or none of it.
-    fn commit(&mut self, batch: &[Record]) -> Result<(), String>;
+    fn commit(&mut self, batch: &[Entry]) -> Result<(), String>;
     /// Housekeeping once a batch's waiters are released (the journal begins a new segment
     /// here, so a failure there fails no batch).
     fn after_commit(&mut self) {}
@@ -85,8 +85,8 @@ pub struct Limits {
     reason = "records travel by value; boxing adds an allocation per request"
 )]
 enum Msg {
-    /// A record and its group-commit waiter.
-    Record(Record, Option<oneshot::Sender<bool>>),
+    /// A record or event and its group-commit waiter.
+    Entry(Entry, Option<oneshot::Sender<bool>>),
     /// Commit what is queued, then stop and say so.
     Stop(std::sync::mpsc::Sender<()>),
 }
@@ -143,25 +143,18 @@ impl Writer {
     }
 }
 
-impl AuditSink for Writer {
-    fn submit(&self, record: Record, durable: bool) -> Result<Option<Durable>, Full> {
-        let (ack, wait) = if durable {
-            let (tx, rx) = oneshot::channel();
-            (Some(tx), Some(rx))
-        } else {
-            (None, None)
-        };
+impl Writer {
+    /// Queues `m` unless stopping or full.
+    fn send(&self, m: Msg) -> Result<(), Full> {
         // Counted in flight before the stop flag is read: a stop waits for every
         // submission that got past the flag, so none lands after the last batch.
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         let sent = if self.stopped.load(Ordering::SeqCst) {
             Err(Full)
         } else {
-            self.tx
-                .try_send(Msg::Record(record, ack))
-                .map_err(|e| match e {
-                    TrySendError::Full(_) | TrySendError::Disconnected(_) => Full,
-                })
+            self.tx.try_send(m).map_err(|e| match e {
+                TrySendError::Full(_) | TrySendError::Disconnected(_) => Full,
+            })
         };
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
         match sent {
@@ -172,7 +165,24 @@ impl AuditSink for Writer {
                 self.stats.refused.fetch_add(1, Ordering::Relaxed);
             }
         }
-        sent.map(|()| wait)
+        sent
+    }
+}
+
+impl AuditSink for Writer {
+    fn submit(&self, record: Record, durable: bool) -> Result<Option<Durable>, Full> {
+        let (ack, wait) = if durable {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        self.send(Msg::Entry(Entry::Request(record), ack))
+            .map(|()| wait)
+    }
+
+    fn event(&self, event: Event) -> Result<(), Full> {
+        self.send(Msg::Entry(Entry::Event(event), None))
     }
 
     fn flush_and_stop(&self) -> bool {
@@ -223,13 +233,13 @@ impl AuditSink for Writer {
 /// Adds a message to the batch, or notes the stop request.
 fn take(
     m: Msg,
-    batch: &mut Vec<Record>,
+    batch: &mut Vec<Entry>,
     acks: &mut Vec<oneshot::Sender<bool>>,
     bytes: &mut usize,
     stop: &mut Option<std::sync::mpsc::Sender<()>>,
 ) {
     match m {
-        Msg::Record(r, ack) => {
+        Msg::Entry(r, ack) => {
             *bytes += r.encoded_len();
             batch.push(r);
             acks.extend(ack);
@@ -325,7 +335,7 @@ fn run(
 /// Commits one batch and releases its waiters; false when it failed.
 fn commit(
     store: &mut impl Store,
-    batch: &mut Vec<Record>,
+    batch: &mut Vec<Entry>,
     acks: &mut Vec<oneshot::Sender<bool>>,
     stats: &Stats,
 ) -> bool {
@@ -377,7 +387,7 @@ mod tests {
     }
 
     impl Store for Batches {
-        fn commit(&mut self, batch: &[Record]) -> Result<(), String> {
+        fn commit(&mut self, batch: &[Entry]) -> Result<(), String> {
             self.entered.fetch_add(1, Ordering::SeqCst);
             let _gate = self.gate.lock().unwrap();
             self.seen.lock().unwrap().push(batch.len());

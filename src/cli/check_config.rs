@@ -16,6 +16,10 @@ pub(super) fn check_config(path: &Path, json: bool) -> CmdResult {
         Ok(_) => {
             // Effective: the defaults that depend on other settings, resolved.
             cfg.server.dispatch = Some(cfg.dispatch());
+            // Warnings go to stderr, so the effective configuration stays loadable.
+            for w in cfg.clock.warnings() {
+                eprintln!("{}: warning: {w}", path.display());
+            }
             if json {
                 say!(
                     "{}",

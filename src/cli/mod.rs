@@ -4,6 +4,7 @@
 mod audit;
 mod check_config;
 mod client;
+mod clock;
 mod hsm;
 mod init;
 mod serve;
@@ -115,9 +116,25 @@ enum Command {
     /// The audit trail: verify, export and query the journal; PostgreSQL schema.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// The clock's sync monitor.
+    #[command(subcommand)]
+    Clock(ClockCommand),
     /// Keys in an HSM (PKCS#11): list, generate, request and store a certificate, self-test.
     #[command(subcommand)]
     Hsm(hsm::HsmCommand),
+}
+
+#[derive(Subcommand)]
+enum ClockCommand {
+    /// Query the configured time sources once and print what the monitor would decide
+    /// (per server: offset, delay, stratum, leap; the verdict). Exit 0 in sync, 1 out.
+    Status {
+        /// TOML configuration (its `[clock]`); default: the embedded default.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Runs the command line: parses the arguments, runs the command, and gives its exit code
@@ -182,6 +199,7 @@ pub fn main() -> ExitCode {
         ),
         Command::CheckConfig { file, json } => check_config::check_config(&file, json),
         Command::Audit(cmd) => audit::audit(cmd),
+        Command::Clock(ClockCommand::Status { config, json }) => clock::status(config, json),
         Command::Hsm(cmd) => hsm::hsm(cmd),
     };
     match result {

@@ -6,9 +6,28 @@
 //! [`wall_now`], which makes no such promise. clippy.toml forbids `SystemTime::now` and
 //! `OffsetDateTime::now_utc` everywhere but here.
 
+pub mod chrony;
+pub mod config;
+pub mod monitor;
+pub mod quorum;
+pub mod sntp;
+pub mod verdict;
+
 use std::time::SystemTime;
 
 use crate::protocol::Timestamp;
+
+/// One trusted reading of the clock: genTime, and the error bound the sync monitor vouches
+/// for at that moment (the policy refuses when it exceeds its declared accuracy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reading {
+    /// The current UTC time, to nanoseconds.
+    pub time: Timestamp,
+    /// The largest distance of `time` from UTC that the monitor vouches for, µs: the
+    /// sources' |offset| + error bound. 0 where nothing is measured (`sync = "none"`, a
+    /// fixed test clock).
+    pub bound_us: u64,
+}
 
 /// Why the trusted time cannot be read. Answered with `timeNotAvailable` (RFC 3161 §2.4.2),
 /// never with a wrong time.
@@ -18,6 +37,22 @@ pub enum ClockError {
     /// before 1970, or a test clock was built without a time.
     #[error("the clock is not synchronised")]
     NotSynchronised,
+    /// The sync monitor's verdict is "out of sync": no quorum of time servers agrees, the
+    /// offset is beyond `max_offset_ms`, or there has been no verdict yet.
+    #[error("the clock is out of sync")]
+    OutOfSync,
+    /// The monitor has not renewed its verdict in time (stalled or gone): fail closed.
+    #[error("the sync verdict has expired (the monitor is not reporting)")]
+    Expired,
+    /// Inside the window around an announced leap second (`leap_seconds = "pause"`).
+    #[error("a leap second is in progress")]
+    LeapSecond,
+    /// A leap second was announced under `leap_seconds = "stop"`: refused until restart.
+    #[error("a leap second was announced and leap_seconds = \"stop\": restart to resume")]
+    LeapStop,
+    /// The system clock was stepped back: refused until it passes every genTime issued.
+    #[error("the system clock was stepped back; waiting until it passes the last genTime")]
+    SteppedBack,
 }
 
 /// A source of genTime: the time stamped into every token.
@@ -37,9 +72,11 @@ pub enum ClockError {
 ///   a `timeNotAvailable` rejection and no token. An implementation must return `Err` rather
 ///   than a time it cannot vouch for.
 pub trait TimeSource: Send + Sync {
-    /// The current UTC time, to nanoseconds (cut to the policy's precision later), or why it
-    /// cannot be trusted.
-    fn now(&self) -> Result<Timestamp, ClockError>;
+    /// The current UTC time, to nanoseconds (cut to the policy's precision later), with its
+    /// error bound, or why it cannot be trusted.
+    fn now(&self) -> Result<Reading, ClockError>;
+    /// Appends Prometheus text for `GET /metrics` (the sync monitor's figures).
+    fn metrics(&self, _out: &mut String) {}
 }
 
 /// The operating system's wall-clock time, for everything that is **not** genTime: journal
@@ -57,20 +94,25 @@ pub fn wall_now() -> SystemTime {
     SystemTime::now()
 }
 
-/// The operating system's real-time clock, trusted as it is (no sync monitor yet): the
-/// production [`TimeSource`] and the default of the `clock` pre-filter.
+/// The operating system's real-time clock, trusted as it is, with no sync monitor: for unit
+/// tests and for [`crate::policy::Tsa`]s built without a configuration. A served TSA reads
+/// [`verdict::TrustedClock`] (even with `sync = "none"`, which still refuses after a step
+/// back).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;
 
 impl TimeSource for SystemClock {
-    fn now(&self) -> Result<Timestamp, ClockError> {
+    fn now(&self) -> Result<Reading, ClockError> {
         // A system clock set before 1970 is certainly not synchronised.
         let d = wall_now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_err(|_| ClockError::NotSynchronised)?;
-        Ok(Timestamp {
-            unix_secs: d.as_secs() as i64,
-            nanos: d.subsec_nanos(),
+        Ok(Reading {
+            time: Timestamp {
+                unix_secs: d.as_secs() as i64,
+                nanos: d.subsec_nanos(),
+            },
+            bound_us: 0,
         })
     }
 }
@@ -81,7 +123,9 @@ impl TimeSource for SystemClock {
 pub struct FixedClock(pub Option<Timestamp>);
 
 impl TimeSource for FixedClock {
-    fn now(&self) -> Result<Timestamp, ClockError> {
-        self.0.ok_or(ClockError::NotSynchronised)
+    fn now(&self) -> Result<Reading, ClockError> {
+        self.0
+            .map(|time| Reading { time, bound_us: 0 })
+            .ok_or(ClockError::NotSynchronised)
     }
 }

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::ValidatedConfig;
-use crate::audit::AuditSink;
+use crate::audit::{AuditSink, Event};
+use crate::clock::monitor::{EventSink, Monitor};
 use crate::clock::{SystemClock, TimeSource};
 use crate::error::Error;
 use crate::frontend::config::Listener;
@@ -37,20 +38,16 @@ pub struct Built {
     pub data_dir: PathBuf,
 }
 
-/// Builds the runtime parts from a validated configuration, with the system clock.
-pub fn build(config: &ValidatedConfig) -> Result<Built, Error> {
-    build_with_clock(config, Arc::new(SystemClock))
-}
-
-/// [`build`] with `clock` as the source of genTime.
-pub fn build_with_clock(
-    valid: &ValidatedConfig,
-    clock: Arc<dyn TimeSource>,
-) -> Result<Built, Error> {
+/// Builds the runtime parts from a validated configuration, and starts the audit writer
+/// and the clock's sync monitor (its first poll runs here, so a server whose time sources
+/// answer is in sync from its first request).
+pub fn build(valid: &ValidatedConfig) -> Result<Built, Error> {
     let config = &valid.config;
     let data_dir = valid.data_dir.clone();
     std::fs::create_dir_all(&data_dir).map_err(|e| Error::io(&data_dir, e))?;
-    let now = clock.now().map_err(|_| Error::TimeUnavailable)?;
+    // Wall time, not genTime: for the signers' start-up validity checks and the serial
+    // epoch, which must work while the clock is not (yet) trusted.
+    let now = SystemClock.now().map_err(|_| Error::TimeUnavailable)?.time;
 
     let mut signers: BTreeMap<&str, Arc<dyn TokenSigner>> = BTreeMap::new();
     for (name, sc) in &valid.signers {
@@ -71,6 +68,13 @@ pub fn build_with_clock(
     )?;
     let password = postgres_password(&config.audit, valid.postgres_password_file.as_deref())?;
     let audit = config.audit.start(&valid.journal_dir, password)?;
+    let mut monitor = Monitor::new(&config.clock, clock_events(audit.clone()));
+    monitor.announce();
+    monitor.poll();
+    let clock: Arc<dyn TimeSource> = Arc::new(monitor.clock());
+    monitor
+        .spawn()
+        .map_err(|e| Error::Config(format!("cannot start the clock monitor: {e}")))?;
     let mut services = Vec::new();
     for sc in &valid.services {
         let signer = signers
@@ -131,6 +135,28 @@ pub fn build_with_clock(
         audit,
         listeners: valid.listeners.clone(),
         data_dir,
+    })
+}
+
+/// The monitor's events as audit [`Event`]s (`kind = "clock"`), in the trail's hash chain.
+fn clock_events(audit: Arc<dyn AuditSink>) -> EventSink {
+    Box::new(move |e| {
+        let time = SystemClock.now().map_or(
+            crate::protocol::Timestamp {
+                unix_secs: 0,
+                nanos: 0,
+            },
+            |r| r.time,
+        );
+        audit
+            .event(Event {
+                time,
+                kind: "clock".into(),
+                name: e.name.into(),
+                message: e.message.clone(),
+                detail: e.detail.to_string(),
+            })
+            .is_ok()
     })
 }
 

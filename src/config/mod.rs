@@ -55,6 +55,9 @@ pub struct Config {
     /// The audit trail: journal, batching, durability, PostgreSQL.
     #[serde(default)]
     pub audit: crate::audit::AuditConfig,
+    /// `[clock]`: the sync monitor (SNTP quorum, chrony, or none for development).
+    #[serde(default)]
+    pub clock: crate::clock::config::ClockConfig,
 }
 
 impl Default for Config {
@@ -70,6 +73,7 @@ impl Default for Config {
             filter: BTreeMap::new(),
             preprocess: BTreeMap::new(),
             audit: Default::default(),
+            clock: Default::default(),
         }
     }
 }

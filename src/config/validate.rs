@@ -82,6 +82,7 @@ impl Config {
         let mut errors = Vec::new();
         self.check_chains(origin, &mut errors);
         errors.extend(self.audit.validate());
+        errors.extend(self.clock.validate());
         for (name, sc) in &self.signer {
             errors.extend(sc.validate(name));
         }

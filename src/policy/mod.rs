@@ -374,6 +374,7 @@ impl Tsa {
             }
         }
         self.audit.metrics(&mut out);
+        self.clock.metrics(&mut out);
         for (name, signer) in &self.signers {
             use std::fmt::Write as _;
             let _ = writeln!(
@@ -446,8 +447,17 @@ impl Tsa {
         // The seam: every check above has passed; nothing of the token exists yet.
         let extensions = filters::filter_request(policy, &req, x.meta)?;
         // From the clock filter's reading; the TSA's own clock when the service has none.
-        let reading = x.time.unwrap_or_else(|| self.clock.now());
-        let gen_time = reading.map_err(|_| Error::TimeUnavailable)?;
+        let reading = x
+            .time
+            .unwrap_or_else(|| self.clock.now())
+            .map_err(|_| Error::TimeUnavailable)?;
+        // The clock's error bound must fit the accuracy the token declares (ETSI EN 319 421:
+        // the time is within the declared accuracy of UTC, or no token).
+        let accuracy = policy.template.accuracy_us;
+        if accuracy != 0 && reading.bound_us > accuracy {
+            return Err(Error::TimeUnavailable.into());
+        }
+        let gen_time = reading.time;
         let signer = policy.signer.as_ref().unwrap_or(&svc.signer);
         let (not_before, not_after) = signer.validity();
         let t = gen_time.unix_nanos();

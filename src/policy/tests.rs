@@ -541,6 +541,9 @@ impl crate::audit::AuditSink for NearlyFull {
     ) -> Result<Option<crate::audit::Durable>, crate::audit::Full> {
         self.0.submit(record, durable)
     }
+    fn event(&self, event: crate::audit::Event) -> Result<(), crate::audit::Full> {
+        self.0.event(event)
+    }
     fn roomy(&self) -> bool {
         false
     }
@@ -730,6 +733,9 @@ fn a_full_audit_trail_refuses_instead_of_releasing_a_token() {
             _r: crate::audit::Record,
             _durable: bool,
         ) -> Result<Option<crate::audit::Durable>, crate::audit::Full> {
+            Err(crate::audit::Full)
+        }
+        fn event(&self, _e: crate::audit::Event) -> Result<(), crate::audit::Full> {
             Err(crate::audit::Full)
         }
     }

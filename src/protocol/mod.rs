@@ -10,6 +10,7 @@ pub mod oid;
 pub mod request;
 pub mod response;
 pub mod slash_dn;
+pub mod sntp;
 pub mod status;
 pub mod time;
 pub mod token;

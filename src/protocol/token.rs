@@ -424,6 +424,9 @@ pub struct PolicyTemplate {
     /// Which certificates a token carries when the request sets certReq (RFC 3161 §2.4.1:
     /// without certReq, none).
     pub include_certs: IncludeCerts,
+    /// The declared accuracy in µs (0: none declared): the most the clock's error bound
+    /// may be when a token is issued.
+    pub accuracy_us: u64,
 }
 
 impl PolicyTemplate {
@@ -452,6 +455,7 @@ impl PolicyTemplate {
             // version 1, then the policy OID (kept as bytes: see asn1.rs).
             head: [1u8.to_der()?, OidRef(policy.as_bytes()).to_der()?].concat(),
             accuracy: accuracy.encode()?,
+            accuracy_us: accuracy.total_micros(),
             extensions,
             precision,
             tsa_name: match tsa_name {

@@ -6,11 +6,10 @@ use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::super::record::Record;
 use super::budget::{DiskBudget, State};
 use super::frame::push_frame;
 use super::segment::{create_segment, segment_header, segment_path, segments};
-use super::{unix_now, Hash, Journal, Kind, Position, Progress};
+use super::{unix_now, Hash, Journal, Journaled, Kind, Position, Progress};
 use crate::protocol::hex::hex;
 
 /// How far ahead of the write position a segment is allocated and zero-filled. The fill
@@ -51,7 +50,7 @@ impl Journal {
     /// counts. A failed write whose bytes could be cut off again (disk full) may be retried
     /// with the next batch; a failed fdatasync, or a cut that fails, leaves the file in an
     /// unknown state, so the journal refuses every later batch until a restart repairs it.
-    pub fn append(&mut self, records: &[Record]) -> std::io::Result<()> {
+    pub fn append<T: Journaled>(&mut self, records: &[T]) -> std::io::Result<()> {
         if let Some(why) = &self.failed {
             return Err(std::io::Error::other(format!(
                 "journal stopped after an earlier failure ({why}); restart stampd"
@@ -65,7 +64,7 @@ impl Journal {
             // Checkpoints by seq, so they stay evenly spaced across restarts.
             let checkpoint = (seq + 1).is_multiple_of(self.settings.checkpoint_every);
             let last = i + 1 == records.len();
-            let kind = (Kind::Record, last && !checkpoint);
+            let kind = (r.kind(), last && !checkpoint);
             head = push_frame(&mut buf, kind, seq, &head, |out| r.encode(out));
             seq += 1;
             if checkpoint {

@@ -56,13 +56,53 @@ pub enum Kind {
     Record = 1,
     /// A checkpoint: its wall-clock time (Unix seconds, u64 LE); its hash is logged.
     Checkpoint = 2,
+    /// An audit [`Event`](super::Event) (a clock synchronisation event) in its binary form.
+    Event = 3,
 }
 
 impl Kind {
     fn from_u8(v: u8) -> Option<Kind> {
-        [Kind::Segment, Kind::Record, Kind::Checkpoint]
+        [Kind::Segment, Kind::Record, Kind::Checkpoint, Kind::Event]
             .into_iter()
             .find(|k| *k as u8 == v)
+    }
+}
+
+/// What the journal appends: a request's record, an event, or either.
+pub trait Journaled {
+    /// The frame kind it is written as.
+    fn kind(&self) -> Kind;
+    /// Appends the frame body.
+    fn encode(&self, out: &mut Vec<u8>);
+}
+
+impl Journaled for super::Record {
+    fn kind(&self) -> Kind {
+        Kind::Record
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        super::Record::encode(self, out)
+    }
+}
+
+impl Journaled for super::Entry {
+    fn kind(&self) -> Kind {
+        match self {
+            super::Entry::Request(_) => Kind::Record,
+            super::Entry::Event(_) => Kind::Event,
+        }
+    }
+    fn encode(&self, out: &mut Vec<u8>) {
+        super::Entry::encode(self, out)
+    }
+}
+
+/// The entry a record or event frame holds; `None` for segment headers and checkpoints.
+pub fn entry(frame: &Frame) -> Option<Result<super::Entry, &'static str>> {
+    match frame.kind {
+        Kind::Record => Some(super::Record::decode(&frame.body).map(super::Entry::Request)),
+        Kind::Event => Some(super::Event::decode(&frame.body).map(super::Entry::Event)),
+        Kind::Segment | Kind::Checkpoint => None,
     }
 }
 
@@ -207,6 +247,14 @@ pub mod fuzzing {
                     let _ = parse_segment_header(&frame.body);
                 }
                 Kind::Checkpoint => {}
+                Kind::Event => {
+                    if let Ok(e) = super::super::Event::decode(&frame.body) {
+                        let mut out = Vec::new();
+                        e.encode(&mut out);
+                        assert_eq!(out.len(), e.encoded_len(), "event encoded_len");
+                        assert_eq!(super::super::Event::decode(&out).as_ref(), Ok(&e));
+                    }
+                }
                 Kind::Record => {
                     if let Ok(r) = Record::decode(&frame.body) {
                         let mut out = Vec::new();

@@ -2,7 +2,6 @@
 
 use std::path::Path;
 
-use super::super::record::Record;
 use super::frame::parse_segment_header;
 use super::open::dirty_end;
 use super::reader::{Next, Reader};
@@ -14,6 +13,8 @@ use super::{Hash, Kind};
 pub struct Verified {
     /// Record frames read before the end or the first break.
     pub records: u64,
+    /// Event frames read (clock synchronisation events).
+    pub events: u64,
     /// Checkpoint frames read.
     pub checkpoints: u64,
     /// Segment files read.
@@ -27,6 +28,13 @@ pub struct Verified {
     pub incomplete_tail: u64,
     /// The first break, if any.
     pub broken: Option<String>,
+}
+
+fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Event => "event",
+        _ => "record",
+    }
 }
 
 /// Walks the whole journal: CRCs, the hash chain, seq continuity, segment headers.
@@ -119,9 +127,9 @@ pub fn verify(dir: &Path) -> std::io::Result<Verified> {
                 Some(_) => {}
             }
         }
-        if v.broken.is_none() && frame.kind == Kind::Record {
-            if let Err(e) = Record::decode(&frame.body) {
-                v.broken = fail(&format!("record does not decode: {e}"));
+        if v.broken.is_none() {
+            if let Some(Err(e)) = super::entry(&frame) {
+                v.broken = fail(&format!("{} does not decode: {e}", kind_name(frame.kind)));
             }
         }
         if v.broken.is_some() {
@@ -129,6 +137,7 @@ pub fn verify(dir: &Path) -> std::io::Result<Verified> {
         }
         match frame.kind {
             Kind::Record => v.records += 1,
+            Kind::Event => v.events += 1,
             Kind::Checkpoint => v.checkpoints += 1,
             Kind::Segment => {}
         }

@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use tokio_postgres::{Client, Statement};
 
-use super::rows::Rows;
+use super::rows::{EventRows, Rows};
 use super::schema::{migrate, INSERT};
 use super::target::{runtime, Target};
-use crate::audit::record::Record;
+use crate::audit::record::Entry;
 use crate::audit::writer::Store;
 
 /// `store = "postgres"`: each batch is one transaction; no journal.
@@ -68,12 +68,20 @@ impl DirectStore {
         }
     }
 
-    fn insert(&mut self, batch: &[Record], first_seq: u64) -> Result<(), String> {
+    fn insert(&mut self, batch: &[Entry], first_seq: u64) -> Result<(), String> {
         let (identity, journal) = (&self.identity, self.journal);
         let Some((client, stmt)) = self.client.as_mut() else {
             return Err("PostgreSQL: not connected".into());
         };
-        let rows = Rows::of((first_seq..).zip(batch));
+        let numbered = || (first_seq..).zip(batch);
+        let rows = Rows::of(numbered().filter_map(|(seq, e)| match e {
+            Entry::Request(r) => Some((seq, r)),
+            Entry::Event(_) => None,
+        }));
+        let events = EventRows::of(numbered().filter_map(|(seq, e)| match e {
+            Entry::Event(ev) => Some((seq, ev)),
+            Entry::Request(_) => None,
+        }));
         // The timer must be created inside the runtime.
         let done = self.rt.block_on(async {
             tokio::time::timeout(DB_DEADLINE, async {
@@ -82,6 +90,10 @@ impl DirectStore {
                     .await
                     .map_err(|e| format!("PostgreSQL: {e}"))?;
                 rows.insert(&tx, stmt, identity, journal)
+                    .await
+                    .map_err(|e| format!("PostgreSQL: {e}"))?;
+                events
+                    .insert(&tx, identity, journal)
                     .await
                     .map_err(|e| format!("PostgreSQL: {e}"))?;
                 tx.commit().await.map_err(|e| format!("PostgreSQL: {e}"))
@@ -93,7 +105,7 @@ impl DirectStore {
 }
 
 impl Store for DirectStore {
-    fn commit(&mut self, batch: &[Record]) -> Result<(), String> {
+    fn commit(&mut self, batch: &[Entry]) -> Result<(), String> {
         let first = self.seq + 1;
         self.seq += batch.len() as u64;
         // A connection the server closed while idle (restart, idle timeout, failover) is

@@ -1,12 +1,13 @@
-//! Records as rows: [`Rows`], the column arrays of one binary COPY or multi-row insert.
+//! Entries as rows: [`Rows`], the column arrays of one binary COPY or multi-row insert of
+//! records, and [`EventRows`], the events' insert.
 
 use std::time::Duration;
 
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Statement;
 
-use super::schema::COPY;
-use crate::audit::record::Record;
+use super::schema::{COPY, INSERT_EVENTS};
+use crate::audit::record::{Event, Record};
 use crate::protocol::HashAlg;
 
 /// Column arrays for one multi-row insert or COPY, borrowed from the records.
@@ -203,4 +204,57 @@ pub(super) enum CopyError {
     /// A row is there already (see [`Rows::copy`]).
     Unique,
     Failed(String),
+}
+
+/// Column arrays of the events of one batch.
+#[derive(Default)]
+pub(super) struct EventRows<'a> {
+    seq: Vec<i64>,
+    ns: Vec<i64>,
+    kind: Vec<&'a str>,
+    event: Vec<&'a str>,
+    message: Vec<&'a str>,
+    detail: Vec<&'a str>,
+}
+
+impl<'a> EventRows<'a> {
+    pub(super) fn of(events: impl Iterator<Item = (u64, &'a Event)>) -> EventRows<'a> {
+        let mut rows = EventRows::default();
+        for (seq, e) in events {
+            rows.seq.push(seq as i64);
+            rows.ns
+                .push(i64::try_from(e.time.unix_nanos()).unwrap_or(i64::MAX));
+            rows.kind.push(&e.kind);
+            rows.event.push(&e.name);
+            rows.message.push(&e.message);
+            rows.detail.push(&e.detail);
+        }
+        rows
+    }
+
+    /// Inserts every row (none: nothing to do); rows already there are skipped.
+    pub(super) async fn insert(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        identity: &str,
+        journal: i64,
+    ) -> Result<(), String> {
+        if self.seq.is_empty() {
+            return Ok(());
+        }
+        let params: [&(dyn ToSql + Sync); 8] = [
+            &identity,
+            &journal,
+            &self.seq,
+            &self.ns,
+            &self.kind,
+            &self.event,
+            &self.message,
+            &self.detail,
+        ];
+        tx.execute(INSERT_EVENTS, &params)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
 }

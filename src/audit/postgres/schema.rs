@@ -47,6 +47,21 @@ CREATE TABLE audit_position (
     r#"
 ALTER TABLE audit_record ADD COLUMN request_sha256 bytea, ADD COLUMN request_length integer;
 "#,
+    r#"
+CREATE TABLE audit_event (
+    tsa      text        NOT NULL,
+    journal  bigint      NOT NULL,
+    seq      bigint      NOT NULL,
+    time     timestamptz NOT NULL,
+    time_ns  bigint      NOT NULL,
+    kind     text        NOT NULL,
+    event    text        NOT NULL,
+    message  text        NOT NULL,
+    detail   jsonb       NOT NULL,
+    PRIMARY KEY (tsa, journal, seq)
+);
+CREATE INDEX audit_event_time ON audit_event (time);
+"#,
 ];
 
 /// A row shipped before (a crash between the commit and its acknowledgement) is skipped; a
@@ -67,6 +82,17 @@ FROM unnest($3::bigint[], $4::bytea[], $5::bigint[], $6::text[], $7::text[], $8:
     AS u(seq, serial, ns, status, fail_info, http_status, service, policy, policy_oid, hash,
          imprint, nonce, cert_req, client, key_id, latency, request, response, request_sha256,
          request_length)
+ON CONFLICT (tsa, journal, seq) DO NOTHING
+"#;
+
+/// Events (clock synchronisation events): few, so a multi-row insert; one shipped before is
+/// skipped.
+pub(super) const INSERT_EVENTS: &str = r#"
+INSERT INTO audit_event (tsa, journal, seq, time, time_ns, kind, event, message, detail)
+SELECT $1, $2, u.seq, timestamptz 'epoch' + (u.ns / 1000) * interval '1 microsecond', u.ns,
+    u.kind, u.event, u.message, u.detail::jsonb
+FROM unnest($3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::text[])
+    AS u(seq, ns, kind, event, message, detail)
 ON CONFLICT (tsa, journal, seq) DO NOTHING
 "#;
 

@@ -1,17 +1,73 @@
-//! Reading records back: [`select`], a [`Query`] run against PostgreSQL.
+//! Reading entries back: [`select`], a [`Query`] run against PostgreSQL.
 
 use std::sync::Arc;
 
 use tokio_postgres::Client;
 
 use crate::audit::query::Query;
-use crate::audit::record::{Record, RequestDigest};
+use crate::audit::record::{Entry, Event, Record, RequestDigest};
 use crate::outcome::Outcome;
 use crate::protocol::{FailureInfo, HashAlg, Timestamp};
 use crate::serial::SERIAL_LEN;
 
-/// Runs `query` against PostgreSQL; each match with its journal seq, in time order.
-pub async fn select(client: &Client, query: &Query) -> Result<Vec<(u64, Record)>, String> {
+/// Runs `query` against PostgreSQL; each match with its journal seq, in time order
+/// (records and events merged).
+pub async fn select(client: &Client, query: &Query) -> Result<Vec<(u64, Entry)>, String> {
+    let ns = |t: Option<Timestamp>| t.map(|t| i64::try_from(t.unix_nanos()).unwrap_or(i64::MAX));
+    let records = if query.kind.as_deref().is_none_or(|k| k == "request") {
+        select_records(client, query).await?
+    } else {
+        Vec::new()
+    };
+    let events = if query.kind.as_deref() == Some("request") || query.asks_request_fields() {
+        Vec::new()
+    } else {
+        let rows = client
+            .query(
+                "SELECT seq, time_ns, kind, event, message, detail::text FROM audit_event \
+                 WHERE ($1::text IS NULL OR tsa = $1) AND ($2::text IS NULL OR kind = $2) \
+                 AND ($3::bigint IS NULL OR time_ns >= $3) \
+                 AND ($4::bigint IS NULL OR time_ns <= $4) ORDER BY time_ns, seq",
+                &[&query.identity, &query.kind, &ns(query.from), &ns(query.to)],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        rows.iter().map(event_of_row).collect::<Result<Vec<_>, _>>()?
+    };
+    let mut all: Vec<(u64, Entry)> = records
+        .into_iter()
+        .map(|(seq, r)| (seq, Entry::Request(r)))
+        .chain(events)
+        .collect();
+    // Both lists are in time order; a stable sort merges them.
+    all.sort_by_key(|(seq, e)| (e.time().unix_nanos(), *seq));
+    Ok(all)
+}
+
+fn event_of_row(row: &tokio_postgres::Row) -> Result<(u64, Entry), String> {
+    let col = |e: tokio_postgres::Error| format!("audit_event row: {e}");
+    let ns: i64 = row.try_get(1).map_err(col)?;
+    let text = |i: usize| row.try_get::<_, String>(i).map_err(col);
+    Ok((
+        row.try_get::<_, i64>(0).map_err(col)? as u64,
+        Entry::Event(Event {
+            time: time_of_ns(ns),
+            kind: text(2)?.into(),
+            name: text(3)?.into(),
+            message: text(4)?,
+            detail: text(5)?,
+        }),
+    ))
+}
+
+fn time_of_ns(ns: i64) -> Timestamp {
+    Timestamp {
+        unix_secs: ns.div_euclid(1_000_000_000),
+        nanos: ns.rem_euclid(1_000_000_000) as u32,
+    }
+}
+
+async fn select_records(client: &Client, query: &Query) -> Result<Vec<(u64, Record)>, String> {
     let ns = |t: Option<Timestamp>| t.map(|t| i64::try_from(t.unix_nanos()).unwrap_or(i64::MAX));
     let rows = client
         .query(
@@ -62,10 +118,7 @@ fn record_of_row(row: &tokio_postgres::Row) -> Result<(u64, Record), String> {
             .map_err(col)
     };
     let record = Record {
-        time: Timestamp {
-            unix_secs: ns.div_euclid(1_000_000_000),
-            nanos: ns.rem_euclid(1_000_000_000) as u32,
-        },
+        time: time_of_ns(ns),
         outcome,
         service: row.try_get::<_, String>(6).map_err(col)?.into(),
         policy: text(7)?,

@@ -9,11 +9,11 @@ use std::time::Duration;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Client;
 
-use super::rows::{CopyError, Rows};
+use super::rows::{CopyError, EventRows, Rows};
 use super::schema::{migrate, INSERT, SET_POSITION};
 use super::target::{runtime, Target};
-use crate::audit::journal::{Kind, Next, Position, Progress, Reader};
-use crate::audit::record::Record;
+use crate::audit::journal::{self, Next, Position, Progress, Reader};
+use crate::audit::record::Entry;
 use crate::backoff::Backoff;
 
 /// Ships the journal to PostgreSQL from its last committed position.
@@ -192,8 +192,9 @@ impl Shipper {
                 .lock()
                 .map_or(Position::default(), |at| *at);
             let mut records = Vec::new();
+            let mut events = Vec::new();
             let mut advanced = false;
-            while records.len() < self.batch_rows {
+            while records.len() + events.len() < self.batch_rows {
                 let frame = match reader.next(limit).map_err(journal_err)? {
                     Next::Frame(f) => f,
                     Next::End { .. } => break,
@@ -215,11 +216,16 @@ impl Shipper {
                 }
                 advanced = true;
                 last = Some((frame.seq, frame.hash));
-                if frame.kind == Kind::Record {
-                    let r = Record::decode(&frame.body).map_err(|e| {
-                        ShipError::Journal(format!("frame {} does not decode: {e}", frame.seq))
-                    })?;
-                    records.push((frame.seq, r));
+                match journal::entry(&frame) {
+                    None => {}
+                    Some(Err(e)) => {
+                        return Err(ShipError::Journal(format!(
+                            "frame {} does not decode: {e}",
+                            frame.seq
+                        )))
+                    }
+                    Some(Ok(Entry::Request(r))) => records.push((frame.seq, r)),
+                    Some(Ok(Entry::Event(e))) => events.push((frame.seq, e)),
                 }
             }
             let Some((last_seq, last_hash)) = last.filter(|_| advanced) else {
@@ -231,6 +237,7 @@ impl Shipper {
             };
             let pos = reader.position();
             let rows = Rows::of(records.iter().map(|(seq, r)| (*seq, r)));
+            let event_rows = EventRows::of(events.iter().map(|(seq, e)| (*seq, e)));
             let position: [&(dyn ToSql + Sync); 6] = [
                 &self.identity,
                 &journal,
@@ -255,6 +262,10 @@ impl Shipper {
                             .await
                             .map_err(ShipError::Database)?;
                     }
+                    event_rows
+                        .insert(&tx, &self.identity, journal)
+                        .await
+                        .map_err(ShipError::Database)?;
                     tx.execute(&set_position, &position).await.map_err(db)?;
                     tx.commit().await.map_err(db)?;
                     Ok(true)
@@ -272,7 +283,7 @@ impl Shipper {
             }
             stats
                 .rows
-                .fetch_add(records.len() as u64, Ordering::Relaxed);
+                .fetch_add((records.len() + events.len()) as u64, Ordering::Relaxed);
             *shipped_any = true;
             self.progress.shipped_seq.store(last_seq, Ordering::Release);
         }

@@ -19,6 +19,7 @@ pub fn verify(dir: &Path, json: bool, out: &mut dyn Write) -> Result<u8, String>
         let j = serde_json::json!({
             "intact": v.broken.is_none(),
             "records": v.records,
+            "events": v.events,
             "checkpoints": v.checkpoints,
             "segments": v.segments,
             "first_seq": v.first_seq,
@@ -31,9 +32,10 @@ pub fn verify(dir: &Path, json: bool, out: &mut dyn Write) -> Result<u8, String>
     } else {
         let _ = writeln!(
             out,
-            "{}: {} records, {} checkpoints, {} segments",
+            "{}: {} records, {} events, {} checkpoints, {} segments",
             dir.display(),
             v.records,
+            v.events,
             v.checkpoints,
             v.segments
         );

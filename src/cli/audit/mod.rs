@@ -65,6 +65,9 @@ pub(super) struct Filters {
     /// Records at or before this time (RFC 3339).
     #[arg(long)]
     to: Option<String>,
+    /// Only entries of this kind: `request`, or `clock` (clock synchronisation events).
+    #[arg(long)]
+    kind: Option<String>,
 }
 
 /// A serial number as written by `export` (lowercase hex, no leading zeros) or by other
@@ -123,6 +126,7 @@ fn query_of(
             .transpose()?,
         service,
         status,
+        kind: None,
     })
 }
 
@@ -135,7 +139,8 @@ pub(super) enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Print records as JSON lines (serial, status, gen_time, service, policy, ...).
+    /// Print records as JSON lines (kind, serial, status, gen_time, service, policy, ...),
+    /// with the clock synchronisation events (kind "clock") in journal order.
     Export {
         #[command(flatten)]
         journal: JournalArgs,
@@ -194,7 +199,7 @@ pub(super) fn audit(cmd: AuditCommand) -> CmdResult {
     let code = match cmd {
         AuditCommand::Verify { journal, json } => commands::verify(&journal.dir(), json, &mut out)?,
         AuditCommand::Export { journal, filters } => {
-            let q = query_of(
+            let mut q = query_of(
                 None,
                 filters.from.as_deref(),
                 filters.to.as_deref(),
@@ -202,6 +207,7 @@ pub(super) fn audit(cmd: AuditCommand) -> CmdResult {
                 None,
                 None,
             )?;
+            q.kind = filters.kind;
             commands::export(&journal.dir(), &q, &mut out)?
         }
         AuditCommand::Query {
@@ -224,6 +230,7 @@ pub(super) fn audit(cmd: AuditCommand) -> CmdResult {
                 service,
                 status,
             )?;
+            q.kind = filters.kind;
             match dsn {
                 None => commands::export(&journal.dir(), &q, &mut out)?,
                 Some(dsn) => {

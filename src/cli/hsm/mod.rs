@@ -145,6 +145,7 @@ pub(super) fn hsm(cmd: HsmCommand) -> CmdResult {
     let mut out = std::io::stdout().lock();
     let now = || {
         crate::clock::TimeSource::now(&crate::clock::SystemClock)
+            .map(|r| r.time)
             .map_err(|_| "the system clock is unusable".to_string())
     };
     let code = match cmd {

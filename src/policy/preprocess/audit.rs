@@ -138,11 +138,14 @@ impl PreFilter for Audit {
             // gen_time_precision) before one did, so records of grants and refusals compare.
             time: {
                 let t = match x.time {
-                    Some(Ok(t)) => t,
-                    _ => SystemClock.now().unwrap_or(Timestamp {
-                        unix_secs: 0,
-                        nanos: 0,
-                    }),
+                    Some(Ok(r)) => r.time,
+                    _ => SystemClock.now().map_or(
+                        Timestamp {
+                            unix_secs: 0,
+                            nanos: 0,
+                        },
+                        |r| r.time,
+                    ),
                 };
                 let unit_us = x.policy.map_or(1_000, |p| p.template.precision.unit_us());
                 let unit = (unit_us * 1_000) as u32;

@@ -87,12 +87,12 @@ mod tests {
         };
         assert!(c.validate().is_empty());
         let clock = c.build("c", Arc::new(SystemClock));
-        assert_eq!(clock.source.now().unwrap().unix_secs, 1_893_456_000);
+        assert_eq!(clock.source.now().unwrap().time.unix_secs, 1_893_456_000);
         let offset = ClockConfig {
             fixed: Some("2030-01-01T02:00:00.5+02:00".into()),
         }
         .build("c", Arc::new(SystemClock));
-        let t = offset.source.now().unwrap();
+        let t = offset.source.now().unwrap().time;
         assert_eq!((t.unix_secs, t.nanos), (1_893_456_000, 500_000_000));
         let bad = ClockConfig {
             fixed: Some("tomorrow".into()),

@@ -13,9 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use super::mapper::RequestMeta;
 use super::{Policy, Reply};
-use crate::clock::ClockError;
+use crate::clock::{ClockError, Reading};
 use crate::error::{Error, Refusal};
-use crate::protocol::{Rejection, TimeStampReq, Timestamp};
+use crate::protocol::{Rejection, TimeStampReq};
 
 /// One request on its way through the onion.
 pub struct Exchange<'a> {
@@ -26,7 +26,7 @@ pub struct Exchange<'a> {
     /// When `Tsa::issue` began, for the audit record's latency.
     pub started: Instant,
     /// genTime's source reading, set by the clock filter.
-    pub time: Option<Result<Timestamp, ClockError>>,
+    pub time: Option<Result<Reading, ClockError>>,
     /// The policy that took the request, once chosen.
     pub policy: Option<&'a Policy>,
     /// The decoded request, once the chain has decoded it.
