@@ -58,7 +58,9 @@ impl Query {
             && self.to.is_none_or(|to| t <= to.unix_nanos());
         match e {
             Entry::Request(r) => {
-                in_time && self.kind.as_deref().is_none_or(|k| k == "request") && self.matches_request(r)
+                in_time
+                    && self.kind.as_deref().is_none_or(|k| k == "request")
+                    && self.matches_request(r)
             }
             Entry::Event(ev) => {
                 in_time

@@ -56,7 +56,9 @@ pub(super) fn status(config: Option<PathBuf>, json: bool) -> CmdResult {
             s.offset_ms,
             s.bound_ms,
             s.max_offset_ms,
-            s.reason.as_ref().map_or(String::new(), |r| format!(": {r}"))
+            s.reason
+                .as_ref()
+                .map_or(String::new(), |r| format!(": {r}"))
         );
     }
     Ok(if s.in_sync() {

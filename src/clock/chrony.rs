@@ -89,7 +89,10 @@ pub fn tracking(chronyc: &Path, timeout: Duration) -> Result<Tracking, String> {
             Ok(None) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                return Err(format!("{} did not answer within {timeout:?}", chronyc.display()));
+                return Err(format!(
+                    "{} did not answer within {timeout:?}",
+                    chronyc.display()
+                ));
             }
             Err(e) => return Err(format!("waiting for chronyc: {e}")),
         }
@@ -130,14 +133,16 @@ mod tests {
 
     #[test]
     fn reads_leap_and_unsynchronised_states_and_refuses_garbage() {
-        let line = |leap: &str| {
-            format!("0,ref,1,0,0.5,0,0,0,0,0,0.002,0.001,16,{leap}")
-        };
+        let line = |leap: &str| format!("0,ref,1,0,0.5,0,0,0,0,0,0.002,0.001,16,{leap}");
         assert_eq!(parse(&line("Insert second")).unwrap().leap, Leap::Insert);
         assert_eq!(parse(&line("Delete second")).unwrap().leap, Leap::Delete);
         assert!(parse(&line("Not synchronised")).unwrap().unsynchronised);
-        assert!(parse(&line("Sideways")).unwrap_err().contains("leap status"));
-        assert!(parse("506 Cannot talk to daemon").unwrap_err().contains("fields"));
+        assert!(parse(&line("Sideways"))
+            .unwrap_err()
+            .contains("leap status"));
+        assert!(parse("506 Cannot talk to daemon")
+            .unwrap_err()
+            .contains("fields"));
         assert!(parse(&line("Normal").replace("0.5", "NaN"))
             .unwrap_err()
             .contains("system time"));
@@ -157,7 +162,10 @@ mod tests {
             "good",
             "echo '0,ref,1,0,0.001,0,0,0,0,0,0.002,0.001,16,Normal'",
         );
-        assert_eq!(tracking(&good, Duration::from_secs(5)).unwrap().offset_ns, 1_000_000);
+        assert_eq!(
+            tracking(&good, Duration::from_secs(5)).unwrap().offset_ns,
+            1_000_000
+        );
         let hang = script("hang", "exec sleep 30");
         let started = Instant::now();
         let e = tracking(&hang, Duration::from_millis(100)).unwrap_err();
@@ -167,8 +175,10 @@ mod tests {
         assert!(tracking(&failing, Duration::from_secs(5))
             .unwrap_err()
             .contains("Cannot talk to daemon"));
-        assert!(tracking(&dir.path().join("missing"), Duration::from_secs(1))
-            .unwrap_err()
-            .starts_with("cannot run"));
+        assert!(
+            tracking(&dir.path().join("missing"), Duration::from_secs(1))
+                .unwrap_err()
+                .starts_with("cannot run")
+        );
     }
 }

@@ -160,7 +160,10 @@ impl Monitor {
             config: config.clone(),
             source,
             verdict: Arc::new(Verdict::new()),
-            status: Arc::new(Mutex::new(Status::new(config.sync_name(), config.max_offset_ms))),
+            status: Arc::new(Mutex::new(Status::new(
+                config.sync_name(),
+                config.max_offset_ms,
+            ))),
             events,
             pending: VecDeque::new(),
             expires_ms: 0,
@@ -282,13 +285,28 @@ impl Monitor {
         status.bound_ms = (d.bound_ns + drift_ns) as f64 / 1e6;
         status.leap = d.leap;
         status.servers = servers;
+        if d.no_quorum.is_some() {
+            // Without a majority nobody can be called false: keep the last poll's view, so
+            // a falseticker is not reported again when the quorum returns.
+            if let Ok(last) = self.status.lock() {
+                for s in &mut status.servers {
+                    s.falseticker = last
+                        .servers
+                        .iter()
+                        .any(|l| l.server == s.server && l.falseticker);
+                }
+            }
+        }
         if d.leap != Leap::None && c.leap_seconds == LeapMode::Stop {
             self.stopped_for_leap = true;
         }
         let (state, reason) = if self.stopped_for_leap {
             (
                 State::OutOfSync,
-                Some("a leap second was announced and leap_seconds = \"stop\": restart to resume".into()),
+                Some(
+                    "a leap second was announced and leap_seconds = \"stop\": restart to resume"
+                        .into(),
+                ),
             )
         } else if let Some(why) = d.no_quorum {
             (State::OutOfSync, Some(why))
@@ -417,7 +435,9 @@ impl Monitor {
             tracing::warn!(event = e.name, "{}", e.message);
         }
         if self.pending.len() == MAX_PENDING_EVENTS {
-            tracing::error!("the audit trail has not taken clock events for a long time; dropping the oldest");
+            tracing::error!(
+                "the audit trail has not taken clock events for a long time; dropping the oldest"
+            );
             self.pending.pop_front();
         }
         self.pending.push_back(e);

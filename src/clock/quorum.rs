@@ -175,7 +175,11 @@ mod tests {
     fn two_bad_of_three_is_no_quorum() {
         // Two silent.
         let d = decide(&[ok(1, 5), failed(), failed()]);
-        assert!(d.no_quorum.as_deref().unwrap().starts_with("1 of 3 servers agree, 2 needed"));
+        assert!(d
+            .no_quorum
+            .as_deref()
+            .unwrap()
+            .starts_with("1 of 3 servers agree, 2 needed"));
         // Two disagreeing with each other and with the third.
         let d = decide(&[ok(0, 5), ok(1_000, 5), ok(-1_000, 5)]);
         assert!(d.no_quorum.is_some());

@@ -190,7 +190,10 @@ impl Verdict {
             return Err(ClockError::Expired);
         }
         if wall.saturating_sub(mono_ns)
-            < self.base.load(Ordering::Relaxed).saturating_sub(STEP_TOLERANCE_NS)
+            < self
+                .base
+                .load(Ordering::Relaxed)
+                .saturating_sub(STEP_TOLERANCE_NS)
         {
             return Err(ClockError::SteppedBack);
         }
@@ -267,7 +270,10 @@ mod tests {
         assert_eq!(r.bound_us, 2_500);
         // Just before the expiry, and at it: a monitor that stops publishing stops stamping.
         assert!(v.read_at(wall, 99_999 * 1_000_000).is_ok());
-        assert_eq!(v.read_at(wall, 100_000 * 1_000_000), Err(ClockError::Expired));
+        assert_eq!(
+            v.read_at(wall, 100_000 * 1_000_000),
+            Err(ClockError::Expired)
+        );
         v.publish(Publish {
             bound_us: None,
             expires_ms: 0,
@@ -313,9 +319,7 @@ mod tests {
         // At mono 2 s the clock is stepped back by 10 s: the very next request refuses.
         assert_eq!(v.read_at(t0 - 8 * S, 2 * S), Err(ClockError::SteppedBack));
         // Jitter below the tolerance is no step.
-        assert!(v
-            .read_at(t0 + 2 * S - STEP_TOLERANCE_NS / 2, 2 * S)
-            .is_ok());
+        assert!(v.read_at(t0 + 2 * S - STEP_TOLERANCE_NS / 2, 2 * S).is_ok());
         // The monitor's next poll (mono 3 s) sees the step and holds until the old
         // timeline's t0 + 3 s.
         assert_eq!(v.track_steps_at(t0 - 10 * S, 3 * S), Some(-10 * S));

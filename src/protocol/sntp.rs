@@ -301,8 +301,14 @@ mod tests {
         let ok = |p: &[u8]| decode_reply(p, sent, T);
         assert_eq!(ok(&[0u8; 47]), Err(ReplyError::Short(47)));
         assert_eq!(ok(&reply(0, 4, 3, 2, sent, T, T)), Err(ReplyError::Mode(3)));
-        assert_eq!(ok(&reply(0, 5, 4, 2, sent, T, T)), Err(ReplyError::Version(5)));
-        assert_eq!(ok(&reply(0, 0, 4, 2, sent, T, T)), Err(ReplyError::Version(0)));
+        assert_eq!(
+            ok(&reply(0, 5, 4, 2, sent, T, T)),
+            Err(ReplyError::Version(5))
+        );
+        assert_eq!(
+            ok(&reply(0, 0, 4, 2, sent, T, T)),
+            Err(ReplyError::Version(0))
+        );
         let mut kiss = reply(3, 4, 4, 0, sent, T, T);
         kiss[12..16].copy_from_slice(b"RATE");
         assert_eq!(ok(&kiss), Err(ReplyError::Kiss("RATE".into())));
@@ -316,7 +322,10 @@ mod tests {
             ok(&reply(3, 4, 4, 2, sent, T, T)),
             Err(ReplyError::Unsynchronised { stratum: 2, li: 3 })
         );
-        assert_eq!(ok(&reply(0, 4, 4, 2, sent ^ 1, T, T)), Err(ReplyError::Origin));
+        assert_eq!(
+            ok(&reply(0, 4, 4, 2, sent ^ 1, T, T)),
+            Err(ReplyError::Origin)
+        );
         let mut zero = reply(0, 4, 4, 2, sent, T, T);
         zero[40..48].fill(0);
         assert_eq!(ok(&zero), Err(ReplyError::ZeroTimestamp));

@@ -6,6 +6,7 @@
 )]
 
 pub mod pg;
+pub mod sntp;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -338,8 +339,17 @@ pub fn load(
     seen
 }
 
-/// `stampd audit export` of a data directory: one JSON value per record.
+/// `stampd audit export` of a data directory: one JSON value per request record (the
+/// clock's events left out; [`export_all`] keeps them).
 pub fn export(data_dir: &Path) -> Vec<serde_json::Value> {
+    export_all(data_dir)
+        .into_iter()
+        .filter(|r| r["kind"] == "request")
+        .collect()
+}
+
+/// `stampd audit export` of a data directory: every entry, requests and events, in order.
+pub fn export_all(data_dir: &Path) -> Vec<serde_json::Value> {
     let out = Command::new(BIN)
         .args(["audit", "export", "--data-dir"])
         .arg(data_dir)

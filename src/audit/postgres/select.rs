@@ -32,7 +32,9 @@ pub async fn select(client: &Client, query: &Query) -> Result<Vec<(u64, Entry)>,
             )
             .await
             .map_err(|e| e.to_string())?;
-        rows.iter().map(event_of_row).collect::<Result<Vec<_>, _>>()?
+        rows.iter()
+            .map(event_of_row)
+            .collect::<Result<Vec<_>, _>>()?
     };
     let mut all: Vec<(u64, Entry)> = records
         .into_iter()
