@@ -191,7 +191,7 @@ impl Hsm {
 
     /// The signer of key `label` (certificate from the token) with `sessions` sessions.
     fn signer(&self, label: &str, sessions: usize) -> Pkcs11Signer {
-        let now = stampd::clock::TimeSource::now(&SystemClock).unwrap();
+        let now = stampd::clock::TimeSource::now(&SystemClock).unwrap().time;
         Pkcs11Signer::open(
             Pkcs11Config {
                 module: Path::new(MODULE),

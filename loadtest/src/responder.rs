@@ -20,7 +20,8 @@ pub fn dev_p256_signer(name: &str) -> Result<SoftwareSigner, String> {
         .map_err(|e| e.to_string())
         .and_then(|()| {
             let now = stampd::clock::TimeSource::now(&stampd::clock::SystemClock)
-                .map_err(|_| "the system clock is unusable".to_string())?;
+                .map_err(|_| "the system clock is unusable".to_string())?
+                .time;
             SoftwareSigner::load(
                 name,
                 &pki.tsa_key,

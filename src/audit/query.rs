@@ -104,17 +104,18 @@ impl Query {
         let mut reader = Reader::open(dir, None).map_err(|e| e.to_string())?;
         loop {
             match reader.next_settled(dir).map_err(|e| e.to_string())? {
-                Next::Frame(f) => match journal::entry(&f) {
-                    None => {}
-                    Some(Err(error)) => {
-                        return Ok(Some(Damage::Undecodable { seq: f.seq, error }));
-                    }
-                    Some(Ok(e)) => {
-                        if self.matches(&e) && !each(f.seq, e) {
-                            return Ok(None);
+                Next::Frame(f) => {
+                    let e = match journal::entry(&f) {
+                        None => continue,
+                        Some(Err(error)) => {
+                            return Ok(Some(Damage::Undecodable { seq: f.seq, error }));
                         }
+                        Some(Ok(e)) => e,
+                    };
+                    if self.matches(&e) && !each(f.seq, e) {
+                        return Ok(None);
                     }
-                },
+                }
                 Next::End { .. } => return Ok(None),
                 Next::Corrupt { at, reason } => return Ok(Some(Damage::Corrupt { at, reason })),
             }

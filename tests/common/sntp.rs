@@ -58,7 +58,7 @@ impl FakeSntp {
                 let Ok((n, from)) = sock.recv_from(&mut buf) else {
                     continue;
                 };
-                let received = SystemTime::now();
+                let received = stampd::clock::wall_now();
                 let how = b.lock().unwrap().clone();
                 // Only client requests (mode 3) get a reply.
                 if n < 48 || buf[0] & 7 != 3 || how.silent {
@@ -66,7 +66,7 @@ impl FakeSntp {
                 }
                 let mut origin = [0u8; 8];
                 origin.copy_from_slice(&buf[40..48]);
-                let reply = encode(&how, origin, received, SystemTime::now());
+                let reply = encode(&how, origin, received, stampd::clock::wall_now());
                 let _ = sock.send_to(&reply, from);
             }
         });
