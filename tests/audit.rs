@@ -131,6 +131,11 @@ fn assert_pg_matches_journal(pg: &Postgres, data_dir: &Path, received: &[String]
     }
 }
 
+/// Entries (records and events) in the journal.
+fn export_all_len(data_dir: &Path) -> usize {
+    common::export_all(data_dir).len()
+}
+
 fn unhex(s: &str) -> Vec<u8> {
     (0..s.len())
         .step_by(2)
@@ -368,17 +373,17 @@ fn migrate_and_query_postgres_from_the_command_line() {
     let dsn = pg.dsn();
     let migrate = || run(Command::new(BIN).args(["audit", "migrate", "--postgres", &dsn]));
     let (ok, out) = migrate();
-    assert!(ok && out.contains("2 migration(s) applied"), "{out}");
+    assert!(ok && out.contains("3 migration(s) applied"), "{out}");
     let (ok, out) = migrate();
     assert!(ok && out.contains("0 migration(s) applied"), "{out}");
-    // A database at schema version 1 (before the request digest columns) is brought up to
-    // date.
+    // A database at schema version 1 (before the request digest columns and the events
+    // table) is brought up to date.
     pg.sql(
         "ALTER TABLE audit_record DROP COLUMN request_sha256, DROP COLUMN request_length; \
-         DELETE FROM stampd_schema WHERE version = 2",
+         DROP TABLE audit_event; DELETE FROM stampd_schema WHERE version >= 2",
     );
     let (ok, out) = migrate();
-    assert!(ok && out.contains("1 migration(s) applied"), "{out}");
+    assert!(ok && out.contains("2 migration(s) applied"), "{out}");
     // A password in the connection string is refused: secrets come from env or files.
     let (ok, out) = run(Command::new(BIN).args([
         "audit",
@@ -441,6 +446,21 @@ fn migrate_and_query_postgres_from_the_command_line() {
         .filter(|r| r["status"] == "rejection")
         .collect();
     assert_eq!(rejected, journal_rejected);
+    // The clock's events are shipped too, in the journal's order, and found by kind; a
+    // request filter leaves them out.
+    let clock_events = || -> Vec<serde_json::Value> {
+        common::export_all(&data)
+            .into_iter()
+            .filter(|e| e["kind"] == "clock")
+            .collect()
+    };
+    let events = clock_events();
+    assert_eq!(events[0]["event"], "monitor-started");
+    assert_eq!(events[1]["event"], "in-sync");
+    assert_eq!(query(&["--kind", "clock"]), events);
+    assert!(query(&["--status", "granted"])
+        .iter()
+        .all(|r| r["kind"] == "request"));
 
     // A lost position: shipping again skips what is there and duplicates nothing.
     let (ok, out) = run(Command::new(BIN)
@@ -466,6 +486,11 @@ fn migrate_and_query_postgres_from_the_command_line() {
     assert!(ok, "{out}");
     assert_eq!(pg.sql("SELECT count(*) FROM audit_record"), "3");
     assert_eq!(query(&["--serial", &serial]), journal);
+    assert_eq!(
+        query(&["--kind", "clock"]),
+        clock_events(),
+        "no event twice"
+    );
 }
 
 #[test]
@@ -479,6 +504,17 @@ fn group_commit_holds_the_reply_until_the_batch_is_on_disk_and_async_does_not() 
     // and is committed at once; the next one waits for the interval, then for its batch.
     let data = tmp.path().join("g");
     let server = Server::start(&data, Some(&config("group-commit")));
+    // The clock's start-up events (monitor-started, in-sync) were the first commit: let one
+    // interval pass after it, so the writer is idle again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while export_all_len(&data) < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the start-up events were never committed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(interval);
     let started = Instant::now();
     let (status, first, _) = issue(&server, [1; 32]);
     assert_eq!(status, PkiStatus::Granted);

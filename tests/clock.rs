@@ -54,6 +54,20 @@ fn config(servers: &[&FakeSntp], extra: &str) -> String {
     )
 }
 
+/// Sets every fake server's behaviour alike.
+fn set_all(fakes: &[FakeSntp], f: impl Fn(&mut common::sntp::Behaviour)) {
+    for fake in fakes {
+        fake.set(&f);
+    }
+}
+
+/// `stampd_clock_offset_seconds` from /metrics.
+fn offset(server: &Server) -> f64 {
+    metric(server, "stampd_clock_offset_seconds")
+        .parse()
+        .unwrap()
+}
+
 fn metric(server: &Server, line_start: &str) -> String {
     let (_, text) = get(server, "/metrics");
     text.lines()
@@ -103,9 +117,7 @@ fn out_of_sync_refuses_within_a_poll_and_back_in_sync_stamps_again() {
         "1"
     );
     // All three servers say the local clock is 5 s slow.
-    for f in &fakes {
-        f.set(|b| b.offset_ms = 5_000);
-    }
+    set_all(&fakes, |b| b.offset_ms = 5_000);
     let flipped = Instant::now();
     wait_for("timeNotAvailable", || refused(&server));
     // One poll is 100 ms (+ the 50 ms timeout); allow for a slow machine.
@@ -118,24 +130,18 @@ fn out_of_sync_refuses_within_a_poll_and_back_in_sync_stamps_again() {
     assert_eq!(status, 503);
     assert!(body.contains("clock: the clock is out of sync"), "{body}");
     assert_eq!(metric(&server, "stampd_clock_in_sync"), "0");
-    let offset: f64 = metric(&server, "stampd_clock_offset_seconds")
-        .parse()
-        .unwrap();
-    assert!((offset - 5.0).abs() < 0.01, "offset {offset}");
+    assert!((offset(&server) - 5.0).abs() < 0.01, "{}", offset(&server));
     // Back within the bound: tokens again, no restart.
-    for f in &fakes {
-        f.set(|b| b.offset_ms = 3);
-    }
+    set_all(&fakes, |b| b.offset_ms = 3);
     wait_for("a token again", || stamp(&server).is_ok());
     assert_eq!(get(&server, "/ready").0, 200);
-    let offset: f64 = metric(&server, "stampd_clock_offset_seconds")
-        .parse()
-        .unwrap();
-    assert!((offset - 0.003).abs() < 0.002, "offset {offset}");
+    assert!(
+        (offset(&server) - 0.003).abs() < 0.002,
+        "{}",
+        offset(&server)
+    );
     // 600 ms: a warning, still stamping.
-    for f in &fakes {
-        f.set(|b| b.offset_ms = 600);
-    }
+    set_all(&fakes, |b| b.offset_ms = 600);
     wait_for("a warning", || server.log_count("clock warning") == 1);
     assert_eq!(stamp(&server), Ok(()));
     drop(server);
@@ -241,17 +247,13 @@ fn silent_servers_and_an_error_bound_beyond_the_declared_accuracy_refuse() {
     };
     assert_eq!(tight(&server).0, PkiStatus::Granted);
     // A 300 ms root dispersion: in sync for the 1 s policy, too coarse for the 100 ms one.
-    for f in &fakes {
-        f.set(|b| b.root_dispersion_ms = 300);
-    }
+    set_all(&fakes, |b| b.root_dispersion_ms = 300);
     wait_for("the tight policy refused", || {
         tight(&server).1 == [FailureInfo::TimeNotAvailable]
     });
     assert_eq!(stamp(&server), Ok(()));
     // Every server silent: no verdict, nothing stamped.
-    for f in &fakes {
-        f.set(|b| b.silent = true);
-    }
+    set_all(&fakes, |b| b.silent = true);
     wait_for("silence refuses", || refused(&server));
     assert_eq!(get(&server, "/ready").0, 503);
 }
@@ -259,9 +261,7 @@ fn silent_servers_and_an_error_bound_beyond_the_declared_accuracy_refuse() {
 #[test]
 fn a_leap_second_pauses_only_at_midnight_and_stop_refuses_until_restart() {
     let fakes = [FakeSntp::start(), FakeSntp::start(), FakeSntp::start()];
-    for f in &fakes {
-        f.set(|b| b.li = 1);
-    }
+    set_all(&fakes, |b| b.li = 1);
     let dir = common::tempdir();
     let data = dir.path().join("d");
     // pause: outside the window around the end of the month, tokens as usual. (Inside the
@@ -283,9 +283,7 @@ fn a_leap_second_pauses_only_at_midnight_and_stop_refuses_until_restart() {
     let server = Server::start(&data, Some(&stop));
     assert!(refused(&server));
     assert!(get(&server, "/ready").1.contains("restart to resume"));
-    for f in &fakes {
-        f.set(|b| b.li = 0);
-    }
+    set_all(&fakes, |b| b.li = 0);
     std::thread::sleep(Duration::from_millis(400));
     assert!(refused(&server), "stop holds until a restart");
     drop(server);

@@ -254,17 +254,7 @@ impl Monitor {
                 (d, servers)
             }
             Source::Chrony(path) => chrony_decision(&chrony::tracking(path, timeout)),
-            Source::Local => (
-                Decision {
-                    truechimers: Vec::new(),
-                    falsetickers: Vec::new(),
-                    offset_ns: 0,
-                    bound_ns: 0,
-                    leap: Leap::None,
-                    no_quorum: None,
-                },
-                Vec::new(),
-            ),
+            Source::Local => (Decision::single(), Vec::new()),
         };
         self.judge(decision, servers)
     }
@@ -487,14 +477,7 @@ fn server_statuses(list: &[Server], polled: &[Polled], d: &Decision) -> Vec<Serv
 }
 
 fn chrony_decision(t: &Result<chrony::Tracking, String>) -> (Decision, Vec<ServerStatus>) {
-    let mut d = Decision {
-        truechimers: Vec::new(),
-        falsetickers: Vec::new(),
-        offset_ns: 0,
-        bound_ns: 0,
-        leap: Leap::None,
-        no_quorum: None,
-    };
+    let mut d = Decision::single();
     let server = match t {
         Ok(t) => {
             if t.unsynchronised {

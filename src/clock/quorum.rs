@@ -39,6 +39,19 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// No offset and no bound, nobody agreeing or not: the starting point of a single
+    /// source's decision (`chronyc`, or the local clock trusted as it is).
+    pub fn single() -> Self {
+        Decision {
+            truechimers: Vec::new(),
+            falsetickers: Vec::new(),
+            offset_ns: 0,
+            bound_ns: 0,
+            leap: Leap::None,
+            no_quorum: None,
+        }
+    }
+
     /// The local clock's largest possible distance from UTC, |offset| + bound, ns.
     pub fn distance_ns(&self) -> u64 {
         self.offset_ns.unsigned_abs().saturating_add(self.bound_ns)
