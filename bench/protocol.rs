@@ -6,7 +6,7 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, Criterion};
 
 use stampd::audit::Discard;
-use stampd::clock::monitor::Monitor;
+use stampd::clock::monitor::{Monitor, Taken};
 use stampd::clock::SystemClock;
 use stampd::clock::TimeSource;
 use stampd::pki::{DevPki, KeyType};
@@ -129,18 +129,32 @@ fn bench_sign(c: &mut Criterion) {
     }
 }
 
-/// The standard chain (all filters, clock pre-filter) over `signer`, reading the clock as
-/// a served TSA does: the sync monitor's published verdict (`sync = "none"`, its thread
-/// running, so the verdict does not expire during a long run).
-fn standard_tsa(signer: Arc<dyn TokenSigner>) -> Tsa {
-    let oid = Oid::parse("2.999.1.1").unwrap();
+/// The clock as a served TSA reads it: the sync monitor's published verdict (`sync =
+/// "none"`, its thread running, so the verdict does not expire during a long run).
+fn monitored_clock() -> Arc<dyn TimeSource> {
     let mut monitor = Monitor::new(
         &stampd::clock::config::ClockConfig::default(),
-        Box::new(|_| true),
+        Box::new(|_| Taken::Done),
     );
     monitor.poll();
-    let clock: Arc<dyn TimeSource> = Arc::new(monitor.clock());
+    let clock = Arc::new(monitor.clock());
     monitor.spawn().unwrap();
+    clock
+}
+
+/// One genTime reading: the bare system clock against the verdict's checks (expiry, step
+/// back, leap window) on top of it.
+fn bench_clock(c: &mut Criterion) {
+    c.bench_function("clock/system", |b| b.iter(|| black_box(SystemClock.now())));
+    let trusted = monitored_clock();
+    c.bench_function("clock/trusted", |b| b.iter(|| black_box(trusted.now())));
+}
+
+/// The standard chain (all filters, clock pre-filter) over `signer`, reading the
+/// [`monitored_clock`].
+fn standard_tsa(signer: Arc<dyn TokenSigner>) -> Tsa {
+    let oid = Oid::parse("2.999.1.1").unwrap();
+    let clock = monitored_clock();
     Tsa {
         services: vec![Service {
             name: "bench".into(),
@@ -221,6 +235,7 @@ fn bench_handoff(c: &mut Criterion) {
 criterion_group!(
     benches,
     bench_decode,
+    bench_clock,
     bench_encode,
     bench_sign,
     bench_issue,

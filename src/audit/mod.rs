@@ -148,7 +148,7 @@ impl AuditSink for Trail {
         self.writer.submit(record, durable)
     }
 
-    fn event(&self, event: Event) -> Result<(), Full> {
+    fn event(&self, event: Event) -> Result<Option<Durable>, Full> {
         self.writer.event(event)
     }
 

@@ -44,9 +44,11 @@ pub trait AuditSink: Send + Sync {
     /// record is committed (group commit); without, the record is queued (async).
     fn submit(&self, record: Record, durable: bool) -> Result<Option<Durable>, Full>;
     /// Takes one event of the TSA itself (a clock synchronisation event), in the same
-    /// chain as the records, without a durability wait. Called by the `stampd-clock`
-    /// thread; never blocks. `Err(Full)`: the caller keeps it and offers it again.
-    fn event(&self, event: Event) -> Result<(), Full>;
+    /// chain as the records. Called by the `stampd-clock` thread; never blocks. `Ok(Some(d))`:
+    /// `d` fires once the event is committed (`false`: its batch failed, and the caller
+    /// offers it again); `Ok(None)`: recorded at once, or discarded by design; `Err(Full)`:
+    /// not taken now, offered again later.
+    fn event(&self, event: Event) -> Result<Option<Durable>, Full>;
     /// Whether the trail can take records now: `Err` (e.g. [`Error::AuditNoSpace`] when the
     /// journal's disk budget is used up) makes the audit filter refuse requests before they
     /// are signed and `/ready` answer 503. Called on every request thread: one atomic read,
@@ -78,8 +80,8 @@ impl AuditSink for Discard {
         Ok(None)
     }
 
-    fn event(&self, _event: Event) -> Result<(), Full> {
-        Ok(())
+    fn event(&self, _event: Event) -> Result<Option<Durable>, Full> {
+        Ok(None)
     }
 }
 
@@ -97,8 +99,8 @@ impl AuditSink for Memory {
         }))
     }
 
-    fn event(&self, event: Event) -> Result<(), Full> {
+    fn event(&self, event: Event) -> Result<Option<Durable>, Full> {
         self.1.lock().map_err(|_| Full)?.push(event);
-        Ok(())
+        Ok(None)
     }
 }

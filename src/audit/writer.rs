@@ -181,8 +181,10 @@ impl AuditSink for Writer {
             .map(|()| wait)
     }
 
-    fn event(&self, event: Event) -> Result<(), Full> {
-        self.send(Msg::Entry(Entry::Event(event), None))
+    fn event(&self, event: Event) -> Result<Option<Durable>, Full> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Msg::Entry(Entry::Event(event), Some(tx)))
+            .map(|()| Some(rx))
     }
 
     fn flush_and_stop(&self) -> bool {

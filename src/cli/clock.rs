@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::{load_config, say, CmdResult};
-use crate::clock::monitor::Monitor;
+use crate::clock::monitor::{Monitor, Taken};
 use crate::config::Config;
 
 /// Queries the configured sources once and prints each server's figures and the verdict;
@@ -18,7 +18,7 @@ pub(super) fn status(config: Option<PathBuf>, json: bool) -> CmdResult {
     if !errors.is_empty() {
         return Err(format!("invalid [clock]:\n  {}", errors.join("\n  ")));
     }
-    let mut monitor = Monitor::new(&cfg.clock, Box::new(|_| true));
+    let mut monitor = Monitor::new(&cfg.clock, Box::new(|_| Taken::Done));
     let s = monitor.measure();
     if json {
         say!(

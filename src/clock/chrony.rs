@@ -23,7 +23,8 @@ pub struct Tracking {
     pub reference: String,
     /// chrony's stratum.
     pub stratum: u8,
-    /// The system clock's offset from NTP time, ns (chrony's "System time").
+    /// chrony's "System time", ns: how far the system clock is behind NTP time (positive:
+    /// slow), so server minus local, as the SNTP source reports it.
     pub offset_ns: i64,
     /// root dispersion + root delay / 2, ns: with |offset|, the clock's error bound.
     pub bound_ns: u64,

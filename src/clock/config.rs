@@ -89,9 +89,13 @@ impl ClockConfig {
             )),
             _ => {}
         }
+        let mut seen = std::collections::HashSet::new();
         for s in &self.servers {
             if s.trim().is_empty() || s.contains(char::is_whitespace) {
                 e.push(format!("clock.servers: `{s}` is not a host or host:port"));
+            } else if !seen.insert(super::sntp::Server::new(s).with_port()) {
+                // Counted twice, one server could outvote the rest.
+                e.push(format!("clock.servers: `{s}` is listed twice"));
             }
         }
         let max_ms = MAX_BOUND_US / 1000;
@@ -186,6 +190,8 @@ mod tests {
         assert!(errs("poll_interval_ms = 10").contains("clock.poll_interval_ms"));
         assert!(errs("timeout_ms = 1000").contains("clock.timeout_ms"));
         assert!(errs("sync = \"sntp\"\nservers = [\"a b\"]").contains("not a host"));
+        assert!(errs("sync = \"sntp\"\nservers = [\"a\", \"b\", \"a:123\"]")
+            .contains("`a:123` is listed twice"));
         assert!(toml::from_str::<ClockConfig>("sync = \"gps\"").is_err());
         assert!(toml::from_str::<ClockConfig>("leap = \"pause\"").is_err());
         let few = parse("sync = \"sntp\"\nservers = [\"a\"]");

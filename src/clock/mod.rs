@@ -94,6 +94,15 @@ pub fn wall_now() -> SystemTime {
     SystemTime::now()
 }
 
+/// `t` as Unix time; `None` before 1970 (a clock set there is certainly not synchronised).
+pub fn unix_time(t: SystemTime) -> Option<Timestamp> {
+    let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
+    Some(Timestamp {
+        unix_secs: d.as_secs() as i64,
+        nanos: d.subsec_nanos(),
+    })
+}
+
 /// The operating system's real-time clock, trusted as it is, with no sync monitor: for unit
 /// tests and for [`crate::policy::Tsa`]s built without a configuration. A served TSA reads
 /// [`verdict::TrustedClock`] (even with `sync = "none"`, which still refuses after a step
@@ -103,17 +112,8 @@ pub struct SystemClock;
 
 impl TimeSource for SystemClock {
     fn now(&self) -> Result<Reading, ClockError> {
-        // A system clock set before 1970 is certainly not synchronised.
-        let d = wall_now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_err(|_| ClockError::NotSynchronised)?;
-        Ok(Reading {
-            time: Timestamp {
-                unix_secs: d.as_secs() as i64,
-                nanos: d.subsec_nanos(),
-            },
-            bound_us: 0,
-        })
+        let time = unix_time(wall_now()).ok_or(ClockError::NotSynchronised)?;
+        Ok(Reading { time, bound_us: 0 })
     }
 }
 

@@ -107,6 +107,8 @@ impl Status {
 /// One synchronisation event, for the audit trail and the log.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
+    /// When it happened (the system time; it is what the event may be about).
+    pub time: std::time::SystemTime,
     /// `monitor-started`, `in-sync`, `warning`, `out-of-sync`, `back-in-sync`,
     /// `falseticker`, `falseticker-cleared`, `leap-announced`, `clock-stepped`,
     /// `monitor-stalled`.
@@ -117,9 +119,19 @@ pub struct Event {
     pub detail: serde_json::Value,
 }
 
-/// Takes an event for the audit trail; `false` when it cannot now (kept and offered again
-/// at the next poll).
-pub type EventSink = Box<dyn FnMut(&Event) -> bool + Send>;
+/// What the audit trail did with an event.
+pub enum Taken {
+    /// Recorded (or, without a trail, dropped by design).
+    Done,
+    /// Queued: fires `true` once committed, `false` (or is dropped) when its batch failed;
+    /// the monitor then offers the event again.
+    Queued(futures_channel::oneshot::Receiver<bool>),
+    /// Not taken now (queue full, trail stopping): offered again at the next poll.
+    Refused,
+}
+
+/// Takes an event for the audit trail.
+pub type EventSink = Box<dyn FnMut(&Event) -> Taken + Send>;
 
 enum Source {
     Sntp(Vec<Server>),
@@ -136,6 +148,11 @@ pub struct Monitor {
     status: Arc<Mutex<Status>>,
     events: EventSink,
     pending: VecDeque<Event>,
+    /// Events handed to the trail, waiting for their commit, in order.
+    in_flight: VecDeque<(Event, futures_channel::oneshot::Receiver<bool>)>,
+    /// The announced leap second's instant (Unix second), kept until it has passed, so the
+    /// window's second after stays refused when the servers stop announcing at midnight.
+    leap_at: Option<i64>,
     expires_ms: u64,
     stopped_for_leap: bool,
 }
@@ -166,6 +183,8 @@ impl Monitor {
             ))),
             events,
             pending: VecDeque::new(),
+            in_flight: VecDeque::new(),
+            leap_at: None,
             expires_ms: 0,
             stopped_for_leap: false,
         }
@@ -179,6 +198,7 @@ impl Monitor {
         }
         let c = &self.config;
         let started = Event {
+            time: super::wall_now(),
             name: "monitor-started",
             message: format!("clock monitor started (sync = \"{}\")", c.sync_name()),
             detail: json!({
@@ -204,17 +224,9 @@ impl Monitor {
     /// One poll: measure, decide, publish, report. Returns the new status.
     pub fn poll(&mut self) -> Status {
         let before = self.status.lock().map(|s| s.clone()).ok();
-        if self.expires_ms != 0 && self.verdict.mono_ms() >= self.expires_ms {
-            self.emit(Event {
-                name: "monitor-stalled",
-                message: "the sync verdict expired before the monitor renewed it: stamping \
-                          was refused meanwhile"
-                    .into(),
-                detail: json!({ "expired_ms_ago": self.verdict.mono_ms() - self.expires_ms }),
-            });
-        }
         if let Some(step) = self.verdict.track_steps() {
             self.emit(Event {
+                time: super::wall_now(),
                 name: "clock-stepped",
                 message: format!(
                     "the system clock was stepped {} by {:.3} ms{}",
@@ -230,7 +242,20 @@ impl Monitor {
             });
         }
         self.verdict.release_hold();
-        let status = self.measure();
+        let (decision, servers) = self.query();
+        // Checked after the query, before the new verdict: a verdict that expired at any
+        // time since the last poll, the query included (a slow DNS lookup or chronyc).
+        if self.expires_ms != 0 && self.verdict.mono_ms() >= self.expires_ms {
+            self.emit(Event {
+                time: super::wall_now(),
+                name: "monitor-stalled",
+                message: "the sync verdict expired before the monitor renewed it: stamping \
+                          was refused meanwhile"
+                    .into(),
+                detail: json!({ "expired_ms_ago": self.verdict.mono_ms() - self.expires_ms }),
+            });
+        }
+        let status = self.judge(decision, servers);
         if let Some(before) = before {
             self.report(&before, &status);
         }
@@ -244,8 +269,14 @@ impl Monitor {
     /// Queries the source once, decides and publishes, without reporting events:
     /// `stampd clock status`, and the body of [`Monitor::poll`].
     pub fn measure(&mut self) -> Status {
+        let (decision, servers) = self.query();
+        self.judge(decision, servers)
+    }
+
+    /// One query of the source and its decision.
+    fn query(&mut self) -> (Decision, Vec<ServerStatus>) {
         let timeout = Duration::from_millis(self.config.timeout_ms);
-        let (decision, servers) = match &mut self.source {
+        match &mut self.source {
             Source::Sntp(list) => {
                 let polled = sntp::poll(list, timeout);
                 let answers: Vec<Answer> = polled.iter().map(|p| p.answer.clone()).collect();
@@ -255,8 +286,7 @@ impl Monitor {
             }
             Source::Chrony(path) => chrony_decision(&chrony::tracking(path, timeout)),
             Source::Local => (Decision::single(), Vec::new()),
-        };
-        self.judge(decision, servers)
+        }
     }
 
     /// Turns a decision into the published verdict and the status.
@@ -323,8 +353,18 @@ impl Monitor {
         };
         status.state = state;
         status.reason = reason;
-        let leap_at = (d.leap != Leap::None && c.leap_seconds == LeapMode::Pause)
-            .then(|| end_of_month(super::wall_now()));
+        let now_secs = super::wall_now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        // Kept until the window's last second has passed, whatever the servers say after
+        // midnight.
+        if self.leap_at.is_some_and(|at| now_secs > at) {
+            self.leap_at = None;
+        }
+        if d.leap != Leap::None && c.leap_seconds == LeapMode::Pause && self.leap_at.is_none() {
+            self.leap_at = Some(end_of_month(super::wall_now()));
+        }
+        let leap_at = self.leap_at;
         if status.in_sync() {
             status.last_sync = Some(Instant::now());
             self.expires_ms = self.verdict.mono_ms() + lifetime_ms;
@@ -369,6 +409,7 @@ impl Monitor {
                 ),
             };
             self.emit(Event {
+                time: super::wall_now(),
                 name,
                 message,
                 detail: detail.clone(),
@@ -387,6 +428,7 @@ impl Monitor {
                     ("falseticker-cleared", "agrees with the majority again")
                 };
                 self.emit(Event {
+                    time: super::wall_now(),
                     name,
                     message: format!(
                         "time server {} {what} (offset {} ms)",
@@ -399,6 +441,7 @@ impl Monitor {
         }
         if now.leap != Leap::None && before.leap == Leap::None {
             self.emit(Event {
+                time: super::wall_now(),
                 name: "leap-announced",
                 message: format!(
                     "a leap second ({:?}) is announced for the end of the month; leap_seconds = \"{}\"",
@@ -434,10 +477,35 @@ impl Monitor {
         self.flush_events();
     }
 
+    /// Settles the events in flight (a failed commit puts its event back in line) and offers
+    /// the waiting ones.
     fn flush_events(&mut self) {
+        let mut failed = Vec::new();
+        while let Some((_, rx)) = self.in_flight.front_mut() {
+            match rx.try_recv() {
+                Ok(None) => break, // not committed yet; later ones wait behind it
+                Ok(Some(true)) => {}
+                Ok(Some(false)) | Err(_) => {
+                    tracing::warn!("a clock event's audit batch failed; offering it again");
+                    if let Some((e, _)) = self.in_flight.front() {
+                        failed.push(e.clone());
+                    }
+                }
+            }
+            self.in_flight.pop_front();
+        }
+        for e in failed.into_iter().rev() {
+            self.pending.push_front(e);
+        }
         while let Some(e) = self.pending.front() {
-            if !(self.events)(e) {
-                break;
+            match (self.events)(e) {
+                Taken::Done => {}
+                Taken::Queued(rx) => {
+                    if let Some(e) = self.pending.front() {
+                        self.in_flight.push_back((e.clone(), rx));
+                    }
+                }
+                Taken::Refused => break,
             }
             self.pending.pop_front();
         }
@@ -483,15 +551,13 @@ fn chrony_decision(t: &Result<chrony::Tracking, String>) -> (Decision, Vec<Serve
             if t.unsynchronised {
                 d.no_quorum = Some("chronyd reports the clock as not synchronised".into());
             } else {
-                // chrony's offset is local minus NTP time; the status shows server minus
-                // local like the SNTP source.
-                d.offset_ns = -t.offset_ns;
+                d.offset_ns = t.offset_ns;
                 d.bound_ns = t.bound_ns;
                 d.leap = t.leap;
             }
             ServerStatus {
                 server: t.reference.clone(),
-                offset_ms: Some(-t.offset_ns as f64 / 1e6),
+                offset_ms: Some(t.offset_ns as f64 / 1e6),
                 delay_ms: None,
                 bound_ms: Some(t.bound_ns as f64 / 1e6),
                 stratum: Some(t.stratum),
@@ -636,7 +702,7 @@ mod tests {
         (
             Box::new(move |e: &Event| {
                 s.lock().unwrap().push(e.clone());
-                true
+                Taken::Done
             }),
             seen,
         )
@@ -660,6 +726,34 @@ mod tests {
     }
 
     #[test]
+    fn an_event_whose_batch_failed_is_offered_again_in_order() {
+        type Offer = (&'static str, futures_channel::oneshot::Sender<bool>);
+        let offers: Arc<Mutex<Vec<Offer>>> = Arc::default();
+        let o = offers.clone();
+        let sink: EventSink = Box::new(move |e: &Event| {
+            let (tx, rx) = futures_channel::oneshot::channel();
+            o.lock().unwrap().push((e.name, tx));
+            Taken::Queued(rx)
+        });
+        let mut m = Monitor::new(&ClockConfig::default(), sink);
+        m.announce();
+        // The batch holding monitor-started fails.
+        let (name, tx) = offers.lock().unwrap().pop().unwrap();
+        assert_eq!(name, "monitor-started");
+        tx.send(false).unwrap();
+        m.poll();
+        let names: Vec<_> = offers.lock().unwrap().iter().map(|o| o.0).collect();
+        assert_eq!(names, ["monitor-started", "in-sync"]);
+        // Committed ones are settled and not offered again.
+        for (_, tx) in offers.lock().unwrap().drain(..) {
+            tx.send(true).unwrap();
+        }
+        m.poll();
+        assert!(offers.lock().unwrap().is_empty());
+        assert!(m.in_flight.is_empty() && m.pending.is_empty());
+    }
+
+    #[test]
     fn a_chronyc_that_fails_puts_the_clock_out_of_sync_and_events_wait_for_the_trail() {
         let config = ClockConfig {
             sync: SyncKind::Kernel,
@@ -670,11 +764,12 @@ mod tests {
         let open = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (t, o) = (taken.clone(), open.clone());
         let sink: EventSink = Box::new(move |e: &Event| {
-            let ok = o.load(std::sync::atomic::Ordering::Relaxed);
-            if ok {
+            if o.load(std::sync::atomic::Ordering::Relaxed) {
                 t.lock().unwrap().push(e.name);
+                Taken::Done
+            } else {
+                Taken::Refused
             }
-            ok
         });
         let mut m = Monitor::new(&config, sink);
         m.announce();

@@ -82,22 +82,45 @@ pub fn decide(answers: &[Answer]) -> Decision {
         .flat_map(|&(_, lo, hi)| [(lo, -1i8), (hi, 1i8)])
         .collect();
     edges.sort();
-    let (mut count, mut best, mut point) = (0usize, 0usize, 0i128);
+    // Every point where the count reaches its maximum; more than one disjoint region with
+    // the maximum means two different majorities.
+    let (mut count, mut best, mut points) = (0usize, 0usize, Vec::new());
     for (value, kind) in edges {
         if kind < 0 {
             count += 1;
             if count > best {
                 best = count;
-                point = value;
+                points.clear();
+            }
+            if count == best {
+                points.push(value);
             }
         } else {
             count -= 1;
         }
     }
+    let covering = |p: i128| -> Vec<usize> {
+        intervals
+            .iter()
+            .filter(|&&(_, lo, hi)| lo <= p && p <= hi)
+            .map(|t| t.0)
+            .collect()
+    };
+    let chosen = covering(points.first().copied().unwrap_or(0));
+    if best >= need && points.iter().any(|&p| covering(p) != chosen) {
+        // E.g. [0, 10], [5, 15], [12, 20]: {1, 2} and {2, 3} both agree, and the true offset
+        // may lie in either overlap. Neither is the majority: fail closed.
+        return Decision {
+            no_quorum: Some(format!(
+                "the servers form two different majorities of {best}: no single verdict"
+            )),
+            ..Decision::single()
+        };
+    }
     let (truechimers, falsetickers): (Vec<(usize, i128, i128)>, Vec<_>) = intervals
         .iter()
         .copied()
-        .partition(|&(_, lo, hi)| lo <= point && point <= hi);
+        .partition(|&(i, _, _)| chosen.contains(&i));
     let mut d = Decision {
         truechimers: truechimers.iter().map(|t| t.0).collect(),
         falsetickers: falsetickers.iter().map(|t| t.0).collect(),
@@ -204,6 +227,21 @@ mod tests {
         // Two configured: both must agree.
         assert!(decide(&[ok(3, 1), failed()]).no_quorum.is_some());
         assert!(decide(&[ok(0, 1), ok(50, 1)]).no_quorum.is_some());
+    }
+
+    #[test]
+    fn two_different_majorities_are_no_verdict() {
+        // [0, 10], [5, 15], [12, 20]: A and B agree, B and C agree, A and C do not.
+        let d = decide(&[ok(5, 5), ok(10, 5), ok(16, 4)]);
+        assert!(d
+            .no_quorum
+            .as_deref()
+            .unwrap()
+            .contains("two different majorities"));
+        // Four servers, a majority of three somewhere: unique.
+        let d = decide(&[ok(5, 5), ok(10, 5), ok(8, 4), ok(100, 1)]);
+        assert_eq!(d.no_quorum, None);
+        assert_eq!(d.falsetickers, vec![3]);
     }
 
     #[test]

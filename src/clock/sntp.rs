@@ -8,25 +8,31 @@ use std::time::{Duration, Instant};
 use super::quorum::Answer;
 use crate::protocol::sntp::{self, Leap, Reply};
 
+/// How often a host name is looked up again once it has resolved.
+const REFRESH: Duration = Duration::from_secs(300);
+
 /// One configured server and its last resolved address.
 #[derive(Debug, Clone)]
 pub struct Server {
     /// As configured: `host:port` (port 123 when left out).
     pub name: String,
     addr: Option<SocketAddr>,
+    resolved_at: Option<Instant>,
 }
 
 impl Server {
-    /// A server from its configured name; resolved at each poll until it resolves.
+    /// A server from its configured name; resolved at the first poll, then every
+    /// [`REFRESH`].
     pub fn new(name: &str) -> Self {
         Server {
             name: name.to_string(),
             addr: None,
+            resolved_at: None,
         }
     }
 
     /// `name` with port 123 added when it has none (IPv6 literals in brackets).
-    fn with_port(&self) -> String {
+    pub(super) fn with_port(&self) -> String {
         let n = &self.name;
         let has_port = match n.rfind(']') {
             Some(close) => n[close..].contains(':'),
@@ -41,19 +47,42 @@ impl Server {
         }
     }
 
-    /// Resolves the name (a literal address needs no lookup); keeps the last good address
-    /// when a lookup fails, so a DNS outage does not silence a known server.
-    fn resolve(&mut self) -> Result<SocketAddr, String> {
-        match self.with_port().to_socket_addrs() {
-            Ok(mut addrs) => {
-                if let Some(a) = addrs.next() {
-                    self.addr = Some(a);
-                }
-            }
-            Err(e) if self.addr.is_none() => return Err(format!("cannot resolve: {e}")),
-            Err(_) => {}
+    /// The address to ask. A literal address needs no lookup; a host name is looked up on
+    /// another thread, waited for at most `deadline`, so a slow or dead resolver cannot
+    /// hold the poll past the verdict's expiry; the last good address is kept when a lookup
+    /// fails or is late.
+    fn resolve(&mut self, deadline: Duration) -> Result<SocketAddr, String> {
+        let name = self.with_port();
+        if let Ok(literal) = name.parse::<SocketAddr>() {
+            return Ok(literal);
         }
-        self.addr.ok_or_else(|| "resolves to no address".into())
+        if self.addr.is_some() && self.resolved_at.is_some_and(|t| t.elapsed() < REFRESH) {
+            return self.addr.ok_or_else(|| "no address".into());
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let lookup = name.clone();
+        let spawned = std::thread::Builder::new()
+            .name("stampd-clock-dns".into())
+            .spawn(move || {
+                let _ = tx.send(lookup.to_socket_addrs().map(|mut a| a.next()));
+            });
+        let answer = match spawned {
+            Ok(_) => rx
+                .recv_timeout(deadline)
+                .map_err(|_| "lookup timed out".to_string()),
+            Err(e) => Err(format!("cannot start a lookup: {e}")),
+        };
+        match answer {
+            Ok(Ok(Some(a))) => {
+                self.addr = Some(a);
+                self.resolved_at = Some(Instant::now());
+            }
+            Ok(Ok(None)) if self.addr.is_none() => return Err("resolves to no address".into()),
+            Ok(Err(e)) if self.addr.is_none() => return Err(format!("cannot resolve: {e}")),
+            Err(e) if self.addr.is_none() => return Err(format!("cannot resolve: {e}")),
+            _ => {}
+        }
+        self.addr.ok_or_else(|| "no address".into())
     }
 }
 
@@ -89,14 +118,24 @@ pub fn poll(servers: &mut [Server], timeout: Duration) -> Vec<Polled> {
     // Per server: (address, transmit timestamp sent, local send time).
     let mut pending: Vec<Option<(SocketAddr, u64, i128)>> = vec![None; servers.len()];
     let mut sockets: Vec<(bool, UdpSocket)> = Vec::new();
-    for (i, s) in servers.iter_mut().enumerate() {
-        let addr = match s.resolve() {
+    let started = Instant::now();
+    for i in 0..servers.len() {
+        let left = timeout.saturating_sub(started.elapsed());
+        let addr = match servers[i].resolve(left) {
             Ok(a) => a,
             Err(e) => {
                 out[i] = fail(e);
                 continue;
             }
         };
+        // Two names for one address are one server: it must not count twice.
+        if let Some(j) = pending[..i]
+            .iter()
+            .position(|p| p.is_some_and(|(a, _, _)| a == addr))
+        {
+            out[i] = fail(format!("the same address as {}", servers[j].name));
+            continue;
+        }
         let v6 = addr.is_ipv6();
         if !sockets.iter().any(|(f, _)| *f == v6) {
             let bind = if v6 { "[::]:0" } else { "0.0.0.0:0" };
@@ -112,17 +151,19 @@ pub fn poll(servers: &mut [Server], timeout: Duration) -> Vec<Polled> {
             continue;
         };
         let sent_ns = wall_ns();
-        // The low bits of the fraction are noise below a nanosecond: fill them with
-        // randomness, so an off-path attacker cannot guess the origin timestamp.
-        let mut noise = [0u8; 2];
+        // The server only echoes the transmit timestamp (the offset uses `sent_ns`, kept
+        // here), so its fraction is random: an off-path sender cannot guess what a reply
+        // must echo.
+        let mut noise = [0u8; 4];
         let _ = aws_lc_rs::rand::fill(&mut noise);
-        let transmit = sntp::to_ntp(sent_ns) ^ u64::from(u16::from_le_bytes(noise));
+        let transmit =
+            (sntp::to_ntp(sent_ns) & !0xffff_ffff) | u64::from(u32::from_le_bytes(noise));
         match sock.send_to(&sntp::request(transmit), addr) {
             Ok(_) => pending[i] = Some((addr, transmit, sent_ns)),
             Err(e) => out[i] = fail(format!("send failed: {e}")),
         }
     }
-    let deadline = Instant::now() + timeout;
+    let deadline = started + timeout;
     let mut buf = [0u8; 512];
     for (_, sock) in &sockets {
         let _ = sock.set_nonblocking(true);

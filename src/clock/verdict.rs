@@ -113,11 +113,12 @@ impl Verdict {
         if let Some(at) = p.leap_at {
             self.leap_at.store(at, Ordering::Relaxed);
         }
+        // A hold outlives any verdict until the monitor releases it.
+        let hold = self.word.load(Ordering::Relaxed) & HOLD;
         let word = match p.bound_us {
-            None => 0,
+            None => hold,
             Some(bound) => {
                 let ticks = p.expires_ms.div_ceil(TICK_MS).clamp(1, EXPIRES_MASK);
-                let hold = self.word.load(Ordering::Relaxed) & HOLD;
                 ticks
                     | (bound.min(BOUND_MASK) << BOUND_SHIFT)
                     | hold
@@ -151,8 +152,12 @@ impl Verdict {
         }
         let step = base.saturating_sub(old);
         if step < -STEP_TOLERANCE_NS {
-            self.hold_until
-                .store(old.saturating_add(mono_ns), Ordering::Relaxed);
+            // A second step back while a hold is in force must not move it earlier: the
+            // old base is already the lowered one then.
+            let until = old
+                .saturating_add(mono_ns)
+                .max(self.hold().unwrap_or(i64::MIN));
+            self.hold_until.store(until, Ordering::Relaxed);
             self.word.fetch_or(HOLD, Ordering::Release);
         }
         (step.abs() > STEP_TOLERANCE_NS).then_some(step)
@@ -171,9 +176,14 @@ impl Verdict {
         }
     }
 
-    /// The trusted reading at wall time `wall` (Unix ns) and monotonic time `mono_ns` (ns
-    /// since the verdict was created; read **before** `wall`).
-    pub fn read_at(&self, wall: i64, mono_ns: i64) -> Result<Reading, ClockError> {
+    /// The trusted reading at wall time `wall` (Unix time) and monotonic time `mono_ns` (ns
+    /// since the verdict was created; read **before** `wall`). No division on this path:
+    /// it runs once per request.
+    pub fn read_at(&self, time: Timestamp, mono_ns: i64) -> Result<Reading, ClockError> {
+        let wall = time
+            .unix_secs
+            .saturating_mul(1_000_000_000)
+            .saturating_add(i64::from(time.nanos));
         let word = self.word.load(Ordering::Acquire);
         let expires = word & EXPIRES_MASK;
         if expires == 0 {
@@ -185,8 +195,7 @@ impl Verdict {
                 },
             );
         }
-        let mono_ms = u64::try_from(mono_ns / 1_000_000).unwrap_or(0);
-        if mono_ms >= expires * TICK_MS {
+        if mono_ns >= (expires * TICK_MS * 1_000_000) as i64 {
             return Err(ClockError::Expired);
         }
         if wall.saturating_sub(mono_ns)
@@ -210,10 +219,7 @@ impl Verdict {
             }
         }
         Ok(Reading {
-            time: Timestamp {
-                unix_secs: wall.div_euclid(1_000_000_000),
-                nanos: wall.rem_euclid(1_000_000_000) as u32,
-            },
+            time,
             bound_us: (word >> BOUND_SHIFT) & BOUND_MASK,
         })
     }
@@ -238,7 +244,8 @@ impl TimeSource for TrustedClock {
         // Monotonic first: a preemption between the readings then only makes the wall
         // clock look ahead, never stepped back.
         let mono = self.0.mono_ns();
-        self.0.read_at(wall_ns(), mono)
+        let time = super::unix_time(super::wall_now()).ok_or(ClockError::NotSynchronised)?;
+        self.0.read_at(time, mono)
     }
 }
 
@@ -249,6 +256,15 @@ mod tests {
     const S: i64 = 1_000_000_000;
     /// 2016-12-31T23:59:59Z + 1 s: the last leap second so far took effect at 2017-01-01.
     const LEAP_AT: i64 = 1_483_228_800;
+
+    /// [`Verdict::read_at`] at Unix nanoseconds `wall`.
+    fn read(v: &Verdict, wall: i64, mono_ns: i64) -> Result<Reading, ClockError> {
+        let time = Timestamp {
+            unix_secs: wall.div_euclid(S),
+            nanos: wall.rem_euclid(S) as u32,
+        };
+        v.read_at(time, mono_ns)
+    }
 
     fn in_sync(v: &Verdict, leap_at: Option<i64>) {
         v.publish(Publish {
@@ -263,15 +279,15 @@ mod tests {
     fn out_of_sync_until_published_then_in_sync_until_expiry() {
         let v = Verdict::new();
         let wall = 1_800_000_000 * S;
-        assert_eq!(v.read_at(wall, 0), Err(ClockError::OutOfSync));
+        assert_eq!(read(&v, wall, 0), Err(ClockError::OutOfSync));
         in_sync(&v, None);
-        let r = v.read_at(wall, 1_000).unwrap();
+        let r = read(&v, wall, 1_000).unwrap();
         assert_eq!(r.time.unix_secs, 1_800_000_000);
         assert_eq!(r.bound_us, 2_500);
         // Just before the expiry, and at it: a monitor that stops publishing stops stamping.
-        assert!(v.read_at(wall, 99_999 * 1_000_000).is_ok());
+        assert!(read(&v, wall, 99_999 * 1_000_000).is_ok());
         assert_eq!(
-            v.read_at(wall, 100_000 * 1_000_000),
+            read(&v, wall, 100_000 * 1_000_000),
             Err(ClockError::Expired)
         );
         v.publish(Publish {
@@ -280,7 +296,7 @@ mod tests {
             leap_at: None,
             reason: OutReason::LeapStop,
         });
-        assert_eq!(v.read_at(wall, 0), Err(ClockError::LeapStop));
+        assert_eq!(read(&v, wall, 0), Err(ClockError::LeapStop));
         // Bounds saturate rather than wrap.
         v.publish(Publish {
             bound_us: Some(u64::MAX),
@@ -288,14 +304,14 @@ mod tests {
             leap_at: None,
             reason: OutReason::OutOfSync,
         });
-        assert_eq!(v.read_at(wall, 0).unwrap().bound_us, MAX_BOUND_US);
+        assert_eq!(read(&v, wall, 0).unwrap().bound_us, MAX_BOUND_US);
     }
 
     #[test]
     fn a_leap_second_pauses_stamping_for_three_seconds_only() {
         let v = Verdict::new();
         in_sync(&v, Some(LEAP_AT));
-        let at = |secs: i64, ns: i64| v.read_at((LEAP_AT + secs) * S + ns, 0);
+        let at = |secs: i64, ns: i64| read(&v, (LEAP_AT + secs) * S + ns, 0);
         // 23:59:58.999999999 is granted; 23:59:59.0 up to 00:00:00.999999999 refused
         // (Unix time shows the leap second 23:59:60 as a repeat of one of them).
         assert!(at(-2, 999_999_999).is_ok());
@@ -315,22 +331,32 @@ mod tests {
         let t0 = 1_800_000_000 * S;
         // The monitor measures base = wall − mono at mono 0.
         assert_eq!(v.track_steps_at(t0, 0), None);
-        assert!(v.read_at(t0 + S, S).is_ok());
+        assert!(read(&v, t0 + S, S).is_ok());
         // At mono 2 s the clock is stepped back by 10 s: the very next request refuses.
-        assert_eq!(v.read_at(t0 - 8 * S, 2 * S), Err(ClockError::SteppedBack));
+        assert_eq!(read(&v, t0 - 8 * S, 2 * S), Err(ClockError::SteppedBack));
         // Jitter below the tolerance is no step.
-        assert!(v.read_at(t0 + 2 * S - STEP_TOLERANCE_NS / 2, 2 * S).is_ok());
+        assert!(read(&v, t0 + 2 * S - STEP_TOLERANCE_NS / 2, 2 * S).is_ok());
         // The monitor's next poll (mono 3 s) sees the step and holds until the old
         // timeline's t0 + 3 s.
         assert_eq!(v.track_steps_at(t0 - 10 * S, 3 * S), Some(-10 * S));
         assert_eq!(v.hold(), Some(t0 + 3 * S));
-        assert_eq!(v.read_at(t0 - 7 * S, 3 * S), Err(ClockError::SteppedBack));
-        // A publish keeps the hold.
+        assert_eq!(read(&v, t0 - 7 * S, 3 * S), Err(ClockError::SteppedBack));
+        // A publish keeps the hold, even across an out-of-sync verdict.
+        v.publish(Publish {
+            bound_us: None,
+            expires_ms: 0,
+            leap_at: None,
+            reason: OutReason::OutOfSync,
+        });
         in_sync(&v, None);
-        assert_eq!(v.read_at(t0 - S, 9 * S), Err(ClockError::SteppedBack));
+        assert_eq!(read(&v, t0 - S, 9 * S), Err(ClockError::SteppedBack));
         // Once the clock passes t0 + 3 s, tokens again: every genTime is later than any
         // issued before the step.
-        assert!(v.read_at(t0 + 3 * S, 13 * S).is_ok());
+        assert!(read(&v, t0 + 3 * S, 13 * S).is_ok());
+        // A second step back during the hold keeps the later end.
+        assert_eq!(v.track_steps_at(t0 - 20 * S, 4 * S), Some(-10 * S));
+        assert_eq!(v.hold(), Some(t0 + 3 * S));
+        assert_eq!(v.track_steps_at(t0 - 10 * S, 5 * S), Some(10 * S));
         // A step forward is reported but holds nothing.
         assert_eq!(v.track_steps_at(t0 + 5 * S, 14 * S), Some(15 * S));
     }

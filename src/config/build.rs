@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::ValidatedConfig;
 use crate::audit::{AuditSink, Event};
-use crate::clock::monitor::{EventSink, Monitor};
+use crate::clock::monitor::{EventSink, Monitor, Taken};
 use crate::clock::{SystemClock, TimeSource};
 use crate::error::Error;
 use crate::frontend::config::Listener;
@@ -141,22 +141,22 @@ pub fn build(valid: &ValidatedConfig) -> Result<Built, Error> {
 /// The monitor's events as audit [`Event`]s (`kind = "clock"`), in the trail's hash chain.
 fn clock_events(audit: Arc<dyn AuditSink>) -> EventSink {
     Box::new(move |e| {
-        let time = SystemClock.now().map_or(
-            crate::protocol::Timestamp {
-                unix_secs: 0,
-                nanos: 0,
-            },
-            |r| r.time,
-        );
-        audit
-            .event(Event {
-                time,
-                kind: "clock".into(),
-                name: e.name.into(),
-                message: e.message.clone(),
-                detail: e.detail.to_string(),
-            })
-            .is_ok()
+        let time = crate::clock::unix_time(e.time).unwrap_or(crate::protocol::Timestamp {
+            unix_secs: 0,
+            nanos: 0,
+        });
+        let event = Event {
+            time,
+            kind: "clock".into(),
+            name: e.name.into(),
+            message: e.message.clone(),
+            detail: e.detail.to_string(),
+        };
+        match audit.event(event) {
+            Ok(Some(committed)) => Taken::Queued(committed),
+            Ok(None) => Taken::Done,
+            Err(_) => Taken::Refused,
+        }
     })
 }
 

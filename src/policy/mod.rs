@@ -353,9 +353,13 @@ impl Tsa {
             Err(Failure::Client(r)) => Reply::rejected(&r, status_text),
             Err(Failure::Server(e)) => {
                 let origin = e.origin().name();
-                if matches!(e, Error::Sign(crate::signer::SignError::Unavailable)) {
-                    // Every request during an HSM outage or overload: the signer logs the
-                    // outage itself, and /metrics counts; one line per request would flood.
+                if matches!(
+                    e,
+                    Error::Sign(crate::signer::SignError::Unavailable) | Error::TimeUnavailable
+                ) {
+                    // Every request during an HSM outage or overload, or while the clock is
+                    // out of sync: the signer and the clock monitor log the change of state
+                    // themselves, and /metrics counts; one line per request would flood.
                     tracing::debug!(service = %svc.name, origin, error = %e, "request failed");
                 } else {
                     tracing::error!(service = %svc.name, origin, error = %e, "request failed");

@@ -541,7 +541,10 @@ impl crate::audit::AuditSink for NearlyFull {
     ) -> Result<Option<crate::audit::Durable>, crate::audit::Full> {
         self.0.submit(record, durable)
     }
-    fn event(&self, event: crate::audit::Event) -> Result<(), crate::audit::Full> {
+    fn event(
+        &self,
+        event: crate::audit::Event,
+    ) -> Result<Option<crate::audit::Durable>, crate::audit::Full> {
         self.0.event(event)
     }
     fn roomy(&self) -> bool {
@@ -735,7 +738,10 @@ fn a_full_audit_trail_refuses_instead_of_releasing_a_token() {
         ) -> Result<Option<crate::audit::Durable>, crate::audit::Full> {
             Err(crate::audit::Full)
         }
-        fn event(&self, _e: crate::audit::Event) -> Result<(), crate::audit::Full> {
+        fn event(
+            &self,
+            _e: crate::audit::Event,
+        ) -> Result<Option<crate::audit::Durable>, crate::audit::Full> {
             Err(crate::audit::Full)
         }
     }

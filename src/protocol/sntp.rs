@@ -138,11 +138,19 @@ fn short_ns(b: &[u8]) -> u64 {
 const MAX_DISTANCE_NS: u64 = 16_000_000_000;
 
 /// Checks a server's reply to the request whose transmit timestamp was `sent` (RFC 4330 §5:
-/// mode, version, stratum, kiss code, leap indicator 3, origin timestamp, zero timestamps).
+/// origin timestamp first, then mode, version, stratum, kiss code, leap indicator 3, zero
+/// timestamps).
 /// `pivot` (the local send time, Unix nanoseconds) picks the NTP era.
 pub fn decode_reply(bytes: &[u8], sent: u64, pivot: i128) -> Result<Reply, ReplyError> {
     if bytes.len() < PACKET_LEN {
         return Err(ReplyError::Short(bytes.len()));
+    }
+    let ts = |at: usize| u64::from_be_bytes(bytes[at..at + 8].try_into().unwrap_or([0; 8]));
+    // First: a packet that does not echo our transmit timestamp is not an answer to us,
+    // whatever it says. Checked before anything else, so an off-path sender cannot knock a
+    // server out of the quorum with a forged kiss-o'-death.
+    if ts(24) != sent {
+        return Err(ReplyError::Origin);
     }
     let li = bytes[0] >> 6;
     let version = (bytes[0] >> 3) & 7;
@@ -164,10 +172,6 @@ pub fn decode_reply(bytes: &[u8], sent: u64, pivot: i128) -> Result<Reply, Reply
     }
     if stratum >= 16 || li == 3 {
         return Err(ReplyError::Unsynchronised { stratum, li });
-    }
-    let ts = |at: usize| u64::from_be_bytes(bytes[at..at + 8].try_into().unwrap_or([0; 8]));
-    if ts(24) != sent {
-        return Err(ReplyError::Origin);
     }
     let (receive, transmit) = (ts(32), ts(40));
     if receive == 0 || transmit == 0 {
@@ -326,6 +330,10 @@ mod tests {
             ok(&reply(0, 4, 4, 2, sent ^ 1, T, T)),
             Err(ReplyError::Origin)
         );
+        // A kiss-o'-death that does not echo our request is not from the server we asked.
+        let mut forged = reply(3, 4, 4, 0, sent ^ 1, T, T);
+        forged[12..16].copy_from_slice(b"DENY");
+        assert_eq!(ok(&forged), Err(ReplyError::Origin));
         let mut zero = reply(0, 4, 4, 2, sent, T, T);
         zero[40..48].fill(0);
         assert_eq!(ok(&zero), Err(ReplyError::ZeroTimestamp));

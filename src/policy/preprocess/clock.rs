@@ -1,20 +1,21 @@
 //! `kind = "clock"`: reads genTime's source once per request, before anything else. The
-//! system clock by default; a fixed virtual clock for tests and demonstrations. A clock that
-//! cannot be trusted yields `timeNotAvailable`, never a wrong time.
+//! TSA's trusted clock (the `[clock]` monitor's verdict) by default; a fixed virtual clock
+//! for tests and demonstrations. A clock that cannot be trusted yields `timeNotAvailable`,
+//! never a wrong time.
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::{Exchange, PreFilter, Stop};
-use crate::clock::{FixedClock, SystemClock, TimeSource};
+use crate::clock::{FixedClock, TimeSource};
 
 /// `[preprocess.NAME]` with `kind = "clock"`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClockConfig {
     /// A fixed virtual time (RFC 3339 UTC, e.g. `2030-01-01T00:00:00Z`) instead of the
-    /// system clock. For tests only. Default: the system clock.
+    /// trusted clock. For tests only. Default: the trusted clock (`[clock]`).
     pub fixed: Option<String>,
 }
 
@@ -55,16 +56,6 @@ pub struct Clock {
     source: Arc<dyn TimeSource>,
 }
 
-impl Clock {
-    /// A clock filter over the system clock.
-    pub fn system() -> Self {
-        Clock {
-            name: "clock".into(),
-            source: Arc::new(SystemClock),
-        }
-    }
-}
-
 impl PreFilter for Clock {
     fn name(&self) -> &str {
         &self.name
@@ -79,6 +70,7 @@ impl PreFilter for Clock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::SystemClock;
 
     #[test]
     fn fixed_clocks_parse_and_bad_ones_are_reported() {
