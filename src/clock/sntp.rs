@@ -21,8 +21,8 @@ pub struct Server {
 }
 
 impl Server {
-    /// A server from its configured name; resolved at the first poll, then every
-    /// [`REFRESH`].
+    /// A server from its configured name; resolved at the first poll, then every five
+    /// minutes.
     pub fn new(name: &str) -> Self {
         Server {
             name: name.to_string(),
