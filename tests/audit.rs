@@ -312,8 +312,7 @@ fn a_postgres_outage_mid_load_loses_and_duplicates_nothing() {
     pg.pause();
     std::thread::sleep(Duration::from_millis(1000));
     // Serving went on; the shipper is down and its lag visible.
-    let metrics = common::exchange(&server, b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-    let text = String::from_utf8_lossy(&metrics.body).into_owned();
+    let text = server.metrics();
     assert!(text.contains("stampd_audit_shipper_up 0"), "{text}");
     let lag: u64 = text
         .lines()
@@ -722,8 +721,7 @@ fn a_full_journal_disk_refuses_requests_before_it_tears_and_recovers_by_itself()
     // Refused before the reserve was touched: the filesystem is far from full.
     assert!(fs.free() >= 1 << 20, "free {}", fs.free());
     assert_eq!(ready(&server), 503);
-    let metrics = common::exchange(&server, b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-    let metrics = String::from_utf8_lossy(&metrics.body).into_owned();
+    let metrics = server.metrics();
     assert!(
         metrics.contains("stampd_audit_disk_budget_state 2\n"),
         "{metrics}"

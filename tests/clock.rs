@@ -79,7 +79,7 @@ fn offset(server: &Server) -> f64 {
 }
 
 fn metric(server: &Server, line_start: &str) -> String {
-    let (_, text) = get(server, "/metrics");
+    let text = server.metrics();
     text.lines()
         .find(|l| l.starts_with(line_start))
         .unwrap_or_else(|| panic!("no {line_start} in /metrics"))

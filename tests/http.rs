@@ -88,8 +88,7 @@ fn http_errors_have_the_right_status() {
     let health = exchange(&server, b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
     assert_eq!((health.status, health.body.as_slice()), (200, &b"ok\n"[..]));
     // Refusals leave no audit record; /metrics counts them by status.
-    let metrics = exchange(&server, b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-    let text = String::from_utf8_lossy(&metrics.body);
+    let text = server.metrics();
     for (status, n) in [
         (400, 2),
         (404, 1),
@@ -342,9 +341,9 @@ fn connections_are_capped_by_the_open_file_limit_and_the_extra_ones_get_503_at_o
     drop(held);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let resp = exchange(&server, b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+        let resp = exchange(&server, health).unwrap();
         if resp.status == 200 {
-            let text = String::from_utf8_lossy(&resp.body).into_owned();
+            let text = server.metrics();
             assert!(text.contains("stampd_accept_errors_total 0\n"), "{text}");
             break;
         }
@@ -439,8 +438,7 @@ fn stalled_bodies_are_bounded_by_the_buffered_bytes_budget_and_others_are_served
             .unwrap()
     };
     let (cut, held) = loop {
-        let metrics = exchange(&server, b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-        let text = String::from_utf8_lossy(&metrics.body).into_owned();
+        let text = server.metrics();
         let cut = gauge(&text, "stampd_http_slow_bodies_cut_total");
         let held = gauge(&text, "stampd_http_buffered_body_bytes");
         if cut > 0 && held * 4 < limit * 3 {
@@ -607,5 +605,78 @@ fn the_epoll_driver_serves_the_same() {
     for n in 1..=3u64 {
         s.write_all(&post_bytes("/tsa", &query(n), "")).unwrap();
         granted(&read_response(&mut s, &mut pending).unwrap().body);
+    }
+}
+
+#[test]
+fn metrics_live_on_the_admin_listener_and_probes_on_both() {
+    let dir = common::tempdir();
+    let server = Server::start(&dir.path().join("d"), None);
+    let public = |path: &str| {
+        exchange(
+            &server,
+            format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes(),
+        )
+        .unwrap()
+        .status
+    };
+    // The public port: the probes a load balancer needs, no metrics.
+    assert_eq!(public("/health"), 200);
+    assert_eq!(public("/ready"), 200);
+    assert_eq!(public("/metrics"), 404);
+    // The admin listener: all three, and no timestamp service.
+    assert!(server.metrics().contains("stampd_audit_records_total"));
+    assert_eq!(server.admin_get("/health").0, 200);
+    assert_eq!(server.admin_get("/ready").0, 200);
+    let admin = server.admin.unwrap();
+    assert_ne!(admin, server.addr);
+    let mut s = std::net::TcpStream::connect(admin).unwrap();
+    let body = request::encode(HashAlg::Sha256, &[1; 32], None, None, false);
+    s.write_all(&post_bytes("/tsa", &body, "")).unwrap();
+    assert_eq!(read_response(&mut s, &mut Vec::new()).unwrap().status, 404);
+    drop(server);
+
+    // `public_probes` decides what the public port answers; `--admin-listen off` has none.
+    let config = "[admin]\npublic_probes = [\"ready\", \"metrics\"]\n";
+    let server = Server::start_with_admin(&dir.path().join("e"), Some(config), "off");
+    assert_eq!(server.admin, None);
+    let status = |path: &str| {
+        exchange(
+            &server,
+            format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes(),
+        )
+        .unwrap()
+        .status
+    };
+    assert_eq!(status("/health"), 404);
+    assert_eq!(status("/ready"), 200);
+    assert_eq!(status("/metrics"), 200);
+}
+
+#[test]
+fn the_admin_listener_refuses_a_public_address_and_a_service_port() {
+    let dir = common::tempdir();
+    let file = dir.path().join("c.toml");
+    for (text, says) in [
+        (
+            "[admin]\nlisten = \"0.0.0.0:3181\"\n",
+            "admin.listen: 0.0.0.0:3181 is not a loopback address",
+        ),
+        (
+            "[admin]\nlisten = \"127.0.0.1:3180\"\n",
+            "admin.listen: 127.0.0.1:3180 is also a service's listen address",
+        ),
+        (
+            "[admin]\npublic_probes = [\"status\"]\n",
+            "admin.public_probes: `status`",
+        ),
+    ] {
+        std::fs::write(&file, text).unwrap();
+        let (ok, out) = common::run(
+            std::process::Command::new(common::BIN)
+                .arg("check-config")
+                .arg(&file),
+        );
+        assert!(!ok && out.contains(says), "{out}");
     }
 }

@@ -345,7 +345,7 @@ fn keygen_csr_ca_import_then_serve_for_every_key_type() {
             }
         }
     }
-    let metrics = String::from_utf8(get(&server, "/metrics").body).unwrap();
+    let metrics = server.metrics();
     // SIGTERM while signs are in flight: a clean exit (the module is closed first, never
     // torn down under a running C_Sign).
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -717,7 +717,7 @@ fn a_removed_token_means_system_failure_then_service_resumes() {
     let ready = get(&server, "/ready");
     assert_eq!(ready.status, 503);
     assert!(String::from_utf8_lossy(&ready.body).contains("main"));
-    let metrics = String::from_utf8(get(&server, "/metrics").body).unwrap();
+    let metrics = server.metrics();
     assert!(
         metrics.contains("stampd_signer_up{signer=\"main\"} 0"),
         "{metrics}"

@@ -301,9 +301,7 @@ fn preprocessing_rate_limit_and_metrics_over_http() {
     assert_eq!(r.fail_info, vec![FailureInfo::SystemFailure]);
 
     // The monitor counted what the limit let through and what it refused.
-    let metrics = exchange(&server, b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-    assert_eq!(metrics.status, 200);
-    let text = String::from_utf8(metrics.body).unwrap();
+    let text = server.metrics();
     assert!(
         text.contains(
             "stampd_requests_total{service=\"limited\",monitor=\"transaction-monitor\",policy=\"default\",outcome=\"granted\"} 3"
@@ -368,8 +366,7 @@ fn http_level_refusals_reach_the_service_rate_limit_monitor_and_audit_trail() {
     // An unknown path concerns no service: answered, counted, not recorded.
     let other = b"GET /nowhere HTTP/1.1\r\nHost: t\r\n\r\n";
     assert_eq!(exchange(&server, other).unwrap().status, 404);
-    let metrics = exchange(&server, b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
-    let text = String::from_utf8(metrics.body).unwrap();
+    let text = server.metrics();
     assert!(
         text.contains("outcome=\"http_415\"} 2") && text.contains("outcome=\"http_429\"} 2"),
         "{text}"

@@ -93,13 +93,20 @@ impl Drop for Server {
 fn start_stampd(stampd: &Path, work: &Path, case: &Case) -> Result<Server, String> {
     let data = work.join("data");
     let mut cmd = Command::new(stampd);
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&data)
-        .envs(&case.env)
-        .env("STAMPD_LOG", "warn")
-        .current_dir(work)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "off",
+        "--data-dir",
+    ])
+    .arg(&data)
+    .envs(&case.env)
+    .env("STAMPD_LOG", "warn")
+    .current_dir(work)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit());
     if !case.config.trim().is_empty() {
         let file = work.join("stampd.toml");
         std::fs::write(&file, &case.config).map_err(|e| e.to_string())?;

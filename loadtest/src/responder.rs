@@ -46,6 +46,7 @@ pub fn serve(listen: SocketAddr, cores: usize) -> Result<ExitCode, String> {
         vec![Listener {
             addr: listen,
             routes: vec![("/tsa".to_string(), 0)],
+            probes: stampd::frontend::config::Probes::ALL,
         }],
         stampd::frontend::Settings {
             cores,

@@ -57,9 +57,16 @@ fn start(mut cmd: Command) -> Running {
 
 fn stampd(data: &Path) -> Running {
     let mut cmd = Command::new(stampd_bin());
-    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data)
-        .env("STAMPD_LOG", "warn");
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "off",
+        "--data-dir",
+    ])
+    .arg(data)
+    .env("STAMPD_LOG", "warn");
     start(cmd)
 }
 

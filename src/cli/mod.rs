@@ -46,6 +46,9 @@ enum Command {
         /// Listen address for every service (overrides their `listen`).
         #[arg(long)]
         listen: Option<String>,
+        /// The admin listener's address, or `off` (overrides `[admin] listen`).
+        #[arg(long, value_name = "ADDR|off")]
+        admin_listen: Option<String>,
     },
     /// Create the development PKI (CA + TSA certificate) in the data directory.
     Init {
@@ -157,7 +160,8 @@ pub fn main() -> ExitCode {
             config,
             data_dir,
             listen,
-        } => serve::serve(config, data_dir, listen),
+            admin_listen,
+        } => serve::serve(config, data_dir, listen, admin_listen),
         Command::Init { data_dir, key_type } => init::init(&data_dir, key_type),
         Command::Request {
             file,

@@ -13,6 +13,7 @@ pub(super) fn serve(
     config: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     listen: Option<String>,
+    admin_listen: Option<String>,
 ) -> CmdResult {
     let mut cfg = match &config {
         Some(p) => load_config(p)?,
@@ -25,6 +26,9 @@ pub(super) fn serve(
         for s in &mut cfg.service {
             s.listen = crate::policy::config::OneOrMany::One(l.clone());
         }
+    }
+    if let Some(a) = admin_listen {
+        cfg.admin.listen = a;
     }
     let origin = config
         .as_ref()
@@ -53,6 +57,10 @@ pub(super) fn serve(
     let listeners = built.listeners.clone();
     let running = crate::frontend::start(built.tsa.clone(), built.listeners, settings)
         .map_err(|e| e.to_string())?;
+    if let Some(addr) = valid.admin {
+        let bound = running.start_admin(addr).map_err(|e| e.to_string())?;
+        say!("stampd: admin on http://{bound} (/metrics, /health, /ready)");
+    }
     let pki = DevPki::in_dir(&built.data_dir);
     for (l, addr) in listeners.iter().zip(&running.addrs) {
         for (path, _) in &l.routes {

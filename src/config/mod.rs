@@ -58,6 +58,9 @@ pub struct Config {
     /// `[clock]`: the sync monitor (SNTP quorum, chrony, or none for development).
     #[serde(default)]
     pub clock: crate::clock::config::ClockConfig,
+    /// `[admin]`: the admin listener (`/metrics`, probes).
+    #[serde(default)]
+    pub admin: crate::frontend::config::AdminConfig,
 }
 
 impl Default for Config {
@@ -74,6 +77,7 @@ impl Default for Config {
             preprocess: BTreeMap::new(),
             audit: Default::default(),
             clock: Default::default(),
+            admin: Default::default(),
         }
     }
 }

@@ -34,6 +34,8 @@ pub struct ValidatedConfig {
     pub services: Vec<ValidService>,
     /// Every listening address and the paths it routes to services.
     pub listeners: Vec<Listener>,
+    /// `[admin] listen`: the admin listener's address, `None` when `"off"`.
+    pub admin: Option<std::net::SocketAddr>,
     /// `audit.journal.dir`, resolved.
     pub journal_dir: PathBuf,
     /// `audit.postgres_password_file`, resolved.
@@ -99,7 +101,20 @@ impl Config {
             errors.push("server.queue_capacity: must be at least 1".into());
         }
         errors.extend(self.server.http.validate());
-        let (services, listeners) = self.check_services(&mut errors);
+        errors.extend(self.admin.validate());
+        let (services, mut listeners) = self.check_services(&mut errors);
+        let admin = self.admin.addr().ok().flatten();
+        if let Some(a) = admin.filter(|a| a.port() != 0 && listeners.iter().any(|l| l.addr == *a)) {
+            // Both would bind with SO_REUSEPORT, and the kernel would share the connections.
+            errors.push(format!(
+                "admin.listen: {a} is also a service's listen address; give the admin listener \
+                 its own port"
+            ));
+        }
+        let public = self.admin.public().unwrap_or_default();
+        for l in &mut listeners {
+            l.probes = public;
+        }
         let policies = self.check_policies(&services, &mut errors);
         if !errors.is_empty() {
             return Err(Error::Config(errors.join("\n")));
@@ -122,6 +137,7 @@ impl Config {
             policies,
             services,
             listeners,
+            admin,
         })
     }
 
@@ -232,6 +248,7 @@ impl Config {
                     None => listeners.push(Listener {
                         addr,
                         routes: routes.collect(),
+                        probes: Default::default(),
                     }),
                 }
             }

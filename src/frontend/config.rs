@@ -99,6 +99,79 @@ impl HttpConfig {
     }
 }
 
+/// `[admin]`: the admin listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Address of the admin listener (`/metrics`, `/health`, `/ready`), loopback only until
+    /// it carries TLS; `"off"` for none. `stampd serve --admin-listen ADDR|off` overrides it.
+    /// Default `"127.0.0.1:3181"`.
+    pub listen: String,
+    /// Probe paths answered on every service listener too, for load balancers that probe
+    /// the public port: any of `"health"`, `"ready"`, `"metrics"`. Default
+    /// `["health", "ready"]`.
+    pub public_probes: Vec<String>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: "127.0.0.1:3181".into(),
+            public_probes: vec!["health".into(), "ready".into()],
+        }
+    }
+}
+
+impl AdminConfig {
+    /// The address to bind, `None` for `"off"`; the error names the key. Pure.
+    pub fn addr(&self) -> Result<Option<SocketAddr>, String> {
+        if self.listen == "off" {
+            return Ok(None);
+        }
+        let addr: SocketAddr = self.listen.parse().map_err(|_| {
+            format!(
+                "admin.listen: `{}` is not an address such as \"127.0.0.1:3181\" (or \"off\")",
+                self.listen
+            )
+        })?;
+        if !addr.ip().is_loopback() {
+            return Err(format!(
+                "admin.listen: {addr} is not a loopback address; the admin listener serves \
+                 metrics and (soon) administration without TLS, so it binds to 127.0.0.1 or \
+                 [::1] only"
+            ));
+        }
+        Ok(Some(addr))
+    }
+
+    /// The probes service listeners answer; the error names the key. Pure.
+    pub fn public(&self) -> Result<Probes, String> {
+        let mut p = Probes::default();
+        for name in &self.public_probes {
+            match name.as_str() {
+                "health" => p.health = true,
+                "ready" => p.ready = true,
+                "metrics" => p.metrics = true,
+                other => {
+                    return Err(format!(
+                        "admin.public_probes: `{other}` is not one of \"health\", \"ready\", \
+                         \"metrics\""
+                    ))
+                }
+            }
+        }
+        Ok(p)
+    }
+
+    /// Every check of the section, as messages.
+    pub fn validate(&self) -> Vec<String> {
+        [self.addr().err(), self.public().err()]
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+}
+
 /// One listening socket and the paths it serves.
 #[derive(Debug, Clone)]
 pub struct Listener {
@@ -106,11 +179,78 @@ pub struct Listener {
     pub addr: SocketAddr,
     /// (path, service index).
     pub routes: Vec<(String, usize)>,
+    /// Which of `/health`, `/ready` and `/metrics` it answers (404 for the others).
+    pub probes: Probes,
+}
+
+/// The probe paths a listener answers: the admin listener all three; a service listener
+/// `/health` and `/ready` by default (`[admin] public_probes`), for load balancers that probe
+/// the public port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Probes {
+    /// `GET /health`: liveness.
+    pub health: bool,
+    /// `GET /ready`: readiness.
+    pub ready: bool,
+    /// `GET /metrics`: Prometheus text.
+    pub metrics: bool,
+}
+
+impl Probes {
+    /// All three: the admin listener.
+    pub const ALL: Probes = Probes {
+        health: true,
+        ready: true,
+        metrics: true,
+    };
+
+    /// Whether `path` is a probe this listener answers.
+    pub fn allows(&self, path: &str) -> bool {
+        match path {
+            "/health" => self.health,
+            "/ready" => self.ready,
+            "/metrics" => self.metrics,
+            _ => false,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_admin_listener_stays_on_loopback() {
+        let admin = |listen: &str| AdminConfig {
+            listen: listen.into(),
+            ..AdminConfig::default()
+        };
+        assert_eq!(
+            AdminConfig::default().addr(),
+            Ok(Some("127.0.0.1:3181".parse().unwrap()))
+        );
+        assert_eq!(admin("off").addr(), Ok(None));
+        assert!(admin("[::1]:0").addr().unwrap().is_some());
+        assert!(admin("0.0.0.0:3181").validate()[0].contains("not a loopback address"));
+        assert!(admin("localhost").validate()[0].contains("admin.listen"));
+        let probes = AdminConfig {
+            public_probes: vec!["ready".into(), "metrics".into()],
+            ..AdminConfig::default()
+        };
+        assert_eq!(
+            probes.public(),
+            Ok(Probes {
+                health: false,
+                ready: true,
+                metrics: true
+            })
+        );
+        let bad = AdminConfig {
+            public_probes: vec!["status".into()],
+            ..AdminConfig::default()
+        };
+        assert!(bad.validate()[0].contains("admin.public_probes"));
+    }
 
     #[test]
     fn limit_messages_name_their_keys_under_server_http() {

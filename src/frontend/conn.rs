@@ -41,6 +41,8 @@ pub struct Shared {
     pub limits: HttpConfig,
     /// The listener's routes: (path, service index).
     pub routes: Vec<(String, usize)>,
+    /// The probe paths the listener answers.
+    pub probes: super::config::Probes,
     /// Where requests are issued: on this core, or through the queue.
     pub backend: Backend,
     /// Bytes of bodies being received, on every core.
@@ -154,7 +156,7 @@ pub async fn serve(mut stream: TcpStream, peer: std::net::IpAddr, shared: Rc<Sha
         let parsed = if buf.is_empty() {
             Parsed::Partial
         } else {
-            http::parse(&buf, limits, &shared.routes)
+            http::parse(&buf, limits, &shared.routes, shared.probes)
         };
         let req = match parsed {
             Parsed::Complete(req) => req,

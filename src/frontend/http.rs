@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::config::HttpConfig;
+use super::config::{HttpConfig, Probes};
 
 /// What to do with one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -82,8 +82,13 @@ pub enum Parsed {
 const MAX_HEADERS: usize = 48;
 
 /// Parses the head at the start of `buf` and decides what to do. `routes` maps a path to a
-/// service index.
-pub fn parse(buf: &[u8], limits: &HttpConfig, routes: &[(String, usize)]) -> Parsed {
+/// service index; `probes` says which probe paths the listener answers (the others are 404).
+pub fn parse(
+    buf: &[u8],
+    limits: &HttpConfig,
+    routes: &[(String, usize)],
+    probes: Probes,
+) -> Parsed {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     let head_len = match req.parse(buf) {
@@ -183,7 +188,7 @@ pub fn parse(buf: &[u8], limits: &HttpConfig, routes: &[(String, usize)]) -> Par
     if hosts > 1 || (minor >= 1 && hosts == 0) {
         return error(400, None);
     }
-    if path == "/health" || path == "/ready" || path == "/metrics" {
+    if probes.allows(path) {
         if has_body {
             // A body here would be left unread and parsed as the next request (a smuggling
             // vector behind a proxy): refuse and close.
@@ -372,7 +377,7 @@ mod tests {
     }
 
     fn p(s: &str) -> Parsed {
-        parse(s.as_bytes(), &HttpConfig::default(), &routes())
+        parse(s.as_bytes(), &HttpConfig::default(), &routes(), Probes::ALL)
     }
 
     fn action(s: &str) -> Action {

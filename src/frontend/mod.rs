@@ -28,7 +28,7 @@ use config::{Dispatch, HttpConfig, IoDriver, Listener};
 pub mod fuzzing {
     use std::sync::OnceLock;
 
-    use super::config::HttpConfig;
+    use super::config::{HttpConfig, Probes};
     use super::http::{self, Action, Parsed};
 
     /// Parses the request heads in `data` as a connection reads them: with the default
@@ -43,7 +43,7 @@ pub mod fuzzing {
             (HttpConfig::default(), routes)
         });
         let mut rest = data;
-        while let Parsed::Complete(req) = http::parse(rest, limits, routes) {
+        while let Parsed::Complete(req) = http::parse(rest, limits, routes, Probes::ALL) {
             assert!(
                 req.head_len > 0 && req.head_len <= rest.len(),
                 "head_len {} of {} bytes",
@@ -160,9 +160,40 @@ pub struct Running {
     /// The I/O driver in use: `io_uring` or `epoll`.
     pub driver: &'static str,
     cores: Vec<std::thread::JoinHandle<()>>,
+    tsa: Arc<Tsa>,
+    http: HttpConfig,
+    bodies: Arc<BodyBudget>,
+    uring: bool,
 }
 
 impl Running {
+    /// Starts the admin listener at `addr` on a runtime of its own (one `stampd-admin`
+    /// thread, so admin requests never run on a frontend core): `/metrics`, `/health` and
+    /// `/ready`, reporting on the frontends. Returns its bound address.
+    pub fn start_admin(&self, addr: SocketAddr) -> Result<SocketAddr, Error> {
+        let listener = Listener {
+            addr,
+            routes: Vec::new(),
+            probes: config::Probes::ALL,
+        };
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let tsa = self.tsa.clone();
+        let backend = Backend::Inline(tsa.clone());
+        let (http, bodies, uring) = (self.http.clone(), self.bodies.clone(), self.uring);
+        std::thread::Builder::new()
+            .name("stampd-admin".into())
+            .spawn(move || run_core(vec![listener], tsa, backend, http, bodies, uring, ready_tx))
+            .map_err(|e| Error::Frontend(format!("cannot start the admin thread: {e}")))?;
+        let bound = ready_rx
+            .recv()
+            .map_err(|_| Error::Frontend("the admin listener stopped during start".into()))?
+            .map_err(Error::Frontend)?;
+        bound
+            .first()
+            .copied()
+            .ok_or_else(|| Error::Frontend("the admin listener bound no address".into()))
+    }
+
     /// Blocks until every core stops (they run until the process ends).
     pub fn wait(self) {
         for c in self.cores {
@@ -239,6 +270,10 @@ pub fn start(tsa: Arc<Tsa>, listeners: Vec<Listener>, mut s: Settings) -> Result
         addrs,
         driver,
         cores: handles,
+        tsa: metrics,
+        http: s.http,
+        bodies,
+        uring,
     })
 }
 
@@ -262,7 +297,7 @@ fn run_core(
             match TcpListener::bind_with_config(l.addr, &opts) {
                 Ok(tl) => {
                     addrs.push(tl.local_addr().unwrap_or(l.addr));
-                    bound.push((tl, l.routes.clone()));
+                    bound.push((tl, l.routes.clone(), l.probes));
                 }
                 Err(e) => {
                     let _ = ready.send(Err(format!("cannot listen on {}: {e}", l.addr)));
@@ -274,11 +309,12 @@ fn run_core(
         let open = Rc::new(Cell::new(0usize));
         let idle = Rc::new(idle::IdleConnections::default());
         let mut tasks = Vec::new();
-        for (listener, routes) in bound {
+        for (listener, routes, probes) in bound {
             let shared = Rc::new(conn::Shared {
                 tsa: tsa.clone(),
                 limits: http.clone(),
                 routes,
+                probes,
                 backend: backend.clone(),
                 bodies: bodies.clone(),
                 idle: idle.clone(),

@@ -24,15 +24,23 @@ pub struct Server {
     pub data_dir: PathBuf,
     /// The line the server printed when it started ("... (io_uring driver)").
     pub banner: String,
+    /// The admin listener (`/metrics`, `/health`, `/ready`), unless it is off.
+    pub admin: Option<SocketAddr>,
     /// Every line the server wrote to stderr (its log, at `warn`), also passed on to the
     /// test's stderr.
     log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
-    /// `stampd serve --data-dir DIR --listen 127.0.0.1:0 [--config FILE]`.
+    /// `stampd serve --data-dir DIR --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0
+    /// [--config FILE]`.
     pub fn start(data_dir: &Path, config: Option<&str>) -> Server {
-        Server::spawn(Command::new(BIN), data_dir, config)
+        Server::spawn(Command::new(BIN), data_dir, config, "127.0.0.1:0")
+    }
+
+    /// [`Server::start`] with `--admin-listen ADDR` (e.g. `off`) instead of a free port.
+    pub fn start_with_admin(data_dir: &Path, config: Option<&str>, admin: &str) -> Server {
+        Server::spawn(Command::new(BIN), data_dir, config, admin)
     }
 
     /// [`Server::start`] with at most `nofile` open files (hard and soft limit, by
@@ -40,15 +48,17 @@ impl Server {
     pub fn start_with_nofile(data_dir: &Path, config: Option<&str>, nofile: u64) -> Server {
         let mut cmd = Command::new("prlimit");
         cmd.arg(format!("--nofile={nofile}")).arg("--").arg(BIN);
-        Server::spawn(cmd, data_dir, config)
+        Server::spawn(cmd, data_dir, config, "127.0.0.1:0")
     }
 
-    fn spawn(mut cmd: Command, data_dir: &Path, config: Option<&str>) -> Server {
+    fn spawn(mut cmd: Command, data_dir: &Path, config: Option<&str>, admin: &str) -> Server {
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--listen")
-            .arg("127.0.0.1:0");
+            .arg("127.0.0.1:0")
+            .arg("--admin-listen")
+            .arg(admin);
         if let Some(text) = config {
             let file = data_dir.with_extension("toml");
             std::fs::write(&file, text).unwrap();
@@ -75,10 +85,14 @@ impl Server {
             }
         });
         let deadline = Instant::now() + Duration::from_secs(60);
+        let mut admin = None;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
+                    if let Some(rest) = line.strip_prefix("stampd: admin on http://") {
+                        admin = rest.split_whitespace().next().map(|a| a.parse().unwrap());
+                    }
                     if let Some(rest) = line.strip_prefix("stampd: serving http://") {
                         let url = rest.split_whitespace().next().unwrap();
                         let slash = url.find('/').unwrap();
@@ -88,6 +102,7 @@ impl Server {
                             path: url[slash..].to_string(),
                             data_dir: data_dir.to_path_buf(),
                             banner: line.clone(),
+                            admin,
                             log,
                         };
                     }
@@ -124,6 +139,23 @@ impl Server {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap();
         kib << 10
+    }
+
+    /// `GET path` on the admin listener: (status, body).
+    pub fn admin_get(&self, path: &str) -> (u16, String) {
+        let mut s = TcpStream::connect(self.admin.expect("an admin listener")).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+            .unwrap();
+        let r = read_response(&mut s, &mut Vec::new()).expect("an admin reply");
+        (r.status, String::from_utf8_lossy(&r.body).into_owned())
+    }
+
+    /// `GET /metrics` from the admin listener.
+    pub fn metrics(&self) -> String {
+        let (status, body) = self.admin_get("/metrics");
+        assert_eq!(status, 200);
+        body
     }
 
     pub fn url(&self) -> String {
