@@ -269,6 +269,74 @@ fn a_torn_tail_is_repaired_on_start_and_an_edit_is_reported() {
 }
 
 #[test]
+fn sigterm_under_load_answers_every_accepted_request_ships_and_exits_0() {
+    let pg = Postgres::start();
+    let tmp = common::tempdir();
+    let data = tmp.path().join("d");
+    let config = format!(
+        "[server]\ndrain_timeout_ms = 20000\n[server.http]\nrequest_timeout_ms = 5000\n\
+         [audit]\npostgres = \"{}\"\n",
+        pg.dsn()
+    );
+    let server = Server::start(&data, Some(&config));
+    let loaders = Loaders::start(&server, 4);
+    std::thread::sleep(Duration::from_millis(1000));
+    // A request half sent when the signal comes: the drain waits for it.
+    let mut slow = server.connect();
+    slow.write_all(b"POST /tsa HTTP/1.1\r\nHost: t\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    server.signal("TERM");
+    // At once: /ready says 503 (the admin listener keeps answering), and the public port
+    // takes no new connection.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.admin_get("/ready").0 != 503 {
+        assert!(Instant::now() < deadline, "/ready never said draining");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(server.admin_get("/ready").1.contains("draining"));
+    while std::net::TcpStream::connect(server.addr).is_ok() {
+        assert!(Instant::now() < deadline, "the listener stayed open");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The half-sent request is finished and answered with a token, and the connection
+    // is closed after it.
+    let body = request::encode(HashAlg::Sha256, &[9; 32], None, None, false);
+    let rest = common::post_bytes("/tsa", &body, "");
+    let head_end = rest.windows(2).position(|w| w == b"\r\n").unwrap() + 2;
+    // The request line and Host were sent; send the other headers and the body.
+    let after_host = rest[head_end..]
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .map(|i| head_end + i + 2)
+        .unwrap();
+    slow.write_all(&rest[after_host..]).unwrap();
+    let r = common::read_response(&mut slow, &mut Vec::new()).expect("an answer");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("connection"), Some("close"));
+    let token = response::decode(&r.body).unwrap();
+    assert_eq!(token.status, PkiStatus::Granted);
+    let status = server.wait_exit(Duration::from_secs(30));
+    assert!(status.success(), "{status:?}");
+    let seen = loaders.finish();
+    assert!(
+        seen.granted.len() > 50,
+        "too little load: {}",
+        seen.granted.len()
+    );
+    assert_eq!(seen.other, 0, "a request got an error instead of a token");
+    let (ok, out) = audit_cmd(&["verify"], &data);
+    assert!(ok, "{out}");
+    // Every record reached PostgreSQL before the exit, without a restart.
+    let journal = export(&data).len();
+    assert_eq!(
+        pg.sql("SELECT count(*) FROM audit_record"),
+        journal.to_string()
+    );
+    assert_pg_matches_journal(&pg, &data, &seen.granted);
+}
+
+#[test]
 fn kill_9_under_load_loses_nothing_and_ships_everything_exactly_once() {
     let pg = Postgres::start();
     let tmp = common::tempdir();

@@ -136,6 +136,9 @@ impl AuditConfig {
     }
 }
 
+/// How long a stopping server waits for the shipper to catch up.
+const SHIP_AT_STOP: Duration = Duration::from_secs(5);
+
 /// The journal writer and, when configured, its shipper.
 struct Trail {
     writer: writer::Writer,
@@ -164,7 +167,17 @@ impl AuditSink for Trail {
     }
 
     fn flush_and_stop(&self) -> bool {
-        self.writer.flush_and_stop()
+        let flushed = self.writer.flush_and_stop();
+        if let Some(s) = &self.shipper {
+            // A bounded chance for PostgreSQL to hold everything before the process goes;
+            // what is left ships at the next start.
+            if !s.wait_caught_up(SHIP_AT_STOP) {
+                tracing::warn!(
+                    "the PostgreSQL shipper did not catch up within {SHIP_AT_STOP:?}; the rest ships at the next start"
+                );
+            }
+        }
+        flushed
     }
 
     fn metrics(&self, out: &mut String) {

@@ -45,7 +45,6 @@ pub(super) fn serve(
         (_, e) => format!("invalid configuration:\n{e}"),
     })?;
     let built = build::build(&valid).map_err(|e| e.to_string())?;
-    stop_on_signal(built.audit.clone())?;
     let settings = crate::frontend::Settings {
         cores: cfg.server.cores,
         dispatch: cfg.dispatch(),
@@ -57,6 +56,11 @@ pub(super) fn serve(
     let listeners = built.listeners.clone();
     let running = crate::frontend::start(built.tsa.clone(), built.listeners, settings)
         .map_err(|e| e.to_string())?;
+    stop_on_signal(
+        built.audit.clone(),
+        running.drain(),
+        Duration::from_millis(cfg.server.drain_timeout_ms),
+    )?;
     if let Some(addr) = valid.admin {
         let bound = running.start_admin(addr).map_err(|e| e.to_string())?;
         say!("stampd: admin on http://{bound} (/metrics, /health, /ready)");
@@ -84,13 +88,19 @@ pub(super) fn serve(
     Ok(ExitCode::SUCCESS)
 }
 
-/// SIGTERM / SIGINT: commit what the audit writer holds, then exit.
+/// SIGTERM / SIGINT: drain (`/ready` 503, listeners closed, open connections answer what
+/// they were sent, at most `drain_timeout`), commit what the audit writer holds, give the
+/// shipper a bounded chance to catch up, then exit 0. A second signal exits at once.
 #[allow(
     clippy::disallowed_methods,
     reason = "cli/ may exit: the cores never return, so the signal thread ends the process \
               once the audit writer has flushed"
 )]
-fn stop_on_signal(audit: std::sync::Arc<dyn crate::audit::AuditSink>) -> Result<(), String> {
+fn stop_on_signal(
+    audit: std::sync::Arc<dyn crate::audit::AuditSink>,
+    drain: std::sync::Arc<crate::frontend::Drain>,
+    drain_timeout: Duration,
+) -> Result<(), String> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
@@ -99,8 +109,16 @@ fn stop_on_signal(audit: std::sync::Arc<dyn crate::audit::AuditSink>) -> Result<
         .spawn(move || {
             let mut signals = signals.forever();
             let Some(sig) = signals.next() else { return };
-            tracing::info!(signal = sig, "stopping: committing queued audit records");
+            tracing::info!(signal = sig, "stopping: draining connections");
             let stopping = std::thread::spawn(move || {
+                drain.start();
+                if !drain.wait(drain_timeout) {
+                    tracing::warn!(
+                        open = drain.open(),
+                        "drain_timeout_ms passed with connections still open; stopping anyway"
+                    );
+                }
+                tracing::info!("drained: committing queued audit records");
                 let flushed = audit.flush_and_stop();
                 // No thread may be inside an HSM module while the process tears it down.
                 if !crate::signer::pkcs11::token::close_modules(Duration::from_secs(5)) {

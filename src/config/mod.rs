@@ -119,6 +119,10 @@ pub struct ServerConfig {
     pub io_driver: IoDriver,
     /// HTTP limits.
     pub http: HttpConfig,
+    /// SIGTERM drains: listeners close, open connections answer what they were sent,
+    /// then the audit queue commits. The drain waits at most this many ms for the
+    /// connections. Default 30000.
+    pub drain_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -132,6 +136,7 @@ impl Default for ServerConfig {
             queue_capacity: 4096,
             io_driver: IoDriver::Auto,
             http: HttpConfig::default(),
+            drain_timeout_ms: 30_000,
         }
     }
 }

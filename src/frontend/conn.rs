@@ -49,6 +49,11 @@ pub struct Shared {
     pub bodies: Arc<BodyBudget>,
     /// This core's connections, for closing the longest idle first.
     pub idle: Rc<IdleConnections>,
+    /// The listener's drain state: keep-alive ends and `/ready` says 503 once it begins.
+    pub drain: Arc<super::Drain>,
+    /// Its connections are drained: counted in [`super::Drain::wait`] and closed once
+    /// idle (the frontends'); the admin listener's keep answering.
+    pub counted: bool,
 }
 
 enum ReadOutcome {
@@ -183,7 +188,11 @@ pub async fn serve(mut stream: TcpStream, peer: std::net::IpAddr, shared: Rc<Sha
                 // Decided before reading: a timed-out read drops the buffer it owned.
                 let begun = !buf.is_empty();
                 // Between requests the connection is idle: the accept loop may ask it to
-                // close when the core's cap is nearly used (idle.rs).
+                // close when the core's cap is nearly used (idle.rs). Draining, a
+                // connection with nothing received is closed now.
+                if !begun && shared.counted && shared.drain.is_draining() {
+                    break;
+                }
                 let idle = !begun && started.is_none();
                 registered.set_idle(idle);
                 let read = read_more(&mut stream, &mut buf, deadline);
@@ -215,7 +224,7 @@ pub async fn serve(mut stream: TcpStream, peer: std::net::IpAddr, shared: Rc<Sha
             }
         };
 
-        let mut keep_alive = req.keep_alive;
+        let mut keep_alive = req.keep_alive && !shared.drain.is_draining();
         if !matches!(req.action, Action::Timestamp { .. }) {
             // Answers leave in request order.
             write_answers(&mut pending, &mut out).await;
@@ -234,7 +243,12 @@ pub async fn serve(mut stream: TcpStream, peer: std::net::IpAddr, shared: Rc<Sha
                 req.head_len
             }
             Action::Ready { head_only } => {
-                let (status, body) = match shared.tsa.ready() {
+                let ready = if shared.drain.is_draining() {
+                    Err("draining: the server is stopping".to_string())
+                } else {
+                    shared.tsa.ready()
+                };
+                let (status, body) = match ready {
                     Ok(()) => (200, "ready\n".to_string()),
                     Err(why) => (503, format!("{why}\n")),
                 };

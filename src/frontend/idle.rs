@@ -117,6 +117,14 @@ impl IdleConnections {
     }
 }
 
+impl IdleConnections {
+    /// Asks every idle connection to close (draining); busy ones finish first, and close
+    /// after their answers (`Connection: close`).
+    pub fn close_all_idle(&self) {
+        while self.close_oldest() {}
+    }
+}
+
 /// Runs `a` and `b` together: `Ok` with `a`'s output if it finishes first, else `Err` with
 /// `b`'s (`a` is then dropped).
 pub async fn race<A: Future, B: Future>(a: A, b: B) -> Result<A::Output, B::Output> {

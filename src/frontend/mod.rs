@@ -5,6 +5,7 @@
 mod body_budget;
 pub mod config;
 mod conn;
+mod drain;
 mod fd_budget;
 mod http;
 mod idle;
@@ -23,6 +24,7 @@ use crate::pipeline::{self, Envelope, Queue};
 use crate::policy::{Reply, RequestMeta, Tsa};
 use body_budget::BodyBudget;
 use config::{Dispatch, HttpConfig, IoDriver, Listener};
+pub use drain::Drain;
 
 /// Entry points for fuzz targets, on bytes alone (no socket).
 pub mod fuzzing {
@@ -160,13 +162,15 @@ pub struct Running {
     /// The I/O driver in use: `io_uring` or `epoll`.
     pub driver: &'static str,
     cores: Vec<std::thread::JoinHandle<()>>,
-    tsa: Arc<Tsa>,
-    http: HttpConfig,
-    bodies: Arc<BodyBudget>,
-    uring: bool,
+    parts: CoreParts,
 }
 
 impl Running {
+    /// The frontends' drain state, for the signal thread.
+    pub fn drain(&self) -> Arc<Drain> {
+        self.parts.drain.clone()
+    }
+
     /// Starts the admin listener at `addr` on a runtime of its own (one `stampd-admin`
     /// thread, so admin requests never run on a frontend core): `/metrics`, `/health` and
     /// `/ready`, reporting on the frontends. Returns its bound address.
@@ -177,12 +181,16 @@ impl Running {
             probes: config::Probes::ALL,
         };
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let tsa = self.tsa.clone();
-        let backend = Backend::Inline(tsa.clone());
-        let (http, bodies, uring) = (self.http.clone(), self.bodies.clone(), self.uring);
+        // The admin listener keeps answering while the frontends drain (`/ready` says
+        // 503), and its connections are not waited for.
+        let parts = CoreParts {
+            backend: Backend::Inline(self.parts.tsa.clone()),
+            drains: false,
+            ..self.parts.clone()
+        };
         std::thread::Builder::new()
             .name("stampd-admin".into())
-            .spawn(move || run_core(vec![listener], tsa, backend, http, bodies, uring, ready_tx))
+            .spawn(move || run_core(vec![listener], parts, ready_tx))
             .map_err(|e| Error::Frontend(format!("cannot start the admin thread: {e}")))?;
         let bound = ready_rx
             .recv()
@@ -242,16 +250,22 @@ pub fn start(tsa: Arc<Tsa>, listeners: Vec<Listener>, mut s: Settings) -> Result
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<Vec<SocketAddr>, String>>();
     let mut handles = Vec::new();
     let bodies = BodyBudget::new(BodyBudget::limit_for(s.http.max_buffered_mib));
+    let parts = CoreParts {
+        tsa: metrics.clone(),
+        backend,
+        http: s.http.clone(),
+        bodies: bodies.clone(),
+        drain: Arc::new(Drain::default()),
+        drains: true,
+        uring,
+    };
     for core in 0..cores {
         let listeners_here = listeners.clone();
-        let bodies = bodies.clone();
-        let backend = backend.clone();
-        let tsa = metrics.clone();
-        let http = s.http.clone();
+        let parts = parts.clone();
         let ready = ready_tx.clone();
         let handle = std::thread::Builder::new()
             .name(format!("stampd-core-{core}"))
-            .spawn(move || run_core(listeners_here, tsa, backend, http, bodies, uring, ready))
+            .spawn(move || run_core(listeners_here, parts, ready))
             .map_err(|e| Error::Frontend(format!("cannot start core thread: {e}")))?;
         handles.push(handle);
         let bound = ready_rx
@@ -270,22 +284,39 @@ pub fn start(tsa: Arc<Tsa>, listeners: Vec<Listener>, mut s: Settings) -> Result
         addrs,
         driver,
         cores: handles,
-        tsa: metrics,
-        http: s.http,
-        bodies,
-        uring,
+        parts,
     })
 }
 
-fn run_core(
-    listeners: Vec<Listener>,
+/// What every core gets: the issuing side, the limits and the process-wide budgets.
+#[derive(Clone)]
+struct CoreParts {
     tsa: Arc<Tsa>,
     backend: Backend,
     http: HttpConfig,
     bodies: Arc<BodyBudget>,
+    drain: Arc<Drain>,
+    /// Whether this runtime's listeners close when draining starts (the frontends), or
+    /// keep answering, `/ready` with 503 (the admin listener).
+    drains: bool,
     uring: bool,
+}
+
+fn run_core(
+    listeners: Vec<Listener>,
+    parts: CoreParts,
     ready: std::sync::mpsc::Sender<Result<Vec<SocketAddr>, String>>,
 ) {
+    let CoreParts {
+        tsa,
+        backend,
+        http,
+        bodies,
+        drain,
+        drains,
+        uring,
+    } = parts;
+    let drained = drains.then(|| drain.register_core());
     let body = async move {
         let opts = ListenerOpts::new()
             .reuse_port(true)
@@ -308,6 +339,21 @@ fn run_core(
         let _ = ready.send(Ok(addrs));
         let open = Rc::new(Cell::new(0usize));
         let idle = Rc::new(idle::IdleConnections::default());
+        let core_drain = Rc::new(drain::CoreDrain::default());
+        {
+            // Draining: the accept loops end (their listeners close) and the idle
+            // keep-alive connections are asked to close; busy ones finish their answers.
+            let (core_drain, idle) = (core_drain.clone(), idle.clone());
+            monoio::spawn(async move {
+                if let Some(Ok(())) = match drained {
+                    Some(rx) => Some(rx.await),
+                    None => None,
+                } {
+                    core_drain.begin();
+                    idle.close_all_idle();
+                }
+            });
+        }
         let mut tasks = Vec::new();
         for (listener, routes, probes) in bound {
             let shared = Rc::new(conn::Shared {
@@ -318,11 +364,18 @@ fn run_core(
                 backend: backend.clone(),
                 bodies: bodies.clone(),
                 idle: idle.clone(),
+                drain: drain.clone(),
+                counted: drains,
             });
-            tasks.push(monoio::spawn(accept_loop(listener, shared, open.clone())));
+            let accepting = accept_loop(listener, shared, open.clone());
+            tasks.push(monoio::spawn(idle::race(accepting, core_drain.begun())));
         }
         for t in tasks {
-            t.await;
+            let _ = t.await;
+        }
+        // Drained: wait for this core's connections, then let the thread end.
+        while open.get() > 0 {
+            monoio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
     };
     let result = if uring {
@@ -396,10 +449,17 @@ async fn accept_loop(listener: TcpListener, shared: Rc<conn::Shared>, open: Rc<C
             continue;
         }
         open.set(open.get() + 1);
+        let counted = shared.counted.then(|| shared.drain.clone());
+        if let Some(d) = &counted {
+            d.count(true);
+        }
         let open = open.clone();
         monoio::spawn(async move {
             conn::serve(stream, peer.ip(), shared).await;
             open.set(open.get() - 1);
+            if let Some(d) = counted {
+                d.count(false);
+            }
         });
     }
 }

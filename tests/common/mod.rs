@@ -186,6 +186,28 @@ impl Server {
         self.child.wait().ok()
     }
 
+    /// Sends `signal` (e.g. `TERM`, `HUP`) without waiting.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the server to exit by itself (after [`Server::signal`]), at most `timeout`.
+    pub fn wait_exit(mut self, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the server did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Stops the server the hard way (SIGKILL) and waits for it.
     pub fn kill(mut self) {
         let _ = self.child.kill();

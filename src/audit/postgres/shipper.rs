@@ -44,6 +44,23 @@ pub struct ShipperHandle {
 }
 
 impl ShipperHandle {
+    /// Waits until everything committed to the journal is in PostgreSQL, at most
+    /// `timeout` (the shutdown's bounded chance to catch up); false when it was not.
+    pub fn wait_caught_up(&self, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let committed = self.progress.committed_seq.load(Ordering::Acquire);
+            if self.progress.shipped_seq.load(Ordering::Acquire) >= committed {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            self.progress.wake.notify_one();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Appends the shipper's Prometheus lines (up, rows shipped, failures, lag in frames).
     pub fn metrics(&self, out: &mut String) {
         use std::fmt::Write;
