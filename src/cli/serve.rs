@@ -56,6 +56,7 @@ pub(super) fn serve(
     let listeners = built.listeners.clone();
     let running = crate::frontend::start(built.tsa.clone(), built.listeners, settings)
         .map_err(|e| e.to_string())?;
+    watch_expiry(built.tsa.clone(), cfg.server.cert_expiry_warning_days)?;
     stop_on_signal(
         built.audit.clone(),
         running.drain(),
@@ -86,6 +87,27 @@ pub(super) fn serve(
     }
     running.wait();
     Ok(ExitCode::SUCCESS)
+}
+
+/// Logs a warning for each TSA certificate near its expiry, at start and once a day.
+fn watch_expiry(tsa: std::sync::Arc<crate::policy::Tsa>, days: u64) -> Result<(), String> {
+    let check = move || {
+        if let Some(now) = crate::clock::unix_time(crate::clock::wall_now()) {
+            for w in tsa.expiry_warnings(now, days) {
+                tracing::warn!("{w}");
+            }
+        }
+    };
+    // The first check before the server says it is serving.
+    check();
+    std::thread::Builder::new()
+        .name("stampd-expiry".into())
+        .spawn(move || loop {
+            std::thread::sleep(Duration::from_secs(86_400));
+            check();
+        })
+        .map(|_| ())
+        .map_err(|e| format!("cannot start the expiry check: {e}"))
 }
 
 /// SIGTERM / SIGINT: drain (`/ready` 503, listeners closed, open connections answer what

@@ -123,6 +123,9 @@ pub struct ServerConfig {
     /// then the audit queue commits. The drain waits at most this many ms for the
     /// connections. Default 30000.
     pub drain_timeout_ms: u64,
+    /// A warning is logged at start and daily from this many days before a TSA
+    /// certificate expires. Default 30.
+    pub cert_expiry_warning_days: u64,
 }
 
 impl Default for ServerConfig {
@@ -137,6 +140,7 @@ impl Default for ServerConfig {
             io_driver: IoDriver::Auto,
             http: HttpConfig::default(),
             drain_timeout_ms: 30_000,
+            cert_expiry_warning_days: 30,
         }
     }
 }

@@ -383,12 +383,42 @@ impl Tsa {
             use std::fmt::Write as _;
             let _ = writeln!(
                 out,
-                "stampd_signer_up{{signer=\"{name}\"}} {}",
-                u8::from(signer.ready())
+                "stampd_signer_up{{signer=\"{name}\"}} {}\n\
+                 stampd_signer_cert_not_after_seconds{{signer=\"{name}\"}} {}",
+                u8::from(signer.ready()),
+                signer.validity().1.unix_secs
             );
             signer.metrics(name, &mut out);
         }
         out
+    }
+
+    /// A warning for each signer whose TSA certificate expires within `days` of `now`
+    /// (or has expired): what the daily expiry check logs.
+    pub fn expiry_warnings(&self, now: crate::protocol::Timestamp, days: u64) -> Vec<String> {
+        self.signers
+            .iter()
+            .filter_map(|(name, signer)| {
+                let not_after = signer.validity().1;
+                let left = not_after.unix_secs - now.unix_secs;
+                let within = i64::try_from(days.saturating_mul(86_400)).unwrap_or(i64::MAX);
+                (left < within).then(|| {
+                    if left <= 0 {
+                        format!(
+                            "signer {name}: the TSA certificate expired at {}; tokens are refused",
+                            not_after.to_rfc3339()
+                        )
+                    } else {
+                        format!(
+                            "signer {name}: the TSA certificate expires at {} (in {} days); \
+                             renew it and reload",
+                            not_after.to_rfc3339(),
+                            left / 86_400
+                        )
+                    }
+                })
+            })
+            .collect()
     }
 
     /// Readiness: every part a token needs can work now. `Err` names the signers that
