@@ -172,7 +172,7 @@ fn standard_tsa(signer: Arc<dyn TokenSigner>) -> Tsa {
             status_text: true,
         }],
         clock,
-        serials: SerialSpace::ephemeral(1, 0),
+        serials: Arc::new(SerialSpace::ephemeral(1, 0)),
         audit: Arc::new(Discard),
         signers: Vec::new(),
     }
@@ -203,7 +203,9 @@ fn bench_issue(c: &mut Criterion) {
 fn bench_handoff(c: &mut Criterion) {
     let (s, _dir) = signer(KeyType::P256, RsaPadding::Pkcs1);
     let tsa = Arc::new(standard_tsa(Arc::new(NoSign(s))));
-    let (queue, _workers) = stampd::pipeline::start(Arc::clone(&tsa), 1, 1024).unwrap();
+    let (queue, _workers) =
+        stampd::pipeline::start(stampd::policy::current::Current::new(tsa.clone()), 1, 1024)
+            .unwrap();
     let body = query(false);
     let meta = RequestMeta::local("/tsa");
     c.bench_function("handoff/inline_no_sign", |b| {

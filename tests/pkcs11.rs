@@ -139,54 +139,14 @@ impl Hsm {
     /// `openssl ca` issues a TSA certificate (critical EKU timeStamping) for the request,
     /// valid from an hour ago (a token's genTime ± accuracy must fall inside it).
     fn ca_issues(&self, csr: &Path, leaf: &Path) {
-        let ca = self.path("openssl-ca");
-        if !ca.exists() {
-            std::fs::create_dir(&ca).unwrap();
-            std::fs::write(ca.join("index.txt"), "").unwrap();
-            std::fs::write(ca.join("serial"), "1000\n").unwrap();
-            std::fs::write(
-                ca.join("ca.cnf"),
-                format!(
-                    "[ca]\ndefault_ca = tsa_ca\n[tsa_ca]\ndir = {}\ndatabase = $dir/index.txt\n\
-                     new_certs_dir = $dir\nserial = $dir/serial\ndefault_md = sha256\n\
-                     policy = any\nunique_subject = no\nx509_extensions = tsa\n\
-                     [any]\ncommonName = supplied\norganizationName = optional\ncountryName = optional\n\
-                     [tsa]\nextendedKeyUsage = critical, timeStamping\n\
-                     keyUsage = critical, digitalSignature\nsubjectKeyIdentifier = hash\n\
-                     authorityKeyIdentifier = keyid\n",
-                    ca.display()
-                ),
-            )
-            .unwrap();
-        }
-        let stamp = |t: time::OffsetDateTime| {
-            format!(
-                "{:04}{:02}{:02}{:02}{:02}{:02}Z",
-                t.year(),
-                u8::from(t.month()),
-                t.day(),
-                t.hour(),
-                t.minute(),
-                t.second()
-            )
-        };
-        let now = time::OffsetDateTime::from(stampd::clock::wall_now());
-        let (ok, out) = common::run(
-            Command::new("openssl")
-                .args(["ca", "-batch", "-notext", "-config"])
-                .arg(ca.join("ca.cnf"))
-                .arg("-cert")
-                .arg(&self.ca_cert)
-                .arg("-keyfile")
-                .arg(&self.ca_key)
-                .args(["-startdate", &stamp(now - time::Duration::hours(1))])
-                .args(["-enddate", &stamp(now + time::Duration::days(30))])
-                .arg("-in")
-                .arg(csr)
-                .arg("-out")
-                .arg(leaf),
+        common::ca::issue_tsa_certificate(
+            &self.path("openssl-ca"),
+            &self.ca_cert,
+            &self.ca_key,
+            csr,
+            leaf,
+            30,
         );
-        assert!(ok, "{out}");
     }
 
     /// The signer of key `label` (certificate from the token) with `sessions` sessions.

@@ -42,7 +42,7 @@ pub fn serve(listen: SocketAddr, cores: usize) -> Result<ExitCode, String> {
         Arc::new(NoSign(signer)),
     ));
     let running = stampd::frontend::start(
-        tsa,
+        stampd::policy::current::Current::new(tsa),
         vec![Listener {
             addr: listen,
             routes: vec![("/tsa".to_string(), 0)],

@@ -7,6 +7,7 @@ mod client;
 mod clock;
 mod hsm;
 mod init;
+mod reload;
 mod serve;
 
 use std::path::{Path, PathBuf};
@@ -49,6 +50,13 @@ enum Command {
         /// The admin listener's address, or `off` (overrides `[admin] listen`).
         #[arg(long, value_name = "ADDR|off")]
         admin_listen: Option<String>,
+    },
+    /// Ask the server running on a data directory to reload its configuration (as SIGHUP
+    /// does), and print the result: exit 0 when it reloaded, 1 when it refused.
+    Reload {
+        /// The running server's data directory. Default ./stampd-data.
+        #[arg(long, default_value = "./stampd-data")]
+        data_dir: PathBuf,
     },
     /// Create the development PKI (CA + TSA certificate) in the data directory.
     Init {
@@ -163,6 +171,7 @@ pub fn main() -> ExitCode {
             admin_listen,
         } => serve::serve(config, data_dir, listen, admin_listen),
         Command::Init { data_dir, key_type } => init::init(&data_dir, key_type),
+        Command::Reload { data_dir } => reload::reload_cmd(&data_dir),
         Command::Request {
             file,
             url,

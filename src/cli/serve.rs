@@ -4,10 +4,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use super::reload::Reloader;
 use super::{load_config, located, say, CmdResult};
 use crate::config::{build, Config};
 use crate::error::Error;
 use crate::pki::DevPki;
+use crate::policy::current::Current;
 
 pub(super) fn serve(
     config: Option<PathBuf>,
@@ -19,17 +21,21 @@ pub(super) fn serve(
         Some(p) => load_config(p)?,
         None => Config::default(),
     };
-    if let Some(d) = data_dir {
-        cfg.server.data_dir = d;
-    }
-    if let Some(l) = listen {
-        for s in &mut cfg.service {
-            s.listen = crate::policy::config::OneOrMany::One(l.clone());
+    // The command line's overrides, applied again to every reloaded file.
+    let overrides = move |cfg: &mut Config| {
+        if let Some(d) = &data_dir {
+            cfg.server.data_dir = d.clone();
         }
-    }
-    if let Some(a) = admin_listen {
-        cfg.admin.listen = a;
-    }
+        if let Some(l) = &listen {
+            for s in &mut cfg.service {
+                s.listen = crate::policy::config::OneOrMany::One(l.clone());
+            }
+        }
+        if let Some(a) = &admin_listen {
+            cfg.admin.listen = a.clone();
+        }
+    };
+    overrides(&mut cfg);
     let origin = config
         .as_ref()
         .map_or("the embedded default".to_string(), |p| {
@@ -54,10 +60,20 @@ pub(super) fn serve(
         http: cfg.server.http.clone(),
     };
     let listeners = built.listeners.clone();
-    let running = crate::frontend::start(built.tsa.clone(), built.listeners, settings)
+    let current = Current::new(built.tsa.clone());
+    let running = crate::frontend::start(current.clone(), built.listeners, settings)
         .map_err(|e| e.to_string())?;
-    watch_expiry(built.tsa.clone(), cfg.server.cert_expiry_warning_days)?;
-    stop_on_signal(
+    watch_expiry(current.clone(), cfg.server.cert_expiry_warning_days)?;
+    let reloader = Reloader {
+        file: config.clone(),
+        overrides: Box::new(overrides),
+        current,
+        kept: built.kept.clone(),
+        running: valid.clone(),
+    };
+    reloader.write_pid_file();
+    handle_signals(
+        reloader,
         built.audit.clone(),
         running.drain(),
         Duration::from_millis(cfg.server.drain_timeout_ms),
@@ -90,10 +106,10 @@ pub(super) fn serve(
 }
 
 /// Logs a warning for each TSA certificate near its expiry, at start and once a day.
-fn watch_expiry(tsa: std::sync::Arc<crate::policy::Tsa>, days: u64) -> Result<(), String> {
+fn watch_expiry(current: std::sync::Arc<Current>, days: u64) -> Result<(), String> {
     let check = move || {
         if let Some(now) = crate::clock::unix_time(crate::clock::wall_now()) {
-            for w in tsa.expiry_warnings(now, days) {
+            for w in current.load().expiry_warnings(now, days) {
                 tracing::warn!("{w}");
             }
         }
@@ -110,27 +126,35 @@ fn watch_expiry(tsa: std::sync::Arc<crate::policy::Tsa>, days: u64) -> Result<()
         .map_err(|e| format!("cannot start the expiry check: {e}"))
 }
 
-/// SIGTERM / SIGINT: drain (`/ready` 503, listeners closed, open connections answer what
-/// they were sent, at most `drain_timeout`), commit what the audit writer holds, give the
-/// shipper a bounded chance to catch up, then exit 0. A second signal exits at once.
+/// SIGHUP: reload ([`Reloader::reload`]). SIGTERM / SIGINT: drain (`/ready` 503, listeners
+/// closed, open connections answer what they were sent, at most `drain_timeout`), commit what
+/// the audit writer holds, give the shipper a bounded chance to catch up, then exit 0. A
+/// second SIGTERM / SIGINT exits at once.
 #[allow(
     clippy::disallowed_methods,
     reason = "cli/ may exit: the cores never return, so the signal thread ends the process \
               once the audit writer has flushed"
 )]
-fn stop_on_signal(
+fn handle_signals(
+    mut reloader: Reloader,
     audit: std::sync::Arc<dyn crate::audit::AuditSink>,
     drain: std::sync::Arc<crate::frontend::Drain>,
     drain_timeout: Duration,
 ) -> Result<(), String> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     std::thread::Builder::new()
         .name("stampd-signals".into())
         .spawn(move || {
             let mut signals = signals.forever();
-            let Some(sig) = signals.next() else { return };
+            let sig = loop {
+                match signals.next() {
+                    Some(SIGHUP) => reloader.reload(),
+                    Some(sig) => break sig,
+                    None => return,
+                }
+            };
             tracing::info!(signal = sig, "stopping: draining connections");
             let stopping = std::thread::spawn(move || {
                 drain.start();
@@ -155,9 +179,11 @@ fn stop_on_signal(
                 tracing::error!("stopped, but queued audit records could not all be committed");
                 std::process::exit(1);
             });
-            if signals.next().is_some() {
-                tracing::error!("second signal: exiting now, without waiting for the shutdown");
-                std::process::exit(1);
+            for sig in signals.by_ref() {
+                if sig != SIGHUP {
+                    tracing::error!("second signal: exiting now, without waiting for the shutdown");
+                    std::process::exit(1);
+                }
             }
             let _ = stopping.join();
         })

@@ -36,6 +36,24 @@ pub struct Built {
     pub listeners: Vec<Listener>,
     /// `server.data_dir`, created if it was missing; holds the dev PKI and the state.
     pub data_dir: PathBuf,
+    /// What a reload keeps: the serial space, the audit trail and the clock.
+    pub kept: Kept,
+}
+
+/// The parts of a running server that a reload does not rebuild (changing what they were
+/// built from needs a restart).
+#[derive(Clone)]
+pub struct Kept {
+    serials: Arc<SerialSpace>,
+    audit: Arc<dyn AuditSink>,
+    clock: Arc<dyn TimeSource>,
+}
+
+impl Kept {
+    /// The audit trail (a reload records itself there).
+    pub fn audit(&self) -> &Arc<dyn AuditSink> {
+        &self.audit
+    }
 }
 
 /// Builds the runtime parts from a validated configuration, and starts the audit writer
@@ -45,27 +63,14 @@ pub fn build(valid: &ValidatedConfig) -> Result<Built, Error> {
     let config = &valid.config;
     let data_dir = valid.data_dir.clone();
     std::fs::create_dir_all(&data_dir).map_err(|e| Error::io(&data_dir, e))?;
-    // Wall time, not genTime: for the signers' start-up validity checks and the serial
-    // epoch, which must work while the clock is not (yet) trusted.
-    let now = SystemClock.now().map_err(|_| Error::TimeUnavailable)?.time;
-
-    let mut signers: BTreeMap<&str, Arc<dyn TokenSigner>> = BTreeMap::new();
-    for (name, sc) in &valid.signers {
-        if !config.signer_in_use(name) {
-            continue;
-        }
-        let signer = signer(name, sc, &data_dir, now)?;
-        tracing::info!(signer = %name, key_id = %signer.key_id(), scheme = signer.template().scheme.name(), "signer ready");
-        signers.insert(name, signer);
-    }
-
+    let now = wall_time()?;
     // The serial space's lock file also keeps a second process off this data directory's
     // journal: take it first.
-    let serials = SerialSpace::open(
+    let serials = Arc::new(SerialSpace::open(
         &data_dir.join("state"),
         config.server.node_id,
         u64::try_from(now.unix_secs).unwrap_or(0),
-    )?;
+    )?);
     let password = postgres_password(&config.audit, valid.postgres_password_file.as_deref())?;
     let audit = config.audit.start(&valid.journal_dir, password)?;
     let mut monitor = Monitor::new(&config.clock, clock_events(audit.clone()));
@@ -75,6 +80,43 @@ pub fn build(valid: &ValidatedConfig) -> Result<Built, Error> {
     monitor
         .spawn()
         .map_err(|e| Error::Config(format!("cannot start the clock monitor: {e}")))?;
+    let kept = Kept {
+        serials,
+        audit: audit.clone(),
+        clock,
+    };
+    Ok(Built {
+        tsa: Arc::new(assemble(valid, &kept)?),
+        audit,
+        listeners: valid.listeners.clone(),
+        data_dir,
+        kept,
+    })
+}
+
+/// Wall time, not genTime: for the signers' start-up validity checks and the serial
+/// epoch, which must work while the clock is not (yet) trusted.
+fn wall_time() -> Result<crate::protocol::Timestamp, Error> {
+    Ok(SystemClock.now().map_err(|_| Error::TimeUnavailable)?.time)
+}
+
+/// The signers, policies, chains and services of `valid` over the `kept` parts: at start,
+/// and beside the running set at a reload (nothing running is touched; an error leaves it
+/// as it was).
+pub fn assemble(valid: &ValidatedConfig, kept: &Kept) -> Result<Tsa, Error> {
+    let config = &valid.config;
+    let data_dir = &valid.data_dir;
+    let now = wall_time()?;
+    let mut signers: BTreeMap<&str, Arc<dyn TokenSigner>> = BTreeMap::new();
+    for (name, sc) in &valid.signers {
+        if !config.signer_in_use(name) {
+            continue;
+        }
+        let signer = signer(name, sc, data_dir, now)?;
+        tracing::info!(signer = %name, key_id = %signer.key_id(), scheme = signer.template().scheme.name(), "signer ready");
+        signers.insert(name, signer);
+    }
+    let (audit, clock) = (&kept.audit, &kept.clock);
     let mut services = Vec::new();
     for sc in &valid.services {
         let signer = signers
@@ -120,21 +162,15 @@ pub fn build(valid: &ValidatedConfig) -> Result<Built, Error> {
             "every service is disabled: nothing to serve".into(),
         ));
     }
-
-    Ok(Built {
-        tsa: Arc::new(Tsa {
-            services,
-            clock,
-            serials,
-            audit: audit.clone(),
-            signers: signers
-                .iter()
-                .map(|(n, s)| (n.to_string(), Arc::clone(s)))
-                .collect(),
-        }),
-        audit,
-        listeners: valid.listeners.clone(),
-        data_dir,
+    Ok(Tsa {
+        services,
+        clock: clock.clone(),
+        serials: kept.serials.clone(),
+        audit: audit.clone(),
+        signers: signers
+            .iter()
+            .map(|(n, s)| (n.to_string(), Arc::clone(s)))
+            .collect(),
     })
 }
 

@@ -35,8 +35,8 @@ const LINGER: Duration = Duration::from_millis(500);
 
 /// What every connection of one core's listener shares (an `Rc`: it never leaves the core).
 pub struct Shared {
-    /// For `GET /metrics`.
-    pub tsa: std::sync::Arc<crate::policy::Tsa>,
+    /// This listener's copy of the set being served (refreshed after a reload).
+    pub tsa: std::cell::RefCell<crate::policy::current::Cached>,
     /// `[server.http]`: size limits and timeouts.
     pub limits: HttpConfig,
     /// The listener's routes: (path, service index).
@@ -132,7 +132,11 @@ fn refuse(shared: &Shared, route: usize, peer: std::net::IpAddr, head: &[u8], st
         path,
         head,
     };
-    shared.tsa.refuse(*service, &meta, status)
+    shared
+        .tsa
+        .borrow_mut()
+        .get()
+        .refuse(*service, &meta, status)
 }
 
 /// Serves one connection until it closes, fails or times out: parses each head, answers
@@ -246,7 +250,7 @@ pub async fn serve(mut stream: TcpStream, peer: std::net::IpAddr, shared: Rc<Sha
                 let ready = if shared.drain.is_draining() {
                     Err("draining: the server is stopping".to_string())
                 } else {
-                    shared.tsa.ready()
+                    shared.tsa.borrow_mut().get().ready()
                 };
                 let (status, body) = match ready {
                     Ok(()) => (200, "ready\n".to_string()),
@@ -264,7 +268,7 @@ pub async fn serve(mut stream: TcpStream, peer: std::net::IpAddr, shared: Rc<Sha
                 req.head_len
             }
             Action::Metrics { head_only } => {
-                let mut text = shared.tsa.metrics();
+                let mut text = shared.tsa.borrow_mut().get().metrics();
                 http::refusal_metrics(&mut text);
                 super::accept_metrics(&mut text);
                 shared.bodies.metrics(&mut text);
@@ -367,12 +371,18 @@ pub async fn serve(mut stream: TcpStream, peer: std::net::IpAddr, shared: Rc<Sha
                 // The answer is held until its audit record is durable (group commit), but
                 // the next pipelined request is issued meanwhile: their records share a
                 // batch instead of waiting for one commit each.
-                let reply = match shared.backend.reply(service, body, &meta).await {
+                let reply = match shared
+                    .backend
+                    .reply(&shared.tsa, service, body, &meta)
+                    .await
+                {
                     Ok(reply) => Ok(reply),
                     // The queue was full: the request never reached the service, which is
                     // told now. (A worker that took it and did not answer in time may still
                     // record it: that one is not told twice.)
-                    Err(Error::Overloaded) => Err(shared.tsa.refuse(service, &meta, 503)),
+                    Err(Error::Overloaded) => {
+                        Err(shared.tsa.borrow_mut().get().refuse(service, &meta, 503))
+                    }
                     Err(e) => Err(e.http_status()),
                 };
                 pending.push((reply, keep_alive));

@@ -21,7 +21,8 @@ use monoio::net::{ListenerOpts, TcpListener};
 
 use crate::error::Error;
 use crate::pipeline::{self, Envelope, Queue};
-use crate::policy::{Reply, RequestMeta, Tsa};
+use crate::policy::current::{Cached, Current};
+use crate::policy::{Reply, RequestMeta};
 use body_budget::BodyBudget;
 use config::{Dispatch, HttpConfig, IoDriver, Listener};
 pub use drain::Drain;
@@ -86,23 +87,25 @@ const BACKEND_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30)
 /// Where a core sends a request.
 #[derive(Clone)]
 pub enum Backend {
-    /// Issue on this core.
-    Inline(Arc<Tsa>),
+    /// Issue on this core, from its cached copy of the current set.
+    Inline,
     /// Hand to backend workers.
     Queue(Queue),
 }
 
 impl Backend {
     /// The reply for one body, or an HTTP status when the backend is overloaded. It may
-    /// not leave before [`Backend::answer`] says so.
+    /// not leave before [`Backend::answer`] says so. `tsa` is the core's copy of the set
+    /// being served (inline dispatch issues from it, without waiting in between).
     pub async fn reply(
         &self,
+        tsa: &std::cell::RefCell<Cached>,
         service: usize,
         body: &[u8],
         meta: &RequestMeta<'_>,
     ) -> Result<Reply, Error> {
         match self {
-            Backend::Inline(tsa) => Ok(tsa.issue(service, body, meta)),
+            Backend::Inline => Ok(tsa.borrow_mut().get().issue(service, body, meta)),
             Backend::Queue(queue) => {
                 let (tx, rx) = oneshot::channel();
                 let env = Envelope {
@@ -184,7 +187,7 @@ impl Running {
         // The admin listener keeps answering while the frontends drain (`/ready` says
         // 503), and its connections are not waited for.
         let parts = CoreParts {
-            backend: Backend::Inline(self.parts.tsa.clone()),
+            backend: Backend::Inline,
             drains: false,
             ..self.parts.clone()
         };
@@ -211,7 +214,11 @@ impl Running {
 }
 
 /// Starts the cores; returns once every listener is bound (or with the first bind error).
-pub fn start(tsa: Arc<Tsa>, listeners: Vec<Listener>, mut s: Settings) -> Result<Running, Error> {
+pub fn start(
+    tsa: Arc<Current>,
+    listeners: Vec<Listener>,
+    mut s: Settings,
+) -> Result<Running, Error> {
     let cores = if s.cores == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
@@ -235,7 +242,7 @@ pub fn start(tsa: Arc<Tsa>, listeners: Vec<Listener>, mut s: Settings) -> Result
     }
     let metrics = tsa.clone();
     let backend = match s.dispatch {
-        Dispatch::Inline => Backend::Inline(tsa),
+        Dispatch::Inline => Backend::Inline,
         Dispatch::Queue => {
             let workers = if s.workers == 0 { cores } else { s.workers };
             let (queue, _workers) = pipeline::start(tsa, workers, s.queue_capacity)
@@ -291,7 +298,7 @@ pub fn start(tsa: Arc<Tsa>, listeners: Vec<Listener>, mut s: Settings) -> Result
 /// What every core gets: the issuing side, the limits and the process-wide budgets.
 #[derive(Clone)]
 struct CoreParts {
-    tsa: Arc<Tsa>,
+    tsa: Arc<Current>,
     backend: Backend,
     http: HttpConfig,
     bodies: Arc<BodyBudget>,
@@ -357,7 +364,7 @@ fn run_core(
         let mut tasks = Vec::new();
         for (listener, routes, probes) in bound {
             let shared = Rc::new(conn::Shared {
-                tsa: tsa.clone(),
+                tsa: std::cell::RefCell::new(tsa.cached()),
                 limits: http.clone(),
                 routes,
                 probes,

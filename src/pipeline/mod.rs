@@ -10,7 +10,8 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use futures_channel::oneshot;
 
-use crate::policy::{Reply, RequestMeta, Tsa};
+use crate::policy::current::{Cached, Current};
+use crate::policy::{Reply, RequestMeta};
 
 /// Most requests a worker takes from the queue in one go before it looks again.
 pub const BATCH: usize = 64;
@@ -49,7 +50,7 @@ impl Queue {
 /// Starts `workers` backend threads draining a queue of `capacity` requests. They stop
 /// when every [`Queue`] handle is dropped.
 pub fn start(
-    tsa: Arc<Tsa>,
+    tsa: Arc<Current>,
     workers: usize,
     capacity: usize,
 ) -> std::io::Result<(Queue, Vec<JoinHandle<()>>)> {
@@ -57,16 +58,16 @@ pub fn start(
     let handles = (0..workers.max(1))
         .map(|i| {
             let rx = rx.clone();
-            let tsa = tsa.clone();
+            let mut tsa = tsa.cached();
             std::thread::Builder::new()
                 .name(format!("stampd-worker-{i}"))
-                .spawn(move || work(&tsa, &rx))
+                .spawn(move || work(&mut tsa, &rx))
         })
         .collect::<std::io::Result<Vec<_>>>()?;
     Ok((Queue { tx }, handles))
 }
 
-fn work(tsa: &Tsa, rx: &Receiver<Envelope>) {
+fn work(tsa: &mut Cached, rx: &Receiver<Envelope>) {
     let mut batch = Vec::with_capacity(BATCH);
     while let Ok(first) = rx.recv() {
         batch.push(first);
@@ -77,7 +78,7 @@ fn work(tsa: &Tsa, rx: &Receiver<Envelope>) {
                 path: &env.path,
                 head: &env.head,
             };
-            let reply = tsa.issue(env.service, &env.body, &meta);
+            let reply = tsa.get().issue(env.service, &env.body, &meta);
             // The requester may have gone; its reply is simply dropped.
             let _ = env.reply.send(reply);
         }

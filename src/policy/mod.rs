@@ -18,6 +18,7 @@
 
 pub mod chain;
 pub mod config;
+pub mod current;
 pub mod filters;
 pub mod mapper;
 pub mod preprocess;
@@ -207,7 +208,7 @@ pub struct Tsa {
     /// without a clock filter.
     pub clock: Arc<dyn TimeSource>,
     /// The serial-number space shared by every service.
-    pub serials: SerialSpace,
+    pub serials: Arc<SerialSpace>,
     /// The audit trail (for its metrics; services' audit filters hold it too).
     pub audit: Arc<dyn AuditSink>,
     /// Every signer in use, by name (for readiness and metrics; policies hold them too).
@@ -282,7 +283,7 @@ impl Tsa {
                 status_text: true,
             }],
             clock: Arc::new(crate::clock::SystemClock),
-            serials: serial::SerialSpace::ephemeral(0, 0),
+            serials: Arc::new(serial::SerialSpace::ephemeral(0, 0)),
             audit: Arc::new(crate::audit::Discard),
             signers: vec![(name.to_string(), signer)],
         }

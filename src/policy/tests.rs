@@ -79,7 +79,7 @@ fn fixture(key: KeyType, padding: RsaPadding, clock: Option<Timestamp>) -> Fixtu
             status_text: true,
         }],
         clock: Arc::new(FixedClock(clock)),
-        serials: SerialSpace::ephemeral(1, 0),
+        serials: Arc::new(SerialSpace::ephemeral(1, 0)),
         audit: Arc::new(Discard),
         signers: Vec::new(),
     };

@@ -5,6 +5,7 @@
     reason = "each test binary uses a different part of the harness"
 )]
 
+pub mod ca;
 pub mod pg;
 pub mod sntp;
 
