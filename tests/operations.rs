@@ -257,3 +257,80 @@ fn reloads_under_load_drop_no_connection_and_refuse_no_request() {
         .count();
     assert_eq!(reloaded, 6);
 }
+
+#[test]
+fn systemd_hears_ready_reloading_and_stopping_on_its_notify_socket() {
+    let dir = common::tempdir();
+    let data = dir.path().join("d");
+    let path = dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let next = || {
+        let mut buf = [0u8; 512];
+        let n = sock.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let mut cmd = Command::new(BIN);
+    cmd.env("NOTIFY_SOCKET", &path);
+    let server = Server::start_command(cmd, &data, Some(""));
+    assert_eq!(next(), "READY=1\nSTATUS=serving");
+    server.signal("HUP");
+    let reloading = next();
+    assert!(
+        reloading.starts_with("RELOADING=1\nMONOTONIC_USEC="),
+        "{reloading}"
+    );
+    assert_eq!(next(), "READY=1");
+    server.signal("TERM");
+    assert_eq!(next(), "STOPPING=1");
+    assert!(server
+        .wait_exit(std::time::Duration::from_secs(30))
+        .success());
+}
+
+#[test]
+fn logs_can_be_json_lines() {
+    let dir = common::tempdir();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["--log-format", "json"]);
+    let server = Server::start_command(cmd, &dir.path().join("d"), None);
+    // The start-up warning about sync = "none", as one JSON object.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while server.log_count("development only") == 0 {
+        assert!(std::time::Instant::now() < deadline, "no clock warning");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let lines = server.log_lines();
+    let warning = lines
+        .iter()
+        .find(|l| l.contains("development only"))
+        .unwrap();
+    let j: serde_json::Value = serde_json::from_str(warning).unwrap();
+    assert_eq!(j["level"], "WARN");
+    assert!(j["fields"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("clock.sync = \"none\""));
+    assert!(j["timestamp"].is_string() && j["target"].is_string());
+    for l in &lines {
+        assert!(serde_json::from_str::<serde_json::Value>(l).is_ok(), "{l}");
+    }
+}
+
+#[test]
+fn the_systemd_unit_verifies() {
+    // systemd-analyze (tests/run.sh installs systemd when it is missing) checks the unit's
+    // syntax, its directives, and that ExecStart exists.
+    let dir = common::tempdir();
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/packaging/stampd.service"
+    ))
+    .unwrap()
+    .replace("/usr/bin/stampd", BIN);
+    let file = dir.path().join("stampd.service");
+    std::fs::write(&file, unit).unwrap();
+    let (ok, out) = run(Command::new("systemd-analyze").arg("verify").arg(&file));
+    assert!(ok && out.trim().is_empty(), "{out}");
+}

@@ -3,7 +3,8 @@
 #
 # Installs what it needs when missing (as root, from Debian packages): openssl, python3-venv,
 # the PostgreSQL server and client (the audit tests start their own server), SoftHSM2 (the
-# PKCS#11 tests use a token in a temporary directory), then sets up a venv with the independent verifiers (tests/interop/requirements.txt) and
+# PKCS#11 tests use a token in a temporary directory), systemd (systemd-analyze checks the
+# unit in packaging/), then sets up a venv with the independent verifiers (tests/interop/requirements.txt) and
 # runs every unit and integration test with cargo-nextest (cargo test when nextest is absent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,7 @@ compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null || need_pkgs+=(postgres
 command -v psql >/dev/null || need_pkgs+=(postgresql-client)
 command -v runuser >/dev/null || need_pkgs+=(util-linux)
 [ -e /usr/lib/softhsm/libsofthsm2.so ] || need_pkgs+=(softhsm2)
+command -v systemd-analyze >/dev/null || need_pkgs+=(systemd)
 if ((${#need_pkgs[@]})); then
   if [ "$(id -u)" = 0 ]; then
     echo "== installing ${need_pkgs[*]}"

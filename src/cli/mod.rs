@@ -7,6 +7,7 @@ mod client;
 mod clock;
 mod hsm;
 mod init;
+mod notify;
 mod reload;
 mod serve;
 
@@ -30,8 +31,18 @@ use say;
 #[derive(Parser)]
 #[command(name = "stampd", version, about = "RFC 3161 Time-Stamp Authority")]
 struct Cli {
+    /// Log lines on standard error: `text`, or `json` (one object per line: `timestamp`,
+    /// `level`, `target`, `fields` with `message`).
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -155,14 +166,17 @@ enum ClockCommand {
     reason = "a failed command's message is for the person at the terminal"
 )]
 pub fn main() -> ExitCode {
-    tracing_subscriber::fmt()
+    let cli = Cli::parse();
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("STAMPD_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
-        .init();
-    let cli = Cli::parse();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     let result = match cli.command {
         Command::Serve {
             config,

@@ -50,6 +50,7 @@ impl Reloader {
 
     /// One reload attempt, from a signal; logs, audits and answers a waiting command.
     pub fn reload(&mut self) {
+        super::notify::reloading();
         let state = self.running.data_dir.join("state");
         let request = std::fs::read_to_string(state.join(REQUEST_FILE)).ok();
         let _ = std::fs::remove_file(state.join(REQUEST_FILE));
@@ -99,6 +100,7 @@ impl Reloader {
         }
         let result = format!("{nonce}\n{}\n{message}\n", if ok { "ok" } else { "failed" });
         let _ = std::fs::write(state.join(RESULT_FILE), result);
+        super::notify::notify("READY=1");
     }
 
     /// Validates `text`, refuses restart-only changes, builds beside, then swaps.

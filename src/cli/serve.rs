@@ -72,6 +72,7 @@ pub(super) fn serve(
         running: valid.clone(),
     };
     reloader.write_pid_file();
+    let readiness = reloader.current.clone();
     handle_signals(
         reloader,
         built.audit.clone(),
@@ -101,8 +102,37 @@ pub(super) fn serve(
             );
         }
     }
+    notify_when_ready(readiness);
     running.wait();
     Ok(ExitCode::SUCCESS)
+}
+
+/// Under systemd (`$NOTIFY_SOCKET`): `READY=1` once every listener is bound (they are, when
+/// this runs) and the signers, the clock and the audit trail are ready (`/ready`); until
+/// then `STATUS=` says what is missing.
+fn notify_when_ready(current: std::sync::Arc<Current>) {
+    if std::env::var_os("NOTIFY_SOCKET").is_none() {
+        return;
+    }
+    let _ = std::thread::Builder::new()
+        .name("stampd-notify".into())
+        .spawn(move || {
+            let mut said = String::new();
+            loop {
+                match current.load().ready() {
+                    Ok(()) => {
+                        super::notify::notify("READY=1\nSTATUS=serving");
+                        return;
+                    }
+                    Err(why) if why != said => {
+                        super::notify::notify(&format!("STATUS=not ready: {why}"));
+                        said = why;
+                    }
+                    Err(_) => {}
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
 }
 
 /// Logs a warning for each TSA certificate near its expiry, at start and once a day.
@@ -156,6 +186,7 @@ fn handle_signals(
                 }
             };
             tracing::info!(signal = sig, "stopping: draining connections");
+            super::notify::notify("STOPPING=1");
             let stopping = std::thread::spawn(move || {
                 drain.start();
                 if !drain.wait(drain_timeout) {

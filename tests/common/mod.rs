@@ -39,6 +39,11 @@ impl Server {
         Server::spawn(Command::new(BIN), data_dir, config, "127.0.0.1:0")
     }
 
+    /// [`Server::start`] from `cmd` (`stampd` with the environment the test wants).
+    pub fn start_command(cmd: Command, data_dir: &Path, config: Option<&str>) -> Server {
+        Server::spawn(cmd, data_dir, config, "127.0.0.1:0")
+    }
+
     /// [`Server::start`] with `--admin-listen ADDR` (e.g. `off`) instead of a free port.
     pub fn start_with_admin(data_dir: &Path, config: Option<&str>, admin: &str) -> Server {
         Server::spawn(Command::new(BIN), data_dir, config, admin)
@@ -114,6 +119,11 @@ impl Server {
                 }
             }
         }
+    }
+
+    /// Every line of the server's log so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
     }
 
     /// How many lines of the server's log so far contain `text`.
