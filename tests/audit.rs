@@ -273,9 +273,11 @@ fn sigterm_under_load_answers_every_accepted_request_ships_and_exits_0() {
     let pg = Postgres::start();
     let tmp = common::tempdir();
     let data = tmp.path().join("d");
+    // Async durability: the replies leave before their records are committed, so the
+    // records still queued at the signal must be committed before the process ends.
     let config = format!(
         "[server]\ndrain_timeout_ms = 20000\n[server.http]\nrequest_timeout_ms = 5000\n\
-         [audit]\npostgres = \"{}\"\n",
+         [audit]\ndurability = \"async\"\npostgres = \"{}\"\n",
         pg.dsn()
     );
     let server = Server::start(&data, Some(&config));

@@ -1,7 +1,6 @@
 //! `stampd serve`: build the configured services and run them until a signal stops them.
 
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use super::reload::Reloader;
@@ -104,7 +103,11 @@ pub(super) fn serve(
     }
     notify_when_ready(readiness);
     running.wait();
-    Ok(ExitCode::SUCCESS)
+    // The cores end only when a drain has closed their connections; the signal thread then
+    // commits the audit trail and ends the process. Returning here would end it first.
+    loop {
+        std::thread::park();
+    }
 }
 
 /// Under systemd (`$NOTIFY_SOCKET`): `READY=1` once every listener is bound (they are, when
