@@ -612,18 +612,10 @@ fn the_epoll_driver_serves_the_same() {
 fn metrics_live_on_the_admin_listener_and_probes_on_both() {
     let dir = common::tempdir();
     let server = Server::start(&dir.path().join("d"), None);
-    let public = |path: &str| {
-        exchange(
-            &server,
-            format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes(),
-        )
-        .unwrap()
-        .status
-    };
     // The public port: the probes a load balancer needs, no metrics.
-    assert_eq!(public("/health"), 200);
-    assert_eq!(public("/ready"), 200);
-    assert_eq!(public("/metrics"), 404);
+    assert_eq!(public_get(&server, "/health"), 200);
+    assert_eq!(public_get(&server, "/ready"), 200);
+    assert_eq!(public_get(&server, "/metrics"), 404);
     // The admin listener: all three, and no timestamp service.
     assert!(server.metrics().contains("stampd_audit_records_total"));
     assert_eq!(server.admin_get("/health").0, 200);
@@ -640,17 +632,19 @@ fn metrics_live_on_the_admin_listener_and_probes_on_both() {
     let config = "[admin]\npublic_probes = [\"ready\", \"metrics\"]\n";
     let server = Server::start_with_admin(&dir.path().join("e"), Some(config), "off");
     assert_eq!(server.admin, None);
-    let status = |path: &str| {
-        exchange(
-            &server,
-            format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes(),
-        )
-        .unwrap()
-        .status
-    };
-    assert_eq!(status("/health"), 404);
-    assert_eq!(status("/ready"), 200);
-    assert_eq!(status("/metrics"), 200);
+    assert_eq!(public_get(&server, "/health"), 404);
+    assert_eq!(public_get(&server, "/ready"), 200);
+    assert_eq!(public_get(&server, "/metrics"), 200);
+}
+
+/// The status of `GET path` on the server's public port.
+fn public_get(server: &Server, path: &str) -> u16 {
+    exchange(
+        server,
+        format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes(),
+    )
+    .unwrap()
+    .status
 }
 
 #[test]
