@@ -4,13 +4,14 @@
 # Installs what it needs when missing (as root, from Debian packages): openssl, python3-venv,
 # the PostgreSQL server and client (the audit tests start their own server), SoftHSM2 (the
 # PKCS#11 tests use a token in a temporary directory), systemd (systemd-analyze checks the
-# unit in packaging/), then sets up a venv with the independent verifiers (tests/interop/requirements.txt) and
+# unit in packaging/), curl (the HTTPS tests' client), then sets up a venv with the independent verifiers (tests/interop/requirements.txt) and
 # runs every unit and integration test with cargo-nextest (cargo test when nextest is absent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_pkgs=()
 command -v openssl >/dev/null || need_pkgs+=(openssl)
+command -v curl >/dev/null || need_pkgs+=(curl)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_pkgs+=(python3-venv)
 compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null || need_pkgs+=(postgresql)
 command -v psql >/dev/null || need_pkgs+=(postgresql-client)

@@ -47,6 +47,7 @@ pub fn serve(listen: SocketAddr, cores: usize) -> Result<ExitCode, String> {
             addr: listen,
             routes: vec![("/tsa".to_string(), 0)],
             probes: stampd::frontend::config::Probes::ALL,
+            tls: None,
         }],
         stampd::frontend::Settings {
             cores,

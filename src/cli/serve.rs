@@ -84,9 +84,10 @@ pub(super) fn serve(
     }
     let pki = DevPki::in_dir(&built.data_dir);
     for (l, addr) in listeners.iter().zip(&running.addrs) {
+        let scheme = if l.tls.is_some() { "https" } else { "http" };
         for (path, _) in &l.routes {
             say!(
-                "stampd: serving http://{addr}{path} ({} driver)",
+                "stampd: serving {scheme}://{addr}{path} ({} driver)",
                 running.driver
             );
         }

@@ -241,14 +241,27 @@ impl Config {
                 continue;
             }
             let index = services.len();
+            let tls = s.tls.as_ref().map(|t| crate::policy::config::TlsConfig {
+                cert: self.server.data_dir.join(&t.cert),
+                key: self.server.data_dir.join(&t.key),
+            });
             for addr in addrs.into_iter().flatten() {
                 let routes = s.path.values().iter().map(|p| (p.clone(), index));
                 match listeners.iter_mut().find(|l| l.addr == addr) {
-                    Some(l) => l.routes.extend(routes),
+                    Some(l) => {
+                        if l.tls != tls {
+                            errors.push(format!(
+                                "{at}: tls differs from another service's on {addr}; services \
+                                 sharing an address share its TLS"
+                            ));
+                        }
+                        l.routes.extend(routes)
+                    }
                     None => listeners.push(Listener {
                         addr,
                         routes: routes.collect(),
                         probes: Default::default(),
+                        tls: tls.clone(),
                     }),
                 }
             }

@@ -181,6 +181,8 @@ pub struct Listener {
     pub routes: Vec<(String, usize)>,
     /// Which of `/health`, `/ready` and `/metrics` it answers (404 for the others).
     pub probes: Probes,
+    /// HTTPS, with these files (paths resolved); plain HTTP without.
+    pub tls: Option<crate::policy::config::TlsConfig>,
 }
 
 /// The probe paths a listener answers: the admin listener all three; a service listener

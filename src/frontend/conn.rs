@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use monoio::buf::IoBufMut;
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
-use monoio::net::TcpStream;
 
 use super::body_budget::{BodyBudget, Progress};
 use super::config::HttpConfig;
@@ -63,7 +62,11 @@ enum ReadOutcome {
 }
 
 /// Reads more bytes into the spare capacity of `buf` before `deadline`, growing it when full.
-async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>, deadline: Instant) -> ReadOutcome {
+async fn read_more<S: AsyncReadRent>(
+    stream: &mut S,
+    buf: &mut Vec<u8>,
+    deadline: Instant,
+) -> ReadOutcome {
     if buf.len() == buf.capacity() {
         buf.reserve(buf.capacity().max(INITIAL_BUF));
     }
@@ -83,7 +86,7 @@ async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>, deadline: Instant)
 }
 
 /// Writes `out` completely before `deadline`; false when the connection must be dropped.
-async fn flush(stream: &mut TcpStream, out: &mut Vec<u8>, deadline: Instant) -> bool {
+async fn flush<S: AsyncWriteRent>(stream: &mut S, out: &mut Vec<u8>, deadline: Instant) -> bool {
     if out.is_empty() {
         return true;
     }
@@ -142,8 +145,12 @@ fn refuse(shared: &Shared, route: usize, peer: std::net::IpAddr, head: &[u8], st
 /// Serves one connection until it closes, fails or times out: parses each head, answers
 /// health, readiness and metrics itself, issues timestamp requests through the backend,
 /// and writes the answers in request order (pipelining).
-pub async fn serve(mut stream: TcpStream, peer: std::net::IpAddr, shared: Rc<Shared>) {
-    let _ = stream.set_nodelay(true);
+/// `stream` is the accepted TCP connection (`TCP_NODELAY` set), or the TLS session over it.
+pub async fn serve<S: AsyncReadRent + AsyncWriteRent>(
+    mut stream: S,
+    peer: std::net::IpAddr,
+    shared: Rc<Shared>,
+) {
     let registered = shared.idle.register();
     let limits = &shared.limits;
     let request_timeout = Duration::from_millis(limits.request_timeout_ms);

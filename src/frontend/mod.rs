@@ -9,6 +9,7 @@ mod drain;
 mod fd_budget;
 mod http;
 mod idle;
+mod tls;
 
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -182,6 +183,7 @@ impl Running {
             addr,
             routes: Vec::new(),
             probes: config::Probes::ALL,
+            tls: None,
         };
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         // The admin listener keeps answering while the frontends drain (`/ready` says
@@ -332,10 +334,17 @@ fn run_core(
         let mut bound = Vec::new();
         let mut addrs = Vec::new();
         for l in &listeners {
+            let tls = match l.tls.as_ref().map(tls::acceptor).transpose() {
+                Ok(t) => t,
+                Err(e) => {
+                    let _ = ready.send(Err(format!("{}: {e}", l.addr)));
+                    return;
+                }
+            };
             match TcpListener::bind_with_config(l.addr, &opts) {
                 Ok(tl) => {
                     addrs.push(tl.local_addr().unwrap_or(l.addr));
-                    bound.push((tl, l.routes.clone(), l.probes));
+                    bound.push((tl, l.routes.clone(), l.probes, tls));
                 }
                 Err(e) => {
                     let _ = ready.send(Err(format!("cannot listen on {}: {e}", l.addr)));
@@ -362,7 +371,7 @@ fn run_core(
             });
         }
         let mut tasks = Vec::new();
-        for (listener, routes, probes) in bound {
+        for (listener, routes, probes, tls) in bound {
             let shared = Rc::new(conn::Shared {
                 tsa: std::cell::RefCell::new(tsa.cached()),
                 limits: http.clone(),
@@ -374,7 +383,7 @@ fn run_core(
                 drain: drain.clone(),
                 counted: drains,
             });
-            let accepting = accept_loop(listener, shared, open.clone());
+            let accepting = accept_loop(listener, shared, open.clone(), tls);
             tasks.push(monoio::spawn(idle::race(accepting, core_drain.begun())));
         }
         for t in tasks {
@@ -420,7 +429,12 @@ pub fn accept_metrics(out: &mut String) {
     );
 }
 
-async fn accept_loop(listener: TcpListener, shared: Rc<conn::Shared>, open: Rc<Cell<usize>>) {
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Rc<conn::Shared>,
+    open: Rc<Cell<usize>>,
+    tls: Option<monoio_rustls::TlsAcceptor>,
+) {
     let mut last_log: Option<std::time::Instant> = None;
     let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
@@ -452,17 +466,34 @@ async fn accept_loop(listener: TcpListener, shared: Rc<conn::Shared>, open: Rc<C
             shared.idle.close_oldest();
         }
         if open.get() >= cap {
-            monoio::spawn(refuse(stream));
+            // A plain 503 is no answer on an HTTPS port: close at once there.
+            if tls.is_none() {
+                monoio::spawn(refuse(stream));
+            }
             continue;
         }
+        let _ = stream.set_nodelay(true);
         open.set(open.get() + 1);
         let counted = shared.counted.then(|| shared.drain.clone());
         if let Some(d) = &counted {
             d.count(true);
         }
         let open = open.clone();
+        let tls = tls.clone();
         monoio::spawn(async move {
-            conn::serve(stream, peer.ip(), shared).await;
+            match tls {
+                None => conn::serve(stream, peer.ip(), shared).await,
+                Some(acceptor) => {
+                    // The handshake has the request timeout; a client that does not speak
+                    // TLS (plain HTTP to an HTTPS port) fails it and is closed.
+                    let limit = std::time::Duration::from_millis(shared.limits.request_timeout_ms);
+                    if let Ok(Ok(session)) =
+                        monoio::time::timeout(limit, acceptor.accept(stream)).await
+                    {
+                        conn::serve(session, peer.ip(), shared).await;
+                    }
+                }
+            }
             open.set(open.get() - 1);
             if let Some(d) = counted {
                 d.count(false);

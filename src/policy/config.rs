@@ -51,6 +51,21 @@ pub struct ServiceConfig {
     pub policies: Vec<String>,
     /// Send a statusString with rejections. Default true.
     pub status_text: bool,
+    /// HTTPS on this service's listen addresses: `{ cert = "...", key = "..." }`.
+    /// Services sharing an address must agree. Default: plain HTTP.
+    pub tls: Option<TlsConfig>,
+}
+
+/// `tls = { cert = "...", key = "..." }` on a `[[service]]`: the listener speaks HTTPS
+/// (TLS 1.2 and 1.3, ALPN `http/1.1`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The server certificate, then its chain, PEM. Relative to `server.data_dir`.
+    pub cert: std::path::PathBuf,
+    /// Its private key, PEM (PKCS#8, SEC1 or PKCS#1), in a file only the server may read
+    /// (mode 0600 or 0400). Relative to `server.data_dir`.
+    pub key: std::path::PathBuf,
 }
 
 fn default_policy_names() -> Vec<String> {
@@ -73,6 +88,7 @@ impl Default for ServiceConfig {
             signer: "main".into(),
             policies: default_policy_names(),
             status_text: true,
+            tls: None,
         }
     }
 }

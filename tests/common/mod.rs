@@ -99,7 +99,10 @@ impl Server {
                     if let Some(rest) = line.strip_prefix("stampd: admin on http://") {
                         admin = rest.split_whitespace().next().map(|a| a.parse().unwrap());
                     }
-                    if let Some(rest) = line.strip_prefix("stampd: serving http://") {
+                    let serving = line
+                        .strip_prefix("stampd: serving http://")
+                        .or_else(|| line.strip_prefix("stampd: serving https://"));
+                    if let Some(rest) = serving {
                         let url = rest.split_whitespace().next().unwrap();
                         let slash = url.find('/').unwrap();
                         return Server {
