@@ -6,3 +6,7 @@ wrk.method = "POST"
 wrk.body = f:read("*a")
 f:close()
 wrk.headers["Content-Type"] = "application/timestamp-query"
+-- STAMPD_CLOSE=1: one request per connection (a full TLS handshake each, over HTTPS).
+if os.getenv("STAMPD_CLOSE") then
+  wrk.headers["Connection"] = "close"
+end
