@@ -94,6 +94,15 @@ pub fn wall_now() -> SystemTime {
     SystemTime::now()
 }
 
+/// [`wall_now`] as Unix nanoseconds (negative before 1970): the SNTP exchange's local
+/// timestamps and the step check's readings, never genTime.
+pub fn wall_nanos() -> i128 {
+    match wall_now().duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => d.as_nanos() as i128,
+        Err(e) => -(e.duration().as_nanos() as i128),
+    }
+}
+
 /// `t` as Unix time; `None` before 1970 (a clock set there is certainly not synchronised).
 pub fn unix_time(t: SystemTime) -> Option<Timestamp> {
     let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;

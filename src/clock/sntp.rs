@@ -95,14 +95,6 @@ pub struct Polled {
     pub stratum: Option<u8>,
 }
 
-/// Wall clock as Unix nanoseconds.
-fn wall_ns() -> i128 {
-    match super::wall_now().duration_since(std::time::UNIX_EPOCH) {
-        Ok(d) => d.as_nanos() as i128,
-        Err(e) => -(e.duration().as_nanos() as i128),
-    }
-}
-
 /// Queries every server once and waits up to `timeout` for all replies.
 pub fn poll(servers: &mut [Server], timeout: Duration) -> Vec<Polled> {
     let fail = |why: String| Polled {
@@ -150,7 +142,7 @@ pub fn poll(servers: &mut [Server], timeout: Duration) -> Vec<Polled> {
         let Some((_, sock)) = sockets.iter().find(|(f, _)| *f == v6) else {
             continue;
         };
-        let sent_ns = wall_ns();
+        let sent_ns = super::wall_nanos();
         // The server only echoes the transmit timestamp (the offset uses `sent_ns`, kept
         // here), so its fraction is random: an off-path sender cannot guess what a reply
         // must echo.
@@ -184,7 +176,7 @@ pub fn poll(servers: &mut [Server], timeout: Duration) -> Vec<Polled> {
             let Ok((n, from)) = sock.recv_from(&mut buf) else {
                 continue;
             };
-            let received_ns = wall_ns();
+            let received_ns = super::wall_nanos();
             got = true;
             let Some(i) = pending
                 .iter()

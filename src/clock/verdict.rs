@@ -225,12 +225,9 @@ impl Verdict {
     }
 }
 
-/// CLOCK_REALTIME as Unix nanoseconds (until 2262).
+/// CLOCK_REALTIME as Unix nanoseconds in an i64 (until 2262).
 fn wall_ns() -> i64 {
-    match super::wall_now().duration_since(std::time::UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
-        Err(e) => -i64::try_from(e.duration().as_nanos()).unwrap_or(i64::MAX),
-    }
+    i64::try_from(super::wall_nanos()).unwrap_or(i64::MAX)
 }
 
 /// The production [`TimeSource`]: the system clock, trusted only while the published
