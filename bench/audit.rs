@@ -34,6 +34,7 @@ fn record(n: u64) -> Record {
         request: None,
         response: Some(vec![0x5a; 650]),
         request_digest: None,
+        client_subject: None,
     }
 }
 

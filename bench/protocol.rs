@@ -220,6 +220,7 @@ fn bench_handoff(c: &mut Criterion) {
                 client: std::net::IpAddr::from([127, 0, 0, 1]),
                 path: "/tsa".into(),
                 head: Vec::new(),
+                client_subject: None,
                 reply: tx,
             };
             assert!(queue.try_submit(env).is_ok());

@@ -10,71 +10,6 @@ use std::time::Duration;
 
 use common::{run, Server, BIN};
 
-/// A CA and a server certificate for 127.0.0.1 signed by it, made by `openssl`, in `dir`:
-/// (CA certificate, server chain, server key with mode `mode`).
-fn server_pki(dir: &Path, mode: u32) -> (PathBuf, PathBuf, PathBuf) {
-    let p = |n: &str| dir.join(n);
-    let ok = |cmd: &mut Command| {
-        let (ok, out) = run(cmd);
-        assert!(ok, "{out}");
-    };
-    std::fs::create_dir_all(dir).unwrap();
-    ok(Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
-        .args([
-            "-nodes",
-            "-days",
-            "30",
-            "-subj",
-            "/CN=stampd test TLS CA",
-            "-keyout",
-        ])
-        .arg(p("tls-ca.key"))
-        .arg("-out")
-        .arg(p("tls-ca.pem")));
-    ok(Command::new("openssl")
-        .args([
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
-        .args(["-nodes", "-subj", "/CN=127.0.0.1", "-keyout"])
-        .arg(p("server.key"))
-        .arg("-out")
-        .arg(p("server.csr")));
-    std::fs::write(p("san.cnf"), "subjectAltName = IP:127.0.0.1\n").unwrap();
-    ok(Command::new("openssl")
-        .args(["x509", "-req", "-days", "30", "-in"])
-        .arg(p("server.csr"))
-        .arg("-CA")
-        .arg(p("tls-ca.pem"))
-        .arg("-CAkey")
-        .arg(p("tls-ca.key"))
-        .arg("-extfile")
-        .arg(p("san.cnf"))
-        .arg("-out")
-        .arg(p("server.pem")));
-    let chain = std::fs::read_to_string(p("server.pem")).unwrap()
-        + &std::fs::read_to_string(p("tls-ca.pem")).unwrap();
-    std::fs::write(p("server-chain.pem"), chain).unwrap();
-    std::fs::set_permissions(
-        p("server.key"),
-        std::os::unix::fs::PermissionsExt::from_mode(mode),
-    )
-    .unwrap();
-    (p("tls-ca.pem"), p("server-chain.pem"), p("server.key"))
-}
-
 fn tls_config(chain: &Path, key: &Path) -> String {
     format!(
         "[[service]]\nname = \"default\"\npath = \"/tsa\"\ntls = {{ cert = \"{}\", key = \"{}\" }}\n",
@@ -86,7 +21,7 @@ fn tls_config(chain: &Path, key: &Path) -> String {
 #[test]
 fn tokens_over_https_verify_and_the_handshake_is_tls_1_3_with_http_1_1() {
     let dir = common::tempdir();
-    let (ca, chain, key) = server_pki(&dir.path().join("tls"), 0o600);
+    let (ca, chain, key) = common::tls::server(&dir.path().join("tls"), 0o600);
     let data = dir.path().join("d");
     let server = Server::start(&data, Some(&tls_config(&chain, &key)));
     assert!(
@@ -157,7 +92,7 @@ fn tokens_over_https_verify_and_the_handshake_is_tls_1_3_with_http_1_1() {
 #[test]
 fn plain_http_to_an_https_port_is_closed_and_https_goes_on() {
     let dir = common::tempdir();
-    let (ca, chain, key) = server_pki(&dir.path().join("tls"), 0o400);
+    let (ca, chain, key) = common::tls::server(&dir.path().join("tls"), 0o400);
     let server = Server::start(&dir.path().join("d"), Some(&tls_config(&chain, &key)));
     let mut s = std::net::TcpStream::connect(server.addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -180,7 +115,7 @@ fn plain_http_to_an_https_port_is_closed_and_https_goes_on() {
 #[test]
 fn a_key_readable_by_others_is_refused_at_start() {
     let dir = common::tempdir();
-    let (_, chain, key) = server_pki(&dir.path().join("tls"), 0o644);
+    let (_, chain, key) = common::tls::server(&dir.path().join("tls"), 0o644);
     let data = dir.path().join("d");
     let file = dir.path().join("c.toml");
     std::fs::write(&file, tls_config(&chain, &key)).unwrap();
@@ -198,4 +133,102 @@ fn a_key_readable_by_others_is_refused_at_start() {
         .arg(&data));
     assert!(!ok, "{out}");
     assert!(out.contains("readable by other users (mode 644)"), "{out}");
+}
+
+/// The token's policy OID, as `openssl ts -reply -text` prints it.
+fn policy_of(reply: &Path) -> String {
+    let (ok, out) = run(Command::new("openssl")
+        .args(["ts", "-reply", "-text", "-in"])
+        .arg(reply));
+    assert!(ok, "{out}");
+    out.lines()
+        .find_map(|l| l.strip_prefix("Policy OID: "))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn client_certificates_are_required_matched_to_policies_and_audited() {
+    let dir = common::tempdir();
+    let pki = dir.path().join("tls");
+    let (ca, chain, key) = common::tls::server(&pki, 0o600);
+    let clients = common::tls::ca(&pki, "client CA");
+    let acme = common::tls::client(&pki, &clients, "acme", "/O=Acme/CN=build-7");
+    let other = common::tls::client(&pki, &clients, "other", "/O=Else/CN=someone");
+    let rogue_ca = common::tls::ca(&pki, "rogue CA");
+    let rogue = common::tls::client(&pki, &rogue_ca, "rogue", "/O=Acme/CN=build-7");
+    let config = format!(
+        "[[service]]\nname = \"default\"\npath = \"/tsa\"\npolicies = [\"acme\", \"default\"]\n\
+         tls = {{ cert = \"{}\", key = \"{}\", client_ca = \"{}\" }}\n\
+         [policy.acme]\noid = \"2.999.1.7\"\nmatch = {{ client_subject_regex = \",O=Acme$\" }}\n",
+        chain.display(),
+        key.display(),
+        clients.0.display()
+    );
+    let data = dir.path().join("d");
+    let server = Server::start(&data, Some(&config));
+    let p = |n: &str| dir.path().join(n);
+    let (ok, out) = run(Command::new("openssl")
+        .args(["ts", "-query", "-sha256", "-cert", "-digest"])
+        .arg("a".repeat(64))
+        .arg("-out")
+        .arg(p("q.tsq")));
+    assert!(ok, "{out}");
+    let post = |cert: Option<&(PathBuf, PathBuf)>, out: &str| {
+        let mut curl = Command::new("curl");
+        curl.args(["-sS", "--fail", "--cacert"]).arg(&ca);
+        if let Some((c, k)) = cert {
+            curl.arg("--cert").arg(c).arg("--key").arg(k);
+        }
+        run(curl
+            .args(["-H", "Content-Type: application/timestamp-query"])
+            .arg("--data-binary")
+            .arg(format!("@{}", p("q.tsq").display()))
+            .arg(format!("https://{}/tsa", server.addr))
+            .arg("-o")
+            .arg(p(out)))
+    };
+    // Refused at the handshake: no certificate, or one from a CA the service does not trust.
+    for (cert, what) in [(None, "no certificate"), (Some(&rogue), "an untrusted CA")] {
+        let (ok, out) = post(cert, "refused.tsr");
+        assert!(!ok, "a client with {what} was served: {out}");
+    }
+    // Each client's subject picks its policy.
+    let (ok, out) = post(Some(&acme), "acme.tsr");
+    assert!(ok, "{out}");
+    assert_eq!(policy_of(&p("acme.tsr")), "2.999.1.7");
+    let (ok, out) = post(Some(&other), "other.tsr");
+    assert!(ok, "{out}");
+    assert_eq!(policy_of(&p("other.tsr")), "2.999.1.1");
+    for reply in ["acme.tsr", "other.tsr"] {
+        let (ok, out) = run(Command::new("openssl")
+            .args(["ts", "-verify", "-in"])
+            .arg(p(reply))
+            .arg("-queryfile")
+            .arg(p("q.tsq"))
+            .arg("-CAfile")
+            .arg(data.join("pki/ca.pem")));
+        assert!(ok && out.contains("Verification: OK"), "{out}");
+    }
+    // The audit records name the client certificate (RFC 4514 subjects); the refused
+    // handshakes never reached a service, so they have none.
+    drop(server);
+    let records = common::export(&data);
+    let seen: Vec<(&str, &str)> = records
+        .iter()
+        .map(|r| {
+            (
+                r["policy"].as_str().unwrap(),
+                r["client_subject"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("acme", "CN=build-7,O=Acme"),
+            ("default", "CN=someone,O=Else")
+        ]
+    );
 }

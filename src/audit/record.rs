@@ -12,8 +12,9 @@ use crate::protocol::hex::hex;
 use crate::protocol::{FailureInfo, HashAlg, Timestamp};
 use crate::serial::SERIAL_LEN;
 
-/// Version 2 added [`Record::request_digest`]; version 1 records (without it) still decode.
-const VERSION: u8 = 2;
+/// Version 2 added [`Record::request_digest`], version 3 [`Record::client_subject`]; older
+/// records (without them) still decode.
+const VERSION: u8 = 3;
 
 /// The SHA-256 and length of a request body that got no token: its record keeps at most a
 /// prefix of the body, and these identify the whole of it.
@@ -64,6 +65,9 @@ pub struct Record {
     /// `request` is at most a prefix of the body). `None` for issued tokens and in records
     /// written before version 2.
     pub request_digest: Option<RequestDigest>,
+    /// The subject (RFC 4514) of the client's TLS certificate, on listeners with
+    /// `tls.client_ca` (unless the audit filter has `client_subject = false`).
+    pub client_subject: Option<Arc<str>>,
 }
 
 impl Record {
@@ -109,9 +113,10 @@ impl Record {
             + bytes(&self.response)
             + 1
             + self.request_digest.map_or(0, |_| 4 + 32)
+            + text(&self.client_subject)
     }
 
-    /// Appends the binary form (version 2) to `out`: the body of a journal record frame.
+    /// Appends the binary form (version 3) to `out`: the body of a journal record frame.
     /// Integers little-endian; variable fields are prefixed with their length as a u32
     /// (`u32::MAX`: absent). [`Record::decode`] reads it back exactly.
     pub fn encode(&self, out: &mut Vec<u8>) {
@@ -164,6 +169,7 @@ impl Record {
                 out.extend_from_slice(&d.sha256);
             }
         }
+        put_opt(out, self.client_subject.as_deref().map(str::as_bytes));
     }
 
     /// Reads a record written by [`Record::encode`]; the error names what is wrong (an
@@ -219,6 +225,7 @@ impl Record {
                 _ => return Err("unknown request digest flag"),
             },
         };
+        let client_subject = if version >= 3 { r.string()? } else { None };
         if !r.0.is_empty() {
             return Err("trailing bytes after the record");
         }
@@ -238,6 +245,7 @@ impl Record {
             request,
             response,
             request_digest,
+            client_subject,
         })
     }
 
@@ -285,6 +293,7 @@ impl Record {
             "response": hex_of(&self.response),
             "request_sha256": self.request_digest.map(|d| hex(&d.sha256)),
             "request_length": self.request_digest.map(|d| d.len),
+            "client_subject": self.client_subject.as_deref(),
         })
     }
 }
@@ -501,6 +510,7 @@ pub(crate) mod tests {
             request: None,
             response: Some(vec![0x30, 0x03, 2, 1, 0]),
             request_digest: None,
+            client_subject: None,
         }
     }
 
@@ -523,6 +533,7 @@ pub(crate) mod tests {
             len: 65_000,
             sha256: [0x5a; 32],
         });
+        r.client_subject = Some("CN=build-7,O=Acme".into());
         records.push(r);
         for r in records {
             let mut out = Vec::new();
@@ -539,15 +550,20 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn version_1_records_still_decode() {
-        // A version 1 record is a version 2 record without the request digest's flag byte.
+    fn older_versions_still_decode() {
+        // A version 2 record is a version 3 record without the client subject (an absent
+        // field: four 0xff bytes), a version 1 record one without the request digest's
+        // flag byte either.
         let r = sample(4);
         let mut out = Vec::new();
         r.encode(&mut out);
+        assert_eq!(out.split_off(out.len() - 4), [0xff; 4]);
+        out[0] = 2;
+        assert_eq!(Record::decode(&out).unwrap(), r);
         assert_eq!(out.pop(), Some(0));
         out[0] = 1;
         assert_eq!(Record::decode(&out).unwrap(), r);
-        out[0] = 3;
+        out[0] = 4;
         assert_eq!(Record::decode(&out), Err("unknown record version"));
     }
 

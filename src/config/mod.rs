@@ -325,6 +325,27 @@ mod tests {
     }
 
     #[test]
+    fn client_subject_rules_need_client_certificates() {
+        let text = r#"
+            [[service]]
+            policies = ["build"]
+            [policy.build]
+            oid = "2.999.1.7"
+            match = { client_subject = ["CN=build-7,O=Acme"], client_subject_regex = "x" }
+        "#;
+        let err = errors(text);
+        assert!(
+            err.contains("give `client_subject` or `client_subject_regex`, not both"),
+            "{err}"
+        );
+        let err = errors(&text.replace(", client_subject_regex = \"x\"", ""));
+        assert!(
+            err.contains("policy `build` matches on client_subject, but this service asks for no client certificate"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn requested_policy_must_be_the_policys_own_oid() {
         let text = r#"
             [policy.default]

@@ -237,6 +237,22 @@ impl Config {
                     ));
                 }
             }
+            let client_auth = s.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
+            for p in self
+                .policies_of(s)
+                .into_iter()
+                .chain(s.fallback_policy.as_deref())
+            {
+                let by_subject = self.policy_config(p).is_some_and(|c| {
+                    c.match_.client_subject.is_some() || c.match_.client_subject_regex.is_some()
+                });
+                if by_subject && !client_auth {
+                    errors.push(format!(
+                        "{at}: policy `{p}` matches on client_subject, but this service asks for \
+                         no client certificate; add client_ca to its tls table"
+                    ));
+                }
+            }
             if !s.enabled {
                 continue;
             }
@@ -244,6 +260,7 @@ impl Config {
             let tls = s.tls.as_ref().map(|t| crate::policy::config::TlsConfig {
                 cert: self.server.data_dir.join(&t.cert),
                 key: self.server.data_dir.join(&t.key),
+                client_ca: t.client_ca.as_ref().map(|c| self.server.data_dir.join(c)),
             });
             for addr in addrs.into_iter().flatten() {
                 let routes = s.path.values().iter().map(|p| (p.clone(), index));

@@ -55,6 +55,12 @@ pub struct Shared {
     pub counted: bool,
 }
 
+/// Who is at the other end: its address, and its TLS client certificate's subject.
+struct Peer {
+    ip: std::net::IpAddr,
+    subject: Option<Arc<str>>,
+}
+
 enum ReadOutcome {
     Data,
     Closed,
@@ -128,12 +134,13 @@ async fn write_answers(pending: &mut Vec<(Result<Reply, u16>, bool)>, out: &mut 
 
 /// Tells the service of `route` that its request is refused at the HTTP level with
 /// `status` ([`Tsa::refuse`](crate::policy::Tsa::refuse)); returns the status to answer.
-fn refuse(shared: &Shared, route: usize, peer: std::net::IpAddr, head: &[u8], status: u16) -> u16 {
+fn refuse(shared: &Shared, route: usize, peer: &Peer, head: &[u8], status: u16) -> u16 {
     let (path, service) = &shared.routes[route];
     let meta = RequestMeta {
-        client: peer,
+        client: peer.ip,
         path,
         head,
+        client_subject: peer.subject.as_ref(),
     };
     shared
         .tsa
@@ -145,12 +152,15 @@ fn refuse(shared: &Shared, route: usize, peer: std::net::IpAddr, head: &[u8], st
 /// Serves one connection until it closes, fails or times out: parses each head, answers
 /// health, readiness and metrics itself, issues timestamp requests through the backend,
 /// and writes the answers in request order (pipelining).
-/// `stream` is the accepted TCP connection (`TCP_NODELAY` set), or the TLS session over it.
+/// `stream` is the accepted TCP connection (`TCP_NODELAY` set), or the TLS session over it;
+/// `subject` is the client certificate's subject, on listeners that ask for one.
 pub async fn serve<S: AsyncReadRent + AsyncWriteRent>(
     mut stream: S,
-    peer: std::net::IpAddr,
+    ip: std::net::IpAddr,
+    subject: Option<Arc<str>>,
     shared: Rc<Shared>,
 ) {
+    let peer = Peer { ip, subject };
     let registered = shared.idle.register();
     let limits = &shared.limits;
     let request_timeout = Duration::from_millis(limits.request_timeout_ms);
@@ -298,7 +308,7 @@ pub async fn serve<S: AsyncReadRent + AsyncWriteRent>(
                 route,
             } => {
                 let status = match route {
-                    Some(route) => refuse(&shared, route, peer, &buf[..req.head_len], status),
+                    Some(route) => refuse(&shared, route, &peer, &buf[..req.head_len], status),
                     None => status,
                 };
                 keep_alive &= !close;
@@ -319,7 +329,7 @@ pub async fn serve<S: AsyncReadRent + AsyncWriteRent>(
                 if buf.len() < need {
                     let Some(r) = shared.bodies.reserve(need - buf.len()) else {
                         write_answers(&mut pending, &mut out).await;
-                        let status = refuse(&shared, route, peer, &buf[..req.head_len], 503);
+                        let status = refuse(&shared, route, &peer, &buf[..req.head_len], 503);
                         http::write_error(&mut out, status, false, None, false);
                         linger = true;
                         break;
@@ -364,16 +374,17 @@ pub async fn serve<S: AsyncReadRent + AsyncWriteRent>(
                     }
                     // A cut body's buffer went with the read it was cut in.
                     let head = buf.get(..req.head_len).unwrap_or_default();
-                    let status = refuse(&shared, route, peer, head, 408);
+                    let status = refuse(&shared, route, &peer, head, 408);
                     http::write_error(&mut out, status, false, None, false);
                     linger |= cut;
                     break;
                 }
                 let body = &buf[req.head_len..need];
                 let meta = RequestMeta {
-                    client: peer,
+                    client: peer.ip,
                     path: &shared.routes[route].0,
                     head: &buf[..req.head_len],
+                    client_subject: peer.subject.as_ref(),
                 };
                 // The answer is held until its audit record is durable (group commit), but
                 // the next pipelined request is issued meanwhile: their records share a

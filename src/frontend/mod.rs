@@ -115,6 +115,7 @@ impl Backend {
                     client: meta.client,
                     path: meta.path.to_string(),
                     head: meta.head.to_vec(),
+                    client_subject: meta.client_subject.cloned(),
                     reply: tx,
                 };
                 if queue.try_submit(env).is_err() {
@@ -334,8 +335,8 @@ fn run_core(
         let mut bound = Vec::new();
         let mut addrs = Vec::new();
         for l in &listeners {
-            let tls = match l.tls.as_ref().map(tls::acceptor).transpose() {
-                Ok(t) => t,
+            let tls = match l.tls.as_ref().map(tls::Tls::load).transpose() {
+                Ok(t) => t.map(Rc::new),
                 Err(e) => {
                     let _ = ready.send(Err(format!("{}: {e}", l.addr)));
                     return;
@@ -433,7 +434,7 @@ async fn accept_loop(
     listener: TcpListener,
     shared: Rc<conn::Shared>,
     open: Rc<Cell<usize>>,
-    tls: Option<monoio_rustls::TlsAcceptor>,
+    tls: Option<Rc<tls::Tls>>,
 ) {
     let mut last_log: Option<std::time::Instant> = None;
     let mut backoff = ACCEPT_BACKOFF_MIN;
@@ -482,15 +483,16 @@ async fn accept_loop(
         let tls = tls.clone();
         monoio::spawn(async move {
             match tls {
-                None => conn::serve(stream, peer.ip(), shared).await,
-                Some(acceptor) => {
+                None => conn::serve(stream, peer.ip(), None, shared).await,
+                Some(tls) => {
                     // The handshake has the request timeout; a client that does not speak
-                    // TLS (plain HTTP to an HTTPS port) fails it and is closed.
+                    // TLS (plain HTTP to an HTTPS port), or has no valid certificate where
+                    // one is required, fails it and is closed.
                     let limit = std::time::Duration::from_millis(shared.limits.request_timeout_ms);
-                    if let Ok(Ok(session)) =
-                        monoio::time::timeout(limit, acceptor.accept(stream)).await
+                    if let Ok(Ok((session, subject))) =
+                        monoio::time::timeout(limit, tls.accept(stream)).await
                     {
-                        conn::serve(session, peer.ip(), shared).await;
+                        conn::serve(session, peer.ip(), subject, shared).await;
                     }
                 }
             }

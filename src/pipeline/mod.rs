@@ -28,6 +28,8 @@ pub struct Envelope {
     pub path: String,
     /// The raw HTTP request head, for header rules.
     pub head: Vec<u8>,
+    /// The client certificate's subject, on listeners that ask for one.
+    pub client_subject: Option<Arc<str>>,
     /// The reply; the frontend waits for its audit record (group commit), not the worker.
     pub reply: oneshot::Sender<Reply>,
 }
@@ -39,10 +41,11 @@ pub struct Queue {
 }
 
 impl Queue {
-    /// Queues a request, or gives it back at once when the queue is full.
-    pub fn try_submit(&self, env: Envelope) -> Result<(), Envelope> {
+    /// Queues a request, or gives it back at once when the queue is full (boxed: only the
+    /// refused path pays for the move).
+    pub fn try_submit(&self, env: Envelope) -> Result<(), Box<Envelope>> {
         self.tx.try_send(env).map_err(|e| match e {
-            TrySendError::Full(env) | TrySendError::Disconnected(env) => env,
+            TrySendError::Full(env) | TrySendError::Disconnected(env) => Box::new(env),
         })
     }
 }
@@ -77,6 +80,7 @@ fn work(tsa: &mut Cached, rx: &Receiver<Envelope>) {
                 client: env.client,
                 path: &env.path,
                 head: &env.head,
+                client_subject: env.client_subject.as_ref(),
             };
             let reply = tsa.get().issue(env.service, &env.body, &meta);
             // The requester may have gone; its reply is simply dropped.
@@ -99,6 +103,7 @@ mod tests {
             client: std::net::IpAddr::from([127, 0, 0, 1]),
             path: "/tsa".into(),
             head: Vec::new(),
+            client_subject: None,
             reply: oneshot::channel().0,
         };
         assert!(queue.try_submit(env(1)).is_ok());

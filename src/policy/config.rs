@@ -66,6 +66,13 @@ pub struct TlsConfig {
     /// Its private key, PEM (PKCS#8, SEC1 or PKCS#1), in a file only the server may read
     /// (mode 0600 or 0400). Relative to `server.data_dir`.
     pub key: std::path::PathBuf,
+    /// Client-certificate authentication: the CA certificates (PEM) a client's certificate
+    /// must chain to. A connection without a valid client certificate is refused at the
+    /// handshake; the certificate's subject is the `client_subject` policies match on and
+    /// the audit records carry. Relative to `server.data_dir`. Default: no client
+    /// certificates asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ca: Option<std::path::PathBuf>,
 }
 
 fn default_policy_names() -> Vec<String> {
@@ -169,6 +176,12 @@ pub struct MatchConfig {
     /// An HTTP header rule: `{ name = "X-Tenant", value = ["acme"] }` or
     /// `{ name = "X-Tenant", regex = "^acme-" }`.
     pub header: Option<HeaderMatchConfig>,
+    /// The TLS client certificate's subject (RFC 4514, most significant last, e.g.
+    /// `"CN=build-7,O=Acme"`), exact. Only on services with `tls.client_ca`.
+    pub client_subject: Option<Vec<String>>,
+    /// The client certificate's subject as a regular expression (instead of
+    /// `client_subject`), e.g. `",O=Acme$"`.
+    pub client_subject_regex: Option<String>,
 }
 
 /// `match.header`
@@ -270,18 +283,14 @@ impl PolicyConfig {
                 )),
             }
         }
-        if m.path.is_some() && m.path_regex.is_some() {
-            errors.push(format!("{at}.match: give `path` or `path_regex`, not both"));
-        }
-        let mut path = m.path.clone().map(StringMatch::Exact);
-        if let Some(r) = &m.path_regex {
-            match Regex::new(r) {
-                Ok(re) => path = path.or(Some(StringMatch::Regex(re))),
-                Err(e) => errors.push(format!(
-                    "{at}.match.path_regex: invalid regular expression: {e}"
-                )),
-            }
-        }
+        let path = string_rule(&at, "path", &m.path, &m.path_regex, &mut errors);
+        let client_subject = string_rule(
+            &at,
+            "client_subject",
+            &m.client_subject,
+            &m.client_subject_regex,
+            &mut errors,
+        );
         let mut header = None;
         if let Some(h) = &m.header {
             match (&h.value, &h.regex) {
@@ -325,6 +334,7 @@ impl PolicyConfig {
             client: m.client.as_ref().map(|_| client),
             path,
             header,
+            client_subject,
         };
         let defaults = Settings {
             oid: oid.clone(),
@@ -350,6 +360,35 @@ impl PolicyConfig {
             rules,
             defaults,
         })
+    }
+}
+
+/// A string rule given as `KEY = [exact values]` or `KEY_regex = "..."` (not both).
+fn string_rule(
+    at: &str,
+    key: &str,
+    exact: &Option<Vec<String>>,
+    regex: &Option<String>,
+    errors: &mut Vec<String>,
+) -> Option<StringMatch> {
+    match (exact, regex) {
+        (Some(_), Some(_)) => {
+            errors.push(format!(
+                "{at}.match: give `{key}` or `{key}_regex`, not both"
+            ));
+            None
+        }
+        (Some(v), None) => Some(StringMatch::Exact(v.clone())),
+        (None, Some(r)) => match Regex::new(r) {
+            Ok(re) => Some(StringMatch::Regex(re)),
+            Err(e) => {
+                errors.push(format!(
+                    "{at}.match.{key}_regex: invalid regular expression: {e}"
+                ));
+                None
+            }
+        },
+        (None, None) => None,
     }
 }
 

@@ -21,6 +21,9 @@ pub struct RequestMeta<'a> {
     pub path: &'a str,
     /// The raw HTTP request head, for header rules (looked up only when a rule needs it).
     pub head: &'a [u8],
+    /// The subject (RFC 4514) of the client's TLS certificate, on listeners that ask for
+    /// one (`tls.client_ca`).
+    pub client_subject: Option<&'a std::sync::Arc<str>>,
 }
 
 impl<'a> RequestMeta<'a> {
@@ -30,6 +33,7 @@ impl<'a> RequestMeta<'a> {
             client: IpAddr::from([127, 0, 0, 1]),
             path,
             head: b"",
+            client_subject: None,
         }
     }
 
@@ -138,6 +142,8 @@ pub struct Rules {
     pub path: Option<StringMatch>,
     /// (header name, value rule).
     pub header: Option<(String, StringMatch)>,
+    /// Accepted TLS client-certificate subjects; a request without one never matches.
+    pub client_subject: Option<StringMatch>,
 }
 
 impl Rules {
@@ -175,6 +181,14 @@ impl Rules {
                 return false;
             }
         }
+        if let Some(rule) = &self.client_subject {
+            if !meta
+                .client_subject
+                .is_some_and(|s| rule.is_match(s.as_bytes()))
+            {
+                return false;
+            }
+        }
         true
     }
 }
@@ -194,6 +208,7 @@ mod tests {
             client: client.parse().unwrap(),
             path,
             head,
+            client_subject: None,
         }
     }
 
@@ -235,6 +250,7 @@ mod tests {
             client: Some(vec![Cidr::parse("127.0.0.0/8").unwrap()]),
             path: Some(StringMatch::Regex(Regex::new("^/(tsa|v2/tsa)$").unwrap())),
             header: Some(("X-Tenant".into(), StringMatch::Exact(vec!["acme".into()]))),
+            client_subject: None,
         };
         let head = b"POST /tsa HTTP/1.1\r\nX-Tenant: acme\r\n\r\n";
         let ok = req_bytes(HashAlg::Sha512, Some("2.999.1.1"));
@@ -263,5 +279,35 @@ mod tests {
         ));
         // No rules at all: everything matches.
         assert!(Rules::default().matches(&r, &meta("10.9.9.9", "/x", b"")));
+    }
+
+    #[test]
+    fn client_subject_rules_need_a_certificate() {
+        let ok = req_bytes(HashAlg::Sha256, None);
+        let r = request::decode(&ok).unwrap();
+        let subjects: Vec<std::sync::Arc<str>> = ["CN=build-7,O=Acme", "CN=build-8,O=Acme"]
+            .into_iter()
+            .chain(["CN=anyone,O=Acme", "CN=anyone,O=Acme Evil"])
+            .map(Into::into)
+            .collect();
+        let with = |subject: Option<&str>| RequestMeta {
+            client_subject: subject.map(|s| subjects.iter().find(|a| &***a == s).unwrap()),
+            ..meta("127.0.0.1", "/tsa", b"")
+        };
+        let exact = Rules {
+            client_subject: Some(StringMatch::Exact(vec!["CN=build-7,O=Acme".into()])),
+            ..Rules::default()
+        };
+        assert!(exact.matches(&r, &with(Some("CN=build-7,O=Acme"))));
+        assert!(!exact.matches(&r, &with(Some("CN=build-8,O=Acme"))));
+        // No certificate (plain HTTP, or TLS without client_ca): never matches.
+        assert!(!exact.matches(&r, &with(None)));
+        let regex = Rules {
+            client_subject: Some(StringMatch::Regex(Regex::new(",O=Acme$").unwrap())),
+            ..Rules::default()
+        };
+        assert!(regex.matches(&r, &with(Some("CN=anyone,O=Acme"))));
+        assert!(!regex.matches(&r, &with(Some("CN=anyone,O=Acme Evil"))));
+        assert!(!regex.matches(&r, &with(None)));
     }
 }

@@ -777,6 +777,7 @@ fn the_fallback_policy_keeps_its_own_rules() {
         client: "10.1.2.3".parse().unwrap(),
         path: "/tsa",
         head: b"",
+        client_subject: None,
     };
     let reply = f.tsa.issue(0, &sha256, &inside);
     assert!(matches!(reply.outcome, Outcome::Granted { .. }));

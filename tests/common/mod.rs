@@ -8,6 +8,7 @@
 pub mod ca;
 pub mod pg;
 pub mod sntp;
+pub mod tls;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -33,6 +33,7 @@ pub(super) struct Rows<'a> {
     response: Vec<Option<&'a [u8]>>,
     request_sha256: Vec<Option<&'a [u8]>>,
     request_length: Vec<Option<i32>>,
+    client_subject: Vec<Option<&'a str>>,
 }
 
 impl<'a> Rows<'a> {
@@ -64,6 +65,7 @@ impl<'a> Rows<'a> {
             rows.request_sha256.push(digest.map(|d| &d.sha256[..]));
             rows.request_length
                 .push(digest.map(|d| i32::try_from(d.len).unwrap_or(i32::MAX)));
+            rows.client_subject.push(r.client_subject.as_deref());
         }
         rows
     }
@@ -106,6 +108,7 @@ impl<'a> Rows<'a> {
             Type::BYTEA,
             Type::BYTEA,
             Type::INT4,
+            Type::TEXT,
         ];
         let writer = tokio_postgres::binary_copy::BinaryCopyInWriter::new(sink, &types);
         let mut writer = std::pin::pin!(writer);
@@ -113,7 +116,7 @@ impl<'a> Rows<'a> {
             let ns = self.ns[i];
             let gen_time =
                 std::time::UNIX_EPOCH + Duration::from_nanos(u64::try_from(ns).unwrap_or(0));
-            let row: [&(dyn ToSql + Sync); 23] = [
+            let row: [&(dyn ToSql + Sync); 24] = [
                 &identity,
                 &journal,
                 &self.seq[i],
@@ -137,6 +140,7 @@ impl<'a> Rows<'a> {
                 &self.response[i],
                 &self.request_sha256[i],
                 &self.request_length[i],
+                &self.client_subject[i],
             ];
             writer.as_mut().write(&row).await.map_err(failed)?;
         }
@@ -159,7 +163,7 @@ impl<'a> Rows<'a> {
         identity: &str,
         journal: i64,
     ) -> Result<u64, String> {
-        let params: [&(dyn ToSql + Sync); 22] = [
+        let params: [&(dyn ToSql + Sync); 23] = [
             &identity,
             &journal,
             &self.seq,
@@ -182,6 +186,7 @@ impl<'a> Rows<'a> {
             &self.response,
             &self.request_sha256,
             &self.request_length,
+            &self.client_subject,
         ];
         tx.execute(stmt, &params).await.map_err(|e| {
             let serial_clash = e

@@ -75,7 +75,7 @@ async fn select_records(client: &Client, query: &Query) -> Result<Vec<(u64, Reco
         .query(
             "SELECT seq, serial, gen_time_ns, status, fail_info, http_status, service, policy, \
              policy_oid, hash_algorithm, message_imprint, nonce, cert_req, client_ip, key_id, \
-             latency_us, request, response, request_sha256, request_length FROM audit_record \
+             latency_us, request, response, request_sha256, request_length, client_subject FROM audit_record \
              WHERE ($1::text IS NULL OR tsa = $1) AND ($2::bytea IS NULL OR serial = $2) \
              AND ($3::bigint IS NULL OR gen_time_ns >= $3) \
              AND ($4::bigint IS NULL OR gen_time_ns <= $4) \
@@ -149,6 +149,7 @@ fn record_of_row(row: &tokio_postgres::Row) -> Result<(u64, Record), String> {
                 _ => return Err(bad("request_sha256 and request_length pair")),
             }
         },
+        client_subject: text(20)?,
     };
     Ok((row.try_get::<_, i64>(0).map_err(col)? as u64, record))
 }

@@ -33,6 +33,9 @@ pub struct AuditFilterConfig {
     pub response: bool,
     /// Keep the client's IP address. Default true.
     pub client_ip: bool,
+    /// Keep the subject of the client's TLS certificate (listeners with `tls.client_ca`).
+    /// Default true.
+    pub client_subject: bool,
     /// `group-commit` or `async`; default: `[audit] durability`.
     pub durability: Option<Durability>,
 }
@@ -44,6 +47,7 @@ impl Default for AuditFilterConfig {
             refused_request_bytes: 256,
             response: false,
             client_ip: true,
+            client_subject: true,
             durability: None,
         }
     }
@@ -173,6 +177,7 @@ impl PreFilter for Audit {
             nonce: req.as_ref().and_then(|r| r.nonce.map(<[u8]>::to_vec)),
             cert_req: req.as_ref().is_some_and(|r| r.cert_req),
             client: c.client_ip.then_some(x.meta.client),
+            client_subject: x.meta.client_subject.filter(|_| c.client_subject).cloned(),
             key_id: granted.then(key_id),
             latency_us: u64::try_from(x.started.elapsed().as_micros()).unwrap_or(u64::MAX),
             request: (c.request && !x.http_refusal).then(|| {

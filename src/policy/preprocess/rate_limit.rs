@@ -216,6 +216,7 @@ mod tests {
             client: ip,
             path: "/",
             head: b"",
+            client_subject: None,
         }
     }
 
