@@ -442,17 +442,18 @@ fn migrate_and_query_postgres_from_the_command_line() {
     let dsn = pg.dsn();
     let migrate = || run(Command::new(BIN).args(["audit", "migrate", "--postgres", &dsn]));
     let (ok, out) = migrate();
-    assert!(ok && out.contains("3 migration(s) applied"), "{out}");
+    assert!(ok && out.contains("4 migration(s) applied"), "{out}");
     let (ok, out) = migrate();
     assert!(ok && out.contains("0 migration(s) applied"), "{out}");
-    // A database at schema version 1 (before the request digest columns and the events
-    // table) is brought up to date.
+    // A database at schema version 1 (before the request digest columns, the events table
+    // and the client subject column) is brought up to date.
     pg.sql(
-        "ALTER TABLE audit_record DROP COLUMN request_sha256, DROP COLUMN request_length; \
-         DROP TABLE audit_event; DELETE FROM stampd_schema WHERE version >= 2",
+        "ALTER TABLE audit_record DROP COLUMN request_sha256, DROP COLUMN request_length, \
+         DROP COLUMN client_subject; DROP TABLE audit_event; \
+         DELETE FROM stampd_schema WHERE version >= 2",
     );
     let (ok, out) = migrate();
-    assert!(ok && out.contains("2 migration(s) applied"), "{out}");
+    assert!(ok && out.contains("3 migration(s) applied"), "{out}");
     // A password in the connection string is refused: secrets come from env or files.
     let (ok, out) = run(Command::new(BIN).args([
         "audit",
@@ -830,4 +831,56 @@ fn a_full_journal_disk_refuses_requests_before_it_tears_and_recovers_by_itself()
     let issued = text.lines().filter(|l| l.contains("\"granted\"")).count();
     // Every issued token is in the journal: the ones before the budget and the one after.
     assert_eq!(issued as u32, granted + 1);
+}
+
+#[test]
+fn the_shipper_ships_to_a_postgresql_that_accepts_only_tls() {
+    let tmp = common::tempdir();
+    let pki = tmp.path().join("tls");
+    let (ca, chain, key) = common::tls::server(&pki, 0o600);
+    let pg = Postgres::start_tls(&chain, &key);
+    let query = |dsn: &str| {
+        run(Command::new(BIN).args(["audit", "query", "--postgres", dsn, "--kind", "request"]))
+    };
+    // Without TLS the server refuses (pg_hba.conf: hostnossl reject) ...
+    let (ok, out) = query(&format!("{} sslmode=disable", pg.dsn()));
+    assert!(!ok && out.contains("no encryption"), "{out}");
+    // ... and verify-full refuses a server whose chain does not lead to sslrootcert.
+    let other = common::tls::ca(&pki, "some other CA");
+    let (ok, out) = query(&format!(
+        "{} sslmode=verify-full sslrootcert='{}'",
+        pg.dsn(),
+        other.0.display()
+    ));
+    assert!(!ok && out.to_lowercase().contains("certificate"), "{out}");
+    // require (encrypted, unauthenticated) connects.
+    let (ok, out) = run(Command::new(BIN).args([
+        "audit",
+        "migrate",
+        "--postgres",
+        &format!("{} sslmode=require", pg.dsn()),
+    ]));
+    assert!(ok && out.contains("4 migration(s) applied"), "{out}");
+
+    let dsn = format!(
+        "{} sslmode=verify-full sslrootcert='{}'",
+        pg.dsn(),
+        ca.display()
+    );
+    let data = tmp.path().join("d");
+    let server = Server::start(&data, Some(&format!("[audit]\npostgres = \"{dsn}\"\n")));
+    let serials: Vec<String> = (0..5u8)
+        .map(|i| issue(&server, [i; 32]).1.expect("granted"))
+        .collect();
+    assert_eq!(wait_shipped(&pg, &data), 5);
+    // The shipper's own connection is the TLS one.
+    let ssl = pg.sql(
+        "SELECT bool_and(s.ssl) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) \
+         WHERE a.application_name = 'stampd'",
+    );
+    assert_eq!(ssl, "t");
+    drop(server);
+    assert_pg_matches_journal(&pg, &data, &serials);
+    let (ok, out) = query(&dsn);
+    assert!(ok && out.lines().count() == 5, "{out}");
 }

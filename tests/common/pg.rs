@@ -9,6 +9,8 @@ pub struct Postgres {
     pub port: u16,
     bin: PathBuf,
     dir: tempfile::TempDir,
+    /// `ssl = on`, and only TLS connections over TCP accepted (`pg_hba.conf`).
+    tls: bool,
 }
 
 /// The newest `/usr/lib/postgresql/*/bin`.
@@ -41,6 +43,16 @@ fn free_port() -> u16 {
 
 impl Postgres {
     pub fn start() -> Postgres {
+        Postgres::start_with(None)
+    }
+
+    /// A server with `ssl = on` presenting `cert` (chain, PEM) and `key`, which refuses TCP
+    /// connections without TLS.
+    pub fn start_tls(cert: &Path, key: &Path) -> Postgres {
+        Postgres::start_with(Some((cert, key)))
+    }
+
+    fn start_with(tls: Option<(&Path, &Path)>) -> Postgres {
         let dir = tempfile::Builder::new()
             .prefix("stampd-pg")
             .tempdir()
@@ -57,6 +69,7 @@ impl Postgres {
             port: free_port(),
             bin: bin_dir(),
             dir,
+            tls: tls.is_some(),
         };
         let data = pg.data();
         pg.run(
@@ -73,6 +86,29 @@ impl Postgres {
                 "--no-sync",
             ],
         );
+        if let Some((cert, key)) = tls {
+            // The key must belong to the server's user and be readable by it alone.
+            for (from, to, mode) in [(cert, "server.crt", 0o644), (key, "server.key", 0o600)] {
+                let to = data.join(to);
+                std::fs::copy(from, &to).unwrap();
+                std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(mode))
+                    .unwrap();
+                if is_root() {
+                    let status = Command::new("chown")
+                        .arg("postgres:postgres")
+                        .arg(&to)
+                        .status()
+                        .unwrap();
+                    assert!(status.success(), "chown {}", to.display());
+                }
+            }
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\n\
+                 hostnossl all all 127.0.0.1/32 reject\n",
+            )
+            .unwrap();
+        }
         pg.resume();
         pg
     }
@@ -110,11 +146,14 @@ impl Postgres {
     pub fn resume(&self) {
         let data = self.data();
         let log = self.dir.path().join("log");
-        let opts = format!(
+        let mut opts = format!(
             "-p {} -c listen_addresses=127.0.0.1 -k {}",
             self.port,
             self.dir.path().display()
         );
+        if self.tls {
+            opts += " -c ssl=on -c ssl_cert_file=server.crt -c ssl_key_file=server.key";
+        }
         self.run(
             "pg_ctl",
             &[

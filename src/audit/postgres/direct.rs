@@ -7,7 +7,7 @@ use tokio_postgres::{Client, Statement};
 
 use super::rows::{EventRows, Rows};
 use super::schema::{migrate, INSERT};
-use super::target::{runtime, Target};
+use super::target::{describe, runtime, Target};
 use crate::audit::record::Entry;
 use crate::audit::writer::Store;
 
@@ -63,7 +63,7 @@ impl DirectStore {
                 self.client = Some(c);
                 Ok(())
             }
-            Ok(Err(e)) => Err(format!("PostgreSQL: {e}")),
+            Ok(Err(e)) => Err(format!("PostgreSQL: {}", describe(&e))),
             Err(_) => Err("PostgreSQL: no answer within 10 s".into()),
         }
     }
@@ -88,7 +88,7 @@ impl DirectStore {
                 let tx = client
                     .transaction()
                     .await
-                    .map_err(|e| format!("PostgreSQL: {e}"))?;
+                    .map_err(|e| format!("PostgreSQL: {}", describe(&e)))?;
                 rows.insert(&tx, stmt, identity, journal)
                     .await
                     .map_err(|e| format!("PostgreSQL: {e}"))?;
@@ -96,7 +96,9 @@ impl DirectStore {
                     .insert(&tx, identity, journal)
                     .await
                     .map_err(|e| format!("PostgreSQL: {e}"))?;
-                tx.commit().await.map_err(|e| format!("PostgreSQL: {e}"))
+                tx.commit()
+                    .await
+                    .map_err(|e| format!("PostgreSQL: {}", describe(&e)))
             })
             .await
         });

@@ -5,6 +5,7 @@
 //!
 //! The files:
 //! - `target.rs`: the database to connect to ([`Target`], [`check_dsn`]) and [`runtime`];
+//! - `tls.rs`: libpq's `sslmode` and `sslrootcert` as a rustls connector;
 //! - `schema.rs`: the migrations, the SQL texts the writers run, and [`migrate`];
 //! - `rows.rs`: records as the column arrays of one binary COPY or multi-row insert;
 //! - `direct.rs`: [`DirectStore`], the `store = "postgres"` writer store;
@@ -17,9 +18,10 @@ mod schema;
 mod select;
 mod shipper;
 mod target;
+mod tls;
 
 pub use direct::DirectStore;
 pub use schema::migrate;
 pub use select::select;
 pub use shipper::{Shipper, ShipperHandle};
-pub use target::{check_dsn, runtime, Target};
+pub use target::{check_dsn, describe, runtime, Target};

@@ -7,6 +7,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Statement;
 
 use super::schema::{COPY, INSERT_EVENTS};
+use super::target::describe;
 use crate::audit::record::{Event, Record};
 use crate::protocol::HashAlg;
 
@@ -82,7 +83,7 @@ impl<'a> Rows<'a> {
         journal: i64,
     ) -> Result<u64, CopyError> {
         use tokio_postgres::types::Type;
-        let failed = |e: tokio_postgres::Error| CopyError::Failed(e.to_string());
+        let failed = |e: tokio_postgres::Error| CopyError::Failed(describe(&e));
         let sink = tx.copy_in(COPY).await.map_err(failed)?;
         let types = [
             Type::TEXT,
@@ -198,7 +199,7 @@ impl<'a> Rows<'a> {
                      another journal: two TSAs share this identity or node_id ({e})"
                 )
             } else {
-                e.to_string()
+                describe(&e)
             }
         })
     }
@@ -260,6 +261,6 @@ impl<'a> EventRows<'a> {
         tx.execute(INSERT_EVENTS, &params)
             .await
             .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(|e| describe(&e))
     }
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use tokio_postgres::Client;
 
+use super::target::describe;
 use crate::audit::query::Query;
 use crate::audit::record::{Entry, Event, Record, RequestDigest};
 use crate::outcome::Outcome;
@@ -31,7 +32,7 @@ pub async fn select(client: &Client, query: &Query) -> Result<Vec<(u64, Entry)>,
                 &[&query.identity, &query.kind, &ns(query.from), &ns(query.to)],
             )
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| describe(&e))?;
         rows.iter()
             .map(event_of_row)
             .collect::<Result<Vec<_>, _>>()?
@@ -93,7 +94,7 @@ async fn select_records(client: &Client, query: &Query) -> Result<Vec<(u64, Reco
             ],
         )
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| describe(&e))?;
     rows.iter().map(record_of_row).collect()
 }
 

@@ -11,7 +11,7 @@ use tokio_postgres::Client;
 
 use super::rows::{CopyError, EventRows, Rows};
 use super::schema::{migrate, INSERT, SET_POSITION};
-use super::target::{runtime, Target};
+use super::target::{describe, runtime, Target};
 use crate::audit::journal::{self, Next, Position, Progress, Reader};
 use crate::audit::record::Entry;
 use crate::backoff::Backoff;
@@ -137,7 +137,7 @@ impl Shipper {
     async fn session(&self, stats: &ShipStats, shipped_any: &mut bool) -> ShipError {
         let mut client = match self.target.connect().await {
             Ok(c) => c,
-            Err(e) => return ShipError::Database(e.to_string()),
+            Err(e) => return ShipError::Database(describe(&e)),
         };
         match self.ship(&mut client, stats, shipped_any, false).await {
             Ok(()) => ShipError::Database("shipper stopped".into()),
@@ -151,7 +151,7 @@ impl Shipper {
         let rt = runtime().map_err(|e| e.to_string())?;
         let stats = ShipStats::default();
         rt.block_on(async {
-            let mut client = self.target.connect().await.map_err(|e| e.to_string())?;
+            let mut client = self.target.connect().await.map_err(|e| describe(&e))?;
             self.ship(&mut client, &stats, &mut false, true)
                 .await
                 .map_err(|e| e.to_string())
@@ -169,7 +169,7 @@ impl Shipper {
         shipped_any: &mut bool,
         once: bool,
     ) -> Result<(), ShipError> {
-        let db = |e: tokio_postgres::Error| ShipError::Database(e.to_string());
+        let db = |e: tokio_postgres::Error| ShipError::Database(describe(&e));
         let journal_err = |e: std::io::Error| ShipError::Journal(e.to_string());
         migrate(client).await.map_err(db)?;
         let journal = self.progress.journal_id as i64;

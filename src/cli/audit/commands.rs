@@ -100,7 +100,7 @@ pub fn export(dir: &Path, query: &Query, out: &mut dyn Write) -> Result<u8, Stri
 pub fn query_postgres(target: &Target, query: &Query, out: &mut dyn Write) -> Result<u8, String> {
     let rt = postgres::runtime().map_err(|e| e.to_string())?;
     let rows = rt.block_on(async {
-        let client = target.connect().await.map_err(|e| e.to_string())?;
+        let client = target.connect().await.map_err(|e| postgres::describe(&e))?;
         postgres::select(&client, query).await
     })?;
     for (seq, r) in rows {
@@ -138,10 +138,10 @@ pub fn ship(dir: &Path, target: Target, identity: &str, out: &mut dyn Write) -> 
 pub fn migrate(target: &Target, out: &mut dyn Write) -> Result<u8, String> {
     let rt = postgres::runtime().map_err(|e| e.to_string())?;
     let applied = rt.block_on(async {
-        let mut client = target.connect().await.map_err(|e| e.to_string())?;
+        let mut client = target.connect().await.map_err(|e| postgres::describe(&e))?;
         postgres::migrate(&mut client)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| postgres::describe(&e))
     })?;
     let _ = writeln!(
         out,
