@@ -18,7 +18,7 @@ import sys
 # Bottom to top. Modules on one floor may import each other as long as no circle forms.
 FLOORS = [
     ["protocol"],
-    ["error", "backoff", "clock", "serial", "outcome", "pki", "client"],
+    ["error", "backoff", "clock", "serial", "outcome", "pki", "client", "secret"],
     ["signer"],
     ["audit"],
     ["policy"],

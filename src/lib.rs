@@ -44,5 +44,6 @@ pub mod pipeline;
 pub mod pki;
 pub mod policy;
 pub mod protocol;
+pub mod secret;
 pub mod serial;
 pub mod signer;

@@ -623,11 +623,18 @@ fn a_removed_token_means_system_failure_then_service_resumes() {
         "[signer.main]\nkind = \"pkcs11\"\nmodule = \"{MODULE}\"\ntoken_label = \"tsa\"\n\
          pin_env = \"{PIN_ENV}\"\nkey_label = \"k\"\nsessions = 2\n\
          [signer.two]\nkind = \"pkcs11\"\nmodule = \"{MODULE}\"\ntoken_label = \"tsa\"\n\
-         pin_env = \"{PIN_ENV}\"\nkey_label = \"k2\"\nsessions = 1\n\
+         pin_credential = \"hsm-pin\"\nkey_label = \"k2\"\nsessions = 1\n\
          [[service]]\nname = \"main\"\npath = \"/tsa\"\n\
          [[service]]\nname = \"two\"\npath = \"/two\"\nsigner = \"two\"\n"
     );
-    let server = common::Server::start(&data, Some(&config));
+    // The second signer's PIN is a systemd credential (LoadCredential=hsm-pin:...), as
+    // systemd hands it over: a file in $CREDENTIALS_DIRECTORY.
+    let credentials = hsm.path("credentials");
+    std::fs::create_dir(&credentials).unwrap();
+    std::fs::write(credentials.join("hsm-pin"), "1234\n").unwrap();
+    let mut cmd = Command::new(common::BIN);
+    cmd.env("CREDENTIALS_DIRECTORY", &credentials);
+    let server = common::Server::start_command(cmd, &data, Some(&config));
     let ask_at = |path: &str, i: u8| {
         let q = request::encode(HashAlg::Sha256, &[i; 32], None, Some(&[i, 1]), true);
         let started = Instant::now();

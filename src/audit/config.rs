@@ -55,6 +55,9 @@ pub struct AuditConfig {
     pub postgres_password_env: Option<String>,
     /// File holding the PostgreSQL password (relative to the data directory).
     pub postgres_password_file: Option<PathBuf>,
+    /// The systemd credential holding the PostgreSQL password, read from
+    /// `$CREDENTIALS_DIRECTORY/NAME` (`LoadCredential=NAME:FILE` in the unit).
+    pub postgres_password_credential: Option<String>,
     /// Rows per shipping transaction (one binary COPY + the journal position). Default 5000.
     pub ship_batch_rows: usize,
     /// `[audit.journal]`: where the journal lives, segment size, retention, checkpoints.
@@ -72,6 +75,7 @@ impl Default for AuditConfig {
             postgres: None,
             postgres_password_env: None,
             postgres_password_file: None,
+            postgres_password_credential: None,
             ship_batch_rows: 5000,
             journal: JournalConfig::default(),
             batch: BatchConfig::default(),
@@ -199,11 +203,24 @@ impl AuditConfig {
                 if let Err(e) = postgres::check_dsn(dsn) {
                     errors.push(format!("audit.postgres: {e}"));
                 }
-                if self.postgres_password_env.is_some() && self.postgres_password_file.is_some() {
+                let sources = [
+                    self.postgres_password_env.is_some(),
+                    self.postgres_password_file.is_some(),
+                    self.postgres_password_credential.is_some(),
+                ];
+                if sources.iter().filter(|s| **s).count() > 1 {
                     errors.push(
-                        "audit: set postgres_password_env or postgres_password_file, not both"
+                        "audit: set one of postgres_password_env, postgres_password_file and \
+                         postgres_password_credential"
                             .into(),
                     );
+                }
+                if let Some(Err(e)) = self
+                    .postgres_password_credential
+                    .as_deref()
+                    .map(crate::secret::check_credential_name)
+                {
+                    errors.push(format!("audit.postgres_password_credential: {e}"));
                 }
             }
             None if self.store == StoreKind::Postgres => errors.push(

@@ -205,10 +205,13 @@ fn postgres_password(
     if audit.postgres.is_none() {
         return Ok(None);
     }
-    super::secret::read(
+    crate::secret::read(
         "the password",
-        audit.postgres_password_env.as_deref(),
-        password_file,
+        crate::secret::Source {
+            env: audit.postgres_password_env.as_deref(),
+            file: password_file,
+            credential: audit.postgres_password_credential.as_deref(),
+        },
     )
     .map_err(|e| Error::Config(format!("audit.postgres: {e}")))
 }
@@ -242,9 +245,14 @@ pub fn signer(
         name: name.to_string(),
         reason,
     };
-    let pin = super::secret::read("the PIN", sc.pin_env.as_deref(), sc.pin_file.as_deref())
+    let source = crate::secret::Source {
+        env: sc.pin_env.as_deref(),
+        file: sc.pin_file.as_deref(),
+        credential: sc.pin_credential.as_deref(),
+    };
+    let pin = crate::secret::read("the PIN", source)
         .map_err(fail)?
-        .ok_or_else(|| fail("no PIN: set pin_env or pin_file".into()))?;
+        .ok_or_else(|| fail("no PIN: set pin_env, pin_file or pin_credential".into()))?;
     // No `cert`: the chain stored on the token with the key (`stampd hsm import-cert`).
     let chain = match &sc.cert {
         Some(_) => {

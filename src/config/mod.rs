@@ -7,7 +7,6 @@
 pub mod build;
 pub mod fuzzing;
 pub mod locate;
-pub mod secret;
 pub mod validate;
 
 use std::collections::BTreeMap;

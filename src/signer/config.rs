@@ -29,6 +29,9 @@ pub struct SignerConfig {
     pub pin_env: Option<String>,
     /// `kind = "pkcs11"`: the file holding the user PIN (relative to the data directory).
     pub pin_file: Option<PathBuf>,
+    /// `kind = "pkcs11"`: the systemd credential holding the user PIN, read from
+    /// `$CREDENTIALS_DIRECTORY/NAME` (`LoadCredential=NAME:FILE` in the unit).
+    pub pin_credential: Option<String>,
     /// `kind = "pkcs11"`: the label of the key pair on the token.
     pub key_label: Option<String>,
     /// `kind = "pkcs11"`: sessions in the pool. Default 4.
@@ -56,6 +59,7 @@ impl Default for SignerConfig {
             token_label: None,
             pin_env: None,
             pin_file: None,
+            pin_credential: None,
             key_label: None,
             sessions: 4,
         }
@@ -82,10 +86,22 @@ impl SignerConfig {
                     ));
                 }
             }
-            if self.pin_env.is_some() == self.pin_file.is_some() {
+            let sources = [
+                self.pin_env.is_some(),
+                self.pin_file.is_some(),
+                self.pin_credential.is_some(),
+            ];
+            if sources.iter().filter(|s| **s).count() != 1 {
                 errors.push(format!(
-                    "signer.{name}: set exactly one of pin_env and pin_file (the PIN never goes in this file)"
+                    "signer.{name}: set exactly one of pin_env, pin_file and pin_credential (the PIN never goes in this file)"
                 ));
+            }
+            if let Some(Err(e)) = self
+                .pin_credential
+                .as_deref()
+                .map(crate::secret::check_credential_name)
+            {
+                errors.push(format!("signer.{name}.pin_credential: {e}"));
             }
             if self.sessions == 0 || self.sessions > 1024 {
                 errors.push(format!("signer.{name}.sessions: 1 to 1024"));

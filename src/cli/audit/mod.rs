@@ -47,10 +47,13 @@ pub(super) struct PostgresArgs {
 
 impl PostgresArgs {
     fn target(&self) -> Result<crate::audit::postgres::Target, String> {
-        let password = crate::config::secret::read(
+        let password = crate::secret::read(
             "the password",
-            self.password_env.as_deref(),
-            self.password_file.as_deref(),
+            crate::secret::Source {
+                env: self.password_env.as_deref(),
+                file: self.password_file.as_deref(),
+                credential: None,
+            },
         )?;
         crate::audit::postgres::Target::new(&self.dsn, password)
     }

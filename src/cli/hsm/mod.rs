@@ -32,7 +32,7 @@ pub(super) struct TokenArgs {
 
 impl TokenArgs {
     fn pin(&self) -> Result<Option<String>, String> {
-        crate::config::secret::read("the PIN", self.pin_env.as_deref(), self.pin_file.as_deref())
+        pin(self.pin_env.as_deref(), self.pin_file.as_deref())
     }
 
     /// The token, logged in with the PIN (which these commands need).
@@ -156,8 +156,7 @@ pub(super) fn hsm(cmd: HsmCommand) -> CmdResult {
             pin_file,
             json,
         } => {
-            let pin =
-                crate::config::secret::read("the PIN", pin_env.as_deref(), pin_file.as_deref())?;
+            let pin = pin(pin_env.as_deref(), pin_file.as_deref())?;
             commands::list(&module, token_label.as_deref(), pin, json, &mut out)?
         }
         HsmCommand::Keygen {
@@ -255,4 +254,14 @@ pub(super) fn hsm(cmd: HsmCommand) -> CmdResult {
         }
     };
     Ok(ExitCode::from(code))
+}
+
+/// The PIN from `--pin-env` or `--pin-file`.
+fn pin(env: Option<&str>, file: Option<&std::path::Path>) -> Result<Option<String>, String> {
+    let source = crate::secret::Source {
+        env,
+        file,
+        credential: None,
+    };
+    crate::secret::read("the PIN", source)
 }

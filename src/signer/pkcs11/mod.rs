@@ -44,7 +44,7 @@ pub struct Pkcs11Config<'a> {
     pub rsa_padding: super::software::RsaPadding,
     /// The label of the token holding the key (the `label` of its CK_TOKEN_INFO).
     pub token_label: &'a str,
-    /// The user PIN, from `pin_env` or `pin_file`; never from the config text, never logged.
+    /// The user PIN, from `pin_env`, `pin_file` or `pin_credential`; never from the config text, never logged.
     pub pin: String,
     /// The CKA_LABEL of the key pair on the token.
     pub key_label: &'a str,
