@@ -232,3 +232,40 @@ fn client_certificates_are_required_matched_to_policies_and_audited() {
         ]
     );
 }
+
+#[test]
+fn the_admin_listener_over_tls_asks_for_a_client_certificate() {
+    let dir = common::tempdir();
+    let pki = dir.path().join("tls");
+    let (ca, chain, key) = common::tls::server(&pki, 0o600);
+    let operators = common::tls::ca(&pki, "operators CA");
+    let operator = common::tls::client(&pki, &operators, "operator", "/CN=ops-1");
+    let config = format!(
+        "[admin]\ntls = {{ cert = \"{}\", key = \"{}\", client_ca = \"{}\" }}\n",
+        chain.display(),
+        key.display(),
+        operators.0.display()
+    );
+    let server = Server::start(&dir.path().join("d"), Some(&config));
+    let admin = server.admin.expect("the admin listener");
+    let get = |cert: Option<&(PathBuf, PathBuf)>| {
+        let mut curl = Command::new("curl");
+        curl.args(["-sS", "--fail", "--cacert"]).arg(&ca);
+        if let Some((c, k)) = cert {
+            curl.arg("--cert").arg(c).arg("--key").arg(k);
+        }
+        run(curl.arg(format!("https://{admin}/metrics")))
+    };
+    let (ok, out) = get(None);
+    assert!(!ok, "metrics without a client certificate: {out}");
+    let (ok, out) = get(Some(&operator));
+    assert!(ok && out.contains("stampd_"), "{out}");
+    // Plain HTTP to it is closed, as on any HTTPS port.
+    let mut s = std::net::TcpStream::connect(admin).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    assert!(!got.starts_with(b"HTTP/"), "answered in plain text");
+}

@@ -78,9 +78,10 @@ pub(super) fn serve(
         running.drain(),
         Duration::from_millis(cfg.server.drain_timeout_ms),
     )?;
-    if let Some(addr) = valid.admin {
-        let bound = running.start_admin(addr).map_err(|e| e.to_string())?;
-        say!("stampd: admin on http://{bound} (/metrics, /health, /ready)");
+    if let Some(admin) = valid.admin.clone() {
+        let scheme = if admin.tls.is_some() { "https" } else { "http" };
+        let bound = running.start_admin(admin).map_err(|e| e.to_string())?;
+        say!("stampd: admin on {scheme}://{bound} (/metrics, /health, /ready)");
     }
     let pki = DevPki::in_dir(&built.data_dir);
     for (l, addr) in listeners.iter().zip(&running.addrs) {

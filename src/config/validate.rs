@@ -34,8 +34,8 @@ pub struct ValidatedConfig {
     pub services: Vec<ValidService>,
     /// Every listening address and the paths it routes to services.
     pub listeners: Vec<Listener>,
-    /// `[admin] listen`: the admin listener's address, `None` when `"off"`.
-    pub admin: Option<std::net::SocketAddr>,
+    /// `[admin]`: the admin listener (its address and TLS), `None` when `"off"`.
+    pub admin: Option<Listener>,
     /// `audit.journal.dir`, resolved.
     pub journal_dir: PathBuf,
     /// `audit.postgres_password_file`, resolved.
@@ -103,8 +103,20 @@ impl Config {
         errors.extend(self.server.http.validate());
         errors.extend(self.admin.validate());
         let (services, mut listeners) = self.check_services(&mut errors);
-        let admin = self.admin.addr().ok().flatten();
-        if let Some(a) = admin.filter(|a| a.port() != 0 && listeners.iter().any(|l| l.addr == *a)) {
+        let admin = self.admin.addr().ok().flatten().map(|addr| Listener {
+            addr,
+            routes: Vec::new(),
+            probes: crate::frontend::config::Probes::ALL,
+            tls: self
+                .admin
+                .tls
+                .as_ref()
+                .map(|t| t.resolved(&self.server.data_dir)),
+        });
+        let admin_addr = admin.as_ref().map(|l| l.addr);
+        if let Some(a) =
+            admin_addr.filter(|a| a.port() != 0 && listeners.iter().any(|l| l.addr == *a))
+        {
             // Both would bind with SO_REUSEPORT, and the kernel would share the connections.
             errors.push(format!(
                 "admin.listen: {a} is also a service's listen address; give the admin listener \
@@ -257,11 +269,7 @@ impl Config {
                 continue;
             }
             let index = services.len();
-            let tls = s.tls.as_ref().map(|t| crate::policy::config::TlsConfig {
-                cert: self.server.data_dir.join(&t.cert),
-                key: self.server.data_dir.join(&t.key),
-                client_ca: t.client_ca.as_ref().map(|c| self.server.data_dir.join(c)),
-            });
+            let tls = s.tls.as_ref().map(|t| t.resolved(&self.server.data_dir));
             for addr in addrs.into_iter().flatten() {
                 let routes = s.path.values().iter().map(|p| (p.clone(), index));
                 match listeners.iter_mut().find(|l| l.addr == addr) {

@@ -103,10 +103,15 @@ impl HttpConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
-    /// Address of the admin listener (`/metrics`, `/health`, `/ready`), loopback only until
-    /// it carries TLS; `"off"` for none. `stampd serve --admin-listen ADDR|off` overrides it.
-    /// Default `"127.0.0.1:3181"`.
+    /// Address of the admin listener (`/metrics`, `/health`, `/ready`): loopback, or any
+    /// address with `tls`; `"off"` for none. `stampd serve --admin-listen ADDR|off`
+    /// overrides it. Default `"127.0.0.1:3181"`.
     pub listen: String,
+    /// HTTPS on the admin listener: `{ cert = "...", key = "..." }`, and `client_ca` to
+    /// require client certificates. Needed to bind a non-loopback address. Default: plain
+    /// HTTP (loopback only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::policy::config::TlsConfig>,
     /// Probe paths answered on every service listener too, for load balancers that probe
     /// the public port: any of `"health"`, `"ready"`, `"metrics"`. Default
     /// `["health", "ready"]`.
@@ -118,6 +123,7 @@ impl Default for AdminConfig {
         AdminConfig {
             listen: "127.0.0.1:3181".into(),
             public_probes: vec!["health".into(), "ready".into()],
+            tls: None,
         }
     }
 }
@@ -134,11 +140,11 @@ impl AdminConfig {
                 self.listen
             )
         })?;
-        if !addr.ip().is_loopback() {
+        if !addr.ip().is_loopback() && self.tls.is_none() {
             return Err(format!(
-                "admin.listen: {addr} is not a loopback address; the admin listener serves \
-                 metrics and (soon) administration without TLS, so it binds to 127.0.0.1 or \
-                 [::1] only"
+                "admin.listen: {addr} is not a loopback address; without TLS the admin \
+                 listener binds to 127.0.0.1 or [::1] only: add [admin] tls = {{ cert = \
+                 \"...\", key = \"...\" }} to serve it on other addresses"
             ));
         }
         Ok(Some(addr))
@@ -234,6 +240,15 @@ mod tests {
         assert_eq!(admin("off").addr(), Ok(None));
         assert!(admin("[::1]:0").addr().unwrap().is_some());
         assert!(admin("0.0.0.0:3181").validate()[0].contains("not a loopback address"));
+        let tls = AdminConfig {
+            tls: Some(crate::policy::config::TlsConfig {
+                cert: "admin.pem".into(),
+                key: "admin.key".into(),
+                client_ca: None,
+            }),
+            ..admin("0.0.0.0:3181")
+        };
+        assert_eq!(tls.addr(), Ok(Some("0.0.0.0:3181".parse().unwrap())));
         assert!(admin("localhost").validate()[0].contains("admin.listen"));
         let probes = AdminConfig {
             public_probes: vec!["ready".into(), "metrics".into()],

@@ -176,16 +176,10 @@ impl Running {
         self.parts.drain.clone()
     }
 
-    /// Starts the admin listener at `addr` on a runtime of its own (one `stampd-admin`
-    /// thread, so admin requests never run on a frontend core): `/metrics`, `/health` and
-    /// `/ready`, reporting on the frontends. Returns its bound address.
-    pub fn start_admin(&self, addr: SocketAddr) -> Result<SocketAddr, Error> {
-        let listener = Listener {
-            addr,
-            routes: Vec::new(),
-            probes: config::Probes::ALL,
-            tls: None,
-        };
+    /// Starts the admin `listener` (no routes: `/metrics`, `/health` and `/ready`, reporting
+    /// on the frontends) on a runtime of its own: one `stampd-admin` thread, so admin
+    /// requests never run on a frontend core. Returns its bound address.
+    pub fn start_admin(&self, listener: Listener) -> Result<SocketAddr, Error> {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         // The admin listener keeps answering while the frontends drain (`/ready` says
         // 503), and its connections are not waited for.

@@ -75,6 +75,17 @@ pub struct TlsConfig {
     pub client_ca: Option<std::path::PathBuf>,
 }
 
+impl TlsConfig {
+    /// The files resolved against the data directory (an absolute path stays as it is).
+    pub fn resolved(&self, data_dir: &std::path::Path) -> TlsConfig {
+        TlsConfig {
+            cert: data_dir.join(&self.cert),
+            key: data_dir.join(&self.key),
+            client_ca: self.client_ca.as_ref().map(|c| data_dir.join(c)),
+        }
+    }
+}
+
 fn default_policy_names() -> Vec<String> {
     vec!["default".into()]
 }

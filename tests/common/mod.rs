@@ -97,7 +97,10 @@ impl Server {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
-                    if let Some(rest) = line.strip_prefix("stampd: admin on http://") {
+                    let admin_at = line
+                        .strip_prefix("stampd: admin on http://")
+                        .or_else(|| line.strip_prefix("stampd: admin on https://"));
+                    if let Some(rest) = admin_at {
                         admin = rest.split_whitespace().next().map(|a| a.parse().unwrap());
                     }
                     let serving = line
