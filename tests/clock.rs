@@ -407,3 +407,36 @@ fn clock_status_prints_each_server_and_exits_by_the_verdict() {
     assert_eq!(j["servers"].as_array().unwrap().len(), 3);
     assert!(j["reason"].as_str().unwrap().contains("servers agree"));
 }
+
+#[test]
+fn a_reload_changes_the_offset_thresholds_from_the_next_poll_and_nothing_else_of_clock() {
+    let fake = FakeSntp::start();
+    fake.set(|b| b.offset_ms = 300);
+    let dir = common::tempdir();
+    let data = dir.path().join("d");
+    let text = config(&[&fake], "");
+    let server = Server::start(&data, Some(&text));
+    wait_for("in sync 300 ms off, within 1000", || stamp(&server).is_ok());
+    // The harness keeps the configuration beside the data directory.
+    let file = data.with_extension("toml");
+    let reload = |text: &str| {
+        std::fs::write(&file, text).unwrap();
+        run(Command::new(BIN).args(["reload", "--data-dir"]).arg(&data))
+    };
+    let strict = text
+        .replace("max_offset_ms = 1000", "max_offset_ms = 100")
+        .replace("warn_offset_ms = 500", "warn_offset_ms = 50");
+    let (ok, out) = reload(&strict);
+    assert!(ok, "{out}");
+    wait_for("out of sync: 300 ms is beyond 100", || refused(&server));
+    let (ok, out) = reload(&text);
+    assert!(ok, "{out}");
+    wait_for("back in sync", || stamp(&server).is_ok());
+    // Where the time comes from needs a restart.
+    let (ok, out) = reload(&text.replace("poll_interval_ms = 300", "poll_interval_ms = 400"));
+    assert!(
+        !ok && out.contains("[clock] (other than max_offset_ms and warn_offset_ms) changed"),
+        "{out}"
+    );
+    assert!(stamp(&server).is_ok());
+}

@@ -94,16 +94,7 @@ fn plain_http_to_an_https_port_is_closed_and_https_goes_on() {
     let dir = common::tempdir();
     let (ca, chain, key) = common::tls::server(&dir.path().join("tls"), 0o400);
     let server = Server::start(&dir.path().join("d"), Some(&tls_config(&chain, &key)));
-    let mut s = std::net::TcpStream::connect(server.addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
-        .unwrap();
-    let mut got = Vec::new();
-    let _ = s.read_to_end(&mut got);
-    assert!(
-        !got.starts_with(b"HTTP/"),
-        "answered in plain text: {got:?}"
-    );
+    assert_closed_to_plain_http(server.addr, "/health");
     // The listener still serves TLS clients.
     let (ok, out) = run(Command::new("curl")
         .args(["-sS", "--fail", "--cacert"])
@@ -133,6 +124,30 @@ fn a_key_readable_by_others_is_refused_at_start() {
         .arg(&data));
     assert!(!ok, "{out}");
     assert!(out.contains("readable by other users (mode 644)"), "{out}");
+}
+
+/// `curl` trusting `ca`, presenting `cert` (certificate, key) when given.
+fn curl(ca: &Path, cert: Option<&(PathBuf, PathBuf)>) -> Command {
+    let mut curl = Command::new("curl");
+    curl.args(["-sS", "--fail", "--cacert"]).arg(ca);
+    if let Some((c, k)) = cert {
+        curl.arg("--cert").arg(c).arg("--key").arg(k);
+    }
+    curl
+}
+
+/// A plain-HTTP `GET path` to the HTTPS port `addr` gets no plain-text answer.
+fn assert_closed_to_plain_http(addr: std::net::SocketAddr, path: &str) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    assert!(
+        !got.starts_with(b"HTTP/"),
+        "answered in plain text: {got:?}"
+    );
 }
 
 /// The token's policy OID, as `openssl ts -reply -text` prints it.
@@ -176,12 +191,7 @@ fn client_certificates_are_required_matched_to_policies_and_audited() {
         .arg(p("q.tsq")));
     assert!(ok, "{out}");
     let post = |cert: Option<&(PathBuf, PathBuf)>, out: &str| {
-        let mut curl = Command::new("curl");
-        curl.args(["-sS", "--fail", "--cacert"]).arg(&ca);
-        if let Some((c, k)) = cert {
-            curl.arg("--cert").arg(c).arg("--key").arg(k);
-        }
-        run(curl
+        run(curl(&ca, cert)
             .args(["-H", "Content-Type: application/timestamp-query"])
             .arg("--data-binary")
             .arg(format!("@{}", p("q.tsq").display()))
@@ -249,23 +259,12 @@ fn the_admin_listener_over_tls_asks_for_a_client_certificate() {
     let server = Server::start(&dir.path().join("d"), Some(&config));
     let admin = server.admin.expect("the admin listener");
     let get = |cert: Option<&(PathBuf, PathBuf)>| {
-        let mut curl = Command::new("curl");
-        curl.args(["-sS", "--fail", "--cacert"]).arg(&ca);
-        if let Some((c, k)) = cert {
-            curl.arg("--cert").arg(c).arg("--key").arg(k);
-        }
-        run(curl.arg(format!("https://{admin}/metrics")))
+        run(curl(&ca, cert).arg(format!("https://{admin}/metrics")))
     };
     let (ok, out) = get(None);
     assert!(!ok, "metrics without a client certificate: {out}");
     let (ok, out) = get(Some(&operator));
     assert!(ok && out.contains("stampd_"), "{out}");
     // Plain HTTP to it is closed, as on any HTTPS port.
-    let mut s = std::net::TcpStream::connect(admin).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
-        .unwrap();
-    let mut got = Vec::new();
-    let _ = s.read_to_end(&mut got);
-    assert!(!got.starts_with(b"HTTP/"), "answered in plain text");
+    assert_closed_to_plain_http(admin, "/metrics");
 }

@@ -127,6 +127,11 @@ impl Reloader {
         }
         let tsa = assemble(&valid, &self.kept).map_err(|e| e.to_string())?;
         self.current.swap(Arc::new(tsa));
+        // From the monitor's next poll on (the verdict it published stands until then).
+        let clock = &valid.config.clock;
+        self.kept
+            .clock_thresholds()
+            .set(clock.max_offset_ms, clock.warn_offset_ms);
         self.running = valid;
         Ok(())
     }
@@ -142,7 +147,7 @@ impl Reloader {
 
 /// What a reload cannot change in place, named as in the file: the listen addresses and
 /// their paths, the services' number and order, `[server]` (data directory, node id, cores,
-/// dispatch, HTTP limits), `[audit]`, `[clock]` and `[admin]`.
+/// dispatch, HTTP limits), `[audit]`, `[clock]` but its thresholds, and `[admin]`.
 fn restart_only_changes(old: &ValidatedConfig, new: &ValidatedConfig) -> Vec<String> {
     fn differ<T: serde::Serialize>(a: &T, b: &T) -> bool {
         serde_json::to_value(a).ok() != serde_json::to_value(b).ok()
@@ -151,7 +156,10 @@ fn restart_only_changes(old: &ValidatedConfig, new: &ValidatedConfig) -> Vec<Str
     let mut changed: Vec<String> = [
         ("[server]", differ(&o.server, &n.server)),
         ("[audit]", differ(&o.audit, &n.audit)),
-        ("[clock]", differ(&o.clock, &n.clock)),
+        (
+            "[clock] (other than max_offset_ms and warn_offset_ms)",
+            differ(&but_thresholds(&o.clock), &but_thresholds(&n.clock)),
+        ),
         ("[admin]", differ(&o.admin, &n.admin)),
     ]
     .into_iter()
@@ -177,6 +185,15 @@ fn restart_only_changes(old: &ValidatedConfig, new: &ValidatedConfig) -> Vec<Str
         changed.push("the enabled services (their names or order)".into());
     }
     changed
+}
+
+/// `[clock]` without the thresholds a reload may change.
+fn but_thresholds(c: &crate::clock::config::ClockConfig) -> crate::clock::config::ClockConfig {
+    crate::clock::config::ClockConfig {
+        max_offset_ms: 0,
+        warn_offset_ms: 0,
+        ..c.clone()
+    }
 }
 
 /// `stampd reload --data-dir D`: asks the server running on `D` to reload, waits for the

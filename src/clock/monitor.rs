@@ -6,6 +6,7 @@
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -139,10 +140,35 @@ enum Source {
     Local,
 }
 
+/// `max_offset_ms` and `warn_offset_ms`, which a reload may change: the monitor reads them
+/// at every poll, so new thresholds hold from the next poll on.
+#[derive(Debug)]
+pub struct Thresholds {
+    max_offset_ms: AtomicU64,
+    warn_offset_ms: AtomicU64,
+}
+
+impl Thresholds {
+    /// `(max_offset_ms, warn_offset_ms)`.
+    pub fn get(&self) -> (u64, u64) {
+        (
+            self.max_offset_ms.load(Ordering::Relaxed),
+            self.warn_offset_ms.load(Ordering::Relaxed),
+        )
+    }
+
+    /// New thresholds (validated: warn at most max).
+    pub fn set(&self, max_offset_ms: u64, warn_offset_ms: u64) {
+        self.max_offset_ms.store(max_offset_ms, Ordering::Relaxed);
+        self.warn_offset_ms.store(warn_offset_ms, Ordering::Relaxed);
+    }
+}
+
 /// The monitor: create it, [`Monitor::poll`] once at start (so a server with good sources
 /// is in sync from its first request), then [`Monitor::spawn`] it.
 pub struct Monitor {
     config: ClockConfig,
+    thresholds: Arc<Thresholds>,
     source: Source,
     verdict: Arc<Verdict>,
     status: Arc<Mutex<Status>>,
@@ -175,6 +201,10 @@ impl Monitor {
         };
         Monitor {
             config: config.clone(),
+            thresholds: Arc::new(Thresholds {
+                max_offset_ms: AtomicU64::new(config.max_offset_ms),
+                warn_offset_ms: AtomicU64::new(config.warn_offset_ms),
+            }),
             source,
             verdict: Arc::new(Verdict::new()),
             status: Arc::new(Mutex::new(Status::new(
@@ -213,7 +243,12 @@ impl Monitor {
         self.emit(started);
     }
 
-    /// The clock every service reads.
+    /// The thresholds the monitor reads at every poll (a reload sets them).
+    pub fn thresholds(&self) -> Arc<Thresholds> {
+        self.thresholds.clone()
+    }
+
+    /// The served clock: the published verdict and the status behind `/metrics`.
     pub fn clock(&self) -> MonitoredClock {
         MonitoredClock {
             trusted: TrustedClock(self.verdict.clone()),
@@ -300,7 +335,8 @@ impl Monitor {
             _ => lifetime_ms * 1_000_000 * PHI_PPM / 1_000_000,
         };
         let distance_ns = d.distance_ns().saturating_add(drift_ns);
-        let mut status = Status::new(c.sync_name(), c.max_offset_ms);
+        let (max_offset_ms, warn_offset_ms) = self.thresholds.get();
+        let mut status = Status::new(c.sync_name(), max_offset_ms);
         status.offset_ms = d.offset_ns as f64 / 1e6;
         status.bound_ms = (d.bound_ns + drift_ns) as f64 / 1e6;
         status.leap = d.leap;
@@ -330,22 +366,20 @@ impl Monitor {
             )
         } else if let Some(why) = d.no_quorum {
             (State::OutOfSync, Some(why))
-        } else if distance_ns > c.max_offset_ms * 1_000_000 {
+        } else if distance_ns > max_offset_ms * 1_000_000 {
             (
                 State::OutOfSync,
                 Some(format!(
-                    "|offset| + error bound is {:.3} ms, beyond max_offset_ms = {}",
+                    "|offset| + error bound is {:.3} ms, beyond max_offset_ms = {max_offset_ms}",
                     distance_ns as f64 / 1e6,
-                    c.max_offset_ms
                 )),
             )
-        } else if distance_ns > c.warn_offset_ms * 1_000_000 {
+        } else if distance_ns > warn_offset_ms * 1_000_000 {
             (
                 State::Warning,
                 Some(format!(
-                    "|offset| + error bound is {:.3} ms, beyond warn_offset_ms = {}",
+                    "|offset| + error bound is {:.3} ms, beyond warn_offset_ms = {warn_offset_ms}",
                     distance_ns as f64 / 1e6,
-                    c.warn_offset_ms
                 )),
             )
         } else {

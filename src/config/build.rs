@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::ValidatedConfig;
 use crate::audit::{AuditSink, Event};
-use crate::clock::monitor::{EventSink, Monitor, Taken};
+use crate::clock::monitor::{EventSink, Monitor, Taken, Thresholds};
 use crate::clock::{SystemClock, TimeSource};
 use crate::error::Error;
 use crate::frontend::config::Listener;
@@ -47,12 +47,18 @@ pub struct Kept {
     serials: Arc<SerialSpace>,
     audit: Arc<dyn AuditSink>,
     clock: Arc<dyn TimeSource>,
+    clock_thresholds: Arc<Thresholds>,
 }
 
 impl Kept {
     /// The audit trail (a reload records itself there).
     pub fn audit(&self) -> &Arc<dyn AuditSink> {
         &self.audit
+    }
+
+    /// The sync monitor's `max_offset_ms` and `warn_offset_ms` (a reload sets them).
+    pub fn clock_thresholds(&self) -> &Thresholds {
+        &self.clock_thresholds
     }
 }
 
@@ -77,6 +83,7 @@ pub fn build(valid: &ValidatedConfig) -> Result<Built, Error> {
     monitor.announce();
     monitor.poll();
     let clock: Arc<dyn TimeSource> = Arc::new(monitor.clock());
+    let clock_thresholds = monitor.thresholds();
     monitor
         .spawn()
         .map_err(|e| Error::Config(format!("cannot start the clock monitor: {e}")))?;
@@ -84,6 +91,7 @@ pub fn build(valid: &ValidatedConfig) -> Result<Built, Error> {
         serials,
         audit: audit.clone(),
         clock,
+        clock_thresholds,
     };
     Ok(Built {
         tsa: Arc::new(assemble(valid, &kept)?),
