@@ -25,3 +25,4 @@ pub use schema::migrate;
 pub use select::select;
 pub use shipper::{Shipper, ShipperHandle};
 pub use target::{check_dsn, describe, runtime, Target};
+pub use tls::Mode as TlsMode;

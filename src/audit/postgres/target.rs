@@ -10,7 +10,8 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use super::tls;
 
 /// Checks a connection string without connecting: it parses, holds no password (secrets
-/// come from the environment or a file), and its TLS keys make sense ([`tls::split`]).
+/// come from the environment or a file), and its TLS keys (`sslmode`, `sslrootcert`; see
+/// `tls.rs`) make sense.
 pub fn check_dsn(dsn: &str) -> Result<(tokio_postgres::Config, tls::Mode), String> {
     let (rest, mode) =
         tls::split(dsn).map_err(|e| format!("not a valid connection string: {e}"))?;
