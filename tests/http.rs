@@ -410,8 +410,11 @@ fn stalled_bodies_are_bounded_by_the_buffered_bytes_budget_and_others_are_served
         stalled.push(s);
     }
     std::thread::sleep(Duration::from_millis(500));
+    // Budgeted, the growth is the 4 MiB budget plus each connection's own buffers and task
+    // (about 10.5 MB here, 12.7 MB seen on a loaded CI machine); unbounded, it would be the
+    // 25 MB of bodies and more.
     let grown = server.rss().saturating_sub(before);
-    assert!(grown < 12 << 20, "RSS grew by {grown} bytes");
+    assert!(grown < 16 << 20, "RSS grew by {grown} bytes");
     // A normal client is served meanwhile (its body came with its head).
     let ok = exchange(&server, &post_bytes(&server.path, &query(7), "")).unwrap();
     assert_eq!(ok.status, 200);
