@@ -201,16 +201,8 @@ fn read(p: &std::path::Path) -> Result<Vec<u8>, Error> {
 
 /// The CERTIFICATE blocks of a PEM file, at least one.
 fn certificates(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, Error> {
-    let certs: Vec<CertificateDer<'static>> = pem::parse_many(read(path)?)
-        .map_err(|e| bad(format!("{}: {e}", path.display())))?
-        .into_iter()
-        .filter(|p| p.tag() == "CERTIFICATE")
-        .map(|p| CertificateDer::from(p.into_contents()))
-        .collect();
-    if certs.is_empty() {
-        return Err(bad(format!("{}: no certificate", path.display())));
-    }
-    Ok(certs)
+    let certs = crate::signer::software::pem_certificates(path).map_err(bad)?;
+    Ok(certs.into_iter().map(CertificateDer::from).collect())
 }
 
 /// The server's chain and key; a key other users may read is refused.

@@ -104,6 +104,17 @@ pub fn pem_blocks(text: &[u8], label: &str) -> Result<Vec<Vec<u8>>, String> {
         .collect())
 }
 
+/// The CERTIFICATE blocks (DER) of the PEM file at `path`, at least one; the error names
+/// the file.
+pub fn pem_certificates(path: &Path) -> Result<Vec<Vec<u8>>, String> {
+    let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let certs = pem_blocks(&text, "CERTIFICATE").map_err(|e| format!("{}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no certificate", path.display()));
+    }
+    Ok(certs)
+}
+
 impl SoftwareSigner {
     /// Loads and checks a key and its certificate chain (leaf first).
     pub fn load(

@@ -175,17 +175,11 @@ pub fn connector(mode: &Mode) -> Result<Option<MakeRustlsConnect>, String> {
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?;
     let roots = |path: &PathBuf| -> Result<Arc<rustls::RootCertStore>, String> {
-        let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let certs = crate::signer::software::pem_blocks(&text, "CERTIFICATE")
-            .map_err(|e| format!("{}: {e}", path.display()))?;
         let mut store = rustls::RootCertStore::empty();
-        for der in certs {
+        for der in crate::signer::software::pem_certificates(path)? {
             store
                 .add(CertificateDer::from(der))
                 .map_err(|e| format!("{}: {e}", path.display()))?;
-        }
-        if store.is_empty() {
-            return Err(format!("{}: no certificate", path.display()));
         }
         Ok(Arc::new(store))
     };
