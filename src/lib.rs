@@ -13,12 +13,13 @@
 //!
 //! 1. [`protocol`]: DER/CMS encode and decode; no I/O, no clock, no socket.
 //! 2. The small leaves: [`error`], [`backoff`], [`clock`], [`serial`], [`outcome`], [`pki`],
-//!    [`client`].
+//!    [`client`], [`secret`], [`web`] (the web pages' layout and embedded assets).
 //! 3. [`signer`]: the `TokenSigner` trait, the software signer, the PKCS#11 pool.
 //! 4. [`audit`]: records, the `AuditSink` trait, the journal, the writer, the shipper.
 //! 5. [`policy`]: services, the policy mapper, chains, filters, pre-processing filters.
 //! 6. [`pipeline`], then [`frontend`] above it: the queue to backend workers, and the
-//!    per-core HTTP/1.1 servers.
+//!    per-core HTTP/1.1 servers (with the public timestamp pages); beside them [`admin`],
+//!    the admin listener's web interface and JSON API.
 //! 7. [`config`], the assembler: the root `Config`, its validation, and `build`.
 //! 8. [`cli`]: one file per command group (with `main.rs`); beside it [`fuzzing`], the
 //!    entry points of the fuzz targets, which reach down into every floor they fuzz.
@@ -30,6 +31,7 @@
 //! threads, where values cross between them, and the request path step by step.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod audit;
 pub mod backoff;
 pub mod cli;
@@ -47,3 +49,4 @@ pub mod protocol;
 pub mod secret;
 pub mod serial;
 pub mod signer;
+pub mod web;

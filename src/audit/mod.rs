@@ -27,7 +27,7 @@ use std::time::Duration;
 
 pub use config::{AuditConfig, BatchConfig, Durability, JournalConfig, StoreKind};
 pub use record::{Entry, Event, Record, RequestDigest};
-pub use sink::{AuditSink, Discard, Durable, Full, Memory};
+pub use sink::{AuditSink, Discard, Durable, Full, Memory, TrailStatus};
 
 use crate::error::Error;
 use journal::budget::{DiskBudget, State as BudgetState};
@@ -112,6 +112,7 @@ impl AuditConfig {
                 }
                 let writer = writer::Writer::start(journal, self.limits())
                     .map_err(|e| audit_err(e.to_string()))?;
+                let (status_progress, status_dir) = (progress.clone(), dir.clone());
                 let shipper = match target {
                     None => None,
                     Some(target) => Some(
@@ -130,6 +131,8 @@ impl AuditConfig {
                     writer,
                     shipper,
                     budget,
+                    progress: status_progress,
+                    dir: status_dir,
                 }))
             }
         }
@@ -144,6 +147,8 @@ struct Trail {
     writer: writer::Writer,
     shipper: Option<postgres::ShipperHandle>,
     budget: Arc<DiskBudget>,
+    progress: Arc<journal::Progress>,
+    dir: std::path::PathBuf,
 }
 
 impl AuditSink for Trail {
@@ -184,6 +189,17 @@ impl AuditSink for Trail {
         self.writer.metrics(out);
         if let Some(s) = &self.shipper {
             s.metrics(out);
+        }
+    }
+
+    fn status(&self) -> TrailStatus {
+        let hash = self.progress.head_hash.lock().map(|h| *h).ok();
+        TrailStatus {
+            store: "journal",
+            dir: Some(self.dir.display().to_string()),
+            head_seq: Some(self.progress.committed_seq.load(Ordering::Acquire)),
+            head_hash: hash.map(|h| crate::protocol::hex::hex(&h)),
+            segments: journal::segments(&self.dir).ok().map(|s| s.len()),
         }
     }
 }

@@ -69,6 +69,26 @@ pub trait AuditSink: Send + Sync {
     }
     /// Appends Prometheus text for `GET /metrics`.
     fn metrics(&self, _out: &mut String) {}
+    /// Where the trail is and how far it has come, for the admin dashboard (reads a few
+    /// shared values and lists the journal directory: not for the request path).
+    fn status(&self) -> TrailStatus {
+        TrailStatus::default()
+    }
+}
+
+/// What [`AuditSink::status`] tells the admin dashboard.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct TrailStatus {
+    /// `journal`, `postgres` (direct), or `none` (records discarded or kept in memory).
+    pub store: &'static str,
+    /// The journal's directory.
+    pub dir: Option<String>,
+    /// The sequence number of the last committed frame.
+    pub head_seq: Option<u64>,
+    /// The hash chain's value after it, hex.
+    pub head_hash: Option<String>,
+    /// Segment files in the journal directory.
+    pub segments: Option<usize>,
 }
 
 /// Drops every record (`store = "none"`, for benchmarks only).

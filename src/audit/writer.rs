@@ -170,6 +170,15 @@ impl Writer {
 }
 
 impl AuditSink for Writer {
+    /// A writer serves the sink itself only in front of PostgreSQL (`store = "postgres"`);
+    /// the journal's is wrapped with its shipper.
+    fn status(&self) -> super::TrailStatus {
+        super::TrailStatus {
+            store: "postgres",
+            ..Default::default()
+        }
+    }
+
     fn submit(&self, record: Record, durable: bool) -> Result<Option<Durable>, Full> {
         let (ack, wait) = if durable {
             let (tx, rx) = oneshot::channel();

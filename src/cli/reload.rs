@@ -50,7 +50,6 @@ impl Reloader {
 
     /// One reload attempt, from a signal; logs, audits and answers a waiting command.
     pub fn reload(&mut self) {
-        super::notify::reloading();
         let state = self.running.data_dir.join("state");
         let request = std::fs::read_to_string(state.join(REQUEST_FILE)).ok();
         let _ = std::fs::remove_file(state.join(REQUEST_FILE));
@@ -58,6 +57,19 @@ impl Reloader {
             Some((nonce, who)) => (nonce.to_string(), who.trim().to_string()),
             None => (String::new(), "SIGHUP".to_string()),
         };
+        let outcome = self.reload_as(&who);
+        let (ok, message) = match &outcome {
+            Ok(()) => (true, "configuration reloaded".to_string()),
+            Err(e) => (false, format!("reload refused: {e}")),
+        };
+        let result = format!("{nonce}\n{}\n{message}\n", if ok { "ok" } else { "failed" });
+        let _ = std::fs::write(state.join(RESULT_FILE), result);
+    }
+
+    /// One reload attempt asked for by `who` (a signal, `stampd reload`, an administrator
+    /// in the admin interface); logs and audits it. `Err`: why nothing changed.
+    pub fn reload_as(&mut self, who: &str) -> Result<(), String> {
+        super::notify::reloading();
         let (text, hash) = match &self.file {
             Some(p) => match std::fs::read_to_string(p) {
                 Ok(t) => {
@@ -98,9 +110,8 @@ impl Reloader {
         if self.kept.audit().event(event).is_err() {
             tracing::error!("the audit trail could not take the reload's record");
         }
-        let result = format!("{nonce}\n{}\n{message}\n", if ok { "ok" } else { "failed" });
-        let _ = std::fs::write(state.join(RESULT_FILE), result);
         super::notify::notify("READY=1");
+        outcome
     }
 
     /// Validates `text`, refuses restart-only changes, builds beside, then swaps.

@@ -1,6 +1,7 @@
 //! `stampd serve`: build the configured services and run them until a signal stops them.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::reload::Reloader;
@@ -72,26 +73,57 @@ pub(super) fn serve(
     };
     reloader.write_pid_file();
     let readiness = reloader.current.clone();
+    let reloader = Arc::new(Mutex::new(reloader));
     handle_signals(
-        reloader,
+        reloader.clone(),
         built.audit.clone(),
         running.drain(),
         Duration::from_millis(cfg.server.drain_timeout_ms),
     )?;
-    if let Some(admin) = valid.admin.clone() {
-        let scheme = if admin.tls.is_some() { "https" } else { "http" };
-        let bound = running.start_admin(admin).map_err(|e| e.to_string())?;
-        say!("stampd: admin on {scheme}://{bound} (/metrics, /health, /ready)");
-    }
-    let pki = DevPki::in_dir(&built.data_dir);
+    let mut endpoints = Vec::new();
     for (l, addr) in listeners.iter().zip(&running.addrs) {
         let scheme = if l.tls.is_some() { "https" } else { "http" };
-        for (path, _) in &l.routes {
+        for (path, service) in &l.routes {
+            let url = format!("{scheme}://{addr}{path}");
+            endpoints.push(crate::admin::Endpoint {
+                service: built.tsa.services[*service].name.clone(),
+                url,
+            });
+        }
+    }
+    if let Some(admin) = valid.admin.clone() {
+        let users = crate::admin::auth::Users::load(&cfg.admin.user, &built.data_dir)?;
+        let token_file = users.token_file.clone();
+        let journal = (cfg.audit.store == crate::audit::StoreKind::Journal)
+            .then(|| valid.journal_dir.clone());
+        let reload: crate::admin::Reload = Box::new(move |who: &str| {
+            reloader
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .reload_as(who)
+        });
+        let parts = crate::admin::Parts {
+            current: readiness.clone(),
+            probe: running.probe(),
+            endpoints: endpoints.clone(),
+            journal,
+            reload,
+            users,
+            session_minutes: cfg.admin.session_minutes,
+        };
+        let scheme = if admin.tls.is_some() { "https" } else { "http" };
+        let bound = crate::admin::start(&admin, parts).map_err(|e| e.to_string())?;
+        say!("stampd: admin on {scheme}://{bound}/ (web interface, /api/, /metrics, /health, /ready)");
+        if let Some(f) = token_file {
             say!(
-                "stampd: serving {scheme}://{addr}{path} ({} driver)",
-                running.driver
+                "stampd: log in at {scheme}://{bound}/login with the token in {}",
+                f.display()
             );
         }
+    }
+    let pki = DevPki::in_dir(&built.data_dir);
+    for e in &endpoints {
+        say!("stampd: serving {} ({} driver)", e.url, running.driver);
     }
     if let (Some(addr), Some((path, _))) = (running.addrs.first(), listeners[0].routes.first()) {
         if pki.ca_cert.exists() {
@@ -171,7 +203,7 @@ fn watch_expiry(current: std::sync::Arc<Current>, days: u64) -> Result<(), Strin
               once the audit writer has flushed"
 )]
 fn handle_signals(
-    mut reloader: Reloader,
+    reloader: Arc<Mutex<Reloader>>,
     audit: std::sync::Arc<dyn crate::audit::AuditSink>,
     drain: std::sync::Arc<crate::frontend::Drain>,
     drain_timeout: Duration,
@@ -185,7 +217,7 @@ fn handle_signals(
             let mut signals = signals.forever();
             let sig = loop {
                 match signals.next() {
-                    Some(SIGHUP) => reloader.reload(),
+                    Some(SIGHUP) => reloader.lock().unwrap_or_else(|p| p.into_inner()).reload(),
                     Some(sig) => break sig,
                     None => return,
                 }

@@ -1,4 +1,6 @@
-//! The client pair behind `stampd request` and `stampd verify`.
+//! The client pair behind `stampd request` and `stampd verify`, and the decoded facts of
+//! requests and tokens the web pages show.
 
 pub mod http;
+pub mod inspect;
 pub mod verify;

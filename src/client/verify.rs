@@ -94,43 +94,188 @@ pub fn verify(
     verify_token(&token, expect, trusted, extra)
 }
 
-fn verify_token(
+/// One check of a token, and what it found.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Check {
+    /// What is checked: `version`, `imprint`, `nonce`, `signer`, `signed attributes`,
+    /// `ESS signing certificate`, `signature`, `EKU`, `chain`.
+    pub check: &'static str,
+    /// Whether it holds.
+    pub passed: bool,
+    /// What was found (the reason, when it failed).
+    pub detail: String,
+}
+
+/// Every check of `token` against `expect` (as [`verify`] runs them, in order), each with
+/// its result; the verified facts when all pass. A check that needs the TSA certificate
+/// fails when the certificate cannot be found.
+pub fn checks(
     token: &Token<'_>,
     expect: &Expectation,
     trusted: &[Vec<u8>],
     extra: &[Vec<u8>],
-) -> Result<Verified, String> {
-    let tst = &token.tst_info;
-    if tst.version != 1 {
-        return Err(format!("TSTInfo version {} (expected 1)", tst.version));
-    }
-    if tst.hash_oid != expect.hash.oid() {
-        return Err(format!(
-            "token imprint uses {}, expected {}",
-            oid_text(tst.hash_oid),
-            expect.hash.name()
-        ));
-    }
-    if tst.digest != expect.digest.as_slice() {
-        return Err("message imprint does not match the data".into());
-    }
-    match (&expect.nonce, tst.nonce) {
-        (Some(want), Some(got)) if magnitude(want) == magnitude(got) => {}
-        (Some(_), Some(_)) => return Err("nonce in the token differs from the request's".into()),
-        (Some(_), None) => return Err("the token carries no nonce but the request had one".into()),
-        (None, _) => {}
-    }
-    let [si] = token.signer_infos.as_slice() else {
-        return Err(format!(
-            "{} SignerInfos (expected exactly one)",
-            token.signer_infos.len()
-        ));
+) -> (Vec<Check>, Option<Verified>) {
+    let mut out = Vec::new();
+    let mut note = |check: &'static str, r: Result<String, String>| {
+        let passed = r.is_ok();
+        out.push(Check {
+            check,
+            passed,
+            detail: r.unwrap_or_else(|e| e),
+        });
+        passed
     };
-    let digest_alg = HashAlg::from_oid_bytes(si.digest_alg)
-        .filter(|h| *h != HashAlg::Sha1)
-        .ok_or_else(|| format!("unsupported digest algorithm {}", oid_text(si.digest_alg)))?;
+    let tst = &token.tst_info;
+    note(
+        "version",
+        if tst.version == 1 {
+            Ok("TSTInfo version 1".into())
+        } else {
+            Err(format!("TSTInfo version {} (expected 1)", tst.version))
+        },
+    );
+    note(
+        "imprint",
+        if tst.hash_oid != expect.hash.oid() {
+            Err(format!(
+                "token imprint uses {}, expected {}",
+                oid_text(tst.hash_oid),
+                expect.hash.name()
+            ))
+        } else if tst.digest != expect.digest.as_slice() {
+            Err("message imprint does not match the data".into())
+        } else {
+            Ok(format!("{} digest of the data matches", expect.hash.name()))
+        },
+    );
+    note(
+        "nonce",
+        match (&expect.nonce, tst.nonce) {
+            (Some(want), Some(got)) if magnitude(want) == magnitude(got) => {
+                Ok("the request's nonce is echoed".into())
+            }
+            (Some(_), Some(_)) => Err("nonce in the token differs from the request's".into()),
+            (Some(_), None) => Err("the token carries no nonce but the request had one".into()),
+            (None, _) => Ok("no nonce expected".into()),
+        },
+    );
+    let si = match token.signer_infos.as_slice() {
+        [si] => Ok(si),
+        more => Err(format!(
+            "{} SignerInfos (expected exactly one)",
+            more.len()
+        )),
+    };
+    let digest_alg = si.clone().and_then(|si| {
+        HashAlg::from_oid_bytes(si.digest_alg)
+            .filter(|h| *h != HashAlg::Sha1)
+            .ok_or_else(|| format!("unsupported digest algorithm {}", oid_text(si.digest_alg)))
+    });
+    note(
+        "signed attributes",
+        si.clone()
+            .and_then(|si| digest_alg.clone().map(|d| (si, d)))
+            .and_then(|(si, d)| signed_attributes(token, si, d)),
+    );
+    // Find the TSA certificate by sid among the token's and the extra certificates.
+    let pool: Vec<&[u8]> = token
+        .certificates
+        .iter()
+        .copied()
+        .chain(extra.iter().map(Vec::as_slice))
+        .collect();
+    let signer = si.clone().and_then(|si| {
+        pool.iter()
+            .filter_map(|c| CertView::parse(c).ok())
+            .find(|c| c.issuer == si.sid_issuer && c.serial == si.sid_serial)
+            .ok_or_else(|| {
+                "TSA certificate not found: request it with certReq (--cert) or pass --untrusted"
+                    .to_string()
+            })
+    });
+    let with_signer = |f: &dyn Fn(&SignerInfo<'_>, &CertView<'_>) -> Result<String, String>| {
+        match (&si, &signer) {
+            (Ok(si), Ok(c)) => f(si, c),
+            (Err(e), _) | (_, Err(e)) => Err(e.clone()),
+        }
+    };
+    note(
+        "ESS signing certificate",
+        with_signer(&|si, c| {
+            check_signing_certificate(si, c).map(|()| "names the TSA certificate".into())
+        }),
+    );
+    let scheme: Result<&'static str, String> = match (&si, &signer) {
+        (Ok(si), Ok(c)) => digest_alg.clone().and_then(|d| {
+            verify_signature(c, si.signature_alg, d, &si.signed_attrs_der(), si.signature)
+                .map_err(|e| format!("token signature: {e}"))
+        }),
+        (Err(e), _) | (_, Err(e)) => Err(e.clone()),
+    };
+    note(
+        "signature",
+        scheme.clone().map(|s| format!("{s}, by the TSA certificate")),
+    );
+    note(
+        "EKU",
+        with_signer(&|_, c| check_eku(c).map(|()| "critical, timeStamping only".into())),
+    );
+    let chain: Result<usize, String> = match &signer {
+        Ok(c) => verify_chain(c, &pool, trusted, tst.gen_time),
+        Err(e) => Err(e.clone()),
+    };
+    note(
+        "chain",
+        chain
+            .clone()
+            .map(|n| format!("{n} certificates up to a trusted CA, valid at genTime")),
+    );
+    if out.iter().any(|c| !c.passed) {
+        return (out, None);
+    }
+    let (Ok(signer), Ok(scheme), Ok(chain)) = (signer, scheme, chain) else {
+        return (out, None);
+    };
+    let accuracy_us = match tst.accuracy {
+        None => None,
+        Some((s, ms, us)) => {
+            let total = s
+                .checked_mul(1_000_000)
+                .and_then(|v| v.checked_add(ms.checked_mul(1_000)?))
+                .and_then(|v| v.checked_add(us));
+            if total.is_none() {
+                out.push(Check {
+                    check: "accuracy",
+                    passed: false,
+                    detail: "accuracy out of range".into(),
+                });
+                return (out, None);
+            }
+            total
+        }
+    };
+    let verified = Verified {
+        status: "granted",
+        serial: hex(magnitude(tst.serial)),
+        gen_time: tst.gen_time_text.to_string(),
+        policy: oid_text(tst.policy),
+        hash_algorithm: expect.hash.name(),
+        digest: hex(tst.digest),
+        nonce: tst.nonce.map(|n| hex(magnitude(n))),
+        accuracy_us,
+        tsa_certificate_subject_sha256: hex(&HashAlg::Sha256.digest(signer.subject)[..8]),
+        signature_algorithm: scheme,
+        chain_length: chain,
+    };
+    (out, Some(verified))
+}
 
-    // contentType and messageDigest signed attributes (RFC 5652 §5.3, §11).
+/// contentType and messageDigest signed attributes (RFC 5652 §5.3, §11).
+fn signed_attributes(
+    token: &Token<'_>,
+    si: &SignerInfo<'_>,
+    digest_alg: HashAlg,
+) -> Result<String, String> {
     let ct = si
         .attribute(oid::ATTR_CONTENT_TYPE)
         .ok_or("no content-type attribute")?;
@@ -146,52 +291,20 @@ fn verify_token(
     if md != digest_alg.digest(token.tst_info_der).as_slice() {
         return Err("message-digest attribute does not match TSTInfo".into());
     }
+    Ok("content-type id-ct-TSTInfo, message-digest matches TSTInfo".into())
+}
 
-    // Find the TSA certificate by sid among the token's and the extra certificates.
-    let pool: Vec<&[u8]> = token
-        .certificates
-        .iter()
-        .copied()
-        .chain(extra.iter().map(Vec::as_slice))
-        .collect();
-    let signer = pool
-        .iter()
-        .filter_map(|c| CertView::parse(c).ok())
-        .find(|c| c.issuer == si.sid_issuer && c.serial == si.sid_serial)
-        .ok_or("TSA certificate not found: request it with certReq (--cert) or pass --untrusted")?;
-    check_signing_certificate(si, &signer)?;
-    let scheme = verify_signature(
-        &signer,
-        si.signature_alg,
-        digest_alg,
-        &si.signed_attrs_der(),
-        si.signature,
-    )
-    .map_err(|e| format!("token signature: {e}"))?;
-    check_eku(&signer)?;
-    let chain_length = verify_chain(&signer, &pool, trusted, tst.gen_time)?;
-
-    Ok(Verified {
-        status: "granted",
-        serial: hex(magnitude(tst.serial)),
-        gen_time: tst.gen_time_text.to_string(),
-        policy: oid_text(tst.policy),
-        hash_algorithm: expect.hash.name(),
-        digest: hex(tst.digest),
-        nonce: tst.nonce.map(|n| hex(magnitude(n))),
-        accuracy_us: match tst.accuracy {
-            None => None,
-            Some((s, ms, us)) => Some(
-                s.checked_mul(1_000_000)
-                    .and_then(|v| v.checked_add(ms.checked_mul(1_000)?))
-                    .and_then(|v| v.checked_add(us))
-                    .ok_or("accuracy out of range")?,
-            ),
-        },
-        tsa_certificate_subject_sha256: hex(&HashAlg::Sha256.digest(signer.subject)[..8]),
-        signature_algorithm: scheme,
-        chain_length,
-    })
+fn verify_token(
+    token: &Token<'_>,
+    expect: &Expectation,
+    trusted: &[Vec<u8>],
+    extra: &[Vec<u8>],
+) -> Result<Verified, String> {
+    let (checks, verified) = checks(token, expect, trusted, extra);
+    match checks.into_iter().find(|c| !c.passed) {
+        Some(failed) => Err(failed.detail),
+        None => verified.ok_or_else(|| "the token did not verify".into()),
+    }
 }
 
 /// ESS signing-certificate-v2 (RFC 5035) or v1 (RFC 2634) must name the TSA certificate.

@@ -48,6 +48,7 @@ pub struct Kept {
     audit: Arc<dyn AuditSink>,
     clock: Arc<dyn TimeSource>,
     clock_thresholds: Arc<Thresholds>,
+    switches: Arc<crate::policy::switch::Switches>,
 }
 
 impl Kept {
@@ -92,6 +93,7 @@ pub fn build(valid: &ValidatedConfig) -> Result<Built, Error> {
         audit: audit.clone(),
         clock,
         clock_thresholds,
+        switches: Default::default(),
     };
     Ok(Built {
         tsa: Arc::new(assemble(valid, &kept)?),
@@ -163,6 +165,8 @@ pub fn assemble(valid: &ValidatedConfig, kept: &Kept) -> Result<Tsa, Error> {
             policies,
             fallback,
             status_text: sc.status_text,
+            switch: kept.switches.of(&sc.name),
+            public_pages: sc.public_pages,
         });
     }
     if services.is_empty() {

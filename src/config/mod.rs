@@ -59,7 +59,7 @@ pub struct Config {
     pub clock: crate::clock::config::ClockConfig,
     /// `[admin]`: the admin listener (`/metrics`, probes).
     #[serde(default)]
-    pub admin: crate::frontend::config::AdminConfig,
+    pub admin: crate::admin::config::AdminConfig,
 }
 
 impl Default for Config {

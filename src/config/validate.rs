@@ -70,6 +70,8 @@ pub struct ValidService {
     pub preprocess: Vec<(String, PreprocessConfig)>,
     /// `status_text`.
     pub status_text: bool,
+    /// `public_pages`.
+    pub public_pages: bool,
 }
 
 impl Config {
@@ -297,6 +299,7 @@ impl Config {
                 fallback: s.fallback_policy.clone(),
                 preprocess,
                 status_text: s.status_text,
+                public_pages: s.public_pages,
             });
         }
         (services, listeners)

@@ -99,85 +99,6 @@ impl HttpConfig {
     }
 }
 
-/// `[admin]`: the admin listener.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AdminConfig {
-    /// Address of the admin listener (`/metrics`, `/health`, `/ready`): loopback, or any
-    /// address with `tls`; `"off"` for none. `stampd serve --admin-listen ADDR|off`
-    /// overrides it. Default `"127.0.0.1:3181"`.
-    pub listen: String,
-    /// HTTPS on the admin listener: `{ cert = "...", key = "..." }`, and `client_ca` to
-    /// require client certificates. Needed to bind a non-loopback address. Default: plain
-    /// HTTP (loopback only).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tls: Option<crate::policy::config::TlsConfig>,
-    /// Probe paths answered on every service listener too, for load balancers that probe
-    /// the public port: any of `"health"`, `"ready"`, `"metrics"`. Default
-    /// `["health", "ready"]`.
-    pub public_probes: Vec<String>,
-}
-
-impl Default for AdminConfig {
-    fn default() -> Self {
-        AdminConfig {
-            listen: "127.0.0.1:3181".into(),
-            public_probes: vec!["health".into(), "ready".into()],
-            tls: None,
-        }
-    }
-}
-
-impl AdminConfig {
-    /// The address to bind, `None` for `"off"`; the error names the key. Pure.
-    pub fn addr(&self) -> Result<Option<SocketAddr>, String> {
-        if self.listen == "off" {
-            return Ok(None);
-        }
-        let addr: SocketAddr = self.listen.parse().map_err(|_| {
-            format!(
-                "admin.listen: `{}` is not an address such as \"127.0.0.1:3181\" (or \"off\")",
-                self.listen
-            )
-        })?;
-        if !addr.ip().is_loopback() && self.tls.is_none() {
-            return Err(format!(
-                "admin.listen: {addr} is not a loopback address; without TLS the admin \
-                 listener binds to 127.0.0.1 or [::1] only: add [admin] tls = {{ cert = \
-                 \"...\", key = \"...\" }} to serve it on other addresses"
-            ));
-        }
-        Ok(Some(addr))
-    }
-
-    /// The probes service listeners answer; the error names the key. Pure.
-    pub fn public(&self) -> Result<Probes, String> {
-        let mut p = Probes::default();
-        for name in &self.public_probes {
-            match name.as_str() {
-                "health" => p.health = true,
-                "ready" => p.ready = true,
-                "metrics" => p.metrics = true,
-                other => {
-                    return Err(format!(
-                        "admin.public_probes: `{other}` is not one of \"health\", \"ready\", \
-                         \"metrics\""
-                    ))
-                }
-            }
-        }
-        Ok(p)
-    }
-
-    /// Every check of the section, as messages.
-    pub fn validate(&self) -> Vec<String> {
-        [self.addr().err(), self.public().err()]
-            .into_iter()
-            .flatten()
-            .collect()
-    }
-}
-
 /// One listening socket and the paths it serves.
 #[derive(Debug, Clone)]
 pub struct Listener {
@@ -226,48 +147,6 @@ impl Probes {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_admin_listener_stays_on_loopback() {
-        let admin = |listen: &str| AdminConfig {
-            listen: listen.into(),
-            ..AdminConfig::default()
-        };
-        assert_eq!(
-            AdminConfig::default().addr(),
-            Ok(Some("127.0.0.1:3181".parse().unwrap()))
-        );
-        assert_eq!(admin("off").addr(), Ok(None));
-        assert!(admin("[::1]:0").addr().unwrap().is_some());
-        assert!(admin("0.0.0.0:3181").validate()[0].contains("not a loopback address"));
-        let tls = AdminConfig {
-            tls: Some(crate::policy::config::TlsConfig {
-                cert: "admin.pem".into(),
-                key: "admin.key".into(),
-                client_ca: None,
-            }),
-            ..admin("0.0.0.0:3181")
-        };
-        assert_eq!(tls.addr(), Ok(Some("0.0.0.0:3181".parse().unwrap())));
-        assert!(admin("localhost").validate()[0].contains("admin.listen"));
-        let probes = AdminConfig {
-            public_probes: vec!["ready".into(), "metrics".into()],
-            ..AdminConfig::default()
-        };
-        assert_eq!(
-            probes.public(),
-            Ok(Probes {
-                health: false,
-                ready: true,
-                metrics: true
-            })
-        );
-        let bad = AdminConfig {
-            public_probes: vec!["status".into()],
-            ..AdminConfig::default()
-        };
-        assert!(bad.validate()[0].contains("admin.public_probes"));
-    }
 
     #[test]
     fn limit_messages_name_their_keys_under_server_http() {

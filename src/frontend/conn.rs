@@ -13,7 +13,8 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 
 use super::body_budget::{BodyBudget, Progress};
 use super::config::HttpConfig;
-use super::http::{self, Action, Parsed};
+use super::http::{self, Action, Form, Page, Parsed};
+use super::public;
 use super::idle::{race, IdleConnections};
 use super::Backend;
 use crate::error::Error;
@@ -48,11 +49,11 @@ pub struct Shared {
     pub bodies: Arc<BodyBudget>,
     /// This core's connections, for closing the longest idle first.
     pub idle: Rc<IdleConnections>,
-    /// The listener's drain state: keep-alive ends and `/ready` says 503 once it begins.
+    /// The listener's drain state: keep-alive ends, idle connections close and `/ready`
+    /// says 503 once it begins.
     pub drain: Arc<super::Drain>,
-    /// Its connections are drained: counted in [`super::Drain::wait`] and closed once
-    /// idle (the frontends'); the admin listener's keep answering.
-    pub counted: bool,
+    /// The listener speaks HTTPS (the public pages' URLs say so).
+    pub tls: bool,
 }
 
 /// Who is at the other end: its address, and its TLS client certificate's subject.
@@ -130,6 +131,59 @@ async fn write_answers(pending: &mut Vec<(Result<Reply, u16>, bool)>, out: &mut 
             Err(status) => http::write_error(out, status, keep_alive, None, false),
         }
     }
+}
+
+/// Writes a public page's answer, with the web's security headers.
+fn write_page(out: &mut Vec<u8>, a: &public::Answer, keep_alive: bool, head_only: bool) {
+    let mut extra: Vec<(&str, &str)> = crate::web::SECURITY_HEADERS.to_vec();
+    extra.extend(a.headers.iter().map(|(k, v)| (*k, v.as_str())));
+    if !a.headers.iter().any(|(k, _)| *k == "Cache-Control") {
+        extra.push(("Cache-Control", "no-store"));
+    }
+    http::write_response(
+        out,
+        a.status,
+        a.content_type,
+        &a.body,
+        keep_alive,
+        &extra,
+        head_only,
+    );
+}
+
+/// A public page's form: `stamp` issues a token through the backend (the service's
+/// pre-filters, policy and audit, as for an RFC 3161 request); `verify` checks one.
+async fn public_form(
+    shared: &Shared,
+    form: Form,
+    service: usize,
+    body: &[u8],
+    meta: &RequestMeta<'_>,
+) -> public::Answer {
+    let tsa = shared.tsa.borrow_mut().get().clone();
+    let ask = public::Ask {
+        tsa: &tsa,
+        service,
+        path: meta.path,
+        head: meta.head,
+        tls: shared.tls,
+    };
+    if tsa.services.get(service).is_none_or(|s| !s.public_pages) {
+        return public::not_found();
+    }
+    if form == Form::Verify {
+        return public::verify(&ask, body);
+    }
+    let der = match public::stamp_request(&ask, body) {
+        Ok(der) => der,
+        Err(answer) => return answer,
+    };
+    let result = match shared.backend.reply(&shared.tsa, service, &der, meta).await {
+        Ok(reply) => Backend::answer(reply).await,
+        Err(Error::Overloaded) => Err(tsa.refuse(service, meta, 503)),
+        Err(e) => Err(e.http_status()),
+    };
+    public::stamp_answer(&ask, result)
 }
 
 /// Tells the service of `route` that its request is refused at the HTTP level with
@@ -211,7 +265,7 @@ pub async fn serve<S: AsyncReadRent + AsyncWriteRent>(
                 // Between requests the connection is idle: the accept loop may ask it to
                 // close when the core's cap is nearly used (idle.rs). Draining, a
                 // connection with nothing received is closed now.
-                if !begun && shared.counted && shared.drain.is_draining() {
+                if !begun && shared.drain.is_draining() {
                     break;
                 }
                 let idle = !begun && started.is_none();
@@ -264,11 +318,7 @@ pub async fn serve<S: AsyncReadRent + AsyncWriteRent>(
                 req.head_len
             }
             Action::Ready { head_only } => {
-                let ready = if shared.drain.is_draining() {
-                    Err("draining: the server is stopping".to_string())
-                } else {
-                    shared.tsa.borrow_mut().get().ready()
-                };
+                let ready = super::readiness(shared.tsa.borrow_mut().get(), &shared.drain);
                 let (status, body) = match ready {
                     Ok(()) => (200, "ready\n".to_string()),
                     Err(why) => (503, format!("{why}\n")),
@@ -285,10 +335,7 @@ pub async fn serve<S: AsyncReadRent + AsyncWriteRent>(
                 req.head_len
             }
             Action::Metrics { head_only } => {
-                let mut text = shared.tsa.borrow_mut().get().metrics();
-                http::refusal_metrics(&mut text);
-                super::accept_metrics(&mut text);
-                shared.bodies.metrics(&mut text);
+                let text = super::metrics_text(shared.tsa.borrow_mut().get(), &shared.bodies);
                 http::write_response(
                     &mut out,
                     200,
@@ -316,11 +363,46 @@ pub async fn serve<S: AsyncReadRent + AsyncWriteRent>(
                 http::write_error(&mut out, status, keep_alive, allow, head_only);
                 req.head_len
             }
+            Action::Page {
+                service,
+                route,
+                page,
+                head_only,
+            } => {
+                let tsa = shared.tsa.borrow_mut().get().clone();
+                let path = &shared.routes[route].0;
+                let public = tsa.services.get(service).is_some_and(|s| s.public_pages);
+                if !public {
+                    // Pages off: the path answers as it did without them (405), the rest 404.
+                    let status = match page {
+                        Page::Info => refuse(&shared, route, &peer, &buf[..req.head_len], 405),
+                        _ => 404,
+                    };
+                    let allow = (status == 405).then_some("POST");
+                    http::write_error(&mut out, status, keep_alive, allow, head_only);
+                } else {
+                    let ask = public::Ask {
+                        tsa: &tsa,
+                        service,
+                        path,
+                        head: &buf[..req.head_len],
+                        tls: shared.tls,
+                    };
+                    let answer = match page {
+                        Page::Info => public::info(&ask),
+                        Page::Chain => public::chain(&ask),
+                        Page::Asset(i) => public::asset(i),
+                    };
+                    write_page(&mut out, &answer, keep_alive, head_only);
+                }
+                req.head_len
+            }
             Action::Timestamp {
                 service,
                 route,
                 body_len,
                 expect_continue,
+                form,
             } => {
                 let need = req.head_len + body_len;
                 // What is still to arrive reserves its bytes first (body_budget.rs); the
@@ -386,6 +468,19 @@ pub async fn serve<S: AsyncReadRent + AsyncWriteRent>(
                     head: &buf[..req.head_len],
                     client_subject: peer.subject.as_ref(),
                 };
+                if form != Form::Rfc3161 {
+                    // A public page's form: answered in turn, once its token (if any) is
+                    // durable; browsers do not pipeline, so nothing waits behind it.
+                    write_answers(&mut pending, &mut out).await;
+                    let answer = public_form(&shared, form, service, body, &meta).await;
+                    write_page(&mut out, &answer, keep_alive, false);
+                    buf.drain(..need);
+                    started = (!buf.is_empty()).then(Instant::now);
+                    if !keep_alive {
+                        break;
+                    }
+                    continue;
+                }
                 // The answer is held until its audit record is durable (group commit), but
                 // the next pipelined request is issued meanwhile: their records share a
                 // batch instead of waiting for one commit each.

@@ -19,6 +19,20 @@ pub enum Action {
         body_len: usize,
         /// `Expect: 100-continue`: send `100 Continue` before reading the body.
         expect_continue: bool,
+        /// What the body is: an RFC 3161 request, or a public page's form.
+        form: Form,
+    },
+    /// `GET` (or HEAD) of a public timestamp page of the service on `routes[route]`; the
+    /// connection answers 404 (405 for the path itself) when the service has them off.
+    Page {
+        /// The service index the route maps to.
+        service: usize,
+        /// The index of the matched route in `routes`.
+        route: usize,
+        /// Which page.
+        page: Page,
+        /// HEAD: the answer carries no body.
+        head_only: bool,
     },
     /// `GET /health` (or HEAD): liveness, the process answers.
     Health {
@@ -53,6 +67,28 @@ pub enum Action {
         /// (`Tsa::refuse`).
         route: Option<usize>,
     },
+}
+
+/// What a POST body on a service route is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// `POST PATH`: a DER `TimeStampReq` (`application/timestamp-query`).
+    Rfc3161,
+    /// `POST PATH/stamp`: the public page's stamp form (a digest).
+    Stamp,
+    /// `POST PATH/verify`: the public page's verify form (a token and a digest).
+    Verify,
+}
+
+/// A public timestamp page (`GET`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Page {
+    /// `GET PATH` asking for HTML: what this TSA is.
+    Info,
+    /// `GET PATH/chain.pem`.
+    Chain,
+    /// `GET PATH/assets/NAME`: the asset at this index of [`crate::web::ASSETS`].
+    Asset(usize),
 }
 
 /// A parsed request head: the action, where the body starts, and keep-alive.
@@ -111,6 +147,7 @@ pub fn parse(
     let mut transfer_encoding = false;
     let mut content_type: Option<&[u8]> = None;
     let mut expect: Option<&[u8]> = None;
+    let mut accept: Option<&[u8]> = None;
     let (mut close, mut keep_alive) = (false, false);
     let mut hosts = 0usize;
     for h in req.headers.iter() {
@@ -132,6 +169,8 @@ pub fn parse(
             content_type = Some(h.value);
         } else if name.eq_ignore_ascii_case("expect") {
             expect = Some(h.value);
+        } else if name.eq_ignore_ascii_case("accept") {
+            accept = Some(h.value);
         } else if name.eq_ignore_ascii_case("connection") {
             for token in h.value.split(|&b| b == b',') {
                 let t = token.trim_ascii();
@@ -205,9 +244,41 @@ pub fn parse(
             _ => Action::Metrics { head_only },
         });
     }
-    let Some((route, &(_, service))) = routes.iter().enumerate().find(|(_, (p, _))| p == path)
-    else {
+    // The route itself, or one of its public pages (`PATH/stamp`, `PATH/chain.pem`...).
+    let found = routes.iter().enumerate().find_map(|(i, (p, s))| {
+        if p == path {
+            return Some((i, *s, ""));
+        }
+        let sub = path.strip_prefix(p.as_str())?.strip_prefix('/')?;
+        Some((i, *s, sub))
+    });
+    let Some((route, service, sub)) = found else {
         return error(404, None);
+    };
+    let page = |page| {
+        done(Action::Page {
+            service,
+            route,
+            page,
+            head_only,
+        })
+    };
+    let get = method == "GET" || method == "HEAD";
+    let form = match sub {
+        "" if get && !has_body && accept.is_some_and(super::public::accepts_html) => {
+            return page(Page::Info)
+        }
+        "" => Form::Rfc3161,
+        "chain.pem" if get && !has_body => return page(Page::Chain),
+        "stamp" => Form::Stamp,
+        "verify" => Form::Verify,
+        other => match other
+            .strip_prefix("assets/")
+            .and_then(|name| crate::web::ASSETS.iter().position(|a| a.name == name))
+        {
+            Some(i) if get && !has_body => return page(Page::Asset(i)),
+            _ => return error(404, None),
+        },
     };
     // From here on a refusal concerns the service: it is told (rate limit, monitors, audit).
     let refuse = |status: u16, close: bool, allow| {
@@ -232,7 +303,11 @@ pub fn parse(
     if body_len > limits.max_body_bytes {
         return refuse(413, true, None);
     }
-    if !content_type.is_some_and(is_timestamp_query) {
+    let media_ok = match form {
+        Form::Rfc3161 => content_type.is_some_and(is_timestamp_query),
+        Form::Stamp | Form::Verify => content_type.is_some_and(is_form),
+    };
+    if !media_ok {
         return refuse(415, has_body, None);
     }
     let expect_continue = match expect {
@@ -245,7 +320,14 @@ pub fn parse(
         route,
         body_len,
         expect_continue,
+        form,
     })
+}
+
+/// `application/x-www-form-urlencoded`, what the public pages' forms post.
+fn is_form(v: &[u8]) -> bool {
+    let media = v.split(|&b| b == b';').next().unwrap_or(b"").trim_ascii();
+    media.eq_ignore_ascii_case(b"application/x-www-form-urlencoded")
 }
 
 fn parse_content_length(v: &[u8]) -> Option<usize> {

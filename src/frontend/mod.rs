@@ -9,6 +9,7 @@ mod drain;
 mod fd_budget;
 mod http;
 mod idle;
+mod public;
 mod tls;
 
 use std::cell::Cell;
@@ -23,10 +24,12 @@ use monoio::net::{ListenerOpts, TcpListener};
 use crate::error::Error;
 use crate::pipeline::{self, Envelope, Queue};
 use crate::policy::current::{Cached, Current};
+use crate::policy;
 use crate::policy::{Reply, RequestMeta};
 use body_budget::BodyBudget;
 use config::{Dispatch, HttpConfig, IoDriver, Listener};
 pub use drain::Drain;
+pub use tls::server_config_of;
 
 /// Entry points for fuzz targets, on bytes alone (no socket).
 pub mod fuzzing {
@@ -176,30 +179,14 @@ impl Running {
         self.parts.drain.clone()
     }
 
-    /// Starts the admin `listener` (no routes: `/metrics`, `/health` and `/ready`, reporting
-    /// on the frontends) on a runtime of its own: one `stampd-admin` thread, so admin
-    /// requests never run on a frontend core. Returns its bound address.
-    pub fn start_admin(&self, listener: Listener) -> Result<SocketAddr, Error> {
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        // The admin listener keeps answering while the frontends drain (`/ready` says
-        // 503), and its connections are not waited for.
-        let parts = CoreParts {
-            backend: Backend::Inline,
-            drains: false,
-            ..self.parts.clone()
-        };
-        std::thread::Builder::new()
-            .name("stampd-admin".into())
-            .spawn(move || run_core(vec![listener], parts, ready_tx))
-            .map_err(|e| Error::Frontend(format!("cannot start the admin thread: {e}")))?;
-        let bound = ready_rx
-            .recv()
-            .map_err(|_| Error::Frontend("the admin listener stopped during start".into()))?
-            .map_err(Error::Frontend)?;
-        bound
-            .first()
-            .copied()
-            .ok_or_else(|| Error::Frontend("the admin listener bound no address".into()))
+    /// What the admin listener reports on the frontends: readiness (503 while draining)
+    /// and the `/metrics` text.
+    pub fn probe(&self) -> Probe {
+        Probe {
+            tsa: self.parts.tsa.clone(),
+            drain: self.parts.drain.clone(),
+            bodies: self.parts.bodies.clone(),
+        }
     }
 
     /// Blocks until every core stops (they run until the process ends).
@@ -260,7 +247,6 @@ pub fn start(
         http: s.http.clone(),
         bodies: bodies.clone(),
         drain: Arc::new(Drain::default()),
-        drains: true,
         uring,
     };
     for core in 0..cores {
@@ -292,6 +278,45 @@ pub fn start(
     })
 }
 
+/// Readiness and metrics of the running frontends, for the admin listener (its own thread).
+#[derive(Clone)]
+pub struct Probe {
+    tsa: Arc<Current>,
+    drain: Arc<Drain>,
+    bodies: Arc<BodyBudget>,
+}
+
+impl Probe {
+    /// `/ready`: `Err` says why not (draining, a signer down, the clock, the audit trail).
+    pub fn ready(&self) -> Result<(), String> {
+        readiness(&self.tsa.load(), &self.drain)
+    }
+
+    /// `/metrics`: the Prometheus text of the services, the audit trail, the clock, the
+    /// signers and the frontends.
+    pub fn metrics(&self) -> String {
+        metrics_text(&self.tsa.load(), &self.bodies)
+    }
+}
+
+/// `/ready` of `tsa` behind frontends in `drain` state.
+fn readiness(tsa: &policy::Tsa, drain: &Drain) -> Result<(), String> {
+    if drain.is_draining() {
+        Err("draining: the server is stopping".to_string())
+    } else {
+        tsa.ready()
+    }
+}
+
+/// `/metrics` of `tsa` and the frontends.
+fn metrics_text(tsa: &policy::Tsa, bodies: &BodyBudget) -> String {
+    let mut text = tsa.metrics();
+    http::refusal_metrics(&mut text);
+    accept_metrics(&mut text);
+    bodies.metrics(&mut text);
+    text
+}
+
 /// What every core gets: the issuing side, the limits and the process-wide budgets.
 #[derive(Clone)]
 struct CoreParts {
@@ -300,9 +325,6 @@ struct CoreParts {
     http: HttpConfig,
     bodies: Arc<BodyBudget>,
     drain: Arc<Drain>,
-    /// Whether this runtime's listeners close when draining starts (the frontends), or
-    /// keep answering, `/ready` with 503 (the admin listener).
-    drains: bool,
     uring: bool,
 }
 
@@ -317,10 +339,9 @@ fn run_core(
         http,
         bodies,
         drain,
-        drains,
         uring,
     } = parts;
-    let drained = drains.then(|| drain.register_core());
+    let drained = drain.register_core();
     let body = async move {
         let opts = ListenerOpts::new()
             .reuse_port(true)
@@ -356,10 +377,7 @@ fn run_core(
             // keep-alive connections are asked to close; busy ones finish their answers.
             let (core_drain, idle) = (core_drain.clone(), idle.clone());
             monoio::spawn(async move {
-                if let Some(Ok(())) = match drained {
-                    Some(rx) => Some(rx.await),
-                    None => None,
-                } {
+                if let Ok(()) = drained.await {
                     core_drain.begin();
                     idle.close_all_idle();
                 }
@@ -376,7 +394,7 @@ fn run_core(
                 bodies: bodies.clone(),
                 idle: idle.clone(),
                 drain: drain.clone(),
-                counted: drains,
+                tls: tls.is_some(),
             });
             let accepting = accept_loop(listener, shared, open.clone(), tls);
             tasks.push(monoio::spawn(idle::race(accepting, core_drain.begun())));
@@ -469,10 +487,8 @@ async fn accept_loop(
         }
         let _ = stream.set_nodelay(true);
         open.set(open.get() + 1);
-        let counted = shared.counted.then(|| shared.drain.clone());
-        if let Some(d) = &counted {
-            d.count(true);
-        }
+        let drain = shared.drain.clone();
+        drain.count(true);
         let open = open.clone();
         let tls = tls.clone();
         monoio::spawn(async move {
@@ -491,9 +507,7 @@ async fn accept_loop(
                 }
             }
             open.set(open.get() - 1);
-            if let Some(d) = counted {
-                d.count(false);
-            }
+            drain.count(false);
         });
     }
 }

@@ -98,38 +98,61 @@ impl ClientCertVerifier for Keeping {
     }
 }
 
+/// The server key and, with `client_ca`, the client-certificate verifier of `files`.
+type Parts = (
+    Arc<CryptoProvider>,
+    Arc<SingleCertAndKey>,
+    Option<Arc<dyn ClientCertVerifier>>,
+);
+
+fn parts(files: &TlsConfig) -> Result<Parts, Error> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let (chain, key) = server_credentials(files)?;
+    let certified = CertifiedKey::from_der(chain, key, &provider).map_err(|e| {
+        bad(format!(
+            "{} / {}: {e}",
+            files.cert.display(),
+            files.key.display()
+        ))
+    })?;
+    let key = Arc::new(SingleCertAndKey::from(certified));
+    let Some(ca) = &files.client_ca else {
+        return Ok((provider, key, None));
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in certificates(ca)? {
+        roots
+            .add(cert)
+            .map_err(|e| bad(format!("{}: {e}", ca.display())))?;
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .build()
+        .map_err(|e| bad(format!("{}: {e}", ca.display())))?;
+    Ok((provider, key, Some(verifier)))
+}
+
+/// One rustls configuration for every connection of a listener that does not need to know
+/// the client certificate's subject (the admin listener: `client_ca` only gates who may
+/// connect), for acceptors other than monoio's.
+pub fn server_config_of(files: &TlsConfig) -> Result<Arc<ServerConfig>, Error> {
+    let (provider, key, verifier) = parts(files)?;
+    server_config(&provider, verifier, &key).map(Arc::new)
+}
+
 impl Tls {
     /// The TLS side for `files`; the error names the file and what is wrong with it.
     pub fn load(files: &TlsConfig) -> Result<Tls, Error> {
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let (chain, key) = server_credentials(files)?;
-        let certified = CertifiedKey::from_der(chain, key, &provider).map_err(|e| {
-            bad(format!(
-                "{} / {}: {e}",
-                files.cert.display(),
-                files.key.display()
-            ))
-        })?;
-        let key = Arc::new(SingleCertAndKey::from(certified));
-        let Some(ca) = &files.client_ca else {
-            let config = server_config(&provider, None, &key)?;
-            return Ok(Tls::Server(TlsAcceptor::from(Arc::new(config))));
-        };
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in certificates(ca)? {
-            roots
-                .add(cert)
-                .map_err(|e| bad(format!("{}: {e}", ca.display())))?;
+        match parts(files)? {
+            (provider, key, None) => {
+                let config = server_config(&provider, None, &key)?;
+                Ok(Tls::Server(TlsAcceptor::from(Arc::new(config))))
+            }
+            (provider, key, Some(verifier)) => Ok(Tls::ClientAuth {
+                provider,
+                key,
+                verifier,
+            }),
         }
-        let verifier =
-            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                .build()
-                .map_err(|e| bad(format!("{}: {e}", ca.display())))?;
-        Ok(Tls::ClientAuth {
-            provider,
-            key,
-            verifier,
-        })
     }
 
     /// Runs the handshake on `io`: the session, and the subject (RFC 4514) of the client's

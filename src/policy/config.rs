@@ -54,6 +54,11 @@ pub struct ServiceConfig {
     /// HTTPS on this service's listen addresses: `{ cert = "...", key = "..." }`.
     /// Services sharing an address must agree. Default: plain HTTP.
     pub tls: Option<TlsConfig>,
+    /// The public timestamp pages on this service's paths: a browser's `GET` of the path
+    /// shows what this TSA is, and lets a requester stamp a file (hashed in the browser)
+    /// and verify a token (docs/web.md). `false`: a `GET` is answered 405, as before.
+    /// Default true.
+    pub public_pages: bool,
 }
 
 /// `tls = { cert = "...", key = "..." }` on a `[[service]]`: the listener speaks HTTPS
@@ -107,6 +112,7 @@ impl Default for ServiceConfig {
             policies: default_policy_names(),
             status_text: true,
             tls: None,
+            public_pages: true,
         }
     }
 }

@@ -23,6 +23,7 @@ pub mod filters;
 pub mod mapper;
 pub mod preprocess;
 pub mod settings;
+pub mod switch;
 
 use std::sync::Arc;
 
@@ -127,6 +128,10 @@ pub struct Service {
     pub preprocess: Vec<Arc<dyn PreFilter>>,
     /// Send a statusString with rejections.
     pub status_text: bool,
+    /// Run-time on/off (the admin interface); off: requests are answered 503.
+    pub switch: Arc<switch::Switch>,
+    /// Serve the public timestamp pages on this service's paths.
+    pub public_pages: bool,
 }
 
 impl Service {
@@ -215,6 +220,40 @@ pub struct Tsa {
     pub signers: Vec<(String, Arc<dyn TokenSigner>)>,
 }
 
+/// Issues one token through `signer` for a random SHA-256 digest with a nonce and certReq,
+/// and verifies it (imprint, nonce, ESS, signature, chain to `trusted`): `stampd hsm
+/// selftest` and the admin interface's self-test. Returns the verified facts and how long
+/// the issue took.
+pub fn selftest(
+    name: &str,
+    signer: Arc<dyn TokenSigner>,
+    trusted: &[Vec<u8>],
+) -> Result<(crate::client::verify::Verified, std::time::Duration), String> {
+    use crate::client::verify::{self, Expectation};
+    let tsa = Tsa::single(name, signer);
+    let mut digest = [0u8; 32];
+    let mut nonce = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut digest).map_err(|_| "no randomness")?;
+    aws_lc_rs::rand::fill(&mut nonce).map_err(|_| "no randomness")?;
+    nonce[0] |= 1; // a nonce with no leading zero octet
+    let started = Instant::now();
+    let q = request::encode(HashAlg::Sha256, &digest, None, Some(&nonce), true);
+    let reply = tsa.issue(0, &q, &RequestMeta::local("/selftest"));
+    let elapsed = started.elapsed();
+    let verified = verify::verify(
+        &reply.der,
+        false,
+        &Expectation {
+            hash: HashAlg::Sha256,
+            digest: digest.to_vec(),
+            nonce: Some(nonce.to_vec()),
+        },
+        trusted,
+        &[],
+    )?;
+    Ok((verified, elapsed))
+}
+
 /// The pre-processing onion around `inner`: `before` in the service's order until one stops
 /// the request, then `inner` (given that stop, if any) makes the reply, then `after` in
 /// reverse order for every filter whose `before` ran.
@@ -281,6 +320,8 @@ impl Tsa {
                 fallback: None,
                 preprocess: Vec::new(),
                 status_text: true,
+                switch: switch::Switches::default().of(name),
+                public_pages: false,
             }],
             clock: Arc::new(crate::clock::SystemClock),
             serials: Arc::new(serial::SerialSpace::ephemeral(0, 0)),
@@ -298,6 +339,14 @@ impl Tsa {
         let Some(svc) = self.services.get(service) else {
             return Reply::refused(&Error::UnknownService, true);
         };
+        if !svc.switch.enabled() {
+            // Disabled by an administrator: refused like an overloaded backend, before the
+            // body is looked at; the pre-filters count, limit and audit it.
+            return Reply::new(
+                Vec::new(),
+                Outcome::Refused(self.refuse(service, meta, 503)),
+            );
+        }
         let mut x = Exchange {
             meta,
             body,
@@ -372,16 +421,25 @@ impl Tsa {
 
     /// Prometheus text from every service's transaction monitors and the audit trail.
     pub fn metrics(&self) -> String {
+        use std::fmt::Write as _;
         let mut out = String::new();
         for svc in &self.services {
             for f in &svc.preprocess {
                 f.metrics(&mut out);
             }
         }
+        let _ = writeln!(out, "# TYPE stampd_service_enabled gauge");
+        for svc in &self.services {
+            let _ = writeln!(
+                out,
+                "stampd_service_enabled{{service=\"{}\"}} {}",
+                svc.name,
+                u8::from(svc.switch.enabled())
+            );
+        }
         self.audit.metrics(&mut out);
         self.clock.metrics(&mut out);
         for (name, signer) in &self.signers {
-            use std::fmt::Write as _;
             let _ = writeln!(
                 out,
                 "stampd_signer_up{{signer=\"{name}\"}} {}\n\

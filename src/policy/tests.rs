@@ -77,6 +77,8 @@ fn fixture(key: KeyType, padding: RsaPadding, clock: Option<Timestamp>) -> Fixtu
             fallback: None,
             preprocess: Vec::new(),
             status_text: true,
+            switch: crate::policy::switch::Switches::default().of("s"),
+            public_pages: true,
         }],
         clock: Arc::new(FixedClock(clock)),
         serials: Arc::new(SerialSpace::ephemeral(1, 0)),
@@ -789,4 +791,16 @@ fn sequence_content(tlv: &[u8]) -> Vec<u8> {
     let mut r = ::der::SliceReader::new(tlv).unwrap();
     let header = ::der::Header::decode(&mut r).unwrap();
     r.read_slice(header.length).unwrap().to_vec()
+}
+
+#[test]
+fn a_disabled_service_refuses_with_503_until_enabled_again() {
+    let f = fixture(KeyType::P256, RsaPadding::Pkcs1, None);
+    let req = crate::protocol::request::encode(HashAlg::Sha256, &[7; 32], None, None, false);
+    assert!(f.tsa.services[0].switch.set(false));
+    let reply = f.tsa.issue(0, &req, &local());
+    assert!(matches!(reply.outcome, Outcome::Refused(503)), "{:?}", reply.outcome);
+    f.tsa.services[0].switch.set(true);
+    let reply = f.tsa.issue(0, &req, &local());
+    assert!(matches!(reply.outcome, Outcome::Granted { .. }), "{:?}", reply.outcome);
 }

@@ -427,6 +427,8 @@ pub struct PolicyTemplate {
     /// The declared accuracy in µs (0: none declared): the most the clock's error bound
     /// may be when a token is issued.
     pub accuracy_us: u64,
+    /// Tokens carry the qcStatements of a qualified timestamp (ETSI EN 319 422 §9.1).
+    pub qualified: bool,
 }
 
 impl PolicyTemplate {
@@ -465,6 +467,7 @@ impl PolicyTemplate {
                 other => other,
             },
             include_certs,
+            qualified,
         })
     }
 }

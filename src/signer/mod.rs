@@ -153,6 +153,10 @@ pub trait TokenSigner: Send + Sync {
     fn ready(&self) -> bool {
         true
     }
+    /// What holds the key, for the admin dashboard: `software` or `pkcs11`.
+    fn kind(&self) -> &'static str {
+        "software"
+    }
     /// Appends the signer's own Prometheus lines for `GET /metrics`.
     fn metrics(&self, _name: &str, _out: &mut String) {}
 }
@@ -166,6 +170,9 @@ pub struct NoSign<S>(pub S);
 impl<S: TokenSigner> TokenSigner for NoSign<S> {
     fn certified(&self) -> &Certified {
         self.0.certified()
+    }
+    fn kind(&self) -> &'static str {
+        self.0.kind()
     }
     fn reserve(&self) -> Result<Reservation, SignError> {
         Ok(Reservation::unpooled())

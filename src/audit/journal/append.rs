@@ -119,6 +119,9 @@ impl Journal {
                 offset: self.offset,
             };
         }
+        if let Ok(mut h) = self.progress.head_hash.lock() {
+            *h = self.head;
+        }
         self.progress
             .committed_seq
             .store(self.next_seq - 1, Ordering::Release);

@@ -156,6 +156,8 @@ pub struct Progress {
     /// The last frame shipped to PostgreSQL (`u64::MAX` without a shipper: retention may
     /// delete any closed segment).
     pub shipped_seq: AtomicU64,
+    /// The hash chain's value after the last committed frame (the admin dashboard shows it).
+    pub head_hash: std::sync::Mutex<Hash>,
     /// Poked by the writer after each commit, so the shipper ships at once rather than at
     /// its next poll.
     pub wake: tokio::sync::Notify,
@@ -179,6 +181,7 @@ impl Progress {
             committed_seq: AtomicU64::new(u64::MAX),
             committed_at: std::sync::Mutex::new(Position::END),
             shipped_seq: AtomicU64::new(0),
+            head_hash: std::sync::Mutex::new([0; 32]),
             wake: tokio::sync::Notify::new(),
         })
     }

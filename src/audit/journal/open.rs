@@ -205,6 +205,7 @@ impl Journal {
                 committed_seq: AtomicU64::new(last_seq),
                 committed_at: std::sync::Mutex::new(Position { segment, offset }),
                 shipped_seq: AtomicU64::new(u64::MAX),
+                head_hash: std::sync::Mutex::new(head),
                 wake: tokio::sync::Notify::new(),
             }),
             buf: Vec::new(),

@@ -30,6 +30,27 @@ pub struct Verified {
     pub broken: Option<String>,
 }
 
+impl Verified {
+    /// The JSON form `stampd audit verify --json` prints and the admin API answers.
+    pub fn to_json(&self) -> serde_json::Value {
+        let (seq, hash) = self
+            .head
+            .map_or((None, None), |(s, h)| (Some(s), Some(crate::protocol::hex::hex(&h))));
+        serde_json::json!({
+            "intact": self.broken.is_none(),
+            "records": self.records,
+            "events": self.events,
+            "checkpoints": self.checkpoints,
+            "segments": self.segments,
+            "first_seq": self.first_seq,
+            "head_seq": seq,
+            "head_hash": hash,
+            "incomplete_tail_bytes": self.incomplete_tail,
+            "break": self.broken,
+        })
+    }
+}
+
 fn kind_name(kind: Kind) -> &'static str {
     match kind {
         Kind::Event => "event",

@@ -16,19 +16,7 @@ pub fn verify(dir: &Path, json: bool, out: &mut dyn Write) -> Result<u8, String>
         .head
         .map_or((None, None), |(s, h)| (Some(s), Some(hex(&h))));
     if json {
-        let j = serde_json::json!({
-            "intact": v.broken.is_none(),
-            "records": v.records,
-            "events": v.events,
-            "checkpoints": v.checkpoints,
-            "segments": v.segments,
-            "first_seq": v.first_seq,
-            "head_seq": seq,
-            "head_hash": hash,
-            "incomplete_tail_bytes": v.incomplete_tail,
-            "break": v.broken,
-        });
-        let _ = writeln!(out, "{j}");
+        let _ = writeln!(out, "{}", v.to_json());
     } else {
         let _ = writeln!(
             out,

@@ -8,9 +8,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 
 use super::CmdResult;
-use crate::audit::query::Query;
-use crate::protocol::hex::unhex;
-use crate::serial::SERIAL_LEN;
+use crate::audit::query::query_of;
 
 /// Where the journal is.
 #[derive(clap::Args)]
@@ -71,66 +69,6 @@ pub(super) struct Filters {
     /// Only entries of this kind: `request`, or `clock` (clock synchronisation events).
     #[arg(long)]
     kind: Option<String>,
-}
-
-/// A serial number as written by `export` (lowercase hex, no leading zeros) or by other
-/// tools (`0x`, upper case, leading zeros).
-fn parse_serial(s: &str) -> Result<Vec<u8>, String> {
-    let digits = s.trim_start_matches("0x").trim_start_matches("0X");
-    if digits.is_empty() {
-        return Err(format!("--serial {s:?}: no digits"));
-    }
-    let digits = if digits.len() % 2 == 1 {
-        format!("0{digits}")
-    } else {
-        digits.to_string()
-    };
-    let bytes = unhex(&digits.to_ascii_lowercase())
-        .ok_or_else(|| format!("--serial {s}: not hexadecimal"))?;
-    let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
-    let significant = &bytes[start..];
-    if significant.len() > SERIAL_LEN {
-        return Err(format!("--serial {s}: longer than stampd's serial numbers"));
-    }
-    let mut out = vec![0u8; SERIAL_LEN - significant.len()];
-    out.extend_from_slice(significant);
-    Ok(out)
-}
-
-/// Builds a query from the command-line filters.
-fn query_of(
-    serial: Option<&str>,
-    from: Option<&str>,
-    to: Option<&str>,
-    imprint: Option<&str>,
-    service: Option<String>,
-    status: Option<String>,
-) -> Result<Query, String> {
-    let time = |flag: &str, v: Option<&str>| {
-        v.map(|t| {
-            crate::protocol::Timestamp::parse_rfc3339(t).ok_or_else(|| {
-                format!("{flag} {t}: not an RFC 3339 time (e.g. 2026-11-22T10:00:00Z)")
-            })
-        })
-        .transpose()
-    };
-    if let Some(s) = status.as_deref() {
-        if s != "granted" && s != "rejection" {
-            return Err(format!("--status {s}: granted or rejection"));
-        }
-    }
-    Ok(Query {
-        identity: None,
-        serial: serial.map(parse_serial).transpose()?,
-        from: time("--from", from)?,
-        to: time("--to", to)?,
-        imprint: imprint
-            .map(|i| unhex(&i.to_ascii_lowercase()).ok_or(format!("--imprint {i}: not hex")))
-            .transpose()?,
-        service,
-        status,
-        kind: None,
-    })
 }
 
 #[derive(Subcommand)]
@@ -260,18 +198,6 @@ pub(super) fn audit(cmd: AuditCommand) -> CmdResult {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn serials_are_read_as_other_tools_write_them() {
-        let canonical = parse_serial(&format!("{:036x}", 0x1234)).unwrap();
-        assert_eq!(canonical.len(), SERIAL_LEN);
-        for s in ["0x1234", "1234", "0X1234", "001234", "0x01234"] {
-            assert_eq!(parse_serial(s).unwrap(), canonical, "{s}");
-        }
-        assert!(parse_serial("xyz").is_err());
-        assert!(parse_serial("").is_err() && parse_serial("0x").is_err());
-        assert!(parse_serial(&"ff".repeat(19)).is_err());
-    }
 
     #[test]
     fn query_flags_are_checked() {

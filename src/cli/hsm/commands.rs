@@ -200,31 +200,7 @@ pub fn selftest(
     json: bool,
     out: &mut dyn Write,
 ) -> Result<u8, String> {
-    use crate::client::verify::{self, Expectation};
-    use crate::protocol::{request, HashAlg};
-
-    let tsa = crate::policy::Tsa::single(name, signer);
-    let mut digest = [0u8; 32];
-    let mut nonce = [0u8; 8];
-    aws_lc_rs::rand::fill(&mut digest).map_err(|_| "no randomness")?;
-    aws_lc_rs::rand::fill(&mut nonce).map_err(|_| "no randomness")?;
-    nonce[0] |= 1; // a nonce with no leading zero octet
-    let started = Instant::now();
-    let q = request::encode(HashAlg::Sha256, &digest, None, Some(&nonce), true);
-    let reply = tsa.issue(0, &q, &crate::policy::RequestMeta::local("/selftest"));
-    let elapsed = started.elapsed();
-    let verified = verify::verify(
-        &reply.der,
-        false,
-        &Expectation {
-            hash: HashAlg::Sha256,
-            digest: digest.to_vec(),
-            nonce: Some(nonce.to_vec()),
-        },
-        trusted,
-        &[],
-    );
-    let verified = match verified {
+    let (verified, elapsed) = match crate::policy::selftest(name, signer, trusted) {
         Ok(v) => v,
         Err(e) => {
             // A failed test, not a usage error: exit 1.

@@ -90,6 +90,16 @@ pub trait PreFilter: Send + Sync {
     fn after(&self, _x: &Exchange<'_>, _reply: &mut Reply) {}
     /// Appends Prometheus text for `GET /metrics` (monitors only).
     fn metrics(&self, _out: &mut String) {}
+    /// A copy of the monitor's counters and latency histogram (monitors only), from which
+    /// the admin dashboard works out its live rates and percentiles.
+    fn figures(&self) -> Option<monitor::Figures> {
+        None
+    }
+    /// One line for the public timestamp page saying what this filter means for a
+    /// requester (rate limits only), e.g. "at most 100 requests/s per client address".
+    fn describe(&self) -> Option<String> {
+        None
+    }
 }
 
 /// `[preprocess.NAME]`: a configured pre-processing filter.

@@ -55,6 +55,18 @@ pub struct Monitor {
     stats: Mutex<Stats>,
 }
 
+/// A monitor's counters and latency histogram at one moment (for the admin dashboard,
+/// which subtracts two of them for its live figures).
+#[derive(Debug, Clone)]
+pub struct Figures {
+    /// The service the monitor watches.
+    pub service: String,
+    /// (policy or "-", outcome) → count; outcome is "granted", a failInfo name, or "http_NNN".
+    pub outcomes: BTreeMap<(String, String), u64>,
+    /// Latency of every request recorded, µs.
+    pub latency: Histogram<u64>,
+}
+
 /// A point-in-time copy of a monitor's figures.
 #[derive(Debug, Clone, PartialEq)]
 struct Snapshot {
@@ -105,6 +117,15 @@ impl PreFilter for Monitor {
                 h.saturating_record(us);
             }
         }
+    }
+
+    fn figures(&self) -> Option<Figures> {
+        let s = self.stats.lock().ok()?;
+        Some(Figures {
+            service: self.service.clone(),
+            outcomes: s.outcomes.clone(),
+            latency: s.latency.clone()?,
+        })
     }
 
     fn metrics(&self, out: &mut String) {

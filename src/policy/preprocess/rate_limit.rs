@@ -191,6 +191,29 @@ impl PreFilter for RateLimit {
         &self.name
     }
 
+    fn describe(&self) -> Option<String> {
+        let c = &self.config;
+        let mut parts = Vec::new();
+        if c.per_client > 0 {
+            parts.push(format!(
+                "{} requests/s per client address (bursts of {})",
+                c.per_client, c.client_burst
+            ));
+        }
+        if c.per_service > 0 {
+            let burst = if c.service_burst == 0 {
+                c.per_service
+            } else {
+                c.service_burst
+            };
+            parts.push(format!(
+                "{} requests/s for the whole service (bursts of {burst})",
+                c.per_service
+            ));
+        }
+        (!parts.is_empty()).then(|| format!("at most {}", parts.join(", and ")))
+    }
+
     fn before(&self, x: &mut Exchange<'_>) -> Result<(), Stop> {
         let now = x.started;
         if self.allow_client(x.meta.client, now) && self.allow_service(now) {

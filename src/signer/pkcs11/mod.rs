@@ -332,6 +332,10 @@ impl TokenSigner for Pkcs11Signer {
         self.pool.up.load(Ordering::Acquire) > 0
     }
 
+    fn kind(&self) -> &'static str {
+        "pkcs11"
+    }
+
     fn metrics(&self, name: &str, out: &mut String) {
         use std::fmt::Write as _;
         let _ = writeln!(

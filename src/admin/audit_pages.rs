@@ -1,0 +1,574 @@
+//! The audit browser: search the journal by serial, imprint, time range, service, policy,
+//! status, failInfo and client address, a page of results at a time (the journal is read as
+//! a stream and the scan stops once a page is full: nothing loads the whole trail); a
+//! record's page with the decoded request and token and its `.tsr`; export of a query as
+//! JSON lines or CSV, streamed.
+
+use std::convert::Infallible;
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query as QueryParams, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use maud::{html, Markup};
+use serde::Deserialize;
+
+use super::view::{self, Area};
+use super::{App, Caller, Need};
+use crate::audit::query::{query_of, Damage, Query};
+use crate::audit::Entry;
+use crate::client::inspect;
+
+/// Results per page.
+const PAGE: usize = 50;
+
+/// The search form's fields (all optional; empty means "any").
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct Params {
+    serial: Option<String>,
+    imprint: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    service: Option<String>,
+    policy: Option<String>,
+    status: Option<String>,
+    fail_info: Option<String>,
+    client: Option<String>,
+    kind: Option<String>,
+    /// Show records after this journal seq (the next page).
+    after: Option<u64>,
+    /// Export: `jsonl` (default) or `csv`.
+    format: Option<String>,
+}
+
+fn given(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|v| !v.is_empty())
+}
+
+/// A search: the journal query and the browser's extra fields.
+struct Search {
+    query: Query,
+    policy: Option<String>,
+    fail_info: Option<String>,
+    client: Option<IpAddr>,
+}
+
+impl Search {
+    fn of(p: &Params) -> Result<Search, String> {
+        let mut query = query_of(
+            given(&p.serial),
+            given(&p.from),
+            given(&p.to),
+            given(&p.imprint),
+            given(&p.service).map(String::from),
+            given(&p.status).map(String::from),
+        )?;
+        query.kind = given(&p.kind).map(String::from);
+        let client = given(&p.client)
+            .map(|c| {
+                c.parse()
+                    .map_err(|_| format!("client {c}: not an IP address"))
+            })
+            .transpose()?;
+        Ok(Search {
+            query,
+            policy: given(&p.policy).map(String::from),
+            fail_info: given(&p.fail_info).map(String::from),
+            client,
+        })
+    }
+
+    fn matches(&self, e: &Entry) -> bool {
+        let extra = self.policy.is_some() || self.fail_info.is_some() || self.client.is_some();
+        match e {
+            Entry::Request(r) => {
+                let (fail, http) = r.fail_info_and_http_status();
+                let outcome = fail.map_or_else(|| format!("http_{http}"), str::to_string);
+                self.policy.as_deref().is_none_or(|p| r.policy.as_deref() == Some(p))
+                    && self.fail_info.as_deref().is_none_or(|f| outcome == f)
+                    && self.client.is_none_or(|c| r.client == Some(c))
+            }
+            Entry::Event(_) => !extra,
+        }
+    }
+}
+
+/// One page of matches after `after`, and the seq to continue from when there are more.
+struct Found {
+    entries: Vec<(u64, Entry)>,
+    next: Option<u64>,
+    damage: Option<String>,
+}
+
+fn damage_text(d: Damage) -> String {
+    match d {
+        Damage::Undecodable { seq, error } => format!("frame {seq} does not decode: {error}"),
+        Damage::Corrupt { at, reason } => format!(
+            "damaged at segment {} offset {}: {reason}",
+            at.segment, at.offset
+        ),
+    }
+}
+
+fn find(dir: &std::path::Path, search: &Search, after: u64, limit: usize) -> Result<Found, String> {
+    let mut entries = Vec::new();
+    let mut next = None;
+    let damage = search.query.in_journal(dir, |seq, e| {
+        if seq <= after && after > 0 || !search.matches(&e) {
+            return true;
+        }
+        if entries.len() == limit {
+            next = entries.last().map(|(s, _): &(u64, Entry)| *s);
+            return false;
+        }
+        entries.push((seq, e));
+        true
+    })?;
+    Ok(Found {
+        entries,
+        next,
+        damage: damage.map(damage_text),
+    })
+}
+
+fn journal(app: &App) -> Result<PathBuf, Response> {
+    app.journal
+        .clone()
+        .ok_or_else(|| view::json_error(StatusCode::CONFLICT, "this server's audit trail has no journal"))
+}
+
+async fn search(app: &App, params: &Params) -> Result<Found, String> {
+    let Some(dir) = app.journal.clone() else {
+        return Err("this server's audit trail has no journal to search".into());
+    };
+    let s = Search::of(params)?;
+    let after = params.after.unwrap_or(0);
+    tokio::task::spawn_blocking(move || find(&dir, &s, after, PAGE))
+        .await
+        .map_err(|_| "the search stopped unexpectedly".to_string())?
+}
+
+fn query_string(p: &Params, after: Option<u64>, format: Option<&str>) -> String {
+    let mut pairs: Vec<(&str, String)> = Vec::new();
+    for (k, v) in [
+        ("serial", &p.serial),
+        ("imprint", &p.imprint),
+        ("from", &p.from),
+        ("to", &p.to),
+        ("service", &p.service),
+        ("policy", &p.policy),
+        ("status", &p.status),
+        ("fail_info", &p.fail_info),
+        ("client", &p.client),
+        ("kind", &p.kind),
+    ] {
+        if let Some(v) = given(v) {
+            pairs.push((k, v.to_string()));
+        }
+    }
+    if let Some(a) = after {
+        pairs.push(("after", a.to_string()));
+    }
+    if let Some(f) = format {
+        pairs.push(("format", f.to_string()));
+    }
+    serde_urlencoded::to_string(pairs).unwrap_or_default()
+}
+
+fn form(p: &Params) -> Markup {
+    let field = |name: &str, label: &str, v: &Option<String>, hint: &str| {
+        html! {
+            div {
+                label for=(name) { (label) }
+                input id=(name) name=(name) value=(v.clone().unwrap_or_default()) placeholder=(hint);
+            }
+        }
+    };
+    html! {
+        form.grid method="get" action="/audit" id="search" {
+            (field("serial", "Serial (hex)", &p.serial, "0x…"))
+            (field("imprint", "Message imprint (hex)", &p.imprint, "digest"))
+            (field("from", "From (RFC 3339)", &p.from, "2026-12-01T00:00:00Z"))
+            (field("to", "To (RFC 3339)", &p.to, ""))
+            (field("service", "Service", &p.service, ""))
+            (field("policy", "Policy", &p.policy, ""))
+            div {
+                label for="status" { "Status" }
+                select id="status" name="status" {
+                    @for (v, l) in [("", "any"), ("granted", "granted"), ("rejection", "not granted")] {
+                        option value=(v) selected[p.status.as_deref().unwrap_or("") == v] { (l) }
+                    }
+                }
+            }
+            (field("fail_info", "failInfo or http_NNN", &p.fail_info, "badAlg"))
+            (field("client", "Client address", &p.client, "192.0.2.1"))
+            div { button type="submit" id="search-button" { "Search" } }
+        }
+    }
+}
+
+fn results(found: &Found, p: &Params) -> Markup {
+    html! {
+        @if let Some(d) = &found.damage {
+            div.error { "The journal is damaged; results stop there: " (d) }
+        }
+        @if found.entries.is_empty() {
+            p.note id="no-results" { "No matching records." }
+        } @else {
+            table id="results" {
+                tr { th { "Seq" } th { "Time" } th { "Kind" } th { "Serial" } th { "Status" } th { "Service / policy" } th { "Imprint" } th { "Client" } }
+                @for (seq, e) in &found.entries {
+                    @match e {
+                        Entry::Request(r) => {
+                            @let (fail, http) = r.fail_info_and_http_status();
+                            tr.record {
+                                td { a href={ "/audit/records/" (seq) } { (seq) } }
+                                td.mono { (r.time.to_rfc3339()) }
+                                td { "request" }
+                                td.mono.serial { (r.serial().map(|s| crate::audit::record::serial_hex(s)).unwrap_or_default()) }
+                                td { (r.status()) @if let Some(f) = fail { " (" (f) ")" } @else if http != 200 { " (HTTP " (http) ")" } }
+                                td { (r.service) " / " (r.policy.as_deref().unwrap_or("–")) }
+                                td.mono { (r.imprint.as_deref().map(crate::protocol::hex::hex).unwrap_or_default()) }
+                                td.mono { (r.client.map(|c| c.to_string()).unwrap_or_default()) }
+                            }
+                        }
+                        Entry::Event(ev) => {
+                            tr.event {
+                                td { a href={ "/audit/records/" (seq) } { (seq) } }
+                                td.mono { (ev.time.to_rfc3339()) }
+                                td { (ev.kind) }
+                                td {}
+                                td { (ev.name) }
+                                td colspan="3" { (ev.message) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        div.pager {
+            @if let Some(next) = found.next {
+                a id="next-page" href={ "/audit?" (query_string(p, Some(next), None)) } { "Next page" }
+            }
+            a href={ "/audit/export?" (query_string(p, None, Some("jsonl"))) } id="export-jsonl" { "Export as JSON lines" }
+            a href={ "/audit/export?" (query_string(p, None, Some("csv"))) } id="export-csv" { "Export as CSV" }
+        }
+    }
+}
+
+pub async fn search_page(
+    State(app): State<App>,
+    headers: HeaderMap,
+    QueryParams(p): QueryParams<Params>,
+) -> Response {
+    let caller = match app.authorize(&headers, Need::Audit, false, None) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let (status, found) = match search(&app, &p).await {
+        Ok(f) => (StatusCode::OK, html! { (results(&f, &p)) }),
+        Err(e) => (StatusCode::BAD_REQUEST, html! { div.error id="search-error" { (e) } }),
+    };
+    let body = html! {
+        h1 { "Audit trail" }
+        section.card { (form(&p)) }
+        section.card { (found) }
+    };
+    view::html(
+        status,
+        view::page(Some(&caller), Area::Audit, "Audit trail", &[], body),
+    )
+}
+
+pub async fn search_json(
+    State(app): State<App>,
+    headers: HeaderMap,
+    QueryParams(p): QueryParams<Params>,
+) -> Response {
+    if let Err(r) = app.authorize(&headers, Need::Audit, true, None) {
+        return r;
+    }
+    match search(&app, &p).await {
+        Ok(f) => Json(serde_json::json!({
+            "records": f.entries.iter().map(|(seq, e)| e.to_json(Some(*seq))).collect::<Vec<_>>(),
+            "next_after": f.next,
+            "damage": f.damage,
+        }))
+        .into_response(),
+        Err(e) => view::json_error(StatusCode::BAD_REQUEST, &e),
+    }
+}
+
+/// The entry with journal seq `seq`.
+async fn entry(app: &App, seq: u64) -> Result<Option<Entry>, String> {
+    let Some(dir) = app.journal.clone() else {
+        return Err("this server's audit trail has no journal".into());
+    };
+    tokio::task::spawn_blocking(move || {
+        let mut found = None;
+        Query::default().in_journal(&dir, |s, e| {
+            if s == seq {
+                found = Some(e);
+            }
+            s < seq
+        })?;
+        Ok(found)
+    })
+    .await
+    .map_err(|_| "the search stopped unexpectedly".to_string())?
+}
+
+fn facts(rows: &[(&str, String)]) -> Markup {
+    html! {
+        dl.facts {
+            @for (k, v) in rows {
+                dt { (k) } dd.mono { (v) }
+            }
+        }
+    }
+}
+
+fn record_body(seq: u64, e: &Entry) -> Markup {
+    let json = e.to_json(Some(seq));
+    let rows: Vec<(&str, String)> = json
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(k, v)| !v.is_null() && *k != "request" && *k != "response")
+                .map(|(k, v)| (k.as_str(), v.as_str().map_or_else(|| v.to_string(), String::from)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let Entry::Request(r) = e else {
+        return html! { h1 { "Event " (seq) } section.card { (facts(&rows)) } };
+    };
+    html! {
+        h1 { "Record " (seq) }
+        section.card id="record" { (facts(&rows)) }
+        section.card id="request" {
+            h2 { "Request" }
+            @match r.request.as_deref().map(inspect::request_facts) {
+                None => p.note { "The request was not kept (audit filter option request = true keeps it)." }
+                Some(Err(e)) => p.error { "does not decode: " (e) }
+                Some(Ok(q)) => (facts(&[
+                    ("version", q.version.to_string()),
+                    ("hash algorithm", q.hash_algorithm),
+                    ("digest", q.digest),
+                    ("reqPolicy", q.req_policy.unwrap_or_else(|| "–".into())),
+                    ("nonce", q.nonce.unwrap_or_else(|| "–".into())),
+                    ("certReq", q.cert_req.to_string()),
+                    ("extensions", q.extensions.join(", ")),
+                ]))
+            }
+        }
+        section.card id="token" {
+            h2 { "Response" }
+            @match r.response.as_deref().map(inspect::response_facts) {
+                None => p.note { "The response was not kept (the storage filter, or the audit filter option response = true, keeps it)." }
+                Some(Err(e)) => p.error { "does not decode: " (e) }
+                Some(Ok(f)) => {
+                    (facts(&[("status", f.status.to_string()), ("failInfo", f.fail_info.join(", ")), ("statusString", f.status_text.join(" / "))]))
+                    @if let Some(t) = f.token {
+                        h2 { "TSTInfo" }
+                        (facts(&[
+                            ("serialNumber", t.serial),
+                            ("genTime", format!("{} ({})", t.gen_time, t.gen_time_rfc3339)),
+                            ("policy", t.policy),
+                            ("messageImprint", format!("{} {}", t.hash_algorithm, t.digest)),
+                            ("accuracy", t.accuracy_us.map_or("–".into(), |a| format!("{a} µs"))),
+                            ("nonce", t.nonce.unwrap_or_else(|| "–".into())),
+                            ("tsa", t.tsa.unwrap_or_else(|| "–".into())),
+                            ("extensions", if t.has_extensions { "present".into() } else { "none".into() }),
+                            ("signer", format!("{} serial {}", t.signer_issuer, t.signer_serial)),
+                        ]))
+                        h2 { "Certificates" }
+                        @if t.certificates.is_empty() { p.note { "none (the request had no certReq)" } }
+                        table {
+                            @for c in &t.certificates {
+                                tr { td { (c.subject) div.note { "issued by " (c.issuer) ", serial " (c.serial) } } td.mono { (c.not_before) " – " (c.not_after) } }
+                            }
+                        }
+                    }
+                    p { a id="download-tsr" href={ "/audit/records/" (seq) "/token.tsr" } { "Download the response (.tsr)" } }
+                }
+            }
+        }
+    }
+}
+
+async fn record_or_error(app: &App, seq: u64) -> Result<Entry, (StatusCode, String)> {
+    match entry(app, seq).await {
+        Ok(Some(e)) => Ok(e),
+        Ok(None) => Err((StatusCode::NOT_FOUND, format!("no record with seq {seq}"))),
+        Err(e) => Err((StatusCode::CONFLICT, e)),
+    }
+}
+
+pub async fn record_page(
+    State(app): State<App>,
+    Path(seq): Path<u64>,
+    headers: HeaderMap,
+) -> Response {
+    let caller: Caller = match app.authorize(&headers, Need::Audit, false, None) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    match record_or_error(&app, seq).await {
+        Ok(e) => view::html(
+            StatusCode::OK,
+            view::page(
+                Some(&caller),
+                Area::Audit,
+                &format!("Record {seq}"),
+                &[],
+                record_body(seq, &e),
+            ),
+        ),
+        Err((status, e)) => view::message_page(&caller, status, "Not found", &e),
+    }
+}
+
+pub async fn record_json(
+    State(app): State<App>,
+    Path(seq): Path<u64>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = app.authorize(&headers, Need::Audit, true, None) {
+        return r;
+    }
+    match record_or_error(&app, seq).await {
+        Ok(e) => {
+            let mut j = e.to_json(Some(seq));
+            if let (Entry::Request(r), Some(m)) = (&e, j.as_object_mut()) {
+                let req = r.request.as_deref().and_then(|d| inspect::request_facts(d).ok());
+                let resp = r.response.as_deref().and_then(|d| inspect::response_facts(d).ok());
+                m.insert("decoded_request".into(), serde_json::to_value(req).unwrap_or_default());
+                m.insert("decoded_response".into(), serde_json::to_value(resp).unwrap_or_default());
+            }
+            Json(j).into_response()
+        }
+        Err((status, e)) => view::json_error(status, &e),
+    }
+}
+
+pub async fn token(State(app): State<App>, Path(seq): Path<u64>, headers: HeaderMap) -> Response {
+    if let Err(r) = app.authorize(&headers, Need::Audit, false, None) {
+        return r;
+    }
+    match record_or_error(&app, seq).await {
+        Ok(Entry::Request(r)) if r.response.is_some() => {
+            let name = r.serial().map_or_else(
+                || format!("record-{seq}"),
+                |s| crate::audit::record::serial_hex(s),
+            );
+            (
+                [
+                    (header::CONTENT_TYPE, "application/timestamp-reply".to_string()),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        format!("attachment; filename=\"{name}.tsr\""),
+                    ),
+                ],
+                r.response.unwrap_or_default(),
+            )
+                .into_response()
+        }
+        Ok(_) => (StatusCode::NOT_FOUND, "this record holds no response\n").into_response(),
+        Err((status, e)) => (status, e).into_response(),
+    }
+}
+
+/// CSV columns of the export (requests only).
+const CSV_COLUMNS: [&str; 16] = [
+    "seq",
+    "serial",
+    "status",
+    "fail_info",
+    "http_status",
+    "gen_time",
+    "service",
+    "policy",
+    "policy_oid",
+    "hash_algorithm",
+    "message_imprint",
+    "nonce",
+    "cert_req",
+    "client_ip",
+    "key_id",
+    "latency_us",
+];
+
+fn csv_field(v: &serde_json::Value) -> String {
+    let text = match v {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text
+    }
+}
+
+pub async fn export(
+    State(app): State<App>,
+    headers: HeaderMap,
+    QueryParams(p): QueryParams<Params>,
+) -> Response {
+    if let Err(r) = app.authorize(&headers, Need::Audit, false, None) {
+        return r;
+    }
+    let dir = match journal(&app) {
+        Ok(d) => d,
+        Err(r) => return r,
+    };
+    let search = match Search::of(&p) {
+        Ok(s) => s,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    };
+    let csv = given(&p.format) == Some("csv");
+    // A reader thread streams the matches through a small channel: memory stays bounded
+    // however large the trail, and a client that stops reading stops the scan.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+    tokio::task::spawn_blocking(move || {
+        if csv && tx.blocking_send(Bytes::from(CSV_COLUMNS.join(",") + "\n")).is_err() {
+            return;
+        }
+        let _ = search.query.in_journal(&dir, |seq, e| {
+            if !search.matches(&e) {
+                return true;
+            }
+            let line = if csv {
+                let Entry::Request(_) = &e else { return true };
+                let j = e.to_json(Some(seq));
+                CSV_COLUMNS.map(|c| csv_field(&j[c])).join(",") + "\n"
+            } else {
+                e.to_json(Some(seq)).to_string() + "\n"
+            };
+            tx.blocking_send(Bytes::from(line)).is_ok()
+        });
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+    });
+    let (ctype, ext) = if csv {
+        ("text/csv; charset=utf-8", "csv")
+    } else {
+        ("application/x-ndjson", "jsonl")
+    };
+    (
+        [
+            (header::CONTENT_TYPE, ctype.to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"stampd-audit.{ext}\""),
+            ),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
