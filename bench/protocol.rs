@@ -170,6 +170,8 @@ fn standard_tsa(signer: Arc<dyn TokenSigner>) -> Tsa {
                 ClockConfig::default().build("clock", clock.clone()),
             )],
             status_text: true,
+            switch: stampd::policy::switch::Switches::default().of("bench"),
+            public_pages: false,
         }],
         clock,
         serials: Arc::new(SerialSpace::ephemeral(1, 0)),

@@ -41,6 +41,10 @@ impl Done {
 }
 
 /// Authorizes an action: the caller, or the refusal to answer.
+#[allow(
+    clippy::result_large_err,
+    reason = "the refusal is the whole axum Response the handler returns, made once per refused request"
+)]
 fn caller(app: &App, headers: &HeaderMap, body: &Bytes, api: bool) -> Result<Caller, Response> {
     let fields: HashMap<String, String> = serde_urlencoded::from_bytes(body).unwrap_or_default();
     app.authorize(
@@ -88,7 +92,11 @@ fn service(app: &App, caller: &Caller, name: &str, action: &str) -> Done {
     tracing::warn!(service = name, by = %caller.name, "service {state} by an administrator");
     app.audit(
         &caller.name,
-        if on { "service-enabled" } else { "service-disabled" },
+        if on {
+            "service-enabled"
+        } else {
+            "service-disabled"
+        },
         format!("service {name} {state} by {}", caller.name),
         serde_json::json!({ "service": name, "was_enabled": was }),
     );
@@ -147,8 +155,7 @@ async fn reload(app: &App, caller: &Caller) -> Done {
             ok: true,
             status: StatusCode::OK,
             title: "Configuration reloaded",
-            message: "configuration reloaded: the new services, policies and signers serve"
-                .into(),
+            message: "configuration reloaded: the new services, policies and signers serve".into(),
             detail: serde_json::json!({}),
         },
         Err(e) => Done {
@@ -175,11 +182,10 @@ async fn selftest(app: &App, caller: &Caller, name: &str) -> Done {
     // its certificate, and that the chain the tokens carry holds together.
     let trusted: Vec<Vec<u8>> = signer.chain().last().cloned().into_iter().collect();
     let test_name = name.to_string();
-    let result = tokio::task::spawn_blocking(move || {
-        crate::policy::selftest(&test_name, signer, &trusted)
-    })
-    .await
-    .unwrap_or_else(|_| Err("the self-test stopped unexpectedly".into()));
+    let result =
+        tokio::task::spawn_blocking(move || crate::policy::selftest(&test_name, signer, &trusted))
+            .await
+            .unwrap_or_else(|_| Err("the self-test stopped unexpectedly".into()));
     let (ok, message, detail) = match &result {
         Ok((v, took)) => (
             true,
@@ -309,5 +315,7 @@ macro_rules! handlers {
 }
 
 handlers!(reload_page, reload_json, |app, c| reload(&app, &c).await);
-handlers!(selftest_page, selftest_json, |app, c, name: String| selftest(&app, &c, &name).await);
+handlers!(selftest_page, selftest_json, |app, c, name: String| {
+    selftest(&app, &c, &name).await
+});
 handlers!(verify_page, verify_json, |app, c| verify(&app, &c).await);

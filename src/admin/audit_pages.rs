@@ -6,7 +6,6 @@
 
 use std::convert::Infallible;
 use std::net::IpAddr;
-use std::path::PathBuf;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query as QueryParams, State};
@@ -87,7 +86,9 @@ impl Search {
             Entry::Request(r) => {
                 let (fail, http) = r.fail_info_and_http_status();
                 let outcome = fail.map_or_else(|| format!("http_{http}"), str::to_string);
-                self.policy.as_deref().is_none_or(|p| r.policy.as_deref() == Some(p))
+                self.policy
+                    .as_deref()
+                    .is_none_or(|p| r.policy.as_deref() == Some(p))
                     && self.fail_info.as_deref().is_none_or(|f| outcome == f)
                     && self.client.is_none_or(|c| r.client == Some(c))
             }
@@ -132,12 +133,6 @@ fn find(dir: &std::path::Path, search: &Search, after: u64, limit: usize) -> Res
         next,
         damage: damage.map(damage_text),
     })
-}
-
-fn journal(app: &App) -> Result<PathBuf, Response> {
-    app.journal
-        .clone()
-        .ok_or_else(|| view::json_error(StatusCode::CONFLICT, "this server's audit trail has no journal"))
 }
 
 async fn search(app: &App, params: &Params) -> Result<Found, String> {
@@ -270,7 +265,10 @@ pub async fn search_page(
     };
     let (status, found) = match search(&app, &p).await {
         Ok(f) => (StatusCode::OK, html! { (results(&f, &p)) }),
-        Err(e) => (StatusCode::BAD_REQUEST, html! { div.error id="search-error" { (e) } }),
+        Err(e) => (
+            StatusCode::BAD_REQUEST,
+            html! { div.error id="search-error" { (e) } },
+        ),
     };
     let body = html! {
         h1 { "Audit trail" }
@@ -338,7 +336,12 @@ fn record_body(seq: u64, e: &Entry) -> Markup {
         .map(|m| {
             m.iter()
                 .filter(|(k, v)| !v.is_null() && *k != "request" && *k != "response")
-                .map(|(k, v)| (k.as_str(), v.as_str().map_or_else(|| v.to_string(), String::from)))
+                .map(|(k, v)| {
+                    (
+                        k.as_str(),
+                        v.as_str().map_or_else(|| v.to_string(), String::from),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -443,10 +446,22 @@ pub async fn record_json(
         Ok(e) => {
             let mut j = e.to_json(Some(seq));
             if let (Entry::Request(r), Some(m)) = (&e, j.as_object_mut()) {
-                let req = r.request.as_deref().and_then(|d| inspect::request_facts(d).ok());
-                let resp = r.response.as_deref().and_then(|d| inspect::response_facts(d).ok());
-                m.insert("decoded_request".into(), serde_json::to_value(req).unwrap_or_default());
-                m.insert("decoded_response".into(), serde_json::to_value(resp).unwrap_or_default());
+                let req = r
+                    .request
+                    .as_deref()
+                    .and_then(|d| inspect::request_facts(d).ok());
+                let resp = r
+                    .response
+                    .as_deref()
+                    .and_then(|d| inspect::response_facts(d).ok());
+                m.insert(
+                    "decoded_request".into(),
+                    serde_json::to_value(req).unwrap_or_default(),
+                );
+                m.insert(
+                    "decoded_response".into(),
+                    serde_json::to_value(resp).unwrap_or_default(),
+                );
             }
             Json(j).into_response()
         }
@@ -466,7 +481,10 @@ pub async fn token(State(app): State<App>, Path(seq): Path<u64>, headers: Header
             );
             (
                 [
-                    (header::CONTENT_TYPE, "application/timestamp-reply".to_string()),
+                    (
+                        header::CONTENT_TYPE,
+                        "application/timestamp-reply".to_string(),
+                    ),
                     (
                         header::CONTENT_DISPOSITION,
                         format!("attachment; filename=\"{name}.tsr\""),
@@ -522,9 +540,11 @@ pub async fn export(
     if let Err(r) = app.authorize(&headers, Need::Audit, false, None) {
         return r;
     }
-    let dir = match journal(&app) {
-        Ok(d) => d,
-        Err(r) => return r,
+    let Some(dir) = app.journal.clone() else {
+        return view::json_error(
+            StatusCode::CONFLICT,
+            "this server's audit trail has no journal",
+        );
     };
     let search = match Search::of(&p) {
         Ok(s) => s,
@@ -535,7 +555,11 @@ pub async fn export(
     // however large the trail, and a client that stops reading stops the scan.
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
     tokio::task::spawn_blocking(move || {
-        if csv && tx.blocking_send(Bytes::from(CSV_COLUMNS.join(",") + "\n")).is_err() {
+        if csv
+            && tx
+                .blocking_send(Bytes::from(CSV_COLUMNS.join(",") + "\n"))
+                .is_err()
+        {
             return;
         }
         let _ = search.query.in_journal(&dir, |seq, e| {

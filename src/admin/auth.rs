@@ -180,8 +180,8 @@ fn default_token(path: &Path) -> Result<String, String> {
                     path.display()
                 ));
             }
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("{}: {e}", path.display()))?;
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
             let token = text.trim().to_string();
             if token.len() < 16 {
                 return Err(format!(
@@ -351,11 +351,9 @@ impl Auth {
     /// Appends the login figures for `GET /metrics`.
     pub fn metrics(&self, out: &mut String) {
         use std::fmt::Write;
-        let live = self
-            .sessions
-            .live
-            .lock()
-            .map_or(0, |l| l.values().filter(|s| s.expires > Instant::now()).count());
+        let live = self.sessions.live.lock().map_or(0, |l| {
+            l.values().filter(|s| s.expires > Instant::now()).count()
+        });
         let _ = write!(
             out,
             "# TYPE stampd_admin_login_failures_total counter\n\
@@ -396,7 +394,10 @@ mod tests {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         let token = std::fs::read_to_string(&path).unwrap().trim().to_string();
-        assert_eq!(users.check("", &token).map(|u| u.name.as_str()), Some("admin"));
+        assert_eq!(
+            users.check("", &token).map(|u| u.name.as_str()),
+            Some("admin")
+        );
         assert!(users.check("", "wrong-token-wrong-token").is_none());
         assert!(users.bearer(&token).is_some());
         // Read again, not replaced.

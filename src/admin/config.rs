@@ -269,7 +269,8 @@ mod tests {
             u.password_hash = Some("hunter2".into());
         });
         assert!(plain[0].contains("not a PHC hash string"), "{plain:?}");
-        let hashed = crate::admin::auth::hash_password("hunter2").unwrap();
+        // `echo "correct horse battery" | stampd admin hash-password`
+        let hashed = "$argon2id$v=19$m=19456,t=2,p=1$otUumN6R0ZaJS2UVaLj2DQ$f644L8JpzkVh9XH3tFkT58Lgdiq5Yf5RhhNg4kJfFZc".to_string();
         assert!(user(&|u| {
             u.token_env = None;
             u.password_hash = Some(hashed.clone());

@@ -403,8 +403,14 @@ impl Sampler {
                 ("total", total.into()),
                 ("granted", granted.into()),
                 ("rejected", rejected.into()),
-                ("p50", svc.p50_us.map_or("–".into(), |v| format!("{v} µs").into())),
-                ("p99", svc.p99_us.map_or("–".into(), |v| format!("{v} µs").into())),
+                (
+                    "p50",
+                    svc.p50_us.map_or("–".into(), |v| format!("{v} µs").into()),
+                ),
+                (
+                    "p99",
+                    svc.p99_us.map_or("–".into(), |v| format!("{v} µs").into()),
+                ),
             ] {
                 values.insert(format!("{name}.{k}"), v);
             }
@@ -429,7 +435,7 @@ fn window(now: &Histogram<u64>, before: Option<&Histogram<u64>>) -> Option<Histo
             return None;
         }
     }
-    (h.len() > 0).then_some(h)
+    (!h.is_empty()).then_some(h)
 }
 
 fn yes(b: bool, good: &str, bad: &str) -> Markup {

@@ -257,11 +257,7 @@ async fn ready(State(app): State<App>) -> Response {
 async fn metrics(State(app): State<App>) -> Response {
     let mut text = app.probe.metrics();
     app.auth.metrics(&mut text);
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        text,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 async fn asset(Path(name): Path<String>) -> Response {
@@ -331,6 +327,10 @@ impl Admin {
     /// redirect to the login page (pages) or 401 (the API) without a session, 403 for a
     /// role that may not, a missing CSRF token or a cross-site request. `csrf` is the token
     /// the request carries (form field or `X-CSRF-Token`).
+    #[allow(
+        clippy::result_large_err,
+        reason = "the refusal is the whole axum Response the handler returns, made once per refused request"
+    )]
     fn authorize(
         &self,
         headers: &HeaderMap,
@@ -340,7 +340,10 @@ impl Admin {
     ) -> Result<Caller, Response> {
         let Some(caller) = self.caller(headers) else {
             return Err(if api {
-                view::json_error(StatusCode::UNAUTHORIZED, "log in, or send Authorization: Bearer TOKEN")
+                view::json_error(
+                    StatusCode::UNAUTHORIZED,
+                    "log in, or send Authorization: Bearer TOKEN",
+                )
             } else {
                 view::redirect("/login")
             });
@@ -370,11 +373,8 @@ impl Admin {
                 return Err(forbid("a cross-site request may not act here"));
             }
             if let Some(session) = &caller.session {
-                let given = csrf.or_else(|| {
-                    headers
-                        .get("x-csrf-token")
-                        .and_then(|v| v.to_str().ok())
-                });
+                let given =
+                    csrf.or_else(|| headers.get("x-csrf-token").and_then(|v| v.to_str().ok()));
                 if !auth::csrf_ok(session, given) {
                     return Err(forbid(
                         "the request carries no valid CSRF token: reload the page and try again",
@@ -405,7 +405,11 @@ impl Admin {
             detail: detail.to_string(),
         };
         if self.current.load().audit.event(event).is_err() {
-            tracing::error!(by = caller, action = name, "the audit trail could not take an admin action's record");
+            tracing::error!(
+                by = caller,
+                action = name,
+                "the audit trail could not take an admin action's record"
+            );
         }
     }
 }

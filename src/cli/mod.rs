@@ -1,6 +1,7 @@
 //! The `stampd` command line: one file per command group. The only floor that sees every
 //! component (with `config`, the assembler), and the only place that exits the process.
 
+mod admin;
 mod audit;
 mod check_config;
 mod client;
@@ -138,6 +139,9 @@ enum Command {
     /// The audit trail: verify, export and query the journal; PostgreSQL schema.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// The admin interface's administrators: hash a password.
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
     /// The clock's sync monitor.
     #[command(subcommand)]
     Clock(ClockCommand),
@@ -226,6 +230,7 @@ pub fn main() -> ExitCode {
         ),
         Command::CheckConfig { file, json } => check_config::check_config(&file, json),
         Command::Audit(cmd) => audit::audit(cmd),
+        Command::Admin(cmd) => admin::admin(cmd),
         Command::Clock(ClockCommand::Status { config, json }) => clock::status(config, json),
         Command::Hsm(cmd) => hsm::hsm(cmd),
     };

@@ -131,7 +131,12 @@ pub fn response_facts(der: &[u8]) -> Result<ResponseFacts, String> {
         let tst = &t.tst_info;
         let (signer_issuer, signer_serial) = t.signer_infos.first().map_or_else(
             || (String::new(), String::new()),
-            |si| (name_text(si.sid_issuer), int_hex(integer_content(si.sid_serial))),
+            |si| {
+                (
+                    name_text(si.sid_issuer),
+                    int_hex(integer_content(si.sid_serial)),
+                )
+            },
         );
         TokenFacts {
             serial: int_hex(tst.serial),
@@ -141,7 +146,9 @@ pub fn response_facts(der: &[u8]) -> Result<ResponseFacts, String> {
             hash_algorithm: hash_text(tst.hash_oid),
             digest: hex(tst.digest),
             nonce: tst.nonce.map(int_hex),
-            accuracy_us: tst.accuracy.map(|(s, ms, us)| s * 1_000_000 + ms * 1_000 + us),
+            accuracy_us: tst
+                .accuracy
+                .map(|(s, ms, us)| s * 1_000_000 + ms * 1_000 + us),
             tsa: tst.tsa.map(|g| match GeneralName::from_der(g) {
                 Ok(GeneralName::DirectoryName(n)) => n.to_string(),
                 _ => hex(g),

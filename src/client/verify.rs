@@ -161,10 +161,7 @@ pub fn checks(
     );
     let si = match token.signer_infos.as_slice() {
         [si] => Ok(si),
-        more => Err(format!(
-            "{} SignerInfos (expected exactly one)",
-            more.len()
-        )),
+        more => Err(format!("{} SignerInfos (expected exactly one)", more.len())),
     };
     let digest_alg = si.clone().and_then(|si| {
         HashAlg::from_oid_bytes(si.digest_alg)
@@ -193,12 +190,12 @@ pub fn checks(
                     .to_string()
             })
     });
-    let with_signer = |f: &dyn Fn(&SignerInfo<'_>, &CertView<'_>) -> Result<String, String>| {
-        match (&si, &signer) {
+    let with_signer =
+        |f: &dyn Fn(&SignerInfo<'_>, &CertView<'_>) -> Result<String, String>| match (&si, &signer)
+        {
             (Ok(si), Ok(c)) => f(si, c),
             (Err(e), _) | (_, Err(e)) => Err(e.clone()),
-        }
-    };
+        };
     note(
         "ESS signing certificate",
         with_signer(&|si, c| {
@@ -214,7 +211,9 @@ pub fn checks(
     };
     note(
         "signature",
-        scheme.clone().map(|s| format!("{s}, by the TSA certificate")),
+        scheme
+            .clone()
+            .map(|s| format!("{s}, by the TSA certificate")),
     );
     note(
         "EKU",

@@ -479,7 +479,8 @@ mod tests {
                 service: 0,
                 route: 0,
                 body_len: 10,
-                expect_continue: false
+                expect_continue: false,
+                form: Form::Rfc3161,
             }
         );
         let r = action("POST /other?x=1 HTTP/1.1\r\nHost: t\r\nContent-Type: Application/Timestamp-Query; charset=binary\r\nContent-Length: 3\r\n\r\n");
@@ -489,7 +490,8 @@ mod tests {
                 service: 1,
                 route: 1,
                 body_len: 3,
-                expect_continue: false
+                expect_continue: false,
+                form: Form::Rfc3161,
             }
         );
     }
@@ -691,7 +693,8 @@ mod tests {
                 service: 0,
                 route: 0,
                 body_len: 5,
-                expect_continue: true
+                expect_continue: true,
+                form: Form::Rfc3161,
             }
         );
         let s = "POST /tsa HTTP/1.1\r\nHost: t\r\nContent-Type: application/timestamp-query\r\nContent-Length: 5\r\nExpect: magic\r\n\r\n";

@@ -23,8 +23,8 @@ use monoio::net::{ListenerOpts, TcpListener};
 
 use crate::error::Error;
 use crate::pipeline::{self, Envelope, Queue};
-use crate::policy::current::{Cached, Current};
 use crate::policy;
+use crate::policy::current::{Cached, Current};
 use crate::policy::{Reply, RequestMeta};
 use body_budget::BodyBudget;
 use config::{Dispatch, HttpConfig, IoDriver, Listener};

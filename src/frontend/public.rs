@@ -238,7 +238,7 @@ pub fn info(ask: &Ask<'_>) -> Answer {
                   "curl -s -o chain.pem " (url) "/chain.pem\n"
                   "openssl ts -verify -in resp.tsr -data FILE -CAfile chain.pem" }
             p { "With stampd: " }
-            pre { "stampd request --url " (url) " --out resp.tsr FILE\n"
+            pre { "stampd request --url " (url) " --cert --out resp.tsr FILE\n"
                   "stampd verify --ca chain.pem --data FILE resp.tsr" }
         }
         section.card id="stamp-section" {
@@ -287,7 +287,10 @@ pub fn stamp_request(ask: &Ask<'_>, body: &[u8]) -> Result<Vec<u8>, Answer> {
     let f = form(body);
     let name = f.get("hash").map_or("sha256", |h| h.trim());
     let Some(alg) = HashAlg::from_name(name) else {
-        return Err(ask.error(400, &format!("hash {name}: not a hash algorithm stampd knows")));
+        return Err(ask.error(
+            400,
+            &format!("hash {name}: not a hash algorithm stampd knows"),
+        ));
     };
     let text = f.get("digest").map_or("", |d| d.trim());
     let digest = unhex(&text.to_ascii_lowercase())
@@ -339,7 +342,11 @@ pub fn stamp_answer(ask: &Ask<'_>, result: Result<Vec<u8>, u16>) -> Answer {
         };
     };
     if ask.wants_json() {
-        let tsa = t.certificates.first().map(|c| c.subject.clone());
+        let tsa = ask
+            .chain()
+            .first()
+            .and_then(|c| CertView::parse(c).ok())
+            .map(|c| c.certificate().tbs_certificate.subject.to_string());
         return ask.json(
             200,
             serde_json::json!({
@@ -381,7 +388,10 @@ pub fn verify(ask: &Ask<'_>, body: &[u8]) -> Answer {
             None => {
                 return ask.error(
                     400,
-                    &format!("the response holds no token (status {})", resp.status.name()),
+                    &format!(
+                        "the response holds no token (status {})",
+                        resp.status.name()
+                    ),
                 )
             }
         },

@@ -795,12 +795,20 @@ fn sequence_content(tlv: &[u8]) -> Vec<u8> {
 
 #[test]
 fn a_disabled_service_refuses_with_503_until_enabled_again() {
-    let f = fixture(KeyType::P256, RsaPadding::Pkcs1, None);
+    let f = fixture(KeyType::P256, RsaPadding::Pkcs1, Some(now()));
     let req = crate::protocol::request::encode(HashAlg::Sha256, &[7; 32], None, None, false);
     assert!(f.tsa.services[0].switch.set(false));
     let reply = f.tsa.issue(0, &req, &local());
-    assert!(matches!(reply.outcome, Outcome::Refused(503)), "{:?}", reply.outcome);
+    assert!(
+        matches!(reply.outcome, Outcome::Refused(503)),
+        "{:?}",
+        reply.outcome
+    );
     f.tsa.services[0].switch.set(true);
     let reply = f.tsa.issue(0, &req, &local());
-    assert!(matches!(reply.outcome, Outcome::Granted { .. }), "{:?}", reply.outcome);
+    assert!(
+        matches!(reply.outcome, Outcome::Granted { .. }),
+        "{:?}",
+        reply.outcome
+    );
 }

@@ -111,7 +111,10 @@ mod tests {
         assert!(p.contains("&lt;x&gt; — stampd"), "{p}");
         assert!(p.contains("a &amp; b"));
         assert!(p.contains(r#"<script src="/tsa/assets/public.js" defer>"#));
-        assert!(!p.contains("<script>"), "no inline script: the CSP forbids it");
+        assert!(
+            !p.contains("<script>"),
+            "no inline script: the CSP forbids it"
+        );
         for a in ASSETS {
             assert!(!a.bytes.is_empty(), "{}", a.name);
         }

@@ -101,7 +101,10 @@ impl Server {
                         .strip_prefix("stampd: admin on http://")
                         .or_else(|| line.strip_prefix("stampd: admin on https://"));
                     if let Some(rest) = admin_at {
-                        admin = rest.split_whitespace().next().map(|a| a.parse().unwrap());
+                        admin = rest
+                            .split_whitespace()
+                            .next()
+                            .map(|a| a.trim_end_matches('/').parse().unwrap());
                     }
                     let serving = line
                         .strip_prefix("stampd: serving http://")

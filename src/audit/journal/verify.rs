@@ -33,9 +33,9 @@ pub struct Verified {
 impl Verified {
     /// The JSON form `stampd audit verify --json` prints and the admin API answers.
     pub fn to_json(&self) -> serde_json::Value {
-        let (seq, hash) = self
-            .head
-            .map_or((None, None), |(s, h)| (Some(s), Some(crate::protocol::hex::hex(&h))));
+        let (seq, hash) = self.head.map_or((None, None), |(s, h)| {
+            (Some(s), Some(crate::protocol::hex::hex(&h)))
+        });
         serde_json::json!({
             "intact": self.broken.is_none(),
             "records": self.records,

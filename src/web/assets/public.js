@@ -39,7 +39,7 @@
   // The digest of `file` under `alg`, hex, and how it was computed.
   async function digest(file, alg, progress) {
     var subtle = window.crypto && window.crypto.subtle;
-    if (subtle && file.size <= ONE_SHOT_LIMIT) {
+    if (subtle && NAMES[alg] && file.size <= ONE_SHOT_LIMIT) {
       return { hex: hex(await subtle.digest(NAMES[alg], await file.arrayBuffer())), how: "WebCrypto" };
     }
     if (alg !== "sha256") {
