@@ -497,6 +497,87 @@ mod tests {
     }
 
     #[test]
+    fn public_pages_are_routed_beside_the_rfc3161_path() {
+        let get = |path: &str, accept: &str| {
+            action(&format!(
+                "GET {path} HTTP/1.1\r\nHost: x\r\nAccept: {accept}\r\n\r\n"
+            ))
+        };
+        let page = |page, route, service| Action::Page {
+            service,
+            route,
+            page,
+            head_only: false,
+        };
+        // A browser's GET of the path is the info page; any other GET keeps its 405.
+        assert_eq!(
+            get("/tsa", "text/html,application/xhtml+xml"),
+            page(Page::Info, 0, 0)
+        );
+        assert!(matches!(
+            get("/tsa", "application/timestamp-reply"),
+            Action::Error {
+                status: 405,
+                route: Some(0),
+                ..
+            }
+        ));
+        assert_eq!(get("/other/chain.pem", "*/*"), page(Page::Chain, 1, 1));
+        let css = crate::web::ASSETS
+            .iter()
+            .position(|a| a.name == "stampd.css")
+            .unwrap();
+        assert_eq!(
+            get("/tsa/assets/stampd.css", "*/*"),
+            page(Page::Asset(css), 0, 0)
+        );
+        for unknown in ["/tsa/assets/../x", "/tsa/nope", "/tsax", "/tsa/assets/"] {
+            assert!(
+                matches!(get(unknown, "text/html"), Action::Error { status: 404, .. }),
+                "{unknown}"
+            );
+        }
+        // The forms: a urlencoded POST, refused as any POST is when it is not.
+        let form = |path: &str, ctype: &str| {
+            action(&format!(
+                "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {ctype}\r\nContent-Length: 4\r\n\r\n"
+            ))
+        };
+        assert_eq!(
+            form(
+                "/tsa/stamp",
+                "application/x-www-form-urlencoded;charset=UTF-8"
+            ),
+            Action::Timestamp {
+                service: 0,
+                route: 0,
+                body_len: 4,
+                expect_continue: false,
+                form: Form::Stamp,
+            }
+        );
+        assert!(matches!(
+            form("/tsa/verify", "application/x-www-form-urlencoded"),
+            Action::Timestamp {
+                form: Form::Verify,
+                ..
+            }
+        ));
+        assert!(matches!(
+            form("/tsa/stamp", "application/timestamp-query"),
+            Action::Error { status: 415, .. }
+        ));
+        assert!(matches!(
+            form("/tsa", "application/x-www-form-urlencoded"),
+            Action::Error { status: 415, .. }
+        ));
+        assert!(matches!(
+            get("/tsa/stamp", "text/html"),
+            Action::Error { status: 405, .. }
+        ));
+    }
+
+    #[test]
     fn partial_heads_wait_and_oversized_heads_are_431() {
         assert_eq!(p("POST /tsa HTTP/1.1\r\nHost"), Parsed::Partial);
         let big = format!(
