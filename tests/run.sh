@@ -4,8 +4,10 @@
 # Installs what it needs when missing (as root, from Debian packages): openssl, python3-venv,
 # the PostgreSQL server and client (the audit tests start their own server), SoftHSM2 (the
 # PKCS#11 tests use a token in a temporary directory), systemd (systemd-analyze checks the
-# unit in packaging/), curl (the HTTPS tests' client), then sets up a venv with the independent verifiers (tests/interop/requirements.txt) and
-# runs every unit and integration test with cargo-nextest (cargo test when nextest is absent).
+# unit in packaging/), curl (the HTTPS tests' client), chromium and chromium-driver (the
+# browser tests of the web interface, tests/web.rs), then sets up a venv with the independent
+# verifiers and selenium (tests/interop/requirements.txt) and runs every unit and integration
+# test with cargo-nextest (cargo test when nextest is absent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +20,8 @@ command -v psql >/dev/null || need_pkgs+=(postgresql-client)
 command -v runuser >/dev/null || need_pkgs+=(util-linux)
 [ -e /usr/lib/softhsm/libsofthsm2.so ] || need_pkgs+=(softhsm2)
 command -v systemd-analyze >/dev/null || need_pkgs+=(systemd)
+[ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
+[ -x /usr/bin/chromedriver ] || need_pkgs+=(chromium-driver)
 if ((${#need_pkgs[@]})); then
   if [ "$(id -u)" = 0 ]; then
     echo "== installing ${need_pkgs[*]}"
@@ -28,7 +32,7 @@ if ((${#need_pkgs[@]})); then
   fi
 fi
 
-# Independent verifiers (pyHanko, rfc3161-client) in a venv, reused between runs.
+# Independent verifiers (pyHanko, rfc3161-client) and selenium in a venv, reused between runs.
 venv="${STAMPD_TEST_VENV:-target/interop-venv}"
 if [ ! -x "$venv/bin/python" ] || ! cmp -s tests/interop/requirements.txt "$venv/requirements.txt"; then
   echo "== setting up $venv"

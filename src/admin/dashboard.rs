@@ -48,6 +48,8 @@ pub struct ServiceView {
     pub urls: Vec<String>,
     /// Its public timestamp pages are on.
     pub public_pages: bool,
+    /// It has a transaction monitor (the live figures' source).
+    pub monitored: bool,
     /// Its policies, in order.
     pub policies: Vec<PolicyView>,
 }
@@ -200,6 +202,7 @@ impl Admin {
                         .map(|e| e.url.clone())
                         .collect(),
                     public_pages: s.public_pages,
+                    monitored: s.preprocess.iter().any(|f| f.figures().is_some()),
                     policies: s
                         .policies
                         .iter()
@@ -341,9 +344,8 @@ pub struct Sampler {
 const MIN_INTERVAL: Duration = Duration::from_millis(900);
 
 impl Sampler {
-    /// The live figures of `tsa` since the previous sample.
-    pub fn sample(&mut self, tsa: &Tsa) -> Live {
-        let now = Instant::now();
+    /// The live figures of `tsa` at `now`, over the interval since the previous sample.
+    pub fn sample(&mut self, tsa: &Tsa, now: Instant) -> Live {
         if let (Some((at, _)), Some(live)) = (&self.last, &self.live) {
             if now.duration_since(*at) < MIN_INTERVAL {
                 return live.clone();
@@ -462,7 +464,10 @@ fn render(d: &Dashboard, caller: &Caller) -> Markup {
         section.card id="live" data-live-url="/api/live" {
             h2 { "Live figures " span.note id="live-updated" {} }
             (crate::web::without_script("The figures refresh by themselves with JavaScript; reload the page to refresh them."))
-            @for s in &d.services {
+            @for s in d.services.iter().filter(|s| !s.monitored) {
+                p.note { "Service " (s.name) " has no live figures: add \"transaction-monitor\" to its preprocess list." }
+            }
+            @for s in d.services.iter().filter(|s| s.monitored) {
                 h3 { (s.name) }
                 div.figures {
                     @for (key, label) in [("rate", "requests/s"), ("p50", "p50 latency"), ("p99", "p99 latency"), ("total", "requests since start"), ("granted", "tokens issued"), ("rejected", "not granted")] {
@@ -608,6 +613,59 @@ pub async fn live(State(app): State<App>, headers: HeaderMap) -> Response {
         .sampler
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .sample(&tsa);
+        .sample(&tsa, Instant::now());
     Json(live).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::{DevPki, KeyType};
+    use crate::policy::preprocess::monitor::MonitorConfig;
+    use crate::policy::RequestMeta;
+    use crate::protocol::{request, HashAlg};
+    use crate::signer::software::{RsaPadding, SoftwareSigner};
+
+    #[test]
+    fn live_figures_are_rates_and_percentiles_of_the_last_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = DevPki::in_dir(dir.path());
+        pki.create(KeyType::P256).unwrap();
+        let now = crate::clock::unix_time(crate::clock::wall_now()).unwrap();
+        let signer =
+            SoftwareSigner::load("s", &pki.tsa_key, &pki.tsa_cert, RsaPadding::Pkcs1, now).unwrap();
+        let mut tsa = Tsa::single("s", std::sync::Arc::new(signer));
+        tsa.services[0].preprocess.push(std::sync::Arc::new(
+            MonitorConfig::default().build("m", "s"),
+        ));
+        let good = request::encode(HashAlg::Sha256, &[1; 32], None, None, false);
+        let meta = RequestMeta::local("/tsa");
+        let issue = |n: usize, body: &[u8]| {
+            for _ in 0..n {
+                tsa.issue(0, body, &meta);
+            }
+        };
+        issue(10, &good);
+        let mut sampler = Sampler::default();
+        let t0 = Instant::now();
+        let first = sampler.sample(&tsa, t0);
+        assert_eq!(first.services[0].requests_total, 10);
+        assert_eq!(first.services[0].requests_per_s, 0.0, "no interval yet");
+        issue(20, &good);
+        issue(5, b"not DER");
+        // Within the minimum interval: the same figures again.
+        let again = sampler.sample(&tsa, t0 + Duration::from_millis(100));
+        assert_eq!(again.services[0].requests_total, 10);
+        let second = sampler.sample(&tsa, t0 + Duration::from_secs(2));
+        let s = &second.services[0];
+        assert_eq!((s.requests_total, s.granted_total), (35, 30));
+        assert_eq!(s.requests_per_s, 12.5);
+        assert_eq!(s.not_granted.get("badDataFormat"), Some(&5));
+        assert!(s.p50_us.is_some() && s.p99_us >= s.p50_us);
+        assert_eq!(second.values["s.total"], 35);
+        // Nothing in the next interval: no percentiles, no rate.
+        let idle = sampler.sample(&tsa, t0 + Duration::from_secs(4));
+        assert_eq!(idle.services[0].requests_per_s, 0.0);
+        assert_eq!(idle.services[0].p50_us, None);
+    }
 }
