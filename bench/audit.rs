@@ -35,6 +35,7 @@ fn record(n: u64) -> Record {
         response: Some(vec![0x5a; 650]),
         request_digest: None,
         client_subject: None,
+        authenticode: false,
     }
 }
 

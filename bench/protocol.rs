@@ -172,6 +172,7 @@ fn standard_tsa(signer: Arc<dyn TokenSigner>) -> Tsa {
             status_text: true,
             switch: stampd::policy::switch::Switches::default().of("bench"),
             public_pages: false,
+            protocol: stampd::policy::config::Protocol::Rfc3161,
         }],
         clock,
         serials: Arc::new(SerialSpace::ephemeral(1, 0)),

@@ -442,18 +442,18 @@ fn migrate_and_query_postgres_from_the_command_line() {
     let dsn = pg.dsn();
     let migrate = || run(Command::new(BIN).args(["audit", "migrate", "--postgres", &dsn]));
     let (ok, out) = migrate();
-    assert!(ok && out.contains("4 migration(s) applied"), "{out}");
+    assert!(ok && out.contains("5 migration(s) applied"), "{out}");
     let (ok, out) = migrate();
     assert!(ok && out.contains("0 migration(s) applied"), "{out}");
-    // A database at schema version 1 (before the request digest columns, the events table
-    // and the client subject column) is brought up to date.
+    // A database at schema version 1 (before the request digest columns, the events table,
+    // the client subject and the protocol columns) is brought up to date.
     pg.sql(
         "ALTER TABLE audit_record DROP COLUMN request_sha256, DROP COLUMN request_length, \
-         DROP COLUMN client_subject; DROP TABLE audit_event; \
+         DROP COLUMN client_subject, DROP COLUMN protocol; DROP TABLE audit_event; \
          DELETE FROM stampd_schema WHERE version >= 2",
     );
     let (ok, out) = migrate();
-    assert!(ok && out.contains("3 migration(s) applied"), "{out}");
+    assert!(ok && out.contains("4 migration(s) applied"), "{out}");
     // A password in the connection string is refused: secrets come from env or files.
     let (ok, out) = run(Command::new(BIN).args([
         "audit",
@@ -860,7 +860,7 @@ fn the_shipper_ships_to_a_postgresql_that_accepts_only_tls() {
         "--postgres",
         &format!("{} sslmode=require", pg.dsn()),
     ]));
-    assert!(ok && out.contains("4 migration(s) applied"), "{out}");
+    assert!(ok && out.contains("5 migration(s) applied"), "{out}");
 
     let dsn = format!(
         "{} sslmode=verify-full sslrootcert='{}'",

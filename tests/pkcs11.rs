@@ -708,3 +708,31 @@ fn a_removed_token_means_system_failure_then_service_resumes() {
     hsm.openssl_verifies("after-two", &q, &body);
     assert_eq!(get(&server, "/ready").status, 200);
 }
+
+/// osslsigncode with a key in SoftHSM2: a legacy Authenticode countersignature (`-t`) and an
+/// RFC 3161 token (`-ts`), both signed on the token, both verified by `osslsigncode verify`.
+#[test]
+fn osslsigncode_stamps_signed_by_an_hsm_key_verify() {
+    use common::signing::{code_signing_cert, osslsigncode_sign, osslsigncode_verify, script};
+    let hsm = Hsm::new();
+    hsm.provision("code", "p256");
+    let config = format!(
+        "[signer.main]\nkind = \"pkcs11\"\nmodule = \"{MODULE}\"\ntoken_label = \"tsa\"\n\
+         pin_env = \"{PIN_ENV}\"\nkey_label = \"code\"\nsessions = 1\n\n\
+         [[service]]\nname = \"default\"\n\n\
+         [[service]]\nname = \"authenticode\"\npath = \"/authenticode\"\nprotocol = \"authenticode\"\n"
+    );
+    let data = hsm.path("data");
+    let server = common::Server::start(&data, Some(&config));
+    let dir = hsm.path("signing");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = code_signing_cert(&dir);
+    let file = script(&dir, "hsm.ps1");
+    for (flag, path) in [("-t", "/authenticode"), ("-ts", "/tsa")] {
+        let url = format!("http://{}{path}", server.addr);
+        let signed = osslsigncode_sign(&dir, &file, (&cert, &key), flag, &url, "sha256")
+            .unwrap_or_else(|e| panic!("{flag}: {e}"));
+        let out = osslsigncode_verify(&signed, &cert, &hsm.ca_cert);
+        assert!(out.contains("CN=code TSA"), "{out}");
+    }
+}

@@ -5,7 +5,8 @@
 # the PostgreSQL server and client (the audit tests start their own server), SoftHSM2 (the
 # PKCS#11 tests use a token in a temporary directory), systemd (systemd-analyze checks the
 # unit in packaging/), curl (the HTTPS tests' client), chromium and chromium-driver (the
-# browser tests of the web interface, tests/web.rs), then sets up a venv with the independent
+# browser tests of the web interface, tests/web.rs), osslsigncode and a JDK (jar, jarsigner,
+# keytool: tests/signing_tools.rs), then sets up a venv with the independent
 # verifiers and selenium (tests/interop/requirements.txt) and runs every unit and integration
 # test with cargo-nextest (cargo test when nextest is absent).
 set -euo pipefail
@@ -22,6 +23,8 @@ command -v runuser >/dev/null || need_pkgs+=(util-linux)
 command -v systemd-analyze >/dev/null || need_pkgs+=(systemd)
 [ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
 [ -x /usr/bin/chromedriver ] || need_pkgs+=(chromium-driver)
+command -v osslsigncode >/dev/null || need_pkgs+=(osslsigncode)
+command -v jarsigner >/dev/null || need_pkgs+=(openjdk-17-jdk-headless)
 if ((${#need_pkgs[@]})); then
   if [ "$(id -u)" = 0 ]; then
     echo "== installing ${need_pkgs[*]}"

@@ -27,8 +27,9 @@ pub struct Query {
     pub service: Option<String>,
     /// The outcome as [`Record::status`] names it: `granted` or `rejection`.
     pub status: Option<String>,
-    /// The entry's kind (`--kind`): `request`, or an event kind such as `clock`. Without
-    /// it, requests and events both match (an event only when no request field is asked).
+    /// The entry's kind (`--kind`): `request` (RFC 3161), `authenticode`, or an event kind
+    /// such as `clock`. Without it, requests and events both match (an event only when no
+    /// request field is asked).
     pub kind: Option<String>,
 }
 
@@ -122,7 +123,7 @@ impl Query {
         match e {
             Entry::Request(r) => {
                 in_time
-                    && self.kind.as_deref().is_none_or(|k| k == "request")
+                    && self.kind.as_deref().is_none_or(|k| k == r.kind())
                     && self.matches_request(r)
             }
             Entry::Event(ev) => {

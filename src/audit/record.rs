@@ -12,9 +12,9 @@ use crate::protocol::hex::hex;
 use crate::protocol::{FailureInfo, HashAlg, Timestamp};
 use crate::serial::SERIAL_LEN;
 
-/// Version 2 added [`Record::request_digest`], version 3 [`Record::client_subject`]; older
-/// records (without them) still decode.
-const VERSION: u8 = 3;
+/// Version 2 added [`Record::request_digest`], version 3 [`Record::client_subject`],
+/// version 4 [`Record::authenticode`]; older records (without them) still decode.
+const VERSION: u8 = 4;
 
 /// The SHA-256 and length of a request body that got no token: its record keeps at most a
 /// prefix of the body, and these identify the whole of it.
@@ -68,6 +68,10 @@ pub struct Record {
     /// The subject (RFC 4514) of the client's TLS certificate, on listeners with
     /// `tls.client_ca` (unless the audit filter has `client_subject = false`).
     pub client_subject: Option<Arc<str>>,
+    /// A legacy Authenticode request (`protocol = "authenticode"`), not RFC 3161: its kind is
+    /// `authenticode`, its imprint the digest of the signature it countersigns, and its
+    /// serial the TSA's identifier for a stamp that carries none.
+    pub authenticode: bool,
 }
 
 impl Record {
@@ -114,6 +118,7 @@ impl Record {
             + 1
             + self.request_digest.map_or(0, |_| 4 + 32)
             + text(&self.client_subject)
+            + 1
     }
 
     /// Appends the binary form (version 3) to `out`: the body of a journal record frame.
@@ -170,6 +175,7 @@ impl Record {
             }
         }
         put_opt(out, self.client_subject.as_deref().map(str::as_bytes));
+        out.push(u8::from(self.authenticode));
     }
 
     /// Reads a record written by [`Record::encode`]; the error names what is wrong (an
@@ -226,6 +232,14 @@ impl Record {
             },
         };
         let client_subject = if version >= 3 { r.string()? } else { None };
+        let authenticode = match version {
+            ..=3 => false,
+            _ => match r.u8()? {
+                0 => false,
+                1 => true,
+                _ => return Err("unknown protocol flag"),
+            },
+        };
         if !r.0.is_empty() {
             return Err("trailing bytes after the record");
         }
@@ -246,6 +260,7 @@ impl Record {
             response,
             request_digest,
             client_subject,
+            authenticode,
         })
     }
 
@@ -257,12 +272,32 @@ impl Record {
         }
     }
 
-    /// The failInfo name of a rejection, and the HTTP status the request was answered with.
+    /// The failInfo name of a rejection, and the HTTP status the request was answered with
+    /// (an Authenticode rejection has no message: 400 for the client's mistakes, else 503).
     pub fn fail_info_and_http_status(&self) -> (Option<&'static str>, u16) {
         match self.outcome {
             Outcome::Granted { .. } => (None, 200),
+            Outcome::Rejected(f) if self.authenticode => (Some(f.name()), f.legacy_http_status()),
             Outcome::Rejected(f) => (Some(f.name()), 200),
             Outcome::Refused(s) => (None, s),
+        }
+    }
+
+    /// `rfc3161` or `authenticode`: the protocol, as PostgreSQL's `protocol` column holds it.
+    pub fn protocol(&self) -> &'static str {
+        if self.authenticode {
+            "authenticode"
+        } else {
+            "rfc3161"
+        }
+    }
+
+    /// `request` (RFC 3161) or `authenticode`: the record's kind in exports and queries.
+    pub fn kind(&self) -> &'static str {
+        if self.authenticode {
+            "authenticode"
+        } else {
+            "request"
         }
     }
 
@@ -273,7 +308,7 @@ impl Record {
         let (fail_info, http_status) = self.fail_info_and_http_status();
         serde_json::json!({
             "seq": seq,
-            "kind": "request",
+            "kind": self.kind(),
             "serial": self.serial().map(|s| serial_hex(s)),
             "status": self.status(),
             "fail_info": fail_info,
@@ -511,6 +546,7 @@ pub(crate) mod tests {
             response: Some(vec![0x30, 0x03, 2, 1, 0]),
             request_digest: None,
             client_subject: None,
+            authenticode: false,
         }
     }
 
@@ -551,19 +587,22 @@ pub(crate) mod tests {
 
     #[test]
     fn older_versions_still_decode() {
-        // A version 2 record is a version 3 record without the client subject (an absent
-        // field: four 0xff bytes), a version 1 record one without the request digest's
-        // flag byte either.
+        // A version 3 record is a version 4 record without the protocol flag, a version 2
+        // one without the client subject either (an absent field: four 0xff bytes), a
+        // version 1 record one without the request digest's flag byte either.
         let r = sample(4);
         let mut out = Vec::new();
         r.encode(&mut out);
+        assert_eq!(out.pop(), Some(0));
+        out[0] = 3;
+        assert_eq!(Record::decode(&out).unwrap(), r);
         assert_eq!(out.split_off(out.len() - 4), [0xff; 4]);
         out[0] = 2;
         assert_eq!(Record::decode(&out).unwrap(), r);
         assert_eq!(out.pop(), Some(0));
         out[0] = 1;
         assert_eq!(Record::decode(&out).unwrap(), r);
-        out[0] = 4;
+        out[0] = 5;
         assert_eq!(Record::decode(&out), Err("unknown record version"));
     }
 

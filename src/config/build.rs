@@ -153,6 +153,7 @@ pub fn assemble(valid: &ValidatedConfig, kept: &Kept) -> Result<Tsa, Error> {
                     name,
                     &sc.name,
                     signer.key_id(),
+                    sc.protocol == crate::policy::config::Protocol::Authenticode,
                     config.audit.durability,
                     audit.clone(),
                 )),
@@ -166,7 +167,10 @@ pub fn assemble(valid: &ValidatedConfig, kept: &Kept) -> Result<Tsa, Error> {
             fallback,
             status_text: sc.status_text,
             switch: kept.switches.of(&sc.name),
-            public_pages: sc.public_pages,
+            // The public pages stamp and verify RFC 3161 tokens.
+            public_pages: sc.public_pages
+                && sc.protocol == crate::policy::config::Protocol::Rfc3161,
+            protocol: sc.protocol,
         });
     }
     if services.is_empty() {

@@ -85,8 +85,18 @@ fn default_signers() -> BTreeMap<String, SignerConfig> {
     BTreeMap::from([("main".to_string(), SignerConfig::default())])
 }
 
+/// `/tsa` (RFC 3161) and, beside it, `/authenticode` (legacy Authenticode, for `signtool
+/// /t` and `osslsigncode -t`), both signed by the same key.
 fn default_services() -> Vec<ServiceConfig> {
-    vec![ServiceConfig::default()]
+    vec![
+        ServiceConfig::default(),
+        ServiceConfig {
+            name: "authenticode".into(),
+            path: crate::policy::config::OneOrMany::One("/authenticode".into()),
+            protocol: crate::policy::config::Protocol::Authenticode,
+            ..ServiceConfig::default()
+        },
+    ]
 }
 
 fn default_policies() -> BTreeMap<String, PolicyConfig> {

@@ -72,6 +72,8 @@ pub struct ValidService {
     pub status_text: bool,
     /// `public_pages`.
     pub public_pages: bool,
+    /// `protocol`.
+    pub protocol: crate::policy::config::Protocol,
 }
 
 impl Config {
@@ -300,6 +302,7 @@ impl Config {
                 preprocess,
                 status_text: s.status_text,
                 public_pages: s.public_pages,
+                protocol: s.protocol,
             });
         }
         (services, listeners)

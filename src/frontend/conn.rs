@@ -15,8 +15,8 @@ use super::body_budget::{BodyBudget, Progress};
 use super::config::HttpConfig;
 use super::http::{self, Action, Form, Page, Parsed};
 use super::idle::{race, IdleConnections};
-use super::public;
 use super::Backend;
+use super::{legacy, public};
 use crate::error::Error;
 use crate::policy::{Reply, RequestMeta};
 
@@ -131,6 +131,17 @@ async fn write_answers(pending: &mut Vec<(Result<Reply, u16>, bool)>, out: &mut 
             Err(status) => http::write_error(out, status, keep_alive, None, false),
         }
     }
+}
+
+/// Whether the service at `service` answers legacy Authenticode requests.
+fn is_authenticode(shared: &Shared, service: usize) -> bool {
+    shared
+        .tsa
+        .borrow_mut()
+        .get()
+        .services
+        .get(service)
+        .is_some_and(|s| s.protocol == crate::policy::config::Protocol::Authenticode)
 }
 
 /// Writes a public page's answer, with the web's security headers.
@@ -401,6 +412,28 @@ pub async fn serve<S: AsyncReadRent + AsyncWriteRent>(
                 service,
                 route,
                 body_len,
+                form: Form::Other,
+                ..
+            } if !is_authenticode(&shared, service) => {
+                // Not an RFC 3161 body: refused before it is read (and the connection
+                // closed after the answer when one was sent), saying where it belongs.
+                write_answers(&mut pending, &mut out).await;
+                let status = refuse(&shared, route, &peer, &buf[..req.head_len], 415);
+                let close = body_len > 0;
+                keep_alive &= !close;
+                linger |= close;
+                let why = if status == 415 {
+                    legacy::NOT_RFC3161
+                } else {
+                    http::reason(status)
+                };
+                http::write_error_saying(&mut out, status, keep_alive, None, false, why);
+                req.head_len
+            }
+            Action::Timestamp {
+                service,
+                route,
+                body_len,
                 expect_continue,
                 form,
             } => {
@@ -468,12 +501,29 @@ pub async fn serve<S: AsyncReadRent + AsyncWriteRent>(
                     head: &buf[..req.head_len],
                     client_subject: peer.subject.as_ref(),
                 };
-                if form != Form::Rfc3161 {
-                    // A public page's form: answered in turn, once its token (if any) is
-                    // durable; browsers do not pipeline, so nothing waits behind it.
+                let legacy_service = is_authenticode(&shared, service);
+                if form != Form::Rfc3161 || legacy_service {
+                    // A public page's form or an Authenticode request: answered in turn,
+                    // once its stamp (if any) is durable; browsers and signing tools do not
+                    // pipeline, so nothing waits behind it.
                     write_answers(&mut pending, &mut out).await;
-                    let answer = public_form(&shared, form, service, body, &meta).await;
-                    write_page(&mut out, &answer, keep_alive, false);
+                    if legacy_service {
+                        let (status, ctype, body) =
+                            legacy::answer(&shared.backend, &shared.tsa, service, body, &meta)
+                                .await;
+                        http::write_response(
+                            &mut out,
+                            status,
+                            ctype,
+                            &body,
+                            keep_alive,
+                            &[],
+                            false,
+                        );
+                    } else {
+                        let answer = public_form(&shared, form, service, body, &meta).await;
+                        write_page(&mut out, &answer, keep_alive, false);
+                    }
                     buf.drain(..need);
                     started = (!buf.is_empty()).then(Instant::now);
                     if !keep_alive {

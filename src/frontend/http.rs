@@ -78,6 +78,10 @@ pub enum Form {
     Stamp,
     /// `POST PATH/verify`: the public page's verify form (a token and a digest).
     Verify,
+    /// `POST PATH` with another media type: the body of an Authenticode service
+    /// (`signtool /t` sends `application/octet-stream`, or none); an RFC 3161 service answers
+    /// it `415`, saying where Authenticode requests go.
+    Other,
 }
 
 /// A public timestamp page (`GET`).
@@ -303,13 +307,13 @@ pub fn parse(
     if body_len > limits.max_body_bytes {
         return refuse(413, true, None);
     }
-    let media_ok = match form {
-        Form::Rfc3161 => content_type.is_some_and(is_timestamp_query),
-        Form::Stamp | Form::Verify => content_type.is_some_and(is_form),
+    let form = match form {
+        Form::Rfc3161 if !content_type.is_some_and(is_timestamp_query) => Form::Other,
+        Form::Stamp | Form::Verify if !content_type.is_some_and(is_form) => {
+            return refuse(415, has_body, None);
+        }
+        f => f,
     };
-    if !media_ok {
-        return refuse(415, has_body, None);
-    }
     let expect_continue = match expect {
         None => false,
         Some(v) if v.trim_ascii().eq_ignore_ascii_case(b"100-continue") => minor >= 1,
@@ -425,12 +429,24 @@ pub fn write_error(
     allow: Option<&str>,
     head_only: bool,
 ) {
+    write_error_saying(out, status, keep_alive, allow, head_only, reason(status));
+}
+
+/// [`write_error`] with `text` (one line) as the body instead of the reason phrase.
+pub fn write_error_saying(
+    out: &mut Vec<u8>,
+    status: u16,
+    keep_alive: bool,
+    allow: Option<&str>,
+    head_only: bool,
+    text: &str,
+) {
     let slot = COUNTED
         .iter()
         .position(|&s| s == status)
         .unwrap_or(COUNTED.len());
     REFUSALS[slot].fetch_add(1, Ordering::Relaxed);
-    let mut body = reason(status).as_bytes().to_vec();
+    let mut body = text.as_bytes().to_vec();
     body.push(b'\n');
     let mut extra = Vec::new();
     if let Some(a) = allow {
@@ -567,9 +583,14 @@ mod tests {
             form("/tsa/stamp", "application/timestamp-query"),
             Action::Error { status: 415, .. }
         ));
+        // On the RFC 3161 path another media type is left to the service (an Authenticode
+        // service takes it; an RFC 3161 one answers 415 before reading the body).
         assert!(matches!(
             form("/tsa", "application/x-www-form-urlencoded"),
-            Action::Error { status: 415, .. }
+            Action::Timestamp {
+                form: Form::Other,
+                ..
+            }
         ));
         assert!(matches!(
             get("/tsa/stamp", "text/html"),
@@ -619,6 +640,16 @@ mod tests {
         );
         assert_eq!(
             action("POST /tsa HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n"),
+            Action::Timestamp {
+                service: 0,
+                route: 0,
+                body_len: 2,
+                expect_continue: false,
+                form: Form::Other,
+            }
+        );
+        assert_eq!(
+            action("POST /tsa/stamp HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n"),
             Action::Error {
                 status: 415,
                 close: true,

@@ -9,6 +9,7 @@ mod drain;
 mod fd_budget;
 mod http;
 mod idle;
+mod legacy;
 mod public;
 mod tls;
 
@@ -86,7 +87,7 @@ pub mod fuzzing {
 }
 
 /// Longest a core waits for a backend worker's answer.
-const BACKEND_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+pub(crate) const BACKEND_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Where a core sends a request.
 #[derive(Clone)]

@@ -59,6 +59,21 @@ pub struct ServiceConfig {
     /// and verify a token (docs/web.md). `false`: a `GET` is answered 405, as before.
     /// Default true.
     pub public_pages: bool,
+    /// What the service answers: `rfc3161` (default) or `authenticode`, the legacy
+    /// Microsoft timestamps of `signtool /t` and `osslsigncode -t` (base64 in and out; the
+    /// service's first policy names the records and may choose the signer; docs/authenticode.md).
+    pub protocol: Protocol,
+}
+
+/// `[[service]] protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// RFC 3161 `TimeStampReq` / `TimeStampResp`.
+    #[default]
+    Rfc3161,
+    /// Legacy Authenticode `TimeStampRequest` / PKCS#7 countersignature, base64.
+    Authenticode,
 }
 
 /// `tls = { cert = "...", key = "..." }` on a `[[service]]`: the listener speaks HTTPS
@@ -113,6 +128,7 @@ impl Default for ServiceConfig {
             status_text: true,
             tls: None,
             public_pages: true,
+            protocol: Protocol::Rfc3161,
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod chain;
 pub mod config;
 pub mod current;
 pub mod filters;
+mod legacy;
 pub mod mapper;
 pub mod preprocess;
 pub mod settings;
@@ -132,6 +133,8 @@ pub struct Service {
     pub switch: Arc<switch::Switch>,
     /// Serve the public timestamp pages on this service's paths.
     pub public_pages: bool,
+    /// RFC 3161, or legacy Authenticode ([`Tsa::issue`] answers either).
+    pub protocol: config::Protocol,
 }
 
 impl Service {
@@ -322,6 +325,7 @@ impl Tsa {
                 status_text: true,
                 switch: switch::Switches::default().of(name),
                 public_pages: false,
+                protocol: config::Protocol::Rfc3161,
             }],
             clock: Arc::new(crate::clock::SystemClock),
             serials: Arc::new(serial::SerialSpace::ephemeral(0, 0)),
@@ -354,8 +358,16 @@ impl Tsa {
             time: None,
             policy: None,
             request: None,
+            authenticode: None,
             http_refusal: false,
         };
+        if svc.protocol == config::Protocol::Authenticode {
+            return onion(svc, &mut x, |stopped, x| match stopped {
+                Some(Stop::Http(status)) => Reply::new(Vec::new(), Outcome::Refused(status)),
+                Some(Stop::Reject(r)) => legacy::refused(&r),
+                None => legacy::issue(self, svc, x),
+            });
+        }
         onion(svc, &mut x, |stopped, x| match stopped {
             Some(Stop::Http(status)) => Reply::new(Vec::new(), Outcome::Refused(status)),
             Some(Stop::Reject(r)) => Reply::rejected(&r, svc.status_text),
@@ -381,6 +393,7 @@ impl Tsa {
             time: None,
             policy: None,
             request: None,
+            authenticode: None,
             http_refusal: true,
         };
         // A rejection needs a request to answer: a filter that would reject (the audit

@@ -79,6 +79,7 @@ fn fixture(key: KeyType, padding: RsaPadding, clock: Option<Timestamp>) -> Fixtu
             status_text: true,
             switch: crate::policy::switch::Switches::default().of("s"),
             public_pages: true,
+            protocol: crate::policy::config::Protocol::Rfc3161,
         }],
         clock: Arc::new(FixedClock(clock)),
         serials: Arc::new(SerialSpace::ephemeral(1, 0)),
@@ -492,7 +493,14 @@ fn ess_cert_id_v1_and_other_v2_hashes_verify() {
 fn audited(f: &mut Fixture, config: super::preprocess::audit::AuditFilterConfig) -> Arc<Memory> {
     use crate::audit::Durability;
     let sink = Arc::new(Memory::default());
-    let audit = config.build("audit", "s", "k", Durability::GroupCommit, sink.clone());
+    let audit = config.build(
+        "audit",
+        "s",
+        "k",
+        false,
+        Durability::GroupCommit,
+        sink.clone(),
+    );
     f.tsa.services[0].preprocess.insert(0, Arc::new(audit));
     sink
 }
@@ -574,6 +582,7 @@ fn http_refusals_are_recorded_without_a_body_and_only_while_the_trail_is_roomy()
         "audit",
         "s",
         "k",
+        false,
         Durability::GroupCommit,
         tight.clone(),
     );
@@ -752,6 +761,7 @@ fn a_full_audit_trail_refuses_instead_of_releasing_a_token() {
         "audit",
         "s",
         "k",
+        false,
         crate::audit::Durability::Async,
         Arc::new(Full),
     );

@@ -24,6 +24,8 @@ pub mod tag {
     pub const UTF8_STRING: u8 = 0x0c;
     /// UNIVERSAL 24.
     pub const GENERALIZED_TIME: u8 = 0x18;
+    /// UTCTime.
+    pub const UTC_TIME: u8 = 0x17;
     /// UNIVERSAL 16, constructed (SEQUENCE and SEQUENCE OF).
     pub const SEQUENCE: u8 = 0x30;
     /// UNIVERSAL 17, constructed (SET and SET OF).

@@ -2,6 +2,7 @@
 //! Tested and fuzzed on bytes alone (see [`fuzzing`]).
 
 pub mod asn1;
+pub mod authenticode;
 pub mod cert;
 pub mod der;
 pub mod hex;

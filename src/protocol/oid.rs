@@ -114,6 +114,17 @@ pub fn oid_tlv(content: &[u8]) -> Vec<u8> {
 /// `1.2.840.113549.1.7.2`
 pub const SIGNED_DATA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x02];
 
+/// id-data (RFC 5652 §4): the content type of an Authenticode request's ContentInfo.
+pub const DATA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x07, 0x01];
+
+/// signingTime (RFC 5652 §11.3).
+pub const ATTR_SIGNING_TIME: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x05];
+
+/// SPC_TIME_STAMP_REQUEST_OBJID 1.3.6.1.4.1.311.3.2.1: the countersignatureType of a
+/// legacy Authenticode timestamp request.
+pub const MS_TIMESTAMP_REQUEST: &[u8] =
+    &[0x2b, 0x06, 0x01, 0x04, 0x01, 0x82, 0x37, 0x03, 0x02, 0x01];
+
 /// RFC 3161 §2.4.2 id-ct-TSTInfo.
 /// `1.2.840.113549.1.9.16.1.4`
 pub const CT_TST_INFO: &[u8] = &[

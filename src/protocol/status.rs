@@ -23,6 +23,16 @@ pub enum FailureInfo {
 }
 
 impl FailureInfo {
+    /// The HTTP status a legacy Authenticode request refused for this reason is answered
+    /// with (that protocol has no rejection message): `400` for the client's mistakes
+    /// (badDataFormat, badRequest, badAlg), `503` when the TSA cannot issue now.
+    pub fn legacy_http_status(self) -> u16 {
+        match self {
+            FailureInfo::BadDataFormat | FailureInfo::BadRequest | FailureInfo::BadAlg => 400,
+            _ => 503,
+        }
+    }
+
     /// The ASN.1 name of the bit (`badAlg`...), as logs, the audit trail and `stampd verify`
     /// write it.
     pub fn name(self) -> &'static str {

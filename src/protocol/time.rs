@@ -151,6 +151,28 @@ pub fn write_generalized_time(out: &mut Vec<u8>, t: Timestamp, precision: Precis
     true
 }
 
+/// Writes the UTCTime TLV (`YYMMDDHHMMSSZ`, RFC 5280 §4.1.2.5.1) for `t` truncated to the
+/// second: what Authenticode's signingTime attribute must be (osslsigncode ignores a stamp
+/// without it). Years outside 1950..=2049 cannot be written and return `false`.
+pub fn write_utc_time(out: &mut Vec<u8>, t: Timestamp) -> bool {
+    let days = t.unix_secs.div_euclid(86_400);
+    let secs_of_day = t.unix_secs.rem_euclid(86_400) as u32;
+    let (year, month, day) = civil_from_days(days);
+    if !(1950..=2049).contains(&year) {
+        return false;
+    }
+    out.push(tag::UTC_TIME);
+    out.push(13);
+    push_digits(out, (year % 100) as u32, 2);
+    push_digits(out, month, 2);
+    push_digits(out, day, 2);
+    push_digits(out, secs_of_day / 3600, 2);
+    push_digits(out, secs_of_day / 60 % 60, 2);
+    push_digits(out, secs_of_day % 60, 2);
+    out.push(b'Z');
+    true
+}
+
 /// Parses a DER GeneralizedTime content (as written above, fraction optional) back into a
 /// timestamp. Used by the verifier and tests.
 pub fn parse_generalized_time(s: &[u8]) -> Option<Timestamp> {

@@ -176,6 +176,26 @@ pub struct SignerTemplate {
 }
 
 impl SignerTemplate {
+    /// SignerInfo's version, sid and digestAlgorithm, encoded.
+    pub fn signer_info_head(&self) -> &[u8] {
+        &self.signer_info_head
+    }
+
+    /// SignerInfo's signatureAlgorithm, encoded.
+    pub fn signature_alg(&self) -> &[u8] {
+        &self.signature_alg
+    }
+
+    /// SignedData's `SET OF DigestAlgorithmIdentifier`, encoded.
+    pub fn digest_algorithms(&self) -> &[u8] {
+        &self.digest_algorithms
+    }
+
+    /// SignedData's `certificates [0]` with the whole chain, encoded.
+    pub fn certificates(&self) -> &[u8] {
+        &self.certs_chain
+    }
+
     /// `chain` is the TSA certificate first, then the rest of its chain (DER each).
     pub fn new(
         scheme: SignatureScheme,

@@ -7,6 +7,7 @@
 
 pub mod ca;
 pub mod pg;
+pub mod signing;
 pub mod sntp;
 pub mod tls;
 

@@ -35,6 +35,7 @@ pub(super) struct Rows<'a> {
     request_sha256: Vec<Option<&'a [u8]>>,
     request_length: Vec<Option<i32>>,
     client_subject: Vec<Option<&'a str>>,
+    protocol: Vec<&'static str>,
 }
 
 impl<'a> Rows<'a> {
@@ -67,6 +68,7 @@ impl<'a> Rows<'a> {
             rows.request_length
                 .push(digest.map(|d| i32::try_from(d.len).unwrap_or(i32::MAX)));
             rows.client_subject.push(r.client_subject.as_deref());
+            rows.protocol.push(r.protocol());
         }
         rows
     }
@@ -110,6 +112,7 @@ impl<'a> Rows<'a> {
             Type::BYTEA,
             Type::INT4,
             Type::TEXT,
+            Type::TEXT,
         ];
         let writer = tokio_postgres::binary_copy::BinaryCopyInWriter::new(sink, &types);
         let mut writer = std::pin::pin!(writer);
@@ -117,7 +120,7 @@ impl<'a> Rows<'a> {
             let ns = self.ns[i];
             let gen_time =
                 std::time::UNIX_EPOCH + Duration::from_nanos(u64::try_from(ns).unwrap_or(0));
-            let row: [&(dyn ToSql + Sync); 24] = [
+            let row: [&(dyn ToSql + Sync); 25] = [
                 &identity,
                 &journal,
                 &self.seq[i],
@@ -142,6 +145,7 @@ impl<'a> Rows<'a> {
                 &self.request_sha256[i],
                 &self.request_length[i],
                 &self.client_subject[i],
+                &self.protocol[i],
             ];
             writer.as_mut().write(&row).await.map_err(failed)?;
         }
@@ -164,7 +168,7 @@ impl<'a> Rows<'a> {
         identity: &str,
         journal: i64,
     ) -> Result<u64, String> {
-        let params: [&(dyn ToSql + Sync); 23] = [
+        let params: [&(dyn ToSql + Sync); 24] = [
             &identity,
             &journal,
             &self.seq,
@@ -188,6 +192,7 @@ impl<'a> Rows<'a> {
             &self.request_sha256,
             &self.request_length,
             &self.client_subject,
+            &self.protocol,
         ];
         tx.execute(stmt, &params).await.map_err(|e| {
             let serial_clash = e

@@ -65,6 +65,9 @@ CREATE INDEX audit_event_time ON audit_event (time);
     r#"
 ALTER TABLE audit_record ADD COLUMN client_subject text;
 "#,
+    r#"
+ALTER TABLE audit_record ADD COLUMN protocol text NOT NULL DEFAULT 'rfc3161';
+"#,
 ];
 
 /// A row shipped before (a crash between the commit and its acknowledgement) is skipped; a
@@ -74,18 +77,18 @@ pub(super) const INSERT: &str = r#"
 INSERT INTO audit_record (tsa, journal, seq, serial, gen_time, gen_time_ns, status, fail_info,
     http_status, service, policy, policy_oid, hash_algorithm, message_imprint, nonce, cert_req,
     client_ip, key_id, latency_us, request, response, request_sha256, request_length,
-    client_subject)
+    client_subject, protocol)
 SELECT $1, $2, u.seq, u.serial, timestamptz 'epoch' + (u.ns / 1000) * interval '1 microsecond',
     u.ns, u.status, u.fail_info, u.http_status, u.service, u.policy, u.policy_oid, u.hash,
     u.imprint, u.nonce, u.cert_req, u.client, u.key_id, u.latency, u.request, u.response,
-    u.request_sha256, u.request_length, u.client_subject
+    u.request_sha256, u.request_length, u.client_subject, u.protocol
 FROM unnest($3::bigint[], $4::bytea[], $5::bigint[], $6::text[], $7::text[], $8::int[],
     $9::text[], $10::text[], $11::text[], $12::text[], $13::bytea[], $14::bytea[], $15::bool[],
     $16::inet[], $17::text[], $18::bigint[], $19::bytea[], $20::bytea[], $21::bytea[],
-    $22::int[], $23::text[])
+    $22::int[], $23::text[], $24::text[])
     AS u(seq, serial, ns, status, fail_info, http_status, service, policy, policy_oid, hash,
          imprint, nonce, cert_req, client, key_id, latency, request, response, request_sha256,
-         request_length, client_subject)
+         request_length, client_subject, protocol)
 ON CONFLICT (tsa, journal, seq) DO NOTHING
 "#;
 
@@ -105,7 +108,7 @@ pub(super) const COPY: &str =
     "COPY audit_record (tsa, journal, seq, serial, gen_time, gen_time_ns, status, \
     fail_info, http_status, service, policy, policy_oid, hash_algorithm, message_imprint, nonce, \
     cert_req, client_ip, key_id, latency_us, request, response, request_sha256, request_length, \
-    client_subject) FROM STDIN (FORMAT binary)";
+    client_subject, protocol) FROM STDIN (FORMAT binary)";
 
 /// The position only moves forward.
 pub(super) const SET_POSITION: &str = r#"

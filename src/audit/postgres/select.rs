@@ -15,7 +15,11 @@ use crate::serial::SERIAL_LEN;
 /// (records and events merged).
 pub async fn select(client: &Client, query: &Query) -> Result<Vec<(u64, Entry)>, String> {
     let ns = |t: Option<Timestamp>| t.map(|t| i64::try_from(t.unix_nanos()).unwrap_or(i64::MAX));
-    let records = if query.kind.as_deref().is_none_or(|k| k == "request") {
+    let records = if query
+        .kind
+        .as_deref()
+        .is_none_or(|k| k == "request" || k == "authenticode")
+    {
         select_records(client, query).await?
     } else {
         Vec::new()
@@ -76,12 +80,13 @@ async fn select_records(client: &Client, query: &Query) -> Result<Vec<(u64, Reco
         .query(
             "SELECT seq, serial, gen_time_ns, status, fail_info, http_status, service, policy, \
              policy_oid, hash_algorithm, message_imprint, nonce, cert_req, client_ip, key_id, \
-             latency_us, request, response, request_sha256, request_length, client_subject FROM audit_record \
+             latency_us, request, response, request_sha256, request_length, client_subject, protocol FROM audit_record \
              WHERE ($1::text IS NULL OR tsa = $1) AND ($2::bytea IS NULL OR serial = $2) \
              AND ($3::bigint IS NULL OR gen_time_ns >= $3) \
              AND ($4::bigint IS NULL OR gen_time_ns <= $4) \
              AND ($5::bytea IS NULL OR message_imprint = $5) \
              AND ($6::text IS NULL OR service = $6) AND ($7::text IS NULL OR status = $7) \
+             AND ($8::text IS NULL OR protocol = $8) \
              ORDER BY gen_time_ns, seq",
             &[
                 &query.identity,
@@ -91,6 +96,11 @@ async fn select_records(client: &Client, query: &Query) -> Result<Vec<(u64, Reco
                 &query.imprint,
                 &query.service,
                 &query.status,
+                &match query.kind.as_deref() {
+                    Some("request") => Some("rfc3161"),
+                    Some("authenticode") => Some("authenticode"),
+                    _ => None,
+                },
             ],
         )
         .await
@@ -151,6 +161,7 @@ fn record_of_row(row: &tokio_postgres::Row) -> Result<(u64, Record), String> {
             }
         },
         client_subject: text(20)?,
+        authenticode: row.try_get::<_, String>(21).map_err(col)? == "authenticode",
     };
     Ok((row.try_get::<_, i64>(0).map_err(col)? as u64, record))
 }

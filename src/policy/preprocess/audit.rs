@@ -65,17 +65,19 @@ impl AuditFilterConfig {
         }
     }
 
-    /// The filter of service `service` (signed by `key_id`), with the trail's default
-    /// durability `durability`.
+    /// The filter of service `service` (signed by `key_id`; `authenticode`: a legacy
+    /// Authenticode service), with the trail's default durability `durability`.
     pub fn build(
         &self,
         name: &str,
         service: &str,
         key_id: &str,
+        authenticode: bool,
         durability: Durability,
         sink: Arc<dyn AuditSink>,
     ) -> Audit {
         Audit {
+            authenticode,
             name: name.to_string(),
             service: service.into(),
             key_id: key_id.into(),
@@ -94,6 +96,7 @@ pub struct Audit {
     key_id: Arc<str>,
     config: AuditFilterConfig,
     group_commit: bool,
+    authenticode: bool,
     sink: Arc<dyn AuditSink>,
 }
 
@@ -164,7 +167,8 @@ impl PreFilter for Audit {
             policy_oid: x.policy.map(|p| p.oid_text.clone()),
             hash: req
                 .as_ref()
-                .and_then(|r| HashAlg::from_oid_bytes(r.hash_oid)),
+                .and_then(|r| HashAlg::from_oid_bytes(r.hash_oid))
+                .or(x.authenticode.as_ref().map(|(h, _)| *h)),
             // Only an imprint of its algorithm's length: a refused request's digest can be
             // as long as the body (a 65,000-byte "SHA-256" digest is valid DER).
             imprint: req
@@ -173,7 +177,8 @@ impl PreFilter for Audit {
                     HashAlg::from_oid_bytes(r.hash_oid)
                         .is_some_and(|h| h.digest_len() == r.digest.len())
                 })
-                .map(|r| r.digest.to_vec()),
+                .map(|r| r.digest.to_vec())
+                .or_else(|| x.authenticode.as_ref().map(|(_, d)| d.clone())),
             nonce: req.as_ref().and_then(|r| r.nonce.map(<[u8]>::to_vec)),
             cert_req: req.as_ref().is_some_and(|r| r.cert_req),
             client: c.client_ip.then_some(x.meta.client),
@@ -191,6 +196,7 @@ impl PreFilter for Audit {
             response: keep_response.then(|| reply.der.clone()),
             // A refusal keeps at most a prefix of its body: the digest and length identify
             // the whole of it (an issued token's record has the imprint and serial instead).
+            authenticode: self.authenticode,
             request_digest: (!granted && !x.http_refusal).then(|| RequestDigest {
                 len: u32::try_from(x.body.len()).unwrap_or(u32::MAX),
                 sha256: request::sha256(x.body),

@@ -31,6 +31,9 @@ pub struct Exchange<'a> {
     pub policy: Option<&'a Policy>,
     /// The decoded request, once the chain has decoded it.
     pub request: Option<TimeStampReq<'a>>,
+    /// An Authenticode request's digest algorithm and messageDigest (the digest of the
+    /// signature it countersigns), once decoded: the audit record's imprint.
+    pub authenticode: Option<(crate::protocol::HashAlg, Vec<u8>)>,
     /// The frontend refused the request at the HTTP level before the service saw its body
     /// (`Tsa::refuse`): `body` is empty and the reply is that refusal.
     pub http_refusal: bool,

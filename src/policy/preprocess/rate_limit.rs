@@ -255,6 +255,7 @@ mod tests {
             time: None,
             policy: None,
             request: None,
+            authenticode: None,
             http_refusal: false,
         }
     }
