@@ -237,6 +237,10 @@ pub fn info(ask: &Ask<'_>) -> Answer {
                   "curl -s -H 'Content-Type: application/timestamp-query' --data-binary @req.tsq " (url) " -o resp.tsr\n"
                   "curl -s -o chain.pem " (url) "/chain.pem\n"
                   "openssl ts -verify -in resp.tsr -data FILE -CAfile chain.pem" }
+            p { "Code and document signing tools (RFC 3161):" }
+            pre { "signtool sign /fd sha256 /tr " (url) " /td sha256 FILE\n"
+                  "osslsigncode sign -certs CERT -key KEY -ts " (url) " -in FILE -out SIGNED\n"
+                  "jarsigner -tsa " (url) " app.jar ALIAS" }
             p { "With stampd: " }
             pre { "stampd request --url " (url) " --cert --out resp.tsr FILE\n"
                   "stampd verify --ca chain.pem --data FILE resp.tsr" }
