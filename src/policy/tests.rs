@@ -822,3 +822,51 @@ fn a_disabled_service_refuses_with_503_until_enabled_again() {
         reply.outcome
     );
 }
+
+#[test]
+fn authenticode_stamps_use_the_trusted_clock_and_refuse_without_it() {
+    use crate::protocol::authenticode;
+    let body = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .encode(authenticode::encode_request(b"signature"))
+            .into_bytes()
+    };
+    let legacy = |clock: Option<Timestamp>| {
+        let mut f = fixture(KeyType::P256, RsaPadding::Pkcs1, clock);
+        f.tsa.services[0].protocol = crate::policy::config::Protocol::Authenticode;
+        f
+    };
+    // In sync: a countersignature (ContentInfo signedData) with a serial as identifier.
+    let f = legacy(Some(now()));
+    let reply = f.tsa.issue(0, &body, &local());
+    assert!(
+        matches!(reply.outcome, Outcome::Granted { .. }),
+        "{:?}",
+        reply.outcome
+    );
+    assert_eq!(&reply.der[..1], &[tag::SEQUENCE]);
+    assert!(reply
+        .der
+        .windows(oid::SIGNED_DATA.len())
+        .any(|w| w == oid::SIGNED_DATA));
+    // No trusted time: refused (503 at the HTTP level), never a stamp with a doubtful time.
+    let f = legacy(None);
+    let reply = f.tsa.issue(0, &body, &local());
+    assert!(
+        matches!(
+            reply.outcome,
+            Outcome::Rejected(FailureInfo::TimeNotAvailable)
+        ),
+        "{:?}",
+        reply.outcome
+    );
+    assert_eq!(FailureInfo::TimeNotAvailable.legacy_http_status(), 503);
+    // Bad input: a reason, badDataFormat (400).
+    let reply = legacy(Some(now())).tsa.issue(0, b"%%%", &local());
+    assert!(matches!(
+        reply.outcome,
+        Outcome::Rejected(FailureInfo::BadDataFormat)
+    ));
+    assert!(String::from_utf8_lossy(&reply.der).contains("not base64"));
+}
