@@ -71,12 +71,4 @@ for r in $(seq "$rounds"); do
     results[$case]+="$line;"
   done
 done
-median() { tr ';' '\n' | grep . | awk -v f="$1" '{print $f}' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-q=$(echo "${results[quiet]}" | median 1); p=$(echo "${results[polled]}" | median 1)
-qc=$(echo "${results[quiet]}" | median 2); pc=$(echo "${results[polled]}" | median 2)
-echo
-echo "| Case | tokens/s (median of $rounds) | server CPU per token |"
-echo "|---|---|---|"
-echo "| quiet | $q | $qc µs |"
-echo "| dashboard polled every second | $p | $pc µs |"
-awk -v q="$q" -v p="$p" -v qc="$qc" -v pc="$pc" 'BEGIN {printf "polled/quiet: tokens/s %.3f, CPU per token %.3f\n", p / q, pc / qc}'
+side_by_side quiet polled "quiet" "dashboard polled every second"

@@ -54,12 +54,4 @@ for r in $(seq "$rounds"); do
     results[$case]+="$line;"
   done
 done
-median() { tr ';' '\n' | grep . | awk -v f="$1" '{print $f}' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-r=$(echo "${results[rfc3161]}" | median 1); a=$(echo "${results[authenticode]}" | median 1)
-rc=$(echo "${results[rfc3161]}" | median 2); ac=$(echo "${results[authenticode]}" | median 2)
-echo
-echo "| Path | replies/s (median of $rounds) | server CPU per reply |"
-echo "|---|---|---|"
-echo "| RFC 3161 (/tsa, certReq) | $r | $rc µs |"
-echo "| Authenticode (/authenticode) | $a | $ac µs |"
-awk -v r="$r" -v a="$a" -v rc="$rc" -v ac="$ac" 'BEGIN {printf "authenticode/rfc3161: replies/s %.3f, CPU per reply %.3f\n", a / r, ac / rc}'
+side_by_side rfc3161 authenticode "RFC 3161 (/tsa, certReq)" "Authenticode (/authenticode)"

@@ -22,3 +22,25 @@ measure() { # pid url out
     /Requests\/sec/ {rps = $2} /Non-2xx/ {e = $5}
     END {printf "%s %.1f %d\n", rps, t * 1e6 / hz / r, e}' "$3"
 }
+
+# The median of field F of the ';'-separated measure() lines on stdin.
+median() { # field
+  tr ';' '\n' | grep . | awk -v f="$1" '{print $f}' | sort -n |
+    awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
+}
+
+# The side-by-side table of cases A and B from the global array `results` (each entry the
+# ';'-separated measure() lines of one case over $rounds rounds): median replies/s and server
+# CPU per reply, then B/A.
+side_by_side() { # a b label_a label_b
+  local ra rb ca cb
+  ra=$(echo "${results[$1]}" | median 1); rb=$(echo "${results[$2]}" | median 1)
+  ca=$(echo "${results[$1]}" | median 2); cb=$(echo "${results[$2]}" | median 2)
+  echo
+  echo "| Case | replies/s (median of $rounds) | server CPU per reply |"
+  echo "|---|---|---|"
+  echo "| $3 | $ra | $ca µs |"
+  echo "| $4 | $rb | $cb µs |"
+  awk -v ra="$ra" -v rb="$rb" -v ca="$ca" -v cb="$cb" -v a="$1" -v b="$2" \
+    'BEGIN {printf "%s/%s: replies/s %.3f, CPU per reply %.3f\n", b, a, rb / ra, cb / ca}'
+}
