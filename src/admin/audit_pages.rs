@@ -199,6 +199,14 @@ fn form(p: &Params) -> Markup {
                 }
             }
             (field("fail_info", "failInfo or http_NNN", &p.fail_info, "badAlg"))
+            div {
+                label for="kind" { "Kind" }
+                select id="kind" name="kind" {
+                    @for (v, l) in [("", "any"), ("request", "RFC 3161 request"), ("authenticode", "Authenticode request"), ("admin", "admin action"), ("reload", "reload"), ("clock", "clock event")] {
+                        option value=(v) selected[p.kind.as_deref().unwrap_or("") == v] { (l) }
+                    }
+                }
+            }
             (field("client", "Client address", &p.client, "192.0.2.1"))
             div { button type="submit" id="search-button" { "Search" } }
         }

@@ -44,6 +44,8 @@ pub struct ServiceView {
     pub name: String,
     /// Enabled at run time (disabled: requests are answered 503).
     pub enabled: bool,
+    /// `rfc3161` or `authenticode`.
+    pub protocol: &'static str,
     /// Where it is served.
     pub urls: Vec<String>,
     /// Its public timestamp pages are on.
@@ -195,6 +197,10 @@ impl Admin {
                 ServiceView {
                     name: s.name.clone(),
                     enabled: s.switch.enabled(),
+                    protocol: match s.protocol {
+                        crate::policy::config::Protocol::Rfc3161 => "rfc3161",
+                        crate::policy::config::Protocol::Authenticode => "authenticode",
+                    },
                     urls: self
                         .endpoints
                         .iter()
@@ -485,7 +491,7 @@ fn render(d: &Dashboard, caller: &Caller) -> Markup {
                 tr { th { "Service" } th { "State" } th { "Served at" } th { "Policies" } th {} }
                 @for s in &d.services {
                     tr id={ "service-" (s.name) } {
-                        td { (s.name) }
+                        td { (s.name) @if s.protocol == "authenticode" { div.note { "legacy Authenticode" } } }
                         td.state { (yes(s.enabled, "enabled", "disabled")) }
                         td { @for u in &s.urls { div.mono { (u) } } }
                         td {
