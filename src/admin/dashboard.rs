@@ -175,14 +175,14 @@ impl Admin {
         Dashboard {
             ready: ready.is_ok(),
             not_ready: ready.err(),
-            services: self.services(&tsa),
+            services: self.services(&tsa, &samples),
             signers: signers(&tsa, &samples),
             clock: clock(&samples),
             audit: audit(&tsa, &samples),
         }
     }
 
-    fn services(&self, tsa: &Tsa) -> Vec<ServiceView> {
+    fn services(&self, tsa: &Tsa, samples: &[Sample]) -> Vec<ServiceView> {
         tsa.services
             .iter()
             .map(|s| {
@@ -208,7 +208,12 @@ impl Admin {
                         .map(|e| e.url.clone())
                         .collect(),
                     public_pages: s.public_pages,
-                    monitored: s.preprocess.iter().any(|f| f.figures().is_some()),
+                    // A monitor reports its latency in /metrics (read without taking the
+                    // monitors' lock again).
+                    monitored: samples.iter().any(|m| {
+                        m.name == "stampd_latency_microseconds"
+                            && m.label("service") == Some(&s.name)
+                    }),
                     policies: s
                         .policies
                         .iter()

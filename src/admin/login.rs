@@ -94,14 +94,7 @@ pub async fn submit(
         );
     };
     app.auth.throttle.succeeded(ip);
-    let id = {
-        let u = app
-            .auth
-            .users
-            .named(&user)
-            .expect("the user just checked exists");
-        app.auth.sessions.open(u)
-    };
+    let id = app.auth.sessions.open(&user, role);
     app.audit(
         &user,
         "login",

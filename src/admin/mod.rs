@@ -387,23 +387,11 @@ impl Admin {
 
     /// Records an administrator's action in the audit trail (`kind = "admin"`).
     fn audit(&self, caller: &str, name: &str, message: String, detail: serde_json::Value) {
-        let time = crate::clock::unix_time(crate::clock::wall_now()).unwrap_or(
-            crate::protocol::Timestamp {
-                unix_secs: 0,
-                nanos: 0,
-            },
-        );
         let mut detail = detail;
         if let Some(map) = detail.as_object_mut() {
             map.insert("by".into(), caller.into());
         }
-        let event = crate::audit::Event {
-            time,
-            kind: "admin".into(),
-            name: name.into(),
-            message,
-            detail: detail.to_string(),
-        };
+        let event = crate::audit::Event::now("admin", name, message, &detail);
         if self.current.load().audit.event(event).is_err() {
             tracing::error!(
                 by = caller,

@@ -354,6 +354,21 @@ pub struct Event {
 }
 
 impl Event {
+    /// An event of the TSA's own (a reload, an administrator's action) at the system time
+    /// now (the Unix epoch should the system clock be before it).
+    pub fn now(kind: &str, name: &str, message: String, detail: &serde_json::Value) -> Event {
+        Event {
+            time: crate::clock::unix_time(crate::clock::wall_now()).unwrap_or(Timestamp {
+                unix_secs: 0,
+                nanos: 0,
+            }),
+            kind: kind.into(),
+            name: name.into(),
+            message,
+            detail: detail.to_string(),
+        }
+    }
+
     /// Exactly the length of [`Event::encode`]'s output.
     pub fn encoded_len(&self) -> usize {
         1 + 12 + 4 * 4 + self.kind.len() + self.name.len() + self.message.len() + self.detail.len()

@@ -90,23 +90,16 @@ impl Reloader {
         } else {
             tracing::error!(by = %who, config_sha256 = %hash, "{message}");
         }
-        let event = Event {
-            time: crate::clock::unix_time(crate::clock::wall_now()).unwrap_or(
-                crate::protocol::Timestamp {
-                    unix_secs: 0,
-                    nanos: 0,
-                },
-            ),
-            kind: "reload".into(),
-            name: name.into(),
-            message: message.clone(),
-            detail: serde_json::json!({
+        let event = Event::now(
+            "reload",
+            name,
+            message.clone(),
+            &serde_json::json!({
                 "by": who,
                 "config_sha256": hash,
                 "result": if ok { "ok" } else { "failed" },
-            })
-            .to_string(),
-        };
+            }),
+        );
         if self.kept.audit().event(event).is_err() {
             tracing::error!("the audit trail could not take the reload's record");
         }
