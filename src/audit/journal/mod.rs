@@ -39,7 +39,7 @@ mod verify;
 pub use frame::{parse_segment_header, Frame};
 pub use open::OpenReport;
 pub use reader::{Next, Reader};
-pub use segment::{lock_journal, segment_path, segments};
+pub use segment::{lock_journal, segment_path, segments, shard_dir, shards};
 pub use verify::{verify, Verified};
 
 use segment::segment_header;

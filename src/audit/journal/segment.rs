@@ -29,6 +29,40 @@ pub fn segments(dir: &Path) -> std::io::Result<Vec<u64>> {
     Ok(out)
 }
 
+/// The directory of audit shard `shard` under the journal directory `dir`: shard 0 is `dir`
+/// itself (so a journal written before sharding is shard 0), shard N is `dir/shard-N`.
+pub fn shard_dir(dir: &Path, shard: usize) -> PathBuf {
+    if shard == 0 {
+        dir.to_path_buf()
+    } else {
+        dir.join(format!("shard-{shard}"))
+    }
+}
+
+/// The shards present under the journal directory `dir`, in order: `(shard, its directory)`
+/// for `dir` itself when it holds segments, and for every `shard-N` subdirectory. Shards
+/// the server no longer writes (fewer cores than before) are listed like the others.
+pub fn shards(dir: &Path) -> std::io::Result<Vec<(usize, PathBuf)>> {
+    let mut out = Vec::new();
+    if !segments(dir)?.is_empty() {
+        out.push((0, dir.to_path_buf()));
+    }
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let shard = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("shard-"))
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|&n| n > 0);
+        if let (Some(n), true) = (shard, entry.file_type()?.is_dir()) {
+            out.push((n, entry.path()));
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
