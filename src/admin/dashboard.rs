@@ -569,14 +569,21 @@ fn render(d: &Dashboard, caller: &Caller) -> Markup {
             h2 { "Audit trail" }
             dl.facts {
                 dt { "Store" } dd { (d.audit.trail.store) @if let Some(dir) = &d.audit.trail.dir { " — " span.mono { (dir) } } }
-                dt { "Head" } dd.mono id="audit-head" { "seq " (opt(&d.audit.trail.head_seq, "")) " — " (opt(&d.audit.trail.head_hash, "")) }
-                dt { "Segments" } dd { (opt(&d.audit.trail.segments, "")) " (" (opt(&d.audit.journal_bytes, " bytes")) ")" }
+                dt { "Size" } dd { (opt(&d.audit.journal_bytes, " bytes")) }
                 dt { "Disk budget" } dd { (d.audit.disk_state.unwrap_or("–")) ", " (opt(&d.audit.disk_free_bytes, " bytes free")) }
                 dt { "Records since start" } dd { (d.audit.records_total) " (queue " (d.audit.queue_depth) ")" }
                 dt { "PostgreSQL" } dd {
                     @match &d.audit.shipper {
                         None => { "not configured" }
                         Some(s) => { (yes(s.up, "reachable", "unreachable")) ", lag " (s.lag_frames) " frames, " (s.shipped_rows) " rows shipped, " (s.failures) " failures" }
+                    }
+                }
+            }
+            @if !d.audit.trail.shards.is_empty() {
+                table id="audit-shards" {
+                    tr { th { "Shard" } th { "Head seq" } th { "Head hash" } th { "Segments" } }
+                    @for s in &d.audit.trail.shards {
+                        tr { td { (s.shard) } td { (s.head_seq) } td.mono { (s.head_hash) } td { (s.segments) } }
                     }
                 }
             }

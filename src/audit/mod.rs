@@ -2,10 +2,11 @@
 //! response is released (DESIGN.md, "Durability contract").
 //!
 //! ```text
-//! audit pre-filter ──submit──▶ Writer (one thread, batches) ──▶ Store
-//!                                                  journal: write + fdatasync per batch
-//!                                                  or PostgreSQL only: one transaction
-//!        journal ──▶ Shipper (tokio-postgres on its own runtime) ──▶ PostgreSQL
+//! audit pre-filter ──submit──▶ its core's shard ──▶ committer on that core (shard.rs)
+//!                                                  write + fdatasync per batch, io_uring
+//!                  ──submit──▶ Writer (one thread, batches) ──▶ PostgreSQL only
+//!                                                  (store = "postgres"): one transaction
+//!   every shard ──▶ Shipper (tokio-postgres on its own runtime) ──▶ PostgreSQL
 //! ```
 //!
 //! The shipper stores its journal position in the same transaction as the rows, and rows are
@@ -17,27 +18,29 @@ pub mod journal;
 pub mod postgres;
 pub mod query;
 pub mod record;
+pub mod shard;
 pub mod sink;
 pub mod writer;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 pub use config::{AuditConfig, BatchConfig, Durability, JournalConfig, StoreKind};
 pub use record::{Entry, Event, Record, RequestDigest};
-pub use sink::{AuditSink, Discard, Durable, Full, Memory, TrailStatus};
+pub use shard::Placement;
+pub use sink::{AuditSink, Discard, Durable, Full, Memory, ShardStatus, TrailStatus};
 
 use crate::error::Error;
-use journal::budget::{DiskBudget, State as BudgetState};
+use journal::budget::DiskBudget;
 use journal::Journal;
 
 impl AuditConfig {
-    fn journal_settings(&self, journal_dir: &Path) -> journal::Settings {
+    fn journal_settings(&self, dir: PathBuf, budget: Arc<DiskBudget>) -> journal::Settings {
         let j = &self.journal;
         journal::Settings {
-            dir: journal_dir.to_path_buf(),
+            dir,
             segment_bytes: j.segment_mib << 20,
             retention: (j.retention_days > 0)
                 .then(|| Duration::from_secs(j.retention_days * 86_400)),
@@ -45,8 +48,7 @@ impl AuditConfig {
             // One batch is one write: a torn write is at most one batch (its records may
             // pass the byte limit by one record, bounded by the HTTP body limit).
             max_torn_tail: 2 * (self.batch.max_bytes as u64) + (4 << 20),
-            max_bytes: (j.max_mib > 0).then_some(j.max_mib << 20),
-            min_free_bytes: j.min_free_mib << 20,
+            budget,
         }
     }
 
@@ -69,14 +71,18 @@ impl AuditConfig {
             .transpose()
     }
 
-    /// Opens the store (repairing a torn journal tail) in `journal_dir` (`journal.dir`
-    /// resolved by the caller), starts the writer and, with `postgres`, the shipper.
+    /// Opens the store in `journal_dir` (`journal.dir` resolved by the caller), starts it
+    /// and, with `postgres`, the shipper. The journal has `shards` shards, one per frontend
+    /// core, committed where `placement` says; each is opened (its torn tail repaired, its
+    /// damage refusing the start), and so is every shard an earlier run left beyond them.
     /// `postgres_password`: read by the caller from `postgres_password_env` or
     /// `postgres_password_file`.
     pub fn start(
         &self,
         journal_dir: &Path,
         postgres_password: Option<String>,
+        shards: usize,
+        placement: Placement,
     ) -> Result<Arc<dyn AuditSink>, Error> {
         let audit_err = Error::AuditStart;
         match self.store {
@@ -98,132 +104,69 @@ impl AuditConfig {
                 Ok(Arc::new(writer))
             }
             StoreKind::Journal => {
-                let settings = self.journal_settings(journal_dir);
-                let dir = settings.dir.clone();
-                let (journal, report) = Journal::open(settings).map_err(audit_err)?;
-                let progress = journal.progress();
-                let budget = journal.budget();
-                let (seq, head) = journal.head();
-                tracing::info!(dir = %dir.display(), seq, head = %crate::protocol::hex::hex(&head), created = report.created, "audit journal open");
-                let target = self.target(postgres_password)?;
-                if target.is_some() {
-                    // Nothing is shipped until the shipper has read its position.
-                    progress.shipped_seq.store(0, Ordering::Release);
-                }
-                let writer = writer::Writer::start(journal, self.limits())
-                    .map_err(|e| audit_err(e.to_string()))?;
-                let (status_progress, status_dir) = (progress.clone(), dir.clone());
-                let shipper = match target {
-                    None => None,
-                    Some(target) => Some(
-                        postgres::Shipper {
-                            target,
-                            identity: self.identity.clone(),
-                            dir,
-                            progress,
-                            batch_rows: self.ship_batch_rows,
-                        }
-                        .spawn()
-                        .map_err(|e| audit_err(e.to_string()))?,
-                    ),
-                };
-                Ok(Arc::new(Trail {
-                    writer,
-                    shipper,
-                    budget,
-                    progress: status_progress,
-                    dir: status_dir,
-                }))
-            }
-        }
-    }
-}
-
-/// How long a stopping server waits for the shipper to catch up.
-const SHIP_AT_STOP: Duration = Duration::from_secs(5);
-
-/// The journal writer and, when configured, its shipper.
-struct Trail {
-    writer: writer::Writer,
-    shipper: Option<postgres::ShipperHandle>,
-    budget: Arc<DiskBudget>,
-    progress: Arc<journal::Progress>,
-    dir: std::path::PathBuf,
-}
-
-impl AuditSink for Trail {
-    fn submit(&self, record: Record, durable: bool) -> Result<Option<Durable>, Full> {
-        self.writer.submit(record, durable)
-    }
-
-    fn event(&self, event: Event) -> Result<Option<Durable>, Full> {
-        self.writer.event(event)
-    }
-
-    fn writable(&self) -> Result<(), Error> {
-        match self.budget.state() {
-            BudgetState::Full => Err(Error::AuditNoSpace),
-            BudgetState::Ok | BudgetState::Warning => Ok(()),
-        }
-    }
-
-    fn roomy(&self) -> bool {
-        self.budget.state() == BudgetState::Ok
-    }
-
-    fn flush_and_stop(&self) -> bool {
-        let flushed = self.writer.flush_and_stop();
-        if let Some(s) = &self.shipper {
-            // A bounded chance for PostgreSQL to hold everything before the process goes;
-            // what is left ships at the next start.
-            if !s.wait_caught_up(SHIP_AT_STOP) {
-                tracing::warn!(
-                    "the PostgreSQL shipper did not catch up within {SHIP_AT_STOP:?}; the rest ships at the next start"
+                let j = &self.journal;
+                std::fs::create_dir_all(journal_dir)
+                    .map_err(|e| audit_err(format!("{}: {e}", journal_dir.display())))?;
+                let budget = Arc::new(DiskBudget::new(
+                    journal_dir,
+                    (j.max_mib > 0).then_some(j.max_mib << 20),
+                    j.min_free_mib << 20,
+                ));
+                let mut indexes: Vec<usize> = (0..shards.max(1)).collect();
+                let present = journal::shards(journal_dir)
+                    .map_err(|e| audit_err(format!("{}: {e}", journal_dir.display())))?;
+                indexes.extend(
+                    present
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .filter(|&n| n >= shards.max(1)),
                 );
+                let target = self.target(postgres_password)?;
+                let mut journals = Vec::new();
+                for n in indexes {
+                    let dir = journal::shard_dir(journal_dir, n);
+                    let (journal, _) = Journal::open(self.journal_settings(dir, budget.clone()))
+                        .map_err(|e| audit_err(format!("audit shard {n}: {e}")))?;
+                    let (seq, head) = journal.head();
+                    let role = if n < shards.max(1) {
+                        "writing"
+                    } else {
+                        "retired: shipped, not written"
+                    };
+                    tracing::info!(shard = n, dir = %journal.dir().display(), seq, head = %crate::protocol::hex::hex(&head), role, "audit journal shard open");
+                    if target.is_some() {
+                        // Nothing is shipped until the shipper has read its position.
+                        journal.progress().shipped_seq.store(0, Ordering::Release);
+                    }
+                    journals.push((n, journal));
+                }
+                let trail = shard::Shards::start(
+                    journals,
+                    shards.max(1),
+                    self.limits(),
+                    placement,
+                    budget,
+                    journal_dir.to_path_buf(),
+                )
+                .map_err(|e| audit_err(e.to_string()))?;
+                let Some(target) = target else {
+                    return Ok(Arc::new(trail));
+                };
+                let shippers = trail
+                    .progress()
+                    .into_iter()
+                    .map(|(dir, progress)| postgres::Shipper {
+                        target: target.clone(),
+                        identity: self.identity.clone(),
+                        dir,
+                        progress,
+                        batch_rows: self.ship_batch_rows,
+                    })
+                    .collect();
+                let handle =
+                    postgres::Shipper::spawn_all(shippers).map_err(|e| audit_err(e.to_string()))?;
+                Ok(Arc::new(trail.with_shipper(handle)))
             }
         }
-        flushed
-    }
-
-    fn metrics(&self, out: &mut String) {
-        self.writer.metrics(out);
-        if let Some(s) = &self.shipper {
-            s.metrics(out);
-        }
-    }
-
-    fn status(&self) -> TrailStatus {
-        let hash = self.progress.head_hash.lock().map(|h| *h).ok();
-        TrailStatus {
-            store: "journal",
-            dir: Some(self.dir.display().to_string()),
-            head_seq: Some(self.progress.committed_seq.load(Ordering::Acquire)),
-            head_hash: hash.map(|h| crate::protocol::hex::hex(&h)),
-            segments: journal::segments(&self.dir).ok().map(|s| s.len()),
-        }
-    }
-}
-
-impl writer::Store for Journal {
-    fn commit(&mut self, batch: &[Entry]) -> Result<(), String> {
-        self.append(batch).map_err(|e| format!("journal: {e}"))
-    }
-
-    fn after_commit(&mut self) {
-        self.rotate_if_full();
-    }
-
-    fn idle(&mut self) {
-        self.reclaim();
-    }
-
-    fn metrics(&self, out: &mut String) {
-        use std::fmt::Write;
-        let (seq, _) = self.head();
-        let _ = write!(
-            out,
-            "# TYPE stampd_audit_journal_seq gauge\nstampd_audit_journal_seq {seq}\n"
-        );
-        self.budget().metrics(out);
     }
 }

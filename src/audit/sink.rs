@@ -69,6 +69,18 @@ pub trait AuditSink: Send + Sync {
     }
     /// Appends Prometheus text for `GET /metrics`.
     fn metrics(&self, _out: &mut String) {}
+    /// Called once by each frontend core at its start, on its thread, with the core's
+    /// index: from then on the records of the requests this thread answers go to that
+    /// core's audit shard. Gives the shard's committer for the core to run on its runtime
+    /// until the trail stops (`None`: nothing to run there, e.g. a sink with no shards,
+    /// or committers on threads of their own); the core waits for it before its thread
+    /// ends, so the last batch is committed by the ring that wrote the others.
+    fn attach(
+        &self,
+        _core: usize,
+    ) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>> {
+        None
+    }
     /// Where the trail is and how far it has come, for the admin dashboard (reads a few
     /// shared values and lists the journal directory: not for the request path).
     fn status(&self) -> TrailStatus {
@@ -83,12 +95,23 @@ pub struct TrailStatus {
     pub store: &'static str,
     /// The journal's directory.
     pub dir: Option<String>,
-    /// The sequence number of the last committed frame.
-    pub head_seq: Option<u64>,
-    /// The hash chain's value after it, hex.
-    pub head_hash: Option<String>,
-    /// Segment files in the journal directory.
-    pub segments: Option<usize>,
+    /// The journal's shards that take records (one per frontend core).
+    pub shards: Vec<ShardStatus>,
+}
+
+/// One audit shard in [`TrailStatus`].
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ShardStatus {
+    /// Its number (0: the journal directory itself; N: `shard-N` in it).
+    pub shard: usize,
+    /// Its directory.
+    pub dir: String,
+    /// The sequence number of its last committed frame.
+    pub head_seq: u64,
+    /// Its hash chain's value after that frame, hex.
+    pub head_hash: String,
+    /// Its segment files.
+    pub segments: usize,
 }
 
 /// Drops every record (`store = "none"`, for benchmarks only).

@@ -58,6 +58,7 @@ pub(super) fn serve(
         queue_capacity: cfg.server.queue_capacity,
         io_driver: cfg.server.io_driver,
         http: cfg.server.http.clone(),
+        audit: built.audit.clone(),
     };
     let listeners = built.listeners.clone();
     let current = Current::new(built.tsa.clone());

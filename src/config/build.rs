@@ -79,7 +79,17 @@ pub fn build(valid: &ValidatedConfig) -> Result<Built, Error> {
         u64::try_from(now.unix_secs).unwrap_or(0),
     )?);
     let password = postgres_password(&config.audit, valid.postgres_password_file.as_deref())?;
-    let audit = config.audit.start(&valid.journal_dir, password)?;
+    // One audit shard per frontend core; their committers run on the cores' io_uring, or on
+    // threads of their own under epoll (a core must not wait for the disk).
+    let placement = if crate::frontend::uses_uring(config.server.io_driver) {
+        crate::audit::Placement::Cores
+    } else {
+        crate::audit::Placement::Threads
+    };
+    let shards = crate::frontend::core_count(config.server.cores);
+    let audit = config
+        .audit
+        .start(&valid.journal_dir, password, shards, placement)?;
     let mut monitor = Monitor::new(&config.clock, clock_events(audit.clone()));
     monitor.announce();
     monitor.poll();

@@ -120,6 +120,7 @@ impl Backend {
                     path: meta.path.to_string(),
                     head: meta.head.to_vec(),
                     client_subject: meta.client_subject.cloned(),
+                    shard: crate::audit::shard::home(),
                     reply: tx,
                 };
                 if queue.try_submit(env).is_err() {
@@ -148,7 +149,7 @@ impl Backend {
 }
 
 /// Frontend settings, filled in from `[server]` by the assembler.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Settings {
     /// Frontend cores (`stampd-core-N` threads, one monoio runtime each); 0 = one per CPU.
     pub cores: usize,
@@ -162,6 +163,22 @@ pub struct Settings {
     pub io_driver: IoDriver,
     /// `[server.http]`: size limits, timeouts, connections per core.
     pub http: HttpConfig,
+    /// The audit trail: each core attaches to it at start and runs its shard's committer.
+    pub audit: Arc<dyn crate::audit::AuditSink>,
+}
+
+/// The frontend cores `[server] cores` asks for (0: one per CPU).
+pub fn core_count(configured: usize) -> usize {
+    if configured == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        configured
+    }
+}
+
+/// Whether the cores run on io_uring with `driver` (`auto`: when the kernel has it).
+pub fn uses_uring(driver: IoDriver) -> bool {
+    driver == IoDriver::Auto && monoio::utils::detect_uring()
 }
 
 /// A running server: its bound addresses; dropping it does not stop it.
@@ -204,11 +221,7 @@ pub fn start(
     listeners: Vec<Listener>,
     mut s: Settings,
 ) -> Result<Running, Error> {
-    let cores = if s.cores == 0 {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
-    } else {
-        s.cores
-    };
+    let cores = core_count(s.cores);
     // The connection cap follows the descriptors the process really has (fd_budget.rs): a
     // configured cap above them is clamped, with a warning, rather than refused, so the
     // same configuration runs on hosts with different limits.
@@ -235,7 +248,7 @@ pub fn start(
             Backend::Queue(queue)
         }
     };
-    let uring = s.io_driver == IoDriver::Auto && monoio::utils::detect_uring();
+    let uring = uses_uring(s.io_driver);
     let driver = if uring { "io_uring" } else { "epoll" };
     // Port 0 means "any": bind the first core, then give the others the same port.
     let mut listeners = listeners;
@@ -249,6 +262,7 @@ pub fn start(
         bodies: bodies.clone(),
         drain: Arc::new(Drain::default()),
         uring,
+        audit: s.audit.clone(),
     };
     for core in 0..cores {
         let listeners_here = listeners.clone();
@@ -256,7 +270,7 @@ pub fn start(
         let ready = ready_tx.clone();
         let handle = std::thread::Builder::new()
             .name(format!("stampd-core-{core}"))
-            .spawn(move || run_core(listeners_here, parts, ready))
+            .spawn(move || run_core(core, listeners_here, parts, ready))
             .map_err(|e| Error::Frontend(format!("cannot start core thread: {e}")))?;
         handles.push(handle);
         let bound = ready_rx
@@ -327,9 +341,11 @@ struct CoreParts {
     bodies: Arc<BodyBudget>,
     drain: Arc<Drain>,
     uring: bool,
+    audit: Arc<dyn crate::audit::AuditSink>,
 }
 
 fn run_core(
+    core: usize,
     listeners: Vec<Listener>,
     parts: CoreParts,
     ready: std::sync::mpsc::Sender<Result<Vec<SocketAddr>, String>>,
@@ -341,9 +357,13 @@ fn run_core(
         bodies,
         drain,
         uring,
+        audit,
     } = parts;
     let drained = drain.register_core();
     let body = async move {
+        // This core's audit shard: its records go there, committed by this task on this
+        // core's ring (audit/shard.rs).
+        let committer = audit.attach(core).map(monoio::spawn);
         let opts = ListenerOpts::new()
             .reuse_port(true)
             .reuse_addr(true)
@@ -406,6 +426,10 @@ fn run_core(
         // Drained: wait for this core's connections, then let the thread end.
         while open.get() > 0 {
             monoio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        // The trail's stop commits this core's last batch on this runtime.
+        if let Some(c) = committer {
+            c.await;
         }
     };
     let result = if uring {

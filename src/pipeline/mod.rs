@@ -30,6 +30,8 @@ pub struct Envelope {
     pub head: Vec<u8>,
     /// The client certificate's subject, on listeners that ask for one.
     pub client_subject: Option<Arc<str>>,
+    /// The audit shard of the core that owns the request: its record goes there.
+    pub shard: Option<usize>,
     /// The reply; the frontend waits for its audit record (group commit), not the worker.
     pub reply: oneshot::Sender<Reply>,
 }
@@ -82,7 +84,9 @@ fn work(tsa: &mut Cached, rx: &Receiver<Envelope>) {
                 head: &env.head,
                 client_subject: env.client_subject.as_ref(),
             };
-            let reply = tsa.get().issue(env.service, &env.body, &meta);
+            let reply = crate::audit::shard::on_behalf_of(env.shard, || {
+                tsa.get().issue(env.service, &env.body, &meta)
+            });
             // The requester may have gone; its reply is simply dropped.
             let _ = env.reply.send(reply);
         }
@@ -104,6 +108,7 @@ mod tests {
             path: "/tsa".into(),
             head: Vec::new(),
             client_subject: None,
+            shard: None,
             reply: oneshot::channel().0,
         };
         assert!(queue.try_submit(env(1)).is_ok());

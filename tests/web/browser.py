@@ -167,7 +167,7 @@ def dashboard(r):
     check("main" in r.text("#signers") and "stampd development TSA" in r.text("#signers"),
           "the signer and its certificate subject")
     check("in sync" in r.text("#clock-sync"), "the clock's state")
-    check("seq" in r.text("#audit-head"), "the journal head")
+    check("Head seq" in r.text("#audit-shards"), "the journal shards and their heads")
     total = "live-default-total"
     r.wait(lambda d: d.find_element(By.ID, total).text.replace(",", "").isdigit(),
            "the live figures load")

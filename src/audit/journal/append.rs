@@ -2,7 +2,6 @@
 //! allocated and zero-filled ahead; rotation to a new segment once one is full, and
 //! retention of closed segments.
 
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -18,10 +17,54 @@ use crate::protocol::hex::hex;
 /// commit per 256 KiB of records.
 pub(super) const PREFILL: u64 = 256 << 10;
 
+/// Zeros to write from: a static buffer, so the ring borrows it with no copy.
+static ZEROS: [u8; 1 << 20] = [0; 1 << 20];
+
+/// The current segment file on the writing thread's monoio ring. A monoio file belongs to
+/// the runtime it was made in, so the [`Journal`] (opened at start, then moved to the thread
+/// that writes it) does not hold one: the writer keeps this beside it.
+#[derive(Default)]
+pub struct Ring(Option<(u64, std::rc::Rc<monoio::fs::File>)>);
+
+impl Ring {
+    /// The file of `segment` (`file`, the journal's handle on it) on this thread's ring:
+    /// made on the first batch after open or rotation.
+    fn file(
+        &mut self,
+        segment: u64,
+        file: &std::fs::File,
+    ) -> std::io::Result<std::rc::Rc<monoio::fs::File>> {
+        match &self.0 {
+            Some((s, f)) if *s == segment => Ok(f.clone()),
+            _ => {
+                let f = std::rc::Rc::new(monoio::fs::File::from_std(file.try_clone()?)?);
+                self.0 = Some((segment, f.clone()));
+                Ok(f)
+            }
+        }
+    }
+}
+
+/// Writes zeros over `from..to` of `ring`.
+async fn zero(ring: &monoio::fs::File, from: u64, to: u64) -> std::io::Result<()> {
+    let mut at = from;
+    while at < to {
+        let n = (to - at).min(ZEROS.len() as u64) as usize;
+        ring.write_all_at(&ZEROS[..n], at).await.0?;
+        at += n as u64;
+    }
+    Ok(())
+}
+
 impl Journal {
     /// The durability and shipping progress, shared with the shipper and readers.
     pub fn progress(&self) -> Arc<Progress> {
         self.progress.clone()
+    }
+
+    /// The directory of its segment files (its shard's).
+    pub fn dir(&self) -> &std::path::Path {
+        &self.settings.dir
     }
 
     /// The disk budget, for the request path's check and `/ready`.
@@ -36,7 +79,7 @@ impl Journal {
             return;
         }
         self.prune();
-        if let Err(e) = self.budget.measure(&self.settings.dir, PREFILL) {
+        if let Err(e) = self.budget.measure(PREFILL) {
             tracing::warn!(error = %e, "cannot measure the journal's disk budget");
         }
     }
@@ -46,11 +89,18 @@ impl Journal {
         (self.next_seq - 1, self.head)
     }
 
-    /// Writes a batch with one write and one fdatasync. On failure nothing of the batch
-    /// counts. A failed write whose bytes could be cut off again (disk full) may be retried
-    /// with the next batch; a failed fdatasync, or a cut that fails, leaves the file in an
-    /// unknown state, so the journal refuses every later batch until a restart repairs it.
-    pub fn append<T: Journaled>(&mut self, records: &[T]) -> std::io::Result<()> {
+    /// Writes a batch with one write and one fdatasync, both submitted to the calling
+    /// thread's monoio ring (a frontend core's io_uring: the core goes on serving while the
+    /// disk works; under the epoll driver they are plain syscalls on the shard's own
+    /// thread). On failure nothing of the batch counts. A failed write whose bytes could be
+    /// cut off again (disk full) may be retried with the next batch; a failed fdatasync, or
+    /// a cut that fails, leaves the file in an unknown state, so the journal refuses every
+    /// later batch until a restart repairs it.
+    pub async fn append<T: Journaled>(
+        &mut self,
+        ring: &mut Ring,
+        records: &[T],
+    ) -> std::io::Result<()> {
         if let Some(why) = &self.failed {
             return Err(std::io::Error::other(format!(
                 "journal stopped after an earlier failure ({why}); restart stampd"
@@ -76,31 +126,37 @@ impl Journal {
                 seq += 1;
             }
         }
-        if let Err(e) = self.ensure_room(self.offset + buf.len() as u64) {
+        let len = buf.len() as u64;
+        let ring = match ring.file(self.segment, &self.file) {
+            Ok(r) => r,
+            Err(e) => {
+                self.buf = buf;
+                return Err(e);
+            }
+        };
+        if let Err(e) = self.ensure_room(&ring, self.offset + len).await {
             self.buf = buf;
             return Err(e);
         }
-        if let Err(e) = self.file.write_all_at(&buf, self.offset) {
+        let (written, buf) = ring.write_all_at(buf, self.offset).await;
+        self.buf = buf;
+        if let Err(e) = written {
             // Nothing of this batch is acknowledged: zero it again so the chain stays whole.
-            let zeros = vec![0u8; buf.len()];
-            if let Err(undo) = self.file.write_all_at(&zeros, self.offset) {
+            if let Err(undo) = zero(&ring, self.offset, self.offset + len).await {
                 self.failed = Some(format!("cannot undo a failed write: {undo}"));
             }
-            self.buf = buf;
             return Err(e);
         }
-        if let Err(e) = self.file.sync_data() {
+        if let Err(e) = ring.sync_data().await {
             // After a failed fdatasync the page cache may hold data the disk does not
             // (and the kernel may have dropped the error): cut the batch off, so a restart
             // does not find it whole, and stop.
             let _ = self.file.set_len(self.offset);
             let _ = self.file.sync_all();
             self.failed = Some(format!("fdatasync failed: {e}"));
-            self.buf = buf;
             return Err(e);
         }
-        self.offset += buf.len() as u64;
-        self.buf = buf;
+        self.offset += len;
         for (seq, hash) in checkpoints {
             tracing::info!(seq, hash = %hex(&hash), "journal checkpoint");
         }
@@ -109,6 +165,14 @@ impl Journal {
         self.publish();
         self.progress.wake.notify_one();
         Ok(())
+    }
+
+    /// [`append`](Journal::append) from outside any runtime, on a runtime of its own (tests).
+    #[cfg(test)]
+    pub fn append_now<T: Journaled>(&mut self, records: &[T]) -> std::io::Result<()> {
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .build()?
+            .block_on(async { self.append(&mut Ring::default(), records).await })
     }
 
     /// Tells readers how far the journal is durable.
@@ -129,30 +193,21 @@ impl Journal {
 
     /// Makes sure the file is allocated and zero-filled up to `end`, extending it by
     /// [`PREFILL`] at a time (one metadata commit per extension, not per batch).
-    fn ensure_room(&mut self, end: u64) -> std::io::Result<()> {
+    async fn ensure_room(&mut self, ring: &monoio::fs::File, end: u64) -> std::io::Result<()> {
         if end <= self.zeroed_to {
             return Ok(());
         }
         let target = end + PREFILL;
         // The disk budget (budget.rs): refused before any byte is written, so the batch
         // fails whole and the journal stays as it was.
-        if !self
-            .budget
-            .measure(&self.settings.dir, target - self.zeroed_to)?
-        {
+        if !self.budget.measure(target - self.zeroed_to)? {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::StorageFull,
                 "journal disk budget reached",
             ));
         }
-        let zeros = vec![0u8; 1 << 20];
-        let mut at = self.zeroed_to;
-        while at < target {
-            let n = (target - at).min(zeros.len() as u64) as usize;
-            self.file.write_all_at(&zeros[..n], at)?;
-            at += n as u64;
-        }
-        self.file.sync_data()?;
+        zero(ring, self.zeroed_to, target).await?;
+        ring.sync_data().await?;
         self.zeroed_to = target;
         Ok(())
     }
@@ -247,11 +302,11 @@ mod tests {
         let (mut j, report) = Journal::open(settings(tmp.path())).unwrap();
         assert!(report.created);
         let batch: Vec<_> = (0..10).map(sample).collect();
-        j.append(&batch[..6]).unwrap();
+        j.append_now(&batch[..6]).unwrap();
         drop(j);
         let (mut j, report) = Journal::open(settings(tmp.path())).unwrap();
         assert_eq!((report.created, report.torn_bytes), (false, 0));
-        j.append(&batch[6..]).unwrap();
+        j.append_now(&batch[6..]).unwrap();
         assert_eq!(records(tmp.path()), batch);
         let v = verify(tmp.path()).unwrap();
         assert_eq!((v.records, v.checkpoints, v.segments), (10, 3, 1));
@@ -267,7 +322,7 @@ mod tests {
         let (mut j, _) = Journal::open(s.clone()).unwrap();
         let batch: Vec<_> = (0..20).map(sample).collect();
         for r in batch.chunks(3) {
-            j.append(r).unwrap();
+            j.append_now(r).unwrap();
             j.rotate_if_full();
         }
         assert!(segments(tmp.path()).unwrap().len() > 3);
@@ -280,7 +335,7 @@ mod tests {
         let (mut j, _) = Journal::open(s).unwrap();
         j.progress.shipped_seq.store(u64::MAX, Ordering::Release);
         std::thread::sleep(Duration::from_millis(5));
-        j.append(&batch[..4]).unwrap();
+        j.append_now(&batch[..4]).unwrap();
         j.rotate_if_full();
         let left = segments(tmp.path()).unwrap();
         assert_eq!(left.len(), 1, "{left:?}");
@@ -297,7 +352,7 @@ mod tests {
         let (mut j, _) = Journal::open(s).unwrap();
         j.progress.shipped_seq.store(0, Ordering::Release);
         for r in (0..20).map(sample).collect::<Vec<_>>().chunks(3) {
-            j.append(r).unwrap();
+            j.append_now(r).unwrap();
             j.rotate_if_full();
         }
         assert_eq!(records(tmp.path()).len(), 20);

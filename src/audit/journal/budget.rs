@@ -8,7 +8,7 @@
 //! ahead of the write position), so the budget is measured and enforced there, on the
 //! writer thread; request threads read the state from one atomic.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 /// How full the budget is.
@@ -26,6 +26,8 @@ pub enum State {
 /// The budget and what was last measured against it.
 #[derive(Debug)]
 pub struct DiskBudget {
+    /// The journal directory: its files and every shard's count (one budget for all).
+    root: PathBuf,
     /// Largest the journal's files may grow, in bytes (`None`: no cap).
     max_bytes: Option<u64>,
     /// Free space to leave on the journal's filesystem, in bytes.
@@ -36,10 +38,12 @@ pub struct DiskBudget {
 }
 
 impl DiskBudget {
-    /// A budget of at most `max_bytes` of journal (`None`: no cap) and at least
-    /// `min_free_bytes` left free on its filesystem; nothing measured yet.
-    pub fn new(max_bytes: Option<u64>, min_free_bytes: u64) -> Self {
+    /// A budget of at most `max_bytes` of journal under `root` (`None`: no cap), all shards
+    /// together, and at least `min_free_bytes` left free on its filesystem; nothing measured
+    /// yet.
+    pub fn new(root: &Path, max_bytes: Option<u64>, min_free_bytes: u64) -> Self {
         DiskBudget {
+            root: root.to_path_buf(),
             max_bytes,
             min_free_bytes,
             journal_bytes: AtomicU64::new(0),
@@ -57,15 +61,17 @@ impl DiskBudget {
         }
     }
 
-    /// Measures the journal directory `dir` (its files' sizes, its filesystem's free space)
-    /// and updates the state, logging once when it changes. `growth`: the bytes the next
+    /// Measures the journal (the files of every shard, its filesystem's free space) and
+    /// updates the state, logging once when it changes. `growth`: the bytes the next
     /// extension needs. Gives whether that extension fits.
-    pub fn measure(&self, dir: &Path, growth: u64) -> std::io::Result<bool> {
-        let journal = std::fs::read_dir(dir)?
-            .filter_map(|e| e.ok()?.metadata().ok())
-            .filter(|m| m.is_file())
-            .map(|m| m.len())
-            .sum::<u64>();
+    pub fn measure(&self, growth: u64) -> std::io::Result<bool> {
+        let dir = &self.root;
+        let mut journal = file_bytes(dir)?;
+        for (shard, path) in super::segment::shards(dir)? {
+            if shard > 0 {
+                journal += file_bytes(&path)?;
+            }
+        }
         let vfs = rustix::fs::statvfs(dir).map_err(std::io::Error::from)?;
         let free = vfs.f_bavail.saturating_mul(vfs.f_frsize);
         self.journal_bytes.store(journal, Ordering::Relaxed);
@@ -126,6 +132,15 @@ impl DiskBudget {
     }
 }
 
+/// The sizes of the files directly in `dir`.
+fn file_bytes(dir: &Path) -> std::io::Result<u64> {
+    Ok(std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,14 +149,14 @@ mod tests {
     fn a_cap_on_the_journal_turns_full_before_it_is_broken_and_back() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a"), vec![0u8; 900]).unwrap();
-        let budget = DiskBudget::new(Some(1000), 0);
-        assert!(budget.measure(dir.path(), 50).unwrap());
+        let budget = DiskBudget::new(dir.path(), Some(1000), 0);
+        assert!(budget.measure(50).unwrap());
         // 900 of 1000 is at the 90% watermark.
         assert_eq!(budget.state(), State::Warning);
-        assert!(!budget.measure(dir.path(), 101).unwrap());
+        assert!(!budget.measure(101).unwrap());
         assert_eq!(budget.state(), State::Full);
         std::fs::write(dir.path().join("a"), vec![0u8; 10]).unwrap();
-        assert!(budget.measure(dir.path(), 101).unwrap());
+        assert!(budget.measure(101).unwrap());
         assert_eq!(budget.state(), State::Ok);
         let mut m = String::new();
         budget.metrics(&mut m);
@@ -152,8 +167,8 @@ mod tests {
     fn the_free_space_reserve_counts() {
         let dir = tempfile::tempdir().unwrap();
         // No filesystem here has u64::MAX / 2 bytes free.
-        let budget = DiskBudget::new(None, u64::MAX / 2);
-        assert!(!budget.measure(dir.path(), 1).unwrap());
+        let budget = DiskBudget::new(dir.path(), None, u64::MAX / 2);
+        assert!(!budget.measure(1).unwrap());
         assert_eq!(budget.state(), State::Full);
     }
 }

@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 mod append;
+pub use append::Ring;
 pub mod budget;
 mod frame;
 mod open;
@@ -136,10 +137,8 @@ pub struct Settings {
     pub checkpoint_every: u64,
     /// The longest damaged tail that is treated as a torn batch write and cut on open.
     pub max_torn_tail: u64,
-    /// Largest the journal's files may grow, in bytes (`None`: no cap).
-    pub max_bytes: Option<u64>,
-    /// Free space to leave on the journal's filesystem, in bytes.
-    pub min_free_bytes: u64,
+    /// The disk budget, one for every shard of the journal directory.
+    pub budget: Arc<budget::DiskBudget>,
 }
 
 /// How far the journal is durable and how far it has been shipped, shared with the shipper.
@@ -299,23 +298,22 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::super::record::Record;
     use super::*;
 
-    pub(super) fn settings(dir: &Path) -> Settings {
+    pub(crate) fn settings(dir: &Path) -> Settings {
         Settings {
             dir: dir.to_path_buf(),
             segment_bytes: 64 << 20,
             retention: None,
             checkpoint_every: 4,
             max_torn_tail: 1 << 20,
-            max_bytes: None,
-            min_free_bytes: 0,
+            budget: Arc::new(budget::DiskBudget::new(dir, None, 0)),
         }
     }
 
-    pub(super) fn records(dir: &Path) -> Vec<Record> {
+    pub(crate) fn records(dir: &Path) -> Vec<Record> {
         let mut r = Reader::open(dir, None).unwrap();
         let mut out = Vec::new();
         loop {

@@ -9,7 +9,6 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use super::append::PREFILL;
-use super::budget::DiskBudget;
 use super::frame::{parse_frame, parse_segment_header, Parse, BATCH_END, FRAME_HEAD, PAYLOAD_HEAD};
 use super::segment::{create_segment, lock_journal, segment_path, segments};
 use super::{unix_now, Hash, Journal, Kind, Position, Progress, Settings};
@@ -183,9 +182,9 @@ impl Journal {
         tail: (u64, u64, u64, Hash),
     ) -> Journal {
         let (segment, offset, last_seq, head) = tail;
-        let budget = Arc::new(DiskBudget::new(settings.max_bytes, settings.min_free_bytes));
+        let budget = settings.budget.clone();
         // Measured at once: a journal opened on a full disk takes no records.
-        if let Err(e) = budget.measure(&settings.dir, PREFILL) {
+        if let Err(e) = budget.measure(PREFILL) {
             tracing::warn!(dir = %settings.dir.display(), error = %e, "cannot measure the journal's disk budget");
         }
         Journal {
@@ -264,7 +263,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let (mut j, _) = Journal::open(settings(tmp.path())).unwrap();
         let batch: Vec<_> = (0..5).map(sample).collect();
-        j.append(&batch).unwrap();
+        j.append_now(&batch).unwrap();
         let end = j.offset as usize;
         drop(j);
         let seg = segment_path(tmp.path(), 1);
@@ -284,7 +283,7 @@ mod tests {
         let (mut j, report) = Journal::open(settings(tmp.path())).unwrap();
         assert_eq!(report.torn_bytes, (more.len() / 2) as u64);
         assert_eq!(std::fs::read(&seg).unwrap(), whole[..end]);
-        j.append(&[sample(6)]).unwrap();
+        j.append_now(&[sample(6)]).unwrap();
         assert_eq!(records(tmp.path()).len(), 6);
         assert!(verify(tmp.path()).unwrap().broken.is_none());
     }
@@ -293,7 +292,7 @@ mod tests {
     fn a_torn_batch_whose_later_sectors_landed_is_still_a_torn_tail() {
         let tmp = tempfile::tempdir().unwrap();
         let (mut j, _) = Journal::open(settings(tmp.path())).unwrap();
-        j.append(&[sample(1), sample(2)]).unwrap();
+        j.append_now(&[sample(1), sample(2)]).unwrap();
         let end = j.offset as usize;
         let (seq, head) = j.head();
         drop(j);

@@ -244,7 +244,7 @@ mod tests {
     fn a_reader_keeps_no_bytes_past_the_committed_point_between_calls() {
         let tmp = tempfile::tempdir().unwrap();
         let (mut j, _) = Journal::open(settings(tmp.path())).unwrap();
-        j.append(&[sample(1)]).unwrap();
+        j.append_now(&[sample(1)]).unwrap();
         let progress = j.progress();
         let limit = || *progress.committed_at.lock().unwrap();
         // A batch being written past the committed point while the reader reads.
@@ -255,7 +255,7 @@ mod tests {
         assert!(matches!(reader.next(limit()).unwrap(), Next::Frame(_))); // the header
                                                                           // That batch fails and is replaced by another; the reader must see the new bytes.
         f.write_all_at(&[0; 300], j.offset).unwrap();
-        j.append(&[sample(2)]).unwrap();
+        j.append_now(&[sample(2)]).unwrap();
         let mut got = Vec::new();
         loop {
             match reader.next(limit()).unwrap() {
@@ -274,7 +274,7 @@ mod tests {
     fn a_live_reader_never_reads_past_the_committed_point() {
         let tmp = tempfile::tempdir().unwrap();
         let (mut j, _) = Journal::open(settings(tmp.path())).unwrap();
-        j.append(&[sample(1), sample(2)]).unwrap();
+        j.append_now(&[sample(1), sample(2)]).unwrap();
         let progress = j.progress();
         let limit = || *progress.committed_at.lock().unwrap();
         let mut reader = Reader::open(tmp.path(), None).unwrap();
@@ -299,7 +299,7 @@ mod tests {
         f.write_all_at(&frame, j.offset).unwrap();
         assert!(matches!(reader.next(limit()).unwrap(), Next::End { .. }));
         // The real batch lands there; once committed, the reader reads it.
-        j.append(&[sample(3)]).unwrap();
+        j.append_now(&[sample(3)]).unwrap();
         match reader.next(limit()).unwrap() {
             Next::Frame(f) => assert_eq!(Record::decode(&f.body).unwrap(), sample(3)),
             other => panic!("{other:?}"),

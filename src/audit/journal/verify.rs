@@ -179,7 +179,7 @@ mod tests {
     fn bytes_after_the_preallocated_zeros_are_a_torn_write_unless_a_writer_runs() {
         let tmp = tempfile::tempdir().unwrap();
         let (mut j, _) = Journal::open(settings(tmp.path())).unwrap();
-        j.append(&[sample(1)]).unwrap();
+        j.append_now(&[sample(1)]).unwrap();
         let seg = segment_path(tmp.path(), 1);
         let mut bytes = std::fs::read(&seg).unwrap();
         assert!(bytes.len() as u64 > j.offset, "preallocated");
@@ -207,7 +207,8 @@ mod tests {
     fn an_edited_record_is_reported_even_with_a_fixed_crc() {
         let tmp = tempfile::tempdir().unwrap();
         let (mut j, _) = Journal::open(settings(tmp.path())).unwrap();
-        j.append(&(0..6).map(sample).collect::<Vec<_>>()).unwrap();
+        j.append_now(&(0..6).map(sample).collect::<Vec<_>>())
+            .unwrap();
         drop(j);
         let seg = segment_path(tmp.path(), 1);
         let mut bytes = std::fs::read(&seg).unwrap();
@@ -237,7 +238,7 @@ mod tests {
         let (mut j, _) = Journal::open(settings(tmp2.path())).unwrap();
         // One batch each: the damage hits acknowledged batches, with batch ends after it.
         for n in 0..6 {
-            j.append(&[sample(n)]).unwrap();
+            j.append_now(&[sample(n)]).unwrap();
         }
         drop(j);
         let seg2 = segment_path(tmp2.path(), 1);
@@ -269,7 +270,8 @@ mod tests {
     fn a_removed_record_is_reported() {
         let tmp = tempfile::tempdir().unwrap();
         let (mut j, _) = Journal::open(settings(tmp.path())).unwrap();
-        j.append(&(0..3).map(sample).collect::<Vec<_>>()).unwrap();
+        j.append_now(&(0..3).map(sample).collect::<Vec<_>>())
+            .unwrap();
         drop(j);
         let seg = segment_path(tmp.path(), 1);
         let bytes = std::fs::read(&seg).unwrap();

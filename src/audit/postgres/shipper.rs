@@ -37,36 +37,52 @@ struct ShipStats {
     failures: AtomicU64,
 }
 
-/// The running shipper's metrics.
+/// The running shippers' metrics: one per audit shard, reported together.
 pub struct ShipperHandle {
-    stats: Arc<ShipStats>,
-    progress: Arc<Progress>,
+    shards: Vec<(Arc<ShipStats>, Arc<Progress>)>,
+}
+
+/// Frames of one shard committed but not yet shipped.
+fn lag(p: &Progress) -> u64 {
+    p.committed_seq
+        .load(Ordering::Acquire)
+        .saturating_sub(p.shipped_seq.load(Ordering::Acquire))
 }
 
 impl ShipperHandle {
-    /// Waits until everything committed to the journal is in PostgreSQL, at most
+    /// Waits until everything committed to every shard is in PostgreSQL, at most
     /// `timeout` (the shutdown's bounded chance to catch up); false when it was not.
     pub fn wait_caught_up(&self, timeout: Duration) -> bool {
         let deadline = std::time::Instant::now() + timeout;
         loop {
-            let committed = self.progress.committed_seq.load(Ordering::Acquire);
-            if self.progress.shipped_seq.load(Ordering::Acquire) >= committed {
+            let behind: Vec<_> = self.shards.iter().filter(|(_, p)| lag(p) > 0).collect();
+            if behind.is_empty() {
                 return true;
             }
             if std::time::Instant::now() >= deadline {
                 return false;
             }
-            self.progress.wake.notify_one();
+            for (_, p) in behind {
+                p.wake.notify_one();
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 
-    /// Appends the shipper's Prometheus lines (up, rows shipped, failures, lag in frames).
+    /// Appends the shippers' Prometheus lines: up (1 only while every shard's shipper is
+    /// connected), rows shipped, failures, lag in frames (summed over the shards).
     pub fn metrics(&self, out: &mut String) {
         use std::fmt::Write;
-        let committed = self.progress.committed_seq.load(Ordering::Acquire);
-        let shipped = self.progress.shipped_seq.load(Ordering::Acquire);
-        let s = &self.stats;
+        let sum = |f: fn(&ShipStats) -> &AtomicU64| {
+            self.shards
+                .iter()
+                .map(|(s, _)| f(s).load(Ordering::Relaxed))
+                .sum::<u64>()
+        };
+        let up = self
+            .shards
+            .iter()
+            .all(|(s, _)| s.up.load(Ordering::Relaxed) == 1);
         let _ = write!(
             out,
             "# TYPE stampd_audit_shipper_up gauge\nstampd_audit_shipper_up {}\n\
@@ -74,10 +90,10 @@ impl ShipperHandle {
              # TYPE stampd_audit_shipper_failures_total counter\nstampd_audit_shipper_failures_total {}\n\
              # HELP stampd_audit_shipper_lag_frames Journal frames not yet in PostgreSQL.\n\
              # TYPE stampd_audit_shipper_lag_frames gauge\nstampd_audit_shipper_lag_frames {}\n",
-            s.up.load(Ordering::Relaxed),
-            s.rows.load(Ordering::Relaxed),
-            s.failures.load(Ordering::Relaxed),
-            committed.saturating_sub(shipped),
+            u8::from(up),
+            sum(|s| &s.rows),
+            sum(|s| &s.failures),
+            self.shards.iter().map(|(_, p)| lag(p)).sum::<u64>(),
         );
     }
 }
@@ -88,23 +104,33 @@ const SHIP_DEADLINE: Duration = Duration::from_secs(30);
 const IDLE_POLL: Duration = Duration::from_millis(100);
 
 impl Shipper {
-    /// Starts the `stampd-shipper` thread (its own current-thread tokio runtime). It ships
-    /// for ever, reconnecting with backoff (100 ms doubling to 5 s) after any failure;
-    /// serving never waits for it.
-    pub fn spawn(self) -> std::io::Result<ShipperHandle> {
-        let stats = Arc::new(ShipStats::default());
+    /// Starts the `stampd-shipper` thread (its own current-thread tokio runtime) shipping
+    /// every shard in `shippers`, each over its own connection and from its own stored
+    /// position. Each ships for ever, reconnecting with backoff (100 ms doubling to 5 s)
+    /// after any failure; serving never waits for them.
+    pub fn spawn_all(shippers: Vec<Shipper>) -> std::io::Result<ShipperHandle> {
+        let parts: Vec<_> = shippers
+            .into_iter()
+            .map(|s| (s, Arc::new(ShipStats::default())))
+            .collect();
         let handle = ShipperHandle {
-            stats: stats.clone(),
-            progress: self.progress.clone(),
+            shards: parts
+                .iter()
+                .map(|(s, stats)| (stats.clone(), s.progress.clone()))
+                .collect(),
         };
         let rt = runtime()?;
         std::thread::Builder::new()
             .name("stampd-shipper".into())
-            .spawn(move || rt.block_on(self.run(&stats)))?;
+            .spawn(move || {
+                rt.block_on(futures_util::future::join_all(
+                    parts.iter().map(|(s, stats)| s.run(stats)),
+                ))
+            })?;
         Ok(handle)
     }
 
-    async fn run(self, stats: &ShipStats) {
+    async fn run(&self, stats: &ShipStats) {
         let mut backoff = Backoff::new();
         loop {
             let mut shipped_any = false;
