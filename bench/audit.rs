@@ -1,12 +1,21 @@
 //! The audit trail's hot stages: building a record's bytes, and committing batches to the
-//! journal (one write + one fdatasync per batch, on the disk under `target/`).
+//! journal (one write + one fdatasync per batch, on the disk under `target/`); then the
+//! audit path alone, without signing, at one producer per core: records/s with one
+//! journal shard per producer (each committed on its producer's ring) against one shard
+//! committed by one writer thread that every producer hands records to (the serial stage
+//! the shards remove).
+//!
+//!   cargo bench --bench audit [-- --scaling-only]
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use stampd::audit::journal::{Journal, Settings};
-use stampd::audit::Record;
+use criterion::{criterion_group, BatchSize, Criterion, Throughput};
+use stampd::audit::journal::budget::DiskBudget;
+use stampd::audit::journal::{Journal, Ring, Settings};
+use stampd::audit::{AuditConfig, Placement, Record};
 use stampd::outcome::Outcome;
 use stampd::protocol::{HashAlg, Timestamp};
 
@@ -60,10 +69,13 @@ fn bench(c: &mut Criterion) {
         retention: None,
         checkpoint_every: 10_000,
         max_torn_tail: 16 << 20,
-        max_bytes: None,
-        min_free_bytes: 0,
+        budget: Arc::new(DiskBudget::new(dir.path(), None, 0)),
     })
     .unwrap();
+    let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .build()
+        .unwrap();
+    let mut ring = Ring::default();
     let mut g = c.benchmark_group("audit/journal_commit");
     for size in [1usize, 64] {
         let batch: Vec<Record> = (0..size as u64).map(record).collect();
@@ -71,7 +83,7 @@ fn bench(c: &mut Criterion) {
         g.bench_function(format!("batch={size}"), |b| {
             b.iter_batched(
                 || batch.clone(),
-                |batch| journal.append(&batch).unwrap(),
+                |batch| rt.block_on(journal.append(&mut ring, &batch)).unwrap(),
                 BatchSize::SmallInput,
             )
         });
@@ -79,5 +91,112 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
+/// Records in flight per producer (as many requests as a core has waiting on their batch).
+const IN_FLIGHT: usize = 64;
+
+/// Group-commit records/s of `producers` threads (each with a monoio runtime, like a
+/// frontend core, io_uring when the kernel has it) submitting for `secs` to a journal of
+/// `shards` shards committed where `placement` says.
+fn records_per_second(producers: usize, shards: usize, placement: Placement, secs: f64) -> f64 {
+    let dir = tempfile::Builder::new()
+        .prefix("stampd-bench-shards")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .unwrap();
+    let sink = AuditConfig::default()
+        .start(dir.path(), None, shards, placement)
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (counted, counts) = std::sync::mpsc::channel();
+    let threads: Vec<_> = (0..producers)
+        .map(|core| {
+            let (sink, stop, counted) = (sink.clone(), stop.clone(), counted.clone());
+            std::thread::spawn(move || {
+                let body = async move {
+                    let committer = sink.attach(core).map(monoio::spawn);
+                    let tasks: Vec<_> = (0..IN_FLIGHT)
+                        .map(|t| {
+                            let (sink, stop) = (sink.clone(), stop.clone());
+                            monoio::spawn(async move {
+                                let mut n = 0u64;
+                                while !stop.load(Ordering::Relaxed) {
+                                    let committed = match sink.submit(record(t as u64), true) {
+                                        Ok(Some(d)) => d.await == Ok(true),
+                                        _ => false,
+                                    };
+                                    if committed {
+                                        n += 1;
+                                    } else {
+                                        // Refused (inbox full): back off as a client would.
+                                        monoio::time::sleep(Duration::from_micros(50)).await;
+                                    }
+                                }
+                                n
+                            })
+                        })
+                        .collect();
+                    let mut n = 0;
+                    for t in tasks {
+                        n += t.await;
+                    }
+                    counted.send(n).unwrap();
+                    if let Some(c) = committer {
+                        c.await;
+                    }
+                };
+                monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+                    .enable_timer()
+                    .build()
+                    .unwrap()
+                    .block_on(body)
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    stop.store(true, Ordering::Relaxed);
+    let total: u64 = (0..producers).map(|_| counts.recv().unwrap()).sum();
+    let elapsed = started.elapsed().as_secs_f64();
+    assert!(sink.flush_and_stop());
+    for t in threads {
+        t.join().unwrap();
+    }
+    total as f64 / elapsed
+}
+
+#[allow(
+    clippy::print_stdout,
+    reason = "a benchmark's report is its output"
+)]
+/// Prints records/s for 1..=cores producers: one shard per producer on its ring, and one
+/// shard on a writer thread.
+fn scaling() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("audit path alone, group commit, {IN_FLIGHT} in flight per producer, 3 s each:");
+    println!("| producers | one shard per producer, on its ring | one writer thread | ratio |");
+    println!("|---|---|---|---|");
+    let mut counts: Vec<usize> = vec![1, 2, 4, 8, 16]
+        .into_iter()
+        .filter(|&n| n <= cores)
+        .collect();
+    if !counts.contains(&cores) {
+        counts.push(cores);
+    }
+    for producers in counts {
+        let sharded = records_per_second(producers, producers, Placement::Cores, 3.0);
+        let single = records_per_second(producers, 1, Placement::Threads, 3.0);
+        println!(
+            "| {producers} | {sharded:.0} records/s | {single:.0} records/s | {:.2} |",
+            sharded / single
+        );
+    }
+}
+
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    if !std::env::args().any(|a| a == "--scaling-only") {
+        benches();
+        Criterion::default().configure_from_args().final_summary();
+    }
+    scaling();
+}

@@ -218,6 +218,7 @@ fn bench_handoff(c: &mut Criterion) {
         b.iter(|| {
             let (tx, mut rx) = futures_channel::oneshot::channel();
             let env = stampd::pipeline::Envelope {
+                shard: None,
                 service: 0,
                 body: body.clone(),
                 client: std::net::IpAddr::from([127, 0, 0, 1]),

@@ -218,7 +218,9 @@ fn every_request_is_in_the_journal_before_its_reply_and_the_cli_finds_it() {
 fn a_torn_tail_is_repaired_on_start_and_an_edit_is_reported() {
     let tmp = common::tempdir();
     let data = tmp.path().join("d");
-    let server = Server::start(&data, None);
+    // One core: one shard, so every record is in the segment this test edits.
+    let one_core = Some("[server]\ncores = 1\n");
+    let server = Server::start(&data, one_core);
     for i in 0..20u8 {
         assert_eq!(issue(&server, [i; 32]).0, PkiStatus::Granted);
     }
@@ -233,7 +235,7 @@ fn a_torn_tail_is_repaired_on_start_and_an_edit_is_reported() {
     let (ok, out) = audit_cmd(&["verify"], &data);
     assert!(!ok, "a torn tail is not an intact journal:\n{out}");
 
-    let server = Server::start(&data, None);
+    let server = Server::start(&data, one_core);
     assert_eq!(issue(&server, [99; 32]).0, PkiStatus::Granted);
     let (ok, out) = audit_cmd(&["verify"], &data);
     assert!(ok, "{out}");
@@ -339,16 +341,23 @@ fn sigterm_under_load_answers_every_accepted_request_ships_and_exits_0() {
 }
 
 #[test]
-fn kill_9_under_load_loses_nothing_and_ships_everything_exactly_once() {
+fn kill_9_under_load_with_several_shards_loses_nothing_and_ships_everything_exactly_once() {
     let pg = Postgres::start();
     let tmp = common::tempdir();
     let data = tmp.path().join("d");
-    let config = format!("[audit]\npostgres = \"{}\"\n", pg.dsn());
-    let server = Server::start(&data, Some(&config));
-    let loaders = Loaders::start(&server, 4);
+    // Three cores, so three audit shards, each with its own chain and shipper position;
+    // the restart has two: shard 2 is kept, read and shipped, but no longer written.
+    let config = |cores| {
+        format!(
+            "[server]\ncores = {cores}\n[audit]\npostgres = \"{}\"\n",
+            pg.dsn()
+        )
+    };
+    let server = Server::start(&data, Some(&config(3)));
+    let loaders = Loaders::start(&server, 6);
     std::thread::sleep(Duration::from_millis(1500));
     server.kill();
-    let server = Server::start(&data, Some(&config));
+    let server = Server::start(&data, Some(&config(2)));
     *loaders.addr.lock().unwrap() = server.addr;
     std::thread::sleep(Duration::from_millis(1000));
     let seen = loaders.finish();
@@ -363,11 +372,62 @@ fn kill_9_under_load_loses_nothing_and_ships_everything_exactly_once() {
         seen.granted.len(),
         "a serial was issued twice"
     );
+    assert!(server.metrics().contains("stampd_audit_shards 2\n"));
     let (ok, out) = audit_cmd(&["verify"], &data);
     assert!(ok, "{out}");
+    // Every shard of the first run took records (the load spreads over the cores).
+    let per_shard = export(&data).iter().fold(HashMap::new(), |mut m, r| {
+        *m.entry(r["shard"].as_u64().unwrap()).or_insert(0) += 1;
+        m
+    });
+    assert_eq!(per_shard.len(), 3, "{per_shard:?}");
     let shipped = wait_shipped(&pg, &data);
     assert!(shipped >= seen.granted.len());
     assert_pg_matches_journal(&pg, &data, &seen.granted);
+    // Each shard is its own journal in PostgreSQL, and every frame of each arrived.
+    let journals = pg.sql("SELECT count(DISTINCT journal) FROM audit_position");
+    assert_eq!(journals, "3");
+}
+
+#[test]
+fn a_damaged_shard_refuses_the_start_and_names_itself() {
+    let tmp = common::tempdir();
+    let data = tmp.path().join("d");
+    let config = "[server]\ncores = 2\n";
+    let server = Server::start(&data, Some(config));
+    for i in 0..40u8 {
+        assert_eq!(issue(&server, [i; 32]).0, PkiStatus::Granted);
+    }
+    server.signal("TERM");
+    assert!(server.wait_exit(Duration::from_secs(30)).success());
+    // Edit the first record of shard 1 that another follows: not a torn tail, damage.
+    let seg = data.join("journal/shard-1/00000000000000000001.seg");
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let mut found: Vec<usize> = (0..40u8)
+        .filter_map(|i| bytes.windows(32).position(|w| w == [i; 32]))
+        .collect();
+    found.sort_unstable();
+    assert!(found.len() >= 2, "shard 1 holds {} records", found.len());
+    bytes[found[0]] ^= 1;
+    std::fs::write(&seg, &bytes).unwrap();
+    let (ok, out) = run(Command::new("timeout")
+        .arg("30")
+        .arg(BIN)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "off",
+            "--data-dir",
+        ])
+        .arg(&data)
+        .arg("--config")
+        .arg(data.with_extension("toml")));
+    assert!(!ok, "a damaged shard must stop the start:\n{out}");
+    assert!(out.contains("audit shard 1"), "{out}");
+    let (ok, out) = audit_cmd(&["verify"], &data);
+    assert!(!ok && out.contains("shard 1"), "{out}");
 }
 
 #[test]
@@ -638,12 +698,24 @@ fn group_commit_holds_the_reply_until_the_batch_is_on_disk_and_async_does_not() 
     assert_eq!(export(&data).len(), 3);
 }
 
-/// Bytes of every file in the journal directory (segments grow in 256 KiB prefill steps).
+/// Bytes of every file in the journal directory and its shards' (segments grow in 256 KiB
+/// prefill steps).
 fn journal_bytes(data_dir: &Path) -> u64 {
-    std::fs::read_dir(data_dir.join("journal"))
-        .unwrap()
-        .map(|e| e.unwrap().metadata().unwrap().len())
-        .sum()
+    fn files(dir: &Path) -> u64 {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let m = e.metadata().unwrap();
+                if m.is_dir() {
+                    files(&e.path())
+                } else {
+                    m.len()
+                }
+            })
+            .sum()
+    }
+    files(&data_dir.join("journal"))
 }
 
 #[test]

@@ -10,14 +10,17 @@
 #   gc+postgres   group-commit journal shipped to a local PostgreSQL (started here)
 #   pg-only       no journal, group commit waits for the PostgreSQL commit
 # then the shipper's own rate: `stampd audit ship` of the group-commit journal into an empty
-# database.
+# database. With BASE_BIN=PATH (another build of stampd, e.g. today's main), every case
+# named `base-CASE` runs CASE on that binary, side by side with this tree's build.
 #
-#   [CASES="off group-commit"] bash bench/wrk/audit.sh [DURATION=10s] [CONNECTIONS=64] [ROUNDS=3]
+#   [CASES="off group-commit"] [BASE_BIN=...] bash bench/wrk/audit.sh [DURATION=10s] [CONNECTIONS=64] [ROUNDS=3]
 #
 # Prints, per case, the median over ROUNDS interleaved rounds of: tokens/s (wrk -t2 on the
 # same box), server CPU per token, wrk's p50/p99 latency at saturation, and p50/p99 with a
 # single connection (the latency one request sees when the server is idle), plus the ratio
-# to the baseline. Run as root (PostgreSQL runs as the postgres user) or as a user that can
+# to the baseline; and, on stderr, each round's server CPU per token split by thread
+# (stampd-core: the frontend cores, stampd-audit: writer threads, stampd-shipper, ...).
+# Run as root (PostgreSQL runs as the postgres user) or as a user that can
 # run the PostgreSQL server binaries.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -82,17 +85,21 @@ pct() { # output percentile
 }
 
 run_case() { # case
-  local c=$1 data=$tmp/data-$1
+  local c=$1 data=$tmp/data-$1 server=$bin kind=${1#base-}
+  [ "$kind" != "$c" ] && server=${BASE_BIN:?base-CASE needs BASE_BIN}
   [ -d "$data" ] || { mkdir -p "$data"; cp -r "$tmp/pki-src/pki" "$data/"; }
-  [ "$c" = gc-tmpfs ] && rm -rf "$shm/journal"
-  config "$c" > "$tmp/$c.toml"
-  STAMPD_LOG=warn "$bin" serve --config "$tmp/$c.toml" --data-dir "$data" \
+  [ "$kind" = gc-tmpfs ] && rm -rf "$shm/journal"
+  config "$kind" > "$tmp/$c.toml"
+  STAMPD_LOG=warn "$server" serve --config "$tmp/$c.toml" --data-dir "$data" \
     --listen "127.0.0.1:$port" > /dev/null &
   local pid=$!
   wait_healthy $port
-  local rps cpu_us non2xx one
+  local rps cpu_us non2xx one before
+  before=$(thread_ticks $pid)
   read -r rps cpu_us non2xx < <(STAMPD_QUERY=$tmp/q.tsq WRK_FLAGS=--latency \
     measure $pid "http://127.0.0.1:$port/tsa" "$tmp/wrk.out")
+  echo "  $c threads, µs per token: $(thread_split "$before" "$(thread_ticks $pid)" \
+    "$(awk '/requests in/ {print $1}' "$tmp/wrk.out")")" >&2
   one=$(STAMPD_QUERY=$tmp/q.tsq wrk -t1 -c1 -d3s --latency -s bench/wrk/timestamp.lua "http://127.0.0.1:$port/tsa")
   kill $pid; wait $pid 2>/dev/null || true
   local out; out=$(cat "$tmp/wrk.out")

@@ -8,6 +8,21 @@ wait_healthy() { # port
 # utime + stime of a process, in clock ticks.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
+# utime + stime of each of a process's threads, in clock ticks, summed by thread name with
+# its number dropped (stampd-core-0 and stampd-core-1 count as stampd-core): "name ticks".
+thread_ticks() { # pid
+  for s in /proc/"$1"/task/*/stat; do cat "$s" 2>/dev/null; done |
+    sed -E 's/^[0-9]+ \(([^)]*)\) /\1 /' |
+    awk '{n=$1; sub(/-[0-9]+$/, "", n); t[n] += $14 + $15} END {for (n in t) print n, t[n]}' | sort
+}
+
+# The CPU per token of each thread group between two thread_ticks snapshots, one line:
+# "stampd-core=40.1 stampd-audit=6.9 ...", in µs per token for REQUESTS tokens.
+thread_split() { # before after requests
+  join -a2 -e0 -o 0,1.2,2.2 <(echo "$1") <(echo "$2") |
+    awk -v r="$3" -v hz="$(getconf CLK_TCK)" '$3 > $2 {printf "%s=%.1f ", $1, ($3 - $2) * 1e6 / hz / r}'
+}
+
 # Runs wrk (extra wrk flags in WRK_FLAGS) against PID's server at URL with the request in
 # STAMPD_QUERY and prints "tokens/s cpu_us_per_token non2xx"; wrk's whole output goes to
 # the file OUT, for callers that want more (latency percentiles).

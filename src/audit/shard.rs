@@ -45,9 +45,13 @@ use futures_channel::oneshot;
 use super::journal::budget::{DiskBudget, State as BudgetState};
 use super::journal::{self, Journal, Progress, Ring};
 use super::record::{Entry, Event, Record};
-use super::writer::{Limits, IDLE_TICK};
+use super::writer::Limits;
 use super::{AuditSink, Durable, Full, TrailStatus};
 use crate::error::Error;
+
+/// How long an idle shard waits before its housekeeping (while the disk budget is full it
+/// is measured again, so freed space is noticed without traffic).
+const IDLE_TICK: Duration = Duration::from_secs(1);
 
 /// Longest a shutdown waits for every shard to commit what is queued.
 const STOP_DEADLINE: Duration = Duration::from_secs(30);

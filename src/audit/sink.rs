@@ -25,8 +25,9 @@ pub struct Full;
 ///   (`Arc<dyn AuditSink>`) is shared by every service's audit filter.
 /// * **Threads.** `submit` runs on every `stampd-core-N` (inline dispatch) and
 ///   `stampd-worker-N` (queue dispatch) concurrently, on the request path: it must never
-///   block and never do I/O. It hands the record over (the real writer: one `try_send` on
-///   a bounded channel) and returns. `metrics` runs on a core and must not block either;
+///   block and never do I/O. It hands the record over (the journal: a push onto the
+///   calling core's shard, `shard.rs`; PostgreSQL only: one `try_send` on the writer's
+///   bounded channel) and returns. `metrics` runs on a core and must not block either;
 ///   `flush_and_stop` runs on its own thread and may block while the queued records are
 ///   committed (the writer's two waits are bounded by 30 s each).
 /// * **Durability.** With `durable`, `Ok(Some(d))`: `d` fires `true` once the record is

@@ -1,6 +1,7 @@
-//! The one audit writer: a thread that takes records from a bounded queue, commits them in
-//! batches to its [`Store`] (journal: one write + one fdatasync; PostgreSQL: one
-//! transaction), then releases the group-commit waiters of that batch.
+//! The audit writer of `store = "postgres"`: a thread that takes records from a bounded
+//! queue, commits them in batches to its [`Store`] (one PostgreSQL transaction), then
+//! releases the group-commit waiters of that batch. (The journal has no writer thread: each
+//! frontend core commits its own shard, `shard.rs`, with the same pacing rule.)
 //!
 //! Commits are paced, not delayed: a commit starts at least `interval` after the previous
 //! one started. A record that finds the writer idle and the interval passed is committed at
@@ -19,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, TryRecvError, TrySendError};
+use crossbeam_channel::{Receiver, Sender, TryRecvError, TrySendError};
 use futures_channel::oneshot;
 
 use super::record::{Entry, Event, Record};
@@ -28,41 +29,25 @@ use super::{AuditSink, Durable, Full};
 /// Longest a shutdown waits for the writer to commit what is queued.
 const STOP_DEADLINE: Duration = Duration::from_secs(30);
 
-/// Where a batch goes: the journal ([`Journal`](super::journal::Journal)), or PostgreSQL
-/// directly ([`DirectStore`](super::postgres::DirectStore)).
+/// Where a batch goes: PostgreSQL directly ([`DirectStore`](super::postgres::DirectStore)),
+/// or a test's store.
 ///
 /// Contract:
 /// * **Callers and thread.** [`Writer::start`] moves the store into the `stampd-audit`
 ///   thread, which owns it alone (`&mut self`, no lock): every method runs there, one call
-///   at a time, never on a frontend core or worker. So a store may block: on the disk (one
-///   write and one `fdatasync` per batch) or on the database (one transaction, with its own
-///   deadline: `DirectStore` gives up after 10 s). While it blocks, records queue up to
+///   at a time, never on a frontend core or worker. So a store may block: on the database
+///   (one transaction, with its own deadline: `DirectStore` gives up after 10 s). While it blocks, records queue up to
 ///   `queue_capacity` and further requests are refused with 503.
 /// * **commit.** Called once per batch, in order, with at least one record. `Ok` means the
 ///   whole batch is durable: the writer then releases its group-commit waiters with `true`.
 ///   `Err` means none of it may be counted on: the waiters get `false` (their tokens are
 ///   withheld, the requesters get `systemFailure`), async records of the batch are lost and
 ///   the error is logged. The writer goes on with the next batch, so a store decides
-///   whether it can recover (the journal fails every later batch once a file is in an
-///   unknown state; PostgreSQL reconnects).
-/// * **after_commit / metrics.** `after_commit` runs after the waiters are released, for
-///   work that must fail no batch; `metrics` runs after each commit and its text is served
-///   as is by `GET /metrics` until the next one.
+///   whether it can recover (PostgreSQL reconnects).
 pub trait Store: Send + 'static {
     /// Makes the whole batch durable, or none of it.
     fn commit(&mut self, batch: &[Entry]) -> Result<(), String>;
-    /// Housekeeping once a batch's waiters are released (the journal begins a new segment
-    /// here, so a failure there fails no batch).
-    fn after_commit(&mut self) {}
-    /// What the store adds to `GET /metrics`.
-    fn metrics(&self, _out: &mut String) {}
-    /// Housekeeping when no record has arrived for [`IDLE_TICK`] (the journal measures
-    /// its disk budget again while it is full, so freed space is noticed without traffic).
-    fn idle(&mut self) {}
 }
-
-/// How long an idle writer waits before it calls [`Store::idle`].
-pub const IDLE_TICK: Duration = Duration::from_secs(1);
 
 /// Batch limits (`[audit.batch]`).
 #[derive(Debug, Clone, Copy)]
@@ -109,7 +94,6 @@ pub struct Writer {
     /// Submissions between the stop check and the queue.
     in_flight: AtomicUsize,
     stats: Arc<Stats>,
-    store_metrics: Arc<Mutex<String>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     /// The writer thread, to wake it from its pacing sleep.
     writer: std::thread::Thread,
@@ -122,20 +106,17 @@ impl Writer {
     pub fn start(store: impl Store, limits: Limits) -> std::io::Result<Writer> {
         let (tx, rx) = crossbeam_channel::bounded(limits.queue_capacity.max(1));
         let stats = Arc::new(Stats::default());
-        let store_metrics = Arc::new(Mutex::new(String::new()));
         let thread = {
             let stats = stats.clone();
-            let store_metrics = store_metrics.clone();
             std::thread::Builder::new()
                 .name("stampd-audit".into())
-                .spawn(move || run(store, limits, &rx, &stats, &store_metrics))?
+                .spawn(move || run(store, limits, &rx, &stats))?
         };
         Ok(Writer {
             tx,
             stopped: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             stats,
-            store_metrics,
             writer: thread.thread().clone(),
             thread: Mutex::new(Some(thread)),
             max_records: limits.max_records,
@@ -235,9 +216,6 @@ impl AuditSink for Writer {
             load(&s.commit_ns) as f64 / 1e9,
             self.tx.len(),
         );
-        if let Ok(m) = self.store_metrics.lock() {
-            out.push_str(&m);
-        }
     }
 }
 
@@ -259,13 +237,7 @@ fn take(
     }
 }
 
-fn run(
-    mut store: impl Store,
-    limits: Limits,
-    rx: &Receiver<Msg>,
-    stats: &Stats,
-    store_metrics: &Mutex<String>,
-) {
+fn run(mut store: impl Store, limits: Limits, rx: &Receiver<Msg>, stats: &Stats) {
     let mut batch = Vec::with_capacity(limits.max_records);
     let mut acks = Vec::with_capacity(limits.max_records);
     let mut stop: Option<std::sync::mpsc::Sender<()>> = None;
@@ -282,17 +254,9 @@ fn run(
                 Err(_) => break,
             }
         } else {
-            match rx.recv_timeout(IDLE_TICK) {
+            match rx.recv() {
                 Ok(m) => m,
-                Err(RecvTimeoutError::Timeout) => {
-                    store.idle();
-                    if let Ok(mut m) = store_metrics.lock() {
-                        m.clear();
-                        store.metrics(&mut m);
-                    }
-                    continue;
-                }
-                Err(RecvTimeoutError::Disconnected) => break,
+                Err(_) => break,
             }
         };
         // Paced from the previous commit's start: after a quiet spell the deadline has
@@ -329,10 +293,6 @@ fn run(
             let ok = commit(&mut store, &mut batch, &mut acks, stats);
             if stop.is_some() {
                 stop_ok &= ok;
-            }
-            if let Ok(mut m) = store_metrics.lock() {
-                m.clear();
-                store.metrics(&mut m);
             }
         }
     }
@@ -378,7 +338,6 @@ fn commit(
         let _ = ack.send(ok);
     }
     batch.clear();
-    store.after_commit();
     ok
 }
 
