@@ -13,7 +13,7 @@ cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 thread_ticks() { # pid
   for s in /proc/"$1"/task/*/stat; do cat "$s" 2>/dev/null; done |
     sed -E 's/^[0-9]+ \(([^)]*)\) /\1 /' |
-    awk '{n=$1; sub(/-[0-9]+$/, "", n); t[n] += $14 + $15} END {for (n in t) print n, t[n]}' | sort
+    awk '{n=$1; sub(/-[0-9]+$/, "", n); t[n] += $13 + $14} END {for (n in t) print n, t[n]}' | sort
 }
 
 # The CPU per token of each thread group between two thread_ticks snapshots, one line:

@@ -53,6 +53,9 @@ use crate::error::Error;
 /// is measured again, so freed space is noticed without traffic).
 const IDLE_TICK: Duration = Duration::from_secs(1);
 
+/// The granularity of monoio's timer: pacing waits shorter than this are not slept.
+const TIMER_TICK: Duration = Duration::from_millis(1);
+
 /// Longest a shutdown waits for every shard to commit what is queued.
 const STOP_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -230,10 +233,13 @@ impl Shard {
                 // Paced from the previous commit's start: after a quiet spell the deadline
                 // has passed and the batch closes with what is queued now; under load it
                 // takes what arrives until one interval after the previous commit began.
+                // The runtime's timer counts whole milliseconds: a shorter wait would
+                // round up to one or two, so it is not slept (the previous commit's own
+                // write and fdatasync already spaced the commits by about that much).
                 if let Some(at) = last_start {
                     let now = Instant::now();
                     let deadline = at + self.limits.interval;
-                    if deadline > now {
+                    if deadline > now + TIMER_TICK {
                         let _ = monoio::time::timeout(deadline - now, self.wait(true)).await;
                     }
                 }
