@@ -666,3 +666,83 @@ pub async fn export(
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::journal::shard_dir;
+    use crate::audit::query::tests::{requests, write_shard};
+
+    #[test]
+    fn the_cursor_is_read_as_written_and_a_bare_seq_is_shard_0() {
+        let after = After::parse("0:7,2:3").unwrap();
+        assert_eq!(after.to_string(), "0:7,2:3");
+        assert_eq!(After::parse("12").unwrap().to_string(), "0:12");
+        assert_eq!(After::parse("").unwrap(), After::default());
+        assert!(After::parse("x:1").is_err() && After::parse("1:").is_err());
+        assert!(after.shown(Place { shard: 2, seq: 3 }));
+        assert!(!after.shown(Place { shard: 2, seq: 4 }));
+        assert!(
+            !after.shown(Place { shard: 1, seq: 1 }),
+            "nothing of shard 1 shown"
+        );
+    }
+
+    #[test]
+    fn pages_show_every_entry_once_while_a_shard_appends_an_earlier_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let one = shard_dir(tmp.path(), 1);
+        write_shard(tmp.path(), &requests(&[10, 20, 30]));
+        write_shard(&one, &requests(&[15, 25]));
+        let search = Search::of(&Params::default()).unwrap();
+        let mut after = After::default();
+        let mut pages = Vec::new();
+        loop {
+            let found = find(tmp.path(), &search, &after, 2).unwrap();
+            assert!(found.damage.is_none());
+            let times: Vec<i64> = found
+                .entries
+                .iter()
+                .map(|(_, e)| e.time().unix_secs - 1_795_000_000)
+                .collect();
+            pages.push(times);
+            if pages.len() == 1 {
+                // Committed after the first page, with a time before everything shown.
+                write_shard(&one, &requests(&[5]));
+            }
+            match found.next {
+                Some(next) => after = After::parse(&next).unwrap(),
+                None => break,
+            }
+        }
+        assert_eq!(pages, [vec![10, 15], vec![20, 25], vec![5, 30]]);
+    }
+
+    #[test]
+    fn a_record_is_addressed_by_shard_and_seq_or_by_seq_in_shard_0() {
+        use axum::routing::get;
+        use tower::ServiceExt;
+        let app = axum::Router::new()
+            .route(
+                "/r/{seq}",
+                get(|Path(at): Path<RecordAt>| async move { format!("{:?}", at.place()) }),
+            )
+            .route(
+                "/s/{shard}/r/{seq}",
+                get(|Path(at): Path<RecordAt>| async move { format!("{:?}", at.place()) }),
+            );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let get = |uri: &str| {
+            let req = axum::http::Request::get(uri).body(Body::empty()).unwrap();
+            rt.block_on(async {
+                let res = app.clone().oneshot(req).await.unwrap();
+                let body = axum::body::to_bytes(res.into_body(), 1024).await.unwrap();
+                String::from_utf8(body.to_vec()).unwrap()
+            })
+        };
+        assert_eq!(get("/r/12"), "Place { shard: 0, seq: 12 }");
+        assert_eq!(get("/s/3/r/12"), "Place { shard: 3, seq: 12 }");
+    }
+}

@@ -135,6 +135,10 @@ impl std::fmt::Display for Damage {
 }
 
 /// What a [`ShardEntries`] read next.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "a step is matched at once; boxing its entry would allocate once per entry read"
+)]
 enum Step {
     Entry(u64, Entry),
     End,
