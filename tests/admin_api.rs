@@ -162,6 +162,15 @@ fn the_api_needs_a_token_and_actions_are_audited_by_name() {
     let v = post("/api/audit/verify").json();
     assert_eq!(v["intact"], true, "{v}");
     assert!(v["records"].as_u64().unwrap() >= 2);
+    // One result per shard, each with its own chain's head.
+    let shards = v["shards"].as_array().unwrap();
+    assert!(!shards.is_empty(), "{v}");
+    assert!(
+        shards
+            .iter()
+            .all(|s| s["shard"].is_u64() && s["intact"] == true && s["head_seq"].is_u64()),
+        "{v}"
+    );
 
     // The live figures count the requests.
     let live = curl(&["-H", &auth, &admin_url(&server, "/api/live")]).json();
@@ -248,7 +257,11 @@ fn the_audit_search_finds_a_token_by_serial_and_imprint_and_exports_it() {
     let found = by_imprint["records"].as_array().unwrap();
     assert_eq!(found.len(), 1, "{by_imprint}");
     let serial = found[0]["serial"].as_str().unwrap().to_string();
-    let seq = found[0]["seq"].as_u64().unwrap();
+    // A record is addressed by its shard and its seq in that shard.
+    let (shard, seq) = (
+        found[0]["shard"].as_u64().unwrap(),
+        found[0]["seq"].as_u64().unwrap(),
+    );
     let by_serial = curl(&[
         "-H",
         &auth,
@@ -259,6 +272,7 @@ fn the_audit_search_finds_a_token_by_serial_and_imprint_and_exports_it() {
     ])
     .json();
     assert_eq!(by_serial["records"][0]["seq"], seq);
+    assert_eq!(by_serial["records"][0]["shard"], shard);
     let none = curl(&[
         "-H",
         &auth,
@@ -278,7 +292,7 @@ fn the_audit_search_finds_a_token_by_serial_and_imprint_and_exports_it() {
     let record = curl(&[
         "-H",
         &auth,
-        &admin_url(&server, &format!("/api/audit/records/{seq}")),
+        &admin_url(&server, &format!("/api/audit/shards/{shard}/records/{seq}")),
     ])
     .json();
     assert_eq!(
@@ -288,7 +302,10 @@ fn the_audit_search_finds_a_token_by_serial_and_imprint_and_exports_it() {
     let download = curl(&[
         "-H",
         &auth,
-        &admin_url(&server, &format!("/audit/records/{seq}/token.tsr")),
+        &admin_url(
+            &server,
+            &format!("/audit/shards/{shard}/records/{seq}/token.tsr"),
+        ),
     ]);
     assert_eq!(download.body, std::fs::read(&tsr).unwrap());
     let csv = curl(&[
@@ -297,7 +314,7 @@ fn the_audit_search_finds_a_token_by_serial_and_imprint_and_exports_it() {
         &admin_url(&server, "/audit/export?status=granted&format=csv"),
     ]);
     let text = csv.text();
-    assert!(text.starts_with("seq,serial,status"), "{text}");
+    assert!(text.starts_with("shard,seq,serial,status"), "{text}");
     assert!(text.contains(&serial) && text.contains(&digest));
     let jsonl = curl(&["-H", &auth, &admin_url(&server, "/audit/export")]);
     assert!(jsonl

@@ -168,6 +168,10 @@ fn every_request_is_in_the_journal_before_its_reply_and_the_cli_finds_it() {
     assert_eq!(records.len(), 6);
     let r = &records[0];
     assert_eq!(r["serial"], serials[0].as_str());
+    // Each entry names its shard and its seq there.
+    assert!(records
+        .iter()
+        .all(|r| r["shard"].is_u64() && r["seq"].is_u64()));
     assert_eq!(r["status"], "granted");
     assert_eq!(r["service"], "default");
     assert_eq!(r["policy"], "default");
@@ -263,6 +267,18 @@ fn a_torn_tail_is_repaired_on_start_and_an_edit_is_reported() {
     assert!(!ok);
     let v: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
     assert_eq!(v["intact"], false);
+    // Each shard's result names it; the edit breaks one shard's chain.
+    let broken: Vec<&serde_json::Value> = v["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["intact"] == false)
+        .collect();
+    assert_eq!(broken.len(), 1, "{v}");
+    assert!(
+        broken[0]["shard"].is_u64() && broken[0]["break"].as_str().unwrap().contains("CRC"),
+        "{v}"
+    );
     // Damage in the middle is not a torn write: the server refuses to start on it.
     let (ok, out) = run(Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])

@@ -13,6 +13,7 @@ use axum::Json;
 
 use super::view;
 use super::{App, Caller, Need};
+use crate::audit::journal;
 
 /// An action's result.
 struct Done {
@@ -234,11 +235,12 @@ async fn verify(app: &App, caller: &Caller) -> Done {
             "this server's audit trail has no journal to verify".into(),
         );
     };
-    let result = tokio::task::spawn_blocking(move || crate::audit::journal::verify(&dir))
+    let shown = dir.clone();
+    let result = tokio::task::spawn_blocking(move || journal::verify_shards(&dir))
         .await
         .map_err(|_| "the verification stopped unexpectedly".to_string())
         .and_then(|r| r.map_err(|e| e.to_string()));
-    let v = match result {
+    let verified = match result {
         Ok(v) => v,
         Err(e) => {
             return Done::refused(
@@ -248,34 +250,45 @@ async fn verify(app: &App, caller: &Caller) -> Done {
             )
         }
     };
-    let detail = v.to_json();
-    let message = match &v.broken {
-        None => format!(
-            "journal intact: {} records, {} events, {} segments; head seq {} hash {}",
-            v.records,
-            v.events,
-            v.segments,
-            detail["head_seq"],
-            detail["head_hash"].as_str().unwrap_or("-")
-        ),
-        Some(b) => format!("journal BROKEN: {b}"),
-    };
+    let intact = verified.iter().all(|(_, v)| v.broken.is_none());
+    let (records, events) = journal::totals(&verified);
+    // One line per shard: each has its own chain, head and possible break.
+    let shards: Vec<String> = verified
+        .iter()
+        .map(|(shard, v)| match (&v.broken, v.head) {
+            (Some(b), _) => format!("shard {shard} BROKEN: {b}"),
+            (None, Some((seq, hash))) => format!(
+                "shard {shard}: {} records, {} events, {} segments; head seq {seq} hash {}",
+                v.records,
+                v.events,
+                v.segments,
+                crate::protocol::hex::hex(&hash)
+            ),
+            (None, None) => format!("shard {shard}: empty"),
+        })
+        .collect();
+    let message = format!(
+        "journal {}: {} shard(s), {records} records, {events} events; {}",
+        if intact { "intact" } else { "BROKEN" },
+        verified.len(),
+        shards.join("; ")
+    );
     app.audit(
         &caller.name,
         "journal-verified",
         message.clone(),
-        serde_json::json!({ "intact": v.broken.is_none(), "records": v.records }),
+        serde_json::json!({ "intact": intact, "records": records }),
     );
     Done {
-        ok: v.broken.is_none(),
+        ok: intact,
         status: StatusCode::OK,
-        title: if v.broken.is_none() {
+        title: if intact {
             "Journal intact"
         } else {
             "Journal broken"
         },
         message,
-        detail,
+        detail: journal::shards_json(&shown, &verified),
     }
 }
 

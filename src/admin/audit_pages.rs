@@ -2,8 +2,10 @@
 //! status, failInfo and client address, a page of results at a time (the journal is read as
 //! a stream and the scan stops once a page is full: nothing loads the whole trail); a
 //! record's page with the decoded request and token and its `.tsr`; export of a query as
-//! JSON lines or CSV, streamed.
+//! JSON lines or CSV, streamed. Every shard of the journal is searched, merged in time order
+//! ([`Query::in_journal`]); a record is addressed by its shard and seq.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::IpAddr;
 
@@ -17,7 +19,8 @@ use serde::Deserialize;
 
 use super::view::{self, Area};
 use super::{App, Caller, Need};
-use crate::audit::query::{query_of, Damage, Query};
+use crate::audit::journal::Place;
+use crate::audit::query::{entry_at, query_of, Query};
 use crate::audit::Entry;
 use crate::client::inspect;
 
@@ -37,8 +40,8 @@ pub struct Params {
     fail_info: Option<String>,
     client: Option<String>,
     kind: Option<String>,
-    /// Show records after this journal seq (the next page).
-    after: Option<u64>,
+    /// Show records after this cursor (the next page; see [`After`]).
+    after: Option<String>,
     /// Export: `jsonl` (default) or `csv`.
     format: Option<String>,
 }
@@ -97,42 +100,81 @@ impl Search {
     }
 }
 
-/// One page of matches after `after`, and the seq to continue from when there are more.
-struct Found {
-    entries: Vec<(u64, Entry)>,
-    next: Option<u64>,
-    damage: Option<String>,
-}
+/// The paging cursor (`after`): for every shard with entries shown so far, the seq of the
+/// last one. The merge hands every shard's entries in that shard's own order, so the next
+/// page is the merge of each shard's entries after its cursor: no entry is shown twice or
+/// skipped, even while the server appends (a cursor on the time of the last entry shown
+/// would skip an entry a shard commits later with an earlier time). Written
+/// `SHARD:SEQ,SHARD:SEQ`; a bare `SEQ` (links from before sharding) is shard 0's.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct After(BTreeMap<usize, u64>);
 
-fn damage_text(d: Damage) -> String {
-    match d {
-        Damage::Undecodable { seq, error } => format!("frame {seq} does not decode: {error}"),
-        Damage::Corrupt { at, reason } => format!(
-            "damaged at segment {} offset {}: {reason}",
-            at.segment, at.offset
-        ),
+impl After {
+    fn parse(s: &str) -> Result<After, String> {
+        let bad = || format!("after {s}: SHARD:SEQ,SHARD:SEQ...");
+        let mut out = BTreeMap::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (shard, seq) = part.split_once(':').unwrap_or(("0", part));
+            let shard = shard.parse().map_err(|_| bad())?;
+            out.insert(shard, seq.parse().map_err(|_| bad())?);
+        }
+        Ok(After(out))
+    }
+
+    /// Whether `place` was on an earlier page.
+    fn shown(&self, place: Place) -> bool {
+        self.0
+            .get(&place.shard)
+            .is_some_and(|&seq| place.seq <= seq)
     }
 }
 
-fn find(dir: &std::path::Path, search: &Search, after: u64, limit: usize) -> Result<Found, String> {
+impl std::fmt::Display for After {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(|(s, q)| format!("{s}:{q}")).collect();
+        f.write_str(&parts.join(","))
+    }
+}
+
+/// One page of matches after `after`, and the cursor to continue from when there are more.
+struct Found {
+    entries: Vec<(Place, Entry)>,
+    next: Option<String>,
+    damage: Option<String>,
+}
+
+fn find(
+    dir: &std::path::Path,
+    search: &Search,
+    after: &After,
+    limit: usize,
+) -> Result<Found, String> {
     let mut entries = Vec::new();
-    let mut next = None;
-    let damage = search.query.in_journal(dir, |seq, e| {
-        if seq <= after && after > 0 || !search.matches(&e) {
+    let mut next = after.clone();
+    let mut more = false;
+    let damage = search.query.in_journal(dir, |place, e| {
+        if after.shown(place) || !search.matches(&e) {
             return true;
         }
         if entries.len() == limit {
-            next = entries.last().map(|(s, _): &(u64, Entry)| *s);
+            more = true;
             return false;
         }
-        entries.push((seq, e));
+        next.0.insert(place.shard, place.seq);
+        entries.push((place, e));
         true
     })?;
+    let damage: Vec<String> = damage.iter().map(ToString::to_string).collect();
     Ok(Found {
         entries,
-        next,
-        damage: damage.map(damage_text),
+        next: more.then(|| next.to_string()),
+        damage: (!damage.is_empty()).then(|| damage.join("; ")),
     })
+}
+
+/// The page of the entry at `place`.
+fn record_href(place: Place) -> String {
+    format!("/audit/shards/{}/records/{}", place.shard, place.seq)
 }
 
 async fn search(app: &App, params: &Params) -> Result<Found, String> {
@@ -140,13 +182,13 @@ async fn search(app: &App, params: &Params) -> Result<Found, String> {
         return Err("this server's audit trail has no journal to search".into());
     };
     let s = Search::of(params)?;
-    let after = params.after.unwrap_or(0);
-    tokio::task::spawn_blocking(move || find(&dir, &s, after, PAGE))
+    let after = After::parse(params.after.as_deref().unwrap_or(""))?;
+    tokio::task::spawn_blocking(move || find(&dir, &s, &after, PAGE))
         .await
         .map_err(|_| "the search stopped unexpectedly".to_string())?
 }
 
-fn query_string(p: &Params, after: Option<u64>, format: Option<&str>) -> String {
+fn query_string(p: &Params, after: Option<&str>, format: Option<&str>) -> String {
     let mut pairs: Vec<(&str, String)> = Vec::new();
     for (k, v) in [
         ("serial", &p.serial),
@@ -216,19 +258,19 @@ fn form(p: &Params) -> Markup {
 fn results(found: &Found, p: &Params) -> Markup {
     html! {
         @if let Some(d) = &found.damage {
-            div.error { "The journal is damaged; results stop there: " (d) }
+            div.error { "The journal is damaged; results of that shard stop there: " (d) }
         }
         @if found.entries.is_empty() {
             p.note id="no-results" { "No matching records." }
         } @else {
             table id="results" {
-                tr { th { "Seq" } th { "Time" } th { "Kind" } th { "Serial" } th { "Status" } th { "Service / policy" } th { "Imprint" } th { "Client" } }
-                @for (seq, e) in &found.entries {
+                tr { th { "Shard:seq" } th { "Time" } th { "Kind" } th { "Serial" } th { "Status" } th { "Service / policy" } th { "Imprint" } th { "Client" } }
+                @for (place, e) in &found.entries {
                     @match e {
                         Entry::Request(r) => {
                             @let (fail, http) = r.fail_info_and_http_status();
                             tr.record {
-                                td { a href={ "/audit/records/" (seq) } { (seq) } }
+                                td { a href=(record_href(*place)) { (place.shard) ":" (place.seq) } }
                                 td.mono { (r.time.to_rfc3339()) }
                                 td { "request" }
                                 td.mono.serial { (r.serial().map(|s| crate::audit::record::serial_hex(s)).unwrap_or_default()) }
@@ -240,7 +282,7 @@ fn results(found: &Found, p: &Params) -> Markup {
                         }
                         Entry::Event(ev) => {
                             tr.event {
-                                td { a href={ "/audit/records/" (seq) } { (seq) } }
+                                td { a href=(record_href(*place)) { (place.shard) ":" (place.seq) } }
                                 td.mono { (ev.time.to_rfc3339()) }
                                 td { (ev.kind) }
                                 td {}
@@ -253,7 +295,7 @@ fn results(found: &Found, p: &Params) -> Markup {
             }
         }
         div.pager {
-            @if let Some(next) = found.next {
+            @if let Some(next) = &found.next {
                 a id="next-page" href={ "/audit?" (query_string(p, Some(next), None)) } { "Next page" }
             }
             a href={ "/audit/export?" (query_string(p, None, Some("jsonl"))) } id="export-jsonl" { "Export as JSON lines" }
@@ -299,7 +341,7 @@ pub async fn search_json(
     }
     match search(&app, &p).await {
         Ok(f) => Json(serde_json::json!({
-            "records": f.entries.iter().map(|(seq, e)| e.to_json(Some(*seq))).collect::<Vec<_>>(),
+            "records": f.entries.iter().map(|(place, e)| e.to_json_at(*place)).collect::<Vec<_>>(),
             "next_after": f.next,
             "damage": f.damage,
         }))
@@ -308,23 +350,32 @@ pub async fn search_json(
     }
 }
 
-/// The entry with journal seq `seq`.
-async fn entry(app: &App, seq: u64) -> Result<Option<Entry>, String> {
+/// A record page's address: `/audit/shards/SHARD/records/SEQ`, or `/audit/records/SEQ`
+/// for shard 0 (as links from before sharding name it).
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub struct RecordAt {
+    #[serde(default)]
+    shard: usize,
+    seq: u64,
+}
+
+impl RecordAt {
+    fn place(self) -> Place {
+        Place {
+            shard: self.shard,
+            seq: self.seq,
+        }
+    }
+}
+
+/// The entry at `place`.
+async fn entry(app: &App, place: Place) -> Result<Option<Entry>, String> {
     let Some(dir) = app.journal.clone() else {
         return Err("this server's audit trail has no journal".into());
     };
-    tokio::task::spawn_blocking(move || {
-        let mut found = None;
-        Query::default().in_journal(&dir, |s, e| {
-            if s == seq {
-                found = Some(e);
-            }
-            s < seq
-        })?;
-        Ok(found)
-    })
-    .await
-    .map_err(|_| "the search stopped unexpectedly".to_string())?
+    tokio::task::spawn_blocking(move || entry_at(&dir, place))
+        .await
+        .map_err(|_| "the search stopped unexpectedly".to_string())?
 }
 
 fn facts(rows: &[(&str, String)]) -> Markup {
@@ -337,8 +388,8 @@ fn facts(rows: &[(&str, String)]) -> Markup {
     }
 }
 
-fn record_body(seq: u64, e: &Entry) -> Markup {
-    let json = e.to_json(Some(seq));
+fn record_body(place: Place, e: &Entry) -> Markup {
+    let json = e.to_json_at(place);
     let rows: Vec<(&str, String)> = json
         .as_object()
         .map(|m| {
@@ -354,10 +405,10 @@ fn record_body(seq: u64, e: &Entry) -> Markup {
         })
         .unwrap_or_default();
     let Entry::Request(r) = e else {
-        return html! { h1 { "Event " (seq) } section.card { (facts(&rows)) } };
+        return html! { h1 { "Event " (place.shard) ":" (place.seq) } section.card { (facts(&rows)) } };
     };
     html! {
-        h1 { "Record " (seq) }
+        h1 { "Record " (place.shard) ":" (place.seq) }
         section.card id="record" { (facts(&rows)) }
         section.card id="request" {
             h2 { "Request" }
@@ -403,39 +454,43 @@ fn record_body(seq: u64, e: &Entry) -> Markup {
                             }
                         }
                     }
-                    p { a id="download-tsr" href={ "/audit/records/" (seq) "/token.tsr" } { "Download the response (.tsr)" } }
+                    p { a id="download-tsr" href={ (record_href(place)) "/token.tsr" } { "Download the response (.tsr)" } }
                 }
             }
         }
     }
 }
 
-async fn record_or_error(app: &App, seq: u64) -> Result<Entry, (StatusCode, String)> {
-    match entry(app, seq).await {
+async fn record_or_error(app: &App, place: Place) -> Result<Entry, (StatusCode, String)> {
+    match entry(app, place).await {
         Ok(Some(e)) => Ok(e),
-        Ok(None) => Err((StatusCode::NOT_FOUND, format!("no record with seq {seq}"))),
+        Ok(None) => Err((
+            StatusCode::NOT_FOUND,
+            format!("no record with seq {} in shard {}", place.seq, place.shard),
+        )),
         Err(e) => Err((StatusCode::CONFLICT, e)),
     }
 }
 
 pub async fn record_page(
     State(app): State<App>,
-    Path(seq): Path<u64>,
+    Path(at): Path<RecordAt>,
     headers: HeaderMap,
 ) -> Response {
+    let place = at.place();
     let caller: Caller = match app.authorize(&headers, Need::Audit, false, None) {
         Ok(c) => c,
         Err(r) => return r,
     };
-    match record_or_error(&app, seq).await {
+    match record_or_error(&app, place).await {
         Ok(e) => view::html(
             StatusCode::OK,
             view::page(
                 Some(&caller),
                 Area::Audit,
-                &format!("Record {seq}"),
+                &format!("Record {}:{}", place.shard, place.seq),
                 &[],
-                record_body(seq, &e),
+                record_body(place, &e),
             ),
         ),
         Err((status, e)) => view::message_page(&caller, status, "Not found", &e),
@@ -444,15 +499,16 @@ pub async fn record_page(
 
 pub async fn record_json(
     State(app): State<App>,
-    Path(seq): Path<u64>,
+    Path(at): Path<RecordAt>,
     headers: HeaderMap,
 ) -> Response {
+    let place = at.place();
     if let Err(r) = app.authorize(&headers, Need::Audit, true, None) {
         return r;
     }
-    match record_or_error(&app, seq).await {
+    match record_or_error(&app, place).await {
         Ok(e) => {
-            let mut j = e.to_json(Some(seq));
+            let mut j = e.to_json_at(place);
             if let (Entry::Request(r), Some(m)) = (&e, j.as_object_mut()) {
                 let req = r
                     .request
@@ -477,14 +533,19 @@ pub async fn record_json(
     }
 }
 
-pub async fn token(State(app): State<App>, Path(seq): Path<u64>, headers: HeaderMap) -> Response {
+pub async fn token(
+    State(app): State<App>,
+    Path(at): Path<RecordAt>,
+    headers: HeaderMap,
+) -> Response {
     if let Err(r) = app.authorize(&headers, Need::Audit, false, None) {
         return r;
     }
-    match record_or_error(&app, seq).await {
+    let place = at.place();
+    match record_or_error(&app, place).await {
         Ok(Entry::Request(r)) if r.response.is_some() => {
             let name = r.serial().map_or_else(
-                || format!("record-{seq}"),
+                || format!("record-{}-{}", place.shard, place.seq),
                 |s| crate::audit::record::serial_hex(s),
             );
             (
@@ -508,7 +569,8 @@ pub async fn token(State(app): State<App>, Path(seq): Path<u64>, headers: Header
 }
 
 /// CSV columns of the export (requests only).
-const CSV_COLUMNS: [&str; 16] = [
+const CSV_COLUMNS: [&str; 17] = [
+    "shard",
     "seq",
     "serial",
     "status",
@@ -570,16 +632,16 @@ pub async fn export(
         {
             return;
         }
-        let _ = search.query.in_journal(&dir, |seq, e| {
+        let _ = search.query.in_journal(&dir, |place, e| {
             if !search.matches(&e) {
                 return true;
             }
             let line = if csv {
                 let Entry::Request(_) = &e else { return true };
-                let j = e.to_json(Some(seq));
+                let j = e.to_json_at(place);
                 CSV_COLUMNS.map(|c| csv_field(&j[c])).join(",") + "\n"
             } else {
-                e.to_json(Some(seq)).to_string() + "\n"
+                e.to_json_at(place).to_string() + "\n"
             };
             tx.blocking_send(Bytes::from(line)).is_ok()
         });
@@ -603,4 +665,84 @@ pub async fn export(
         Body::from_stream(stream),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::journal::shard_dir;
+    use crate::audit::query::tests::{requests, write_shard};
+
+    #[test]
+    fn the_cursor_is_read_as_written_and_a_bare_seq_is_shard_0() {
+        let after = After::parse("0:7,2:3").unwrap();
+        assert_eq!(after.to_string(), "0:7,2:3");
+        assert_eq!(After::parse("12").unwrap().to_string(), "0:12");
+        assert_eq!(After::parse("").unwrap(), After::default());
+        assert!(After::parse("x:1").is_err() && After::parse("1:").is_err());
+        assert!(after.shown(Place { shard: 2, seq: 3 }));
+        assert!(!after.shown(Place { shard: 2, seq: 4 }));
+        assert!(
+            !after.shown(Place { shard: 1, seq: 1 }),
+            "nothing of shard 1 shown"
+        );
+    }
+
+    #[test]
+    fn pages_show_every_entry_once_while_a_shard_appends_an_earlier_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let one = shard_dir(tmp.path(), 1);
+        write_shard(tmp.path(), &requests(&[10, 20, 30]));
+        write_shard(&one, &requests(&[15, 25]));
+        let search = Search::of(&Params::default()).unwrap();
+        let mut after = After::default();
+        let mut pages = Vec::new();
+        loop {
+            let found = find(tmp.path(), &search, &after, 2).unwrap();
+            assert!(found.damage.is_none());
+            let times: Vec<i64> = found
+                .entries
+                .iter()
+                .map(|(_, e)| e.time().unix_secs - 1_795_000_000)
+                .collect();
+            pages.push(times);
+            if pages.len() == 1 {
+                // Committed after the first page, with a time before everything shown.
+                write_shard(&one, &requests(&[5]));
+            }
+            match found.next {
+                Some(next) => after = After::parse(&next).unwrap(),
+                None => break,
+            }
+        }
+        assert_eq!(pages, [vec![10, 15], vec![20, 25], vec![5, 30]]);
+    }
+
+    #[test]
+    fn a_record_is_addressed_by_shard_and_seq_or_by_seq_in_shard_0() {
+        use axum::routing::get;
+        use tower::ServiceExt;
+        let app = axum::Router::new()
+            .route(
+                "/r/{seq}",
+                get(|Path(at): Path<RecordAt>| async move { format!("{:?}", at.place()) }),
+            )
+            .route(
+                "/s/{shard}/r/{seq}",
+                get(|Path(at): Path<RecordAt>| async move { format!("{:?}", at.place()) }),
+            );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let get = |uri: &str| {
+            let req = axum::http::Request::get(uri).body(Body::empty()).unwrap();
+            rt.block_on(async {
+                let res = app.clone().oneshot(req).await.unwrap();
+                let body = axum::body::to_bytes(res.into_body(), 1024).await.unwrap();
+                String::from_utf8(body.to_vec()).unwrap()
+            })
+        };
+        assert_eq!(get("/r/12"), "Place { shard: 0, seq: 12 }");
+        assert_eq!(get("/s/3/r/12"), "Place { shard: 3, seq: 12 }");
+    }
 }

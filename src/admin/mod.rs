@@ -231,6 +231,18 @@ fn router(app: App) -> Router {
         .route("/audit/records/{seq}", get(audit_pages::record_page))
         .route("/api/audit/records/{seq}", get(audit_pages::record_json))
         .route("/audit/records/{seq}/token.tsr", get(audit_pages::token))
+        .route(
+            "/audit/shards/{shard}/records/{seq}",
+            get(audit_pages::record_page),
+        )
+        .route(
+            "/api/audit/shards/{shard}/records/{seq}",
+            get(audit_pages::record_json),
+        )
+        .route(
+            "/audit/shards/{shard}/records/{seq}/token.tsr",
+            get(audit_pages::token),
+        )
         .fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
         .layer(axum::middleware::map_response(security_headers))
         .with_state(app)

@@ -20,7 +20,7 @@
 //! - `open.rs`: [`Journal::open`] and torn-tail repair;
 //! - `append.rs`: the write side ([`Journal::append`], rotation, retention);
 //! - `reader.rs`: [`Reader`], frames in order across segments;
-//! - `verify.rs`: [`verify()`], the whole-journal check.
+//! - `verify.rs`: [`verify()`], the whole-journal check, and [`verify_shards`] over every shard.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -41,7 +41,7 @@ pub use frame::{parse_segment_header, Frame};
 pub use open::OpenReport;
 pub use reader::{Next, Reader};
 pub use segment::{lock_journal, segment_path, segments, shard_dir, shards};
-pub use verify::{verify, Verified};
+pub use verify::{shards_json, totals, verify, verify_shards, Verified};
 
 use segment::segment_header;
 
@@ -122,6 +122,16 @@ impl Position {
         segment: u64::MAX,
         offset: u64::MAX,
     };
+}
+
+/// Where an entry lies in a sharded journal: its shard and its seq in that shard's chain
+/// (seq alone names an entry only within one shard).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Place {
+    /// The shard ([`shard_dir`]).
+    pub shard: usize,
+    /// The frame's seq in that shard.
+    pub seq: u64,
 }
 
 /// Journal settings (`[audit.journal]`).

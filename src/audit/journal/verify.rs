@@ -1,11 +1,12 @@
-//! `stampd audit verify`: walks the whole journal and reports the first break.
+//! `stampd audit verify`: walks the whole journal, every shard, and reports the first break
+//! of each.
 
 use std::path::Path;
 
 use super::frame::parse_segment_header;
 use super::open::dirty_end;
 use super::reader::{Next, Reader};
-use super::segment::{segment_path, segments, writer_running};
+use super::segment::{segment_path, segments, shard_dir, shards, writer_running};
 use super::{Hash, Kind};
 
 /// The result of [`verify`].
@@ -56,6 +57,57 @@ fn kind_name(kind: Kind) -> &'static str {
         Kind::Event => "event",
         _ => "record",
     }
+}
+
+/// [`verify`] of every shard under the journal directory `dir`, in shard order; an error
+/// when there is no shard at all. Each shard has its own chain, so one broken shard leaves
+/// the others' results whole.
+pub fn verify_shards(dir: &Path) -> std::io::Result<Vec<(usize, Verified)>> {
+    let present = shards(dir)?;
+    if present.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no audit journal here",
+        ));
+    }
+    present
+        .into_iter()
+        .map(|(shard, path)| Ok((shard, verify(&path)?)))
+        .collect()
+}
+
+/// The JSON form of [`verify_shards`] that `stampd audit verify --json` prints and the admin
+/// API answers: `intact` (every shard), `records` and `events` (totals), and `shards`, each
+/// [`Verified::to_json`] with its `shard` and `dir`.
+pub fn shards_json(dir: &Path, verified: &[(usize, Verified)]) -> serde_json::Value {
+    let shards: Vec<serde_json::Value> = verified
+        .iter()
+        .map(|(shard, v)| {
+            let mut j = v.to_json();
+            if let Some(m) = j.as_object_mut() {
+                m.insert("shard".into(), (*shard).into());
+                m.insert(
+                    "dir".into(),
+                    shard_dir(dir, *shard).display().to_string().into(),
+                );
+            }
+            j
+        })
+        .collect();
+    let (records, events) = totals(verified);
+    serde_json::json!({
+        "intact": verified.iter().all(|(_, v)| v.broken.is_none()),
+        "records": records,
+        "events": events,
+        "shards": shards,
+    })
+}
+
+/// Record and event frames read over all shards of a [`verify_shards`] result.
+pub fn totals(verified: &[(usize, Verified)]) -> (u64, u64) {
+    verified
+        .iter()
+        .fold((0, 0), |(r, e), (_, v)| (r + v.records, e + v.events))
 }
 
 /// Walks the whole journal: CRCs, the hash chain, seq continuity, segment headers.
@@ -264,6 +316,34 @@ mod tests {
         // refuses to open, however short the rest.
         let err = Journal::open(settings(tmp2.path())).err().expect("refused");
         assert!(err.contains("not a torn write"), "{err}");
+    }
+
+    #[test]
+    fn every_shard_is_verified_and_a_broken_one_is_named() {
+        use crate::audit::query::tests::{damage_record, requests, write_shard};
+        let tmp = tempfile::tempdir().unwrap();
+        assert!(verify_shards(tmp.path()).is_err(), "no shard at all");
+        write_shard(tmp.path(), &requests(&[1, 2]));
+        write_shard(&shard_dir(tmp.path(), 1), &requests(&[3]));
+        let two = shard_dir(tmp.path(), 2);
+        write_shard(&two, &requests(&[4, 5, 6]));
+        let verified = verify_shards(tmp.path()).unwrap();
+        let j = shards_json(tmp.path(), &verified);
+        assert_eq!(j["intact"], true, "{j}");
+        assert_eq!((&j["records"], &j["events"]), (&6.into(), &0.into()));
+        damage_record(&two, 5);
+        let verified = verify_shards(tmp.path()).unwrap();
+        let shards: Vec<usize> = verified.iter().map(|(s, _)| *s).collect();
+        assert_eq!(shards, [0, 1, 2]);
+        let j = shards_json(tmp.path(), &verified);
+        assert_eq!(j["intact"], false, "{j}");
+        assert_eq!(j["shards"][1]["intact"], true);
+        assert_eq!(j["shards"][1]["records"], 1);
+        assert_eq!(j["shards"][2]["shard"], 2);
+        assert_eq!(j["shards"][2]["dir"], two.display().to_string());
+        assert_eq!(j["shards"][2]["records"], 1, "read up to the damage");
+        assert!(j["shards"][2]["break"].is_string(), "{j}");
+        assert!(j["shards"][0]["break"].is_null() && j["shards"][0]["head_seq"].is_u64());
     }
 
     #[test]

@@ -73,7 +73,7 @@ pub(super) struct Filters {
 
 #[derive(Subcommand)]
 pub(super) enum AuditCommand {
-    /// Check every CRC and the hash chain; exit 0 only when the journal is intact.
+    /// Check every CRC and the hash chain of every shard; exit 0 only when all are intact.
     Verify {
         #[command(flatten)]
         journal: JournalArgs,
@@ -81,7 +81,7 @@ pub(super) enum AuditCommand {
         json: bool,
     },
     /// Print records as JSON lines (kind, serial, status, gen_time, service, policy, ...),
-    /// with the clock synchronisation events (kind "clock") in journal order.
+    /// with the clock synchronisation events (kind "clock"), every shard's in time order.
     Export {
         #[command(flatten)]
         journal: JournalArgs,
@@ -117,8 +117,8 @@ pub(super) enum AuditCommand {
         #[arg(long, requires = "dsn")]
         identity: Option<String>,
     },
-    /// Ship a journal no server is writing to PostgreSQL until caught up (e.g. the journal
-    /// of a node that is gone). A running server ships its own journal.
+    /// Ship a journal no server is writing to PostgreSQL until caught up, every shard (e.g.
+    /// the journal of a node that is gone). A running server ships its own journal.
     Ship {
         #[command(flatten)]
         journal: JournalArgs,
