@@ -163,10 +163,7 @@ fn records_per_second(producers: usize, shards: usize, placement: Placement, sec
     total as f64 / elapsed
 }
 
-#[allow(
-    clippy::print_stdout,
-    reason = "a benchmark's report is its output"
-)]
+#[allow(clippy::print_stdout, reason = "a benchmark's report is its output")]
 /// Prints records/s for 1..=cores producers: one shard per producer on its ring, and one
 /// shard on a writer thread.
 fn scaling() {

@@ -328,7 +328,7 @@ pub(crate) mod tests {
     /// of the read side writes its journals here.
     pub(crate) fn write_shard(dir: &Path, entries: &[Entry]) {
         let (mut j, _) = Journal::open(journal::tests::settings(dir)).unwrap();
-        j.append(entries).unwrap();
+        j.append_now(entries).unwrap();
     }
 
     /// Requests at these times (seconds after `sample`'s base time; each its own nonce).
