@@ -465,16 +465,6 @@ impl Entry {
             Entry::Event(e) => e.to_json(seq),
         }
     }
-
-    /// The JSON object of the journal's `export` and `query`: [`Entry::to_json`] with the
-    /// entry's `seq` and its `shard` (a seq names an entry only within its shard).
-    pub fn to_json_at(&self, place: crate::audit::journal::Place) -> serde_json::Value {
-        let mut j = self.to_json(Some(place.seq));
-        if let Some(m) = j.as_object_mut() {
-            m.insert("shard".into(), place.shard.into());
-        }
-        j
-    }
 }
 
 /// A serial number as the value of the token's serialNumber INTEGER: lowercase hex, no

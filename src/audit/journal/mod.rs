@@ -107,6 +107,18 @@ pub fn entry(frame: &Frame) -> Option<Result<super::Entry, &'static str>> {
     }
 }
 
+impl super::Entry {
+    /// The JSON object of the journal's `export` and `query`: [`Entry::to_json`] with the
+    /// entry's `seq` and its `shard` (a seq names an entry only within its shard).
+    pub fn to_json_at(&self, place: Place) -> serde_json::Value {
+        let mut j = self.to_json(Some(place.seq));
+        if let Some(m) = j.as_object_mut() {
+            m.insert("shard".into(), place.shard.into());
+        }
+        j
+    }
+}
+
 /// A place in the journal: the segment number and a byte offset in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Position {
