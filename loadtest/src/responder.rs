@@ -56,6 +56,9 @@ pub fn serve(listen: SocketAddr, cores: usize) -> Result<ExitCode, String> {
             queue_capacity: 1,
             io_driver: stampd::frontend::config::IoDriver::Auto,
             http: stampd::frontend::config::HttpConfig::default(),
+            // The trivial responder keeps no audit trail: it is the floor stampd is measured
+            // against.
+            audit: std::sync::Arc::new(stampd::audit::Discard),
         },
     )
     .map_err(|e| e.to_string())?;
