@@ -108,7 +108,7 @@ pub fn entry(frame: &Frame) -> Option<Result<super::Entry, &'static str>> {
 }
 
 impl super::Entry {
-    /// The JSON object of the journal's `export` and `query`: [`Entry::to_json`] with the
+    /// The JSON object of the journal's `export` and `query`: [`Entry::to_json`](super::Entry::to_json) with the
     /// entry's `seq` and its `shard` (a seq names an entry only within its shard).
     pub fn to_json_at(&self, place: Place) -> serde_json::Value {
         let mut j = self.to_json(Some(place.seq));
