@@ -5,7 +5,7 @@
 //! committed by one writer thread that every producer hands records to (the serial stage
 //! the shards remove).
 //!
-//!   cargo bench --bench audit [-- --scaling-only]
+//!   [STAMPD_BENCH_JOURNAL=/dev/shm] cargo bench --bench audit [-- --scaling-only]
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -94,13 +94,39 @@ fn bench(c: &mut Criterion) {
 /// Records in flight per producer (as many requests as a core has waiting on their batch).
 const IN_FLIGHT: usize = 64;
 
+/// Where the scaling runs keep their journals: `STAMPD_BENCH_JOURNAL` (e.g. a tmpfs, where
+/// fdatasync costs nothing and the figures are the path's own CPU), else under `target/`.
+fn scaling_dir() -> std::path::PathBuf {
+    std::env::var_os("STAMPD_BENCH_JOURNAL")
+        .map_or_else(|| env!("CARGO_TARGET_TMPDIR").into(), Into::into)
+}
+
+/// This process's CPU time (user + system) so far, from `/proc/self/stat` (10 ms ticks).
+fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = stat.rfind(") ").map_or("", |i| &stat[i + 2..]);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0))
+        .collect();
+    Duration::from_millis((f.get(11).unwrap_or(&0) + f.get(12).unwrap_or(&0)) * 10)
+}
+
+/// What one scaling run measured.
+struct Rate {
+    records_per_s: f64,
+    /// The whole process's CPU (producers, committers, the kernel's io_uring workers) per
+    /// record.
+    cpu_us: f64,
+}
+
 /// Group-commit records/s of `producers` threads (each with a monoio runtime, like a
 /// frontend core, io_uring when the kernel has it) submitting for `secs` to a journal of
 /// `shards` shards committed where `placement` says.
-fn records_per_second(producers: usize, shards: usize, placement: Placement, secs: f64) -> f64 {
+fn records_per_second(producers: usize, shards: usize, placement: Placement, secs: f64) -> Rate {
     let dir = tempfile::Builder::new()
         .prefix("stampd-bench-shards")
-        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .tempdir_in(scaling_dir())
         .unwrap();
     let sink = AuditConfig::default()
         .start(dir.path(), None, shards, placement)
@@ -151,26 +177,37 @@ fn records_per_second(producers: usize, shards: usize, placement: Placement, sec
             })
         })
         .collect();
-    let started = Instant::now();
+    let (started, cpu) = (Instant::now(), process_cpu());
     std::thread::sleep(Duration::from_secs_f64(secs));
     stop.store(true, Ordering::Relaxed);
     let total: u64 = (0..producers).map(|_| counts.recv().unwrap()).sum();
-    let elapsed = started.elapsed().as_secs_f64();
+    let (elapsed, cpu) = (started.elapsed().as_secs_f64(), process_cpu() - cpu);
     assert!(sink.flush_and_stop());
     for t in threads {
         t.join().unwrap();
     }
-    total as f64 / elapsed
+    Rate {
+        records_per_s: total as f64 / elapsed,
+        cpu_us: cpu.as_secs_f64() * 1e6 / total.max(1) as f64,
+    }
 }
 
 #[allow(clippy::print_stdout, reason = "a benchmark's report is its output")]
-/// Prints records/s for 1..=cores producers: one shard per producer on its ring, and one
-/// shard on a writer thread.
+/// Prints records/s and the process's CPU per record for 1..=cores producers: one shard per
+/// producer on its ring, and one shard on a writer thread. 1 / (CPU per record) is the
+/// projected ceiling of one core spent on nothing but the audit path.
 fn scaling() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("audit path alone, group commit, {IN_FLIGHT} in flight per producer, 3 s each:");
-    println!("| producers | one shard per producer, on its ring | one writer thread | ratio |");
-    println!("|---|---|---|---|");
+    println!(
+        "audit path alone, group commit, {IN_FLIGHT} in flight per producer, 3 s each, \
+         journals under {}:",
+        scaling_dir().display()
+    );
+    println!(
+        "| producers | one shard per producer, on its ring | CPU per record | \
+         one writer thread | CPU per record | records/s ratio |"
+    );
+    println!("|---|---|---|---|---|---|");
     let mut counts: Vec<usize> = vec![1, 2, 4, 8, 16]
         .into_iter()
         .filter(|&n| n <= cores)
@@ -182,8 +219,12 @@ fn scaling() {
         let sharded = records_per_second(producers, producers, Placement::Cores, 3.0);
         let single = records_per_second(producers, 1, Placement::Threads, 3.0);
         println!(
-            "| {producers} | {sharded:.0} records/s | {single:.0} records/s | {:.2} |",
-            sharded / single
+            "| {producers} | {:.0} records/s | {:.2} µs | {:.0} records/s | {:.2} µs | {:.2} |",
+            sharded.records_per_s,
+            sharded.cpu_us,
+            single.records_per_s,
+            single.cpu_us,
+            sharded.records_per_s / single.records_per_s
         );
     }
 }

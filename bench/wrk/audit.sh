@@ -113,11 +113,16 @@ for r in $(seq "$rounds"); do
   done
 done
 
+# The records of every shard of a data directory's journal.
+records() { # data_dir
+  "$bin" audit verify --json --data-dir "$1" | python3 -c 'import json, sys; print(json.load(sys.stdin)["records"])'
+}
+
 case " $cases " in *" gc+postgres "*) has_pg=1 ;; *) has_pg=0 ;; esac
 case " $cases " in *" group-commit "*) has_gc=1 ;; *) has_gc=0 ;; esac
 if [ $has_pg = 1 ]; then
 # Everything issued with shipping on must be in PostgreSQL once the shipper caught up.
-journal_rows=$("$bin" audit verify --json --data-dir "$tmp/data-gc+postgres" | sed 's/.*"records":\([0-9]*\).*/\1/')
+journal_rows=$(records "$tmp/data-gc+postgres")
 for _ in $(seq 600); do
   [ "$(psql_ "SELECT count(*) FROM audit_record WHERE tsa = 'bench'")" = "$journal_rows" ] && break
   sleep 0.1
@@ -127,7 +132,7 @@ fi
 
 if [ $has_gc = 1 ]; then
 # The shipper alone: the whole group-commit journal into the database under a new identity.
-ship_rows=$("$bin" audit verify --json --data-dir "$tmp/data-group-commit" | sed 's/.*"records":\([0-9]*\).*/\1/')
+ship_rows=$(records "$tmp/data-group-commit")
 ship=$("$bin" audit ship --data-dir "$tmp/data-group-commit" --postgres "$dsn" --identity ship-bench)
 fi
 

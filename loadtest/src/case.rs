@@ -76,6 +76,12 @@ pub struct Thresholds {
     /// shared the cores with the load generator). 1 / ratio − 1 is what everything around
     /// the signature costs, in signatures.
     pub min_raw_sign_ratio: Option<f64>,
+    /// Server CPU per reply over the floor: one raw aws-lc-rs P-256 signature plus the
+    /// trivial responder's CPU per reply (`stampd-loadtest responder`: stampd's HTTP front
+    /// end and token encoding, no signature, no audit trail), both measured in this run,
+    /// the responder under the same load. It is the honest limit on any host: what a
+    /// reply costs beyond it is what stampd adds to the signature and the HTTP.
+    pub max_floor_ratio: Option<f64>,
 }
 
 struct Server {
@@ -104,24 +110,38 @@ fn start_stampd(stampd: &Path, work: &Path, case: &Case) -> Result<Server, Strin
     .arg(&data)
     .envs(&case.env)
     .env("STAMPD_LOG", "warn")
-    .current_dir(work)
-    .stdout(Stdio::piped())
-    .stderr(Stdio::inherit());
+    .current_dir(work);
     if !case.config.trim().is_empty() {
         let file = work.join("stampd.toml");
         std::fs::write(&file, &case.config).map_err(|e| e.to_string())?;
         cmd.arg("--config").arg(file);
     }
+    spawn_server(cmd, "stampd: serving ").map_err(|e| format!("{}: {e}", stampd.display()))
+}
+
+/// The trivial responder (this binary's `responder` command) on a free loopback port.
+fn start_responder() -> Result<Server, String> {
+    let me = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(me);
+    cmd.args(["responder", "--listen", "127.0.0.1:0"]);
+    spawn_server(cmd, "stampd-loadtest responder: ").map_err(|e| format!("responder: {e}"))
+}
+
+/// Starts `cmd` and waits (up to 60 s) for the stdout line `READY URL ...` that says it
+/// serves.
+fn spawn_server(mut cmd: Command, ready: &str) -> Result<Server, String> {
     let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
         .spawn()
-        .map_err(|e| format!("{}: {e}", stampd.display()))?;
+        .map_err(|e| e.to_string())?;
     let Some(stdout) = child.stdout.take() else {
         let _ = child.kill();
         let _ = child.wait();
         return Err("no stdout".into());
     };
-    // Lines are read on their own thread, so the deadline holds even when stampd prints
-    // nothing.
+    // Lines are read on their own thread, so the deadline holds even when the server
+    // prints nothing.
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -130,7 +150,7 @@ fn start_stampd(stampd: &Path, work: &Path, case: &Case) -> Result<Server, Strin
     });
     let deadline = Instant::now() + Duration::from_secs(60);
     while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-        if let Some(rest) = line.strip_prefix("stampd: serving ") {
+        if let Some(rest) = line.strip_prefix(ready) {
             let url = rest
                 .split_whitespace()
                 .next()
@@ -142,7 +162,7 @@ fn start_stampd(stampd: &Path, work: &Path, case: &Case) -> Result<Server, Strin
     }
     let _ = child.kill();
     let status = child.wait();
-    Err(format!("stampd did not start within 60 s ({status:?})"))
+    Err(format!("did not start within 60 s ({status:?})"))
 }
 
 /// CPU time (user + system) a process has used so far.
@@ -296,13 +316,11 @@ fn run_in(case: &Case, stampd: &Path, out: &Path, work: &Path) -> Result<ExitCod
     if !held.is_empty() {
         println!("holding {} idle keep-alive connections", held.len());
     }
-    let base: Vec<String> = args_of(case, &server.url);
-    let parse = |extra: &[String]| -> Result<crate::LoadArgs, String> {
+    let parse = |url: &str| -> Result<crate::LoadArgs, String> {
         use clap::Parser;
         let argv = ["stampd-loadtest".to_string()]
             .into_iter()
-            .chain(base.iter().cloned())
-            .chain(extra.iter().cloned());
+            .chain(args_of(case, url));
         crate::Cli::try_parse_from(argv)
             .map(|c| c.load)
             .map_err(|e| e.to_string())
@@ -310,7 +328,7 @@ fn run_in(case: &Case, stampd: &Path, out: &Path, work: &Path) -> Result<ExitCod
     let mut saturation = None;
     let rate = match case.load.rate_percent {
         Some(pct) => {
-            let s = crate::measure(&parse(&[])?, None)?;
+            let s = crate::measure(&parse(&server.url)?, None)?;
             let rate = s.throughput * pct / 100.0;
             println!(
                 "saturation {:.0}/s; offering {pct}%: {rate:.0}/s",
@@ -322,34 +340,34 @@ fn run_in(case: &Case, stampd: &Path, out: &Path, work: &Path) -> Result<ExitCod
         None => None,
     };
     let pid = server.child.id();
-    let args = parse(&[])?;
-    // The server's CPU over the measured part only: read once the warm-up is over.
-    let warmup = args.warmup;
-    let cpu_before = std::thread::spawn(move || {
-        std::thread::sleep(warmup);
-        cpu_time(pid)
-    });
-    let summary = crate::measure(&args, rate)?;
-    let cpu_before = cpu_before.join().ok().flatten();
-    let cpu = cpu_before
-        .zip(cpu_time(pid))
-        .map(|(a, b)| b.saturating_sub(a));
-    // Server CPU per correct reply, µs; unknown when nothing was measured (the clock
-    // counts 10 ms ticks).
-    let cpu_us = cpu
-        .filter(|c| summary.replies > 0 && !c.is_zero())
-        .map(|c| c.as_secs_f64() * 1e6 / summary.replies as f64);
+    let (summary, cpu_us) = load_measuring_cpu(&parse(&server.url)?, rate, pid)?;
     let rss = peak_rss_mib(pid);
     let open = still_open(&held);
     drop(held);
     drop(server);
     let t = &case.thresholds;
     // Measured only when it can be compared; a failure fails the check, not the report.
-    let raw_sign = t.min_raw_sign_ratio.and(cpu_us).map(|_| raw_p256_sign_us());
+    // The responder runs the same load once stampd is gone; the raw rate is measured
+    // last, on the idle machine.
+    let responder = t
+        .max_floor_ratio
+        .and(cpu_us)
+        .map(|_| -> Result<f64, String> {
+            let r = start_responder()?;
+            println!("case {}: trivial responder at {}", case.name, r.url);
+            let (s, cpu) = load_measuring_cpu(&parse(&r.url)?, rate, r.child.id())?;
+            cpu.filter(|_| s.errors == 0)
+                .ok_or_else(|| format!("its CPU per reply is unknown ({} errors)", s.errors))
+        });
+    let raw_sign = (t.min_raw_sign_ratio.is_some() || t.max_floor_ratio.is_some())
+        .then_some(cpu_us)
+        .flatten()
+        .map(|_| raw_p256_sign_us());
     let measured = Measured {
         rss,
         cpu_us,
         raw_sign_us: raw_sign.as_ref().and_then(|r| r.as_ref().ok().copied()),
+        responder_us: responder.as_ref().and_then(|r| r.as_ref().ok().copied()),
         saturation: saturation.as_ref(),
     };
 
@@ -395,6 +413,30 @@ fn run_in(case: &Case, stampd: &Path, out: &Path, work: &Path) -> Result<ExitCod
                 ),
             }
         }),
+        t.max_floor_ratio
+            .map(|m| match (measured.floor_us(), measured.floor_ratio()) {
+                (Some(floor), Some(r)) => (
+                    format!(
+                        "server CPU per reply {:.1} µs against the floor {floor:.1} µs \
+                     (raw signature + trivial responder): {r:.3} × the floor ≤ {m}",
+                        cpu_us.unwrap_or_default()
+                    ),
+                    r <= m,
+                ),
+                _ => {
+                    let why = [
+                        ("raw signature", &raw_sign),
+                        ("trivial responder", &responder),
+                    ]
+                    .into_iter()
+                    .find_map(|(what, r)| match r {
+                        Some(Err(e)) => Some(format!("{what}: {e}")),
+                        _ => None,
+                    })
+                    .unwrap_or_else(|| "server CPU per reply unknown".into());
+                    (format!("floor not measured: {why}"), false)
+                }
+            }),
         t.max_rss_mib.map(|m| match rss {
             Some(v) => (format!("peak RSS {v:.1} MiB ≤ {m} MiB"), v <= m),
             None => ("peak RSS unknown (no /proc)".into(), false),
@@ -472,6 +514,9 @@ struct Measured<'a> {
     cpu_us: Option<f64>,
     /// One raw P-256 signature, µs (median), when the case compares with it.
     raw_sign_us: Option<f64>,
+    /// The trivial responder's CPU per reply under the same load, µs, when the case
+    /// compares with the floor.
+    responder_us: Option<f64>,
     saturation: Option<&'a Summary>,
 }
 
@@ -482,6 +527,41 @@ impl Measured<'_> {
             .zip(self.cpu_us)
             .map(|(raw, cpu)| raw / cpu)
     }
+
+    /// The floor: a raw signature plus the trivial responder's CPU per reply, µs.
+    fn floor_us(&self) -> Option<f64> {
+        self.raw_sign_us
+            .zip(self.responder_us)
+            .map(|(raw, resp)| raw + resp)
+    }
+
+    /// Server CPU per reply over the floor.
+    fn floor_ratio(&self) -> Option<f64> {
+        self.cpu_us.zip(self.floor_us()).map(|(cpu, f)| cpu / f)
+    }
+}
+
+/// Runs the load against `pid`'s server and returns the summary and the server's CPU per
+/// correct reply (µs) over the measured part, after the warm-up; unknown when nothing was
+/// measured (the clock counts 10 ms ticks).
+fn load_measuring_cpu(
+    args: &crate::LoadArgs,
+    rate: Option<f64>,
+    pid: u32,
+) -> Result<(Summary, Option<f64>), String> {
+    let warmup = args.warmup;
+    let cpu_before = std::thread::spawn(move || {
+        std::thread::sleep(warmup);
+        cpu_time(pid)
+    });
+    let summary = crate::measure(args, rate)?;
+    let cpu_before = cpu_before.join().ok().flatten();
+    let cpu_us = cpu_before
+        .zip(cpu_time(pid))
+        .map(|(a, b)| b.saturating_sub(a))
+        .filter(|c| summary.replies > 0 && !c.is_zero())
+        .map(|c| c.as_secs_f64() * 1e6 / summary.replies as f64);
+    Ok((summary, cpu_us))
 }
 
 fn write_report(
@@ -507,7 +587,10 @@ fn write_report(
                              "saturation": saturation, "peak_rss_mib": rss,
                              "server_cpu_us_per_reply": m.cpu_us,
                              "raw_p256_sign_us": m.raw_sign_us,
-                             "raw_sign_ratio": m.raw_sign_ratio() }),
+                             "raw_sign_ratio": m.raw_sign_ratio(),
+                             "responder_cpu_us_per_reply": m.responder_us,
+                             "floor_us_per_reply": m.floor_us(),
+                             "floor_ratio": m.floor_ratio() }),
     )?;
     let mut md = String::new();
     let l = &s.latency_us;
@@ -547,6 +630,17 @@ fn write_report(
              ({:.0} replies per core-second): {ratio:.2} × the raw rate.\n\n",
             1e6 / raw,
             1e6 / cpu,
+        );
+    }
+    if let (Some(raw), Some(resp), Some(cpu), Some(ratio)) =
+        (m.raw_sign_us, m.responder_us, m.cpu_us, m.floor_ratio())
+    {
+        md += &format!(
+            "Floor, measured in this run: a raw signature ({raw:.1} µs) plus the trivial \
+             responder's CPU per reply under the same load ({resp:.1} µs: stampd's HTTP front \
+             end and token encoding, no signature, no audit) = {:.1} µs. stampd's \
+             {cpu:.1} µs per reply is {ratio:.3} × the floor.\n\n",
+            raw + resp
         );
     }
     md += &format!(

@@ -374,7 +374,7 @@ fn a_case_starts_stampd_measures_and_reports_its_thresholds() {
     };
     let out = case(
         "good",
-        "max_errors = 0\nmax_rss_mib = 500\nmin_raw_sign_ratio = 0.001",
+        "max_errors = 0\nmax_rss_mib = 500\nmin_raw_sign_ratio = 0.001\nmax_floor_ratio = 1000",
     );
     assert!(
         out.status.success(),
@@ -413,6 +413,20 @@ fn a_case_starts_stampd_measures_and_reports_its_thresholds() {
             && md.contains(&format!("({:.0} replies per core-second)", 1e6 / cpu)),
         "{md}"
     );
+    // The floor: the raw signature plus the trivial responder's CPU per reply, the
+    // responder driven by the same load after stampd; stampd signs, so it costs more.
+    let resp = json["responder_cpu_us_per_reply"].as_f64().unwrap();
+    let floor = json["floor_us_per_reply"].as_f64().unwrap();
+    let over = json["floor_ratio"].as_f64().unwrap();
+    assert!(
+        resp > 0.0 && (floor - raw - resp).abs() < 1e-9 && (over - cpu / floor).abs() < 1e-9,
+        "{json}"
+    );
+    assert!(
+        md.contains(&format!("against the floor {floor:.1} µs"))
+            && md.contains(&format!("{over:.3} × the floor ≤ 1000")),
+        "{md}"
+    );
     assert_eq!(json["summary"]["mode"], "open");
     assert!(dir.path().join("reports/good.svg").exists());
     let percentiles =
@@ -420,13 +434,18 @@ fn a_case_starts_stampd_measures_and_reports_its_thresholds() {
     assert!(percentiles.contains("<polyline") && md.contains("good-percentiles.svg"));
 
     // A threshold no server meets: exit 1, and the report says which.
-    let out = case("bad", "max_p99_ms = 0.000001\nmin_raw_sign_ratio = 1000");
+    let out = case(
+        "bad",
+        "max_p99_ms = 0.000001\nmin_raw_sign_ratio = 1000\nmax_floor_ratio = 0.001",
+    );
     assert_eq!(out.status.code(), Some(1));
     let md = std::fs::read_to_string(dir.path().join("reports/bad.md")).unwrap();
     assert!(
         md.contains("FAILED")
             && md.contains("FAIL: p99")
-            && md.contains("× the raw rate per core ≥ 1000"),
+            && md.contains("× the raw rate per core ≥ 1000")
+            && md.contains("FAIL: server CPU per reply")
+            && md.contains("× the floor ≤ 0.001"),
         "{md}"
     );
 }

@@ -53,9 +53,6 @@ use crate::error::Error;
 /// is measured again, so freed space is noticed without traffic).
 const IDLE_TICK: Duration = Duration::from_secs(1);
 
-/// The granularity of monoio's timer: pacing waits shorter than this are not slept.
-const TIMER_TICK: Duration = Duration::from_millis(1);
-
 /// Longest a shutdown waits for every shard to commit what is queued.
 const STOP_DEADLINE: Duration = Duration::from_secs(30);
 
@@ -182,6 +179,11 @@ impl Shard {
         .await
     }
 
+    /// Whether records wait in the inbox.
+    fn waiting(&self) -> bool {
+        self.inbox.lock().is_ok_and(|i| !i.entries.is_empty())
+    }
+
     /// Moves the next batch (at most the limits) out of the inbox; also says whether more
     /// is waiting, and whether the stop has begun.
     fn take(
@@ -220,6 +222,9 @@ impl Shard {
         let mut acks = Vec::with_capacity(self.limits.max_records);
         let mut last_start: Option<Instant> = None;
         let mut backlog = false;
+        // Records arrived while the previous batch was being committed, or nobody waited
+        // for it (async): the next commit keeps the interval.
+        let mut pace = false;
         let mut all_ok = true;
         loop {
             if !backlog {
@@ -230,16 +235,17 @@ impl Shard {
                     journal.reclaim();
                     continue;
                 }
-                // Paced from the previous commit's start: after a quiet spell the deadline
-                // has passed and the batch closes with what is queued now; under load it
-                // takes what arrives until one interval after the previous commit began.
-                // The runtime's timer counts whole milliseconds: a shorter wait would
-                // round up to one or two, so it is not slept (the previous commit's own
-                // write and fdatasync already spaced the commits by about that much).
-                if let Some(at) = last_start {
+                // Paced from the previous commit's start: under load (or async) the batch
+                // takes what arrives until one interval after the previous commit began. A
+                // shard that was idle while its previous batch was committed commits at once:
+                // a lone requester, or one sending back to back over one connection, waits
+                // one fdatasync and not the interval. The runtime's timer counts whole
+                // milliseconds, so a paced wait lasts at least the interval and up to about
+                // 1 ms more.
+                if let Some(at) = last_start.filter(|_| pace) {
                     let now = Instant::now();
                     let deadline = at + self.limits.interval;
-                    if deadline > now + TIMER_TICK {
+                    if deadline > now {
                         let _ = monoio::time::timeout(deadline - now, self.wait(true)).await;
                     }
                 }
@@ -249,10 +255,12 @@ impl Shard {
             backlog = more;
             if !batch.is_empty() {
                 last_start = Some(Instant::now());
+                let waited = acks.iter().any(Option::is_some);
                 let ok = self
                     .commit(&mut journal, &mut ring, &mut batch, &mut acks)
                     .await;
                 all_ok &= ok || !stopping;
+                pace = !waited || self.waiting();
             }
             if stopping && !more {
                 break;
@@ -677,27 +685,46 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let t = Arc::new(trail(tmp.path(), 1, limits(4, 10_000), Placement::Threads));
         let started = Instant::now();
-        assert_eq!(
-            block_on(t.submit(sample(0), true).unwrap().unwrap()),
-            Ok(true)
-        );
-        // The committer now sleeps until 10 s after that commit; four records fill a batch
-        // and wake it, a fifth waits for the next one, which the stop brings forward.
+        let batches = || t.shards[0].stats.batches.load(Ordering::Relaxed);
+        let until_batches = |n| {
+            while batches() < n {
+                assert!(started.elapsed() < Duration::from_secs(5), "{}", batches());
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        };
+        // An async record: nobody waited for its batch, so the next commit keeps the
+        // interval (10 s)...
+        assert!(t.submit(sample(0), false).unwrap().is_none());
+        until_batches(1);
+        // ...unless a batch fills: four records wake the committer at once.
         let waits: Vec<_> = (1..=4)
             .map(|n| t.submit(sample(n), true).unwrap().unwrap())
             .collect();
         for rx in waits {
             assert_eq!(block_on(rx), Ok(true));
         }
-        assert!(started.elapsed() < Duration::from_secs(5));
-        let last = t.submit(sample(5), true).unwrap().unwrap();
+        assert_eq!(batches(), 2);
+        // Nothing arrived while that batch was committed: the shard is idle, and the next
+        // record is committed at once, not an interval later (one requester waits one
+        // fdatasync).
+        assert_eq!(
+            block_on(t.submit(sample(5), true).unwrap().unwrap()),
+            Ok(true)
+        );
+        assert_eq!(batches(), 3);
+        // After another async batch, a record waits out the interval; the stop brings its
+        // commit forward.
+        assert!(t.submit(sample(6), false).unwrap().is_none());
+        until_batches(4);
+        let mut last = t.submit(sample(7), true).unwrap().unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(last.try_recv(), Ok(None), "paced: not committed yet");
         assert!(t.flush_and_stop());
         assert_eq!(block_on(last), Ok(true));
         assert!(started.elapsed() < Duration::from_secs(5));
-        let s = &t.shards[0].stats;
-        assert_eq!(s.batches.load(Ordering::Relaxed), 3);
+        assert_eq!(batches(), 5);
         assert!(
-            t.submit(sample(6), false).is_err(),
+            t.submit(sample(8), false).is_err(),
             "a stopped trail refuses"
         );
     }
