@@ -477,7 +477,7 @@ pub(crate) mod tests {
         assert_eq!(j["shards"][1]["records"], 1);
         assert_eq!(j["shards"][2]["shard"], 2);
         assert_eq!(j["shards"][2]["dir"], two.display().to_string());
-        assert_eq!(j["shards"][2]["records"], 1, "read up to the damage");
+        assert_eq!(j["shards"][2]["records"], 1, "read up to the damage: {j}");
         assert!(j["shards"][2]["break"].is_string(), "{j}");
         assert!(j["shards"][0]["break"].is_null() && j["shards"][0]["head_seq"].is_u64());
     }

@@ -256,11 +256,11 @@ impl Shard {
             if !batch.is_empty() {
                 last_start = Some(Instant::now());
                 let waited = acks.iter().any(Option::is_some);
-                let ok = self
+                let (ok, busy) = self
                     .commit(&mut journal, &mut ring, &mut batch, &mut acks)
                     .await;
                 all_ok &= ok || !stopping;
-                pace = !waited || self.waiting();
+                pace = !waited || busy;
             }
             if stopping && !more {
                 break;
@@ -273,14 +273,16 @@ impl Shard {
         }
     }
 
-    /// Commits one batch and releases its waiters; false when it failed.
+    /// Commits one batch and releases its waiters. Says whether it succeeded, and whether
+    /// records arrived while it was committed (looked at before the waiters are released,
+    /// so a requester's next record, sent once its reply is out, does not count).
     async fn commit(
         &self,
         journal: &mut Journal,
         ring: &mut Ring,
         batch: &mut Vec<Entry>,
         acks: &mut Vec<Option<oneshot::Sender<bool>>>,
-    ) -> bool {
+    ) -> (bool, bool) {
         let started = Instant::now();
         let result = journal.append(ring, batch).await;
         let s = &self.stats;
@@ -303,13 +305,14 @@ impl Shard {
                 false
             }
         };
+        let busy = self.waiting();
         for ack in acks.drain(..).flatten() {
             let _ = ack.send(ok);
         }
         batch.clear();
         // Rotation after the waiters are released: a failure there fails no batch.
         journal.rotate_if_full();
-        ok
+        (ok, busy)
     }
 
     /// The journal, for the one committer: `None` once one has it.
