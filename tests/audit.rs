@@ -656,8 +656,10 @@ fn group_commit_holds_the_reply_until_the_batch_is_on_disk_and_async_does_not() 
         format!("[server]\ncores = 1\n[audit]\ndurability = \"{durability}\"\n[audit.batch]\ninterval_us = 1000000\n")
     };
     let interval = Duration::from_secs(1);
-    // Group commit, commits at least 1 s apart: the first request finds the writer idle
-    // and is committed at once; the next one waits for the interval, then for its batch.
+    // Group commit, commits at least 1 s apart while the shard is busy: a requester that
+    // sends its next request once its reply is out finds the shard idle each time (nothing
+    // arrived while its batch was committed), so both are committed at once, not an
+    // interval apart. Pacing under load is covered by the shard's unit tests.
     let data = tmp.path().join("g");
     let server = Server::start(&data, Some(&config("group-commit")));
     // The clock's start-up events (monitor-started, in-sync) were the first commit: let one
@@ -674,10 +676,10 @@ fn group_commit_holds_the_reply_until_the_batch_is_on_disk_and_async_does_not() 
     let started = Instant::now();
     let (status, first, _) = issue(&server, [1; 32]);
     assert_eq!(status, PkiStatus::Granted);
-    assert!(started.elapsed() < Duration::from_millis(900));
     let (status, serial, _) = issue(&server, [4; 32]);
     assert_eq!(status, PkiStatus::Granted);
-    assert!(started.elapsed() >= interval);
+    assert!(started.elapsed() < Duration::from_millis(900));
+    // Each reply left after its record was on disk.
     let records = export(&data);
     for s in [&first, &serial] {
         assert!(records.iter().any(|r| r["serial"] == s.as_deref().unwrap()));
