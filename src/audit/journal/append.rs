@@ -17,157 +17,40 @@ use crate::protocol::hex::hex;
 /// commit per 256 KiB of records.
 pub(super) const PREFILL: u64 = 256 << 10;
 
-/// The unit of direct I/O: offsets, lengths and buffers of `O_DIRECT` writes are multiples
-/// of it (4096 covers the 512- and 4096-byte logical blocks of Linux disks).
-const BLOCK: u64 = 4096;
-
-/// Zeros to write from: a static buffer aligned for direct I/O, so the ring borrows it with
-/// no copy.
-#[repr(C, align(4096))]
-struct Zeros([u8; 1 << 20]);
-static ZEROS: Zeros = Zeros([0; 1 << 20]);
-
-fn round_down(at: u64) -> u64 {
-    at - at % BLOCK
-}
-
-fn round_up(at: u64) -> u64 {
-    at.div_ceil(BLOCK) * BLOCK
-}
+/// Zeros to write from: a static buffer, so the ring borrows it with no copy.
+static ZEROS: [u8; 1 << 20] = [0; 1 << 20];
 
 /// The current segment file on the writing thread's monoio ring. A monoio file belongs to
 /// the runtime it was made in, so the [`Journal`] (opened at start, then moved to the thread
 /// that writes it) does not hold one: the writer keeps this beside it.
-///
-/// The file is opened with `O_DIRECT` where the file system allows it: a batch then goes
-/// from the buffer to the disk as an overwrite of blocks the prefill allocated, with no
-/// page-cache copy and no writeback for the `fdatasync` to do, which leaves that
-/// `fdatasync` a cache flush (on io_uring, a buffered write and its writeback run in the
-/// kernel's io-wq workers: measured at 4–6 µs of CPU per record on this project's VM).
-/// Direct writes cover whole blocks, so the ring keeps the bytes of the last partial block
-/// already written (`tail`) and writes them again ahead of the next batch. Elsewhere
-/// (a file system without `O_DIRECT`) it writes through the page cache.
 #[derive(Default)]
-pub struct Ring(Option<Open>);
-
-struct Open {
-    segment: u64,
-    file: std::rc::Rc<monoio::fs::File>,
-    direct: bool,
-    /// Direct I/O: the file's bytes from the last block boundary up to `tail_end`.
-    tail: Vec<u8>,
-    tail_end: Option<u64>,
-    /// Direct I/O: the aligned buffer a batch is written from.
-    out: Vec<u8>,
-}
+pub struct Ring(Option<(u64, std::rc::Rc<monoio::fs::File>)>);
 
 impl Ring {
-    /// The open file of `segment` (at `path`; `file`, the journal's handle on it) on this
-    /// thread's ring: made on the first batch after open or rotation.
-    fn open(
+    /// The file of `segment` (`file`, the journal's handle on it) on this thread's ring:
+    /// made on the first batch after open or rotation.
+    fn file(
         &mut self,
         segment: u64,
-        path: &std::path::Path,
         file: &std::fs::File,
-    ) -> std::io::Result<&mut Open> {
-        if self.0.as_ref().is_none_or(|o| o.segment != segment) {
-            use std::os::unix::fs::OpenOptionsExt;
-            let (std, direct) = match std::fs::OpenOptions::new()
-                .write(true)
-                .custom_flags(libc::O_DIRECT)
-                .open(path)
-            {
-                Ok(f) => (f, true),
-                Err(_) => (file.try_clone()?, false),
-            };
-            self.0 = Some(Open {
-                segment,
-                file: std::rc::Rc::new(monoio::fs::File::from_std(std)?),
-                direct,
-                tail: Vec::new(),
-                tail_end: None,
-                out: Vec::new(),
-            });
+    ) -> std::io::Result<std::rc::Rc<monoio::fs::File>> {
+        match &self.0 {
+            Some((s, f)) if *s == segment => Ok(f.clone()),
+            _ => {
+                let f = std::rc::Rc::new(monoio::fs::File::from_std(file.try_clone()?)?);
+                self.0 = Some((segment, f.clone()));
+                Ok(f)
+            }
         }
-        self.0
-            .as_mut()
-            .ok_or_else(|| std::io::Error::other("no segment file"))
-    }
-
-    /// Whether batches go to the disk with direct I/O (tests).
-    #[cfg(test)]
-    pub fn direct(&self) -> bool {
-        self.0.as_ref().is_some_and(|o| o.direct)
     }
 }
 
-impl Open {
-    /// Makes `tail` the file's bytes from the block boundary below `offset` up to it, read
-    /// from `file` unless it already holds them (once per segment, or after a failed batch).
-    fn tail_at(&mut self, file: &std::fs::File, offset: u64) -> std::io::Result<()> {
-        if self.tail_end == Some(offset) {
-            return Ok(());
-        }
-        use std::os::unix::fs::FileExt;
-        self.tail.resize((offset - round_down(offset)) as usize, 0);
-        file.read_exact_at(&mut self.tail, round_down(offset))?;
-        self.tail_end = Some(offset);
-        Ok(())
-    }
-
-    /// Writes `tail` + `bytes` (or zeros for `bytes.len()` bytes, when `bytes` is `None`)
-    /// at the block boundary below `offset`, padded with zeros to whole blocks, from an
-    /// aligned buffer.
-    async fn write_direct(
-        &mut self,
-        offset: u64,
-        len: usize,
-        bytes: Option<&[u8]>,
-    ) -> std::io::Result<()> {
-        let start = round_down(offset);
-        let total = (round_up(offset + len as u64) - start) as usize;
-        let mut out = std::mem::take(&mut self.out);
-        out.clear();
-        // Reserved once here, so the alignment found below stays while the buffer fills.
-        out.reserve(total + BLOCK as usize);
-        let pad = out.as_ptr().align_offset(BLOCK as usize);
-        if pad >= BLOCK as usize {
-            return Err(std::io::Error::other(
-                "cannot align the journal's write buffer",
-            ));
-        }
-        out.resize(pad, 0);
-        out.extend_from_slice(&self.tail);
-        match bytes {
-            Some(b) => out.extend_from_slice(b),
-            None => out.resize(out.len() + len, 0),
-        }
-        out.resize(pad + total, 0);
-        use monoio::buf::IoBuf;
-        let (written, slice) = self.file.write_all_at(out.slice(pad..), start).await;
-        self.out = slice.into_inner();
-        written
-    }
-
-    /// After `len` bytes were written at `offset` (by [`write_direct`](Open::write_direct)):
-    /// keeps the new partial block for the next batch.
-    fn advance(&mut self, offset: u64, len: usize) {
-        let end = offset + len as u64;
-        let pad = self.out.as_ptr().align_offset(BLOCK as usize);
-        let from = pad + (round_down(end) - round_down(offset)) as usize;
-        let to = pad + (end - round_down(offset)) as usize;
-        self.tail.clear();
-        self.tail.extend_from_slice(&self.out[from..to]);
-        self.tail_end = Some(end);
-    }
-}
-
-/// Writes zeros over `from..to` of `ring` (block-aligned for direct I/O).
+/// Writes zeros over `from..to` of `ring`.
 async fn zero(ring: &monoio::fs::File, from: u64, to: u64) -> std::io::Result<()> {
     let mut at = from;
     while at < to {
-        let n = (to - at).min(ZEROS.0.len() as u64) as usize;
-        ring.write_all_at(&ZEROS.0[..n], at).await.0?;
+        let n = (to - at).min(ZEROS.len() as u64) as usize;
+        ring.write_all_at(&ZEROS[..n], at).await.0?;
         at += n as u64;
     }
     Ok(())
@@ -244,54 +127,26 @@ impl Journal {
             }
         }
         let len = buf.len() as u64;
-        let path = segment_path(&self.settings.dir, self.segment);
-        let open = match ring.open(self.segment, &path, &self.file) {
-            Ok(o) => o,
+        let ring = match ring.file(self.segment, &self.file) {
+            Ok(r) => r,
             Err(e) => {
                 self.buf = buf;
                 return Err(e);
             }
         };
-        // Direct writes end on a block boundary: the prefill must reach it.
-        let end = if open.direct {
-            round_up(self.offset + len)
-        } else {
-            self.offset + len
-        };
-        let file = open.file.clone();
-        if let Err(e) = self.ensure_room(&file, open.direct, end).await {
+        if let Err(e) = self.ensure_room(&ring, self.offset + len).await {
             self.buf = buf;
             return Err(e);
         }
-        let written = if open.direct {
-            match open.tail_at(&self.file, self.offset) {
-                Ok(()) => open.write_direct(self.offset, buf.len(), Some(&buf)).await,
-                Err(e) => Err(e),
-            }
-        } else {
-            let (written, back) = file.write_all_at(buf, self.offset).await;
-            buf = back;
-            written
-        };
-        let n = buf.len();
+        let (written, buf) = ring.write_all_at(buf, self.offset).await;
         self.buf = buf;
         if let Err(e) = written {
             // Nothing of this batch is acknowledged: zero it again so the chain stays whole.
-            let undone = if open.direct {
-                open.tail_end = None;
-                match open.tail_at(&self.file, self.offset) {
-                    Ok(()) => open.write_direct(self.offset, n, None).await,
-                    Err(e) => Err(e),
-                }
-            } else {
-                zero(&file, self.offset, self.offset + len).await
-            };
-            if let Err(undo) = undone {
+            if let Err(undo) = zero(&ring, self.offset, self.offset + len).await {
                 self.failed = Some(format!("cannot undo a failed write: {undo}"));
             }
             return Err(e);
         }
-        let ring = file;
         if let Err(e) = ring.sync_data().await {
             // After a failed fdatasync the page cache may hold data the disk does not
             // (and the kernel may have dropped the error): cut the batch off, so a restart
@@ -300,9 +155,6 @@ impl Journal {
             let _ = self.file.sync_all();
             self.failed = Some(format!("fdatasync failed: {e}"));
             return Err(e);
-        }
-        if open.direct {
-            open.advance(self.offset, n);
         }
         self.offset += len;
         for (seq, hash) in checkpoints {
@@ -341,22 +193,11 @@ impl Journal {
 
     /// Makes sure the file is allocated and zero-filled up to `end`, extending it by
     /// [`PREFILL`] at a time (one metadata commit per extension, not per batch).
-    async fn ensure_room(
-        &mut self,
-        ring: &monoio::fs::File,
-        direct: bool,
-        end: u64,
-    ) -> std::io::Result<()> {
+    async fn ensure_room(&mut self, ring: &monoio::fs::File, end: u64) -> std::io::Result<()> {
         if end <= self.zeroed_to {
             return Ok(());
         }
-        // Direct writes start and end on block boundaries. Up to the boundary above the
-        // file's end, its last block is allocated already and reads as zeros.
-        let (from, target) = if direct {
-            (round_up(self.zeroed_to), round_up(end + PREFILL))
-        } else {
-            (self.zeroed_to, end + PREFILL)
-        };
+        let target = end + PREFILL;
         // The disk budget (budget.rs): refused before any byte is written, so the batch
         // fails whole and the journal stays as it was.
         if !self.budget.measure(target - self.zeroed_to)? {
@@ -365,7 +206,7 @@ impl Journal {
                 "journal disk budget reached",
             ));
         }
-        zero(ring, from, target).await?;
+        zero(ring, self.zeroed_to, target).await?;
         ring.sync_data().await?;
         self.zeroed_to = target;
         Ok(())
@@ -471,45 +312,6 @@ mod tests {
         assert_eq!((v.records, v.checkpoints, v.segments), (10, 3, 1));
         assert!(v.broken.is_none(), "{:?}", v.broken);
         assert_eq!(v.head, Some(j.head()));
-    }
-
-    /// Batches of every size across block boundaries, a reopen in the middle of a block
-    /// (the tail is read back) and a rotation: through direct I/O where the file system has
-    /// it, and the chain is whole.
-    #[test]
-    fn direct_writes_keep_the_partial_block_and_the_chain() {
-        use std::os::unix::fs::OpenOptionsExt;
-        let tmp = tempfile::tempdir().unwrap();
-        let probe = tmp.path().join("probe");
-        std::fs::write(&probe, b"").unwrap();
-        let has_direct = std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(&probe)
-            .is_ok();
-        std::fs::remove_file(probe).unwrap();
-        let mut s = settings(tmp.path());
-        s.segment_bytes = 20_000;
-        let batch: Vec<_> = (0..120).map(sample).collect();
-        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-            .build()
-            .unwrap();
-        let mut at = 0;
-        for _ in 0..2 {
-            let (mut j, _) = Journal::open(s.clone()).unwrap();
-            let mut ring = Ring::default();
-            for size in [1, 7, 2, 13, 1, 30, 3, 3] {
-                rt.block_on(j.append(&mut ring, &batch[at..at + size]))
-                    .unwrap();
-                assert_eq!(ring.direct(), has_direct);
-                j.rotate_if_full();
-                at += size;
-            }
-        }
-        assert!(segments(tmp.path()).unwrap().len() > 1);
-        assert_eq!(records(tmp.path()), batch[..at].to_vec());
-        let v = verify(tmp.path()).unwrap();
-        assert!(v.broken.is_none(), "{:?}", v.broken);
     }
 
     #[test]
