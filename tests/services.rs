@@ -324,7 +324,12 @@ fn preprocessing_rate_limit_and_metrics_over_http() {
 fn http_level_refusals_reach_the_service_rate_limit_monitor_and_audit_trail() {
     let tmp = common::tempdir();
     let data = tmp.path().join("data");
+    // One core, so one audit shard: the export lists the records in the order they were
+    // sent (records of two shards within one millisecond have no order between them).
     let config = r#"
+        [server]
+        cores = 1
+
         [[service]]
         path = "/tsa"
         preprocess = ["transaction-monitor", "clock", "audit", "limit"]

@@ -20,6 +20,7 @@ import urllib.request
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
@@ -69,7 +70,12 @@ class Run:
 
     def wait(self, cond, what, timeout=WAIT):
         try:
-            return WebDriverWait(self.d, timeout).until(lambda d: cond(d))
+            # A page that reloads under the condition (a form's redirect, the dashboard's
+            # refresh) leaves stale elements: look again, as for one not there yet.
+            return WebDriverWait(
+                self.d, timeout,
+                ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
+            ).until(lambda d: cond(d))
         except Exception as e:
             self.shot("failed")
             raise Failed(f"{what} (waited {timeout} s): {e.__class__.__name__}")
