@@ -172,8 +172,12 @@ fn every_request_is_in_the_journal_before_its_reply_and_the_cli_finds_it() {
 
     let records = export(&data);
     assert_eq!(records.len(), 6);
-    let r = &records[0];
-    assert_eq!(r["serial"], serials[0].as_str());
+    // The export is in genTime order; records of two shards (cores) within one millisecond
+    // have no order between them, so they are found by what they hold.
+    let r = records
+        .iter()
+        .find(|r| r["serial"] == serials[0].as_str())
+        .unwrap();
     // Each entry names its shard and its seq there.
     assert!(records
         .iter()
@@ -190,9 +194,13 @@ fn every_request_is_in_the_journal_before_its_reply_and_the_cli_finds_it() {
     // The standard chain's storage filter keeps the issued token.
     assert!(r["response"].as_str().is_some_and(|d| d.starts_with("30")));
     assert!(r["gen_time"].as_str().unwrap().ends_with('Z'));
-    assert_eq!(records[5]["status"], "rejection");
-    assert_eq!(records[5]["fail_info"], "badDataFormat");
-    assert!(records[5]["serial"].is_null());
+    let rejected: Vec<_> = records
+        .iter()
+        .filter(|r| r["status"] == "rejection")
+        .collect();
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0]["fail_info"], "badDataFormat");
+    assert!(rejected[0]["serial"].is_null());
 
     let (ok, out) = audit_cmd(&["verify"], &data);
     assert!(ok, "{out}");
@@ -218,7 +226,12 @@ fn every_request_is_in_the_journal_before_its_reply_and_the_cli_finds_it() {
     assert_eq!(lines(&["query", "--service", "other"]).len(), 0);
     let t0 = records[0]["gen_time"].as_str().unwrap();
     let t2 = records[2]["gen_time"].as_str().unwrap();
-    assert_eq!(lines(&["export", "--from", t0, "--to", t2]).len(), 3);
+    // The first three, and any later one in the same millisecond as the third.
+    let tied = records[3..]
+        .iter()
+        .take_while(|r| r["gen_time"] == records[2]["gen_time"])
+        .count();
+    assert_eq!(lines(&["export", "--from", t0, "--to", t2]).len(), 3 + tied);
     assert_eq!(lines(&["export", "--to", "2000-01-01T00:00:00Z"]).len(), 0);
     let (ok, out) = audit_cmd(&["query", "--from", "yesterday"], &data);
     assert!(!ok && out.contains("RFC 3339"), "{out}");
