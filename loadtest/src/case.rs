@@ -359,9 +359,10 @@ fn run_in(case: &Case, stampd: &Path, out: &Path, work: &Path) -> Result<ExitCod
             cpu.filter(|_| s.errors == 0)
                 .ok_or_else(|| format!("its CPU per reply is unknown ({} errors)", s.errors))
         });
-    let raw_sign = (t.min_raw_sign_ratio.is_some() || t.max_floor_ratio.is_some())
-        .then_some(cpu_us)
-        .flatten()
+    let raw_sign = t
+        .min_raw_sign_ratio
+        .or(t.max_floor_ratio)
+        .and(cpu_us)
         .map(|_| raw_p256_sign_us());
     let measured = Measured {
         rss,
@@ -413,13 +414,12 @@ fn run_in(case: &Case, stampd: &Path, out: &Path, work: &Path) -> Result<ExitCod
                 ),
             }
         }),
-        t.max_floor_ratio
-            .map(|m| match (measured.floor_us(), measured.floor_ratio()) {
-                (Some(floor), Some(r)) => (
+        t.max_floor_ratio.map(
+            |m| match (cpu_us, measured.floor_us(), measured.floor_ratio()) {
+                (Some(cpu), Some(floor), Some(r)) => (
                     format!(
-                        "server CPU per reply {:.1} µs against the floor {floor:.1} µs \
-                     (raw signature + trivial responder): {r:.3} × the floor ≤ {m}",
-                        cpu_us.unwrap_or_default()
+                        "server CPU per reply {cpu:.1} µs against the floor {floor:.1} µs \
+                     (raw signature + trivial responder): {r:.3} × the floor ≤ {m}"
                     ),
                     r <= m,
                 ),
@@ -436,7 +436,8 @@ fn run_in(case: &Case, stampd: &Path, out: &Path, work: &Path) -> Result<ExitCod
                     .unwrap_or_else(|| "server CPU per reply unknown".into());
                     (format!("floor not measured: {why}"), false)
                 }
-            }),
+            },
+        ),
         t.max_rss_mib.map(|m| match rss {
             Some(v) => (format!("peak RSS {v:.1} MiB ≤ {m} MiB"), v <= m),
             None => ("peak RSS unknown (no /proc)".into(), false),
