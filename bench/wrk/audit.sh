@@ -7,6 +7,7 @@
 #                 as charged to stampd's process, and gc-tmpfs minus off is what stampd's
 #                 own code costs
 #   async         journal, reply at once
+#   async-tmpfs   async with the journal on tmpfs: async minus async-tmpfs is the disk
 #   gc+postgres   group-commit journal shipped to a local PostgreSQL (started here)
 #   pg-only       no journal, group commit waits for the PostgreSQL commit
 # then the shipper's own rate: `stampd audit ship` of the group-commit journal into an empty
@@ -40,13 +41,13 @@ cleanup() {
 }
 trap cleanup EXIT
 tmp=$(mktemp -d); chmod 755 "$tmp"
-case " $cases " in *" gc-tmpfs "*)
+case " $cases " in *"-tmpfs "*)
   # The tmpfs journal lives in memory: about 0.5 GB per 10 s round at 50k tokens/s (it is
   # emptied before each round). A small /dev/shm (a container's 64 MiB) would fill up and
   # turn the case into a measurement of refusals.
   avail_kib=$(df --output=avail -k /dev/shm | tail -1)
   [ "$avail_kib" -ge $((2 * 1024 * 1024)) ] || {
-    echo "gc-tmpfs needs 2 GiB free in /dev/shm (has $((avail_kib / 1024)) MiB); leave it out of CASES" >&2
+    echo "the tmpfs cases need 2 GiB free in /dev/shm (has $((avail_kib / 1024)) MiB); leave it out of CASES" >&2
     exit 1
   }
   shm=$(mktemp -d /dev/shm/stampd-bench.XXXXXX) ;;
@@ -74,6 +75,7 @@ config() { # case
     group-commit) printf '' ;;
     gc-tmpfs) printf '[audit.journal]\ndir = "%s/journal"\n' "$shm" ;;
     async) printf '[audit]\ndurability = "async"\n' ;;
+    async-tmpfs) printf '[audit]\ndurability = "async"\n[audit.journal]\ndir = "%s/journal"\n' "$shm" ;;
     gc+postgres) printf '[audit]\npostgres = "%s"\nidentity = "bench"\n' "$dsn" ;;
     pg-only) printf '[audit]\nstore = "postgres"\npostgres = "%s"\nidentity = "bench-pg-only"\n' "$dsn" ;;
   esac
@@ -88,7 +90,7 @@ run_case() { # case
   local c=$1 data=$tmp/data-$1 server=$bin kind=${1#base-}
   [ "$kind" != "$c" ] && server=${BASE_BIN:?base-CASE needs BASE_BIN}
   [ -d "$data" ] || { mkdir -p "$data"; cp -r "$tmp/pki-src/pki" "$data/"; }
-  [ "$kind" = gc-tmpfs ] && rm -rf "$shm/journal"
+  case $kind in *tmpfs) rm -rf "$shm/journal" ;; esac
   config "$kind" > "$tmp/$c.toml"
   STAMPD_LOG=warn "$server" serve --config "$tmp/$c.toml" --data-dir "$data" \
     --listen "127.0.0.1:$port" > /dev/null &
