@@ -15,6 +15,10 @@
 //! * `counter` is one atomic shared by every core, so two cores never draw the same value.
 //!
 //! A lock on the state file stops two processes from sharing one data directory.
+//!
+//! With PostgreSQL, a node also claims its node id there (`audit/postgres/claim.rs`): the
+//! claim belongs to this data directory's instance id ([`instance_id`]), and a node taking
+//! over an id moves its epoch past the last holder's ([`SerialSpace::advance_past`]).
 
 use std::fs::File;
 use std::io::Write;
@@ -36,6 +40,8 @@ const _: () = assert!(SERIAL_LEN * 8 <= 160);
 pub struct SerialSpace {
     prefix: [u8; 10],
     counter: AtomicU64,
+    /// `serial-epoch`, for [`SerialSpace::advance_past`]; `None` in memory.
+    path: Option<PathBuf>,
     _lock: Option<File>,
 }
 
@@ -45,6 +51,7 @@ impl SerialSpace {
         SerialSpace {
             prefix: prefix(epoch, node_id),
             counter: AtomicU64::new(0),
+            path: None,
             _lock: None,
         }
     }
@@ -81,8 +88,30 @@ impl SerialSpace {
         Ok(SerialSpace {
             prefix: prefix(epoch, node_id),
             counter: AtomicU64::new(0),
+            path: Some(path),
             _lock: Some(lock),
         })
+    }
+
+    /// The epoch every serial of this space carries.
+    pub fn epoch(&self) -> u64 {
+        u64::from_be_bytes(self.prefix[..8].try_into().unwrap_or_default())
+    }
+
+    /// Moves the epoch past `floor` (durably), before any serial is drawn: a node taking over
+    /// a node id from another holder must not reuse the holder's epochs.
+    pub fn advance_past(&mut self, floor: u64) -> Result<(), Error> {
+        if self.epoch() > floor {
+            return Ok(());
+        }
+        let epoch = floor
+            .checked_add(1)
+            .ok_or_else(|| Error::State("serial epoch exhausted".into()))?;
+        if let Some(path) = &self.path {
+            persist(path, epoch)?;
+        }
+        self.prefix[..8].copy_from_slice(&epoch.to_be_bytes());
+        Ok(())
     }
 
     /// The next serial number (big-endian magnitude).
@@ -95,6 +124,47 @@ impl SerialSpace {
     }
 }
 
+/// This data directory's instance id (`STATE_DIR/node-instance`, 32 hex digits, made on
+/// first use): a node's claim of its node id belongs to it, so a node restarted on its own
+/// data directory takes its claim back at once.
+pub fn instance_id(state_dir: &Path) -> Result<String, Error> {
+    let path = state_dir.join("node-instance");
+    match std::fs::read_to_string(&path) {
+        Ok(s) if s.trim().len() == 32 && s.trim().bytes().all(|b| b.is_ascii_hexdigit()) => {
+            return Ok(s.trim().to_string())
+        }
+        Ok(_) => {
+            return Err(Error::State(format!(
+                "{}: not an instance id (32 hex digits); remove it to make a new one",
+                path.display()
+            )))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io(&path, e)),
+    }
+    let mut id = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut id)
+        .map_err(|_| Error::State("no randomness for the instance id".into()))?;
+    let id = crate::protocol::hex::hex(&id);
+    write_durably(&path, &format!("{id}\n"))?;
+    Ok(id)
+}
+
+/// Remembers that this data directory claimed `node_id` of `identity` in PostgreSQL
+/// (`STATE_DIR/node-claimed`), so that it may start while the database is down.
+pub fn remember_claim(state_dir: &Path, identity: &str, node_id: u16) -> Result<(), Error> {
+    write_durably(
+        &state_dir.join("node-claimed"),
+        &format!("{node_id} {identity}\n"),
+    )
+}
+
+/// Whether this data directory's last claim was of `node_id` of `identity`.
+pub fn claimed_before(state_dir: &Path, identity: &str, node_id: u16) -> bool {
+    std::fs::read_to_string(state_dir.join("node-claimed"))
+        .is_ok_and(|s| s.trim_end() == format!("{node_id} {identity}"))
+}
+
 fn prefix(epoch: u64, node_id: u16) -> [u8; 10] {
     let mut p = [0u8; 10];
     p[..8].copy_from_slice(&epoch.to_be_bytes());
@@ -102,11 +172,17 @@ fn prefix(epoch: u64, node_id: u16) -> [u8; 10] {
     p
 }
 
-/// Writes `epoch` atomically and durably: temp file, fsync, rename, fsync directory.
+/// Writes `epoch` atomically and durably.
 fn persist(path: &Path, epoch: u64) -> Result<(), Error> {
+    write_durably(path, &format!("{epoch}\n"))
+}
+
+/// Writes `text` atomically and durably: temp file, fsync, rename, fsync directory.
+fn write_durably(path: &Path, text: &str) -> Result<(), Error> {
     let tmp: PathBuf = path.with_extension("tmp");
     let mut f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    writeln!(f, "{epoch}").map_err(|e| Error::io(&tmp, e))?;
+    f.write_all(text.as_bytes())
+        .map_err(|e| Error::io(&tmp, e))?;
     f.sync_all().map_err(|e| Error::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
     if let Some(dir) = path.parent() {
@@ -158,6 +234,39 @@ mod tests {
         let _first = SerialSpace::open(dir.path(), 0, 5).unwrap();
         let err = SerialSpace::open(dir.path(), 0, 5).unwrap_err();
         assert!(err.to_string().contains("another stampd process"), "{err}");
+    }
+
+    #[test]
+    fn a_taken_over_node_id_starts_past_the_holders_epoch_and_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut space = SerialSpace::open(dir.path(), 3, 1_000).unwrap();
+        assert_eq!(space.epoch(), 1_000);
+        space.advance_past(999).unwrap();
+        assert_eq!(space.epoch(), 1_000, "already past the floor: unchanged");
+        space.advance_past(5_000).unwrap();
+        assert_eq!(space.epoch(), 5_001);
+        assert_eq!(&space.next()[..8], &5_001u64.to_be_bytes());
+        drop(space);
+        // Durable: the next start goes on from it, though the clock says 1000.
+        assert_eq!(
+            SerialSpace::open(dir.path(), 3, 1_000).unwrap().epoch(),
+            5_002
+        );
+    }
+
+    #[test]
+    fn the_instance_id_is_made_once_and_a_claim_is_remembered_per_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = instance_id(dir.path()).unwrap();
+        assert_eq!(id.len(), 32);
+        assert_eq!(instance_id(dir.path()).unwrap(), id);
+        assert!(!claimed_before(dir.path(), "tsa", 1));
+        remember_claim(dir.path(), "tsa", 1).unwrap();
+        assert!(claimed_before(dir.path(), "tsa", 1));
+        assert!(!claimed_before(dir.path(), "tsa", 2));
+        assert!(!claimed_before(dir.path(), "other", 1));
+        std::fs::write(dir.path().join("node-instance"), "junk\n").unwrap();
+        assert!(instance_id(dir.path()).is_err());
     }
 
     #[test]

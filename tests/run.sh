@@ -6,7 +6,8 @@
 # PKCS#11 tests use a token in a temporary directory), systemd (systemd-analyze checks the
 # unit in packaging/), curl (the HTTPS tests' client), chromium and chromium-driver (the
 # browser tests of the web interface, tests/web.rs), osslsigncode and a JDK (jar, jarsigner,
-# keytool: tests/signing_tools.rs), then sets up a venv with the independent
+# keytool: tests/signing_tools.rs), HAProxy (the load balancer in front of the nodes of
+# tests/cluster.rs, deploy/cluster/haproxy.cfg), then sets up a venv with the independent
 # verifiers and selenium (tests/interop/requirements.txt) and runs every unit and integration
 # test with cargo-nextest (cargo test when nextest is absent).
 set -euo pipefail
@@ -25,6 +26,8 @@ command -v systemd-analyze >/dev/null || need_pkgs+=(systemd)
 [ -x /usr/bin/chromedriver ] || need_pkgs+=(chromium-driver)
 command -v osslsigncode >/dev/null || need_pkgs+=(osslsigncode)
 command -v jarsigner >/dev/null || need_pkgs+=(openjdk-17-jdk-headless)
+# Debian installs it as /usr/sbin/haproxy: on root's PATH (the installing case).
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || need_pkgs+=(haproxy)
 if ((${#need_pkgs[@]})); then
   if [ "$(id -u)" = 0 ]; then
     echo "== installing ${need_pkgs[*]}"

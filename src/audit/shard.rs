@@ -568,6 +568,7 @@ impl AuditSink for Shards {
             .map(|s| super::sink::ShardStatus {
                 shard: s.index,
                 dir: s.dir.display().to_string(),
+                journal: s.progress.journal_id,
                 head_seq: s.progress.committed_seq.load(Ordering::Acquire),
                 head_hash: s
                     .progress

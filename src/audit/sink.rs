@@ -107,6 +107,8 @@ pub struct ShardStatus {
     pub shard: usize,
     /// Its directory.
     pub dir: String,
+    /// Its journal id (random, made with it; `journal` in PostgreSQL's rows).
+    pub journal: u64,
     /// The sequence number of its last committed frame.
     pub head_seq: u64,
     /// Its hash chain's value after that frame, hex.

@@ -6,6 +6,7 @@ mod audit;
 mod check_config;
 mod client;
 mod clock;
+mod cluster;
 mod hsm;
 mod init;
 mod notify;
@@ -145,9 +146,25 @@ enum Command {
     /// The clock's sync monitor.
     #[command(subcommand)]
     Clock(ClockCommand),
+    /// Several nodes sharing one PostgreSQL: their node-id claims and shipping.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Keys in an HSM (PKCS#11): list, generate, request and store a certificate, self-test.
     #[command(subcommand)]
     Hsm(hsm::HsmCommand),
+}
+
+#[derive(Subcommand)]
+enum ClusterCommand {
+    /// The nodes that claimed ids in the database: holder, lease (live, expired or
+    /// released), last heartbeat, serial epoch, and per audit shard the journal head, the
+    /// last frame shipped and the lag.
+    Status {
+        #[command(flatten)]
+        postgres: audit::PostgresArgs,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -232,6 +249,9 @@ pub fn main() -> ExitCode {
         Command::Audit(cmd) => audit::audit(cmd),
         Command::Admin(cmd) => admin::admin(cmd),
         Command::Clock(ClockCommand::Status { config, json }) => clock::status(config, json),
+        Command::Cluster(ClusterCommand::Status { postgres, json }) => {
+            cluster::status(&postgres, json)
+        }
         Command::Hsm(cmd) => hsm::hsm(cmd),
     };
     match result {

@@ -78,6 +78,7 @@ pub(super) fn serve(
     handle_signals(
         reloader.clone(),
         built.audit.clone(),
+        built.lease,
         running.drain(),
         Duration::from_millis(cfg.server.drain_timeout_ms),
     )?;
@@ -196,7 +197,8 @@ fn watch_expiry(current: std::sync::Arc<Current>, days: u64) -> Result<(), Strin
 
 /// SIGHUP: reload ([`Reloader::reload`]). SIGTERM / SIGINT: drain (`/ready` 503, listeners
 /// closed, open connections answer what they were sent, at most `drain_timeout`), commit what
-/// the audit writer holds, give the shipper a bounded chance to catch up, then exit 0. A
+/// the audit writer holds, give the shipper a bounded chance to catch up, release the node
+/// lease, then exit 0. A
 /// second SIGTERM / SIGINT exits at once.
 #[allow(
     clippy::disallowed_methods,
@@ -206,6 +208,7 @@ fn watch_expiry(current: std::sync::Arc<Current>, days: u64) -> Result<(), Strin
 fn handle_signals(
     reloader: Arc<Mutex<Reloader>>,
     audit: std::sync::Arc<dyn crate::audit::AuditSink>,
+    lease: Option<crate::audit::postgres::NodeLease>,
     drain: std::sync::Arc<crate::frontend::Drain>,
     drain_timeout: Duration,
 ) -> Result<(), String> {
@@ -235,6 +238,11 @@ fn handle_signals(
                 }
                 tracing::info!("drained: committing queued audit records");
                 let flushed = audit.flush_and_stop();
+                // The node id is free at once for whoever starts next (the shipper has had
+                // its chance to catch up in the flush).
+                if lease.is_some_and(|l| !l.release(Duration::from_secs(2))) {
+                    tracing::warn!("could not release the node lease; it expires by itself");
+                }
                 // No thread may be inside an HSM module while the process tears it down.
                 if !crate::signer::pkcs11::token::close_modules(Duration::from_secs(5)) {
                     tracing::error!(

@@ -38,6 +38,9 @@ pub struct Built {
     pub data_dir: PathBuf,
     /// What a reload keeps: the serial space, the audit trail and the clock.
     pub kept: Kept,
+    /// The heartbeat holding this node's claim of its node id (with `audit.postgres`), to
+    /// release on shutdown.
+    pub lease: Option<crate::audit::postgres::NodeLease>,
 }
 
 /// The parts of a running server that a reload does not rebuild (changing what they were
@@ -71,14 +74,17 @@ pub fn build(valid: &ValidatedConfig) -> Result<Built, Error> {
     let data_dir = valid.data_dir.clone();
     std::fs::create_dir_all(&data_dir).map_err(|e| Error::io(&data_dir, e))?;
     let now = wall_time()?;
-    // The serial space's lock file also keeps a second process off this data directory's
-    // journal: take it first.
-    let serials = Arc::new(SerialSpace::open(
-        &data_dir.join("state"),
-        config.server.node_id,
-        u64::try_from(now.unix_secs).unwrap_or(0),
-    )?);
     let password = postgres_password(&config.audit, valid.postgres_password_file.as_deref())?;
+    // The serial space's lock file also keeps a second process off this data directory's
+    // journal (and its node claim): taken first.
+    let (serials, claim) = super::node::open(
+        config,
+        &data_dir.join("state"),
+        password.as_deref(),
+        u64::try_from(now.unix_secs).unwrap_or(0),
+    )?;
+    let epoch = serials.epoch();
+    let serials = Arc::new(serials);
     // One audit shard per frontend core; their committers run on the cores' io_uring, or on
     // threads of their own under epoll (a core must not wait for the disk).
     let placement = if crate::frontend::uses_uring(config.server.io_driver) {
@@ -98,6 +104,9 @@ pub fn build(valid: &ValidatedConfig) -> Result<Built, Error> {
     monitor
         .spawn()
         .map_err(|e| Error::Config(format!("cannot start the clock monitor: {e}")))?;
+    let lease = claim
+        .map(|c| super::node::hold(c, epoch, audit.clone()))
+        .transpose()?;
     let kept = Kept {
         serials,
         audit: audit.clone(),
@@ -111,6 +120,7 @@ pub fn build(valid: &ValidatedConfig) -> Result<Built, Error> {
         listeners: valid.listeners.clone(),
         data_dir,
         kept,
+        lease,
     })
 }
 

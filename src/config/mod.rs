@@ -7,6 +7,7 @@
 pub mod build;
 pub mod fuzzing;
 pub mod locate;
+mod node;
 pub mod validate;
 
 use std::collections::BTreeMap;
@@ -113,8 +114,13 @@ pub struct ServerConfig {
     /// Frontend cores (one runtime thread each); 0 = all available. Default 0.
     pub cores: usize,
     /// Node id, distinct for every node that shares a TSA key (0..=65535); part of every
-    /// serial number. Default 0.
+    /// serial number. Default 0. With `audit.postgres`, the node claims it there at start
+    /// (a second live node with the same id is refused) and renews the claim.
     pub node_id: u16,
+    /// The node's claim of `node_id` in PostgreSQL lapses this many seconds after its last
+    /// heartbeat (one every third of it), so a crashed node's id may be taken over after
+    /// that (3 to 3600). Default 30.
+    pub node_lease_seconds: u64,
     /// `inline` or `queue`. Default: `queue` when a served signer is `kind = "pkcs11"` (a
     /// sign may wait for an HSM session, which must not stall an HTTP core), else `inline`.
     pub dispatch: Option<Dispatch>,
@@ -143,6 +149,7 @@ impl Default for ServerConfig {
             data_dir: PathBuf::from("./stampd-data"),
             cores: 0,
             node_id: 0,
+            node_lease_seconds: 30,
             dispatch: None,
             workers: 0,
             queue_capacity: 4096,

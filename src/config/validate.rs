@@ -101,6 +101,9 @@ impl Config {
         if self.server.cores > 1024 {
             errors.push("server.cores: at most 1024 (0 = all available cores)".to_string());
         }
+        if !(3..=3600).contains(&self.server.node_lease_seconds) {
+            errors.push("server.node_lease_seconds: 3 to 3600".into());
+        }
         if self.server.queue_capacity == 0 {
             errors.push("server.queue_capacity: must be at least 1".into());
         }

@@ -38,17 +38,30 @@ impl Server {
     /// `stampd serve --data-dir DIR --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0
     /// [--config FILE]`.
     pub fn start(data_dir: &Path, config: Option<&str>) -> Server {
-        Server::spawn(Command::new(BIN), data_dir, config, "127.0.0.1:0")
+        Server::spawn(
+            Command::new(BIN),
+            data_dir,
+            config,
+            "127.0.0.1:0",
+            "127.0.0.1:0",
+        )
+    }
+
+    /// [`Server::start`] listening on `listen` (a node behind a load balancer, restarted on
+    /// the address the balancer knows).
+    pub fn start_at(data_dir: &Path, config: Option<&str>, listen: SocketAddr) -> Server {
+        let listen = listen.to_string();
+        Server::spawn(Command::new(BIN), data_dir, config, &listen, "127.0.0.1:0")
     }
 
     /// [`Server::start`] from `cmd` (`stampd` with the environment the test wants).
     pub fn start_command(cmd: Command, data_dir: &Path, config: Option<&str>) -> Server {
-        Server::spawn(cmd, data_dir, config, "127.0.0.1:0")
+        Server::spawn(cmd, data_dir, config, "127.0.0.1:0", "127.0.0.1:0")
     }
 
     /// [`Server::start`] with `--admin-listen ADDR` (e.g. `off`) instead of a free port.
     pub fn start_with_admin(data_dir: &Path, config: Option<&str>, admin: &str) -> Server {
-        Server::spawn(Command::new(BIN), data_dir, config, admin)
+        Server::spawn(Command::new(BIN), data_dir, config, "127.0.0.1:0", admin)
     }
 
     /// [`Server::start`] with at most `nofile` open files (hard and soft limit, by
@@ -56,15 +69,21 @@ impl Server {
     pub fn start_with_nofile(data_dir: &Path, config: Option<&str>, nofile: u64) -> Server {
         let mut cmd = Command::new("prlimit");
         cmd.arg(format!("--nofile={nofile}")).arg("--").arg(BIN);
-        Server::spawn(cmd, data_dir, config, "127.0.0.1:0")
+        Server::spawn(cmd, data_dir, config, "127.0.0.1:0", "127.0.0.1:0")
     }
 
-    fn spawn(mut cmd: Command, data_dir: &Path, config: Option<&str>, admin: &str) -> Server {
+    fn spawn(
+        mut cmd: Command,
+        data_dir: &Path,
+        config: Option<&str>,
+        listen: &str,
+        admin: &str,
+    ) -> Server {
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(listen)
             .arg("--admin-listen")
             .arg(admin);
         if let Some(text) = config {

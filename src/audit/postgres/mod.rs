@@ -10,8 +10,11 @@
 //! - `rows.rs`: records as the column arrays of one binary COPY or multi-row insert;
 //! - `direct.rs`: [`DirectStore`], the `store = "postgres"` writer store;
 //! - `shipper.rs`: [`Shipper`], the journal to PostgreSQL, and its [`ShipperHandle`];
-//! - `select.rs`: [`select`], a [`Query`](super::query::Query) run against the database.
+//! - `select.rs`: [`select`], a [`Query`](super::query::Query) run against the database;
+//! - `claim.rs`: [`NodeClaim`], a node's claim of its node id with a renewed lease, and
+//!   [`nodes`], the claims as `stampd cluster status` lists them.
 
+mod claim;
 mod direct;
 mod rows;
 mod schema;
@@ -20,6 +23,7 @@ mod shipper;
 mod target;
 mod tls;
 
+pub use claim::{nodes, ClaimError, Head, Heads, NodeClaim, NodeLease, NodeRow, ShardRow};
 pub use direct::DirectStore;
 pub use schema::migrate;
 pub use select::select;

@@ -68,6 +68,25 @@ ALTER TABLE audit_record ADD COLUMN client_subject text;
     r#"
 ALTER TABLE audit_record ADD COLUMN protocol text NOT NULL DEFAULT 'rfc3161';
 "#,
+    // Node claims (claim.rs): one row per (identity, node id), held by one data directory's
+    // instance while its heartbeat renews the lease; `epoch` is the holder's serial epoch,
+    // `heads` its audit shards' committed heads (for `stampd cluster status`).
+    r#"
+CREATE TABLE stampd_node (
+    tsa       text        NOT NULL,
+    node_id   integer     NOT NULL,
+    instance  text        NOT NULL,
+    host      text        NOT NULL,
+    pid       integer     NOT NULL,
+    since     timestamptz NOT NULL,
+    heartbeat timestamptz NOT NULL,
+    lease_s   integer     NOT NULL,
+    epoch     bigint      NOT NULL,
+    heads     jsonb       NOT NULL,
+    released  boolean     NOT NULL,
+    PRIMARY KEY (tsa, node_id)
+);
+"#,
 ];
 
 /// A row shipped before (a crash between the commit and its acknowledgement) is skipped; a
@@ -123,9 +142,11 @@ WHERE audit_position.seq < excluded.seq
 /// Brings the schema up to date; returns how many migrations ran.
 pub async fn migrate(client: &mut Client) -> Result<usize, tokio_postgres::Error> {
     let tx = client.transaction().await?;
-    // One migrator at a time, across every node sharing the database.
+    // One migrator at a time, across every node sharing the database. (Without the
+    // notice that the table exists, which every start but the first would log.)
     tx.batch_execute(
-        "SELECT pg_advisory_xact_lock(7305761350); \
+        "SET LOCAL client_min_messages = warning; \
+         SELECT pg_advisory_xact_lock(7305761350); \
          CREATE TABLE IF NOT EXISTS stampd_schema (version integer NOT NULL)",
     )
     .await?;

@@ -31,7 +31,7 @@ impl JournalArgs {
 
 /// A PostgreSQL database.
 #[derive(clap::Args)]
-pub(super) struct PostgresArgs {
+pub(in crate::cli) struct PostgresArgs {
     /// Connection string, e.g. "host=/run/postgresql dbname=stampd" (no password in it).
     #[arg(long = "postgres", value_name = "DSN")]
     dsn: String,
@@ -44,7 +44,8 @@ pub(super) struct PostgresArgs {
 }
 
 impl PostgresArgs {
-    fn target(&self) -> Result<crate::audit::postgres::Target, String> {
+    /// The database, its password read from the env variable or file given.
+    pub(in crate::cli) fn target(&self) -> Result<crate::audit::postgres::Target, String> {
         let password = crate::secret::read(
             "the password",
             crate::secret::Source {

@@ -1,0 +1,562 @@
+//! Several nodes of one TSA sharing one PostgreSQL, behind a real HAProxy
+//! (`deploy/cluster/haproxy.cfg`, the example's own file) — proven by failure: a node killed
+//! with `kill -9` under load, PostgreSQL stopped under load, a rolling restart, and node ids
+//! claimed in the database.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::pg::Postgres;
+use common::{export, load, run, Load, Server, BIN};
+
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// The example's node config `deploy/cluster/nodeN.toml`, on this test's PostgreSQL (its
+/// default database) and
+/// with a lease of `lease` seconds.
+fn node_config(n: u16, pg: &Postgres, lease: u64) -> String {
+    let text = std::fs::read_to_string(format!(
+        "{}/deploy/cluster/node{n}.toml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let example_db = "port=55432 user=postgres dbname=stampd";
+    assert!(text.contains(example_db) && text.contains(&format!("node_id = {n}\n")));
+    text.replace(
+        example_db,
+        &format!("port={} user=postgres dbname=postgres", pg.port),
+    )
+    .replace(
+        &format!("node_id = {n}\n"),
+        &format!("node_id = {n}\nnode_lease_seconds = {lease}\n"),
+    )
+}
+
+/// One TSA key for every node: the development PKI of `stampd init`, copied into each
+/// node's data directory.
+fn shared_pki(root: &Path, nodes: usize) -> Vec<PathBuf> {
+    let src = root.join("pki-src");
+    let (ok, out) = run(Command::new(BIN).arg("init").arg("--data-dir").arg(&src));
+    assert!(ok, "{out}");
+    (1..=nodes)
+        .map(|n| {
+            let dir = root.join(format!("node{n}"));
+            std::fs::create_dir_all(dir.join("pki")).unwrap();
+            for f in std::fs::read_dir(src.join("pki")).unwrap().flatten() {
+                std::fs::copy(f.path(), dir.join("pki").join(f.file_name())).unwrap();
+            }
+            dir
+        })
+        .collect()
+}
+
+/// The three nodes of the example, each on a fixed address (a restarted node comes back
+/// where HAProxy expects it).
+struct Nodes {
+    pg: Postgres,
+    dirs: Vec<PathBuf>,
+    addrs: Vec<SocketAddr>,
+    configs: Vec<String>,
+    running: Vec<Option<Server>>,
+    _tmp: tempfile::TempDir,
+}
+
+impl Nodes {
+    fn start() -> Nodes {
+        let pg = Postgres::start();
+        let tmp = common::tempdir();
+        let dirs = shared_pki(tmp.path(), 3);
+        let configs: Vec<String> = (1..=3).map(|n| node_config(n, &pg, 30)).collect();
+        let addrs: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
+        let running = (0..3)
+            .map(|i| Some(Server::start_at(&dirs[i], Some(&configs[i]), addrs[i])))
+            .collect();
+        Nodes {
+            pg,
+            dirs,
+            addrs,
+            configs,
+            running,
+            _tmp: tmp,
+        }
+    }
+
+    fn restart(&mut self, i: usize) {
+        assert!(self.running[i].is_none());
+        self.running[i] = Some(Server::start_at(
+            &self.dirs[i],
+            Some(&self.configs[i]),
+            self.addrs[i],
+        ));
+    }
+
+    /// Every granted record in all the nodes' journals, and each received token among them;
+    /// then waits until PostgreSQL holds every record once: nothing missing, nothing twice.
+    fn assert_every_token_in_postgres_once(&self, received: &[String]) {
+        let journals: Vec<String> = self
+            .dirs
+            .iter()
+            .flat_map(|d| export(d))
+            .filter(|r| r["status"] == "granted")
+            .map(|r| r["serial"].as_str().unwrap().to_string())
+            .collect();
+        let journal_set: HashSet<&String> = journals.iter().collect();
+        assert_eq!(journal_set.len(), journals.len(), "a serial issued twice");
+        for s in received {
+            assert!(
+                journal_set.contains(s),
+                "token {s} received but in no journal"
+            );
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let in_pg: Vec<String> = self
+                .pg
+                .sql("SELECT encode(serial, 'hex') FROM audit_record WHERE serial IS NOT NULL")
+                .lines()
+                .map(|h| common::serial_text(&unhex(h)))
+                .collect();
+            let mut counts: HashMap<&str, usize> = HashMap::new();
+            for s in &in_pg {
+                *counts.entry(s).or_default() += 1;
+            }
+            assert!(
+                counts.values().all(|c| *c == 1),
+                "a serial twice in PostgreSQL"
+            );
+            if in_pg.len() == journals.len() {
+                assert_eq!(journal_set, in_pg.iter().collect::<HashSet<_>>());
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "PostgreSQL holds {} granted records, the journals {}",
+                in_pg.len(),
+                journals.len()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// A real HAProxy on `deploy/cluster/haproxy.cfg`, in front of three nodes.
+struct Haproxy {
+    child: Child,
+    addr: SocketAddr,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Haproxy {
+    fn start(nodes: &[SocketAddr]) -> Haproxy {
+        let dir = common::tempdir();
+        let socket = dir.path().join("haproxy.sock");
+        let addr = free_addr();
+        let bin = if Path::new("/usr/sbin/haproxy").exists() {
+            "/usr/sbin/haproxy"
+        } else {
+            "haproxy"
+        };
+        let child = Command::new(bin)
+            .arg("-f")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/deploy/cluster/haproxy.cfg"
+            ))
+            .arg("-db")
+            .env("STAMPD_LB_BIND", addr.to_string())
+            .env("STAMPD_LB_SOCKET", &socket)
+            .env("STAMPD_NODE1", nodes[0].to_string())
+            .env("STAMPD_NODE2", nodes[1].to_string())
+            .env("STAMPD_NODE3", nodes[2].to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("haproxy (tests/run.sh installs it)");
+        let lb = Haproxy {
+            child,
+            addr,
+            socket,
+            _dir: dir,
+        };
+        for n in ["n1", "n2", "n3"] {
+            lb.wait(n, true);
+        }
+        lb
+    }
+
+    /// A command on the admin socket; its answer.
+    fn command(&self, cmd: &str) -> String {
+        let mut s = UnixStream::connect(&self.socket).unwrap();
+        s.write_all(format!("{cmd}\n").as_bytes()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+
+    /// Each server's status (`UP`, `DOWN`, `MAINT`, ...) and last check (`L7OK`, ...).
+    fn servers(&self) -> HashMap<String, (String, String)> {
+        let Ok(mut s) = UnixStream::connect(&self.socket) else {
+            return HashMap::new();
+        };
+        let _ = s.write_all(b"show stat\n");
+        let mut csv = String::new();
+        let _ = s.read_to_string(&mut csv);
+        let mut lines = csv.lines();
+        let Some(header) = lines.next() else {
+            return HashMap::new();
+        };
+        let cols: Vec<&str> = header.trim_start_matches("# ").split(',').collect();
+        let col = |name| cols.iter().position(|c| *c == name).unwrap();
+        let (px, sv, st, check) = (
+            col("pxname"),
+            col("svname"),
+            col("status"),
+            col("check_status"),
+        );
+        lines
+            .map(|l| l.split(',').collect::<Vec<_>>())
+            .filter(|f| f.len() > check && f[px] == "stampd" && f[sv].starts_with('n'))
+            .map(|f| (f[sv].to_string(), (f[st].to_string(), f[check].to_string())))
+            .collect()
+    }
+
+    /// Waits until `server` is in the pool (UP after a passing check) or out of it.
+    fn wait(&self, server: &str, up: bool) -> Duration {
+        let start = Instant::now();
+        loop {
+            let s = self.servers();
+            let state = s.get(server).cloned().unwrap_or_default();
+            let is_up = state.0 == "UP" && state.1 == "L7OK";
+            let is_out = state.0.starts_with("DOWN") || state.0.starts_with("MAINT");
+            if (up && is_up) || (!up && is_out) {
+                return start.elapsed();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{server} did not go {}: {s:?}",
+                if up { "UP" } else { "DOWN" }
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Load threads through the balancer; stop with [`Loaders::finish`].
+struct Loaders {
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<Load>>,
+}
+
+impl Loaders {
+    fn start(addr: SocketAddr, n: u64) -> Loaders {
+        let addr = Arc::new(Mutex::new(addr));
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = (0..n)
+            .map(|seed| {
+                let (addr, stop) = (addr.clone(), stop.clone());
+                std::thread::spawn(move || load(&addr, "/tsa", &stop, 1000 + seed))
+            })
+            .collect();
+        Loaders { stop, threads }
+    }
+
+    fn finish(self) -> Load {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut all = Load::default();
+        for t in self.threads {
+            let l = t.join().unwrap();
+            all.granted.extend(l.granted);
+            all.other += l.other;
+        }
+        all
+    }
+}
+
+/// A token from `url`, checked by `openssl ts -verify` against the shared CA.
+fn stamp_and_verify(url: &str, node_dir: &Path, tag: &str) {
+    let dir = common::tempdir();
+    let data = dir.path().join("data.txt");
+    std::fs::write(&data, format!("cluster {tag}")).unwrap();
+    let reply = dir.path().join("r.tsr");
+    let (ok, out) = run(Command::new(BIN)
+        .arg("request")
+        .arg(&data)
+        .arg("--url")
+        .arg(url)
+        .arg("--cert")
+        .arg("-o")
+        .arg(&reply));
+    assert!(ok, "{out}");
+    let (ok, out) = run(Command::new("openssl")
+        .args(["ts", "-verify", "-in"])
+        .arg(&reply)
+        .arg("-data")
+        .arg(&data)
+        .arg("-CAfile")
+        .arg(node_dir.join("pki/ca.pem"))
+        .arg("-untrusted")
+        .arg(node_dir.join("pki/tsa.pem")));
+    assert!(ok && out.contains("Verification: OK"), "{out}");
+}
+
+#[test]
+fn three_nodes_behind_haproxy_lose_no_token_when_a_node_is_killed_or_postgresql_stops() {
+    let mut nodes = Nodes::start();
+    let lb = Haproxy::start(&nodes.addrs);
+    for i in 0..3 {
+        stamp_and_verify(
+            &format!("http://{}/tsa", lb.addr),
+            &nodes.dirs[0],
+            &i.to_string(),
+        );
+    }
+    const LOADERS: u64 = 6;
+    let loaders = Loaders::start(lb.addr, LOADERS);
+    std::thread::sleep(Duration::from_millis(1500));
+
+    // kill -9 node 2 mid-load: HAProxy takes it out by its failing checks; requests that
+    // were on it fail (at most one per loader), the others are sent elsewhere.
+    nodes.running[1].take().unwrap().kill();
+    let out_after = lb.wait("n2", false);
+    std::thread::sleep(Duration::from_millis(500));
+    nodes.restart(1);
+    let back_after = lb.wait("n2", true);
+    let _ = writeln!(
+        std::io::stderr(),
+        "n2 out of the pool {} ms after kill -9, back {} ms after its restart",
+        out_after.as_millis(),
+        back_after.as_millis()
+    );
+
+    // PostgreSQL stopped under load: every node serves on from its journal (each asked
+    // directly, besides the load through the balancer).
+    nodes.pg.pause();
+    std::thread::sleep(Duration::from_millis(500));
+    for addr in &nodes.addrs {
+        stamp_and_verify(&format!("http://{addr}/tsa"), &nodes.dirs[0], "outage");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    nodes.pg.resume();
+    std::thread::sleep(Duration::from_millis(1000));
+    let seen = loaders.finish();
+
+    let _ = writeln!(
+        std::io::stderr(),
+        "{} tokens received, {} failed requests",
+        seen.granted.len(),
+        seen.other
+    );
+    assert!(
+        seen.granted.len() > 300,
+        "too little load: {}",
+        seen.granted.len()
+    );
+    assert!(
+        seen.other <= LOADERS,
+        "only requests in flight on the killed node may fail: {} failed",
+        seen.other
+    );
+    let unique: HashSet<&String> = seen.granted.iter().collect();
+    assert_eq!(unique.len(), seen.granted.len(), "a serial received twice");
+    // Serials of all three nodes among them (round robin).
+    // (The node id is the 4 hex digits before the counter's 16.)
+    let node_ids: HashSet<&str> = seen
+        .granted
+        .iter()
+        .map(|s| &s[s.len() - 20..s.len() - 16])
+        .collect();
+    assert_eq!(node_ids.len(), 3, "{node_ids:?}");
+    nodes.assert_every_token_in_postgres_once(&seen.granted);
+}
+
+#[test]
+fn a_rolling_restart_behind_haproxy_fails_no_request() {
+    let mut nodes = Nodes::start();
+    let lb = Haproxy::start(&nodes.addrs);
+    let loaders = Loaders::start(lb.addr, 4);
+    std::thread::sleep(Duration::from_millis(500));
+    for (i, name) in ["n1", "n2", "n3"].into_iter().enumerate() {
+        // Drain at the balancer: no new requests go to the node; those on it finish.
+        lb.command(&format!("set server stampd/{name} state maint"));
+        lb.wait(name, false);
+        let node = nodes.running[i].take().unwrap();
+        node.signal("TERM");
+        assert!(node.wait_exit(Duration::from_secs(30)).success());
+        nodes.restart(i);
+        lb.command(&format!("set server stampd/{name} state ready"));
+        lb.wait(name, true);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let seen = loaders.finish();
+    assert!(
+        seen.granted.len() > 200,
+        "too little load: {}",
+        seen.granted.len()
+    );
+    assert_eq!(seen.other, 0, "a request failed during the rolling restart");
+    nodes.assert_every_token_in_postgres_once(&seen.granted);
+}
+
+/// `stampd cluster status --postgres DSN --json`.
+fn cluster_status(pg: &Postgres) -> Vec<serde_json::Value> {
+    let out = Command::new(BIN)
+        .args(["cluster", "status", "--json", "--postgres"])
+        .arg(pg.dsn())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `stampd serve` that must refuse to start: its exit status and stderr.
+fn refused_start(dir: &Path, config: &str) -> String {
+    let file = dir.with_extension("toml");
+    std::fs::write(&file, config).unwrap();
+    let out = Command::new(BIN)
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(dir)
+        .arg("--config")
+        .arg(&file)
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "off"])
+        .env("STAMPD_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the second node started");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_node_id_held_by_a_live_node_is_refused_and_free_again_after_its_lease() {
+    let pg = Postgres::start();
+    let tmp = common::tempdir();
+    let dirs = shared_pki(tmp.path(), 2);
+    let config = node_config(1, &pg, 3);
+    let first = Server::start(&dirs[0], Some(&config));
+    let epoch_of = |pg: &Postgres| -> i64 {
+        let s = cluster_status(pg);
+        assert_eq!(s.len(), 1, "{s:?}");
+        s[0]["epoch"].as_i64().unwrap()
+    };
+    let status = cluster_status(&pg);
+    assert_eq!(status[0]["state"], "live", "{status:?}");
+    assert_eq!(status[0]["pid"], first.pid());
+    assert_eq!(status[0]["node_id"], 1);
+    let first_epoch = epoch_of(&pg);
+
+    // A second node (its own data directory) with the same id: refused, naming the holder.
+    let err = refused_start(&dirs[1], &config);
+    assert!(
+        err.contains("held by another node") && err.contains(&format!("pid {}", first.pid())),
+        "{err}"
+    );
+
+    // The holder restarted on its own data directory after kill -9 takes its id back at once.
+    first.kill();
+    let first = Server::start(&dirs[0], Some(&config));
+    assert_eq!(cluster_status(&pg)[0]["pid"], first.pid());
+    assert!(epoch_of(&pg) > first_epoch);
+
+    // Killed for good: still refused while the lease runs, free once it lapsed (3 s).
+    let killed_epoch = epoch_of(&pg);
+    first.kill();
+    let err = refused_start(&dirs[1], &config);
+    assert!(err.contains("held by another node"), "{err}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while cluster_status(&pg)[0]["state"] != "expired" {
+        assert!(Instant::now() < deadline, "the lease did not expire");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let second = Server::start(&dirs[1], Some(&config));
+    let status = cluster_status(&pg);
+    assert_eq!(status[0]["pid"], second.pid());
+    assert!(
+        status[0]["epoch"].as_i64().unwrap() > killed_epoch,
+        "the new holder's serials start past the old one's epoch: {status:?}"
+    );
+    // Its heartbeat reports the audit shards' heads.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cluster_status(&pg)[0]["shards"]
+        .as_array()
+        .is_none_or(|s| s.is_empty())
+    {
+        assert!(Instant::now() < deadline, "no shard heads reported");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // A clean stop releases the id at once: the old node starts again on its own directory.
+    assert!(second.terminate().unwrap().success());
+    assert_eq!(cluster_status(&pg)[0]["state"], "released");
+    let again = Server::start(&dirs[0], Some(&config));
+    assert_eq!(cluster_status(&pg)[0]["pid"], again.pid());
+    let (ok, text) = run(Command::new(BIN)
+        .args(["cluster", "status", "--postgres"])
+        .arg(pg.dsn()));
+    assert!(ok && text.contains("cluster node 1: live"), "{text}");
+}
+
+#[test]
+fn a_node_that_never_claimed_its_id_does_not_start_without_postgresql() {
+    let pg = Postgres::start();
+    let tmp = common::tempdir();
+    let dirs = shared_pki(tmp.path(), 1);
+    let config = node_config(2, &pg, 3);
+    // It held its id before: it may start while the database is down, and claims its id
+    // when the database is back.
+    let node = Server::start(&dirs[0], Some(&config));
+    node.kill();
+    pg.pause();
+    let fresh = tmp.path().join("fresh");
+    std::fs::create_dir_all(&fresh).unwrap();
+    let err = refused_start(&fresh, &config);
+    assert!(err.contains("cannot claim server.node_id 2"), "{err}");
+    let node = Server::start(&dirs[0], Some(&config));
+    assert!(node.log_count("cannot reach PostgreSQL to claim") == 1);
+    pg.resume();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let s = cluster_status(&pg);
+        if s[0]["pid"] == node.pid() && s[0]["state"] == "live" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not claimed after the database came back: {s:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
