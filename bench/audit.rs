@@ -129,7 +129,7 @@ fn records_per_second(producers: usize, shards: usize, placement: Placement, sec
         .tempdir_in(scaling_dir())
         .unwrap();
     let sink = AuditConfig::default()
-        .start(dir.path(), None, shards, placement)
+        .start(dir.path(), None, shards, placement, 0)
         .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let (counted, counts) = std::sync::mpsc::channel();

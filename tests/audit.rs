@@ -537,18 +537,21 @@ fn migrate_and_query_postgres_from_the_command_line() {
     let dsn = pg.dsn();
     let migrate = || run(Command::new(BIN).args(["audit", "migrate", "--postgres", &dsn]));
     let (ok, out) = migrate();
-    assert!(ok && out.contains("5 migration(s) applied"), "{out}");
+    assert!(ok && out.contains("7 migration(s) applied"), "{out}");
     let (ok, out) = migrate();
     assert!(ok && out.contains("0 migration(s) applied"), "{out}");
     // A database at schema version 1 (before the request digest columns, the events table,
-    // the client subject and the protocol columns) is brought up to date.
+    // the client subject and the protocol columns, the node claims and the chain table) is
+    // brought up to date.
     pg.sql(
         "ALTER TABLE audit_record DROP COLUMN request_sha256, DROP COLUMN request_length, \
          DROP COLUMN client_subject, DROP COLUMN protocol; DROP TABLE audit_event; \
+         DROP TABLE stampd_node; DROP TABLE audit_frame; \
+         ALTER TABLE audit_position DROP COLUMN node, DROP COLUMN shard; \
          DELETE FROM stampd_schema WHERE version >= 2",
     );
     let (ok, out) = migrate();
-    assert!(ok && out.contains("4 migration(s) applied"), "{out}");
+    assert!(ok && out.contains("6 migration(s) applied"), "{out}");
     // A password in the connection string is refused: secrets come from env or files.
     let (ok, out) = run(Command::new(BIN).args([
         "audit",
@@ -919,7 +922,10 @@ fn a_full_journal_disk_refuses_requests_before_it_tears_and_recovers_by_itself()
     // (The batch that met the budget failed and says so; the requests after it were refused
     // before signing, without a line each.)
     assert!(server.log_count("audit batch not committed") <= 1);
-    assert!(server.log_count("audit") <= 3, "one line per state change");
+    assert!(
+        server.log_count("stampd::audit") <= 3,
+        "one line per state change"
+    );
     // Space comes back: within the writer's idle tick the service resumes by itself.
     std::fs::remove_file(&filler).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -973,7 +979,7 @@ fn the_shipper_ships_to_a_postgresql_that_accepts_only_tls() {
         "--postgres",
         &format!("{} sslmode=require", pg.dsn()),
     ]));
-    assert!(ok && out.contains("5 migration(s) applied"), "{out}");
+    assert!(ok && out.contains("7 migration(s) applied"), "{out}");
 
     let dsn = format!(
         "{} sslmode=verify-full sslrootcert='{}'",

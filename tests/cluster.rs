@@ -396,6 +396,9 @@ fn three_nodes_behind_haproxy_lose_no_token_when_a_node_is_killed_or_postgresql_
         .collect();
     assert_eq!(node_ids.len(), 3, "{node_ids:?}");
     nodes.assert_every_token_in_postgres_once(&seen.granted);
+    // Every node's chains hold in PostgreSQL alone, across the kill and the outage.
+    let (ok, text) = verify_postgres(&nodes.pg, &[]);
+    assert!(ok && text.contains("intact: "), "{text}");
 }
 
 #[test]
@@ -559,4 +562,88 @@ fn a_node_that_never_claimed_its_id_does_not_start_without_postgresql() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// `stampd audit verify --postgres DSN [ARGS]`: exit status and stdout.
+fn verify_postgres(pg: &Postgres, args: &[&str]) -> (bool, String) {
+    let out = Command::new(BIN)
+        .args(["audit", "verify", "--postgres"])
+        .arg(pg.dsn())
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn the_chains_verify_from_postgresql_alone_and_an_edit_or_a_cut_off_head_is_found() {
+    let pg = Postgres::start();
+    let tmp = common::tempdir();
+    let dirs = shared_pki(tmp.path(), 2);
+    let mut received = Vec::new();
+    for (i, dir) in dirs.iter().enumerate() {
+        let config = node_config(i as u16 + 1, &pg, 30);
+        let node = Server::start(dir, Some(&config));
+        let stop = AtomicBool::new(false);
+        let addr = Mutex::new(node.addr);
+        std::thread::scope(|s| {
+            let load = s.spawn(|| load(&addr, "/tsa", &stop, i as u64));
+            std::thread::sleep(Duration::from_millis(400));
+            stop.store(true, Ordering::Relaxed);
+            received.extend(load.join().unwrap().granted);
+        });
+        // A clean stop ships everything first.
+        assert!(node.terminate().unwrap().success());
+    }
+    assert!(received.len() > 20, "{}", received.len());
+    let (ok, text) = verify_postgres(&pg, &[]);
+    assert!(ok && text.contains("intact: 4 chain(s)"), "{text}");
+    let (ok, json) = verify_postgres(&pg, &["--node", "2", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert!(ok && v["intact"] == true, "{v}");
+    let chains = v["chains"].as_array().unwrap();
+    assert_eq!(chains.len(), 2, "node 2's two shards: {v}");
+    assert!(chains.iter().all(|c| c["node"] == 2));
+    let records: u64 = chains.iter().map(|c| c["records"].as_u64().unwrap()).sum();
+    assert!(records > 0);
+    // The head an auditor learnt (e.g. from an anchored checkpoint) is there.
+    let busiest = chains
+        .iter()
+        .max_by_key(|c| c["records"].as_u64().unwrap())
+        .unwrap();
+    let (journal, head_seq) = (&busiest["journal"], busiest["head_seq"].as_u64().unwrap());
+    let head = format!("{head_seq}:{}", busiest["head_hash"].as_str().unwrap());
+    let (ok, text) = verify_postgres(&pg, &["--expect-head", &head]);
+    assert!(ok && text.contains(": present"), "{text}");
+
+    // Cut off the newest two frames of that journal — rows, frames and the position, so
+    // every remaining link and CRC holds: only the known head shows it.
+    let cut = head_seq - 2;
+    pg.sql(&format!(
+        "DELETE FROM audit_record WHERE journal = {journal} AND seq > {cut}; \
+         DELETE FROM audit_event WHERE journal = {journal} AND seq > {cut}; \
+         DELETE FROM audit_frame WHERE journal = {journal} AND seq > {cut}; \
+         UPDATE audit_position SET seq = {cut}, \
+             hash = (SELECT sha256(payload) FROM audit_frame WHERE journal = {journal} AND seq = {cut}) \
+         WHERE journal = {journal}"
+    ));
+    let (ok, text) = verify_postgres(&pg, &[]);
+    assert!(ok, "a clean cut is invisible without a known head: {text}");
+    let (ok, text) = verify_postgres(&pg, &["--expect-head", &head]);
+    assert!(!ok && text.contains("MISSING"), "{text}");
+
+    // An edited record: its row no longer says what its frame says.
+    pg.sql(
+        "UPDATE audit_record SET status = 'rejection' \
+         WHERE (journal, seq) = (SELECT journal, seq FROM audit_record \
+                                 WHERE status = 'granted' ORDER BY journal, seq LIMIT 1)",
+    );
+    let (ok, text) = verify_postgres(&pg, &[]);
+    assert!(
+        !ok && text.contains("BROKEN: cluster node") && text.contains("differs from the frame"),
+        "{text}"
+    );
 }

@@ -83,6 +83,7 @@ impl AuditConfig {
         postgres_password: Option<String>,
         shards: usize,
         placement: Placement,
+        node_id: u16,
     ) -> Result<Arc<dyn AuditSink>, Error> {
         let audit_err = Error::AuditStart;
         match self.store {
@@ -155,12 +156,14 @@ impl AuditConfig {
                 let shippers = trail
                     .progress()
                     .into_iter()
-                    .map(|(dir, progress)| postgres::Shipper {
+                    .map(|(shard, dir, progress)| postgres::Shipper {
                         target: target.clone(),
                         identity: self.identity.clone(),
                         dir,
                         progress,
                         batch_rows: self.ship_batch_rows,
+                        node: Some(node_id),
+                        shard,
                     })
                     .collect();
                 let handle =

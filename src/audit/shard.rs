@@ -408,14 +408,14 @@ impl Shards {
     }
 
     /// Every shard's directory and progress, for the shipper.
-    pub fn progress(&self) -> Vec<(PathBuf, Arc<Progress>)> {
+    pub fn progress(&self) -> Vec<(usize, PathBuf, Arc<Progress>)> {
         self.shards
             .iter()
-            .map(|s| (s.dir.clone(), s.progress.clone()))
+            .map(|s| (s.index, s.dir.clone(), s.progress.clone()))
             .chain(
                 self.retired
                     .iter()
-                    .map(|(_, j)| (j.dir().to_path_buf(), j.progress())),
+                    .map(|(n, j)| (*n, j.dir().to_path_buf(), j.progress())),
             )
             .collect()
     }

@@ -93,9 +93,13 @@ pub fn build(valid: &ValidatedConfig) -> Result<Built, Error> {
         crate::audit::Placement::Threads
     };
     let shards = crate::frontend::core_count(config.server.cores);
-    let audit = config
-        .audit
-        .start(&valid.journal_dir, password, shards, placement)?;
+    let audit = config.audit.start(
+        &valid.journal_dir,
+        password,
+        shards,
+        placement,
+        config.server.node_id,
+    )?;
     let mut monitor = Monitor::new(&config.clock, clock_events(audit.clone()));
     monitor.announce();
     monitor.poll();

@@ -85,26 +85,43 @@ pub(super) fn parse_frame(buf: &[u8]) -> Parse {
     if crc32fast::hash(payload) != crc {
         return Parse::Corrupt("CRC mismatch");
     }
-    let Some(kind) = Kind::from_u8(payload[0] & !BATCH_END) else {
-        return Parse::Corrupt("unknown frame kind");
-    };
-    let batch_end = payload[0] & BATCH_END != 0;
-    let mut seq = [0u8; 8];
-    seq.copy_from_slice(&payload[1..9]);
-    let mut prev = [0u8; 32];
-    prev.copy_from_slice(&payload[9..41]);
-    let hash = sha256(payload);
-    Parse::Whole(
-        Frame {
+    match Frame::from_payload(payload) {
+        Ok(frame) => Parse::Whole(frame, FRAME_HEAD + len),
+        Err(e) => Parse::Corrupt(e),
+    }
+}
+
+impl Frame {
+    /// The frame from its payload (`kind | seq | prev | body`), its hash computed: what a
+    /// verifier does with the payloads PostgreSQL keeps (`audit_frame`).
+    pub fn from_payload(payload: &[u8]) -> Result<Frame, &'static str> {
+        if payload.len() < PAYLOAD_HEAD {
+            return Err("payload shorter than its head");
+        }
+        let kind = Kind::from_u8(payload[0] & !BATCH_END).ok_or("unknown frame kind")?;
+        let mut seq = [0u8; 8];
+        seq.copy_from_slice(&payload[1..9]);
+        let mut prev = [0u8; 32];
+        prev.copy_from_slice(&payload[9..PAYLOAD_HEAD]);
+        Ok(Frame {
             kind,
-            batch_end,
+            batch_end: payload[0] & BATCH_END != 0,
             seq: u64::from_le_bytes(seq),
             prev,
-            hash,
+            hash: sha256(payload),
             body: payload[PAYLOAD_HEAD..].to_vec(),
-        },
-        FRAME_HEAD + len,
-    )
+        })
+    }
+
+    /// The payload the frame was read from: what its hash and CRC cover.
+    pub fn payload(&self) -> Vec<u8> {
+        let mut p = Vec::with_capacity(PAYLOAD_HEAD + self.body.len());
+        p.push(self.kind as u8 | if self.batch_end { BATCH_END } else { 0 });
+        p.extend_from_slice(&self.seq.to_le_bytes());
+        p.extend_from_slice(&self.prev);
+        p.extend_from_slice(&self.body);
+        p
+    }
 }
 
 /// A segment header's journal id and segment number.

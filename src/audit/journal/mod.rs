@@ -41,7 +41,10 @@ pub use frame::{parse_segment_header, Frame};
 pub use open::OpenReport;
 pub use reader::{Next, Reader};
 pub use segment::{lock_journal, segment_path, segments, shard_dir, shards};
-pub use verify::{shards_json, totals, verify, verify_shards, Verified};
+pub use verify::{
+    check_heads, follows, shards_json, totals, verify, verify_marking, verify_shards,
+    verify_shards_marking, ExpectedHead, Verified,
+};
 
 use segment::segment_header;
 

@@ -29,6 +29,62 @@ pub struct Verified {
     pub incomplete_tail: u64,
     /// The first break, if any.
     pub broken: Option<String>,
+    /// The hash after each frame asked for ([`verify_marking`]): `(seq, hash)`.
+    pub marks: Vec<(u64, Hash)>,
+}
+
+/// A chain head an auditor knows (`--expect-head SEQ:HASH`, e.g. from an anchored
+/// checkpoint): the trail must still hold frame SEQ, with this hash. Truncating the newest
+/// frames leaves every CRC and link intact; only a head known from elsewhere shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpectedHead {
+    /// The frame's seq.
+    pub seq: u64,
+    /// The chain's hash after it.
+    pub hash: Hash,
+}
+
+impl std::str::FromStr for ExpectedHead {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("`{s}`: expected SEQ:HASH (a frame's seq and 64 hex digits)");
+        let (seq, hash) = s.split_once(':').ok_or_else(bad)?;
+        let seq = seq.trim().parse().map_err(|_| bad())?;
+        let bytes = crate::protocol::hex::unhex(hash.trim()).ok_or_else(bad)?;
+        Ok(ExpectedHead {
+            seq,
+            hash: bytes.try_into().map_err(|_| bad())?,
+        })
+    }
+}
+
+/// What became of each expected head: `(expected, Some(hash found at its seq))`, or `None`
+/// when no chain holds that seq any more.
+pub fn check_heads(
+    expected: &[ExpectedHead],
+    marks: impl Iterator<Item = (u64, Hash)> + Clone,
+) -> Vec<(ExpectedHead, Option<Hash>)> {
+    expected
+        .iter()
+        .map(|e| {
+            let mut at = marks.clone().filter(|(seq, _)| *seq == e.seq);
+            let found = at.clone().find(|(_, h)| *h == e.hash).or_else(|| at.next());
+            (*e, found.map(|(_, h)| h))
+        })
+        .collect()
+}
+
+/// The chain rule every verifier applies to each frame after the first: the next seq, and
+/// `prev` naming the hash of the frame before. `Err` says what is wrong.
+pub fn follows(head: (u64, Hash), frame: &super::Frame) -> Result<(), String> {
+    let (seq, hash) = head;
+    if frame.seq != seq + 1 {
+        return Err(format!("seq jumps from {seq}"));
+    }
+    if frame.prev != hash {
+        return Err("hash chain broken: the previous frame was changed or removed".into());
+    }
+    Ok(())
 }
 
 impl Verified {
@@ -63,6 +119,14 @@ fn kind_name(kind: Kind) -> &'static str {
 /// when there is no shard at all. Each shard has its own chain, so one broken shard leaves
 /// the others' results whole.
 pub fn verify_shards(dir: &Path) -> std::io::Result<Vec<(usize, Verified)>> {
+    verify_shards_marking(dir, &[])
+}
+
+/// [`verify_shards`] with [`verify_marking`]'s marks.
+pub fn verify_shards_marking(
+    dir: &Path,
+    wanted: &[u64],
+) -> std::io::Result<Vec<(usize, Verified)>> {
     let present = shards(dir)?;
     if present.is_empty() {
         return Err(std::io::Error::new(
@@ -72,7 +136,7 @@ pub fn verify_shards(dir: &Path) -> std::io::Result<Vec<(usize, Verified)>> {
     }
     present
         .into_iter()
-        .map(|(shard, path)| Ok((shard, verify(&path)?)))
+        .map(|(shard, path)| Ok((shard, verify_marking(&path, wanted)?)))
         .collect()
 }
 
@@ -112,6 +176,12 @@ pub fn totals(verified: &[(usize, Verified)]) -> (u64, u64) {
 
 /// Walks the whole journal: CRCs, the hash chain, seq continuity, segment headers.
 pub fn verify(dir: &Path) -> std::io::Result<Verified> {
+    verify_marking(dir, &[])
+}
+
+/// [`verify`], keeping the hash after each frame whose seq is in `wanted` (in
+/// [`Verified::marks`]).
+pub fn verify_marking(dir: &Path, wanted: &[u64]) -> std::io::Result<Verified> {
     let mut v = Verified::default();
     let present = segments(dir)?;
     let Some(&first) = present.first() else {
@@ -191,13 +261,11 @@ pub fn verify(dir: &Path) -> std::io::Result<Verified> {
                 None if frame.seq == 0 => {}
                 // The first segment left after retention: the chain before it is gone.
                 None => v.first_seq = Some(frame.seq),
-                Some((seq, _)) if frame.seq != seq + 1 => {
-                    v.broken = fail(&format!("seq jumps from {seq}"))
+                Some(head) => {
+                    if let Err(e) = follows(head, &frame) {
+                        v.broken = fail(&e);
+                    }
                 }
-                Some((_, hash)) if frame.prev != hash => {
-                    v.broken = fail("hash chain broken: the previous frame was changed or removed")
-                }
-                Some(_) => {}
             }
         }
         if v.broken.is_none() {
@@ -213,6 +281,9 @@ pub fn verify(dir: &Path) -> std::io::Result<Verified> {
             Kind::Event => v.events += 1,
             Kind::Checkpoint => v.checkpoints += 1,
             Kind::Segment => {}
+        }
+        if wanted.contains(&frame.seq) {
+            v.marks.push((frame.seq, frame.hash));
         }
         v.head = Some((frame.seq, frame.hash));
     }

@@ -11,6 +11,7 @@
 //! - `direct.rs`: [`DirectStore`], the `store = "postgres"` writer store;
 //! - `shipper.rs`: [`Shipper`], the journal to PostgreSQL, and its [`ShipperHandle`];
 //! - `select.rs`: [`select`], a [`Query`](super::query::Query) run against the database;
+//! - `verify.rs`: [`verify()`], every shard's chain re-checked from the database alone;
 //! - `claim.rs`: [`NodeClaim`], a node's claim of its node id with a renewed lease, and
 //!   [`nodes`], the claims as `stampd cluster status` lists them.
 
@@ -22,6 +23,7 @@ mod select;
 mod shipper;
 mod target;
 mod tls;
+mod verify;
 
 pub use claim::{nodes, ClaimError, Head, Heads, NodeClaim, NodeLease, NodeRow, ShardRow};
 pub use direct::DirectStore;
@@ -30,3 +32,4 @@ pub use select::select;
 pub use shipper::{Shipper, ShipperHandle};
 pub use target::{check_dsn, describe, runtime, Target};
 pub use tls::Mode as TlsMode;
+pub use verify::{verify, Chain};

@@ -1,13 +1,14 @@
 //! Entries as rows: [`Rows`], the column arrays of one binary COPY or multi-row insert of
-//! records, and [`EventRows`], the events' insert.
+//! records, [`EventRows`], the events' insert, and [`FrameRows`], the chain table's.
 
 use std::time::Duration;
 
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Statement;
 
-use super::schema::{COPY, INSERT_EVENTS};
+use super::schema::{COPY, INSERT_EVENTS, INSERT_FRAMES};
 use super::target::describe;
+use crate::audit::journal::Frame;
 use crate::audit::record::{Event, Record};
 use crate::protocol::HashAlg;
 
@@ -264,6 +265,41 @@ impl<'a> EventRows<'a> {
             &self.detail,
         ];
         tx.execute(INSERT_EVENTS, &params)
+            .await
+            .map(|_| ())
+            .map_err(|e| describe(&e))
+    }
+}
+
+/// Every frame of a batch as the chain table keeps it: seq, CRC and payload.
+#[derive(Default)]
+pub(super) struct FrameRows {
+    seq: Vec<i64>,
+    crc: Vec<i64>,
+    payload: Vec<Vec<u8>>,
+}
+
+impl FrameRows {
+    pub(super) fn push(&mut self, frame: &Frame) {
+        let payload = frame.payload();
+        self.seq.push(frame.seq as i64);
+        self.crc.push(i64::from(crc32fast::hash(&payload)));
+        self.payload.push(payload);
+    }
+
+    /// Inserts every row; rows already there are skipped.
+    pub(super) async fn insert(
+        &self,
+        tx: &tokio_postgres::Transaction<'_>,
+        identity: &str,
+        journal: i64,
+    ) -> Result<(), String> {
+        if self.seq.is_empty() {
+            return Ok(());
+        }
+        let params: [&(dyn ToSql + Sync); 5] =
+            [&identity, &journal, &self.seq, &self.crc, &self.payload];
+        tx.execute(INSERT_FRAMES, &params)
             .await
             .map(|_| ())
             .map_err(|e| describe(&e))

@@ -87,6 +87,20 @@ CREATE TABLE stampd_node (
     PRIMARY KEY (tsa, node_id)
 );
 "#,
+    // The hash chains (verify.rs): every shipped frame's payload as the journal holds it
+    // (segment headers and checkpoints too), so an auditor can re-check each shard's chain
+    // from the database alone; and which node and shard each journal is.
+    r#"
+CREATE TABLE audit_frame (
+    tsa     text   NOT NULL,
+    journal bigint NOT NULL,
+    seq     bigint NOT NULL,
+    crc     bigint NOT NULL,
+    payload bytea  NOT NULL,
+    PRIMARY KEY (tsa, journal, seq)
+);
+ALTER TABLE audit_position ADD COLUMN node integer, ADD COLUMN shard integer;
+"#,
 ];
 
 /// A row shipped before (a crash between the commit and its acknowledgement) is skipped; a
@@ -122,6 +136,14 @@ FROM unnest($3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::text[], $8::
 ON CONFLICT (tsa, journal, seq) DO NOTHING
 "#;
 
+/// Frames (their CRC and payload) in the chain table; one shipped before is skipped.
+pub(super) const INSERT_FRAMES: &str = r#"
+INSERT INTO audit_frame (tsa, journal, seq, crc, payload)
+SELECT $1, $2, u.seq, u.crc, u.payload
+FROM unnest($3::bigint[], $4::bigint[], $5::bytea[]) AS u(seq, crc, payload)
+ON CONFLICT (tsa, journal, seq) DO NOTHING
+"#;
+
 /// The shipper's bulk path: binary COPY, columns in table order.
 pub(super) const COPY: &str =
     "COPY audit_record (tsa, journal, seq, serial, gen_time, gen_time_ns, status, \
@@ -129,13 +151,16 @@ pub(super) const COPY: &str =
     cert_req, client_ip, key_id, latency_us, request, response, request_sha256, request_length, \
     client_subject, protocol) FROM STDIN (FORMAT binary)";
 
-/// The position only moves forward.
+/// The position only moves forward; the node and shard (unknown to `stampd audit ship`)
+/// are kept once known.
 pub(super) const SET_POSITION: &str = r#"
-INSERT INTO audit_position (tsa, journal, segment, "offset", seq, hash)
-VALUES ($1, $2, $3, $4, $5, $6)
+INSERT INTO audit_position (tsa, journal, segment, "offset", seq, hash, node, shard)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 ON CONFLICT (tsa, journal) DO UPDATE
 SET segment = excluded.segment, "offset" = excluded."offset", seq = excluded.seq,
-    hash = excluded.hash, updated = now()
+    hash = excluded.hash, updated = now(),
+    node = coalesce(excluded.node, audit_position.node),
+    shard = coalesce(excluded.shard, audit_position.shard)
 WHERE audit_position.seq < excluded.seq
 "#;
 

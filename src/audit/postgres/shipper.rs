@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Client;
 
-use super::rows::{CopyError, EventRows, Rows};
+use super::rows::{CopyError, EventRows, FrameRows, Rows};
 use super::schema::{migrate, INSERT, SET_POSITION};
 use super::target::{describe, runtime, Target};
 use crate::audit::journal::{self, Next, Position, Progress, Reader};
@@ -28,6 +28,12 @@ pub struct Shipper {
     pub progress: Arc<Progress>,
     /// Rows per transaction (`ship_batch_rows`, default 5000).
     pub batch_rows: usize,
+    /// The node (`server.node_id`; `None` for `stampd audit ship`) and the shard index,
+    /// stored with the position so `stampd audit verify --postgres --node N` finds its
+    /// journals.
+    pub node: Option<u16>,
+    /// The shard's index on its node.
+    pub shard: usize,
 }
 
 #[derive(Debug, Default)]
@@ -236,6 +242,7 @@ impl Shipper {
                 .map_or(Position::default(), |at| *at);
             let mut records = Vec::new();
             let mut events = Vec::new();
+            let mut frames = FrameRows::default();
             let mut advanced = false;
             while records.len() + events.len() < self.batch_rows {
                 let frame = match reader.next(limit).map_err(journal_err)? {
@@ -259,6 +266,7 @@ impl Shipper {
                 }
                 advanced = true;
                 last = Some((frame.seq, frame.hash));
+                frames.push(&frame);
                 match journal::entry(&frame) {
                     None => {}
                     Some(Err(e)) => {
@@ -281,13 +289,17 @@ impl Shipper {
             let pos = reader.position();
             let rows = Rows::of(records.iter().map(|(seq, r)| (*seq, r)));
             let event_rows = EventRows::of(events.iter().map(|(seq, e)| (*seq, e)));
-            let position: [&(dyn ToSql + Sync); 6] = [
+            let node = self.node.map(i32::from);
+            let shard = i32::try_from(self.shard).ok();
+            let position: [&(dyn ToSql + Sync); 8] = [
                 &self.identity,
                 &journal,
                 &(pos.segment as i64),
                 &(pos.offset as i64),
                 &(last_seq as i64),
                 &&last_hash[..],
+                &node,
+                &shard,
             ];
             let mut bulk = !records.is_empty();
             loop {
@@ -306,6 +318,10 @@ impl Shipper {
                             .map_err(ShipError::Database)?;
                     }
                     event_rows
+                        .insert(&tx, &self.identity, journal)
+                        .await
+                        .map_err(ShipError::Database)?;
+                    frames
                         .insert(&tx, &self.identity, journal)
                         .await
                         .map_err(ShipError::Database)?;

@@ -4,38 +4,45 @@
 use std::io::Write;
 use std::path::Path;
 
-use crate::audit::journal;
+use crate::audit::journal::{self, ExpectedHead, Verified};
 use crate::audit::postgres::{self, Target};
 use crate::audit::query::Query;
 use crate::protocol::hex::hex;
 
-/// `audit verify`: exit 0 only when every CRC and the whole hash chain of every shard hold.
-pub fn verify(dir: &Path, json: bool, out: &mut dyn Write) -> Result<u8, String> {
-    let verified = journal::verify_shards(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+/// `audit verify`: exit 0 only when every CRC and the whole hash chain of every shard hold,
+/// and every expected head is still there.
+pub fn verify(
+    dir: &Path,
+    expect: &[ExpectedHead],
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<u8, String> {
+    let wanted: Vec<u64> = expect.iter().map(|e| e.seq).collect();
+    let verified = journal::verify_shards_marking(dir, &wanted)
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
     let broken = verified.iter().any(|(_, v)| v.broken.is_some());
+    let heads = journal::check_heads(
+        expect,
+        verified.iter().flat_map(|(_, v)| v.marks.iter().copied()),
+    );
+    let heads_ok = heads.iter().all(|(e, h)| *h == Some(e.hash));
     if json {
-        let _ = writeln!(out, "{}", journal::shards_json(dir, &verified));
-        return Ok(u8::from(broken));
+        let mut j = journal::shards_json(dir, &verified);
+        if let Some(m) = j.as_object_mut() {
+            m.insert("expected_heads".into(), heads_json(&heads));
+            if !heads_ok {
+                m.insert("intact".into(), false.into());
+            }
+        }
+        let _ = writeln!(out, "{j}");
+        return Ok(u8::from(broken || !heads_ok));
     }
     for (shard, v) in &verified {
-        let _ = writeln!(
-            out,
-            "shard {shard} ({}): {} records, {} events, {} checkpoints, {} segments",
-            journal::shard_dir(dir, *shard).display(),
-            v.records,
-            v.events,
-            v.checkpoints,
-            v.segments
+        let name = format!(
+            "shard {shard} ({})",
+            journal::shard_dir(dir, *shard).display()
         );
-        if let Some((seq, hash)) = v.head {
-            let _ = writeln!(out, "  head: seq {seq}, hash {}", hex(&hash));
-        }
-        if let Some(first) = v.first_seq {
-            let _ = writeln!(
-                out,
-                "  starts at seq {first}: earlier segments were removed by retention"
-            );
-        }
+        say_verified(out, &name, v, "segments");
         if v.incomplete_tail > 0 {
             let _ = writeln!(
                 out,
@@ -44,21 +51,156 @@ pub fn verify(dir: &Path, json: bool, out: &mut dyn Write) -> Result<u8, String>
             );
         }
     }
-    if broken {
-        for (shard, v) in &verified {
-            if let Some(b) = &v.broken {
-                let _ = writeln!(out, "BROKEN: shard {shard}: {b}");
-            }
-        }
-    } else {
-        let (records, events) = journal::totals(&verified);
+    let (records, events) = journal::totals(&verified);
+    let named: Vec<(String, &Verified)> = verified
+        .iter()
+        .map(|(shard, v)| (format!("shard {shard}"), v))
+        .collect();
+    Ok(say_verdict(
+        out,
+        &named,
+        &heads,
+        &format!(
+            "{} shard(s), {records} records, {events} events",
+            verified.len()
+        ),
+    ))
+}
+
+/// One chain's summary lines: counts, head, where it starts.
+fn say_verified(out: &mut dyn Write, name: &str, v: &Verified, segments: &str) {
+    let _ = writeln!(
+        out,
+        "{name}: {} records, {} events, {} checkpoints, {} {segments}",
+        v.records, v.events, v.checkpoints, v.segments
+    );
+    if let Some((seq, hash)) = v.head {
+        let _ = writeln!(out, "  head: seq {seq}, hash {}", hex(&hash));
+    }
+    if let Some(first) = v.first_seq {
         let _ = writeln!(
             out,
-            "intact: {} shard(s), {records} records, {events} events",
-            verified.len()
+            "  starts at seq {first}: the frames before it are not here (retention, or shipped \
+             before the chain was kept)"
         );
     }
-    Ok(u8::from(broken))
+}
+
+/// The verdict: each break, each expected head, then `intact` or not; the exit status.
+fn say_verdict(
+    out: &mut dyn Write,
+    chains: &[(String, &Verified)],
+    heads: &[(ExpectedHead, Option<journal::Hash>)],
+    intact: &str,
+) -> u8 {
+    let mut failed = false;
+    for (name, v) in chains {
+        if let Some(b) = &v.broken {
+            let _ = writeln!(out, "BROKEN: {name}: {b}");
+            failed = true;
+        }
+    }
+    for (e, found) in heads {
+        let what = match found {
+            Some(h) if *h == e.hash => "present".to_string(),
+            Some(h) => {
+                failed = true;
+                format!("DIFFERENT: the chain has hash {} there", hex(h))
+            }
+            None => {
+                failed = true;
+                "MISSING: no chain holds that frame (frames were cut off, or it is another trail)"
+                    .to_string()
+            }
+        };
+        let _ = writeln!(
+            out,
+            "expected head seq {} hash {}: {what}",
+            e.seq,
+            hex(&e.hash)
+        );
+    }
+    if !failed {
+        let _ = writeln!(out, "intact: {intact}");
+    }
+    u8::from(failed)
+}
+
+fn heads_json(heads: &[(ExpectedHead, Option<journal::Hash>)]) -> serde_json::Value {
+    heads
+        .iter()
+        .map(|(e, found)| {
+            serde_json::json!({
+                "seq": e.seq,
+                "hash": hex(&e.hash),
+                "found": found.map(|h| hex(&h)),
+                "ok": *found == Some(e.hash),
+            })
+        })
+        .collect()
+}
+
+/// `audit verify --postgres`: every chain PostgreSQL holds (of `identity`, of `node`),
+/// re-checked from the rows alone; exit 0 only when all hold and every expected head is
+/// there.
+pub fn verify_postgres(
+    target: &Target,
+    identity: Option<&str>,
+    node: Option<u16>,
+    expect: &[ExpectedHead],
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<u8, String> {
+    let wanted: Vec<u64> = expect.iter().map(|e| e.seq).collect();
+    let rt = postgres::runtime().map_err(|e| e.to_string())?;
+    let chains = rt.block_on(async {
+        let mut client = target.connect().await.map_err(|e| postgres::describe(&e))?;
+        postgres::migrate(&mut client)
+            .await
+            .map_err(|e| postgres::describe(&e))?;
+        postgres::verify(&client, identity, node, &wanted).await
+    })?;
+    if chains.is_empty() {
+        return Err("no shipped journal in this database (of that identity and node)".into());
+    }
+    let heads = journal::check_heads(
+        expect,
+        chains.iter().flat_map(|c| c.verified.marks.iter().copied()),
+    );
+    let broken = chains.iter().any(|c| c.verified.broken.is_some());
+    let heads_ok = heads.iter().all(|(e, h)| *h == Some(e.hash));
+    if json {
+        let j = serde_json::json!({
+            "intact": !broken && heads_ok,
+            "chains": chains.iter().map(postgres::Chain::to_json).collect::<Vec<_>>(),
+            "expected_heads": heads_json(&heads),
+        });
+        let _ = writeln!(out, "{j}");
+        return Ok(u8::from(broken || !heads_ok));
+    }
+    for c in &chains {
+        say_verified(out, &c.name(), &c.verified, "segment headers");
+        if c.unchained_records > 0 {
+            let _ = writeln!(
+                out,
+                "  {} records shipped before the chain table existed: in PostgreSQL, not \
+                 verifiable from it",
+                c.unchained_records
+            );
+        }
+    }
+    let named: Vec<(String, &Verified)> = chains.iter().map(|c| (c.name(), &c.verified)).collect();
+    let records: u64 = chains.iter().map(|c| c.verified.records).sum();
+    let events: u64 = chains.iter().map(|c| c.verified.events).sum();
+    Ok(say_verdict(
+        out,
+        &named,
+        &heads,
+        &format!(
+            "{} chain(s), {records} records, {events} events",
+            chains.len()
+        ),
+    ))
 }
 
 /// Every record of the journal matching `query`, every shard's in time order, as JSON
@@ -118,6 +260,8 @@ pub fn ship(dir: &Path, target: Target, identity: &str, out: &mut dyn Write) -> 
             dir: path.clone(),
             progress: std::sync::Arc::new(progress),
             batch_rows: crate::audit::AuditConfig::default().ship_batch_rows,
+            node: None,
+            shard: *shard,
         }
         .ship_once()?;
         let _ = writeln!(
@@ -171,7 +315,7 @@ mod tests {
         write_shard(dir, &requests(&[1, 2]));
         let one = journal::shard_dir(dir, 1);
         write_shard(&one, &requests(&[3]));
-        let (code, text) = run(|o| verify(dir, false, o));
+        let (code, text) = run(|o| verify(dir, &[], false, o));
         assert_eq!(code, 0, "{text}");
         assert!(text.contains(&format!("shard 1 ({}): 1 records", one.display())));
         assert!(
@@ -179,20 +323,61 @@ mod tests {
             "{text}"
         );
         damage_record(&one, 3);
-        let (code, text) = run(|o| verify(dir, false, o));
+        let (code, text) = run(|o| verify(dir, &[], false, o));
         assert_eq!(code, 1);
         assert!(
             text.contains("\nBROKEN: shard 1: segment 1 offset "),
             "{text}"
         );
         assert!(!text.contains("BROKEN: shard 0") && !text.contains("intact"));
-        let (code, json) = run(|o| verify(dir, true, o));
+        let (code, json) = run(|o| verify(dir, &[], true, o));
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(
             (code, &v["intact"], &v["records"]),
             (1, &false.into(), &2.into())
         );
         assert_eq!(v["shards"][1]["intact"], false, "{v}");
+    }
+
+    #[test]
+    fn an_expected_head_must_still_be_there_with_its_hash() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        write_shard(dir, &requests(&[1, 2, 3]));
+        let (_, json) = run(|o| verify(dir, &[], true, o));
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let head = format!(
+            "{}:{}",
+            v["shards"][0]["head_seq"], v["shards"][0]["head_hash"]
+        )
+        .replace('"', "");
+        let known: ExpectedHead = head.parse().unwrap();
+        let (code, text) = run(|o| verify(dir, &[known], false, o));
+        assert_eq!(code, 0, "{text}");
+        assert!(
+            text.contains(": present\n") && text.contains("intact"),
+            "{text}"
+        );
+        // Another hash at that seq: a different chain.
+        let mut other = known;
+        other.hash[0] ^= 1;
+        let (code, text) = run(|o| verify(dir, &[other], false, o));
+        assert_eq!(code, 1);
+        assert!(
+            text.contains(": DIFFERENT") && !text.contains("intact"),
+            "{text}"
+        );
+        // A head past the end: frames were cut off after it was known.
+        let later = ExpectedHead {
+            seq: known.seq + 5,
+            hash: known.hash,
+        };
+        let (code, json) = run(|o| verify(dir, &[later], true, o));
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!((code, &v["intact"]), (1, &false.into()), "{v}");
+        assert_eq!(v["expected_heads"][0]["found"], serde_json::Value::Null);
+        assert!("12:zz".parse::<ExpectedHead>().is_err());
+        assert!("x:00".parse::<ExpectedHead>().is_err());
     }
 
     #[test]

@@ -58,6 +58,34 @@ impl PostgresArgs {
     }
 }
 
+/// A PostgreSQL database to read instead of the journal, when `--postgres` is given.
+#[derive(clap::Args)]
+pub(super) struct PostgresSource {
+    /// Read this PostgreSQL database (every node's rows) instead of the journal.
+    #[arg(long = "postgres", value_name = "DSN")]
+    dsn: Option<String>,
+    /// Environment variable holding the password.
+    #[arg(long, requires = "dsn")]
+    password_env: Option<String>,
+    /// File holding the password.
+    #[arg(long, requires = "dsn", conflicts_with = "password_env")]
+    password_file: Option<PathBuf>,
+    /// Only this TSA identity's rows.
+    #[arg(long, requires = "dsn")]
+    identity: Option<String>,
+}
+
+impl PostgresSource {
+    /// The database, when one was named.
+    fn args(self) -> Option<PostgresArgs> {
+        Some(PostgresArgs {
+            dsn: self.dsn?,
+            password_env: self.password_env,
+            password_file: self.password_file,
+        })
+    }
+}
+
 /// Record filters; every one given must match.
 #[derive(clap::Args)]
 pub(super) struct Filters {
@@ -74,10 +102,20 @@ pub(super) struct Filters {
 
 #[derive(Subcommand)]
 pub(super) enum AuditCommand {
-    /// Check every CRC and the hash chain of every shard; exit 0 only when all are intact.
+    /// Check every CRC and the hash chain of every shard, in the journal or (--postgres)
+    /// from the rows in PostgreSQL alone, every node's; exit 0 only when all are intact.
     Verify {
         #[command(flatten)]
         journal: JournalArgs,
+        #[command(flatten)]
+        postgres: PostgresSource,
+        /// Only this node's shards (--postgres).
+        #[arg(long, requires = "dsn")]
+        node: Option<u16>,
+        /// A chain head known from elsewhere, e.g. an anchored checkpoint: frame SEQ must
+        /// still be there with this hash (the newest frames were not cut off). Repeatable.
+        #[arg(long = "expect-head", value_name = "SEQ:HASH")]
+        expect_head: Vec<crate::audit::journal::ExpectedHead>,
         #[arg(long)]
         json: bool,
     },
@@ -107,16 +145,8 @@ pub(super) enum AuditCommand {
         /// granted or rejection.
         #[arg(long)]
         status: Option<String>,
-        /// Query this PostgreSQL database instead of the journal.
-        #[arg(long = "postgres", value_name = "DSN")]
-        dsn: Option<String>,
-        #[arg(long, requires = "dsn")]
-        password_env: Option<String>,
-        #[arg(long, requires = "dsn", conflicts_with = "password_env")]
-        password_file: Option<PathBuf>,
-        /// Only this TSA identity's records (PostgreSQL).
-        #[arg(long, requires = "dsn")]
-        identity: Option<String>,
+        #[command(flatten)]
+        postgres: PostgresSource,
     },
     /// Ship a journal no server is writing to PostgreSQL until caught up, every shard (e.g.
     /// the journal of a node that is gone). A running server ships its own journal.
@@ -139,7 +169,26 @@ pub(super) enum AuditCommand {
 pub(super) fn audit(cmd: AuditCommand) -> CmdResult {
     let mut out = std::io::stdout().lock();
     let code = match cmd {
-        AuditCommand::Verify { journal, json } => commands::verify(&journal.dir(), json, &mut out)?,
+        AuditCommand::Verify {
+            journal,
+            postgres,
+            node,
+            expect_head,
+            json,
+        } => {
+            let identity = postgres.identity.clone();
+            match postgres.args() {
+                None => commands::verify(&journal.dir(), &expect_head, json, &mut out)?,
+                Some(pg) => commands::verify_postgres(
+                    &pg.target()?,
+                    identity.as_deref(),
+                    node,
+                    &expect_head,
+                    json,
+                    &mut out,
+                )?,
+            }
+        }
         AuditCommand::Export { journal, filters } => {
             let mut q = query_of(
                 None,
@@ -159,10 +208,7 @@ pub(super) fn audit(cmd: AuditCommand) -> CmdResult {
             imprint,
             service,
             status,
-            dsn,
-            password_env,
-            password_file,
-            identity,
+            postgres,
         } => {
             let mut q = query_of(
                 serial.as_deref(),
@@ -173,17 +219,10 @@ pub(super) fn audit(cmd: AuditCommand) -> CmdResult {
                 status,
             )?;
             q.kind = filters.kind;
-            match dsn {
+            q.identity = postgres.identity.clone();
+            match postgres.args() {
                 None => commands::export(&journal.dir(), &q, &mut out)?,
-                Some(dsn) => {
-                    q.identity = identity;
-                    let pg = PostgresArgs {
-                        dsn,
-                        password_env,
-                        password_file,
-                    };
-                    commands::query_postgres(&pg.target()?, &q, &mut out)?
-                }
+                Some(pg) => commands::query_postgres(&pg.target()?, &q, &mut out)?,
             }
         }
         AuditCommand::Ship {

@@ -1,0 +1,294 @@
+//! `stampd audit verify --postgres`: every shard's hash chain re-checked from the rows in
+//! PostgreSQL alone, so an auditor needs no access to the nodes' disks. The shipper keeps
+//! each frame's payload in `audit_frame` (segment headers and checkpoints too); this walks
+//! them in seq order — CRC, seq continuity from the first shipped frame, each `prev` naming
+//! the hash of the frame before — checks every `audit_record` / `audit_event` row against
+//! the frame it was shipped from (so the queryable tables cannot be edited unseen), and the
+//! shipper's stored position against the chain's head.
+
+use std::collections::HashMap;
+
+use tokio_postgres::Client;
+
+use super::target::describe;
+use crate::audit::journal::{self, follows, parse_segment_header, Frame, Kind, Verified};
+use crate::audit::record::Entry;
+
+/// One journal (a node's shard) as PostgreSQL holds it, and what its walk found.
+#[derive(Debug)]
+pub struct Chain {
+    /// The TSA identity.
+    pub identity: String,
+    /// The journal id.
+    pub journal: i64,
+    /// The node and shard that shipped it (unknown for journals shipped by `stampd audit
+    /// ship` or before the chain table existed).
+    pub node: Option<i32>,
+    /// Its shard index on that node.
+    pub shard: Option<i32>,
+    /// The walk: counts, first seq, head, marks and the first break.
+    pub verified: Verified,
+    /// Records below the first frame in the chain table (shipped by a stampd older than the
+    /// table): in PostgreSQL, but not verifiable from it.
+    pub unchained_records: i64,
+}
+
+impl Chain {
+    /// "identity node N shard S (journal J)".
+    pub fn name(&self) -> String {
+        let opt = |v: Option<i32>| v.map_or("?".into(), |v| v.to_string());
+        format!(
+            "{} node {} shard {} (journal {})",
+            self.identity,
+            opt(self.node),
+            opt(self.shard),
+            self.journal
+        )
+    }
+
+    /// The JSON form `--json` prints: [`Verified::to_json`] with the chain's names.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut j = self.verified.to_json();
+        if let Some(m) = j.as_object_mut() {
+            m.insert("identity".into(), self.identity.clone().into());
+            m.insert("journal".into(), self.journal.into());
+            m.insert("node".into(), self.node.into());
+            m.insert("shard".into(), self.shard.into());
+            m.insert("unchained_records".into(), self.unchained_records.into());
+            m.remove("incomplete_tail_bytes");
+        }
+        j
+    }
+}
+
+/// Frames fetched per query.
+const PAGE: i64 = 5000;
+
+/// Walks every journal in the database (of `identity`, of `node`, when given), keeping the
+/// hash after each frame whose seq is in `wanted`.
+pub async fn verify(
+    client: &Client,
+    identity: Option<&str>,
+    node: Option<u16>,
+    wanted: &[u64],
+) -> Result<Vec<Chain>, String> {
+    let db = |e: tokio_postgres::Error| describe(&e);
+    let node = node.map(i32::from);
+    let journals = client
+        .query(
+            "SELECT tsa, journal, node, shard, seq, hash FROM audit_position \
+             WHERE ($1::text IS NULL OR tsa = $1) AND ($2::int IS NULL OR node = $2) \
+             ORDER BY tsa, node, shard, journal",
+            &[&identity, &node],
+        )
+        .await
+        .map_err(db)?;
+    let mut chains = Vec::new();
+    for j in &journals {
+        let mut chain = Chain {
+            identity: j.get(0),
+            journal: j.get(1),
+            node: j.get(2),
+            shard: j.get(3),
+            verified: Verified::default(),
+            unchained_records: 0,
+        };
+        walk(client, &mut chain, wanted).await?;
+        // The shipper's position is the head of what it shipped: the chain must reach it.
+        let (pos_seq, pos_hash): (i64, Vec<u8>) = (j.get(4), j.get(5));
+        let v = &mut chain.verified;
+        if v.broken.is_none() {
+            match v.head {
+                None => {}
+                Some((seq, hash)) if seq as i64 != pos_seq || hash[..] != pos_hash[..] => {
+                    v.broken = Some(format!(
+                        "the chain ends at seq {seq}, but the shipper's position is seq \
+                         {pos_seq}: frames after {seq} were removed, or the position changed"
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        let below = v
+            .first_seq
+            .or(v.head.map(|_| 0))
+            .map_or(i64::MAX, |s| s as i64);
+        chain.unchained_records = client
+            .query_one(
+                "SELECT count(*) FROM audit_record WHERE tsa = $1 AND journal = $2 AND seq < $3",
+                &[&chain.identity, &chain.journal, &below],
+            )
+            .await
+            .map_err(db)?
+            .get(0);
+        chains.push(chain);
+    }
+    Ok(chains)
+}
+
+/// The key columns of an `audit_record` row, as its frame must give them back.
+#[derive(Debug, PartialEq)]
+struct RecordKey {
+    serial: Option<Vec<u8>>,
+    ns: i64,
+    status: String,
+    imprint: Option<Vec<u8>>,
+    response: Option<Vec<u8>>,
+}
+
+/// Walks one journal's frames in pages, stopping at the first break.
+async fn walk(client: &Client, chain: &mut Chain, wanted: &[u64]) -> Result<(), String> {
+    let db = |e: tokio_postgres::Error| describe(&e);
+    let (tsa, journal) = (&chain.identity, &chain.journal);
+    let v = &mut chain.verified;
+    let mut after = -1i64;
+    loop {
+        let frames = client
+            .query(
+                "SELECT seq, crc, payload FROM audit_frame \
+                 WHERE tsa = $1 AND journal = $2 AND seq > $3 ORDER BY seq LIMIT $4",
+                &[tsa, journal, &after, &PAGE],
+            )
+            .await
+            .map_err(db)?;
+        let (Some(first), Some(last)) = (frames.first(), frames.last()) else {
+            return Ok(());
+        };
+        let (lo, hi): (i64, i64) = (first.get(0), last.get(0));
+        let mut records: HashMap<i64, RecordKey> = client
+            .query(
+                "SELECT seq, serial, gen_time_ns, status, message_imprint, response \
+                 FROM audit_record WHERE tsa = $1 AND journal = $2 AND seq BETWEEN $3 AND $4",
+                &[tsa, journal, &lo, &hi],
+            )
+            .await
+            .map_err(db)?
+            .iter()
+            .map(|r| {
+                let key = RecordKey {
+                    serial: r.get(1),
+                    ns: r.get(2),
+                    status: r.get(3),
+                    imprint: r.get(4),
+                    response: r.get(5),
+                };
+                (r.get::<_, i64>(0), key)
+            })
+            .collect();
+        let mut events: HashMap<i64, (i64, String)> = client
+            .query(
+                "SELECT seq, time_ns, event FROM audit_event \
+                 WHERE tsa = $1 AND journal = $2 AND seq BETWEEN $3 AND $4",
+                &[tsa, journal, &lo, &hi],
+            )
+            .await
+            .map_err(db)?
+            .iter()
+            .map(|r| (r.get::<_, i64>(0), (r.get(1), r.get(2))))
+            .collect();
+        for row in &frames {
+            let seq: i64 = row.get(0);
+            let crc: i64 = row.get(1);
+            let payload: Vec<u8> = row.get(2);
+            let fail = |why: String| Some(format!("seq {seq}: {why}"));
+            if i64::from(crc32fast::hash(&payload)) != crc {
+                v.broken = fail("CRC mismatch".into());
+                return Ok(());
+            }
+            let frame = match Frame::from_payload(&payload) {
+                Ok(f) if f.seq as i64 == seq => f,
+                Ok(f) => {
+                    v.broken = fail(format!("the payload is frame {}", f.seq));
+                    return Ok(());
+                }
+                Err(e) => {
+                    v.broken = fail(e.into());
+                    return Ok(());
+                }
+            };
+            let linked = match v.head {
+                None if frame.seq == 0 && frame.prev != [0; 32] => {
+                    Err("the first frame does not start the chain".to_string())
+                }
+                None => {
+                    if frame.seq > 0 {
+                        v.first_seq = Some(frame.seq);
+                    }
+                    Ok(())
+                }
+                Some(head) => follows(head, &frame),
+            };
+            let checked =
+                linked.and_then(|()| against_rows(&frame, journal, &mut records, &mut events));
+            if let Err(e) = checked {
+                v.broken = fail(e);
+                return Ok(());
+            }
+            match frame.kind {
+                Kind::Record => v.records += 1,
+                Kind::Event => v.events += 1,
+                Kind::Checkpoint => v.checkpoints += 1,
+                Kind::Segment => v.segments += 1,
+            }
+            if wanted.contains(&frame.seq) {
+                v.marks.push((frame.seq, frame.hash));
+            }
+            v.head = Some((frame.seq, frame.hash));
+        }
+        // Rows no frame accounts for: inserted, or their frames removed.
+        if let Some(seq) = records.keys().chain(events.keys()).min() {
+            v.broken = Some(format!(
+                "seq {seq}: a row in audit_record or audit_event without its frame"
+            ));
+            return Ok(());
+        }
+        after = hi;
+    }
+}
+
+/// A record or event frame has its row, and the row says what the frame says; a segment
+/// header names this journal.
+fn against_rows(
+    frame: &Frame,
+    journal: &i64,
+    records: &mut HashMap<i64, RecordKey>,
+    events: &mut HashMap<i64, (i64, String)>,
+) -> Result<(), String> {
+    let seq = frame.seq as i64;
+    match journal::entry(frame) {
+        None if frame.kind == Kind::Segment => match parse_segment_header(&frame.body) {
+            Some((id, _)) if id as i64 == *journal => Ok(()),
+            _ => Err("a segment header of another journal".into()),
+        },
+        None => Ok(()),
+        Some(Err(e)) => Err(format!("the frame does not decode: {e}")),
+        Some(Ok(Entry::Request(r))) => {
+            let expect = RecordKey {
+                serial: r.serial().map(|s| s.to_vec()),
+                ns: i64::try_from(r.time.unix_nanos()).unwrap_or(i64::MAX),
+                status: r.status().into(),
+                imprint: r.imprint.clone(),
+                response: r.response.clone(),
+            };
+            match records.remove(&seq) {
+                None => Err("its audit_record row is missing".into()),
+                Some(row) if row != expect => Err(
+                    "its audit_record row differs from the frame (serial, gen_time, status, \
+                     imprint or response changed)"
+                        .into(),
+                ),
+                Some(_) => Ok(()),
+            }
+        }
+        Some(Ok(Entry::Event(e))) => {
+            let ns = i64::try_from(e.time.unix_nanos()).unwrap_or(i64::MAX);
+            match events.remove(&seq) {
+                None => Err("its audit_event row is missing".into()),
+                Some((t, name)) if t != ns || *name != *e.name => {
+                    Err("its audit_event row differs from the frame".into())
+                }
+                Some(_) => Ok(()),
+            }
+        }
+    }
+}
