@@ -68,6 +68,8 @@ fn bench(c: &mut Criterion) {
         segment_bytes: 1 << 30,
         retention: None,
         checkpoint_every: 10_000,
+        checkpoint_interval: None,
+        anchor: Default::default(),
         max_torn_tail: 16 << 20,
         budget: Arc::new(DiskBudget::new(dir.path(), None, 0)),
     })
@@ -129,7 +131,7 @@ fn records_per_second(producers: usize, shards: usize, placement: Placement, sec
         .tempdir_in(scaling_dir())
         .unwrap();
     let sink = AuditConfig::default()
-        .start(dir.path(), None, shards, placement, 0)
+        .start(dir.path(), None, shards, placement, 0, &Default::default())
         .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let (counted, counts) = std::sync::mpsc::channel();

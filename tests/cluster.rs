@@ -585,7 +585,9 @@ fn the_chains_verify_from_postgresql_alone_and_an_edit_or_a_cut_off_head_is_foun
     let dirs = shared_pki(tmp.path(), 2);
     let mut received = Vec::new();
     for (i, dir) in dirs.iter().enumerate() {
-        let config = node_config(i as u16 + 1, &pg, 30);
+        // Checkpoints every 25 frames, each anchored by a token of the node's own.
+        let config =
+            node_config(i as u16 + 1, &pg, 30) + "\n[audit.journal]\ncheckpoint_every = 25\n";
         let node = Server::start(dir, Some(&config));
         let stop = AtomicBool::new(false);
         let addr = Mutex::new(node.addr);
@@ -598,9 +600,35 @@ fn the_chains_verify_from_postgresql_alone_and_an_edit_or_a_cut_off_head_is_foun
         // A clean stop ships everything first.
         assert!(node.terminate().unwrap().success());
     }
-    assert!(received.len() > 20, "{}", received.len());
+    assert!(received.len() > 100, "{}", received.len());
     let (ok, text) = verify_postgres(&pg, &[]);
     assert!(ok && text.contains("intact: 4 chain(s)"), "{text}");
+    // The anchors verify against the TSA's CA too, in PostgreSQL and in each journal.
+    let ca = dirs[0].join("pki/ca.pem");
+    let (ok, json) = verify_postgres(&pg, &["--json", "--ca", ca.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let anchored: u64 = v["chains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["anchored_checkpoints"].as_u64().unwrap())
+        .sum();
+    assert!(ok && anchored >= 2, "{v}");
+    let (ok, text) = run(Command::new(BIN)
+        .args(["audit", "verify", "--ca"])
+        .arg(&ca)
+        .arg("--data-dir")
+        .arg(&dirs[0]));
+    assert!(
+        ok && text.contains("anchored checkpoints; the newest stamps seq"),
+        "{text}"
+    );
+    // A wrong trust anchor fails them.
+    let other = tmp.path().join("other-ca");
+    let (ok, out) = run(Command::new(BIN).arg("init").arg("--data-dir").arg(&other));
+    assert!(ok, "{out}");
+    let (ok, text) = verify_postgres(&pg, &["--ca", other.join("pki/ca.pem").to_str().unwrap()]);
+    assert!(!ok && text.contains("anchor does not verify"), "{text}");
     let (ok, json) = verify_postgres(&pg, &["--node", "2", "--json"]);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert!(ok && v["intact"] == true, "{v}");
@@ -632,7 +660,7 @@ fn the_chains_verify_from_postgresql_alone_and_an_edit_or_a_cut_off_head_is_foun
     ));
     let (ok, text) = verify_postgres(&pg, &[]);
     assert!(ok, "a clean cut is invisible without a known head: {text}");
-    let (ok, text) = verify_postgres(&pg, &["--expect-head", &head]);
+    let (ok, text) = verify_postgres(&pg, &["--node", "2", "--expect-head", &head]);
     assert!(!ok && text.contains("MISSING"), "{text}");
 
     // An edited record: its row no longer says what its frame says.

@@ -97,6 +97,13 @@ pub struct JournalConfig {
     /// A checkpoint (logged with its chain hash) whenever the frame count reaches a
     /// multiple of this. Default 10000.
     pub checkpoint_every: u64,
+    /// ... and after the first batch this many seconds after the last checkpoint, so a
+    /// quiet journal is anchored too; 0: by count only. Default 600.
+    pub checkpoint_seconds: u64,
+    /// Anchor every checkpoint: a timestamp token of this TSA's own over the chain's hash
+    /// (through the first RFC 3161 service, so only while the clock is trusted), kept in the
+    /// checkpoint and audited like any token. Default true.
+    pub anchor: bool,
     /// Largest the journal's files may grow, in MiB; 0 = no cap. Default 0.
     pub max_mib: u64,
     /// Free space to leave on the journal's filesystem, in MiB: once the next 256 KiB
@@ -112,6 +119,8 @@ impl Default for JournalConfig {
             segment_mib: 64,
             retention_days: 0,
             checkpoint_every: 10_000,
+            checkpoint_seconds: 600,
+            anchor: true,
             max_mib: 0,
             min_free_mib: 64,
         }
@@ -180,6 +189,10 @@ impl AuditConfig {
         if j.segment_mib == 0 || j.checkpoint_every == 0 {
             errors
                 .push("audit.journal: segment_mib and checkpoint_every must be at least 1".into());
+        }
+        if j.checkpoint_seconds > 86_400 {
+            errors
+                .push("audit.journal.checkpoint_seconds: at most 86400 (0: by count only)".into());
         }
         if j.segment_mib > 4096 {
             errors.push("audit.journal.segment_mib: at most 4096".into());

@@ -37,7 +37,12 @@ use journal::budget::DiskBudget;
 use journal::Journal;
 
 impl AuditConfig {
-    fn journal_settings(&self, dir: PathBuf, budget: Arc<DiskBudget>) -> journal::Settings {
+    fn journal_settings(
+        &self,
+        dir: PathBuf,
+        budget: Arc<DiskBudget>,
+        anchor: &journal::anchor::Anchor,
+    ) -> journal::Settings {
         let j = &self.journal;
         journal::Settings {
             dir,
@@ -45,6 +50,9 @@ impl AuditConfig {
             retention: (j.retention_days > 0)
                 .then(|| Duration::from_secs(j.retention_days * 86_400)),
             checkpoint_every: j.checkpoint_every,
+            checkpoint_interval: (j.checkpoint_seconds > 0)
+                .then(|| Duration::from_secs(j.checkpoint_seconds)),
+            anchor: anchor.clone(),
             // One batch is one write: a torn write is at most one batch (its records may
             // pass the byte limit by one record, bounded by the HTTP body limit).
             max_torn_tail: 2 * (self.batch.max_bytes as u64) + (4 << 20),
@@ -76,7 +84,8 @@ impl AuditConfig {
     /// core, committed where `placement` says; each is opened (its torn tail repaired, its
     /// damage refusing the start), and so is every shard an earlier run left beyond them.
     /// `postgres_password`: read by the caller from `postgres_password_env` or
-    /// `postgres_password_file`.
+    /// `postgres_password_file`. `node_id` goes with the shipped positions; `anchor` stamps
+    /// the journals' checkpoints once set (by the caller, when the TSA is assembled).
     pub fn start(
         &self,
         journal_dir: &Path,
@@ -84,6 +93,7 @@ impl AuditConfig {
         shards: usize,
         placement: Placement,
         node_id: u16,
+        anchor: &journal::anchor::Anchor,
     ) -> Result<Arc<dyn AuditSink>, Error> {
         let audit_err = Error::AuditStart;
         match self.store {
@@ -126,8 +136,9 @@ impl AuditConfig {
                 let mut journals = Vec::new();
                 for n in indexes {
                     let dir = journal::shard_dir(journal_dir, n);
-                    let (journal, _) = Journal::open(self.journal_settings(dir, budget.clone()))
-                        .map_err(|e| audit_err(format!("audit shard {n}: {e}")))?;
+                    let (journal, _) =
+                        Journal::open(self.journal_settings(dir, budget.clone(), anchor))
+                            .map_err(|e| audit_err(format!("audit shard {n}: {e}")))?;
                     let (seq, head) = journal.head();
                     let role = if n < shards.max(1) {
                         "writing"

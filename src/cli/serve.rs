@@ -62,6 +62,11 @@ pub(super) fn serve(
     };
     let listeners = built.listeners.clone();
     let current = Current::new(built.tsa.clone());
+    // The journals' checkpoints are stamped by the TSA as it serves (reloads included).
+    if let Some(anchor) = &built.anchor {
+        let serving = current.clone();
+        anchor.set(Box::new(move |hash| serving.load().stamp_chain(hash)));
+    }
     let running = crate::frontend::start(current.clone(), built.listeners, settings)
         .map_err(|e| e.to_string())?;
     watch_expiry(current.clone(), cfg.server.cert_expiry_warning_days)?;

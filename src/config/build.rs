@@ -41,6 +41,9 @@ pub struct Built {
     /// The heartbeat holding this node's claim of its node id (with `audit.postgres`), to
     /// release on shutdown.
     pub lease: Option<crate::audit::postgres::NodeLease>,
+    /// The journals' checkpoint anchor, to set once the TSA serves (`[audit.journal]
+    /// anchor`); `None` when checkpoints are not anchored.
+    pub anchor: Option<crate::audit::journal::anchor::Anchor>,
 }
 
 /// The parts of a running server that a reload does not rebuild (changing what they were
@@ -93,12 +96,14 @@ pub fn build(valid: &ValidatedConfig) -> Result<Built, Error> {
         crate::audit::Placement::Threads
     };
     let shards = crate::frontend::core_count(config.server.cores);
+    let anchor = crate::audit::journal::anchor::Anchor::default();
     let audit = config.audit.start(
         &valid.journal_dir,
         password,
         shards,
         placement,
         config.server.node_id,
+        &anchor,
     )?;
     let mut monitor = Monitor::new(&config.clock, clock_events(audit.clone()));
     monitor.announce();
@@ -125,6 +130,7 @@ pub fn build(valid: &ValidatedConfig) -> Result<Built, Error> {
         data_dir,
         kept,
         lease,
+        anchor: config.audit.journal.anchor.then_some(anchor),
     })
 }
 

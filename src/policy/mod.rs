@@ -16,6 +16,7 @@
 //!    validity → else `systemFailure` (logged);
 //! 8. serial number, reserve the signer, encode, sign → `systemFailure` on failure.
 
+mod anchor;
 pub mod chain;
 pub mod config;
 pub mod current;

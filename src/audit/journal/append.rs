@@ -110,19 +110,27 @@ impl Journal {
         buf.clear();
         let (mut seq, mut head) = (self.next_seq, self.head);
         let mut checkpoints = Vec::new();
+        // A checkpoint after this batch's last record when one is due by time.
+        let due = self
+            .settings
+            .checkpoint_interval
+            .is_some_and(|t| self.last_checkpoint.elapsed() >= t);
         for (i, r) in records.iter().enumerate() {
             // Checkpoints by seq, so they stay evenly spaced across restarts.
-            let checkpoint = (seq + 1).is_multiple_of(self.settings.checkpoint_every);
             let last = i + 1 == records.len();
+            let checkpoint =
+                (seq + 1).is_multiple_of(self.settings.checkpoint_every) || (last && due);
             let kind = (r.kind(), last && !checkpoint);
             head = push_frame(&mut buf, kind, seq, &head, |out| r.encode(out));
             seq += 1;
             if checkpoint {
                 let now = unix_now();
+                let anchor = self.anchor(&head);
                 head = push_frame(&mut buf, (Kind::Checkpoint, last), seq, &head, |out| {
                     out.extend_from_slice(&now.to_le_bytes());
+                    out.extend_from_slice(anchor.as_deref().unwrap_or_default());
                 });
-                checkpoints.push((seq, head));
+                checkpoints.push((seq, head, anchor.is_some()));
                 seq += 1;
             }
         }
@@ -157,14 +165,37 @@ impl Journal {
             return Err(e);
         }
         self.offset += len;
-        for (seq, hash) in checkpoints {
-            tracing::info!(seq, hash = %hex(&hash), "journal checkpoint");
+        if !checkpoints.is_empty() {
+            self.last_checkpoint = std::time::Instant::now();
+        }
+        for (seq, hash, anchored) in checkpoints {
+            tracing::info!(seq, hash = %hex(&hash), anchored, "journal checkpoint");
         }
         self.next_seq = seq;
         self.head = head;
         self.publish();
         self.progress.wake.notify_one();
         Ok(())
+    }
+
+    /// A token over the chain's hash `head` for the checkpoint after it, when an anchor is
+    /// set and can stamp now (failures are logged once until one succeeds).
+    fn anchor(&mut self, head: &Hash) -> Option<Vec<u8>> {
+        let stamp = self.settings.anchor.get()?;
+        match stamp(head) {
+            Ok(der) => {
+                if std::mem::take(&mut self.anchor_failed) {
+                    tracing::info!(dir = %self.settings.dir.display(), "journal checkpoints anchored again");
+                }
+                Some(der)
+            }
+            Err(why) => {
+                if !std::mem::replace(&mut self.anchor_failed, true) {
+                    tracing::warn!(dir = %self.settings.dir.display(), %why, "journal checkpoint not anchored (no token over its hash); the next ones are tried");
+                }
+                None
+            }
+        }
     }
 
     /// [`append`](Journal::append) from outside any runtime, on a runtime of its own (tests).
@@ -295,6 +326,36 @@ mod tests {
     use super::super::verify;
     use super::*;
     use crate::audit::record::tests::sample;
+
+    #[test]
+    fn a_checkpoint_due_by_time_ends_the_batch_and_carries_its_anchor() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = settings(tmp.path());
+        s.checkpoint_every = 1_000;
+        s.checkpoint_interval = Some(Duration::ZERO);
+        let stamped = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = stamped.clone();
+        assert!(s.anchor.set(Box::new(move |hash| {
+            seen.lock().unwrap().push(*hash);
+            Ok(b"not a TimeStampResp".to_vec())
+        })));
+        let (mut j, _) = Journal::open(s).unwrap();
+        j.append_now(&[sample(1), sample(2)]).unwrap();
+        // The checkpoint follows the batch's last record and stamps the hash after it.
+        let (seq, head) = j.head();
+        assert_eq!(seq, 3, "segment header, two records, the checkpoint");
+        let stamped = stamped.lock().unwrap().clone();
+        assert_eq!(stamped.len(), 1);
+        let v = verify(tmp.path()).unwrap();
+        assert_eq!((v.records, v.checkpoints), (2, 1));
+        // An anchor that is not a valid token over that hash breaks the verification.
+        let broken = v.broken.unwrap_or_default();
+        assert!(broken.contains("anchor: not a TimeStampResp"), "{broken}");
+        assert_ne!(
+            stamped[0], head,
+            "the stamp covers the record before the checkpoint"
+        );
+    }
 
     #[test]
     fn appends_reopens_and_verifies() {

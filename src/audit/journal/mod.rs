@@ -7,8 +7,9 @@
 //! - a segment header, first in every segment file (magic, journal id, segment number);
 //!   a new segment is written as a temporary file and renamed, so every segment file has one;
 //! - an audit record ([`Record`](super::Record));
-//! - a checkpoint whenever seq reaches a multiple of `checkpoint_every` (its time; its hash
-//!   is logged, so operators can anchor the chain outside this machine).
+//! - a checkpoint whenever seq reaches a multiple of `checkpoint_every`, and after the first
+//!   batch `checkpoint_seconds` after the last one: its time, its hash logged, and a
+//!   timestamp token of the TSA's own over the chain's hash ([`anchor`]).
 //!
 //! One batch is one `write` and one `fdatasync`. A crash can leave part of the last batch
 //! (a torn tail): on open it is moved aside to `SEGMENT.torn-OFFSET` and the segment cut back
@@ -28,6 +29,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+pub mod anchor;
 mod append;
 pub use append::Ring;
 pub mod budget;
@@ -43,7 +45,7 @@ pub use reader::{Next, Reader};
 pub use segment::{lock_journal, segment_path, segments, shard_dir, shards};
 pub use verify::{
     check_heads, follows, shards_json, totals, verify, verify_marking, verify_shards,
-    verify_shards_marking, ExpectedHead, Verified,
+    verify_shards_marking, ExpectedHead, HeadCheck, Verified,
 };
 
 use segment::segment_header;
@@ -58,7 +60,8 @@ pub enum Kind {
     Segment = 0,
     /// An audit [`Record`](super::Record) in its binary form.
     Record = 1,
-    /// A checkpoint: its wall-clock time (Unix seconds, u64 LE); its hash is logged.
+    /// A checkpoint: its wall-clock time (Unix seconds, u64 LE), then the `TimeStampResp`
+    /// anchoring it, if any ([`anchor`]); its hash is logged.
     Checkpoint = 2,
     /// An audit [`Event`](super::Event) (a clock synchronisation event) in its binary form.
     Event = 3,
@@ -160,6 +163,11 @@ pub struct Settings {
     pub retention: Option<Duration>,
     /// A checkpoint frame whenever seq reaches a multiple of this.
     pub checkpoint_every: u64,
+    /// ... and at the end of the first batch this long after the last checkpoint (`None`:
+    /// by seq only).
+    pub checkpoint_interval: Option<Duration>,
+    /// Stamps each checkpoint's chain hash ([`anchor`]); unset: checkpoints not anchored.
+    pub anchor: anchor::Anchor,
     /// The longest damaged tail that is treated as a torn batch write and cut on open.
     pub max_torn_tail: u64,
     /// The disk budget, one for every shard of the journal directory.
@@ -230,6 +238,10 @@ pub struct Journal {
     failed: Option<String>,
     /// The last rotation failed (logged once until one succeeds).
     rotate_failed: bool,
+    /// When the last checkpoint was written (or the journal opened).
+    last_checkpoint: std::time::Instant,
+    /// The last checkpoint could not be anchored (logged once until one is).
+    anchor_failed: bool,
     progress: Arc<Progress>,
     /// The disk budget, measured when a segment is extended and while the journal is full.
     budget: Arc<budget::DiskBudget>,
@@ -333,6 +345,8 @@ pub(crate) mod tests {
             segment_bytes: 64 << 20,
             retention: None,
             checkpoint_every: 4,
+            checkpoint_interval: None,
+            anchor: Default::default(),
             max_torn_tail: 1 << 20,
             budget: Arc::new(budget::DiskBudget::new(dir, None, 0)),
         }

@@ -198,6 +198,8 @@ impl Journal {
             head,
             failed: None,
             rotate_failed: false,
+            last_checkpoint: std::time::Instant::now(),
+            anchor_failed: false,
             budget,
             progress: Arc::new(Progress {
                 journal_id,

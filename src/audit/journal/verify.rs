@@ -7,7 +7,7 @@ use super::frame::parse_segment_header;
 use super::open::dirty_end;
 use super::reader::{Next, Reader};
 use super::segment::{segment_path, segments, shard_dir, shards, writer_running};
-use super::{Hash, Kind};
+use super::{Frame, Hash, Kind};
 
 /// The result of [`verify`].
 #[derive(Debug, Default)]
@@ -31,6 +31,10 @@ pub struct Verified {
     pub broken: Option<String>,
     /// The hash after each frame asked for ([`verify_marking`]): `(seq, hash)`.
     pub marks: Vec<(u64, Hash)>,
+    /// Checkpoints carrying a valid anchor (a token of the TSA's own over the chain hash).
+    pub anchors: u64,
+    /// The newest of them: the head it proves.
+    pub last_anchor: Option<super::anchor::Anchored>,
 }
 
 /// A chain head an auditor knows (`--expect-head SEQ:HASH`, e.g. from an anchored
@@ -58,20 +62,34 @@ impl std::str::FromStr for ExpectedHead {
     }
 }
 
-/// What became of each expected head: `(expected, Some(hash found at its seq))`, or `None`
-/// when no chain holds that seq any more.
+/// What became of each expected head: whether a chain holds frame SEQ with its hash, and
+/// how many chains hold frame SEQ at all (each shard's chain counts seqs of its own).
 pub fn check_heads(
     expected: &[ExpectedHead],
     marks: impl Iterator<Item = (u64, Hash)> + Clone,
-) -> Vec<(ExpectedHead, Option<Hash>)> {
+) -> Vec<HeadCheck> {
     expected
         .iter()
         .map(|e| {
-            let mut at = marks.clone().filter(|(seq, _)| *seq == e.seq);
-            let found = at.clone().find(|(_, h)| *h == e.hash).or_else(|| at.next());
-            (*e, found.map(|(_, h)| h))
+            let at = marks.clone().filter(|(seq, _)| *seq == e.seq);
+            HeadCheck {
+                expected: *e,
+                found: at.clone().any(|(_, h)| h == e.hash),
+                chains_at_seq: at.count(),
+            }
         })
         .collect()
+}
+
+/// One [`check_heads`] result.
+#[derive(Debug, Clone, Copy)]
+pub struct HeadCheck {
+    /// The head looked for.
+    pub expected: ExpectedHead,
+    /// A chain holds it.
+    pub found: bool,
+    /// How many chains hold a frame with its seq (with any hash).
+    pub chains_at_seq: usize,
 }
 
 /// The chain rule every verifier applies to each frame after the first: the next seq, and
@@ -103,6 +121,8 @@ impl Verified {
             "head_seq": seq,
             "head_hash": hash,
             "incomplete_tail_bytes": self.incomplete_tail,
+            "anchored_checkpoints": self.anchors,
+            "last_anchor": self.last_anchor,
             "break": self.broken,
         })
     }
@@ -119,13 +139,14 @@ fn kind_name(kind: Kind) -> &'static str {
 /// when there is no shard at all. Each shard has its own chain, so one broken shard leaves
 /// the others' results whole.
 pub fn verify_shards(dir: &Path) -> std::io::Result<Vec<(usize, Verified)>> {
-    verify_shards_marking(dir, &[])
+    verify_shards_marking(dir, &[], &[])
 }
 
-/// [`verify_shards`] with [`verify_marking`]'s marks.
+/// [`verify_shards`] with [`verify_marking`]'s marks and anchors checked against `trusted`.
 pub fn verify_shards_marking(
     dir: &Path,
     wanted: &[u64],
+    trusted: &[Vec<u8>],
 ) -> std::io::Result<Vec<(usize, Verified)>> {
     let present = shards(dir)?;
     if present.is_empty() {
@@ -136,7 +157,7 @@ pub fn verify_shards_marking(
     }
     present
         .into_iter()
-        .map(|(shard, path)| Ok((shard, verify_marking(&path, wanted)?)))
+        .map(|(shard, path)| Ok((shard, verify_marking(&path, wanted, trusted)?)))
         .collect()
 }
 
@@ -176,12 +197,17 @@ pub fn totals(verified: &[(usize, Verified)]) -> (u64, u64) {
 
 /// Walks the whole journal: CRCs, the hash chain, seq continuity, segment headers.
 pub fn verify(dir: &Path) -> std::io::Result<Verified> {
-    verify_marking(dir, &[])
+    verify_marking(dir, &[], &[])
 }
 
 /// [`verify`], keeping the hash after each frame whose seq is in `wanted` (in
-/// [`Verified::marks`]).
-pub fn verify_marking(dir: &Path, wanted: &[u64]) -> std::io::Result<Verified> {
+/// [`Verified::marks`]), and checking anchors' certificate chains against `trusted` CA
+/// certificates (none: signatures only).
+pub fn verify_marking(
+    dir: &Path,
+    wanted: &[u64],
+    trusted: &[Vec<u8>],
+) -> std::io::Result<Verified> {
     let mut v = Verified::default();
     let present = segments(dir)?;
     let Some(&first) = present.first() else {
@@ -273,21 +299,45 @@ pub fn verify_marking(dir: &Path, wanted: &[u64]) -> std::io::Result<Verified> {
                 v.broken = fail(&format!("{} does not decode: {e}", kind_name(frame.kind)));
             }
         }
+        if v.broken.is_none() {
+            if let Err(e) = v.count(&frame, wanted, trusted) {
+                v.broken = fail(&e);
+            }
+        }
         if v.broken.is_some() {
             break;
         }
+    }
+    Ok(v)
+}
+
+impl Verified {
+    /// Counts a frame that holds to the chain (checking a checkpoint's anchor), keeps its
+    /// hash if `wanted`, and makes it the head. `Err`: the anchor does not verify.
+    pub fn count(
+        &mut self,
+        frame: &Frame,
+        wanted: &[u64],
+        trusted: &[Vec<u8>],
+    ) -> Result<(), String> {
         match frame.kind {
-            Kind::Record => v.records += 1,
-            Kind::Event => v.events += 1,
-            Kind::Checkpoint => v.checkpoints += 1,
+            Kind::Record => self.records += 1,
+            Kind::Event => self.events += 1,
+            Kind::Checkpoint => {
+                self.checkpoints += 1;
+                if let Some(a) = super::anchor::check(frame, trusted)? {
+                    self.anchors += 1;
+                    self.last_anchor = Some(a);
+                }
+            }
             Kind::Segment => {}
         }
         if wanted.contains(&frame.seq) {
-            v.marks.push((frame.seq, frame.hash));
+            self.marks.push((frame.seq, frame.hash));
         }
-        v.head = Some((frame.seq, frame.hash));
+        self.head = Some((frame.seq, frame.hash));
+        Ok(())
     }
-    Ok(v)
 }
 
 #[cfg(test)]

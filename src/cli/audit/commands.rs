@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use crate::audit::journal::{self, ExpectedHead, Verified};
+use crate::audit::journal::{self, ExpectedHead, HeadCheck, Verified};
 use crate::audit::postgres::{self, Target};
 use crate::audit::query::Query;
 use crate::protocol::hex::hex;
@@ -14,18 +14,19 @@ use crate::protocol::hex::hex;
 pub fn verify(
     dir: &Path,
     expect: &[ExpectedHead],
+    trusted: &[Vec<u8>],
     json: bool,
     out: &mut dyn Write,
 ) -> Result<u8, String> {
     let wanted: Vec<u64> = expect.iter().map(|e| e.seq).collect();
-    let verified = journal::verify_shards_marking(dir, &wanted)
+    let verified = journal::verify_shards_marking(dir, &wanted, trusted)
         .map_err(|e| format!("{}: {e}", dir.display()))?;
     let broken = verified.iter().any(|(_, v)| v.broken.is_some());
     let heads = journal::check_heads(
         expect,
         verified.iter().flat_map(|(_, v)| v.marks.iter().copied()),
     );
-    let heads_ok = heads.iter().all(|(e, h)| *h == Some(e.hash));
+    let heads_ok = heads.iter().all(|h| h.found);
     if json {
         let mut j = journal::shards_json(dir, &verified);
         if let Some(m) = j.as_object_mut() {
@@ -77,6 +78,14 @@ fn say_verified(out: &mut dyn Write, name: &str, v: &Verified, segments: &str) {
     if let Some((seq, hash)) = v.head {
         let _ = writeln!(out, "  head: seq {seq}, hash {}", hex(&hash));
     }
+    if let Some(a) = &v.last_anchor {
+        let _ = writeln!(
+            out,
+            "  {} anchored checkpoints; the newest stamps seq {} hash {} at {} (serial {}): \
+             --expect-head {}:{}",
+            v.anchors, a.seq, a.hash, a.gen_time, a.serial, a.seq, a.hash
+        );
+    }
     if let Some(first) = v.first_seq {
         let _ = writeln!(
             out,
@@ -90,7 +99,7 @@ fn say_verified(out: &mut dyn Write, name: &str, v: &Verified, segments: &str) {
 fn say_verdict(
     out: &mut dyn Write,
     chains: &[(String, &Verified)],
-    heads: &[(ExpectedHead, Option<journal::Hash>)],
+    heads: &[HeadCheck],
     intact: &str,
 ) -> u8 {
     let mut failed = false;
@@ -100,19 +109,19 @@ fn say_verdict(
             failed = true;
         }
     }
-    for (e, found) in heads {
-        let what = match found {
-            Some(h) if *h == e.hash => "present".to_string(),
-            Some(h) => {
-                failed = true;
-                format!("DIFFERENT: the chain has hash {} there", hex(h))
-            }
-            None => {
-                failed = true;
-                "MISSING: no chain holds that frame (frames were cut off, or it is another trail)"
-                    .to_string()
-            }
+    for h in heads {
+        let what = match (h.found, h.chains_at_seq) {
+            (true, _) => "present".to_string(),
+            (false, 0) => "MISSING: no chain reaches that seq (its newest frames were cut off, \
+                           or it is another trail)"
+                .to_string(),
+            (false, n) => format!(
+                "NOT FOUND: {n} chain(s) hold that seq, none with this hash (changed, or \
+                 another trail)"
+            ),
         };
+        failed |= !h.found;
+        let e = h.expected;
         let _ = writeln!(
             out,
             "expected head seq {} hash {}: {what}",
@@ -126,15 +135,15 @@ fn say_verdict(
     u8::from(failed)
 }
 
-fn heads_json(heads: &[(ExpectedHead, Option<journal::Hash>)]) -> serde_json::Value {
+fn heads_json(heads: &[HeadCheck]) -> serde_json::Value {
     heads
         .iter()
-        .map(|(e, found)| {
+        .map(|h| {
             serde_json::json!({
-                "seq": e.seq,
-                "hash": hex(&e.hash),
-                "found": found.map(|h| hex(&h)),
-                "ok": *found == Some(e.hash),
+                "seq": h.expected.seq,
+                "hash": hex(&h.expected.hash),
+                "found": h.found,
+                "chains_at_seq": h.chains_at_seq,
             })
         })
         .collect()
@@ -145,9 +154,9 @@ fn heads_json(heads: &[(ExpectedHead, Option<journal::Hash>)]) -> serde_json::Va
 /// there.
 pub fn verify_postgres(
     target: &Target,
-    identity: Option<&str>,
-    node: Option<u16>,
+    (identity, node): (Option<&str>, Option<u16>),
     expect: &[ExpectedHead],
+    trusted: &[Vec<u8>],
     json: bool,
     out: &mut dyn Write,
 ) -> Result<u8, String> {
@@ -158,7 +167,7 @@ pub fn verify_postgres(
         postgres::migrate(&mut client)
             .await
             .map_err(|e| postgres::describe(&e))?;
-        postgres::verify(&client, identity, node, &wanted).await
+        postgres::verify(&client, identity, node, &wanted, trusted).await
     })?;
     if chains.is_empty() {
         return Err("no shipped journal in this database (of that identity and node)".into());
@@ -168,7 +177,7 @@ pub fn verify_postgres(
         chains.iter().flat_map(|c| c.verified.marks.iter().copied()),
     );
     let broken = chains.iter().any(|c| c.verified.broken.is_some());
-    let heads_ok = heads.iter().all(|(e, h)| *h == Some(e.hash));
+    let heads_ok = heads.iter().all(|h| h.found);
     if json {
         let j = serde_json::json!({
             "intact": !broken && heads_ok,
@@ -315,7 +324,7 @@ mod tests {
         write_shard(dir, &requests(&[1, 2]));
         let one = journal::shard_dir(dir, 1);
         write_shard(&one, &requests(&[3]));
-        let (code, text) = run(|o| verify(dir, &[], false, o));
+        let (code, text) = run(|o| verify(dir, &[], &[], false, o));
         assert_eq!(code, 0, "{text}");
         assert!(text.contains(&format!("shard 1 ({}): 1 records", one.display())));
         assert!(
@@ -323,14 +332,14 @@ mod tests {
             "{text}"
         );
         damage_record(&one, 3);
-        let (code, text) = run(|o| verify(dir, &[], false, o));
+        let (code, text) = run(|o| verify(dir, &[], &[], false, o));
         assert_eq!(code, 1);
         assert!(
             text.contains("\nBROKEN: shard 1: segment 1 offset "),
             "{text}"
         );
         assert!(!text.contains("BROKEN: shard 0") && !text.contains("intact"));
-        let (code, json) = run(|o| verify(dir, &[], true, o));
+        let (code, json) = run(|o| verify(dir, &[], &[], true, o));
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(
             (code, &v["intact"], &v["records"]),
@@ -344,7 +353,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
         write_shard(dir, &requests(&[1, 2, 3]));
-        let (_, json) = run(|o| verify(dir, &[], true, o));
+        let (_, json) = run(|o| verify(dir, &[], &[], true, o));
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         let head = format!(
             "{}:{}",
@@ -352,7 +361,7 @@ mod tests {
         )
         .replace('"', "");
         let known: ExpectedHead = head.parse().unwrap();
-        let (code, text) = run(|o| verify(dir, &[known], false, o));
+        let (code, text) = run(|o| verify(dir, &[known], &[], false, o));
         assert_eq!(code, 0, "{text}");
         assert!(
             text.contains(": present\n") && text.contains("intact"),
@@ -361,10 +370,10 @@ mod tests {
         // Another hash at that seq: a different chain.
         let mut other = known;
         other.hash[0] ^= 1;
-        let (code, text) = run(|o| verify(dir, &[other], false, o));
+        let (code, text) = run(|o| verify(dir, &[other], &[], false, o));
         assert_eq!(code, 1);
         assert!(
-            text.contains(": DIFFERENT") && !text.contains("intact"),
+            text.contains(": NOT FOUND") && !text.contains("intact"),
             "{text}"
         );
         // A head past the end: frames were cut off after it was known.
@@ -372,10 +381,11 @@ mod tests {
             seq: known.seq + 5,
             hash: known.hash,
         };
-        let (code, json) = run(|o| verify(dir, &[later], true, o));
+        let (code, json) = run(|o| verify(dir, &[later], &[], true, o));
         let v: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!((code, &v["intact"]), (1, &false.into()), "{v}");
-        assert_eq!(v["expected_heads"][0]["found"], serde_json::Value::Null);
+        assert_eq!(v["expected_heads"][0]["found"], false);
+        assert_eq!(v["expected_heads"][0]["chains_at_seq"], 0);
         assert!("12:zz".parse::<ExpectedHead>().is_err());
         assert!("x:00".parse::<ExpectedHead>().is_err());
     }

@@ -116,6 +116,10 @@ pub(super) enum AuditCommand {
         /// still be there with this hash (the newest frames were not cut off). Repeatable.
         #[arg(long = "expect-head", value_name = "SEQ:HASH")]
         expect_head: Vec<crate::audit::journal::ExpectedHead>,
+        /// CA certificates (PEM) the anchored checkpoints' tokens must chain to; without,
+        /// their signatures are checked with the certificate each token carries.
+        #[arg(long)]
+        ca: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -174,16 +178,21 @@ pub(super) fn audit(cmd: AuditCommand) -> CmdResult {
             postgres,
             node,
             expect_head,
+            ca,
             json,
         } => {
+            let trusted = match &ca {
+                Some(path) => super::client::read_pem_certs(path)?,
+                None => Vec::new(),
+            };
             let identity = postgres.identity.clone();
             match postgres.args() {
-                None => commands::verify(&journal.dir(), &expect_head, json, &mut out)?,
+                None => commands::verify(&journal.dir(), &expect_head, &trusted, json, &mut out)?,
                 Some(pg) => commands::verify_postgres(
                     &pg.target()?,
-                    identity.as_deref(),
-                    node,
+                    (identity.as_deref(), node),
                     &expect_head,
+                    &trusted,
                     json,
                     &mut out,
                 )?,
