@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::pg::Postgres;
+use common::sntp::FakeSntp;
 use common::{export, load, run, Load, Server, BIN};
 
 fn free_addr() -> SocketAddr {
@@ -77,10 +78,17 @@ struct Nodes {
 
 impl Nodes {
     fn start() -> Nodes {
+        Nodes::start_with(|_, text| text)
+    }
+
+    /// [`Nodes::start`] with node N's configuration as `config(N, example's)` makes it.
+    fn start_with(config: impl Fn(u16, String) -> String) -> Nodes {
         let pg = Postgres::start();
         let tmp = common::tempdir();
         let dirs = shared_pki(tmp.path(), 3);
-        let configs: Vec<String> = (1..=3).map(|n| node_config(n, &pg, 30)).collect();
+        let configs: Vec<String> = (1..=3)
+            .map(|n| config(n, node_config(n, &pg, 30)))
+            .collect();
         let addrs: Vec<SocketAddr> = (0..3).map(|_| free_addr()).collect();
         let running = (0..3)
             .map(|i| Some(Server::start_at(&dirs[i], Some(&configs[i]), addrs[i])))
@@ -427,6 +435,59 @@ fn a_rolling_restart_behind_haproxy_fails_no_request() {
     );
     assert_eq!(seen.other, 0, "a request failed during the rolling restart");
     nodes.assert_every_token_in_postgres_once(&seen.granted);
+}
+
+#[test]
+fn a_node_whose_clock_leaves_sync_leaves_the_pool_by_its_ready_and_comes_back() {
+    // Node 3 follows three fake SNTP servers on loopback (the others trust their clock).
+    let fakes: Vec<FakeSntp> = (0..3).map(|_| FakeSntp::start()).collect();
+    let servers: Vec<String> = fakes.iter().map(|f| format!("\"{}\"", f.addr)).collect();
+    let sntp = format!(
+        "[clock]\nsync = \"sntp\"\nservers = [{}]\npoll_interval_ms = 300\ntimeout_ms = 250\n\
+         max_offset_ms = 1000\nwarn_offset_ms = 500\n",
+        servers.join(", ")
+    );
+    let nodes = Nodes::start_with(|n, text| {
+        if n != 3 {
+            return text;
+        }
+        let clock = text.find("[clock]").expect("the example sets [clock]");
+        format!("{}{sntp}", &text[..clock])
+    });
+    let lb = Haproxy::start(&nodes.addrs);
+    for f in &fakes {
+        f.set(|b| b.offset_ms = 5_000);
+    }
+    // Out of sync: its /ready says 503, and HAProxy takes it out by itself.
+    let out = lb.wait("n3", false);
+    for i in 0..6 {
+        stamp_and_verify(&format!("http://{}/tsa", lb.addr), &nodes.dirs[0], &format!("x{i}"));
+    }
+    for f in &fakes {
+        f.set(|b| b.offset_ms = 0);
+    }
+    let back = lb.wait("n3", true);
+    let _ = writeln!(
+        std::io::stderr(),
+        "n3 out of the pool {} ms after its clock left sync, back {} ms after it returned",
+        out.as_millis(),
+        back.as_millis()
+    );
+    // The node audited both sync events.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let events: Vec<String> = common::export_all(&nodes.dirs[2])
+            .iter()
+            .filter(|e| e["kind"] == "clock")
+            .map(|e| e["event"].as_str().unwrap_or_default().to_string())
+            .collect();
+        if events.iter().any(|e| e == "out-of-sync") && events.iter().any(|e| e == "back-in-sync")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "sync events not audited: {events:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// `stampd cluster status --postgres DSN --json`.
