@@ -2,7 +2,8 @@
 # The cluster's costs, measured on this box (deploy/cluster/: HAProxy in front of three
 # stampd nodes shipping to one PostgreSQL, all on loopback):
 #   * tokens/s through HAProxy with 1, 2 and 3 nodes in the pool (the others in MAINT),
-#     HAProxy's CPU per request, and the nodes' CPU per token (all nodes summed);
+#     HAProxy's CPU per request, and the nodes' CPU per token (all nodes summed); and, as
+#     the baseline of the same run, wrk straight at node 1 (`direct`);
 #   * PostgreSQL's intake with three shippers at once: PostgreSQL is stopped during a load
 #     run, so every node's journal holds a backlog, then started; the rows/s until all are in
 #     (records and their chain frames; the shippers and PostgreSQL share the box).
@@ -79,15 +80,17 @@ nodes_ticks() { local t=0; for p in "${pids[@]}"; do t=$((t + $(cpu_ticks "$p"))
 hz=$(getconf CLK_TCK)
 results=$tmp/results
 for _ in $(seq "$rounds"); do
-  for pool in 1 2 3; do
+  for pool in 0 1 2 3; do
     for n in 1 2 3; do
       if [ "$n" -le "$pool" ]; then lb_cmd "set server stampd/n$n state ready" >/dev/null
       else lb_cmd "set server stampd/n$n state maint" >/dev/null; fi
     done
     lb_settled
+    # Pool 0: wrk straight at node 1, no HAProxy (the baseline of the same run).
+    url=http://127.0.0.1:3380/tsa; [ $pool = 0 ] && url=http://127.0.0.1:3381/tsa
     nb=$(nodes_ticks); hb=$(cpu_ticks $lb)
     STAMPD_QUERY=$tmp/q.tsq wrk -t2 -c"$conns" -d"$dur" -s bench/wrk/timestamp.lua \
-      "http://127.0.0.1:3380/tsa" > "$tmp/wrk.out"
+      "$url" > "$tmp/wrk.out"
     na=$(nodes_ticks); ha=$(cpu_ticks $lb)
     reqs=$(awk '/requests in/ {print $1}' "$tmp/wrk.out")
     awk -v pool=$pool -v nt=$((na - nb)) -v ht=$((ha - hb)) -v r="$reqs" -v hz="$hz" '
@@ -128,9 +131,9 @@ backlog=$((total - first))
 echo
 echo "median of $rounds rounds, ${dur} each, $conns connections through HAProxy, wrk -t2, all on this $(nproc)-core box"
 printf '%-6s %10s %16s %18s %7s\n' nodes tokens/s node_cpu_us/token haproxy_cpu_us/req non2xx
-for pool in 1 2 3; do
+for pool in 0 1 2 3; do
   grep "^$pool " "$results" | sort -k2 -n | awk -v n="$rounds" \
-    '{a[NR]=$2; c[NR]=$3; h[NR]=$4; e+=$5} END {m=int((n+1)/2); printf "%-6s %10.0f %16s %18s %7d\n", $1, a[m], c[m], h[m], e}'
+    '{a[NR]=$2; c[NR]=$3; h[NR]=$4; e+=$5} END {m=int((n+1)/2); printf "%-6s %10.0f %16s %18s %7d\n", ($1 == 0 ? "direct" : $1), a[m], c[m], h[m], e}'
 done
 awk -v b="$backlog" -v s="$start" -v e="$end" \
   'BEGIN {printf "three shippers at once: a backlog of %d records (and their chain frames) into PostgreSQL in %.2f s: %.0f records/s\n", b, e - s, b / (e - s)}'
