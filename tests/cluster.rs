@@ -404,6 +404,26 @@ fn three_nodes_behind_haproxy_lose_no_token_when_a_node_is_killed_or_postgresql_
         .collect();
     assert_eq!(node_ids.len(), 3, "{node_ids:?}");
     nodes.assert_every_token_in_postgres_once(&seen.granted);
+    // Any node's token is found in PostgreSQL, whichever node issued it.
+    for (i, serial) in seen
+        .granted
+        .iter()
+        .step_by(seen.granted.len() / 3)
+        .enumerate()
+    {
+        let (ok, out) = run(Command::new(BIN).args([
+            "audit",
+            "query",
+            "--postgres",
+            &nodes.pg.dsn(),
+            "--serial",
+            serial,
+        ]));
+        assert!(
+            ok && out.lines().count() == 1,
+            "token {i} ({serial}): {out}"
+        );
+    }
     // Every node's chains hold in PostgreSQL alone, across the kill and the outage.
     let (ok, text) = verify_postgres(&nodes.pg, &[]);
     assert!(ok && text.contains("intact: "), "{text}");
@@ -461,7 +481,11 @@ fn a_node_whose_clock_leaves_sync_leaves_the_pool_by_its_ready_and_comes_back() 
     // Out of sync: its /ready says 503, and HAProxy takes it out by itself.
     let out = lb.wait("n3", false);
     for i in 0..6 {
-        stamp_and_verify(&format!("http://{}/tsa", lb.addr), &nodes.dirs[0], &format!("x{i}"));
+        stamp_and_verify(
+            &format!("http://{}/tsa", lb.addr),
+            &nodes.dirs[0],
+            &format!("x{i}"),
+        );
     }
     for f in &fakes {
         f.set(|b| b.offset_ms = 0);
@@ -481,13 +505,25 @@ fn a_node_whose_clock_leaves_sync_leaves_the_pool_by_its_ready_and_comes_back() 
             .filter(|e| e["kind"] == "clock")
             .map(|e| e["event"].as_str().unwrap_or_default().to_string())
             .collect();
-        if events.iter().any(|e| e == "out-of-sync") && events.iter().any(|e| e == "back-in-sync")
-        {
+        if events.iter().any(|e| e == "out-of-sync") && events.iter().any(|e| e == "back-in-sync") {
             break;
         }
-        assert!(Instant::now() < deadline, "sync events not audited: {events:?}");
+        assert!(
+            Instant::now() < deadline,
+            "sync events not audited: {events:?}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+#[test]
+fn without_postgresql_a_node_says_that_node_ids_are_the_operators_to_keep_apart() {
+    let tmp = common::tempdir();
+    let node = Server::start(&tmp.path().join("d"), None);
+    assert_eq!(
+        node.log_count("nothing checks that no other node uses this server.node_id"),
+        1
+    );
 }
 
 /// `stampd cluster status --postgres DSN --json`.
