@@ -150,19 +150,48 @@ pub fn instance_id(state_dir: &Path) -> Result<String, Error> {
     Ok(id)
 }
 
-/// Remembers that this data directory claimed `node_id` of `identity` in PostgreSQL
-/// (`STATE_DIR/node-claimed`), so that it may start while the database is down.
-pub fn remember_claim(state_dir: &Path, identity: &str, node_id: u16) -> Result<(), Error> {
+/// Remembers that this data directory held `node_id` of `identity` in PostgreSQL at
+/// `now_unix_secs` (`STATE_DIR/node-claimed`: a claim or heartbeat that reached the database),
+/// so that it may start while the database is down — within its lease of that moment.
+pub fn remember_claim(
+    state_dir: &Path,
+    identity: &str,
+    node_id: u16,
+    now_unix_secs: u64,
+) -> Result<(), Error> {
     write_durably(
         &state_dir.join("node-claimed"),
-        &format!("{node_id} {identity}\n"),
+        &format!("{node_id} {now_unix_secs} {identity}\n"),
     )
 }
 
-/// Whether this data directory's last claim was of `node_id` of `identity`.
-pub fn claimed_before(state_dir: &Path, identity: &str, node_id: u16) -> bool {
-    std::fs::read_to_string(state_dir.join("node-claimed"))
-        .is_ok_and(|s| s.trim_end() == format!("{node_id} {identity}"))
+/// Forgets the claim (the id was found held by another node).
+pub fn forget_claim(state_dir: &Path) {
+    let _ = std::fs::remove_file(state_dir.join("node-claimed"));
+}
+
+/// Whether this data directory held `node_id` of `identity` less than `lease_secs` before
+/// `now_unix_secs`: no other node can have taken it over since (a lease lapses only
+/// `lease_secs` after its last heartbeat).
+pub fn claimed_within(
+    state_dir: &Path,
+    identity: &str,
+    node_id: u16,
+    now_unix_secs: u64,
+    lease_secs: u64,
+) -> bool {
+    let Ok(text) = std::fs::read_to_string(state_dir.join("node-claimed")) else {
+        return false;
+    };
+    let mut parts = text.trim_end().splitn(3, ' ');
+    let (Some(id), Some(at), Some(name)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    id == node_id.to_string()
+        && name == identity
+        && at
+            .parse::<u64>()
+            .is_ok_and(|at| now_unix_secs.saturating_sub(at) < lease_secs && at <= now_unix_secs)
 }
 
 fn prefix(epoch: u64, node_id: u16) -> [u8; 10] {
@@ -255,16 +284,26 @@ mod tests {
     }
 
     #[test]
-    fn the_instance_id_is_made_once_and_a_claim_is_remembered_per_id() {
+    fn the_instance_id_is_made_once_and_a_claim_is_remembered_per_id_within_its_lease() {
         let dir = tempfile::tempdir().unwrap();
         let id = instance_id(dir.path()).unwrap();
         assert_eq!(id.len(), 32);
         assert_eq!(instance_id(dir.path()).unwrap(), id);
-        assert!(!claimed_before(dir.path(), "tsa", 1));
-        remember_claim(dir.path(), "tsa", 1).unwrap();
-        assert!(claimed_before(dir.path(), "tsa", 1));
-        assert!(!claimed_before(dir.path(), "tsa", 2));
-        assert!(!claimed_before(dir.path(), "other", 1));
+        assert!(!claimed_within(dir.path(), "tsa", 1, 1_000, 30));
+        remember_claim(dir.path(), "tsa", 1, 1_000).unwrap();
+        assert!(claimed_within(dir.path(), "tsa", 1, 1_029, 30));
+        assert!(
+            !claimed_within(dir.path(), "tsa", 1, 1_030, 30),
+            "the lease lapsed"
+        );
+        assert!(
+            !claimed_within(dir.path(), "tsa", 1, 999, 30),
+            "a clock stepped back"
+        );
+        assert!(!claimed_within(dir.path(), "tsa", 2, 1_001, 30));
+        assert!(!claimed_within(dir.path(), "other", 1, 1_001, 30));
+        forget_claim(dir.path());
+        assert!(!claimed_within(dir.path(), "tsa", 1, 1_001, 30));
         std::fs::write(dir.path().join("node-instance"), "junk\n").unwrap();
         assert!(instance_id(dir.path()).is_err());
     }

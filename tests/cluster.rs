@@ -627,6 +627,22 @@ fn a_node_id_held_by_a_live_node_is_refused_and_free_again_after_its_lease() {
         .args(["cluster", "status", "--postgres"])
         .arg(pg.dsn()));
     assert!(ok && text.contains("cluster node 1: live"), "{text}");
+
+    // A copy of a running node's data directory (a restored snapshot) has its instance id:
+    // the copy starts past the original's epoch, and the original, finding its id taken at
+    // its next heartbeat, stops — the two never issue under one epoch.
+    let copy = tmp.path().join("copy");
+    let (ok, out) = run(Command::new("cp").arg("-a").arg(&dirs[0]).arg(&copy));
+    assert!(ok, "{out}");
+    let before = epoch_of(&pg);
+    let twin = Server::start(&copy, Some(&config));
+    assert!(epoch_of(&pg) > before);
+    assert!(again.wait_exit(Duration::from_secs(15)).success());
+    let status = cluster_status(&pg);
+    assert_eq!(
+        (&status[0]["pid"], &status[0]["state"]),
+        (&twin.pid().into(), &"live".into())
+    );
 }
 
 #[test]
@@ -634,9 +650,9 @@ fn a_node_that_never_claimed_its_id_does_not_start_without_postgresql() {
     let pg = Postgres::start();
     let tmp = common::tempdir();
     let dirs = shared_pki(tmp.path(), 1);
-    let config = node_config(2, &pg, 3);
-    // It held its id before: it may start while the database is down, and claims its id
-    // when the database is back.
+    let config = node_config(2, &pg, 9);
+    // It held its id less than a lease ago: it may start while the database is down, and
+    // claims its id when the database is back.
     let node = Server::start(&dirs[0], Some(&config));
     node.kill();
     pg.pause();

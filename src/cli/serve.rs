@@ -80,10 +80,28 @@ pub(super) fn serve(
     reloader.write_pid_file();
     let readiness = reloader.current.clone();
     let reloader = Arc::new(Mutex::new(reloader));
+    // A node that lost its id stops as SIGTERM stops it (drain, audit flush), unless it is
+    // stopping already (a second SIGTERM would skip the flush).
+    let lease = match built.claim {
+        Some(claim) => {
+            let drain = running.drain();
+            let lost = Box::new(move |_why: String| {
+                if !drain.is_draining() {
+                    let _ = signal_hook::low_level::raise(signal_hook::consts::SIGTERM);
+                }
+            });
+            Some(
+                claim
+                    .hold(built.audit.clone(), lost)
+                    .map_err(|e| e.to_string())?,
+            )
+        }
+        None => None,
+    };
     handle_signals(
         reloader.clone(),
         built.audit.clone(),
-        built.lease,
+        lease,
         running.drain(),
         Duration::from_millis(cfg.server.drain_timeout_ms),
     )?;

@@ -38,9 +38,9 @@ pub struct Built {
     pub data_dir: PathBuf,
     /// What a reload keeps: the serial space, the audit trail and the clock.
     pub kept: Kept,
-    /// The heartbeat holding this node's claim of its node id (with `audit.postgres`), to
-    /// release on shutdown.
-    pub lease: Option<crate::audit::postgres::NodeLease>,
+    /// This node's claim of its node id (with `audit.postgres`), for `serve` to hold with a
+    /// heartbeat once it runs.
+    pub claim: Option<super::node::Claimed>,
     /// The journals' checkpoint anchor, to set once the TSA serves (`[audit.journal]
     /// anchor`); `None` when checkpoints are not anchored.
     pub anchor: Option<crate::audit::journal::anchor::Anchor>,
@@ -86,7 +86,6 @@ pub fn build(valid: &ValidatedConfig) -> Result<Built, Error> {
         password.as_deref(),
         u64::try_from(now.unix_secs).unwrap_or(0),
     )?;
-    let epoch = serials.epoch();
     let serials = Arc::new(serials);
     // One audit shard per frontend core; their committers run on the cores' io_uring, or on
     // threads of their own under epoll (a core must not wait for the disk).
@@ -113,9 +112,6 @@ pub fn build(valid: &ValidatedConfig) -> Result<Built, Error> {
     monitor
         .spawn()
         .map_err(|e| Error::Config(format!("cannot start the clock monitor: {e}")))?;
-    let lease = claim
-        .map(|c| super::node::hold(c, epoch, audit.clone()))
-        .transpose()?;
     let kept = Kept {
         serials,
         audit: audit.clone(),
@@ -129,7 +125,7 @@ pub fn build(valid: &ValidatedConfig) -> Result<Built, Error> {
         listeners: valid.listeners.clone(),
         data_dir,
         kept,
-        lease,
+        claim,
         anchor: config.audit.journal.anchor.then_some(anchor),
     })
 }

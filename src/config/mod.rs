@@ -7,7 +7,7 @@
 pub mod build;
 pub mod fuzzing;
 pub mod locate;
-mod node;
+pub mod node;
 pub mod validate;
 
 use std::collections::BTreeMap;

@@ -72,8 +72,18 @@ pub struct Head {
     pub seq: u64,
 }
 
-/// The heads of this node's audit shards, read at each heartbeat.
-pub type Heads = Box<dyn Fn() -> Vec<Head> + Send>;
+/// What the heartbeat calls: for the shards' heads to report, after each renewal that
+/// reached the database, and once when the id turned out to be another's.
+pub struct Hooks {
+    /// The heads of this node's audit shards, read at each heartbeat.
+    pub heads: Box<dyn Fn() -> Vec<Head> + Send>,
+    /// After each heartbeat the database took.
+    pub renewed: Box<dyn Fn() + Send>,
+    /// The id is another's: the reason. Called once; the heartbeat ends.
+    pub lost: Box<dyn FnOnce(String) + Send>,
+    /// The claim was released (a clean stop): the id is free for others at once.
+    pub released: Box<dyn FnOnce() + Send>,
+}
 
 /// A claim to make: who, for which id, held how long.
 pub struct NodeClaim {
@@ -119,7 +129,7 @@ const SELECT: &str = "SELECT instance, host, pid, \
      to_char(heartbeat AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
      lease_s, epoch, \
      CASE WHEN released THEN 'released' \
-          WHEN heartbeat + lease_s * interval '1 second' < now() THEN 'expired' \
+          WHEN heartbeat + lease_s * interval '1 second' < clock_timestamp() THEN 'expired' \
           ELSE 'live' END, \
      to_char((heartbeat + lease_s * interval '1 second') AT TIME ZONE 'UTC', \
              'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
@@ -199,8 +209,13 @@ impl NodeClaim {
     }
 
     /// Takes or renews the claim for this instance at `epoch`, in one transaction under the
-    /// id's advisory lock: free (no row, this instance's, released, or expired with an epoch
-    /// below ours) → ours, heartbeat now; else [`ClaimError::Held`]. `start` sets `since`.
+    /// id's advisory lock. One rule for every holder: the claim is ours to take when nobody
+    /// holds it, or it is this instance's or no longer live, and its epoch is below ours;
+    /// a heartbeat (`start = false`) also renews it when it is this instance's at this very
+    /// epoch. Anything else is [`ClaimError::Held`] — including a second process with this
+    /// data directory's instance id (a copied directory, a restored snapshot): the one that
+    /// started later holds the higher epoch and keeps the id, the other learns at its next
+    /// heartbeat that it lost it.
     async fn hold(
         &self,
         client: &mut Client,
@@ -226,23 +241,30 @@ impl NodeClaim {
             .await
             .map_err(db)?
         {
-            let holder: String = row.get(0);
-            let state: String = row.get(7);
+            let ours = row.get::<_, String>(0) == self.instance;
+            let live = row.get::<_, String>(7) == "live";
             let theirs = row.get::<_, i64>(6);
-            if holder != self.instance && (state == "live" || theirs >= epoch) {
-                return Err(ClaimError::Held(self.held_message(&row)));
+            let renewal = !start && ours && theirs == epoch;
+            let takeover = (ours || !live) && theirs < epoch;
+            if !renewal && !takeover {
+                let mut why = self.held_message(&row);
+                if ours {
+                    why += " (it has this data directory's instance id: is this a copy of \
+                            that node's data directory? give each node its own)";
+                }
+                return Err(ClaimError::Held(why));
             }
         }
         tx.execute(
             "INSERT INTO stampd_node (tsa, node_id, instance, host, pid, since, heartbeat, \
                  lease_s, epoch, heads, released) \
-             VALUES ($1, $2, $3, $4, $5, now(), now(), $6, $7, $8::text::jsonb, false) \
+             VALUES ($1, $2, $3, $4, $5, clock_timestamp(), clock_timestamp(), $6, $7, $8::text::jsonb, false) \
              ON CONFLICT (tsa, node_id) DO UPDATE SET instance = excluded.instance, \
-                 host = excluded.host, pid = excluded.pid, heartbeat = now(), \
+                 host = excluded.host, pid = excluded.pid, heartbeat = clock_timestamp(), \
                  lease_s = excluded.lease_s, epoch = excluded.epoch, heads = excluded.heads, \
                  released = false, \
                  since = CASE WHEN $9 OR stampd_node.instance <> excluded.instance \
-                              THEN now() ELSE stampd_node.since END",
+                              THEN clock_timestamp() ELSE stampd_node.since END",
             &[
                 &self.identity,
                 &node,
@@ -267,12 +289,7 @@ impl NodeClaim {
     /// reason and the thread ends. A heartbeat takes a free id as a claim does, so a node
     /// that started while the database was down claims its id with the first one that
     /// reaches it.
-    pub fn spawn(
-        self,
-        epoch: u64,
-        heads: Heads,
-        on_lost: Box<dyn FnOnce(String) + Send>,
-    ) -> std::io::Result<NodeLease> {
+    pub fn spawn(self, epoch: u64, hooks: Hooks) -> std::io::Result<NodeLease> {
         let rt = runtime()?;
         let stop = std::sync::Arc::new(tokio::sync::Notify::new());
         let (done_tx, done_rx) = std::sync::mpsc::channel();
@@ -280,7 +297,7 @@ impl NodeClaim {
         std::thread::Builder::new()
             .name("stampd-lease".into())
             .spawn(move || {
-                rt.block_on(self.beat(epoch, heads, on_lost, &stopping));
+                rt.block_on(self.beat(epoch, hooks, &stopping));
                 let _ = done_tx.send(());
             })?;
         Ok(NodeLease {
@@ -289,14 +306,10 @@ impl NodeClaim {
         })
     }
 
-    async fn beat(
-        self,
-        epoch: u64,
-        heads: Heads,
-        on_lost: Box<dyn FnOnce(String) + Send>,
-        stop: &tokio::sync::Notify,
-    ) {
+    async fn beat(self, epoch: u64, hooks: Hooks, stop: &tokio::sync::Notify) {
         let every = (self.lease / 3).max(Duration::from_millis(500));
+        // A renewal that takes longer than a third of the lease counts as failed.
+        let deadline = every.min(DEADLINE);
         let mut client: Option<Client> = None;
         let mut failing = false;
         loop {
@@ -313,19 +326,29 @@ impl NodeClaim {
                 let c = client.as_mut().expect("connected above");
                 if stopped {
                     c.execute(
-                        "UPDATE stampd_node SET released = true, heartbeat = now() \
-                         WHERE tsa = $1 AND node_id = $2 AND instance = $3",
-                        &[&self.identity, &i32::from(self.node_id), &self.instance],
+                        "UPDATE stampd_node SET released = true, heartbeat = clock_timestamp() \
+                         WHERE tsa = $1 AND node_id = $2 AND instance = $3 AND epoch = $4",
+                        &[
+                            &self.identity,
+                            &i32::from(self.node_id),
+                            &self.instance,
+                            &i64::try_from(epoch).unwrap_or(i64::MAX),
+                        ],
                     )
                     .await
                     .map(|_| ())
                     .map_err(|e| ClaimError::Unreachable(describe(&e)))
                 } else {
-                    self.hold(c, epoch, &heads(), false).await
+                    self.hold(c, epoch, &(hooks.heads)(), false).await
                 }
             };
-            match tokio::time::timeout(DEADLINE, step).await {
+            match tokio::time::timeout(deadline, step).await {
+                Ok(Ok(())) if stopped => {
+                    (hooks.released)();
+                    return;
+                }
                 Ok(Ok(())) => {
+                    (hooks.renewed)();
                     if failing {
                         tracing::info!(node_id = self.node_id, "node lease renewed again");
                         failing = false;
@@ -333,7 +356,7 @@ impl NodeClaim {
                 }
                 Ok(Err(ClaimError::Held(why))) => {
                     tracing::error!("lost this node's id: {why}; stopping");
-                    on_lost(why);
+                    (hooks.lost)(why);
                     return;
                 }
                 Ok(Err(ClaimError::Unreachable(e))) => {
@@ -346,7 +369,11 @@ impl NodeClaim {
                 Err(_) => {
                     client = None;
                     if !failing {
-                        tracing::warn!(node_id = self.node_id, "cannot renew the node lease: no answer within 5 s; serving on, retrying");
+                        tracing::warn!(
+                            node_id = self.node_id,
+                            deadline_ms = deadline.as_millis() as u64,
+                            "cannot renew the node lease: no answer in time; serving on, retrying"
+                        );
                         failing = true;
                     }
                 }
@@ -393,7 +420,7 @@ pub async fn nodes(client: &Client) -> Result<Vec<NodeRow>, String> {
                  to_char(n.heartbeat AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
                  n.lease_s, \
                  CASE WHEN n.released THEN 'released' \
-                      WHEN n.heartbeat + n.lease_s * interval '1 second' < now() THEN 'expired' \
+                      WHEN n.heartbeat + n.lease_s * interval '1 second' < clock_timestamp() THEN 'expired' \
                       ELSE 'live' END, \
                  n.epoch, \
                  coalesce((SELECT jsonb_agg(jsonb_build_object('shard', h.shard, \

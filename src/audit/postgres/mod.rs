@@ -25,7 +25,7 @@ mod target;
 mod tls;
 mod verify;
 
-pub use claim::{nodes, ClaimError, Head, Heads, NodeClaim, NodeLease, NodeRow, ShardRow};
+pub use claim::{nodes, ClaimError, Head, Hooks, NodeClaim, NodeLease, NodeRow, ShardRow};
 pub use direct::DirectStore;
 pub use schema::migrate;
 pub use select::select;
