@@ -446,7 +446,9 @@ fn a_rolling_restart_behind_haproxy_fails_no_request() {
         lb.command(&format!("set server stampd/{name} state ready"));
         lb.wait(name, true);
     }
-    std::thread::sleep(Duration::from_millis(500));
+    // Verified while every shipper is committing: one snapshot, no false break.
+    let (ok, text) = verify_postgres(&nodes.pg, &[]);
+    assert!(ok && text.contains("intact: "), "{text}");
     let seen = loaders.finish();
     assert!(
         seen.granted.len() > 200,
@@ -775,6 +777,30 @@ fn the_chains_verify_from_postgresql_alone_and_an_edit_or_a_cut_off_head_is_foun
     assert!(ok, "a clean cut is invisible without a known head: {text}");
     let (ok, text) = verify_postgres(&pg, &["--node", "2", "--expect-head", &head]);
     assert!(!ok && text.contains("MISSING"), "{text}");
+
+    // A forged row past the head (a token "issued" that no chain holds), and the rows of a
+    // journal no shipper ever shipped.
+    let forge = |journal: &str, seq: &str| {
+        format!(
+            "INSERT INTO audit_record (tsa, journal, seq, gen_time, gen_time_ns, status, \
+             http_status, service, cert_req, latency_us) \
+             SELECT tsa, {journal}, {seq}, gen_time, gen_time_ns, 'rejection', 200, service, \
+             false, 0 FROM audit_record ORDER BY seq DESC LIMIT 1"
+        )
+    };
+    pg.sql(&forge(&journal.to_string(), "seq + 1000000"));
+    let (ok, text) = verify_postgres(&pg, &[]);
+    assert!(!ok && text.contains("past the chain's head"), "{text}");
+    pg.sql(&format!(
+        "DELETE FROM audit_record WHERE journal = {journal} AND seq > {cut}"
+    ));
+    pg.sql(&forge("42", "1"));
+    let (ok, text) = verify_postgres(&pg, &[]);
+    assert!(
+        !ok && text.contains("no shipper recorded a position"),
+        "{text}"
+    );
+    pg.sql("DELETE FROM audit_record WHERE journal = 42");
 
     // An edited record: its row no longer says what its frame says.
     pg.sql(

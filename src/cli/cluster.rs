@@ -14,10 +14,9 @@ pub(super) fn status(pg: &PostgresArgs, json: bool) -> CmdResult {
     let target = pg.target()?;
     let rt = postgres::runtime().map_err(|e| e.to_string())?;
     let nodes = rt.block_on(async {
-        let mut client = target.connect().await.map_err(|e| postgres::describe(&e))?;
-        postgres::migrate(&mut client)
-            .await
-            .map_err(|e| postgres::describe(&e))?;
+        // Read only: the schema is checked, never migrated.
+        let client = target.connect().await.map_err(|e| postgres::describe(&e))?;
+        postgres::require(&client).await?;
         postgres::nodes(&client).await
     })?;
     if json {

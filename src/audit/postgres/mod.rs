@@ -27,7 +27,7 @@ mod verify;
 
 pub use claim::{nodes, ClaimError, Head, Hooks, NodeClaim, NodeLease, NodeRow, ShardRow};
 pub use direct::DirectStore;
-pub use schema::migrate;
+pub use schema::{migrate, require};
 pub use select::select;
 pub use shipper::{Shipper, ShipperHandle};
 pub use target::{check_dsn, describe, runtime, Target};

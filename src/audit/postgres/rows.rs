@@ -287,6 +287,11 @@ impl FrameRows {
         self.payload.push(payload);
     }
 
+    /// The first frame's seq, if any.
+    pub(super) fn first_seq(&self) -> Option<i64> {
+        self.seq.first().copied()
+    }
+
     /// Inserts every row; rows already there are skipped.
     pub(super) async fn insert(
         &self,

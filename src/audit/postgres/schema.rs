@@ -89,7 +89,8 @@ CREATE TABLE stampd_node (
 "#,
     // The hash chains (verify.rs): every shipped frame's payload as the journal holds it
     // (segment headers and checkpoints too), so an auditor can re-check each shard's chain
-    // from the database alone; and which node and shard each journal is.
+    // from the database alone; which node and shard each journal is; and the first frame
+    // kept (`chain_from`: rows below it were shipped before the chain table existed).
     r#"
 CREATE TABLE audit_frame (
     tsa     text   NOT NULL,
@@ -99,7 +100,8 @@ CREATE TABLE audit_frame (
     payload bytea  NOT NULL,
     PRIMARY KEY (tsa, journal, seq)
 );
-ALTER TABLE audit_position ADD COLUMN node integer, ADD COLUMN shard integer;
+ALTER TABLE audit_position ADD COLUMN node integer, ADD COLUMN shard integer,
+    ADD COLUMN chain_from bigint;
 "#,
 ];
 
@@ -152,17 +154,48 @@ pub(super) const COPY: &str =
     client_subject, protocol) FROM STDIN (FORMAT binary)";
 
 /// The position only moves forward; the node and shard (unknown to `stampd audit ship`)
-/// are kept once known.
+/// are kept once known, and `chain_from` (the first frame of the first batch whose frames
+/// were kept: `$9`) once set.
 pub(super) const SET_POSITION: &str = r#"
-INSERT INTO audit_position (tsa, journal, segment, "offset", seq, hash, node, shard)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+INSERT INTO audit_position (tsa, journal, segment, "offset", seq, hash, node, shard, chain_from)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 ON CONFLICT (tsa, journal) DO UPDATE
 SET segment = excluded.segment, "offset" = excluded."offset", seq = excluded.seq,
     hash = excluded.hash, updated = now(),
     node = coalesce(excluded.node, audit_position.node),
-    shard = coalesce(excluded.shard, audit_position.shard)
+    shard = coalesce(excluded.shard, audit_position.shard),
+    chain_from = coalesce(audit_position.chain_from, excluded.chain_from)
 WHERE audit_position.seq < excluded.seq
 "#;
+
+/// The schema version this build reads and writes.
+pub fn version() -> usize {
+    MIGRATIONS.len()
+}
+
+/// For commands that only read (an auditor's `verify --postgres`, `cluster status`): the
+/// schema must be this build's, and is never changed from here (a read-only role, a hot
+/// standby, or nodes of an older build sharing the database).
+pub async fn require(client: &impl tokio_postgres::GenericClient) -> Result<(), String> {
+    let found: Option<i32> = client
+        .query_one(
+            "SELECT CASE WHEN to_regclass('stampd_schema') IS NULL THEN NULL \
+             ELSE (SELECT max(version) FROM stampd_schema) END",
+            &[],
+        )
+        .await
+        .map_err(|e| super::target::describe(&e))?
+        .get(0);
+    let found = usize::try_from(found.unwrap_or(0)).unwrap_or(0);
+    if found < version() {
+        return Err(format!(
+            "the database's stampd schema is at version {found}, this stampd reads version {}: \
+             run `stampd audit migrate` (or let an upgraded node start) first",
+            version()
+        ));
+    }
+    Ok(())
+}
 
 /// Brings the schema up to date; returns how many migrations ran.
 pub async fn migrate(client: &mut Client) -> Result<usize, tokio_postgres::Error> {

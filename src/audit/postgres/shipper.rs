@@ -291,7 +291,8 @@ impl Shipper {
             let event_rows = EventRows::of(events.iter().map(|(seq, e)| (*seq, e)));
             let node = self.node.map(i32::from);
             let shard = i32::try_from(self.shard).ok();
-            let position: [&(dyn ToSql + Sync); 8] = [
+            let chain_from = frames.first_seq();
+            let position: [&(dyn ToSql + Sync); 9] = [
                 &self.identity,
                 &journal,
                 &(pos.segment as i64),
@@ -300,6 +301,7 @@ impl Shipper {
                 &&last_hash[..],
                 &node,
                 &shard,
+                &chain_from,
             ];
             let mut bulk = !records.is_empty();
             loop {

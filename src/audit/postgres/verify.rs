@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 
-use tokio_postgres::Client;
+use tokio_postgres::{Client, GenericClient};
 
 use super::target::describe;
 use crate::audit::journal::{self, follows, parse_segment_header, Frame, Kind, Verified};
@@ -66,19 +66,28 @@ const PAGE: i64 = 5000;
 
 /// Walks every journal in the database (of `identity`, of `node`, when given), keeping the
 /// hash after each frame whose seq is in `wanted` and checking anchors' certificate chains
-/// against `trusted` CA certificates (none: signatures only).
+/// against `trusted` CA certificates (none: signatures only). One read-only snapshot
+/// (repeatable read), so shippers committing meanwhile do not show as breaks.
 pub async fn verify(
-    client: &Client,
+    client: &mut Client,
     identity: Option<&str>,
     node: Option<u16>,
     wanted: &[u64],
     trusted: &[Vec<u8>],
 ) -> Result<Vec<Chain>, String> {
     let db = |e: tokio_postgres::Error| describe(&e);
+    let tx = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(db)?;
+    super::schema::require(&tx).await?;
     let node = node.map(i32::from);
-    let journals = client
+    let journals = tx
         .query(
-            "SELECT tsa, journal, node, shard, seq, hash FROM audit_position \
+            "SELECT tsa, journal, node, shard, seq, hash, chain_from FROM audit_position \
              WHERE ($1::text IS NULL OR tsa = $1) AND ($2::int IS NULL OR node = $2) \
              ORDER BY tsa, node, shard, journal",
             &[&identity, &node],
@@ -95,37 +104,100 @@ pub async fn verify(
             verified: Verified::default(),
             unchained_records: 0,
         };
-        walk(client, &mut chain, wanted, trusted).await?;
-        // The shipper's position is the head of what it shipped: the chain must reach it.
-        let (pos_seq, pos_hash): (i64, Vec<u8>) = (j.get(4), j.get(5));
+        let (pos_seq, pos_hash, chain_from): (i64, Vec<u8>, Option<i64>) =
+            (j.get(4), j.get(5), j.get(6));
+        walk(&tx, &mut chain, wanted, trusted).await?;
         let v = &mut chain.verified;
         if v.broken.is_none() {
-            match v.head {
-                None => {}
-                Some((seq, hash)) if seq as i64 != pos_seq || hash[..] != pos_hash[..] => {
-                    v.broken = Some(format!(
-                        "the chain ends at seq {seq}, but the shipper's position is seq \
-                         {pos_seq}: frames after {seq} were removed, or the position changed"
-                    ))
-                }
-                Some(_) => {}
-            }
+            v.broken = against_position(v, pos_seq, &pos_hash, chain_from);
         }
-        let below = v
-            .first_seq
-            .or(v.head.map(|_| 0))
-            .map_or(i64::MAX, |s| s as i64);
-        chain.unchained_records = client
+        // Rows no frame accounts for past the head: inserted, or their frames removed.
+        let past = v.head.map_or(-1, |(seq, _)| seq as i64);
+        let start = chain_from.unwrap_or(i64::MAX);
+        let stray: i64 = tx
+            .query_one(
+                "SELECT (SELECT count(*) FROM audit_record \
+                         WHERE tsa = $1 AND journal = $2 AND seq > $3 AND seq >= $4) \
+                      + (SELECT count(*) FROM audit_event \
+                         WHERE tsa = $1 AND journal = $2 AND seq > $3 AND seq >= $4)",
+                &[&chain.identity, &chain.journal, &past, &start],
+            )
+            .await
+            .map_err(db)?
+            .get(0);
+        if v.broken.is_none() && stray > 0 {
+            v.broken = Some(format!(
+                "{stray} rows in audit_record or audit_event past the chain's head (seq {past})"
+            ));
+        }
+        // Rows shipped before the chain table existed: below its first frame.
+        chain.unchained_records = tx
             .query_one(
                 "SELECT count(*) FROM audit_record WHERE tsa = $1 AND journal = $2 AND seq < $3",
-                &[&chain.identity, &chain.journal, &below],
+                &[&chain.identity, &chain.journal, &start],
             )
             .await
             .map_err(db)?
             .get(0);
         chains.push(chain);
     }
+    // Rows of a journal no shipper ever recorded a position for: not shipped by stampd.
+    let orphans = tx
+        .query(
+            "SELECT DISTINCT r.tsa, r.journal FROM (SELECT tsa, journal FROM audit_record \
+                 UNION SELECT tsa, journal FROM audit_event) r \
+             LEFT JOIN audit_position p ON p.tsa = r.tsa AND p.journal = r.journal \
+             WHERE p.journal IS NULL AND ($1::text IS NULL OR r.tsa = $1) AND $2::int IS NULL",
+            &[&identity, &node],
+        )
+        .await
+        .map_err(db)?;
+    for o in &orphans {
+        chains.push(Chain {
+            identity: o.get(0),
+            journal: o.get(1),
+            node: None,
+            shard: None,
+            verified: Verified {
+                broken: Some("rows of a journal no shipper recorded a position for".into()),
+                ..Verified::default()
+            },
+            unchained_records: 0,
+        });
+    }
+    tx.commit().await.map_err(db)?;
     Ok(chains)
+}
+
+/// The chain against the shipper's position: it starts where the position says frames were
+/// first kept, and ends at the position's seq with its hash.
+fn against_position(
+    v: &Verified,
+    pos_seq: i64,
+    pos_hash: &[u8],
+    chain_from: Option<i64>,
+) -> Option<String> {
+    let first = v.head.map(|_| v.first_seq.unwrap_or(0) as i64);
+    match (chain_from, first, v.head) {
+        (None, None, _) => None,
+        (None, Some(_), _) => {
+            Some("frames in the chain table, but the position says none were kept".into())
+        }
+        (Some(from), None, _) => Some(format!(
+            "no frames in the chain table, but they were kept from seq {from}: removed"
+        )),
+        (Some(from), Some(first), _) if first != from => Some(format!(
+            "the chain table starts at seq {first}, but frames were kept from seq {from}: \
+             the frames before {first} were removed"
+        )),
+        (_, _, Some((seq, hash))) if seq as i64 != pos_seq || hash[..] != *pos_hash => {
+            Some(format!(
+                "the chain ends at seq {seq}, but the shipper's position is seq {pos_seq}: \
+                 frames after {seq} were removed, or the position changed"
+            ))
+        }
+        _ => None,
+    }
 }
 
 /// The key columns of an `audit_record` row, as its frame must give them back.
@@ -140,7 +212,7 @@ struct RecordKey {
 
 /// Walks one journal's frames in pages, stopping at the first break.
 async fn walk(
-    client: &Client,
+    client: &impl GenericClient,
     chain: &mut Chain,
     wanted: &[u64],
     trusted: &[Vec<u8>],
