@@ -547,7 +547,7 @@ fn migrate_and_query_postgres_from_the_command_line() {
         "ALTER TABLE audit_record DROP COLUMN request_sha256, DROP COLUMN request_length, \
          DROP COLUMN client_subject, DROP COLUMN protocol; DROP TABLE audit_event; \
          DROP TABLE stampd_node; DROP TABLE audit_frame; \
-         ALTER TABLE audit_position DROP COLUMN node, DROP COLUMN shard; \
+         ALTER TABLE audit_position DROP COLUMN node, DROP COLUMN shard, DROP COLUMN chain_from; \
          DELETE FROM stampd_schema WHERE version >= 2",
     );
     let (ok, out) = migrate();

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 pub use config::{AuditConfig, BatchConfig, Durability, JournalConfig, StoreKind};
 pub use record::{Entry, Event, Record, RequestDigest};
-pub use shard::Placement;
+pub use shard::{capturing, Placement};
 pub use sink::{AuditSink, Discard, Durable, Full, Memory, ShardStatus, TrailStatus};
 
 use crate::error::Error;

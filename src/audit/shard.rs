@@ -60,6 +60,30 @@ thread_local! {
     /// The shard this thread's records go to: set on a frontend core by
     /// [`AuditSink::attach`], and by a backend worker for the request it runs.
     static HOME: Cell<Option<usize>> = const { Cell::new(None) };
+    /// While set ([`capturing`]), this thread's records are kept here instead of queued.
+    static CAPTURE: std::cell::RefCell<Option<Vec<Record>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with the records this thread submits kept aside instead of queued, and gives
+/// them back with its result: a journal anchoring a checkpoint issues a token inside its
+/// own commit, and writes that token's record in the same batch as the checkpoint holding
+/// it (both durable together), where queuing it would leave it for the next batch.
+pub fn capturing<T>(f: impl FnOnce() -> T) -> (T, Vec<Record>) {
+    let before = CAPTURE.with(|c| c.replace(Some(Vec::new())));
+    let result = f();
+    let records = CAPTURE.with(|c| c.replace(before)).unwrap_or_default();
+    (result, records)
+}
+
+/// `record`, unless [`capturing`] took it.
+fn uncaptured(record: Record) -> Option<Record> {
+    CAPTURE.with(|c| match c.borrow_mut().as_mut() {
+        Some(kept) => {
+            kept.push(record);
+            None
+        }
+        None => Some(record),
+    })
 }
 
 /// The shard of the calling thread (a frontend core's), for handing a request to a worker.
@@ -440,6 +464,9 @@ fn run_alone(task: impl Future<Output = ()>) {
 
 impl AuditSink for Shards {
     fn submit(&self, record: Record, durable: bool) -> Result<Option<Durable>, Full> {
+        let Some(record) = uncaptured(record) else {
+            return Ok(None);
+        };
         let (ack, wait) = if durable {
             let (tx, rx) = oneshot::channel();
             (Some(tx), Some(rx))

@@ -65,7 +65,9 @@ pub(super) fn serve(
     // The journals' checkpoints are stamped by the TSA as it serves (reloads included).
     if let Some(anchor) = &built.anchor {
         let serving = current.clone();
-        anchor.set(Box::new(move |hash| serving.load().stamp_chain(hash)));
+        anchor.set(Box::new(move |hash| {
+            crate::audit::capturing(|| serving.load().stamp_chain(hash))
+        }));
     }
     let running = crate::frontend::start(current.clone(), built.listeners, settings)
         .map_err(|e| e.to_string())?;

@@ -110,8 +110,9 @@ impl Journal {
         buf.clear();
         let (mut seq, mut head) = (self.next_seq, self.head);
         let mut checkpoints = Vec::new();
-        // A checkpoint after this batch's last record when one is due by time.
-        let due = self
+        // A checkpoint after this batch's last record when one is due by time (and none
+        // came by count in this batch).
+        let mut due = self
             .settings
             .checkpoint_interval
             .is_some_and(|t| self.last_checkpoint.elapsed() >= t);
@@ -124,11 +125,21 @@ impl Journal {
             head = push_frame(&mut buf, kind, seq, &head, |out| r.encode(out));
             seq += 1;
             if checkpoint {
+                due = false;
                 let now = unix_now();
-                let anchor = self.anchor(&head);
+                // The token over the hash after the last frame, and its own record, written
+                // before the checkpoint so both are durable with it (not counted for
+                // checkpoints: an anchor never causes the next one).
+                let stamped = seq - 1;
+                let (anchor, made) = self.anchor(&head);
+                for record in &made {
+                    head = push_frame(&mut buf, (Kind::Record, false), seq, &head, |out| {
+                        record.encode(out)
+                    });
+                    seq += 1;
+                }
                 head = push_frame(&mut buf, (Kind::Checkpoint, last), seq, &head, |out| {
-                    out.extend_from_slice(&now.to_le_bytes());
-                    out.extend_from_slice(anchor.as_deref().unwrap_or_default());
+                    super::anchor::body(out, now, anchor.as_deref().map(|der| (stamped, der)));
                 });
                 checkpoints.push((seq, head, anchor.is_some()));
                 seq += 1;
@@ -179,21 +190,26 @@ impl Journal {
     }
 
     /// A token over the chain's hash `head` for the checkpoint after it, when an anchor is
-    /// set and can stamp now (failures are logged once until one succeeds).
-    fn anchor(&mut self, head: &Hash) -> Option<Vec<u8>> {
-        let stamp = self.settings.anchor.get()?;
-        match stamp(head) {
+    /// set and can stamp now (failures are logged once until one succeeds), and the
+    /// records issuing it made. With an HSM signer this is one HSM signature on the
+    /// committer per checkpoint.
+    fn anchor(&mut self, head: &Hash) -> (Option<Vec<u8>>, Vec<super::super::Record>) {
+        let Some(stamp) = self.settings.anchor.get() else {
+            return (None, Vec::new());
+        };
+        let (stamped, made) = stamp(head);
+        match stamped {
             Ok(der) => {
                 if std::mem::take(&mut self.anchor_failed) {
                     tracing::info!(dir = %self.settings.dir.display(), "journal checkpoints anchored again");
                 }
-                Some(der)
+                (Some(der), made)
             }
             Err(why) => {
                 if !std::mem::replace(&mut self.anchor_failed, true) {
                     tracing::warn!(dir = %self.settings.dir.display(), %why, "journal checkpoint not anchored (no token over its hash); the next ones are tried");
                 }
-                None
+                (None, made)
             }
         }
     }
@@ -337,24 +353,25 @@ mod tests {
         let seen = stamped.clone();
         assert!(s.anchor.set(Box::new(move |hash| {
             seen.lock().unwrap().push(*hash);
-            Ok(b"not a TimeStampResp".to_vec())
+            // The stamp's own record comes back with it.
+            (Ok(b"not a TimeStampResp".to_vec()), vec![sample(9)])
         })));
         let (mut j, _) = Journal::open(s).unwrap();
         j.append_now(&[sample(1), sample(2)]).unwrap();
-        // The checkpoint follows the batch's last record and stamps the hash after it.
-        let (seq, head) = j.head();
-        assert_eq!(seq, 3, "segment header, two records, the checkpoint");
+        // After the batch's last record: the stamp's record, then the checkpoint.
+        let (seq, _) = j.head();
+        assert_eq!(
+            seq, 4,
+            "segment header, two records, the stamp's record, the checkpoint"
+        );
+        assert_eq!(records(tmp.path()), vec![sample(1), sample(2), sample(9)]);
         let stamped = stamped.lock().unwrap().clone();
-        assert_eq!(stamped.len(), 1);
+        assert_eq!(stamped.len(), 1, "one checkpoint: by time, once per batch");
         let v = verify(tmp.path()).unwrap();
-        assert_eq!((v.records, v.checkpoints), (2, 1));
+        assert_eq!((v.records, v.checkpoints), (3, 1));
         // An anchor that is not a valid token over that hash breaks the verification.
         let broken = v.broken.unwrap_or_default();
         assert!(broken.contains("anchor: not a TimeStampResp"), "{broken}");
-        assert_ne!(
-            stamped[0], head,
-            "the stamp covers the record before the checkpoint"
-        );
     }
 
     #[test]

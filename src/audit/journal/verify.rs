@@ -35,7 +35,13 @@ pub struct Verified {
     pub anchors: u64,
     /// The newest of them: the head it proves.
     pub last_anchor: Option<super::anchor::Anchored>,
+    /// The last few frames' hashes, for the anchor of a checkpoint (it stamps a frame just
+    /// before it).
+    recent: std::collections::VecDeque<(u64, Hash)>,
 }
+
+/// Frames kept in [`Verified::recent`]: an anchor stamps the frame before its own record(s).
+const RECENT: usize = 8;
 
 /// A chain head an auditor knows (`--expect-head SEQ:HASH`, e.g. from an anchored
 /// checkpoint): the trail must still hold frame SEQ, with this hash. Truncating the newest
@@ -325,7 +331,9 @@ impl Verified {
             Kind::Event => self.events += 1,
             Kind::Checkpoint => {
                 self.checkpoints += 1;
-                if let Some(a) = super::anchor::check(frame, trusted)? {
+                let recent = &self.recent;
+                let hash_at = |seq| recent.iter().find(|(s, _)| *s == seq).map(|(_, h)| *h);
+                if let Some(a) = super::anchor::check(frame, hash_at, trusted)? {
                     self.anchors += 1;
                     self.last_anchor = Some(a);
                 }
@@ -335,6 +343,10 @@ impl Verified {
         if wanted.contains(&frame.seq) {
             self.marks.push((frame.seq, frame.hash));
         }
+        if self.recent.len() == RECENT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((frame.seq, frame.hash));
         self.head = Some((frame.seq, frame.hash));
         Ok(())
     }

@@ -153,15 +153,14 @@ pub async fn verify(
         .await
         .map_err(db)?;
     for o in &orphans {
+        let mut verified = Verified::default();
+        verified.broken = Some("rows of a journal no shipper recorded a position for".into());
         chains.push(Chain {
             identity: o.get(0),
             journal: o.get(1),
             node: None,
             shard: None,
-            verified: Verified {
-                broken: Some("rows of a journal no shipper recorded a position for".into()),
-                ..Verified::default()
-            },
+            verified,
             unchained_records: 0,
         });
     }
