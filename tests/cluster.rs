@@ -12,12 +12,12 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use common::pg::Postgres;
 use common::sntp::FakeSntp;
-use common::{export, load, run, Load, Server, BIN};
+use common::{export, load, run, Loaders, Server, BIN};
 
 fn free_addr() -> SocketAddr {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -132,20 +132,7 @@ impl Nodes {
         }
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let in_pg: Vec<String> = self
-                .pg
-                .sql("SELECT encode(serial, 'hex') FROM audit_record WHERE serial IS NOT NULL")
-                .lines()
-                .map(|h| common::serial_text(&unhex(h)))
-                .collect();
-            let mut counts: HashMap<&str, usize> = HashMap::new();
-            for s in &in_pg {
-                *counts.entry(s).or_default() += 1;
-            }
-            assert!(
-                counts.values().all(|c| *c == 1),
-                "a serial twice in PostgreSQL"
-            );
+            let in_pg = self.pg.serials_once();
             if in_pg.len() == journals.len() {
                 assert_eq!(journal_set, in_pg.iter().collect::<HashSet<_>>());
                 return;
@@ -159,13 +146,6 @@ impl Nodes {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
 }
 
 /// A real HAProxy on `deploy/cluster/haproxy.cfg`, in front of three nodes.
@@ -278,37 +258,6 @@ impl Drop for Haproxy {
     }
 }
 
-/// Load threads through the balancer; stop with [`Loaders::finish`].
-struct Loaders {
-    stop: Arc<AtomicBool>,
-    threads: Vec<std::thread::JoinHandle<Load>>,
-}
-
-impl Loaders {
-    fn start(addr: SocketAddr, n: u64) -> Loaders {
-        let addr = Arc::new(Mutex::new(addr));
-        let stop = Arc::new(AtomicBool::new(false));
-        let threads = (0..n)
-            .map(|seed| {
-                let (addr, stop) = (addr.clone(), stop.clone());
-                std::thread::spawn(move || load(&addr, "/tsa", &stop, 1000 + seed))
-            })
-            .collect();
-        Loaders { stop, threads }
-    }
-
-    fn finish(self) -> Load {
-        self.stop.store(true, Ordering::Relaxed);
-        let mut all = Load::default();
-        for t in self.threads {
-            let l = t.join().unwrap();
-            all.granted.extend(l.granted);
-            all.other += l.other;
-        }
-        all
-    }
-}
-
 /// A token from `url`, checked by `openssl ts -verify` against the shared CA.
 fn stamp_and_verify(url: &str, node_dir: &Path, tag: &str) {
     let dir = common::tempdir();
@@ -348,7 +297,7 @@ fn three_nodes_behind_haproxy_lose_no_token_when_a_node_is_killed_or_postgresql_
         );
     }
     const LOADERS: u64 = 6;
-    let loaders = Loaders::start(lb.addr, LOADERS);
+    let loaders = Loaders::start(lb.addr, "/tsa", LOADERS, 1000);
     std::thread::sleep(Duration::from_millis(1500));
 
     // kill -9 node 2 mid-load: HAProxy takes it out by its failing checks; requests that
@@ -433,7 +382,7 @@ fn three_nodes_behind_haproxy_lose_no_token_when_a_node_is_killed_or_postgresql_
 fn a_rolling_restart_behind_haproxy_fails_no_request() {
     let mut nodes = Nodes::start();
     let lb = Haproxy::start(&nodes.addrs);
-    let loaders = Loaders::start(lb.addr, 4);
+    let loaders = Loaders::start(lb.addr, "/tsa", 4, 1000);
     std::thread::sleep(Duration::from_millis(500));
     for (i, name) in ["n1", "n2", "n3"].into_iter().enumerate() {
         // Drain at the balancer: no new requests go to the node; those on it finish.
@@ -530,17 +479,12 @@ fn without_postgresql_a_node_says_that_node_ids_are_the_operators_to_keep_apart(
 
 /// `stampd cluster status --postgres DSN --json`.
 fn cluster_status(pg: &Postgres) -> Vec<serde_json::Value> {
-    let out = Command::new(BIN)
-        .args(["cluster", "status", "--json", "--postgres"])
-        .arg(pg.dsn())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = common::stdout_of(
+        Command::new(BIN)
+            .args(["cluster", "status", "--json", "--postgres"])
+            .arg(pg.dsn()),
     );
-    serde_json::from_slice(&out.stdout).unwrap()
+    serde_json::from_str(&out).unwrap()
 }
 
 /// `stampd serve` that must refuse to start: its exit status and stderr.

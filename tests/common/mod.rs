@@ -434,6 +434,46 @@ pub fn load(
     seen
 }
 
+/// Load threads ([`load`], one connection each) against an address that may change (a
+/// restarted server has a new one); stop them with [`Loaders::finish`].
+pub struct Loaders {
+    /// Where they send; set it to a restarted server's address.
+    pub addr: Arc<Mutex<SocketAddr>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<Load>>,
+}
+
+impl Loaders {
+    /// `n` threads POSTing to `path` at `addr`, their digests seeded from `seed` on.
+    pub fn start(addr: SocketAddr, path: &str, n: u64, seed: u64) -> Loaders {
+        let addr = Arc::new(Mutex::new(addr));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = (seed..seed + n)
+            .map(|seed| {
+                let (addr, stop, path) = (addr.clone(), stop.clone(), path.to_string());
+                std::thread::spawn(move || load(&addr, &path, &stop, seed))
+            })
+            .collect();
+        Loaders {
+            addr,
+            stop,
+            threads,
+        }
+    }
+
+    /// Stops them; what they saw, together.
+    pub fn finish(self) -> Load {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut all = Load::default();
+        for t in self.threads {
+            let l = t.join().unwrap();
+            all.granted.extend(l.granted);
+            all.other += l.other;
+        }
+        all
+    }
+}
+
 /// `stampd audit export` of a data directory: one JSON value per request record (the
 /// clock's events left out; [`export_all`] keeps them).
 pub fn export(data_dir: &Path) -> Vec<serde_json::Value> {
@@ -443,20 +483,25 @@ pub fn export(data_dir: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// `stampd audit export` of a data directory: every entry, requests and events, in order.
-pub fn export_all(data_dir: &Path) -> Vec<serde_json::Value> {
-    let out = Command::new(BIN)
-        .args(["audit", "export", "--data-dir"])
-        .arg(data_dir)
-        .output()
-        .unwrap();
+/// The standard output of `cmd`, which must succeed (its stderr in the failure).
+pub fn stdout_of(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `stampd audit export` of a data directory: every entry, requests and events, in order.
+pub fn export_all(data_dir: &Path) -> Vec<serde_json::Value> {
+    stdout_of(
+        Command::new(BIN)
+            .args(["audit", "export", "--data-dir"])
+            .arg(data_dir),
+    )
+    .lines()
+    .map(|l| serde_json::from_str(l).unwrap())
+    .collect()
 }

@@ -218,6 +218,25 @@ impl Postgres {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    /// The serials of every issued token in `audit_record`, as [`super::serial_text`]
+    /// writes them; asserts that none is there twice.
+    pub fn serials_once(&self) -> Vec<String> {
+        let serials: Vec<String> = self
+            .sql("SELECT encode(serial, 'hex') FROM audit_record WHERE serial IS NOT NULL")
+            .lines()
+            .map(|h| {
+                let bytes: Vec<u8> = (0..h.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(&h[i..i + 2], 16).unwrap())
+                    .collect();
+                super::serial_text(&bytes)
+            })
+            .collect();
+        let unique: std::collections::HashSet<&String> = serials.iter().collect();
+        assert_eq!(unique.len(), serials.len(), "a serial twice in PostgreSQL");
+        serials
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }

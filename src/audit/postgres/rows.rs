@@ -251,9 +251,6 @@ impl<'a> EventRows<'a> {
         identity: &str,
         journal: i64,
     ) -> Result<(), String> {
-        if self.seq.is_empty() {
-            return Ok(());
-        }
         let params: [&(dyn ToSql + Sync); 8] = [
             &identity,
             &journal,
@@ -264,10 +261,7 @@ impl<'a> EventRows<'a> {
             &self.message,
             &self.detail,
         ];
-        tx.execute(INSERT_EVENTS, &params)
-            .await
-            .map(|_| ())
-            .map_err(|e| describe(&e))
+        insert_arrays(tx, INSERT_EVENTS, self.seq.is_empty(), &params).await
     }
 }
 
@@ -299,14 +293,24 @@ impl FrameRows {
         identity: &str,
         journal: i64,
     ) -> Result<(), String> {
-        if self.seq.is_empty() {
-            return Ok(());
-        }
         let params: [&(dyn ToSql + Sync); 5] =
             [&identity, &journal, &self.seq, &self.crc, &self.payload];
-        tx.execute(INSERT_FRAMES, &params)
-            .await
-            .map(|_| ())
-            .map_err(|e| describe(&e))
+        insert_arrays(tx, INSERT_FRAMES, self.seq.is_empty(), &params).await
     }
+}
+
+/// One multi-row insert of column arrays (`sql` unnests them); nothing when `empty`.
+async fn insert_arrays(
+    tx: &tokio_postgres::Transaction<'_>,
+    sql: &str,
+    empty: bool,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<(), String> {
+    if empty {
+        return Ok(());
+    }
+    tx.execute(sql, params)
+        .await
+        .map(|_| ())
+        .map_err(|e| describe(&e))
 }
