@@ -290,6 +290,10 @@ impl Shard {
                 break;
             }
         }
+        // The journal's lock goes before the stop is told: whoever waited for the stop may
+        // open the journal again at once (a restart in-process, a test).
+        drop(ring);
+        drop(journal);
         if let Ok(mut inbox) = self.inbox.lock() {
             if let Some(done) = inbox.stopped.take() {
                 let _ = done.send(all_ok);
