@@ -68,20 +68,29 @@ impl std::str::FromStr for ExpectedHead {
     }
 }
 
-/// What became of each expected head: whether a chain holds frame SEQ with its hash, and
-/// how many chains hold frame SEQ at all (each shard's chain counts seqs of its own).
-pub fn check_heads(
+/// What became of each expected head in `chains`: whether a chain holds frame SEQ with its
+/// hash, how many chains hold frame SEQ at all (each shard's chain counts seqs of its own),
+/// and whether SEQ lies before every chain's first kept frame.
+pub fn check_heads<'a>(
     expected: &[ExpectedHead],
-    marks: impl Iterator<Item = (u64, Hash)> + Clone,
+    chains: impl Iterator<Item = &'a Verified> + Clone,
 ) -> Vec<HeadCheck> {
     expected
         .iter()
         .map(|e| {
-            let at = marks.clone().filter(|(seq, _)| *seq == e.seq);
+            let at = chains
+                .clone()
+                .flat_map(|v| v.marks.iter())
+                .filter(|(seq, _)| *seq == e.seq);
             HeadCheck {
                 expected: *e,
-                found: at.clone().any(|(_, h)| h == e.hash),
+                found: at.clone().any(|(_, h)| *h == e.hash),
                 chains_at_seq: at.count(),
+                before_start: chains.clone().any(|v| v.head.is_some())
+                    && chains
+                        .clone()
+                        .filter(|v| v.head.is_some())
+                        .all(|v| v.first_seq.unwrap_or(0) > e.seq),
             }
         })
         .collect()
@@ -96,6 +105,9 @@ pub struct HeadCheck {
     pub found: bool,
     /// How many chains hold a frame with its seq (with any hash).
     pub chains_at_seq: usize,
+    /// Its seq is before the first frame every chain keeps (retention removed it, or it
+    /// was shipped before the chain table existed): it cannot be checked here.
+    pub before_start: bool,
 }
 
 /// The chain rule every verifier applies to each frame after the first: the next seq, and

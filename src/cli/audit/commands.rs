@@ -22,10 +22,7 @@ pub fn verify(
     let verified = journal::verify_shards_marking(dir, &wanted, trusted)
         .map_err(|e| format!("{}: {e}", dir.display()))?;
     let broken = verified.iter().any(|(_, v)| v.broken.is_some());
-    let heads = journal::check_heads(
-        expect,
-        verified.iter().flat_map(|(_, v)| v.marks.iter().copied()),
-    );
+    let heads = journal::check_heads(expect, verified.iter().map(|(_, v)| v));
     let heads_ok = heads.iter().all(|h| h.found);
     if json {
         let mut j = journal::shards_json(dir, &verified);
@@ -112,6 +109,10 @@ fn say_verdict(
     for h in heads {
         let what = match (h.found, h.chains_at_seq) {
             (true, _) => "present".to_string(),
+            (false, 0) if h.before_start => "MISSING: before the first frame any chain here \
+                                            keeps (retention, or shipped before the chain was \
+                                            kept): it cannot be checked"
+                .to_string(),
             (false, 0) => "MISSING: no chain reaches that seq (its newest frames were cut off, \
                            or it is another trail)"
                 .to_string(),
@@ -144,6 +145,7 @@ fn heads_json(heads: &[HeadCheck]) -> serde_json::Value {
                 "hash": hex(&h.expected.hash),
                 "found": h.found,
                 "chains_at_seq": h.chains_at_seq,
+                "before_start": h.before_start,
             })
         })
         .collect()
@@ -170,10 +172,7 @@ pub fn verify_postgres(
     if chains.is_empty() {
         return Err("no shipped journal in this database (of that identity and node)".into());
     }
-    let heads = journal::check_heads(
-        expect,
-        chains.iter().flat_map(|c| c.verified.marks.iter().copied()),
-    );
+    let heads = journal::check_heads(expect, chains.iter().map(|c| &c.verified));
     let broken = chains.iter().any(|c| c.verified.broken.is_some());
     let heads_ok = heads.iter().all(|h| h.found);
     if json {
