@@ -68,7 +68,7 @@ fn answer(caller: &Caller, api: bool, done: Done) -> Response {
     view::message_page(caller, done.status, done.title, &done.message)
 }
 
-fn service(app: &App, caller: &Caller, name: &str, action: &str) -> Done {
+async fn service(app: &App, caller: &Caller, name: &str, action: &str) -> Done {
     let on = match action {
         "enable" => true,
         "disable" => false,
@@ -100,7 +100,8 @@ fn service(app: &App, caller: &Caller, name: &str, action: &str) -> Done {
         },
         format!("service {name} {state} by {}", caller.name),
         serde_json::json!({ "service": name, "was_enabled": was }),
-    );
+    )
+    .await;
     Done {
         ok: true,
         status: StatusCode::OK,
@@ -120,7 +121,7 @@ pub async fn service_page(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let done = service(&app, &caller, &name, &action);
+    let done = service(&app, &caller, &name, &action).await;
     if done.ok {
         // Back to the dashboard, which shows the new state.
         return view::redirect("/#services");
@@ -136,7 +137,7 @@ pub async fn service_json(
 ) -> Response {
     match caller(&app, &headers, &body, true) {
         Ok(c) => {
-            let done = service(&app, &c, &name, &action);
+            let done = service(&app, &c, &name, &action).await;
             answer(&c, true, done)
         }
         Err(r) => r,
@@ -209,7 +210,8 @@ async fn selftest(app: &App, caller: &Caller, name: &str) -> Done {
         "selftest",
         message.clone(),
         serde_json::json!({ "signer": name, "passed": ok }),
-    );
+    )
+    .await;
     Done {
         ok,
         status: if ok {
@@ -278,7 +280,8 @@ async fn verify(app: &App, caller: &Caller) -> Done {
         "journal-verified",
         message.clone(),
         serde_json::json!({ "intact": intact, "records": records }),
-    );
+    )
+    .await;
     Done {
         ok: intact,
         status: StatusCode::OK,

@@ -85,7 +85,8 @@ pub async fn submit(
                 "login-failed",
                 format!("failed admin login from {ip}"),
                 serde_json::json!({ "client": ip.to_string() }),
-            );
+            )
+            .await;
         }
         tokio::time::sleep(delay).await;
         return login_page(
@@ -100,7 +101,8 @@ pub async fn submit(
         "login",
         format!("{user} logged in from {ip}"),
         serde_json::json!({ "client": ip.to_string(), "role": role.name() }),
-    );
+    )
+    .await;
     let to = if role == Role::Admin { "/" } else { "/audit" };
     (
         StatusCode::SEE_OTHER,
@@ -144,7 +146,8 @@ pub async fn logout(State(app): State<App>, headers: HeaderMap, body: Bytes) -> 
         "logout",
         format!("{} logged out", caller.name),
         serde_json::json!({}),
-    );
+    )
+    .await;
     (
         StatusCode::SEE_OTHER,
         [

@@ -397,18 +397,28 @@ impl Admin {
         Ok(caller)
     }
 
-    /// Records an administrator's action in the audit trail (`kind = "admin"`).
-    fn audit(&self, caller: &str, name: &str, message: String, detail: serde_json::Value) {
+    /// Records an administrator's action in the audit trail (`kind = "admin"`), and
+    /// answers once it is committed (at most 5 s), so what the action's page says is already
+    /// in the trail the audit pages read.
+    async fn audit(&self, caller: &str, name: &str, message: String, detail: serde_json::Value) {
         let mut detail = detail;
         if let Some(map) = detail.as_object_mut() {
             map.insert("by".into(), caller.into());
         }
         let event = crate::audit::Event::now("admin", name, message, &detail);
-        if self.current.load().audit.event(event).is_err() {
+        let taken = self.current.load().audit.event(event);
+        let committed = match taken {
+            Ok(None) => true,
+            Ok(Some(durable)) => tokio::time::timeout(std::time::Duration::from_secs(5), durable)
+                .await
+                .is_ok_and(|r| r.unwrap_or(false)),
+            Err(_) => false,
+        };
+        if !committed {
             tracing::error!(
                 by = caller,
                 action = name,
-                "the audit trail could not take an admin action's record"
+                "the audit trail could not commit an admin action's record"
             );
         }
     }
