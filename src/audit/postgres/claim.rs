@@ -123,17 +123,29 @@ const LOCK_CLASS: i32 = 0x5354_4d50; // "STMP"
 /// How long one claim or heartbeat may take before it counts as a failure.
 const DEADLINE: Duration = Duration::from_secs(5);
 
-/// The claim row, its times as text (UTC) and whether it is free to take.
-const SELECT: &str = "SELECT instance, host, pid, \
-     to_char(since AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
-     to_char(heartbeat AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
-     lease_s, epoch, \
-     CASE WHEN released THEN 'released' \
-          WHEN heartbeat + lease_s * interval '1 second' < clock_timestamp() THEN 'expired' \
-          ELSE 'live' END, \
-     to_char((heartbeat + lease_s * interval '1 second') AT TIME ZONE 'UTC', \
-             'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
-     FROM stampd_node WHERE tsa = $1 AND node_id = $2";
+/// A claim's columns, its times as UTC text: instance, host, pid, since, heartbeat,
+/// lease_s, epoch, state (`live`, `expired`, `released`), lease expiry — for the claimant
+/// ([`SELECT`]) and for `cluster status` ([`nodes`]) alike.
+macro_rules! claim_columns {
+    () => {
+        "instance, host, pid, \
+         to_char(since AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
+         to_char(heartbeat AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
+         lease_s, epoch, \
+         CASE WHEN released THEN 'released' \
+              WHEN heartbeat + lease_s * interval '1 second' < clock_timestamp() THEN 'expired' \
+              ELSE 'live' END, \
+         to_char((heartbeat + lease_s * interval '1 second') AT TIME ZONE 'UTC', \
+                 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+    };
+}
+
+/// One claim row ([`claim_columns`]).
+const SELECT: &str = concat!(
+    "SELECT ",
+    claim_columns!(),
+    " FROM stampd_node WHERE tsa = $1 AND node_id = $2"
+);
 
 impl NodeClaim {
     /// At start, before the claim: the serial epoch this node must start past (the last
@@ -415,21 +427,17 @@ fn whoami() -> (String, i32) {
 pub async fn nodes(client: &Client) -> Result<Vec<NodeRow>, String> {
     let rows = client
         .query(
-            "SELECT n.tsa, n.node_id, n.host, n.pid, \
-                 to_char(n.since AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
-                 to_char(n.heartbeat AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), \
-                 n.lease_s, \
-                 CASE WHEN n.released THEN 'released' \
-                      WHEN n.heartbeat + n.lease_s * interval '1 second' < clock_timestamp() THEN 'expired' \
-                      ELSE 'live' END, \
-                 n.epoch, \
-                 coalesce((SELECT jsonb_agg(jsonb_build_object('shard', h.shard, \
+            concat!(
+                "SELECT tsa, node_id, ",
+                claim_columns!(),
+                ", coalesce((SELECT jsonb_agg(jsonb_build_object('shard', h.shard, \
                      'journal', h.journal, 'head', h.seq, 'shipped', coalesce(p.seq, 0)) \
                      ORDER BY h.shard) \
                    FROM jsonb_to_recordset(n.heads) AS h(shard bigint, journal bigint, seq bigint) \
                    LEFT JOIN audit_position p ON p.tsa = n.tsa AND p.journal = h.journal), \
                    '[]'::jsonb)::text \
-             FROM stampd_node n ORDER BY n.tsa, n.node_id",
+                 FROM stampd_node n ORDER BY tsa, node_id"
+            ),
             &[],
         )
         .await
@@ -444,17 +452,18 @@ pub async fn nodes(client: &Client) -> Result<Vec<NodeRow>, String> {
                 shipped: i64,
             }
             let shards: Vec<Shard> =
-                serde_json::from_str(&r.get::<_, String>(9)).map_err(|e| e.to_string())?;
+                serde_json::from_str(&r.get::<_, String>(11)).map_err(|e| e.to_string())?;
+            // tsa, node_id, then the claim's columns from instance (2) to the expiry (10).
             Ok(NodeRow {
                 identity: r.get(0),
                 node_id: u16::try_from(r.get::<_, i32>(1)).unwrap_or(u16::MAX),
-                host: r.get(2),
-                pid: r.get(3),
-                since: r.get(4),
-                heartbeat: r.get(5),
-                lease_seconds: r.get(6),
-                state: r.get(7),
+                host: r.get(3),
+                pid: r.get(4),
+                since: r.get(5),
+                heartbeat: r.get(6),
+                lease_seconds: r.get(7),
                 epoch: r.get(8),
+                state: r.get(9),
                 shards: shards
                     .into_iter()
                     .map(|s| ShardRow {
